@@ -1,0 +1,439 @@
+//! The frames of protocol version 1.
+//!
+//! Compatibility rules: frames are MessagePack maps keyed by field name, so
+//! a field added with `#[serde(default)]` is readable by older peers and a
+//! missing one by newer peers. Enum variants are named on the wire.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ErrorBody;
+
+/// Frames a client sends on its control stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ClientFrame {
+    /// The first frame of every connection.
+    Hello(Hello),
+    /// A request; answered by a [`ServerFrame::Response`] with the same id.
+    Request(Request),
+}
+
+/// Frames the broker sends on a client's control stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ServerFrame {
+    /// The answer to a successful Hello.
+    Welcome(Welcome),
+    /// The answer to one request.
+    Response(Response),
+    /// A connection-level error (bad handshake, malformed frame); the broker
+    /// closes the stream or connection after sending it.
+    Error(ErrorBody),
+}
+
+/// Frames the broker sends on a subscription's unidirectional stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum DeliveryFrame {
+    /// The first frame: which subscription this stream carries.
+    Start {
+        /// The id the client chose in [`Subscribe::subscription`].
+        subscription: u64,
+    },
+    /// Messages in offset order per topic.
+    Messages {
+        /// The messages.
+        messages: Vec<Delivered>,
+        /// Messages this live subscription missed since the previous frame
+        /// because it fell behind (at-most-once delivery).
+        #[serde(default)]
+        dropped: u64,
+    },
+    /// The broker ended the subscription; no more frames follow.
+    End {
+        /// Why, if it was not a normal end.
+        error: Option<ErrorBody>,
+    },
+}
+
+/// Opens a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The client's protocol version ([`crate::PROTOCOL_VERSION`]).
+    pub version: u16,
+    /// A bearer token, when the broker requires one.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// A name for logs and metrics.
+    #[serde(default)]
+    pub client_name: String,
+}
+
+/// Accepts a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The protocol version the broker will speak.
+    pub version: u16,
+    /// The broker's name and version, for people.
+    pub server: String,
+    /// The largest frame body the broker accepts; larger frames are refused.
+    pub max_frame_bytes: u32,
+}
+
+/// One request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// Chosen by the client, unique among its requests in flight.
+    pub id: u64,
+    /// What is asked.
+    pub body: RequestBody,
+}
+
+/// What a request asks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RequestBody {
+    /// Store one message or a batch.
+    Publish(Publish),
+    /// Start a subscription; deliveries come on a new unidirectional stream.
+    Subscribe(Subscribe),
+    /// End a subscription.
+    Unsubscribe {
+        /// The subscription id.
+        subscription: u64,
+    },
+    /// Read stored messages of one topic.
+    Fetch(Fetch),
+    /// Create a topic.
+    CreateTopic(CreateTopic),
+    /// Delete a topic and all its messages.
+    DeleteTopic {
+        /// The topic.
+        name: String,
+    },
+    /// List the topics.
+    ListTopics,
+    /// Describe one topic.
+    TopicInfo {
+        /// The topic.
+        name: String,
+    },
+    /// Liveness check.
+    Ping,
+}
+
+/// The answer to one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// The request's id.
+    pub id: u64,
+    /// The outcome.
+    pub result: Result<ResponseBody, ErrorBody>,
+}
+
+/// A successful outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ResponseBody {
+    /// The publish is stored under the broker's fsync policy.
+    Published(PublishAck),
+    /// The subscription is active.
+    Subscribed {
+        /// The subscription id.
+        subscription: u64,
+    },
+    /// The subscription has ended.
+    Unsubscribed,
+    /// Messages read by a fetch.
+    Fetched(FetchBatch),
+    /// The topic was created.
+    TopicCreated(TopicInfo),
+    /// The topic was deleted.
+    TopicDeleted,
+    /// All topics.
+    Topics(Vec<TopicInfo>),
+    /// One topic.
+    TopicInfo(TopicInfo),
+    /// Answer to ping.
+    Pong,
+}
+
+/// A message as published.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PublishMessage {
+    /// Destination topic.
+    pub topic: String,
+    /// Optional key (ordering and routing).
+    #[serde(default)]
+    pub key: Option<Bytes>,
+    /// Headers, in order; names may repeat.
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub payload: Bytes,
+    /// Optional producer-chosen id for de-duplication.
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+/// Publish one message or a batch. The batch may span topics; messages of
+/// one topic are stored in batch order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Publish {
+    /// The messages.
+    pub messages: Vec<PublishMessage>,
+}
+
+/// Where one published message was stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredAt {
+    /// The topic.
+    pub topic: String,
+    /// Its offset there.
+    pub offset: u64,
+    /// True when this is an earlier copy found by message-id de-duplication.
+    #[serde(default)]
+    pub duplicate: bool,
+}
+
+/// What happened to one published message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MessageOutcome {
+    /// Stored at one or more places.
+    Stored(Vec<StoredAt>),
+}
+
+/// The acknowledgement of a publish: one outcome per message, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishAck {
+    /// One per published message.
+    pub outcomes: Vec<MessageOutcome>,
+}
+
+/// Where a subscription or fetch starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StartPosition {
+    /// The oldest stored message.
+    Earliest,
+    /// Only messages stored from now on.
+    Latest,
+    /// A given offset (per topic, for a pattern).
+    Offset(u64),
+    /// The first message stored at or after this time (ms since the Unix epoch).
+    Timestamp(i64),
+}
+
+/// Start a subscription.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subscribe {
+    /// Chosen by the client, unique among its subscriptions on this connection.
+    pub subscription: u64,
+    /// A topic or a pattern with `*` and `>`.
+    pub pattern: String,
+    /// Where to start. `Latest` is a live, at-most-once subscription;
+    /// anything else replays stored messages first and then follows live
+    /// without gaps.
+    pub from: StartPosition,
+}
+
+/// Read stored messages of one topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fetch {
+    /// The topic.
+    pub topic: String,
+    /// Where to start.
+    pub from: StartPosition,
+    /// At most this many messages (at least 1).
+    pub max_messages: u32,
+    /// Roughly at most this many payload bytes (at least one message is returned if any is stored).
+    pub max_bytes: u32,
+}
+
+/// The answer to a fetch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FetchBatch {
+    /// The messages, in offset order.
+    pub messages: Vec<Delivered>,
+    /// The offset to fetch from next.
+    pub next_offset: u64,
+    /// The topic's next offset at the time of the fetch (lag = end - next).
+    pub end_offset: u64,
+}
+
+/// A stored message as delivered to a reader.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivered {
+    /// The topic it is stored in.
+    pub topic: String,
+    /// Its offset there.
+    pub offset: u64,
+    /// When it was stored (ms since the Unix epoch).
+    pub timestamp_ms: i64,
+    /// Its key.
+    #[serde(default)]
+    pub key: Option<Bytes>,
+    /// Its headers.
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// Its body.
+    pub payload: Bytes,
+    /// The producer's message id, if it gave one.
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+/// Retention limits of a topic; `None` is unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionSpec {
+    /// Remove segments whose newest message is older than this (ms).
+    #[serde(default)]
+    pub max_age_ms: Option<u64>,
+    /// Remove the oldest segments while the rest is still at least this large.
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+    /// Remove the oldest segments while the rest still holds at least this many messages.
+    #[serde(default)]
+    pub max_messages: Option<u64>,
+}
+
+/// Create a topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateTopic {
+    /// The topic name.
+    pub name: String,
+    /// Retention; `None` takes the broker's defaults.
+    #[serde(default)]
+    pub retention: Option<RetentionSpec>,
+    /// Segment size; `None` takes the broker's default.
+    #[serde(default)]
+    pub segment_bytes: Option<u64>,
+}
+
+/// What the broker knows about one topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicInfo {
+    /// The name.
+    pub name: String,
+    /// The oldest offset still stored.
+    pub start_offset: u64,
+    /// The offset the next message will get.
+    pub next_offset: u64,
+    /// Messages stored (`next_offset - start_offset`).
+    pub messages: u64,
+    /// Bytes on disk.
+    pub bytes: u64,
+    /// Segment files.
+    pub segments: u32,
+    /// Time of the oldest stored message.
+    pub oldest_timestamp_ms: Option<i64>,
+    /// Time of the newest stored message.
+    pub newest_timestamp_ms: Option<i64>,
+    /// Retention in force.
+    pub retention: RetentionSpec,
+    /// Segment size in force.
+    pub segment_bytes: u64,
+}
+
+/// Reads just the request id of a control-stream frame body, for answering
+/// a request whose kind this version does not know.
+pub fn request_id_of(body: &[u8]) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct IdOnly {
+        id: u64,
+    }
+    #[derive(Deserialize)]
+    enum Envelope {
+        Request(IdOnly),
+    }
+    match rmp_serde::from_slice::<Envelope>(body) {
+        Ok(Envelope::Request(r)) => Some(r.id),
+        Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{decode_one, encode};
+
+    fn round_trip<T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(v: T) {
+        let bytes = encode(&v, crate::DEFAULT_MAX_FRAME_BYTES).unwrap();
+        let back: T = decode_one(&bytes, crate::DEFAULT_MAX_FRAME_BYTES).unwrap();
+        assert_eq!(back, v);
+    }
+
+    #[test]
+    fn every_frame_kind_round_trips() {
+        round_trip(ClientFrame::Hello(Hello {
+            version: 1,
+            token: Some("t".into()),
+            client_name: "test".into(),
+        }));
+        for body in [
+            RequestBody::Ping,
+            RequestBody::ListTopics,
+            RequestBody::Unsubscribe { subscription: 3 },
+            RequestBody::Subscribe(Subscribe {
+                subscription: 1,
+                pattern: "orders.>".into(),
+                from: StartPosition::Timestamp(-5),
+            }),
+            RequestBody::Fetch(Fetch {
+                topic: "a".into(),
+                from: StartPosition::Offset(10),
+                max_messages: 5,
+                max_bytes: 100,
+            }),
+            RequestBody::CreateTopic(CreateTopic {
+                name: "a".into(),
+                retention: Some(RetentionSpec {
+                    max_age_ms: Some(1),
+                    max_bytes: None,
+                    max_messages: Some(3),
+                }),
+                segment_bytes: Some(4096),
+            }),
+            RequestBody::DeleteTopic { name: "a".into() },
+            RequestBody::TopicInfo { name: "a".into() },
+        ] {
+            round_trip(ClientFrame::Request(Request { id: 42, body }));
+        }
+        round_trip(ServerFrame::Response(Response {
+            id: 1,
+            result: Ok(ResponseBody::Published(PublishAck {
+                outcomes: vec![MessageOutcome::Stored(vec![StoredAt {
+                    topic: "a".into(),
+                    offset: 9,
+                    duplicate: false,
+                }])],
+            })),
+        }));
+        round_trip(ServerFrame::Response(Response {
+            id: 2,
+            result: Err(ErrorBody::new(crate::ErrorCode::TopicNotFound, "no such topic")),
+        }));
+        round_trip(DeliveryFrame::Messages {
+            messages: vec![Delivered {
+                topic: "a".into(),
+                offset: 1,
+                timestamp_ms: 1_700_000_000_000,
+                key: None,
+                headers: vec![],
+                payload: Bytes::from_static(b"x"),
+                id: None,
+            }],
+            dropped: 2,
+        });
+        round_trip(DeliveryFrame::End { error: None });
+    }
+
+    #[test]
+    fn request_id_is_read_from_valid_frames_too() {
+        let bytes = encode(
+            &ClientFrame::Request(Request {
+                id: 5,
+                body: RequestBody::Ping,
+            }),
+            1024,
+        )
+        .unwrap();
+        assert_eq!(request_id_of(&bytes[4..]), Some(5));
+        assert_eq!(request_id_of(b"\xc1garbage"), None);
+    }
+}
