@@ -1,1 +1,152 @@
+//! `sluice`: the message broker as a library, and the `sluice` command.
+//!
+//! [`start`] opens the data directory, recovers every topic and listens for
+//! QUIC connections; [`run`] does the same and stops when a shutdown future
+//! completes. The `sluice` binary and the end-to-end tests both use them.
+//!
+//! # Layout
+//!
+//! - [`config`]: `sluice.toml`.
+//! - [`server`]: QUIC endpoint, TLS, one task per connection and per stream.
+//! - [`broker`]: topics, publish, subscriptions, fetch, topic admin.
+//! - [`store`]: the segmented log on disk.
+//! - [`cli`]: the subcommands of the `sluice` binary.
+//!
+//! A published message goes one way: server connection task → broker
+//! publish → store append → committer (group commit) → ack, then fan-out
+//! to subscriptions → server delivery streams. Nothing below calls up.
 
+pub mod broker;
+pub mod cli;
+pub mod config;
+pub mod server;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+/// How long shutdown waits for connections to drain before closing them.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A broker that is running.
+pub struct Running {
+    addr: SocketAddr,
+    cert_path: PathBuf,
+    fingerprint: String,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// The QUIC address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The certificate clients should trust.
+    pub fn cert_path(&self) -> &std::path::Path {
+        &self.cert_path
+    }
+
+    /// SHA-256 fingerprint of the certificate.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Starts a graceful shutdown without waiting for it.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Shuts down gracefully: stops accepting, answers the requests already
+    /// read (publishes are stored and acked), closes connections with a
+    /// reason, commits and fsyncs every log.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.task.await.context("broker task failed")
+    }
+}
+
+/// Locks the data directory so that two brokers never share it.
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(dir).with_context(|| format!("failed to create data directory {}", dir.display()))?;
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("failed to open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "data directory {} is in use by another sluice broker (stop it or choose another --data)",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("failed to lock {}", path.display()))
+        }
+    }
+}
+
+/// Starts a broker: locks and recovers the data directory, loads or
+/// creates the TLS certificate, binds the QUIC endpoint.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    config.validate()?;
+    let lock = lock_data_dir(&config.server.data_dir)?;
+    let identity = server::tls::load_or_create(&config.server)?;
+    let quic = server::tls::quic_config(&identity, &config.limits)?;
+    let broker_config = config.clone();
+    let broker = tokio::task::spawn_blocking(move || broker::Broker::open(broker_config))
+        .await
+        .context("broker start-up task failed")?
+        .context("failed to open the data directory")?;
+    let endpoint = quinn::Endpoint::server(quic, config.server.listen)
+        .with_context(|| format!("failed to listen on {}", config.server.listen))?;
+    let addr = endpoint.local_addr().context("failed to read the bound address")?;
+    if identity.self_signed {
+        tracing::info!(fingerprint = %identity.fingerprint, cert = %identity.cert_path.display(), "using the self-signed development certificate; clients on this machine can trust it with --data or --ca");
+    } else {
+        tracing::info!(fingerprint = %identity.fingerprint, cert = %identity.cert_path.display(), "using the configured certificate");
+    }
+    tracing::info!(%addr, data_dir = %config.server.data_dir.display(), fsync = ?config.storage.fsync, "sluice is listening");
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "listening beyond loopback without authentication: any client that reaches this address may publish and subscribe");
+    }
+
+    let shutdown = CancellationToken::new();
+    let shared = server::shared(config, broker.clone(), shutdown.clone());
+    let task = tokio::spawn(async move {
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, server::serve(endpoint.clone(), shared)).await;
+        if drained.is_err() {
+            tracing::warn!("connections did not drain in time; closing them");
+        }
+        endpoint.close(u32::from(sluice_proto::ErrorCode::ShuttingDown.as_u16()).into(), b"broker is shutting down");
+        broker.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+        drop(lock);
+        tracing::info!("sluice stopped");
+    });
+    Ok(Running {
+        addr,
+        cert_path: identity.cert_path,
+        fingerprint: identity.fingerprint,
+        shutdown,
+        task,
+    })
+}
+
+/// Runs a broker until `shutdown` completes, then stops it gracefully.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let running = start(config).await?;
+    shutdown.await;
+    tracing::info!("shutting down");
+    running.stop().await
+}

@@ -1,0 +1,91 @@
+//! Errors of the client.
+
+use sluice_proto::{CodecError, ErrorBody, ErrorCode};
+
+/// What can go wrong talking to a broker.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The options are not usable (bad address, unreadable CA file, ...).
+    #[error("invalid client configuration: {0}")]
+    Config(String),
+    /// The QUIC connection could not be set up.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// The address tried.
+        addr: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The connection was lost or closed.
+    #[error("connection lost: {0}")]
+    Connection(quinn::ConnectionError),
+    /// The broker answered with an error.
+    #[error("broker refused: {0}")]
+    Server(ErrorBody),
+    /// The broker sent something this client did not expect.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// A frame could not be encoded or decoded.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The client or its connection is closed.
+    #[error("client is closed")]
+    Closed,
+    /// No answer in time.
+    #[error("timed out after {0:?}")]
+    Timeout(std::time::Duration),
+}
+
+impl ClientError {
+    /// The broker's stable error code, when the broker refused.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Server(body) => body.error_code(),
+            _ => None,
+        }
+    }
+}
+
+impl From<quinn::ConnectionError> for ClientError {
+    /// A close by the broker with an error code carries the broker's reason:
+    /// it becomes [`ClientError::Server`] so callers can match on the code.
+    fn from(e: quinn::ConnectionError) -> Self {
+        match &e {
+            quinn::ConnectionError::ApplicationClosed(close) if close.error_code.into_inner() != 0 => {
+                ClientError::Server(ErrorBody {
+                    code: u16::try_from(close.error_code.into_inner()).unwrap_or(u16::MAX),
+                    message: String::from_utf8_lossy(&close.reason).into_owned(),
+                })
+            }
+            _ => ClientError::Connection(e),
+        }
+    }
+}
+
+impl From<quinn::WriteError> for ClientError {
+    fn from(e: quinn::WriteError) -> Self {
+        match e {
+            quinn::WriteError::ConnectionLost(c) => c.into(),
+            other => ClientError::Protocol(format!("cannot write to the broker: {other}")),
+        }
+    }
+}
+
+impl From<quinn::ReadError> for ClientError {
+    fn from(e: quinn::ReadError) -> Self {
+        match e {
+            quinn::ReadError::ConnectionLost(c) => c.into(),
+            other => ClientError::Protocol(format!("cannot read from the broker: {other}")),
+        }
+    }
+}
+
+impl From<crate::wire::WireError> for ClientError {
+    fn from(e: crate::wire::WireError) -> Self {
+        match e {
+            crate::wire::WireError::Read(r) => r.into(),
+            crate::wire::WireError::Codec(c) => ClientError::Codec(c),
+        }
+    }
+}

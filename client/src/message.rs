@@ -1,0 +1,67 @@
+//! A message to publish.
+
+use bytes::Bytes;
+use sluice_proto::PublishMessage;
+
+/// A message to publish: topic, payload and optional key, headers and id.
+///
+/// ```
+/// use sluice_client::Message;
+/// let m = Message::new("orders.created", r#"{"id":1}"#)
+///     .key("customer-7")
+///     .header("content-type", "application/json")
+///     .id("order-1");
+/// assert_eq!(m.topic(), "orders.created");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message(pub(crate) PublishMessage);
+
+impl Message {
+    /// A message with a topic and a payload.
+    pub fn new(topic: impl Into<String>, payload: impl Into<Bytes>) -> Self {
+        Message(PublishMessage {
+            topic: topic.into(),
+            payload: payload.into(),
+            ..PublishMessage::default()
+        })
+    }
+
+    /// Sets the key.
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
+        self.0.key = Some(key.into());
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.0.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the de-duplication id.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.0.id = Some(id.into());
+        self
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.0.topic
+    }
+
+    /// The payload.
+    pub fn payload(&self) -> &Bytes {
+        &self.0.payload
+    }
+
+    /// The wire form.
+    pub fn into_wire(self) -> PublishMessage {
+        self.0
+    }
+}
+
+impl From<PublishMessage> for Message {
+    fn from(m: PublishMessage) -> Self {
+        Message(m)
+    }
+}

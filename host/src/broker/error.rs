@@ -1,0 +1,84 @@
+//! Errors of broker operations, each with its stable wire code.
+
+use sluice_proto::{ErrorBody, ErrorCode, SubjectError};
+
+use crate::store::StoreError;
+
+/// Why a broker operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// A topic name is not valid.
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopic {
+        /// The name.
+        name: String,
+        /// Why.
+        reason: SubjectError,
+    },
+    /// A pattern is not valid.
+    #[error("invalid pattern {pattern:?}: {reason}")]
+    InvalidPattern {
+        /// The pattern.
+        pattern: String,
+        /// Why.
+        reason: SubjectError,
+    },
+    /// No such topic, and it is not auto-created.
+    #[error("topic {0:?} does not exist (create it first, or enable topics.auto_create)")]
+    TopicNotFound(String),
+    /// The topic exists already.
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    /// A request argument is out of range.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The log failed.
+    #[error("storage failure on topic {topic:?}: {source}")]
+    Storage {
+        /// The topic.
+        topic: String,
+        /// The store's error.
+        source: StoreError,
+    },
+    /// A configured limit was reached.
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// The subscription id is already used on this connection.
+    #[error("subscription id {0} is already in use on this connection")]
+    SubscriptionExists(u64),
+    /// The broker is shutting down.
+    #[error("broker is shutting down")]
+    ShuttingDown,
+    /// Something that should not happen.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl BrokerError {
+    /// The stable wire code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            BrokerError::InvalidTopic { .. } => ErrorCode::InvalidTopic,
+            BrokerError::InvalidPattern { .. } => ErrorCode::InvalidPattern,
+            BrokerError::TopicNotFound(_) => ErrorCode::TopicNotFound,
+            BrokerError::TopicExists(_) => ErrorCode::TopicExists,
+            BrokerError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            BrokerError::Storage { .. } => ErrorCode::Storage,
+            BrokerError::LimitExceeded(_) => ErrorCode::LimitExceeded,
+            BrokerError::SubscriptionExists(_) => ErrorCode::SubscriptionExists,
+            BrokerError::ShuttingDown => ErrorCode::ShuttingDown,
+            BrokerError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The error as it goes on the wire.
+    pub fn to_body(&self) -> ErrorBody {
+        ErrorBody::new(self.code(), self.to_string())
+    }
+}
+
+impl From<&BrokerError> for ErrorBody {
+    fn from(e: &BrokerError) -> Self {
+        e.to_body()
+    }
+}

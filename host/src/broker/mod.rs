@@ -1,0 +1,472 @@
+//! The broker: topics, publishing, live and replaying subscriptions, fetch
+//! and topic admin. Knows nothing of QUIC: the server calls it, and it calls
+//! only the store below it.
+//!
+//! # Layout
+//!
+//! - [`topic`]: one topic's log and its committer (group commit, fan-out, acks).
+//! - [`fanout`]: subscriber sinks and which topics they match.
+//! - [`subscription`]: what one subscriber receives (live or replaying).
+//! - [`error`]: [`BrokerError`] and its wire codes.
+
+pub mod error;
+pub(crate) mod fanout;
+pub mod subscription;
+pub mod topic;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use sluice_proto::{
+    validate_topic, Delivered, FetchBatch, MessageOutcome, Pattern, PublishAck, PublishMessage, RetentionSpec,
+    StartPosition, StoredAt, TopicInfo,
+};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use error::BrokerError;
+pub use subscription::{Chunk, Slice, Subscription};
+pub use topic::StoredBatch;
+
+use crate::config::{Config, FsyncPolicy};
+use crate::store::{NewRecord, StoreError};
+use fanout::{Sink, SubscriberRegistry};
+use topic::{CommitResult, Topic, TopicSettings};
+
+/// Largest fetch, in messages.
+pub const MAX_FETCH_MESSAGES: u32 = 10_000;
+
+/// A handle to the broker. Cheap to clone.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    topics_dir: PathBuf,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    registry: Arc<SubscriberRegistry>,
+    next_sink: AtomicU64,
+    /// Committers and background jobs.
+    tasks: TaskTracker,
+    /// Stops committers and background jobs (after the server drained).
+    stop: CancellationToken,
+}
+
+/// A publish whose messages are appended and whose acks are pending.
+pub struct PendingPublish {
+    commits: Vec<(Arc<str>, oneshot::Receiver<CommitResult>)>,
+    ack: PublishAck,
+}
+
+impl PendingPublish {
+    /// Waits until every message is stored under the fsync policy.
+    pub async fn wait(self) -> Result<PublishAck, BrokerError> {
+        for (topic, commit) in self.commits {
+            match commit.await {
+                Ok(Ok(())) => {}
+                Ok(Err(reason)) => {
+                    return Err(BrokerError::Storage {
+                        topic: topic.to_string(),
+                        source: StoreError::io("commit", topic.to_string(), std::io::Error::other(reason.to_string())),
+                    })
+                }
+                Err(_) => return Err(BrokerError::ShuttingDown),
+            }
+        }
+        Ok(self.ack)
+    }
+}
+
+fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn check_topic(name: &str) -> Result<(), BrokerError> {
+    validate_topic(name).map_err(|reason| BrokerError::InvalidTopic {
+        name: name.to_owned(),
+        reason,
+    })
+}
+
+impl Broker {
+    /// Opens every topic under `<data_dir>/topics` (recovering their logs)
+    /// and starts the committers and the retention and fsync jobs.
+    pub fn open(config: Config) -> Result<Broker, BrokerError> {
+        let topics_dir = config.server.data_dir.join("topics");
+        std::fs::create_dir_all(&topics_dir).map_err(|e| BrokerError::Storage {
+            topic: String::new(),
+            source: StoreError::io("create", &topics_dir, e),
+        })?;
+        let broker = Broker {
+            inner: Arc::new(Inner {
+                config,
+                topics_dir,
+                topics: RwLock::new(HashMap::new()),
+                registry: Arc::new(SubscriberRegistry::default()),
+                next_sink: AtomicU64::new(1),
+                tasks: TaskTracker::new(),
+                stop: CancellationToken::new(),
+            }),
+        };
+        broker.load_topics()?;
+        broker.start_background_jobs();
+        Ok(broker)
+    }
+
+    fn load_topics(&self) -> Result<(), BrokerError> {
+        let dir = &self.inner.topics_dir;
+        let entries = std::fs::read_dir(dir).map_err(|e| BrokerError::Storage {
+            topic: String::new(),
+            source: StoreError::io("list", dir, e),
+        })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+                continue;
+            };
+            if name.starts_with('.') {
+                // Left over from a deletion interrupted by a crash.
+                let _ = std::fs::remove_dir_all(&path);
+                continue;
+            }
+            if !path.is_dir() || validate_topic(&name).is_err() {
+                tracing::warn!(path = %path.display(), "ignoring unexpected entry in the topics directory");
+                continue;
+            }
+            let settings = TopicSettings::load(&path).unwrap_or_else(|| self.default_settings());
+            let topic = Topic::open(&name, path, settings, false, self.inner.stop.child_token())?;
+            let topic = Arc::new(topic);
+            tracing::info!(topic = %name, next_offset = topic.log.next_offset(), "topic recovered");
+            self.start_committer(&topic);
+            write_lock(&self.inner.topics).insert(name, topic);
+        }
+        Ok(())
+    }
+
+    fn default_settings(&self) -> TopicSettings {
+        let r = &self.inner.config.topics.retention;
+        TopicSettings {
+            retention: RetentionSpec {
+                max_age_ms: r.max_age.map(|d| d.as_millis() as u64),
+                max_bytes: r.max_bytes,
+                max_messages: r.max_messages,
+            },
+            segment_bytes: self.inner.config.storage.segment_bytes,
+        }
+    }
+
+    fn start_committer(&self, topic: &Arc<Topic>) {
+        self.inner.tasks.spawn(
+            topic
+                .clone()
+                .run_committer(self.inner.config.storage.fsync, self.inner.registry.clone()),
+        );
+    }
+
+    fn start_background_jobs(&self) {
+        let storage = &self.inner.config.storage;
+        let broker = self.clone();
+        let period = storage.retention_check_interval;
+        self.inner.tasks.spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => broker.apply_retention().await,
+                    () = broker.inner.stop.cancelled() => return,
+                }
+            }
+        });
+        if storage.fsync == FsyncPolicy::Interval {
+            let broker = self.clone();
+            let period = storage.fsync_interval;
+            self.inner.tasks.spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => broker.sync_all().await,
+                        () = broker.inner.stop.cancelled() => return,
+                    }
+                }
+            });
+        }
+    }
+
+    fn all_topics(&self) -> Vec<Arc<Topic>> {
+        read_lock(&self.inner.topics).values().cloned().collect()
+    }
+
+    pub(crate) fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        read_lock(&self.inner.topics).get(name).cloned()
+    }
+
+    pub(crate) fn matching_topics(&self, pattern: &Pattern) -> Vec<Arc<Topic>> {
+        let mut topics: Vec<_> = read_lock(&self.inner.topics)
+            .iter()
+            .filter(|(name, _)| pattern.matches(name))
+            .map(|(_, t)| t.clone())
+            .collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        topics
+    }
+
+    pub(crate) fn unregister(&self, sink: u64) {
+        self.inner.registry.unregister(sink);
+    }
+
+    async fn apply_retention(&self) {
+        let now = topic::now_ms();
+        for topic in self.all_topics() {
+            let t = topic.clone();
+            match tokio::task::spawn_blocking(move || t.log.apply_retention(now)).await {
+                Ok(Ok(outcome)) if outcome.segments_removed > 0 => {
+                    tracing::info!(topic = %topic.name, segments = outcome.segments_removed, bytes = outcome.bytes_removed, messages = outcome.messages_removed, "retention removed old segments");
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(topic = %topic.name, error = %e, "retention failed"),
+                Err(e) => tracing::warn!(topic = %topic.name, error = %e, "retention task failed"),
+            }
+        }
+    }
+
+    async fn sync_all(&self) {
+        let topics = self.all_topics();
+        let result = tokio::task::spawn_blocking(move || {
+            for topic in topics {
+                if let Err(e) = topic.log.sync() {
+                    tracing::error!(topic = %topic.name, error = %e, "periodic fsync failed");
+                }
+            }
+        })
+        .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "periodic fsync task failed");
+        }
+    }
+
+    fn get_or_create(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
+        if let Some(topic) = self.topic(name) {
+            return Ok(topic);
+        }
+        if !self.inner.config.topics.auto_create {
+            return Err(BrokerError::TopicNotFound(name.to_owned()));
+        }
+        match self.create(name, self.default_settings()) {
+            Ok(topic) => Ok(topic),
+            // Another publisher created it first.
+            Err(BrokerError::TopicExists(_)) => self
+                .topic(name)
+                .ok_or_else(|| BrokerError::TopicNotFound(name.to_owned())),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn create(&self, name: &str, settings: TopicSettings) -> Result<Arc<Topic>, BrokerError> {
+        let mut topics = write_lock(&self.inner.topics);
+        if topics.contains_key(name) {
+            return Err(BrokerError::TopicExists(name.to_owned()));
+        }
+        let dir = self.inner.topics_dir.join(name);
+        let topic = Arc::new(Topic::open(name, dir, settings, true, self.inner.stop.child_token())?);
+        self.start_committer(&topic);
+        topics.insert(name.to_owned(), topic.clone());
+        tracing::info!(topic = %name, "topic created");
+        Ok(topic)
+    }
+
+    /// Appends a publish (one message or a batch, possibly over several
+    /// topics) and returns the pending acks. The append itself happens
+    /// here, synchronously, so that the publishes of one connection are
+    /// stored in the order they arrived even when their acks are awaited
+    /// concurrently.
+    pub fn publish(&self, messages: Vec<PublishMessage>) -> Result<PendingPublish, BrokerError> {
+        if messages.is_empty() {
+            return Err(BrokerError::InvalidArgument("a publish needs at least one message".into()));
+        }
+        // Group by topic, keeping batch order; check every name first so an
+        // invalid one stores nothing.
+        let mut groups: Vec<(String, Vec<(usize, NewRecord)>)> = Vec::new();
+        for (index, m) in messages.into_iter().enumerate() {
+            let record = NewRecord {
+                key: m.key,
+                headers: m.headers,
+                payload: m.payload,
+                id: m.id,
+            };
+            match groups.iter_mut().find(|(t, _)| *t == m.topic) {
+                Some((_, records)) => records.push((index, record)),
+                None => {
+                    check_topic(&m.topic)?;
+                    groups.push((m.topic, vec![(index, record)]));
+                }
+            }
+        }
+        let topics = groups
+            .iter()
+            .map(|(name, _)| self.get_or_create(name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let total: usize = groups.iter().map(|(_, r)| r.len()).sum();
+        let mut outcomes: Vec<Option<MessageOutcome>> = vec![None; total];
+        let mut commits = Vec::with_capacity(groups.len());
+        for ((name, records), topic) in groups.into_iter().zip(topics) {
+            let (indexes, batch): (Vec<usize>, Vec<NewRecord>) = records.into_iter().unzip();
+            let (first, commit) = topic.append(batch)?;
+            for (i, index) in indexes.into_iter().enumerate() {
+                outcomes[index] = Some(MessageOutcome::Stored(vec![StoredAt {
+                    topic: name.clone(),
+                    offset: first + i as u64,
+                    duplicate: false,
+                }]));
+            }
+            commits.push((topic.name.clone(), commit));
+        }
+        Ok(PendingPublish {
+            commits,
+            ack: PublishAck {
+                outcomes: outcomes.into_iter().flatten().collect(),
+            },
+        })
+    }
+
+    /// Starts a subscription. Live (`Latest`) or replaying (anything else).
+    pub fn subscribe(&self, pattern: &str, from: StartPosition) -> Result<Subscription, BrokerError> {
+        let parsed = Pattern::parse(pattern).map_err(|reason| BrokerError::InvalidPattern {
+            pattern: pattern.to_owned(),
+            reason,
+        })?;
+        let id = self.inner.next_sink.fetch_add(1, Ordering::Relaxed);
+        let (sink, rx) = Sink::new(id, parsed, self.inner.config.limits.subscriber_buffer_messages);
+        // Register before looking at the logs: whatever commits after this
+        // point reaches the sink, whatever committed before is in the log.
+        self.inner.registry.register(sink.clone());
+        let topics = self.matching_topics(&sink.pattern);
+        Subscription::new(self.clone(), sink, rx, from, topics)
+    }
+
+    /// Reads stored messages of one topic.
+    pub async fn fetch(&self, topic: &str, from: StartPosition, max_messages: u32, max_bytes: u32) -> Result<FetchBatch, BrokerError> {
+        check_topic(topic)?;
+        if max_messages == 0 || max_messages > MAX_FETCH_MESSAGES {
+            return Err(BrokerError::InvalidArgument(format!(
+                "max_messages must be between 1 and {MAX_FETCH_MESSAGES}, not {max_messages}"
+            )));
+        }
+        let topic = self.topic(topic).ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
+        let t = topic.clone();
+        tokio::task::spawn_blocking(move || {
+            let from = match from {
+                StartPosition::Earliest => t.log.start_offset(),
+                StartPosition::Latest => t.committed_end(),
+                StartPosition::Offset(o) => o,
+                StartPosition::Timestamp(ts) => t.log.offset_for_timestamp(ts).map_err(|e| BrokerError::Storage {
+                    topic: t.name.to_string(),
+                    source: e,
+                })?,
+            };
+            let read = t.read_committed(from, max_messages as usize, max_bytes.max(1) as usize)?;
+            Ok(FetchBatch {
+                messages: read
+                    .records
+                    .into_iter()
+                    .map(|r| Delivered {
+                        topic: t.name.to_string(),
+                        offset: r.offset,
+                        timestamp_ms: r.timestamp_ms,
+                        key: r.key,
+                        headers: r.headers,
+                        payload: r.payload,
+                        id: r.id,
+                    })
+                    .collect(),
+                next_offset: read.next_offset,
+                end_offset: t.committed_end(),
+            })
+        })
+        .await
+        .map_err(|e| BrokerError::Internal(e.to_string()))?
+    }
+
+    /// Creates a topic with the given or default settings.
+    pub fn create_topic(&self, name: &str, retention: Option<RetentionSpec>, segment_bytes: Option<u64>) -> Result<TopicInfo, BrokerError> {
+        check_topic(name)?;
+        let mut settings = self.default_settings();
+        if let Some(retention) = retention {
+            settings.retention = retention;
+        }
+        if let Some(bytes) = segment_bytes {
+            if !(1024..=u64::from(u32::MAX)).contains(&bytes) {
+                return Err(BrokerError::InvalidArgument(format!(
+                    "segment_bytes must be between 1024 and {}, not {bytes}",
+                    u32::MAX
+                )));
+            }
+            settings.segment_bytes = bytes;
+        }
+        Ok(self.create(name, settings)?.info())
+    }
+
+    /// Deletes a topic and its files.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
+        check_topic(name)?;
+        let topic = write_lock(&self.inner.topics)
+            .remove(name)
+            .ok_or_else(|| BrokerError::TopicNotFound(name.to_owned()))?;
+        topic.mark_deleted();
+        topic.stop.cancel();
+        // Rename first so the name is free at once, then remove.
+        let graveyard = self.inner.topics_dir.join(format!(".deleted-{name}-{}", topic::now_ms()));
+        let dir = topic.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            std::fs::rename(&dir, &graveyard)
+                .map_err(|e| StoreError::io("rename", &dir, e))
+                .and_then(|()| std::fs::remove_dir_all(&graveyard).map_err(|e| StoreError::io("remove", &graveyard, e)))
+        })
+        .await
+        .map_err(|e| BrokerError::Internal(e.to_string()))?
+        .map_err(|source| BrokerError::Storage {
+            topic: name.to_owned(),
+            source,
+        })?;
+        tracing::info!(topic = %name, "topic deleted");
+        Ok(())
+    }
+
+    /// All topics, by name.
+    pub fn list_topics(&self) -> Vec<TopicInfo> {
+        let mut infos: Vec<_> = self.all_topics().iter().map(|t| t.info()).collect();
+        infos.sort_by(|a, b| a.name.cmp(&b.name));
+        infos
+    }
+
+    /// One topic.
+    pub fn topic_info(&self, name: &str) -> Result<TopicInfo, BrokerError> {
+        check_topic(name)?;
+        self.topic(name)
+            .map(|t| t.info())
+            .ok_or_else(|| BrokerError::TopicNotFound(name.to_owned()))
+    }
+
+    /// Live subscriptions.
+    pub fn subscription_count(&self) -> usize {
+        self.inner.registry.len()
+    }
+
+    /// Commits what is pending, stops the committers and background jobs
+    /// and fsyncs every log. Call after the server stopped taking requests.
+    pub async fn shutdown(&self) {
+        self.inner.stop.cancel();
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+        self.sync_all().await;
+    }
+}

@@ -1,0 +1,277 @@
+//! [`Topic`]: one durable log plus the commit step that makes appended
+//! messages count as stored.
+//!
+//! A publish appends under the topic's writer lock (offsets are assigned in
+//! arrival order) and queues its batch for the *committer*, one task per
+//! topic. The committer takes everything queued, fsyncs once for all of it
+//! when the policy is `always` (group commit), marks it committed, fans it out
+//! to live subscribers in offset order, and only then acks the publishers.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use sluice_proto::{RetentionSpec, TopicInfo};
+use tokio::sync::{oneshot, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::error::BrokerError;
+use super::fanout::{FanoutCache, SubscriberRegistry};
+use crate::config::FsyncPolicy;
+use crate::store::{LogConfig, NewRecord, ReadBatch, Record, Retention, TopicLog};
+
+/// Name of the per-topic settings file.
+pub(crate) const SETTINGS_FILE: &str = "topic.json";
+
+/// Settings chosen when the topic was created, kept beside its log.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub(crate) struct TopicSettings {
+    pub retention: RetentionSpec,
+    pub segment_bytes: u64,
+}
+
+impl TopicSettings {
+    fn log_config(&self) -> LogConfig {
+        LogConfig {
+            segment_bytes: self.segment_bytes,
+            retention: Retention {
+                max_age_ms: self.retention.max_age_ms,
+                max_bytes: self.retention.max_bytes,
+                max_messages: self.retention.max_messages,
+            },
+            ..LogConfig::default()
+        }
+    }
+
+    pub(crate) fn load(dir: &Path) -> Option<TopicSettings> {
+        let text = std::fs::read(dir.join(SETTINGS_FILE)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    fn save(&self, dir: &Path) -> std::io::Result<()> {
+        let tmp = dir.join(format!("{SETTINGS_FILE}.tmp"));
+        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(&tmp, json)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, dir.join(SETTINGS_FILE))
+    }
+}
+
+/// Messages appended together, as the committer and subscribers see them.
+#[derive(Debug)]
+pub struct StoredBatch {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// The records, offsets ascending and dense.
+    pub records: Vec<Record>,
+}
+
+impl StoredBatch {
+    /// Offset of the first record.
+    pub fn first_offset(&self) -> u64 {
+        self.records.first().map_or(0, |r| r.offset)
+    }
+
+    /// One past the offset of the last record.
+    pub fn end_offset(&self) -> u64 {
+        self.records.last().map_or(0, |r| r.offset + 1)
+    }
+}
+
+/// The outcome a publisher waits for: `Err` carries the fsync failure.
+pub(crate) type CommitResult = Result<(), Arc<str>>;
+
+struct Writer {
+    /// Appended and not yet committed, in offset order.
+    uncommitted: Vec<(Arc<StoredBatch>, oneshot::Sender<CommitResult>)>,
+    deleted: bool,
+}
+
+/// One topic: its log, its commit step and its subscriber cache.
+pub(crate) struct Topic {
+    pub name: Arc<str>,
+    pub dir: PathBuf,
+    pub settings: TopicSettings,
+    pub log: TopicLog,
+    writer: Mutex<Writer>,
+    commit_wake: Notify,
+    /// Every offset below this is committed (stored under the policy).
+    committed_end: AtomicU64,
+    pub fanout: FanoutCache,
+    /// Cancelled to stop this topic's committer (deletion or shutdown).
+    pub stop: CancellationToken,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Topic {
+    /// Opens (recovering) or creates the topic stored in `dir`.
+    pub fn open(name: &str, dir: PathBuf, settings: TopicSettings, create: bool, stop: CancellationToken) -> Result<Topic, BrokerError> {
+        let storage = |source| BrokerError::Storage {
+            topic: name.to_owned(),
+            source,
+        };
+        if create {
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| settings.save(&dir))
+                .map_err(|e| storage(crate::store::StoreError::io("create topic directory", &dir, e)))?;
+        }
+        let log = TopicLog::open(&dir, settings.log_config()).map_err(storage)?;
+        let end = log.next_offset();
+        Ok(Topic {
+            name: name.into(),
+            dir,
+            settings,
+            log,
+            writer: Mutex::new(Writer {
+                uncommitted: Vec::new(),
+                deleted: false,
+            }),
+            commit_wake: Notify::new(),
+            committed_end: AtomicU64::new(end),
+            fanout: FanoutCache::default(),
+            stop,
+        })
+    }
+
+    fn storage_error(&self, source: crate::store::StoreError) -> BrokerError {
+        BrokerError::Storage {
+            topic: self.name.to_string(),
+            source,
+        }
+    }
+
+    /// Appends a non-empty batch. Returns the first offset and a receiver
+    /// that completes when the batch is committed.
+    pub fn append(&self, batch: Vec<NewRecord>) -> Result<(u64, oneshot::Receiver<CommitResult>), BrokerError> {
+        let (tx, rx) = oneshot::channel();
+        let first = {
+            let mut writer = lock(&self.writer);
+            if writer.deleted {
+                return Err(BrokerError::TopicNotFound(self.name.to_string()));
+            }
+            let records = self.log.append(batch, now_ms()).map_err(|e| self.storage_error(e))?;
+            let first = records.first().map_or(0, |r| r.offset);
+            writer.uncommitted.push((
+                Arc::new(StoredBatch {
+                    topic: self.name.clone(),
+                    records,
+                }),
+                tx,
+            ));
+            first
+        };
+        self.commit_wake.notify_one();
+        Ok((first, rx))
+    }
+
+    /// Every offset below this is committed and may be read by subscribers.
+    pub fn committed_end(&self) -> u64 {
+        self.committed_end.load(Ordering::SeqCst)
+    }
+
+    /// Marks the topic deleted: later appends fail.
+    pub fn mark_deleted(&self) {
+        lock(&self.writer).deleted = true;
+    }
+
+    /// Reads committed records (blocking I/O: call from a blocking thread).
+    pub fn read_committed(&self, from: u64, max_records: usize, max_bytes: usize) -> Result<ReadBatch, BrokerError> {
+        let end = self.committed_end();
+        let mut batch = self.log.read(from, max_records, max_bytes).map_err(|e| self.storage_error(e))?;
+        if batch.records.iter().any(|r| r.offset >= end) {
+            batch.records.retain(|r| r.offset < end);
+            batch.next_offset = batch.records.last().map_or(from.max(self.log.start_offset()).min(end), |r| r.offset + 1);
+        }
+        Ok(batch)
+    }
+
+    /// The committer: group commit, fan-out, acks. Runs until `stop`, then
+    /// commits what is left and returns.
+    pub async fn run_committer(self: Arc<Topic>, policy: FsyncPolicy, registry: Arc<SubscriberRegistry>) {
+        loop {
+            let stopping = tokio::select! {
+                () = self.commit_wake.notified() => false,
+                () = self.stop.cancelled() => true,
+            };
+            let batches = std::mem::take(&mut lock(&self.writer).uncommitted);
+            if !batches.is_empty() {
+                self.commit(batches, policy, &registry).await;
+            }
+            if stopping {
+                // Appends racing with the stop are committed too.
+                let rest = std::mem::take(&mut lock(&self.writer).uncommitted);
+                if !rest.is_empty() {
+                    self.commit(rest, policy, &registry).await;
+                }
+                let topic = self.clone();
+                let _ = tokio::task::spawn_blocking(move || topic.log.sync()).await;
+                return;
+            }
+        }
+    }
+
+    async fn commit(
+        self: &Arc<Self>,
+        batches: Vec<(Arc<StoredBatch>, oneshot::Sender<CommitResult>)>,
+        policy: FsyncPolicy,
+        registry: &SubscriberRegistry,
+    ) {
+        let end = batches.last().map_or(0, |(b, _)| b.end_offset());
+        if policy == FsyncPolicy::Always {
+            let topic = self.clone();
+            let result = tokio::task::spawn_blocking(move || topic.log.sync())
+                .await
+                .unwrap_or_else(|e| Err(crate::store::StoreError::io("fsync", &self.dir, std::io::Error::other(e.to_string()))));
+            if let Err(e) = result {
+                tracing::error!(topic = %self.name, error = %e, "fsync failed; publishes in this commit are failed");
+                let reason: Arc<str> = format!("fsync failed: {e}").into();
+                // The records are in the log but not known durable: they
+                // stay (a reader may see them) and the publishers are told.
+                self.committed_end.fetch_max(end, Ordering::SeqCst);
+                for (_, ack) in batches {
+                    let _ = ack.send(Err(reason.clone()));
+                }
+                return;
+            }
+        }
+        // Committed before fan-out: a replaying subscriber registered before
+        // this point either sees these records in the log or receives them.
+        self.committed_end.fetch_max(end, Ordering::SeqCst);
+        let sinks = self.fanout.sinks_for(&self.name, registry);
+        for (batch, _) in &batches {
+            for sink in sinks.iter() {
+                sink.offer(batch);
+            }
+        }
+        for (_, ack) in batches {
+            let _ = ack.send(Ok(()));
+        }
+    }
+
+    /// What `topics info` shows.
+    pub fn info(&self) -> TopicInfo {
+        let info = self.log.info();
+        TopicInfo {
+            name: self.name.to_string(),
+            start_offset: info.start_offset,
+            next_offset: info.next_offset,
+            messages: info.next_offset.saturating_sub(info.start_offset),
+            bytes: info.bytes,
+            segments: info.segments as u32,
+            oldest_timestamp_ms: info.oldest_timestamp_ms,
+            newest_timestamp_ms: info.newest_timestamp_ms,
+            retention: self.settings.retention,
+            segment_bytes: self.settings.segment_bytes,
+        }
+    }
+}

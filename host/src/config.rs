@@ -1,0 +1,284 @@
+//! `sluice.toml`: every setting of the broker, each with a default.
+//! Unknown keys and bad values stop start-up with an error that names the
+//! key, so a typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Network and TLS.
+    pub server: ServerConfig,
+    /// The log on disk.
+    pub storage: StorageConfig,
+    /// Topic defaults.
+    pub topics: TopicsConfig,
+    /// Resource limits.
+    pub limits: LimitsConfig,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// QUIC listen address.
+    pub listen: SocketAddr,
+    /// Where topics, group state and the development certificate live.
+    pub data_dir: PathBuf,
+    /// PEM certificate chain. With `key`; without both, a self-signed
+    /// certificate is created in `<data_dir>/tls/` at first start.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    pub key: Option<PathBuf>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4433)),
+            data_dir: PathBuf::from("./sluice-data"),
+            cert: None,
+            key: None,
+        }
+    }
+}
+
+/// When a publish counts as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// fsync before the ack; publishes waiting at the same moment share one
+    /// fsync (group commit). Survives power loss.
+    #[default]
+    Always,
+    /// fsync every `fsync_interval`; acked after the write reaches the OS.
+    /// Survives a broker crash; power loss can lose the last interval.
+    Interval,
+    /// Never fsync (the OS writes back when it likes). Survives a broker
+    /// crash only.
+    Never,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `always`, `interval` or `never`.
+    pub fsync: FsyncPolicy,
+    /// Period of the `interval` policy.
+    #[serde(with = "humantime_serde")]
+    pub fsync_interval: Duration,
+    /// Default segment size in bytes.
+    pub segment_bytes: u64,
+    /// How often retention limits are applied.
+    #[serde(with = "humantime_serde")]
+    pub retention_check_interval: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            fsync: FsyncPolicy::Always,
+            fsync_interval: Duration::from_millis(100),
+            segment_bytes: 64 * 1024 * 1024,
+            retention_check_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[topics]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// Create a topic on its first publish.
+    pub auto_create: bool,
+    /// Default retention of new topics.
+    pub retention: RetentionConfig,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig {
+            auto_create: true,
+            retention: RetentionConfig::default(),
+        }
+    }
+}
+
+/// Retention limits; absent means unlimited.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Remove segments whose newest message is older than this.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Option<Duration>,
+    /// Keep about this many bytes per topic.
+    pub max_bytes: Option<u64>,
+    /// Keep about this many messages per topic.
+    pub max_messages: Option<u64>,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest frame body accepted, in bytes.
+    pub max_frame_bytes: u32,
+    /// Concurrent client connections.
+    pub max_connections: usize,
+    /// Subscriptions per connection.
+    pub max_subscriptions_per_connection: usize,
+    /// Requests being processed at once per connection; more wait unread
+    /// (QUIC flow control then slows the client).
+    pub max_in_flight_requests: usize,
+    /// Messages waiting for a slow live subscriber before new ones are
+    /// dropped for it (counted, reported to the subscriber).
+    pub subscriber_buffer_messages: usize,
+    /// Time allowed from connection to Hello.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// A connection with no traffic for this long is closed (clients send
+    /// keep-alives, so only dead peers hit it).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_frame_bytes: sluice_proto::DEFAULT_MAX_FRAME_BYTES,
+            max_connections: 10_000,
+            max_subscriptions_per_connection: 1_000,
+            max_in_flight_requests: 1_024,
+            subscriber_buffer_messages: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is invalid, has an unknown key or a bad value.
+    #[error("invalid config {origin}: {message}")]
+    Parse {
+        /// File name or `<string>`.
+        origin: String,
+        /// The parser's message, naming the key and line.
+        message: String,
+    },
+    /// The values parse but do not make sense together.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and checks TOML text.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.server.cert.is_some() != self.server.key.is_some() {
+            return invalid("server.cert and server.key must be given together");
+        }
+        if self.limits.max_frame_bytes < 1024 {
+            return invalid("limits.max_frame_bytes must be at least 1024");
+        }
+        if self.storage.segment_bytes < 1024 || self.storage.segment_bytes > u64::from(u32::MAX) {
+            return invalid("storage.segment_bytes must be between 1024 and 4294967295");
+        }
+        if self.storage.fsync == FsyncPolicy::Interval && self.storage.fsync_interval.is_zero() {
+            return invalid("storage.fsync_interval must be above zero");
+        }
+        if self.storage.retention_check_interval.is_zero() {
+            return invalid("storage.retention_check_interval must be above zero");
+        }
+        if self.limits.max_in_flight_requests == 0 || self.limits.max_connections == 0 {
+            return invalid("limits.max_in_flight_requests and limits.max_connections must be above zero");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::parse("", "<test>").unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:4433".parse().unwrap());
+        assert_eq!(c.storage.fsync, FsyncPolicy::Always);
+        assert!(c.topics.auto_create);
+        assert_eq!(c.limits.max_frame_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn the_example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sluice.toml");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:4433".parse().unwrap());
+    }
+
+    #[test]
+    fn durations_and_policies() {
+        let c = Config::parse(
+            "[storage]\nfsync = \"interval\"\nfsync_interval = \"250ms\"\n[topics.retention]\nmax_age = \"7days\"\nmax_messages = 10\n",
+            "<test>",
+        )
+        .unwrap();
+        assert_eq!(c.storage.fsync, FsyncPolicy::Interval);
+        assert_eq!(c.storage.fsync_interval, Duration::from_millis(250));
+        assert_eq!(c.topics.retention.max_age, Some(Duration::from_secs(7 * 86400)));
+        assert_eq!(c.topics.retention.max_messages, Some(10));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse("[server]\nlisten_addr = \"127.0.0.1:1\"\n", "<test>").unwrap_err();
+        assert!(err.to_string().contains("listen_addr"), "{err}");
+        let err = Config::parse("[storge]\n", "<test>").unwrap_err();
+        assert!(err.to_string().contains("storge"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let err = Config::parse("[storage]\nfsync = \"sometimes\"\n", "<test>").unwrap_err();
+        assert!(err.to_string().contains("sometimes"), "{err}");
+        let err = Config::parse("[server]\nlisten = \"nowhere\"\n", "<test>").unwrap_err();
+        assert!(err.to_string().contains("listen"), "{err}");
+        let err = Config::parse("[limits]\nmax_frame_bytes = 10\n", "<test>").unwrap_err();
+        assert!(err.to_string().contains("max_frame_bytes"), "{err}");
+    }
+}

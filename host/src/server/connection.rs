@@ -1,0 +1,398 @@
+//! One client connection: the Hello handshake, then the control stream's
+//! requests, each answered by id. Publishes are appended in arrival order
+//! and acked concurrently; other requests run as tasks of their own, at
+//! most `limits.max_in_flight_requests` at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use sluice_client::wire::{FrameReader, WireError};
+use sluice_proto::{
+    frame, request_id_of, ClientFrame, CodecError, ErrorBody, ErrorCode, Request, RequestBody, Response, ResponseBody,
+    ServerFrame, Welcome, PROTOCOL_VERSION,
+};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::{delivery, Shared};
+use crate::broker::BrokerError;
+
+/// How long a finished control stream may take to reach the client before
+/// the connection is closed anyway.
+const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How a connection ends, and what the client is told.
+enum Close {
+    /// The client finished its control stream or closed the connection.
+    Client,
+    /// The broker is shutting down.
+    Shutdown,
+    /// The client broke the protocol: an error frame and a close with its code.
+    Refused(ErrorBody),
+}
+
+/// Serves one incoming connection until it ends.
+pub(crate) async fn handle(incoming: quinn::Incoming, shared: Arc<Shared>) {
+    let peer = incoming.remote_address();
+    let span = tracing::info_span!("connection", %peer);
+    async move {
+        let timeout = shared.config.limits.handshake_timeout;
+        let conn = match tokio::time::timeout(timeout, incoming).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("TLS handshake timed out");
+                return;
+            }
+        };
+        let alpn = conn
+            .handshake_data()
+            .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+            .and_then(|d| d.protocol);
+        if alpn.as_deref() != Some(sluice_proto::ALPN) {
+            close_with(&conn, &ErrorBody::new(ErrorCode::ProtocolViolation, "ALPN sluice/1 is required"));
+            return;
+        }
+        let Ok(_slot) = shared.connection_slots.clone().try_acquire_owned() else {
+            let error = ErrorBody::new(ErrorCode::LimitExceeded, format!(
+                "too many connections (limits.max_connections = {})",
+                shared.config.limits.max_connections
+            ));
+            tracing::warn!("{}", error.message);
+            close_with(&conn, &error);
+            return;
+        };
+        serve(conn, &shared).await;
+    }
+    .instrument(span)
+    .await
+}
+
+fn close_with(conn: &quinn::Connection, error: &ErrorBody) {
+    conn.close(u32::from(error.code).into(), error.message.as_bytes());
+}
+
+async fn serve(conn: quinn::Connection, shared: &Arc<Shared>) {
+    let limits = &shared.config.limits;
+    let max_frame = limits.max_frame_bytes;
+    let handshake = async {
+        let (send, recv) = conn.accept_bi().await.ok()?;
+        let mut reader = FrameReader::new(recv, max_frame);
+        let first = reader.next_body().await;
+        Some((send, reader, first))
+    };
+    let (send, mut reader, first) = match tokio::time::timeout(limits.handshake_timeout, handshake).await {
+        Ok(Some(x)) => x,
+        Ok(None) => return,
+        Err(_) => {
+            tracing::info!("no Hello within the handshake timeout; closing");
+            close_with(&conn, &ErrorBody::new(ErrorCode::HandshakeRequired, format!(
+                "no Hello within {:?} (limits.handshake_timeout)",
+                limits.handshake_timeout
+            )));
+            return;
+        }
+    };
+    let (writer, queue) = mpsc::channel::<Bytes>(limits.max_in_flight_requests + 16);
+    let writer_task = tokio::spawn(write_control(send, queue));
+
+    let hello = match first {
+        Ok(Some(body)) => match frame::decode_body::<ClientFrame>(&body) {
+            Ok(ClientFrame::Hello(hello)) => Ok(hello),
+            Ok(ClientFrame::Request(_)) => Err(ErrorBody::new(
+                ErrorCode::HandshakeRequired,
+                "the first frame must be Hello",
+            )),
+            Err(e) => Err(ErrorBody::new(ErrorCode::MalformedFrame, format!("expected Hello: {e}"))),
+        },
+        Ok(None) => Err(ErrorBody::new(ErrorCode::HandshakeRequired, "control stream ended before Hello")),
+        Err(e) => Err(wire_error_body(&e)),
+    };
+    let outcome = match hello {
+        Ok(hello) if hello.version != PROTOCOL_VERSION => Close::Refused(ErrorBody::new(
+            ErrorCode::UnsupportedVersion,
+            format!(
+                "client speaks protocol version {}, this broker {}",
+                hello.version, PROTOCOL_VERSION
+            ),
+        )),
+        Ok(hello) => {
+            tracing::info!(client = %hello.client_name, "client connected");
+            let welcome = ServerFrame::Welcome(Welcome {
+                version: PROTOCOL_VERSION,
+                server: format!("sluice/{}", env!("CARGO_PKG_VERSION")),
+                max_frame_bytes: max_frame,
+            });
+            let sent = match frame::encode(&welcome, max_frame) {
+                Ok(bytes) => writer.send(bytes).await.is_ok(),
+                Err(_) => false,
+            };
+            if sent {
+                Session::new(conn.clone(), shared.clone(), writer.clone())
+                    .run(&mut reader)
+                    .await
+            } else {
+                Close::Client
+            }
+        }
+        Err(error) => Close::Refused(error),
+    };
+
+    // Tell the client why, then close.
+    let close = match outcome {
+        Close::Client => None,
+        Close::Shutdown => Some(ErrorBody::new(ErrorCode::ShuttingDown, "broker is shutting down")),
+        Close::Refused(error) => {
+            tracing::info!(code = error.code, reason = %error.message, "refusing client");
+            if let Ok(bytes) = frame::encode(&ServerFrame::Error(error.clone()), max_frame) {
+                let _ = writer.send(bytes).await;
+            }
+            Some(error)
+        }
+    };
+    drop(writer);
+    let _ = writer_task.await;
+    match close {
+        Some(error) => close_with(&conn, &error),
+        None => conn.close(0u32.into(), b"bye"),
+    }
+    tracing::debug!("connection closed");
+}
+
+fn wire_error_body(e: &WireError) -> ErrorBody {
+    match e {
+        WireError::Codec(CodecError::TooLarge { len, max }) => ErrorBody::new(
+            ErrorCode::FrameTooLarge,
+            format!("frame of {len} bytes is over the limit of {max} bytes (limits.max_frame_bytes)"),
+        ),
+        WireError::Codec(other) => ErrorBody::new(ErrorCode::MalformedFrame, other.to_string()),
+        WireError::Read(other) => ErrorBody::new(ErrorCode::MalformedFrame, other.to_string()),
+    }
+}
+
+/// Writes queued frames to the control stream, coalescing what is queued,
+/// and finishes the stream when every sender is gone.
+async fn write_control(mut send: quinn::SendStream, mut queue: mpsc::Receiver<Bytes>) {
+    let mut batch = Vec::with_capacity(64);
+    while queue.recv_many(&mut batch, 64).await > 0 {
+        if send.write_all_chunks(&mut batch).await.is_err() {
+            return;
+        }
+        batch.clear();
+    }
+    if send.finish().is_ok() {
+        let _ = tokio::time::timeout(FLUSH_TIMEOUT, send.stopped()).await;
+    }
+}
+
+/// The state of one connection after its handshake.
+struct Session {
+    conn: quinn::Connection,
+    shared: Arc<Shared>,
+    writer: mpsc::Sender<Bytes>,
+    in_flight: Arc<Semaphore>,
+    requests: TaskTracker,
+    deliveries: TaskTracker,
+    /// Cancelled when the connection ends: ends every subscription.
+    closing: CancellationToken,
+    subscriptions: Arc<Mutex<HashMap<u64, CancellationToken>>>,
+}
+
+impl Session {
+    fn new(conn: quinn::Connection, shared: Arc<Shared>, writer: mpsc::Sender<Bytes>) -> Self {
+        let in_flight = Arc::new(Semaphore::new(shared.config.limits.max_in_flight_requests));
+        Session {
+            conn,
+            shared,
+            writer,
+            in_flight,
+            requests: TaskTracker::new(),
+            deliveries: TaskTracker::new(),
+            closing: CancellationToken::new(),
+            subscriptions: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    async fn run(self, reader: &mut FrameReader) -> Close {
+        let shutdown = self.shared.shutdown.clone();
+        let outcome = loop {
+            let permit = tokio::select! {
+                permit = self.in_flight.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break Close::Client,
+                },
+                () = shutdown.cancelled() => break Close::Shutdown,
+            };
+            let body = tokio::select! {
+                body = reader.next_body() => body,
+                () = shutdown.cancelled() => break Close::Shutdown,
+            };
+            match body {
+                Ok(Some(body)) => match frame::decode_body::<ClientFrame>(&body) {
+                    Ok(ClientFrame::Request(request)) => self.dispatch(request, permit).await,
+                    Ok(ClientFrame::Hello(_)) => {
+                        break Close::Refused(ErrorBody::new(ErrorCode::ProtocolViolation, "Hello sent twice"))
+                    }
+                    Err(e) => match request_id_of(&body) {
+                        Some(id) => {
+                            let error = ErrorBody::new(ErrorCode::UnknownRequest, format!("unknown or malformed request: {e}"));
+                            self.respond(id, Err(error)).await;
+                        }
+                        None => break Close::Refused(ErrorBody::new(ErrorCode::MalformedFrame, e.to_string())),
+                    },
+                },
+                Ok(None) => break Close::Client,
+                Err(WireError::Read(e)) => {
+                    tracing::debug!(error = %e, "control stream lost");
+                    break Close::Client;
+                }
+                Err(e) => break Close::Refused(wire_error_body(&e)),
+            }
+        };
+        // Requests already read are answered (publishes stored and acked)
+        // before the connection closes.
+        self.requests.close();
+        self.requests.wait().await;
+        self.closing.cancel();
+        self.deliveries.close();
+        self.deliveries.wait().await;
+        outcome
+    }
+
+    async fn respond(&self, id: u64, result: Result<ResponseBody, ErrorBody>) {
+        respond(&self.writer, self.shared.config.limits.max_frame_bytes, id, result).await;
+    }
+
+    async fn dispatch(&self, request: Request, permit: tokio::sync::OwnedSemaphorePermit) {
+        let id = request.id;
+        let broker = &self.shared.broker;
+        match request.body {
+            RequestBody::Publish(publish) => match broker.publish(publish.messages) {
+                Ok(pending) => {
+                    let writer = self.writer.clone();
+                    let max = self.shared.config.limits.max_frame_bytes;
+                    self.requests.spawn(async move {
+                        let result = pending.wait().await.map(ResponseBody::Published).map_err(|e| e.to_body());
+                        respond(&writer, max, id, result).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => self.respond(id, Err(e.to_body())).await,
+            },
+            RequestBody::Ping => self.respond(id, Ok(ResponseBody::Pong)).await,
+            RequestBody::Subscribe(subscribe) => {
+                let result = self.subscribe(subscribe).map_err(|e| e.to_body());
+                self.respond(id, result).await;
+            }
+            RequestBody::Unsubscribe { subscription } => {
+                let token = lock(&self.subscriptions).remove(&subscription);
+                let result = match token {
+                    Some(token) => {
+                        token.cancel();
+                        Ok(ResponseBody::Unsubscribed)
+                    }
+                    None => Err(ErrorBody::new(
+                        ErrorCode::UnknownSubscription,
+                        format!("no subscription {subscription} on this connection"),
+                    )),
+                };
+                self.respond(id, result).await;
+            }
+            RequestBody::Fetch(fetch) => {
+                let broker = broker.clone();
+                let writer = self.writer.clone();
+                let max = self.shared.config.limits.max_frame_bytes;
+                self.requests.spawn(async move {
+                    let result = broker
+                        .fetch(&fetch.topic, fetch.from, fetch.max_messages, fetch.max_bytes.min(max / 2))
+                        .await
+                        .map(ResponseBody::Fetched)
+                        .map_err(|e| e.to_body());
+                    respond(&writer, max, id, result).await;
+                    drop(permit);
+                });
+            }
+            RequestBody::CreateTopic(create) => {
+                let result = broker
+                    .create_topic(&create.name, create.retention, create.segment_bytes)
+                    .map(ResponseBody::TopicCreated)
+                    .map_err(|e| e.to_body());
+                self.respond(id, result).await;
+            }
+            RequestBody::DeleteTopic { name } => {
+                let broker = broker.clone();
+                let writer = self.writer.clone();
+                let max = self.shared.config.limits.max_frame_bytes;
+                self.requests.spawn(async move {
+                    let result = broker
+                        .delete_topic(&name)
+                        .await
+                        .map(|()| ResponseBody::TopicDeleted)
+                        .map_err(|e| e.to_body());
+                    respond(&writer, max, id, result).await;
+                    drop(permit);
+                });
+            }
+            RequestBody::ListTopics => self.respond(id, Ok(ResponseBody::Topics(broker.list_topics()))).await,
+            RequestBody::TopicInfo { name } => {
+                let result = broker.topic_info(&name).map(ResponseBody::TopicInfo).map_err(|e| e.to_body());
+                self.respond(id, result).await;
+            }
+        }
+    }
+
+    fn subscribe(&self, request: sluice_proto::Subscribe) -> Result<ResponseBody, BrokerError> {
+        let mut subscriptions = lock(&self.subscriptions);
+        let limit = self.shared.config.limits.max_subscriptions_per_connection;
+        if subscriptions.len() >= limit {
+            return Err(BrokerError::LimitExceeded(format!(
+                "too many subscriptions on this connection (limits.max_subscriptions_per_connection = {limit})"
+            )));
+        }
+        if subscriptions.contains_key(&request.subscription) {
+            return Err(BrokerError::SubscriptionExists(request.subscription));
+        }
+        let subscription = self.shared.broker.subscribe(&request.pattern, request.from)?;
+        let cancel = self.closing.child_token();
+        subscriptions.insert(request.subscription, cancel.clone());
+        let registry = self.subscriptions.clone();
+        let conn = self.conn.clone();
+        let shutdown = self.shared.shutdown.clone();
+        let max = self.shared.config.limits.max_frame_bytes;
+        let id = request.subscription;
+        tracing::debug!(subscription = id, pattern = %request.pattern, from = ?request.from, "subscribed");
+        self.deliveries.spawn(
+            async move {
+                delivery::run(conn, id, subscription, cancel, shutdown, max).await;
+                lock(&registry).remove(&id);
+            }
+            .in_current_span(),
+        );
+        Ok(ResponseBody::Subscribed { subscription: id })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn respond(writer: &mpsc::Sender<Bytes>, max_frame: u32, id: u64, result: Result<ResponseBody, ErrorBody>) {
+    let frame = match frame::encode(&ServerFrame::Response(Response { id, result }), max_frame) {
+        Ok(frame) => frame,
+        Err(e) => {
+            let error = ErrorBody::new(ErrorCode::Internal, format!("response could not be encoded: {e}"));
+            match frame::encode(&ServerFrame::Response(Response { id, result: Err(error) }), max_frame) {
+                Ok(frame) => frame,
+                Err(_) => return,
+            }
+        }
+    };
+    // A send error means the connection is gone; nobody is left to tell.
+    let _ = writer.send(frame).await;
+}

@@ -1,0 +1,213 @@
+//! One subscription's unidirectional delivery stream: a `Start` frame, then
+//! `Messages` frames as the broker yields chunks, then `End`.
+//!
+//! Messages are encoded straight from the broker's shared batches through
+//! borrowed mirror types of `sluice_proto::DeliveryFrame`, so fan-out to
+//! many subscribers copies no payload before encoding.
+
+use serde::Serialize;
+use sluice_proto::{frame, DeliveryFrame, ErrorBody, ErrorCode};
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::{Chunk, Subscription};
+use crate::store::Record;
+
+/// Encoded payload bytes after which a delivery frame is sent.
+const FRAME_TARGET_BYTES: usize = 256 * 1024;
+/// Slack over the frame limit for per-message fields, so a message that
+/// was accepted for publishing can always be delivered.
+const FRAME_SLACK_BYTES: u32 = 64 * 1024;
+
+/// Borrowed twin of `sluice_proto::Delivered`: same field names on the wire.
+#[derive(Serialize)]
+struct DeliveredRef<'a> {
+    topic: &'a str,
+    offset: u64,
+    timestamp_ms: i64,
+    #[serde(with = "serde_bytes")]
+    key: Option<&'a [u8]>,
+    headers: &'a [(String, String)],
+    #[serde(with = "serde_bytes")]
+    payload: &'a [u8],
+    id: Option<&'a str>,
+}
+
+/// Borrowed twin of `sluice_proto::DeliveryFrame::Messages`.
+#[derive(Serialize)]
+enum DeliveryFrameRef<'a> {
+    Messages { messages: Vec<DeliveredRef<'a>>, dropped: u64 },
+}
+
+fn delivered_ref<'a>(topic: &'a str, r: &'a Record) -> DeliveredRef<'a> {
+    DeliveredRef {
+        topic,
+        offset: r.offset,
+        timestamp_ms: r.timestamp_ms,
+        key: r.key.as_deref(),
+        headers: &r.headers,
+        payload: &r.payload,
+        id: r.id.as_deref(),
+    }
+}
+
+/// Encodes a chunk into one or more `Messages` frames appended to `out`.
+fn encode_chunk(chunk: &Chunk, max_frame_bytes: u32, out: &mut Vec<u8>) -> Result<(), sluice_proto::CodecError> {
+    let limit = max_frame_bytes.saturating_add(FRAME_SLACK_BYTES);
+    let mut dropped = chunk.dropped;
+    let mut messages = Vec::new();
+    let mut size = 0;
+    for slice in &chunk.slices {
+        for record in slice.records() {
+            let estimate = record.payload.len() + record.key.as_ref().map_or(0, |k| k.len()) + 64;
+            if !messages.is_empty() && size + estimate > FRAME_TARGET_BYTES.min(max_frame_bytes as usize / 2) {
+                let frame = DeliveryFrameRef::Messages {
+                    messages: std::mem::take(&mut messages),
+                    dropped: std::mem::take(&mut dropped),
+                };
+                frame::encode_into(&frame, limit, out)?;
+                size = 0;
+            }
+            size += estimate;
+            messages.push(delivered_ref(&slice.batch.topic, record));
+        }
+    }
+    if !messages.is_empty() || dropped > 0 {
+        frame::encode_into(&DeliveryFrameRef::Messages { messages, dropped }, limit, out)?;
+    }
+    Ok(())
+}
+
+/// Why a delivery stream ended, as told to the client.
+pub(crate) enum EndReason {
+    Unsubscribed,
+    ShuttingDown,
+}
+
+/// Runs one subscription's stream until the client stops it, the
+/// subscription is cancelled, or the connection goes.
+pub(crate) async fn run(
+    conn: quinn::Connection,
+    id: u64,
+    mut subscription: Subscription,
+    cancel: CancellationToken,
+    shutting_down: CancellationToken,
+    max_frame_bytes: u32,
+) {
+    let mut send = match conn.open_uni().await {
+        Ok(send) => send,
+        Err(e) => {
+            tracing::debug!(subscription = id, error = %e, "cannot open delivery stream");
+            return;
+        }
+    };
+    let mut buf = Vec::with_capacity(64 * 1024);
+    if frame::encode_into(&DeliveryFrame::Start { subscription: id }, max_frame_bytes, &mut buf).is_err()
+        || send.write_all(&buf).await.is_err()
+    {
+        return;
+    }
+    let end: Option<ErrorBody> = loop {
+        tokio::select! {
+            chunk = subscription.next_chunk() => match chunk {
+                Ok(chunk) => {
+                    buf.clear();
+                    if let Err(e) = encode_chunk(&chunk, max_frame_bytes, &mut buf) {
+                        break Some(ErrorBody::new(ErrorCode::Internal, format!("cannot encode delivery: {e}")));
+                    }
+                    if send.write_all(&buf).await.is_err() {
+                        // The client stopped reading (unsubscribed) or left.
+                        return;
+                    }
+                }
+                Err(e) => break Some(e.to_body()),
+            },
+            () = cancel.cancelled() => {
+                break match if shutting_down.is_cancelled() { EndReason::ShuttingDown } else { EndReason::Unsubscribed } {
+                    EndReason::ShuttingDown => Some(ErrorBody::new(ErrorCode::ShuttingDown, "broker is shutting down")),
+                    EndReason::Unsubscribed => None,
+                };
+            }
+            _ = send.stopped() => return,
+        }
+    };
+    buf.clear();
+    if frame::encode_into(&DeliveryFrame::End { error: end }, max_frame_bytes, &mut buf).is_ok() {
+        let _ = send.write_all(&buf).await;
+    }
+    let _ = send.finish();
+    tracing::debug!(subscription = id, pattern = subscription.pattern(), "delivery stream ended");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use sluice_proto::frame::FrameDecoder;
+
+    use super::*;
+    use crate::broker::{Slice, StoredBatch};
+
+    fn record(offset: u64, payload: &[u8]) -> Record {
+        Record {
+            offset,
+            timestamp_ms: 1_700_000_000_000 + offset as i64,
+            key: (offset % 2 == 0).then(|| Bytes::from_static(b"k")),
+            headers: vec![("h".into(), offset.to_string())],
+            payload: Bytes::copy_from_slice(payload),
+            id: Some(format!("id-{offset}")),
+        }
+    }
+
+    #[test]
+    fn borrowed_frames_decode_as_proto_frames() {
+        let batch = Arc::new(StoredBatch {
+            topic: "orders.eu".into(),
+            records: (0..5).map(|i| record(i, &[i as u8; 100])).collect(),
+        });
+        let chunk = Chunk {
+            slices: vec![Slice { batch, skip: 2 }],
+            dropped: 7,
+        };
+        let mut out = Vec::new();
+        encode_chunk(&chunk, 1024 * 1024, &mut out).unwrap();
+        let mut decoder = FrameDecoder::new(2 * 1024 * 1024);
+        decoder.extend(&out);
+        let frame: DeliveryFrame = decoder.next_frame().unwrap().unwrap();
+        let DeliveryFrame::Messages { messages, dropped } = frame else {
+            panic!("expected Messages, got {frame:?}");
+        };
+        assert_eq!(dropped, 7);
+        assert_eq!(messages.iter().map(|m| m.offset).collect::<Vec<_>>(), vec![2, 3, 4]);
+        assert_eq!(messages[0].topic, "orders.eu");
+        assert_eq!(messages[0].key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(messages[1].key, None);
+        assert_eq!(messages[0].payload.as_ref(), &[2u8; 100][..]);
+        assert_eq!(messages[0].id.as_deref(), Some("id-2"));
+        assert_eq!(messages[2].headers, vec![("h".to_owned(), "4".to_owned())]);
+    }
+
+    #[test]
+    fn large_chunks_are_split_into_frames_within_the_limit() {
+        let batch = Arc::new(StoredBatch {
+            topic: "t".into(),
+            records: (0..100).map(|i| record(i, &[0u8; 10_000])).collect(),
+        });
+        let chunk = Chunk {
+            slices: vec![Slice { batch, skip: 0 }],
+            dropped: 0,
+        };
+        let mut out = Vec::new();
+        encode_chunk(&chunk, 64 * 1024, &mut out).unwrap();
+        let mut decoder = FrameDecoder::new(64 * 1024 + FRAME_SLACK_BYTES);
+        decoder.extend(&out);
+        let mut offsets = Vec::new();
+        let mut frames = 0;
+        while let Some(DeliveryFrame::Messages { messages, .. }) = decoder.next_frame().unwrap() {
+            frames += 1;
+            offsets.extend(messages.iter().map(|m| m.offset));
+        }
+        assert!(frames > 10, "{frames} frames");
+        assert_eq!(offsets, (0..100).collect::<Vec<_>>());
+    }
+}

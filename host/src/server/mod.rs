@@ -1,0 +1,61 @@
+//! The QUIC side of the broker: the endpoint, one task per connection, one
+//! task per subscription stream.
+//!
+//! # Layout
+//!
+//! - [`tls`]: the certificate (configured or self-signed) and QUIC settings.
+//! - [`connection`]: handshake and request dispatch of one connection.
+//! - [`delivery`]: one subscription's delivery stream.
+
+mod connection;
+mod delivery;
+pub mod tls;
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::broker::Broker;
+use crate::config::Config;
+
+/// What every connection task shares.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub broker: Broker,
+    /// Cancelled when the broker starts shutting down.
+    pub shutdown: CancellationToken,
+    pub connection_slots: Arc<Semaphore>,
+}
+
+/// Accepts connections until `shutdown`, then waits for every connection
+/// to finish its in-flight requests and close.
+pub(crate) async fn serve(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
+    let connections = TaskTracker::new();
+    loop {
+        tokio::select! {
+            incoming = endpoint.accept() => match incoming {
+                Some(incoming) => {
+                    connections.spawn(connection::handle(incoming, shared.clone()));
+                }
+                None => break,
+            },
+            () = shared.shutdown.cancelled() => break,
+        }
+    }
+    tracing::info!(connections = connections.len(), "no longer accepting connections; draining");
+    connections.close();
+    connections.wait().await;
+}
+
+/// Builds the shared state.
+pub(crate) fn shared(config: Config, broker: Broker, shutdown: CancellationToken) -> Arc<Shared> {
+    let slots = Arc::new(Semaphore::new(config.limits.max_connections));
+    Arc::new(Shared {
+        config,
+        broker,
+        shutdown,
+        connection_slots: slots,
+    })
+}

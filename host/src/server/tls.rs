@@ -1,0 +1,133 @@
+//! The broker's TLS identity: configured certificate files, or a
+//! self-signed development certificate created in the data directory at
+//! first start. TLS 1.3 only, ALPN `sluice/1`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::{LimitsConfig, ServerConfig};
+
+/// The certificate chain and key the broker presents.
+pub struct Identity {
+    /// Certificate chain, leaf first.
+    pub certs: Vec<CertificateDer<'static>>,
+    /// The leaf's private key.
+    pub key: PrivateKeyDer<'static>,
+    /// The certificate file (clients trust it with `--ca`).
+    pub cert_path: PathBuf,
+    /// SHA-256 of the leaf certificate.
+    pub fingerprint: String,
+    /// True if this is the generated development certificate.
+    pub self_signed: bool,
+}
+
+/// Where the development certificate lives in a data directory.
+pub fn dev_cert_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("tls").join("cert.pem")
+}
+
+fn dev_key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("tls").join("key.pem")
+}
+
+fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let pem = std::fs::read(path).with_context(|| format!("failed to read certificate {}", path.display()))?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("failed to parse certificate {}", path.display()))?;
+    if certs.is_empty() {
+        bail!("no PEM certificate in {}", path.display());
+    }
+    Ok(certs)
+}
+
+fn read_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
+    let pem = std::fs::read(path).with_context(|| format!("failed to read private key {}", path.display()))?;
+    rustls_pemfile::private_key(&mut pem.as_slice())
+        .with_context(|| format!("failed to parse private key {}", path.display()))?
+        .with_context(|| format!("no PEM private key in {}", path.display()))
+}
+
+fn write_new(path: &Path, contents: &[u8], private: bool) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("failed to create {}", path.display()))?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+fn generate_dev_cert(data_dir: &Path) -> anyhow::Result<()> {
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let generated = rcgen::generate_simple_self_signed(names).context("failed to generate a self-signed certificate")?;
+    let dir = data_dir.join("tls");
+    std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    // Key first: a cert without its key is useless, a key without its cert is regenerated.
+    let key_path = dev_key_path(data_dir);
+    let cert_path = dev_cert_path(data_dir);
+    let _ = std::fs::remove_file(&key_path);
+    write_new(&key_path, generated.key_pair.serialize_pem().as_bytes(), true)?;
+    write_new(&cert_path, generated.cert.pem().as_bytes(), false)?;
+    Ok(())
+}
+
+/// Loads the configured certificate, or the development certificate in the
+/// data directory, creating it if it is not there.
+pub fn load_or_create(config: &ServerConfig) -> anyhow::Result<Identity> {
+    let (cert_path, key_path, self_signed) = match (&config.cert, &config.key) {
+        (Some(cert), Some(key)) => (cert.clone(), key.clone(), false),
+        _ => {
+            let cert = dev_cert_path(&config.data_dir);
+            if !cert.exists() {
+                generate_dev_cert(&config.data_dir)?;
+                tracing::info!(path = %cert.display(), "created a self-signed development certificate");
+            }
+            (cert, dev_key_path(&config.data_dir), true)
+        }
+    };
+    let certs = read_certs(&cert_path)?;
+    let key = read_key(&key_path)?;
+    let fingerprint = sluice_client::certificate_fingerprint(&certs[0]);
+    Ok(Identity {
+        certs,
+        key,
+        cert_path,
+        fingerprint,
+        self_signed,
+    })
+}
+
+/// The QUIC server configuration for `identity`.
+pub fn quic_config(identity: &Identity, limits: &LimitsConfig) -> anyhow::Result<quinn::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("failed to set up TLS 1.3")?
+        .with_no_client_auth()
+        .with_single_cert(identity.certs.clone(), identity.key.clone_key())
+        .context("certificate and key do not match or are not supported")?;
+    tls.alpn_protocols = vec![sluice_proto::ALPN.to_vec()];
+    tls.max_early_data_size = 0;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).context("TLS configuration unusable for QUIC")?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        // One control stream per connection; the broker opens the rest.
+        .max_concurrent_bidi_streams(1u32.into())
+        .max_concurrent_uni_streams(0u32.into())
+        .max_idle_timeout(Some(
+            quinn::IdleTimeout::try_from(limits.idle_timeout).context("limits.idle_timeout is too large")?,
+        ));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}

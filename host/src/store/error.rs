@@ -1,0 +1,49 @@
+//! The error type of the log store.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while opening, writing or reading a topic log.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file system operation failed.
+    #[error("cannot {op} {path}: {source}")]
+    Io {
+        /// What was being done, e.g. "write" or "open".
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Bytes on disk are not a valid record (bad CRC, impossible lengths, unexpected offset).
+    #[error("corrupt record in {path} at position {position}: {reason}")]
+    Corrupt {
+        /// The segment file holding the bad record.
+        path: PathBuf,
+        /// Byte position of the record within the segment file.
+        position: u64,
+        /// What check failed.
+        reason: &'static str,
+    },
+    /// A `.log` file in the topic directory is not named `<20 digits>.log`.
+    #[error("invalid segment file name {path}")]
+    BadSegmentName {
+        /// The offending file.
+        path: PathBuf,
+    },
+    /// A record to append does not fit the on-disk format limits.
+    #[error("record cannot be stored: {0}")]
+    RecordTooLarge(&'static str),
+}
+
+impl StoreError {
+    /// Wraps an I/O error with the operation and path it happened on.
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StoreError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}

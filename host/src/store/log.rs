@@ -1,0 +1,560 @@
+//! `TopicLog`: the ordered list of segments of one topic, with append, read, roll, recovery
+//! and retention.
+//!
+//! Locking: one mutex serialises appenders (and owns the reusable encode buffers); the segment
+//! list sits behind a read-write lock that is only held long enough to clone an `Arc`; readers
+//! then work on the segment with positional reads and never block the appender. `sync` takes
+//! its own mutex so concurrent callers each wait for a complete fsync, while appends go on.
+
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use super::config::LogConfig;
+use super::error::StoreError;
+use super::index::IndexEntry;
+use super::record::{self, NewRecord, Record};
+use super::segment::{self, ReadBudget, Role, Segment, Tail};
+
+/// Encode buffers above this are dropped after use so one huge batch does not pin memory.
+const MAX_RETAINED_BUFFER: usize = 16 * 1024 * 1024;
+/// Bounds of a single positional read when serving `read`.
+const MIN_READ_CHUNK: usize = 16 * 1024;
+const MAX_READ_CHUNK: usize = 8 * 1024 * 1024;
+/// Guess of a record's size used to avoid reading far more than `max_records` needs.
+const ESTIMATED_RECORD_BYTES: usize = 4096;
+
+/// What `read` returned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadBatch {
+    /// Records in offset order, without gaps.
+    pub records: Vec<Record>,
+    /// Offset to read from next.
+    pub next_offset: u64,
+}
+
+/// A snapshot of a log's extent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogInfo {
+    /// Oldest offset still stored.
+    pub start_offset: u64,
+    /// Offset the next appended record will get.
+    pub next_offset: u64,
+    /// Size of all segment files.
+    pub bytes: u64,
+    /// Number of segments, including the active one.
+    pub segments: usize,
+    /// Timestamp of the oldest stored record.
+    pub oldest_timestamp_ms: Option<i64>,
+    /// Timestamp of the newest stored record.
+    pub newest_timestamp_ms: Option<i64>,
+}
+
+/// What `apply_retention` removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    /// Whole segments deleted.
+    pub segments_removed: usize,
+    /// Bytes of segment files deleted.
+    pub bytes_removed: u64,
+    /// Records deleted.
+    pub messages_removed: u64,
+}
+
+/// Appender state; only touched under `TopicLog::writer`.
+struct Writer {
+    active: Arc<Segment>,
+    next_offset: u64,
+    last_ts: Option<i64>,
+    /// Position of the newest index entry in the active segment.
+    last_index_pos: Option<u64>,
+    /// Bytes written to the active segment's index file.
+    idx_len: u64,
+    buf: Vec<u8>,
+    idx_buf: Vec<u8>,
+    pending: Vec<IndexEntry>,
+    /// Segments sealed by a roll and not yet fsynced.
+    unsynced: Vec<Arc<Segment>>,
+    /// A segment file was created since the directory was last fsynced.
+    dir_dirty: bool,
+}
+
+/// The append-only log of one topic, stored as segment files in one directory.
+pub struct TopicLog {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Oldest first; the last one is the active segment. Never empty.
+    segments: RwLock<Vec<Arc<Segment>>>,
+    writer: Mutex<Writer>,
+    sync_lock: Mutex<()>,
+    /// Published after the records below it are readable.
+    next_offset: AtomicU64,
+    start_offset: AtomicU64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves the state consistent, so a panic elsewhere is no reason
+    // to stop serving the topic.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl TopicLog {
+    /// Opens the log in `dir` (creating the directory if missing) and recovers it.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<TopicLog, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::io("create", dir, e))?;
+        let mut bases = Vec::new();
+        let entries = std::fs::read_dir(dir).map_err(|e| StoreError::io("list", dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| StoreError::io("list", dir, e))?;
+            if let Some(base) = segment::parse_segment_name(&entry.path())? {
+                bases.push(base);
+            }
+        }
+        bases.sort_unstable();
+
+        let mut segments = Vec::with_capacity(bases.len().max(1));
+        let mut tail = Tail {
+            last_index_pos: None,
+            idx_len: 0,
+            last_ts: None,
+        };
+        for (i, &base) in bases.iter().enumerate() {
+            let role = match bases.get(i + 1) {
+                Some(&next_base) => Role::Sealed { next_base },
+                None => Role::Active,
+            };
+            let (seg, seg_tail) = Segment::open(dir, base, role, &config)?;
+            segments.push(Arc::new(seg));
+            tail = seg_tail;
+        }
+        let active = match segments.last() {
+            Some(seg) => Arc::clone(seg),
+            None => {
+                let seg = Arc::new(Segment::create(dir, 0)?);
+                segments.push(Arc::clone(&seg));
+                seg
+            }
+        };
+        // The active segment may be empty (fresh roll, or its whole content was torn).
+        let last_ts = tail.last_ts.or_else(|| {
+            segments
+                .iter()
+                .rev()
+                .find_map(|s| s.timestamps().map(|(_, last)| last))
+        });
+        let next_offset = active.end_offset();
+        let start_offset = segments.first().map_or(0, |s| s.base());
+        tracing::debug!(dir = %dir.display(), start_offset, next_offset, segments = segments.len(), "opened topic log");
+        Ok(TopicLog {
+            dir: dir.to_path_buf(),
+            config,
+            segments: RwLock::new(segments),
+            writer: Mutex::new(Writer {
+                active,
+                next_offset,
+                last_ts,
+                last_index_pos: tail.last_index_pos,
+                idx_len: tail.idx_len,
+                buf: Vec::new(),
+                idx_buf: Vec::new(),
+                pending: Vec::new(),
+                unsynced: Vec::new(),
+                dir_dirty: true,
+            }),
+            sync_lock: Mutex::new(()),
+            next_offset: AtomicU64::new(next_offset),
+            start_offset: AtomicU64::new(start_offset),
+        })
+    }
+
+    fn segments(&self) -> RwLockReadGuard<'_, Vec<Arc<Segment>>> {
+        self.segments.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn segments_mut(&self) -> RwLockWriteGuard<'_, Vec<Arc<Segment>>> {
+        self.segments
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Appends a batch; assigns dense offsets and timestamps (`max(now_ms, last timestamp)`, so
+    /// timestamps never go backwards within a topic). The batch is encoded into one buffer and
+    /// written with one positional write per segment touched; no fsync. When this returns the
+    /// records are in the OS page cache and visible to `read`.
+    ///
+    /// A batch with an unstorable record is refused as a whole. If an I/O error happens after
+    /// a roll, the records written before the roll stay appended.
+    pub fn append(&self, batch: Vec<NewRecord>, now_ms: i64) -> Result<Vec<Record>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut total = 0usize;
+        for rec in &batch {
+            total = total.saturating_add(record::encoded_len(rec)?);
+        }
+        let segment_bytes = self.config.effective_segment_bytes();
+        let interval = self.config.index_interval_bytes;
+        let mut out = Vec::with_capacity(batch.len());
+
+        let mut guard = lock(&self.writer);
+        let w = &mut *guard;
+        let ts = w.last_ts.map_or(now_ms, |last| last.max(now_ms));
+        w.buf.clear();
+        w.pending.clear();
+        w.buf.reserve(total.min(MAX_RETAINED_BUFFER));
+        let mut write_pos = w.active.len();
+        let mut last_index_pos = w.last_index_pos;
+        let mut offset = w.next_offset;
+        for rec in batch {
+            let size = record::encoded_len(&rec)? as u64;
+            let mut pos = write_pos + w.buf.len() as u64;
+            if pos > 0 && pos.saturating_add(size) > segment_bytes {
+                self.flush(w, offset, ts, last_index_pos)?;
+                self.roll(w)?;
+                write_pos = 0;
+                last_index_pos = None;
+                pos = 0;
+            }
+            if last_index_pos.is_none_or(|p| pos - p >= interval) {
+                w.pending.push(IndexEntry {
+                    // Fits: a segment of at most u32::MAX bytes holds fewer records than that.
+                    rel_offset: (offset - w.active.base()) as u32,
+                    // Fits: a record only starts below segment_bytes <= u32::MAX.
+                    position: pos as u32,
+                    timestamp_ms: ts,
+                });
+                last_index_pos = Some(pos);
+            }
+            record::encode_into(&mut w.buf, offset, ts, &rec);
+            out.push(Record {
+                offset,
+                timestamp_ms: ts,
+                key: rec.key,
+                headers: rec.headers,
+                payload: rec.payload,
+                id: rec.id,
+            });
+            offset += 1;
+        }
+        self.flush(w, offset, ts, last_index_pos)?;
+        if w.buf.capacity() > MAX_RETAINED_BUFFER {
+            w.buf = Vec::new();
+        }
+        Ok(out)
+    }
+
+    /// Writes the encoded buffer to the active segment and publishes it to readers.
+    /// On error nothing is published and the writer state is unchanged.
+    fn flush(
+        &self,
+        w: &mut Writer,
+        end_offset: u64,
+        ts: i64,
+        last_index_pos: Option<u64>,
+    ) -> Result<(), StoreError> {
+        if w.buf.is_empty() {
+            return Ok(());
+        }
+        let pos = w.active.len();
+        w.active.write_records(&w.buf, pos)?;
+        if !w.pending.is_empty() {
+            w.idx_buf.clear();
+            for entry in &w.pending {
+                entry.encode_into(&mut w.idx_buf);
+            }
+            // The records are already in the log, so failing the append now would lie to the
+            // caller; a missing index entry only makes lookups scan a little further.
+            match w.active.write_index(&w.idx_buf, w.idx_len) {
+                Ok(()) => w.idx_len += w.idx_buf.len() as u64,
+                Err(error) => {
+                    tracing::warn!(%error, "index write failed, continuing with a sparser index")
+                }
+            }
+        }
+        let first_ts = (pos == 0).then_some(ts);
+        w.active.publish(
+            pos + w.buf.len() as u64,
+            end_offset,
+            first_ts,
+            ts,
+            &w.pending,
+        );
+        w.next_offset = end_offset;
+        w.last_ts = Some(ts);
+        w.last_index_pos = last_index_pos;
+        self.next_offset.store(end_offset, Ordering::Release);
+        w.buf.clear();
+        w.pending.clear();
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at the next offset.
+    fn roll(&self, w: &mut Writer) -> Result<(), StoreError> {
+        let fresh = Arc::new(Segment::create(&self.dir, w.next_offset)?);
+        w.dir_dirty = true;
+        self.segments_mut().push(Arc::clone(&fresh));
+        let sealed = std::mem::replace(&mut w.active, fresh);
+        w.unsynced.push(sealed);
+        w.last_index_pos = None;
+        w.idx_len = 0;
+        Ok(())
+    }
+
+    /// fsyncs (sync_data) everything appended so far, including segments sealed by a roll
+    /// since the last sync, their index files, and the directory if segments were created.
+    /// The append lock is not held during the fsyncs. Safe to call concurrently: each call
+    /// returns only once everything appended before it is durable.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let _serial = lock(&self.sync_lock);
+        let (sealed, active, dir_dirty) = {
+            let mut w = lock(&self.writer);
+            (
+                std::mem::take(&mut w.unsynced),
+                Arc::clone(&w.active),
+                std::mem::take(&mut w.dir_dirty),
+            )
+        };
+        let result = sealed
+            .iter()
+            .chain(std::iter::once(&active))
+            .try_for_each(|seg| seg.sync())
+            .and_then(|()| if dir_dirty { self.sync_dir() } else { Ok(()) });
+        if result.is_err() {
+            // Retry next time; segments that did sync remember it and are skipped.
+            let mut w = lock(&self.writer);
+            let newer = std::mem::replace(&mut w.unsynced, sealed);
+            w.unsynced.extend(newer);
+            w.dir_dirty |= dir_dirty;
+        }
+        result
+    }
+
+    fn sync_dir(&self) -> Result<(), StoreError> {
+        File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|e| StoreError::io("fsync", &self.dir, e))
+    }
+
+    fn read_chunk(&self, max_records: usize, max_bytes: usize) -> usize {
+        let payload = max_bytes.min(max_records.saturating_mul(ESTIMATED_RECORD_BYTES));
+        // Room for framing, and for the records between the index entry and `from`.
+        let interval = usize::try_from(self.config.index_interval_bytes).unwrap_or(usize::MAX);
+        payload
+            .saturating_add(payload / 8)
+            .saturating_add(interval)
+            .clamp(MIN_READ_CHUNK, MAX_READ_CHUNK)
+    }
+
+    /// Reads up to `max_records` records / roughly `max_bytes` of payload (at least one record
+    /// if any is available) starting at `from`. Below the start offset it starts at the start
+    /// offset; at or past the end it returns an empty batch with `next_offset = from`.
+    /// Runs concurrently with appends and only sees fully written records. A record that fails
+    /// validation is a [`StoreError::Corrupt`].
+    pub fn read(
+        &self,
+        from: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<ReadBatch, StoreError> {
+        let next = self.next_offset.load(Ordering::Acquire);
+        let (mut seg, mut from) = {
+            let segs = self.segments();
+            let from = from.max(segs.first().map_or(0, |s| s.base()));
+            let i = segs.partition_point(|s| s.base() <= from).saturating_sub(1);
+            match segs.get(i) {
+                Some(seg) if from < next && max_records > 0 => (Arc::clone(seg), from),
+                _ => {
+                    return Ok(ReadBatch {
+                        records: Vec::new(),
+                        next_offset: from,
+                    })
+                }
+            }
+        };
+        let mut budget = ReadBudget {
+            max_records,
+            max_bytes,
+            bytes: 0,
+            chunk: self.read_chunk(max_records, max_bytes),
+        };
+        let mut records = Vec::new();
+        loop {
+            let end = seg.end_offset().min(next);
+            if from < end {
+                let full = seg.read_into(from, end, &mut budget, &mut records)?;
+                if let Some(last) = records.last() {
+                    from = last.offset + 1;
+                }
+                if full || from >= next {
+                    break;
+                }
+            }
+            let following = {
+                let segs = self.segments();
+                let i = segs.partition_point(|s| s.base() <= seg.base());
+                segs.get(i).cloned()
+            };
+            match following {
+                Some(s) => {
+                    // Skips offsets lost inside a damaged sealed segment instead of looping.
+                    from = from.max(s.base());
+                    seg = s;
+                }
+                None => break,
+            }
+            if from >= next {
+                break;
+            }
+        }
+        Ok(ReadBatch {
+            records,
+            next_offset: from,
+        })
+    }
+
+    /// The first offset whose timestamp is `>= ts_ms`, or `next_offset()` if none.
+    pub fn offset_for_timestamp(&self, ts_ms: i64) -> Result<u64, StoreError> {
+        let next = self.next_offset.load(Ordering::Acquire);
+        // Timestamps never decrease, so the answer is in the first segment reaching ts_ms.
+        let seg = {
+            let segs = self.segments();
+            segs.iter()
+                .find(|s| s.timestamps().is_some_and(|(_, last)| last >= ts_ms))
+                .cloned()
+        };
+        let Some(seg) = seg else {
+            return Ok(next);
+        };
+        let chunk = self.read_chunk(1, 0);
+        Ok(seg
+            .offset_for_timestamp(ts_ms, chunk)?
+            .unwrap_or_else(|| seg.end_offset()))
+    }
+
+    /// Oldest offset still stored.
+    pub fn start_offset(&self) -> u64 {
+        self.start_offset.load(Ordering::Acquire)
+    }
+
+    /// Offset the next appended record will get.
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset.load(Ordering::Acquire)
+    }
+
+    /// A snapshot of the log's extent.
+    pub fn info(&self) -> LogInfo {
+        let next_offset = self.next_offset();
+        let segs = self.segments();
+        LogInfo {
+            start_offset: segs.first().map_or(next_offset, |s| s.base()),
+            next_offset,
+            bytes: segs.iter().map(|s| s.len()).sum(),
+            segments: segs.len(),
+            oldest_timestamp_ms: segs
+                .iter()
+                .find_map(|s| s.timestamps())
+                .map(|(first, _)| first),
+            newest_timestamp_ms: segs
+                .iter()
+                .rev()
+                .find_map(|s| s.timestamps())
+                .map(|(_, last)| last),
+        }
+    }
+
+    /// The configuration the log was opened with.
+    pub fn config(&self) -> LogConfig {
+        self.config
+    }
+
+    /// Removes whole sealed segments beyond the retention limits: by age (newest record older
+    /// than `now_ms - max_age_ms`), by bytes (drop the oldest while the rest stays
+    /// `>= max_bytes`), by messages (likewise with record counts). Never removes the active
+    /// segment. Deletes the segment and index files.
+    pub fn apply_retention(&self, now_ms: i64) -> Result<RetentionOutcome, StoreError> {
+        let limits = self.config.retention;
+        let mut outcome = RetentionOutcome::default();
+        if limits.max_age_ms.is_none()
+            && limits.max_bytes.is_none()
+            && limits.max_messages.is_none()
+        {
+            return Ok(outcome);
+        }
+        let cutoff = limits
+            .max_age_ms
+            .map(|age| now_ms.saturating_sub(i64::try_from(age).unwrap_or(i64::MAX)));
+        let removed: Vec<Arc<Segment>> = {
+            // Rolls also take this lock, so the last entry stays the active segment meanwhile.
+            let mut segs = self.segments_mut();
+            let sealed = segs.len().saturating_sub(1);
+            let mut bytes_left: u64 = segs.iter().map(|s| s.len()).sum();
+            let start = segs.first().map_or(0, |s| s.base());
+            let mut messages_left = self.next_offset().saturating_sub(start);
+            let mut count = 0;
+            for seg in segs.iter().take(sealed) {
+                let bytes = seg.len();
+                let messages = seg.end_offset().saturating_sub(seg.base());
+                let too_old =
+                    cutoff.is_some_and(|c| seg.timestamps().is_none_or(|(_, last)| last < c));
+                let too_big = limits.max_bytes.is_some_and(|m| bytes_left - bytes >= m);
+                let too_many = limits
+                    .max_messages
+                    .is_some_and(|m| messages_left.saturating_sub(messages) >= m);
+                if !(too_old || too_big || too_many) {
+                    break;
+                }
+                bytes_left -= bytes;
+                messages_left = messages_left.saturating_sub(messages);
+                outcome.segments_removed += 1;
+                outcome.bytes_removed += bytes;
+                outcome.messages_removed += messages;
+                count += 1;
+            }
+            let removed = segs.drain(..count).collect();
+            if let Some(first) = segs.first() {
+                self.start_offset.store(first.base(), Ordering::Release);
+            }
+            removed
+        };
+        if removed.is_empty() {
+            return Ok(outcome);
+        }
+        {
+            let mut w = lock(&self.writer);
+            w.unsynced
+                .retain(|s| !removed.iter().any(|r| Arc::ptr_eq(r, s)));
+        }
+        let mut first_error = None;
+        for seg in &removed {
+            if let Err(e) = seg.remove_files() {
+                tracing::warn!(error = %e, "cannot delete expired segment");
+                first_error.get_or_insert(e);
+            }
+        }
+        tracing::debug!(dir = %self.dir.display(), ?outcome, "applied retention");
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(outcome),
+        }
+    }
+
+    /// Flushes and fsyncs, then removes the whole directory (topic deletion).
+    pub fn delete(self) -> Result<(), StoreError> {
+        self.sync()?;
+        let dir = self.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir).map_err(|e| StoreError::io("remove", &dir, e))
+    }
+}
+
+impl fmt::Debug for TopicLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TopicLog")
+            .field("dir", &self.dir)
+            .field("start_offset", &self.start_offset())
+            .field("next_offset", &self.next_offset())
+            .finish_non_exhaustive()
+    }
+}

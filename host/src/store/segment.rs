@@ -1,0 +1,598 @@
+//! One segment: a `<base>.log` file of framed records plus its `<base>.idx` sparse index.
+//!
+//! Only the appender writes (positional writes at the committed length); readers use
+//! positional reads bounded by the committed length, which is published after the bytes are
+//! in the file, so a reader never sees a half-written record.
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use bytes::Bytes;
+
+use super::config::LogConfig;
+use super::error::StoreError;
+use super::index::{self, IndexEntry, SparseIndex};
+use super::record::{self, BodyLayout, Record, FRAME_HEADER_LEN, MIN_BODY_LEN};
+
+/// Digits in a segment file name.
+const NAME_DIGITS: usize = 20;
+/// Read size while recovering: large enough to amortise syscalls, small enough not to matter.
+const SCAN_CHUNK: usize = 1024 * 1024;
+
+/// Parses `<20 digits>.log` into a base offset. `Ok(None)` for files that are not `.log`.
+pub(crate) fn parse_segment_name(path: &Path) -> Result<Option<u64>, StoreError> {
+    if path.extension().and_then(|e| e.to_str()) != Some("log") {
+        return Ok(None);
+    }
+    let bad = || StoreError::BadSegmentName {
+        path: path.to_path_buf(),
+    };
+    let stem = path.file_stem().and_then(|s| s.to_str()).ok_or_else(bad)?;
+    if stem.len() != NAME_DIGITS || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    stem.parse::<u64>().map(Some).map_err(|_| bad())
+}
+
+fn segment_paths(dir: &Path, base: u64) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!("{base:020}.log")),
+        dir.join(format!("{base:020}.idx")),
+    )
+}
+
+/// Why a cursor stopped early.
+pub(crate) enum CursorError {
+    /// The file could not be read.
+    Io(StoreError),
+    /// The bytes at `position` are not the next valid record.
+    Bad { position: u64, reason: &'static str },
+}
+
+/// One validated record as seen by a cursor.
+pub(crate) struct Framed {
+    pub position: u64,
+    pub total_len: u64,
+    pub body: Bytes,
+    pub layout: BodyLayout,
+}
+
+/// Walks records forward from a known record boundary, reading the file in big chunks.
+/// Every record is checked: frame within bounds, CRC, body layout, and dense offsets.
+pub(crate) struct Cursor<'a> {
+    file: &'a File,
+    path: &'a Path,
+    buf: Bytes,
+    buf_pos: u64,
+    at: usize,
+    end: u64,
+    chunk: usize,
+    expected: u64,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(
+        file: &'a File,
+        path: &'a Path,
+        position: u64,
+        offset: u64,
+        end: u64,
+        chunk: usize,
+    ) -> Self {
+        Cursor {
+            file,
+            path,
+            buf: Bytes::new(),
+            buf_pos: position,
+            at: 0,
+            end,
+            chunk: chunk.max(FRAME_HEADER_LEN + MIN_BODY_LEN),
+            expected: offset,
+        }
+    }
+
+    fn position(&self) -> u64 {
+        self.buf_pos + self.at as u64
+    }
+
+    /// Makes sure `need` bytes from the current position are buffered; `need` must fit before `end`.
+    fn ensure(&mut self, need: usize) -> Result<(), CursorError> {
+        if self.buf.len() - self.at >= need {
+            return Ok(());
+        }
+        let position = self.position();
+        let len = need.max(self.chunk) as u64;
+        let len = len.min(self.end - position) as usize;
+        let mut fresh = vec![0u8; len];
+        self.file
+            .read_exact_at(&mut fresh, position)
+            .map_err(|e| CursorError::Io(StoreError::io("read", self.path, e)))?;
+        self.buf = Bytes::from(fresh);
+        self.buf_pos = position;
+        self.at = 0;
+        Ok(())
+    }
+
+    /// The next record, `Ok(None)` at the end of the readable range.
+    pub(crate) fn next_record(&mut self) -> Result<Option<Framed>, CursorError> {
+        let position = self.position();
+        if position >= self.end {
+            return Ok(None);
+        }
+        let bad = |reason| CursorError::Bad { position, reason };
+        let remaining = self.end - position;
+        if remaining < FRAME_HEADER_LEN as u64 {
+            return Err(bad("truncated record header"));
+        }
+        self.ensure(FRAME_HEADER_LEN)?;
+        let (body_len, crc) = record::frame_header(&self.buf[self.at..])
+            .ok_or_else(|| bad("truncated record header"))?;
+        if body_len < MIN_BODY_LEN {
+            return Err(bad("record length too small"));
+        }
+        let total = FRAME_HEADER_LEN + body_len;
+        if total as u64 > remaining {
+            return Err(bad("record extends past end of segment"));
+        }
+        self.ensure(total)?;
+        let body = self.buf.slice(self.at + FRAME_HEADER_LEN..self.at + total);
+        if crc32c::crc32c(&body) != crc {
+            return Err(bad("crc mismatch"));
+        }
+        let layout = record::parse_body(&body).map_err(bad)?;
+        if layout.offset != self.expected {
+            return Err(bad("unexpected offset"));
+        }
+        self.at += total;
+        self.expected += 1;
+        Ok(Some(Framed {
+            position,
+            total_len: total as u64,
+            body,
+            layout,
+        }))
+    }
+}
+
+/// What a recovery scan found.
+struct Scan {
+    /// First byte not covered by valid records.
+    end_pos: u64,
+    end_offset: u64,
+    first_ts: Option<i64>,
+    last_ts: Option<i64>,
+    /// Index entries for scanned records not covered by the starting entry.
+    new_entries: Vec<IndexEntry>,
+    /// Where and why the scan stopped before the end of the file.
+    bad: Option<(u64, &'static str)>,
+}
+
+/// Validates records from `start` (an index entry, or the segment start) to `len`.
+fn scan(
+    file: &File,
+    path: &Path,
+    base: u64,
+    start: Option<IndexEntry>,
+    len: u64,
+    interval: u64,
+) -> Result<Scan, StoreError> {
+    let (pos, offset) = start.map_or((0, base), |e| {
+        (u64::from(e.position), base + u64::from(e.rel_offset))
+    });
+    let mut last_index_pos = start.map(|e| u64::from(e.position));
+    let mut out = Scan {
+        end_pos: pos,
+        end_offset: offset,
+        first_ts: None,
+        last_ts: None,
+        new_entries: Vec::new(),
+        bad: None,
+    };
+    let mut cursor = Cursor::new(file, path, pos, offset, len, SCAN_CHUNK);
+    loop {
+        match cursor.next_record() {
+            Ok(Some(rec)) => {
+                let ts = rec.layout.timestamp_ms;
+                let wants_entry = match last_index_pos {
+                    None => true,
+                    Some(p) => rec.position != p && rec.position - p >= interval,
+                };
+                if wants_entry {
+                    out.new_entries.push(IndexEntry {
+                        rel_offset: (rec.layout.offset - base) as u32,
+                        position: rec.position as u32,
+                        timestamp_ms: ts,
+                    });
+                    last_index_pos = Some(rec.position);
+                }
+                out.first_ts.get_or_insert(ts);
+                out.last_ts = Some(ts);
+                out.end_pos = rec.position + rec.total_len;
+                out.end_offset = rec.layout.offset + 1;
+            }
+            Ok(None) => return Ok(out),
+            Err(CursorError::Io(e)) => return Err(e),
+            Err(CursorError::Bad { position, reason }) => {
+                out.bad = Some((position, reason));
+                return Ok(out);
+            }
+        }
+    }
+}
+
+/// A segment file, its index, and what readers may see of it.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    base: u64,
+    log_path: PathBuf,
+    idx_path: PathBuf,
+    file: File,
+    idx_file: File,
+    index: SparseIndex,
+    /// Bytes of complete records; readers never read past it.
+    len: AtomicU64,
+    /// Offset after the last complete record.
+    end_offset: AtomicU64,
+    first_ts: AtomicI64,
+    last_ts: AtomicI64,
+    /// `len` as of the last successful fsync.
+    synced_len: AtomicU64,
+}
+
+/// Appender-side facts about a recovered active segment.
+pub(crate) struct Tail {
+    /// Position of the newest index entry, if any.
+    pub last_index_pos: Option<u64>,
+    /// Length of the index file.
+    pub idx_len: u64,
+    /// Timestamp of the newest record in this segment.
+    pub last_ts: Option<i64>,
+}
+
+/// How `open` treats a segment.
+pub(crate) enum Role {
+    /// An older segment; `next_base` is the base offset of the segment after it.
+    Sealed { next_base: u64 },
+    /// The newest segment: a bad tail is truncated away.
+    Active,
+}
+
+impl Segment {
+    /// Creates a fresh, empty segment starting at `base`.
+    pub(crate) fn create(dir: &Path, base: u64) -> Result<Segment, StoreError> {
+        let (log_path, idx_path) = segment_paths(dir, base);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&log_path)
+            .map_err(|e| StoreError::io("create", &log_path, e))?;
+        // A stale index without its log (crash between the two creates) is simply overwritten.
+        let idx_file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&idx_path)
+            .map_err(|e| StoreError::io("create", &idx_path, e))?;
+        Ok(Segment {
+            base,
+            log_path,
+            idx_path,
+            file,
+            idx_file,
+            index: SparseIndex::default(),
+            len: AtomicU64::new(0),
+            end_offset: AtomicU64::new(base),
+            first_ts: AtomicI64::new(0),
+            last_ts: AtomicI64::new(0),
+            synced_len: AtomicU64::new(0),
+        })
+    }
+
+    /// Opens an existing segment and recovers it as described in the module docs.
+    pub(crate) fn open(
+        dir: &Path,
+        base: u64,
+        role: Role,
+        config: &LogConfig,
+    ) -> Result<(Segment, Tail), StoreError> {
+        let (log_path, idx_path) = segment_paths(dir, base);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&log_path)
+            .map_err(|e| StoreError::io("open", &log_path, e))?;
+        let file_len = file
+            .metadata()
+            .map_err(|e| StoreError::io("stat", &log_path, e))?
+            .len();
+        let mut idx_file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&idx_path)
+            .map_err(|e| StoreError::io("open", &idx_path, e))?;
+        let mut idx_bytes = Vec::new();
+        idx_file
+            .read_to_end(&mut idx_bytes)
+            .map_err(|e| StoreError::io("read", &idx_path, e))?;
+        let on_disk_entries = idx_bytes.len() / index::ENTRY_LEN;
+        let (mut entries, whole) = index::parse_index(&idx_bytes, file_len);
+        let sealed = matches!(role, Role::Sealed { .. });
+        // A damaged index of a sealed segment is rebuilt from scratch rather than trusted in part.
+        if sealed && !whole {
+            entries.clear();
+        }
+        let interval = config.index_interval_bytes;
+        let mut found = scan(
+            &file,
+            &log_path,
+            base,
+            entries.last().copied(),
+            file_len,
+            interval,
+        )?;
+        if let (Some(start), Some((bad_pos, _))) = (entries.last(), found.bad) {
+            if bad_pos == u64::from(start.position) && !entries.is_empty() {
+                // The index points at something that is not the record it claims: distrust it.
+                entries.clear();
+                found = scan(&file, &log_path, base, None, file_len, interval)?;
+            }
+        }
+        let mut len = file_len;
+        let end_offset;
+        match role {
+            Role::Sealed { next_base } => {
+                if let Some((position, reason)) = found.bad {
+                    // Only the newest segment may lose data at recovery; keep the bytes so
+                    // reads report the corruption instead of silently skipping offsets.
+                    tracing::warn!(
+                        path = %log_path.display(),
+                        position,
+                        reason,
+                        "corrupt record in sealed segment"
+                    );
+                } else if found.end_offset != next_base {
+                    tracing::warn!(
+                        path = %log_path.display(),
+                        end_offset = found.end_offset,
+                        next_base,
+                        "sealed segment does not end where the next one starts"
+                    );
+                }
+                end_offset = next_base;
+            }
+            Role::Active => {
+                if let Some((position, reason)) = found.bad {
+                    tracing::warn!(
+                        path = %log_path.display(),
+                        position,
+                        bytes_cut = file_len - position,
+                        reason,
+                        "truncating torn or corrupt log tail"
+                    );
+                    file.set_len(position)
+                        .and_then(|()| file.sync_data())
+                        .map_err(|e| StoreError::io("truncate", &log_path, e))?;
+                    len = position;
+                    entries.retain(|e| u64::from(e.position) < position);
+                }
+                end_offset = found.end_offset;
+            }
+        }
+        let first_ts = entries.first().map(|e| e.timestamp_ms).or(found.first_ts);
+        let last_ts = found.last_ts.or(first_ts);
+        entries.extend_from_slice(&found.new_entries);
+        if entries.len() != on_disk_entries || !whole {
+            let bytes = index::encode_all(&entries);
+            idx_file
+                .set_len(0)
+                .and_then(|()| idx_file.write_all_at(&bytes, 0))
+                .map_err(|e| StoreError::io("rewrite", &idx_path, e))?;
+        }
+        let tail = Tail {
+            last_index_pos: entries.last().map(|e| u64::from(e.position)),
+            idx_len: (entries.len() * index::ENTRY_LEN) as u64,
+            last_ts,
+        };
+        let segment = Segment {
+            base,
+            log_path,
+            idx_path,
+            file,
+            idx_file,
+            index: SparseIndex::new(entries),
+            len: AtomicU64::new(len),
+            end_offset: AtomicU64::new(end_offset),
+            first_ts: AtomicI64::new(first_ts.unwrap_or(0)),
+            last_ts: AtomicI64::new(last_ts.unwrap_or(0)),
+            synced_len: AtomicU64::new(0),
+        };
+        Ok((segment, tail))
+    }
+
+    /// Offset of the first record in this segment.
+    pub(crate) fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// Bytes of complete records.
+    pub(crate) fn len(&self) -> u64 {
+        self.len.load(Ordering::Acquire)
+    }
+
+    /// Offset after the last complete record.
+    pub(crate) fn end_offset(&self) -> u64 {
+        self.end_offset.load(Ordering::Acquire)
+    }
+
+    /// `(oldest, newest)` record timestamps, `None` while empty.
+    pub(crate) fn timestamps(&self) -> Option<(i64, i64)> {
+        if self.len() == 0 {
+            return None;
+        }
+        Some((
+            self.first_ts.load(Ordering::Relaxed),
+            self.last_ts.load(Ordering::Relaxed),
+        ))
+    }
+
+    /// Writes encoded records at `position` (appender only).
+    pub(crate) fn write_records(&self, bytes: &[u8], position: u64) -> Result<(), StoreError> {
+        self.file
+            .write_all_at(bytes, position)
+            .map_err(|e| StoreError::io("write", &self.log_path, e))
+    }
+
+    /// Writes encoded index entries at `position` of the index file (appender only).
+    pub(crate) fn write_index(&self, bytes: &[u8], position: u64) -> Result<(), StoreError> {
+        self.idx_file
+            .write_all_at(bytes, position)
+            .map_err(|e| StoreError::io("write", &self.idx_path, e))
+    }
+
+    /// Makes appended records visible to readers. `first_ts` is set for a segment's first record.
+    pub(crate) fn publish(
+        &self,
+        len: u64,
+        end_offset: u64,
+        first_ts: Option<i64>,
+        last_ts: i64,
+        entries: &[IndexEntry],
+    ) {
+        self.index.extend(entries);
+        if let Some(ts) = first_ts {
+            self.first_ts.store(ts, Ordering::Relaxed);
+        }
+        self.last_ts.store(last_ts, Ordering::Relaxed);
+        self.end_offset.store(end_offset, Ordering::Release);
+        // Last: a reader that sees the new length sees everything above.
+        self.len.store(len, Ordering::Release);
+    }
+
+    /// fsyncs the log and index if anything was appended since the last call.
+    pub(crate) fn sync(&self) -> Result<(), StoreError> {
+        let len = self.len();
+        if self.synced_len.load(Ordering::Acquire) >= len {
+            return Ok(());
+        }
+        self.file
+            .sync_data()
+            .map_err(|e| StoreError::io("fsync", &self.log_path, e))?;
+        self.idx_file
+            .sync_data()
+            .map_err(|e| StoreError::io("fsync", &self.idx_path, e))?;
+        self.synced_len.fetch_max(len, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Deletes both files; the open handles stay readable for in-flight readers.
+    pub(crate) fn remove_files(&self) -> Result<(), StoreError> {
+        std::fs::remove_file(&self.log_path)
+            .map_err(|e| StoreError::io("remove", &self.log_path, e))?;
+        match std::fs::remove_file(&self.idx_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(StoreError::io("remove", &self.idx_path, e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn corrupt(&self, position: u64, reason: &'static str) -> StoreError {
+        StoreError::Corrupt {
+            path: self.log_path.clone(),
+            position,
+            reason,
+        }
+    }
+
+    /// A cursor at the indexed record at or before `offset`, bounded by the committed length.
+    fn cursor_at(&self, offset: u64, chunk: usize) -> Cursor<'_> {
+        let rel = offset.saturating_sub(self.base);
+        let (pos, start) = self.index.floor_offset(rel).map_or((0, self.base), |e| {
+            (u64::from(e.position), self.base + u64::from(e.rel_offset))
+        });
+        Cursor::new(&self.file, &self.log_path, pos, start, self.len(), chunk)
+    }
+
+    /// Appends records `from..end` to `out` while the budget lasts. Returns whether the
+    /// budget ran out (as opposed to the segment).
+    pub(crate) fn read_into(
+        &self,
+        from: u64,
+        end: u64,
+        budget: &mut ReadBudget,
+        out: &mut Vec<Record>,
+    ) -> Result<bool, StoreError> {
+        let mut cursor = self.cursor_at(from, budget.chunk);
+        loop {
+            let framed = match cursor.next_record() {
+                Ok(Some(f)) => f,
+                Ok(None) => return Ok(false),
+                Err(CursorError::Io(e)) => return Err(e),
+                Err(CursorError::Bad { position, reason }) => {
+                    return Err(self.corrupt(position, reason))
+                }
+            };
+            let offset = framed.layout.offset;
+            if offset >= end {
+                return Ok(false);
+            }
+            if offset < from {
+                continue;
+            }
+            let payload = framed.layout.payload_len();
+            if !out.is_empty() && budget.bytes.saturating_add(payload) > budget.max_bytes {
+                return Ok(true);
+            }
+            let record = framed
+                .layout
+                .decode(&framed.body)
+                .map_err(|reason| self.corrupt(framed.position, reason))?;
+            out.push(record);
+            budget.bytes = budget.bytes.saturating_add(payload);
+            if out.len() >= budget.max_records {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// The first offset in this segment whose timestamp is `>= ts_ms`, if any.
+    pub(crate) fn offset_for_timestamp(
+        &self,
+        ts_ms: i64,
+        chunk: usize,
+    ) -> Result<Option<u64>, StoreError> {
+        let start = self.index.last_before_time(ts_ms);
+        let (pos, offset) = start.map_or((0, self.base), |e| {
+            (u64::from(e.position), self.base + u64::from(e.rel_offset))
+        });
+        let mut cursor = Cursor::new(&self.file, &self.log_path, pos, offset, self.len(), chunk);
+        loop {
+            match cursor.next_record() {
+                Ok(Some(f)) if f.layout.timestamp_ms >= ts_ms => return Ok(Some(f.layout.offset)),
+                Ok(Some(_)) => {}
+                Ok(None) => return Ok(None),
+                Err(CursorError::Io(e)) => return Err(e),
+                Err(CursorError::Bad { position, reason }) => {
+                    return Err(self.corrupt(position, reason))
+                }
+            }
+        }
+    }
+}
+
+/// Limits of one `read` call, carried across segments.
+pub(crate) struct ReadBudget {
+    pub max_records: usize,
+    pub max_bytes: usize,
+    /// Payload bytes returned so far.
+    pub bytes: usize,
+    /// Size of each positional read.
+    pub chunk: usize,
+}
