@@ -1,1 +1,60 @@
-//! The subcommands of the `sluice` binary.
+//! The `sluice` command: `serve` runs the broker, the other subcommands are
+//! clients of a running broker.
+//!
+//! # Layout
+//!
+//! - [`args`]: the command-line definition (clap).
+//! - [`connect`]: client flags to a connected client (`--server`, `--ca`, `--data`, `--insecure`).
+//! - [`serve`], [`publish`], [`subscribe`], [`topics`]: one file per subcommand.
+
+pub mod args;
+pub mod connect;
+pub mod publish;
+pub mod serve;
+pub mod subscribe;
+pub mod topics;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::{Cli, Command};
+
+/// Entry point of the `sluice` binary: parses arguments, sets up tracing,
+/// runs the subcommand and turns an error into a message and exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Pub(args) => publish::run(args).await,
+            Command::Sub(args) => subscribe::run(args).await,
+            Command::Topics(args) => topics::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The command line of `sluice`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// sluice: a message broker programmed with WebAssembly, spoken to over QUIC.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the broker.
+    Serve(ServeArgs),
+    /// Publish messages.
+    Pub(PubArgs),
+    /// Subscribe to a topic or pattern and print what arrives.
+    Sub(SubArgs),
+    /// List, create, inspect and delete topics.
+    Topics(TopicsArgs),
+}
+
+/// `sluice serve`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file (TOML). Without it every setting takes its default.
+    #[arg(long, short, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// QUIC listen address (overrides server.listen).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Data directory (overrides server.data_dir).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+/// Flags shared by every client subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Broker address, host:port.
+    #[arg(long, env = "SLUICE_SERVER", default_value = "127.0.0.1:4433", global = true)]
+    pub server: String,
+    /// Trust the broker certificate(s) in this PEM file.
+    #[arg(long, env = "SLUICE_CA", global = true)]
+    pub ca: Option<PathBuf>,
+    /// The broker's data directory on this machine: trust its development certificate.
+    #[arg(long, env = "SLUICE_DATA", default_value = "./sluice-data", global = true)]
+    pub data: PathBuf,
+    /// Do not check the broker's certificate (development only).
+    #[arg(long, global = true)]
+    pub insecure: bool,
+    /// Bearer token.
+    #[arg(long, env = "SLUICE_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// `sluice pub`
+#[derive(Debug, Args)]
+pub struct PubArgs {
+    /// Destination topic.
+    pub topic: String,
+    /// The payload. `{n}` is replaced by the message's sequence number
+    /// (1..=count). Without it (and without --file or --size), each line of
+    /// standard input is one message.
+    pub message: Option<String>,
+    /// Message key.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Header NAME=VALUE (repeatable).
+    #[arg(long = "header", short = 'H', value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+    /// De-duplication id (`{n}` is replaced as in the payload).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Publish the message this many times.
+    #[arg(long, short = 'n', default_value_t = 1)]
+    pub count: u64,
+    /// Read the payload from this file.
+    #[arg(long, conflicts_with = "message")]
+    pub file: Option<PathBuf>,
+    /// Use a payload of this many bytes (for load tests).
+    #[arg(long, conflicts_with_all = ["message", "file"])]
+    pub size: Option<usize>,
+    /// Messages per publish request.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Publish requests in flight at once.
+    #[arg(long, default_value_t = 16)]
+    pub window: usize,
+    /// Connection flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `sluice sub`
+#[derive(Debug, Args)]
+pub struct SubArgs {
+    /// Topic or pattern (`*` one token, `>` the rest).
+    pub pattern: String,
+    /// Where to start: earliest, latest, an offset, an RFC 3339 time, or a
+    /// duration ago (`10m`).
+    #[arg(long, default_value = "latest")]
+    pub from: String,
+    /// Exit after this many messages.
+    #[arg(long, short = 'n')]
+    pub count: Option<u64>,
+    /// Print one JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Connection flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `sluice topics`
+#[derive(Debug, Args)]
+pub struct TopicsArgs {
+    /// What to do (default: list).
+    #[command(subcommand)]
+    pub action: Option<TopicsAction>,
+    /// Connection flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `sluice topics ...`
+#[derive(Debug, Subcommand)]
+pub enum TopicsAction {
+    /// List all topics.
+    List {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a topic.
+    Create {
+        /// Topic name.
+        name: String,
+        /// Remove segments older than this (e.g. 7days, 12h).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        max_age: Option<std::time::Duration>,
+        /// Keep about this many bytes.
+        #[arg(long)]
+        max_bytes: Option<u64>,
+        /// Keep about this many messages.
+        #[arg(long)]
+        max_messages: Option<u64>,
+        /// Segment file size in bytes.
+        #[arg(long)]
+        segment_bytes: Option<u64>,
+    },
+    /// Delete a topic and all its messages.
+    Delete {
+        /// Topic name.
+        name: String,
+    },
+    /// Show one topic.
+    Info {
+        /// Topic name.
+        name: String,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("expected NAME=VALUE, got {s:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn headers_parse() {
+        assert_eq!(parse_header("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+        assert!(parse_header("=x").is_err());
+        assert!(parse_header("novalue").is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! `sluice sub`: prints what a subscription receives, as text or JSON lines.
+
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use base64::Engine;
+use sluice_client::{Delivered, StartPosition};
+
+use super::args::SubArgs;
+use super::connect::connect;
+
+/// Parses `--from`: earliest, latest, an offset, an RFC 3339 time, or a
+/// duration meaning that long ago.
+pub fn parse_start(s: &str) -> anyhow::Result<StartPosition> {
+    match s {
+        "earliest" | "first" | "beginning" => return Ok(StartPosition::Earliest),
+        "latest" | "new" | "now" => return Ok(StartPosition::Latest),
+        _ => {}
+    }
+    if let Ok(offset) = s.parse::<u64>() {
+        return Ok(StartPosition::Offset(offset));
+    }
+    if let Ok(time) = humantime::parse_rfc3339_weak(s) {
+        let ms = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        return Ok(StartPosition::Timestamp(ms));
+    }
+    if let Ok(ago) = humantime::parse_duration(s) {
+        let then = SystemTime::now().checked_sub(ago).unwrap_or(UNIX_EPOCH);
+        let ms = then.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        return Ok(StartPosition::Timestamp(ms));
+    }
+    bail!("--from {s:?}: expected earliest, latest, an offset, an RFC 3339 time (2026-01-31T12:00:00Z) or a duration ago (10m)")
+}
+
+fn bytes_field(map: &mut serde_json::Map<String, serde_json::Value>, name: &str, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => {
+            map.insert(name.to_owned(), text.into());
+        }
+        Err(_) => {
+            map.insert(
+                format!("{name}_base64"),
+                base64::engine::general_purpose::STANDARD.encode(bytes).into(),
+            );
+        }
+    }
+}
+
+fn timestamp_text(ms: i64) -> String {
+    let time = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// One delivery as a JSON object.
+pub fn to_json(m: &Delivered) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    map.insert("topic".into(), m.topic.clone().into());
+    map.insert("offset".into(), m.offset.into());
+    map.insert("timestamp".into(), timestamp_text(m.timestamp_ms).into());
+    map.insert("timestamp_ms".into(), m.timestamp_ms.into());
+    match &m.key {
+        Some(key) => bytes_field(&mut map, "key", key),
+        None => {
+            map.insert("key".into(), serde_json::Value::Null);
+        }
+    }
+    let headers: serde_json::Map<String, serde_json::Value> =
+        m.headers.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+    map.insert("headers".into(), headers.into());
+    if let Some(id) = &m.id {
+        map.insert("id".into(), id.clone().into());
+    }
+    bytes_field(&mut map, "payload", &m.payload);
+    serde_json::Value::Object(map)
+}
+
+/// Runs `sluice sub`.
+pub async fn run(args: SubArgs) -> anyhow::Result<()> {
+    let from = parse_start(&args.from)?;
+    if args.count == Some(0) {
+        return Ok(());
+    }
+    let client = connect(&args.client).await?;
+    let mut subscription = client
+        .subscribe(args.pattern.clone(), from)
+        .await
+        .with_context(|| format!("failed to subscribe to {}", args.pattern))?;
+    let stdout = std::io::stdout();
+    let mut received = 0u64;
+    let mut reported_dropped = 0;
+    while let Some(delivery) = subscription.recv().await {
+        let m = delivery.context("subscription failed")?;
+        let mut out = stdout.lock();
+        let written = if args.json {
+            writeln!(out, "{}", to_json(&m))
+        } else {
+            writeln!(out, "{}@{}: {}", m.topic, m.offset, String::from_utf8_lossy(&m.payload))
+        };
+        if written.and_then(|()| out.flush()).is_err() {
+            // Reader went away (e.g. piped into head).
+            break;
+        }
+        if subscription.dropped() > reported_dropped {
+            eprintln!(
+                "warning: {} messages dropped so far: this live subscriber is falling behind",
+                subscription.dropped()
+            );
+            reported_dropped = subscription.dropped();
+        }
+        received += 1;
+        if Some(received) == args.count {
+            break;
+        }
+    }
+    drop(subscription);
+    client.close().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_positions() {
+        assert_eq!(parse_start("earliest").unwrap(), StartPosition::Earliest);
+        assert_eq!(parse_start("latest").unwrap(), StartPosition::Latest);
+        assert_eq!(parse_start("42").unwrap(), StartPosition::Offset(42));
+        assert_eq!(
+            parse_start("2026-01-01T00:00:00Z").unwrap(),
+            StartPosition::Timestamp(1_767_225_600_000)
+        );
+        assert!(matches!(parse_start("10m").unwrap(), StartPosition::Timestamp(_)));
+        let err = parse_start("yesterday-ish").unwrap_err();
+        assert!(err.to_string().contains("expected earliest"), "{err}");
+    }
+
+    #[test]
+    fn json_has_the_documented_fields() {
+        let m = Delivered {
+            topic: "orders.eu".into(),
+            offset: 3,
+            timestamp_ms: 1_767_225_600_000,
+            key: Some(bytes::Bytes::from_static(&[0xff, 0x00])),
+            headers: vec![("region".into(), "eu".into())],
+            payload: bytes::Bytes::from_static(b"{\"id\":1}"),
+            id: None,
+        };
+        let j = to_json(&m);
+        assert_eq!(j["topic"], "orders.eu");
+        assert_eq!(j["offset"], 3);
+        assert_eq!(j["timestamp"], "2026-01-01T00:00:00.000Z");
+        assert_eq!(j["key_base64"], "/wA=");
+        assert_eq!(j["headers"]["region"], "eu");
+        assert_eq!(j["payload"], "{\"id\":1}");
+    }
+}
