@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sluice_proto::{
-    frame, ClientFrame, CreateTopic, DeliveryFrame, ErrorBody, Fetch, FetchBatch, Hello, MessageOutcome,
-    Publish, PublishAck, Request, RequestBody, ResponseBody, RetentionSpec, ServerFrame, StartPosition,
-    Subscribe, TopicInfo, PROTOCOL_VERSION,
+    frame, ClientFrame, CreateTopic, DeliveryFrame, ErrorBody, Fetch, FetchBatch, Hello,
+    MessageOutcome, Publish, PublishAck, Request, RequestBody, ResponseBody, RetentionSpec,
+    ServerFrame, StartPosition, Subscribe, TopicInfo, PROTOCOL_VERSION,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -86,13 +86,17 @@ fn host_of(server: &str) -> String {
         Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
         _ => server,
     };
-    host.trim_start_matches('[').trim_end_matches(']').to_owned()
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned()
 }
 
 async fn resolve(server: &str) -> Result<SocketAddr, ClientError> {
-    let mut addrs = tokio::net::lookup_host(server)
-        .await
-        .map_err(|e| ClientError::Config(format!("cannot resolve {server:?} (expected host:port): {e}")))?;
+    let mut addrs = tokio::net::lookup_host(server).await.map_err(|e| {
+        ClientError::Config(format!(
+            "cannot resolve {server:?} (expected host:port): {e}"
+        ))
+    })?;
     addrs
         .next()
         .ok_or_else(|| ClientError::Config(format!("{server:?} resolves to no address")))
@@ -109,7 +113,10 @@ impl Client {
             )
         })?;
         let addr = resolve(&options.server).await?;
-        let server_name = options.server_name.clone().unwrap_or_else(|| host_of(&options.server));
+        let server_name = options
+            .server_name
+            .clone()
+            .unwrap_or_else(|| host_of(&options.server));
         tls::server_name(&server_name)?;
         let tls_config = tls::client_config(trust)?;
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls_config)
@@ -152,14 +159,23 @@ impl Client {
         )?;
         send.write_all(&hello).await?;
         let mut reader = FrameReader::new(recv, options.max_frame_bytes);
-        let welcome = tokio::time::timeout(options.connect_timeout, reader.next_frame::<ServerFrame>())
-            .await
-            .map_err(|_| ClientError::Timeout(options.connect_timeout))??;
+        let welcome =
+            tokio::time::timeout(options.connect_timeout, reader.next_frame::<ServerFrame>())
+                .await
+                .map_err(|_| ClientError::Timeout(options.connect_timeout))??;
         let welcome = match welcome {
             Some(ServerFrame::Welcome(w)) => w,
             Some(ServerFrame::Error(e)) => return Err(ClientError::Server(e)),
-            Some(other) => return Err(ClientError::Protocol(format!("expected Welcome, got {other:?}"))),
-            None => return Err(ClientError::Protocol("the broker closed the control stream".into())),
+            Some(other) => {
+                return Err(ClientError::Protocol(format!(
+                    "expected Welcome, got {other:?}"
+                )))
+            }
+            None => {
+                return Err(ClientError::Protocol(
+                    "the broker closed the control stream".into(),
+                ))
+            }
         };
         if welcome.version != PROTOCOL_VERSION {
             return Err(ClientError::Protocol(format!(
@@ -175,7 +191,11 @@ impl Client {
         let (writer, queue) = mpsc::channel(WRITE_QUEUE_FRAMES);
         tokio::spawn(write_control(send, queue));
         tokio::spawn(read_control(reader, shared.clone(), conn.clone()));
-        tokio::spawn(accept_deliveries(conn.clone(), shared.clone(), options.max_frame_bytes));
+        tokio::spawn(accept_deliveries(
+            conn.clone(),
+            shared.clone(),
+            options.max_frame_bytes,
+        ));
 
         Ok(Client {
             inner: Arc::new(Inner {
@@ -212,7 +232,11 @@ impl Client {
     }
 
     /// Publishes one message with just a payload.
-    pub async fn publish(&self, topic: impl Into<String>, payload: impl Into<Bytes>) -> Result<Stored, ClientError> {
+    pub async fn publish(
+        &self,
+        topic: impl Into<String>,
+        payload: impl Into<Bytes>,
+    ) -> Result<Stored, ClientError> {
         self.publish_message(Message::new(topic, payload)).await
     }
 
@@ -227,7 +251,10 @@ impl Client {
     pub async fn publish_batch(&self, messages: Vec<Message>) -> Result<PublishAck, ClientError> {
         let messages: Vec<_> = messages.into_iter().map(Message::into_wire).collect();
         let count = messages.len();
-        match self.request(RequestBody::Publish(Publish { messages })).await? {
+        match self
+            .request(RequestBody::Publish(Publish { messages }))
+            .await?
+        {
             ResponseBody::Published(ack) if ack.outcomes.len() == count => Ok(ack),
             ResponseBody::Published(ack) => Err(ClientError::Protocol(format!(
                 "broker acked {} outcomes for {count} messages",
@@ -241,7 +268,11 @@ impl Client {
     /// rest). `StartPosition::Latest` gives live, at-most-once delivery of new
     /// messages; any other start replays stored messages first and then
     /// follows new ones without gaps.
-    pub async fn subscribe(&self, pattern: impl Into<String>, from: StartPosition) -> Result<Subscription, ClientError> {
+    pub async fn subscribe(
+        &self,
+        pattern: impl Into<String>,
+        from: StartPosition,
+    ) -> Result<Subscription, ClientError> {
         let pattern = pattern.into();
         let id = self.inner.next_subscription.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_QUEUE_FRAMES);
@@ -262,7 +293,12 @@ impl Client {
     }
 
     /// Reads up to `max_messages` stored messages of one topic.
-    pub async fn fetch(&self, topic: impl Into<String>, from: StartPosition, max_messages: u32) -> Result<FetchBatch, ClientError> {
+    pub async fn fetch(
+        &self,
+        topic: impl Into<String>,
+        from: StartPosition,
+        max_messages: u32,
+    ) -> Result<FetchBatch, ClientError> {
         let max_bytes = self.inner.max_frame_bytes.saturating_sub(64 * 1024).max(1);
         match self
             .request(RequestBody::Fetch(Fetch {
@@ -300,7 +336,10 @@ impl Client {
 
     /// Deletes a topic and everything stored in it.
     pub async fn delete_topic(&self, name: impl Into<String>) -> Result<(), ClientError> {
-        match self.request(RequestBody::DeleteTopic { name: name.into() }).await? {
+        match self
+            .request(RequestBody::DeleteTopic { name: name.into() })
+            .await?
+        {
             ResponseBody::TopicDeleted => Ok(()),
             other => Err(unexpected(other)),
         }
@@ -316,7 +355,10 @@ impl Client {
 
     /// Describes one topic.
     pub async fn topic_info(&self, name: impl Into<String>) -> Result<TopicInfo, ClientError> {
-        match self.request(RequestBody::TopicInfo { name: name.into() }).await? {
+        match self
+            .request(RequestBody::TopicInfo { name: name.into() })
+            .await?
+        {
             ResponseBody::TopicInfo(info) => Ok(info),
             other => Err(unexpected(other)),
         }
@@ -342,7 +384,10 @@ impl Client {
 impl Inner {
     pub(crate) async fn request(&self, body: RequestBody) -> Result<ResponseBody, ClientError> {
         let id = self.next_request.fetch_add(1, Ordering::Relaxed);
-        let frame = frame::encode(&ClientFrame::Request(Request { id, body }), self.max_frame_bytes)?;
+        let frame = frame::encode(
+            &ClientFrame::Request(Request { id, body }),
+            self.max_frame_bytes,
+        )?;
         let (tx, rx) = oneshot::channel();
         match lock(&self.shared.pending).as_mut() {
             Some(pending) => pending.insert(id, tx),
@@ -360,7 +405,10 @@ impl Inner {
     /// Queues a request whose answer nobody waits for (unsubscribe on drop).
     pub(crate) fn request_detached(&self, body: RequestBody) {
         let id = self.next_request.fetch_add(1, Ordering::Relaxed);
-        if let Ok(frame) = frame::encode(&ClientFrame::Request(Request { id, body }), self.max_frame_bytes) {
+        if let Ok(frame) = frame::encode(
+            &ClientFrame::Request(Request { id, body }),
+            self.max_frame_bytes,
+        ) {
             let _ = self.writer.try_send(frame);
         }
     }
@@ -405,11 +453,17 @@ async fn write_control(mut send: quinn::SendStream, mut queue: mpsc::Receiver<By
 
 /// Routes responses to their waiting requests until the stream ends, then
 /// fails whatever is still waiting.
-async fn read_control(mut reader: FrameReader, shared: Arc<Shared>, reader_conn: quinn::Connection) {
+async fn read_control(
+    mut reader: FrameReader,
+    shared: Arc<Shared>,
+    reader_conn: quinn::Connection,
+) {
     let failure: Option<ErrorBody> = loop {
         match reader.next_frame::<ServerFrame>().await {
             Ok(Some(ServerFrame::Response(response))) => {
-                let waiter = lock(&shared.pending).as_mut().and_then(|p| p.remove(&response.id));
+                let waiter = lock(&shared.pending)
+                    .as_mut()
+                    .and_then(|p| p.remove(&response.id));
                 if let Some(waiter) = waiter {
                     let _ = waiter.send(response.result.map_err(ClientError::Server));
                 }
@@ -465,7 +519,9 @@ async fn read_deliveries(mut reader: FrameReader, shared: Arc<Shared>) {
     };
     loop {
         let event = match reader.next_frame::<DeliveryFrame>().await {
-            Ok(Some(DeliveryFrame::Messages { messages, dropped })) => SubscriptionEvent::Messages { messages, dropped },
+            Ok(Some(DeliveryFrame::Messages { messages, dropped })) => {
+                SubscriptionEvent::Messages { messages, dropped }
+            }
             Ok(Some(DeliveryFrame::End { error })) => SubscriptionEvent::End(error),
             Ok(Some(DeliveryFrame::Start { .. })) => {
                 SubscriptionEvent::Failed("delivery stream started twice".into())

@@ -52,7 +52,9 @@ impl From<quinn::ConnectionError> for ClientError {
     /// it becomes [`ClientError::Server`] so callers can match on the code.
     fn from(e: quinn::ConnectionError) -> Self {
         match &e {
-            quinn::ConnectionError::ApplicationClosed(close) if close.error_code.into_inner() != 0 => {
+            quinn::ConnectionError::ApplicationClosed(close)
+                if close.error_code.into_inner() != 0 =>
+            {
                 ClientError::Server(ErrorBody {
                     code: u16::try_from(close.error_code.into_inner()).unwrap_or(u16::MAX),
                     message: String::from_utf8_lossy(&close.reason).into_owned(),

@@ -30,12 +30,12 @@
 //!
 //! # Layout
 //!
-//! - [`client`]: [`Client`], one QUIC connection with pipelined requests.
-//! - [`subscription`]: [`Subscription`], a `Stream` of deliveries.
-//! - [`options`]: [`ClientOptions`] and [`Trust`] (how the broker's certificate is checked).
-//! - [`message`]: [`Message`], a message to publish.
-//! - [`error`]: [`ClientError`].
-//! - [`wire`]: reading and writing frames on QUIC streams (shared with the broker).
+//! - [`client`] - [`Client`], one QUIC connection with pipelined requests.
+//! - [`subscription`] - [`Subscription`], a `Stream` of deliveries.
+//! - [`options`] - [`ClientOptions`] and [`Trust`] (how the broker's certificate is checked).
+//! - [`message`] - [`Message`], a message to publish.
+//! - [`error`] - [`ClientError`].
+//! - [`wire`] - reading and writing frames on QUIC streams (shared with the broker).
 
 pub mod client;
 pub mod error;
@@ -50,8 +50,8 @@ pub use error::ClientError;
 pub use message::Message;
 pub use options::{ClientOptions, Trust};
 pub use sluice_proto::{
-    Delivered, ErrorBody, ErrorCode, FetchBatch, MessageOutcome, PublishAck, RetentionSpec, StartPosition,
-    StoredAt, TopicInfo,
+    Delivered, ErrorBody, ErrorCode, FetchBatch, MessageOutcome, PublishAck, RetentionSpec,
+    StartPosition, StoredAt, TopicInfo,
 };
 pub use subscription::Subscription;
 pub use tls::certificate_fingerprint;

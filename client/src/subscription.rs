@@ -15,7 +15,10 @@ use crate::error::ClientError;
 /// What the delivery-stream reader hands to a subscription.
 #[derive(Debug)]
 pub(crate) enum SubscriptionEvent {
-    Messages { messages: Vec<Delivered>, dropped: u64 },
+    Messages {
+        messages: Vec<Delivered>,
+        dropped: u64,
+    },
     End(Option<ErrorBody>),
     Failed(String),
 }
@@ -33,7 +36,12 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    pub(crate) fn new(id: u64, pattern: String, events: mpsc::Receiver<SubscriptionEvent>, client: Arc<Inner>) -> Self {
+    pub(crate) fn new(
+        id: u64,
+        pattern: String,
+        events: mpsc::Receiver<SubscriptionEvent>,
+        client: Arc<Inner>,
+    ) -> Self {
         Subscription {
             id,
             pattern,
@@ -66,7 +74,10 @@ impl Subscription {
         std::future::poll_fn(|cx| self.poll_delivery(cx)).await
     }
 
-    fn poll_delivery(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Delivered, ClientError>>> {
+    fn poll_delivery(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Delivered, ClientError>>> {
         loop {
             if let Some(message) = self.buffered.pop_front() {
                 return Poll::Ready(Some(Ok(message)));
@@ -114,7 +125,9 @@ impl Drop for Subscription {
             .map(|mut subs| subs.remove(&self.id).is_some())
             .unwrap_or(false);
         if registered && !self.ended {
-            self.client.request_detached(RequestBody::Unsubscribe { subscription: self.id });
+            self.client.request_detached(RequestBody::Unsubscribe {
+                subscription: self.id,
+            });
         }
     }
 }

@@ -31,7 +31,9 @@ fn roots_from_pem(pem: &[u8], origin: &str) -> Result<rustls::RootCertStore, Cli
     let mut roots = rustls::RootCertStore::empty();
     let mut reader = pem;
     for cert in rustls_pemfile::certs(&mut reader) {
-        let cert = cert.map_err(|e| ClientError::Config(format!("cannot read certificates from {origin}: {e}")))?;
+        let cert = cert.map_err(|e| {
+            ClientError::Config(format!("cannot read certificates from {origin}: {e}"))
+        })?;
         roots
             .add(cert)
             .map_err(|e| ClientError::Config(format!("bad certificate in {origin}: {e}")))?;

@@ -225,7 +225,9 @@ impl Config {
             return invalid("storage.retention_check_interval must be above zero");
         }
         if self.limits.max_in_flight_requests == 0 || self.limits.max_connections == 0 {
-            return invalid("limits.max_in_flight_requests and limits.max_connections must be above zero");
+            return invalid(
+                "limits.max_in_flight_requests and limits.max_connections must be above zero",
+            );
         }
         Ok(())
     }
@@ -260,7 +262,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.storage.fsync, FsyncPolicy::Interval);
         assert_eq!(c.storage.fsync_interval, Duration::from_millis(250));
-        assert_eq!(c.topics.retention.max_age, Some(Duration::from_secs(7 * 86400)));
+        assert_eq!(
+            c.topics.retention.max_age,
+            Some(Duration::from_secs(7 * 86400))
+        );
         assert_eq!(c.topics.retention.max_messages, Some(10));
     }
 

@@ -6,11 +6,11 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: `sluice.toml`.
-//! - [`server`]: QUIC endpoint, TLS, one task per connection and per stream.
-//! - [`broker`]: topics, publish, subscriptions, fetch, topic admin.
-//! - [`store`]: the segmented log on disk.
-//! - [`cli`]: the subcommands of the `sluice` binary.
+//! - [`config`] - `sluice.toml`.
+//! - [`server`] - QUIC endpoint, TLS, one task per connection and per stream.
+//! - [`broker`] - topics, publish, subscriptions, fetch, topic admin.
+//! - [`store`] - the segmented log on disk.
+//! - [`cli`] - the subcommands of the `sluice` binary.
 //!
 //! A published message goes one way: server connection task → broker
 //! publish → store append → committer (group commit) → ack, then fan-out
@@ -76,7 +76,8 @@ impl Running {
 
 /// Locks the data directory so that two brokers never share it.
 fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
-    std::fs::create_dir_all(dir).with_context(|| format!("failed to create data directory {}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("failed to create data directory {}", dir.display()))?;
     let path = dir.join("LOCK");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -110,7 +111,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .context("failed to open the data directory")?;
     let endpoint = quinn::Endpoint::server(quic, config.server.listen)
         .with_context(|| format!("failed to listen on {}", config.server.listen))?;
-    let addr = endpoint.local_addr().context("failed to read the bound address")?;
+    let addr = endpoint
+        .local_addr()
+        .context("failed to read the bound address")?;
     if identity.self_signed {
         tracing::info!(fingerprint = %identity.fingerprint, cert = %identity.cert_path.display(), "using the self-signed development certificate; clients on this machine can trust it with --data or --ca");
     } else {
@@ -124,11 +127,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let shutdown = CancellationToken::new();
     let shared = server::shared(config, broker.clone(), shutdown.clone());
     let task = tokio::spawn(async move {
-        let drained = tokio::time::timeout(DRAIN_TIMEOUT, server::serve(endpoint.clone(), shared)).await;
+        let drained =
+            tokio::time::timeout(DRAIN_TIMEOUT, server::serve(endpoint.clone(), shared)).await;
         if drained.is_err() {
             tracing::warn!("connections did not drain in time; closing them");
         }
-        endpoint.close(u32::from(sluice_proto::ErrorCode::ShuttingDown.as_u16()).into(), b"broker is shutting down");
+        endpoint.close(
+            u32::from(sluice_proto::ErrorCode::ShuttingDown.as_u16()).into(),
+            b"broker is shutting down",
+        );
         broker.shutdown().await;
         let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
         drop(lock);

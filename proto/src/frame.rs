@@ -75,7 +75,10 @@ pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
 }
 
 /// Reads a length prefix and checks it against the limit.
-pub fn body_len(prefix: [u8; LENGTH_PREFIX_BYTES], max_frame_bytes: u32) -> Result<usize, CodecError> {
+pub fn body_len(
+    prefix: [u8; LENGTH_PREFIX_BYTES],
+    max_frame_bytes: u32,
+) -> Result<usize, CodecError> {
     let len = u32::from_be_bytes(prefix);
     if len > max_frame_bytes {
         return Err(CodecError::TooLarge {
@@ -88,7 +91,10 @@ pub fn body_len(prefix: [u8; LENGTH_PREFIX_BYTES], max_frame_bytes: u32) -> Resu
 
 /// Decodes exactly one whole frame from `input` (prefix and body, nothing
 /// after it). Handy for tests and for one-shot tools.
-pub fn decode_one<T: DeserializeOwned>(input: &[u8], max_frame_bytes: u32) -> Result<T, CodecError> {
+pub fn decode_one<T: DeserializeOwned>(
+    input: &[u8],
+    max_frame_bytes: u32,
+) -> Result<T, CodecError> {
     let mut decoder = FrameDecoder::new(max_frame_bytes);
     decoder.extend(input);
     match decoder.next_body()? {
@@ -230,7 +236,10 @@ mod tests {
         let bytes = encode(&publish_frame(b"hello"), 1024).unwrap();
         for cut in [0, 2, 4, bytes.len() - 1] {
             let err = decode_one::<ClientFrame>(&bytes[..cut], 1024).unwrap_err();
-            assert!(matches!(err, CodecError::Truncated { missing } if missing > 0), "{err}");
+            assert!(
+                matches!(err, CodecError::Truncated { missing } if missing > 0),
+                "{err}"
+            );
         }
     }
 
@@ -239,7 +248,13 @@ mod tests {
         let mut decoder = FrameDecoder::new(1024);
         decoder.extend(&(1025u32).to_be_bytes());
         let err = decoder.next_body().unwrap_err();
-        assert!(matches!(err, CodecError::TooLarge { len: 1025, max: 1024 }));
+        assert!(matches!(
+            err,
+            CodecError::TooLarge {
+                len: 1025,
+                max: 1024
+            }
+        ));
         let mut decoder = FrameDecoder::new(1024);
         decoder.extend(&u32::MAX.to_be_bytes());
         assert!(decoder.next_body().is_err());

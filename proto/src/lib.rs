@@ -5,11 +5,11 @@
 //!
 //! # Layout
 //!
-//! - [`frame`]: the length-prefixed MessagePack codec and its limits.
-//! - [`message`]: what flows on the wire: the handshake, requests and
+//! - [`frame`] - the length-prefixed MessagePack codec and its limits.
+//! - [`message`] - what flows on the wire: the handshake, requests and
 //!   responses on the control stream, deliveries on subscription streams.
-//! - [`error`]: stable numeric error codes with human messages.
-//! - [`subject`]: topic-name validation and `*` / `>` pattern matching.
+//! - [`error`] - stable numeric error codes with human messages.
+//! - [`subject`] - topic-name validation and `*` / `>` pattern matching.
 //!
 //! # Streams
 //!

@@ -406,7 +406,10 @@ mod tests {
         }));
         round_trip(ServerFrame::Response(Response {
             id: 2,
-            result: Err(ErrorBody::new(crate::ErrorCode::TopicNotFound, "no such topic")),
+            result: Err(ErrorBody::new(
+                crate::ErrorCode::TopicNotFound,
+                "no such topic",
+            )),
         }));
         round_trip(DeliveryFrame::Messages {
             messages: vec![Delivered {

@@ -152,7 +152,13 @@ mod tests {
 
     #[test]
     fn valid_topics() {
-        for name in ["orders", "orders.eu", "a-b_c.D9", "x.y.z.w", &"a".repeat(255)] {
+        for name in [
+            "orders",
+            "orders.eu",
+            "a-b_c.D9",
+            "x.y.z.w",
+            &"a".repeat(255),
+        ] {
             assert_eq!(validate_topic(name), Ok(()), "{name}");
         }
     }
@@ -160,7 +166,10 @@ mod tests {
     #[test]
     fn invalid_topics() {
         assert_eq!(validate_topic(""), Err(SubjectError::Empty));
-        assert_eq!(validate_topic(&"a".repeat(256)), Err(SubjectError::TooLong(256)));
+        assert_eq!(
+            validate_topic(&"a".repeat(256)),
+            Err(SubjectError::TooLong(256))
+        );
         assert_eq!(validate_topic("a..b"), Err(SubjectError::EmptyToken));
         assert_eq!(validate_topic(".a"), Err(SubjectError::EmptyToken));
         assert_eq!(validate_topic("a."), Err(SubjectError::EmptyToken));

@@ -29,7 +29,9 @@ fn cargo() -> Command {
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
     eprintln!("xtask: {cmd:?}");
-    let status = cmd.status().with_context(|| format!("failed to start {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("failed to start {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
     }
@@ -62,20 +64,34 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
 fn serve(extra: &[String]) -> anyhow::Result<()> {
     setup()?;
     run(cargo()
-        .args(["run", "--release", "-p", "sluice", "--bin", "sluice", "--", "serve", "--config"])
+        .args([
+            "run",
+            "--release",
+            "-p",
+            "sluice",
+            "--bin",
+            "sluice",
+            "--",
+            "serve",
+            "--config",
+        ])
         .arg(root().join("examples").join("sluice.toml"))
         .args(extra))
 }
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (command, rest) = args.split_first().map_or(("help", &[][..]), |(c, r)| (c.as_str(), r));
+    let (command, rest) = args
+        .split_first()
+        .map_or(("help", &[][..]), |(c, r)| (c.as_str(), r));
     match command {
         "setup" => setup(),
         "test" => test(rest),
         "run" => serve(rest),
         "help" | "--help" | "-h" => {
-            eprintln!("usage: cargo xtask <setup | test [cargo test args] | run [sluice serve args]>");
+            eprintln!(
+                "usage: cargo xtask <setup | test [cargo test args] | run [sluice serve args]>"
+            );
             Ok(())
         }
         other => bail!("unknown xtask command {other:?}; try: setup, test, run"),

@@ -31,7 +31,11 @@ pub(crate) struct Sink {
 }
 
 impl Sink {
-    pub fn new(id: u64, pattern: Pattern, max_queued: usize) -> (Arc<Sink>, mpsc::UnboundedReceiver<Arc<StoredBatch>>) {
+    pub fn new(
+        id: u64,
+        pattern: Pattern,
+        max_queued: usize,
+    ) -> (Arc<Sink>, mpsc::UnboundedReceiver<Arc<StoredBatch>>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let sink = Arc::new(Sink {
             id,
@@ -102,19 +106,27 @@ impl SubscriberRegistry {
 
     fn matching(&self, topic: &str) -> Vec<Arc<Sink>> {
         let sinks = self.sinks.read().unwrap_or_else(|e| e.into_inner());
-        sinks.iter().filter(|s| s.pattern.matches(topic)).cloned().collect()
+        sinks
+            .iter()
+            .filter(|s| s.pattern.matches(topic))
+            .cloned()
+            .collect()
     }
 }
 
-/// A topic's cached list of matching sinks.
+/// Sinks matching one topic, shared by the committer's fan-out.
+pub(crate) type Sinks = Arc<Vec<Arc<Sink>>>;
+
+/// A topic's cached list of matching sinks, with the registry generation
+/// it was computed at.
 #[derive(Default)]
 pub(crate) struct FanoutCache {
-    cached: Mutex<Option<(u64, Arc<Vec<Arc<Sink>>>)>>,
+    cached: Mutex<Option<(u64, Sinks)>>,
 }
 
 impl FanoutCache {
     /// The sinks matching `topic`, recomputed only when the registry changed.
-    pub fn sinks_for(&self, topic: &str, registry: &SubscriberRegistry) -> Arc<Vec<Arc<Sink>>> {
+    pub fn sinks_for(&self, topic: &str, registry: &SubscriberRegistry) -> Sinks {
         let generation = registry.generation.load(Ordering::SeqCst);
         let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((g, sinks)) = cached.as_ref() {

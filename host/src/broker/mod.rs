@@ -4,10 +4,10 @@
 //!
 //! # Layout
 //!
-//! - [`topic`]: one topic's log and its committer (group commit, fan-out, acks).
-//! - [`fanout`]: subscriber sinks and which topics they match.
-//! - [`subscription`]: what one subscriber receives (live or replaying).
-//! - [`error`]: [`BrokerError`] and its wire codes.
+//! - [`topic`] - one topic's log and its committer (group commit, fan-out, acks).
+//! - [`fanout`] - subscriber sinks and which topics they match.
+//! - [`subscription`] - what one subscriber receives (live or replaying).
+//! - [`error`] - [`BrokerError`] and its wire codes.
 
 pub mod error;
 pub(crate) mod fanout;
@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use sluice_proto::{
-    validate_topic, Delivered, FetchBatch, MessageOutcome, Pattern, PublishAck, PublishMessage, RetentionSpec,
-    StartPosition, StoredAt, TopicInfo,
+    validate_topic, Delivered, FetchBatch, MessageOutcome, Pattern, PublishAck, PublishMessage,
+    RetentionSpec, StartPosition, StoredAt, TopicInfo,
 };
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -72,7 +72,11 @@ impl PendingPublish {
                 Ok(Err(reason)) => {
                     return Err(BrokerError::Storage {
                         topic: topic.to_string(),
-                        source: StoreError::io("commit", topic.to_string(), std::io::Error::other(reason.to_string())),
+                        source: StoreError::io(
+                            "commit",
+                            topic.to_string(),
+                            std::io::Error::other(reason.to_string()),
+                        ),
                     })
                 }
                 Err(_) => return Err(BrokerError::ShuttingDown),
@@ -277,7 +281,13 @@ impl Broker {
             return Err(BrokerError::TopicExists(name.to_owned()));
         }
         let dir = self.inner.topics_dir.join(name);
-        let topic = Arc::new(Topic::open(name, dir, settings, true, self.inner.stop.child_token())?);
+        let topic = Arc::new(Topic::open(
+            name,
+            dir,
+            settings,
+            true,
+            self.inner.stop.child_token(),
+        )?);
         self.start_committer(&topic);
         topics.insert(name.to_owned(), topic.clone());
         tracing::info!(topic = %name, "topic created");
@@ -291,7 +301,9 @@ impl Broker {
     /// concurrently.
     pub fn publish(&self, messages: Vec<PublishMessage>) -> Result<PendingPublish, BrokerError> {
         if messages.is_empty() {
-            return Err(BrokerError::InvalidArgument("a publish needs at least one message".into()));
+            return Err(BrokerError::InvalidArgument(
+                "a publish needs at least one message".into(),
+            ));
         }
         // Group by topic, keeping batch order; check every name first so an
         // invalid one stores nothing.
@@ -339,13 +351,21 @@ impl Broker {
     }
 
     /// Starts a subscription. Live (`Latest`) or replaying (anything else).
-    pub fn subscribe(&self, pattern: &str, from: StartPosition) -> Result<Subscription, BrokerError> {
+    pub fn subscribe(
+        &self,
+        pattern: &str,
+        from: StartPosition,
+    ) -> Result<Subscription, BrokerError> {
         let parsed = Pattern::parse(pattern).map_err(|reason| BrokerError::InvalidPattern {
             pattern: pattern.to_owned(),
             reason,
         })?;
         let id = self.inner.next_sink.fetch_add(1, Ordering::Relaxed);
-        let (sink, rx) = Sink::new(id, parsed, self.inner.config.limits.subscriber_buffer_messages);
+        let (sink, rx) = Sink::new(
+            id,
+            parsed,
+            self.inner.config.limits.subscriber_buffer_messages,
+        );
         // Register before looking at the logs: whatever commits after this
         // point reaches the sink, whatever committed before is in the log.
         self.inner.registry.register(sink.clone());
@@ -354,24 +374,36 @@ impl Broker {
     }
 
     /// Reads stored messages of one topic.
-    pub async fn fetch(&self, topic: &str, from: StartPosition, max_messages: u32, max_bytes: u32) -> Result<FetchBatch, BrokerError> {
+    pub async fn fetch(
+        &self,
+        topic: &str,
+        from: StartPosition,
+        max_messages: u32,
+        max_bytes: u32,
+    ) -> Result<FetchBatch, BrokerError> {
         check_topic(topic)?;
         if max_messages == 0 || max_messages > MAX_FETCH_MESSAGES {
             return Err(BrokerError::InvalidArgument(format!(
                 "max_messages must be between 1 and {MAX_FETCH_MESSAGES}, not {max_messages}"
             )));
         }
-        let topic = self.topic(topic).ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
+        let topic = self
+            .topic(topic)
+            .ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
         let t = topic.clone();
         tokio::task::spawn_blocking(move || {
             let from = match from {
                 StartPosition::Earliest => t.log.start_offset(),
                 StartPosition::Latest => t.committed_end(),
                 StartPosition::Offset(o) => o,
-                StartPosition::Timestamp(ts) => t.log.offset_for_timestamp(ts).map_err(|e| BrokerError::Storage {
-                    topic: t.name.to_string(),
-                    source: e,
-                })?,
+                StartPosition::Timestamp(ts) => {
+                    t.log
+                        .offset_for_timestamp(ts)
+                        .map_err(|e| BrokerError::Storage {
+                            topic: t.name.to_string(),
+                            source: e,
+                        })?
+                }
             };
             let read = t.read_committed(from, max_messages as usize, max_bytes.max(1) as usize)?;
             Ok(FetchBatch {
@@ -397,7 +429,12 @@ impl Broker {
     }
 
     /// Creates a topic with the given or default settings.
-    pub fn create_topic(&self, name: &str, retention: Option<RetentionSpec>, segment_bytes: Option<u64>) -> Result<TopicInfo, BrokerError> {
+    pub fn create_topic(
+        &self,
+        name: &str,
+        retention: Option<RetentionSpec>,
+        segment_bytes: Option<u64>,
+    ) -> Result<TopicInfo, BrokerError> {
         check_topic(name)?;
         let mut settings = self.default_settings();
         if let Some(retention) = retention {
@@ -424,12 +461,18 @@ impl Broker {
         topic.mark_deleted();
         topic.stop.cancel();
         // Rename first so the name is free at once, then remove.
-        let graveyard = self.inner.topics_dir.join(format!(".deleted-{name}-{}", topic::now_ms()));
+        let graveyard = self
+            .inner
+            .topics_dir
+            .join(format!(".deleted-{name}-{}", topic::now_ms()));
         let dir = topic.dir.clone();
         tokio::task::spawn_blocking(move || {
             std::fs::rename(&dir, &graveyard)
                 .map_err(|e| StoreError::io("rename", &dir, e))
-                .and_then(|()| std::fs::remove_dir_all(&graveyard).map_err(|e| StoreError::io("remove", &graveyard, e)))
+                .and_then(|()| {
+                    std::fs::remove_dir_all(&graveyard)
+                        .map_err(|e| StoreError::io("remove", &graveyard, e))
+                })
         })
         .await
         .map_err(|e| BrokerError::Internal(e.to_string()))?

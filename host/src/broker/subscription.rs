@@ -49,7 +49,11 @@ pub struct Chunk {
 }
 
 enum Work {
-    Replay { topic: Arc<Topic>, from: u64, until: u64 },
+    Replay {
+        topic: Arc<Topic>,
+        from: u64,
+        until: u64,
+    },
     Live(Arc<StoredBatch>),
 }
 
@@ -82,14 +86,18 @@ impl Subscription {
         };
         if sub.lossless {
             for topic in topics {
-                let from = match from {
-                    StartPosition::Earliest | StartPosition::Latest => topic.log.start_offset(),
-                    StartPosition::Offset(o) => o,
-                    StartPosition::Timestamp(ts) => topic.log.offset_for_timestamp(ts).map_err(|e| BrokerError::Storage {
-                        topic: topic.name.to_string(),
-                        source: e,
-                    })?,
-                };
+                let from =
+                    match from {
+                        StartPosition::Earliest | StartPosition::Latest => topic.log.start_offset(),
+                        StartPosition::Offset(o) => o,
+                        StartPosition::Timestamp(ts) => topic
+                            .log
+                            .offset_for_timestamp(ts)
+                            .map_err(|e| BrokerError::Storage {
+                                topic: topic.name.to_string(),
+                                source: e,
+                            })?,
+                    };
                 let until = topic.committed_end();
                 sub.next.insert(topic.name.clone(), from);
                 if from < until {
@@ -146,11 +154,17 @@ impl Subscription {
     async fn take_work(&mut self) -> Result<Chunk, BrokerError> {
         let mut chunk = Chunk {
             slices: Vec::new(),
-            dropped: if self.lossless { 0 } else { self.sink.take_dropped() },
+            dropped: if self.lossless {
+                0
+            } else {
+                self.sink.take_dropped()
+            },
         };
         let mut messages = 0;
         while messages < CHUNK_MESSAGES {
-            let Some(work) = self.work.pop_front() else { break };
+            let Some(work) = self.work.pop_front() else {
+                break;
+            };
             match work {
                 Work::Live(batch) => {
                     if !self.lossless {
@@ -194,9 +208,11 @@ impl Subscription {
                     }
                     let want = (until - from).min(CHUNK_MESSAGES as u64) as usize;
                     let reader = topic.clone();
-                    let read = tokio::task::spawn_blocking(move || reader.read_committed(from, want, CHUNK_READ_BYTES))
-                        .await
-                        .map_err(|e| BrokerError::Internal(e.to_string()))?;
+                    let read = tokio::task::spawn_blocking(move || {
+                        reader.read_committed(from, want, CHUNK_READ_BYTES)
+                    })
+                    .await
+                    .map_err(|e| BrokerError::Internal(e.to_string()))?;
                     let read = match read {
                         Ok(read) => read,
                         Err(e) if self.broker.topic(&topic.name).is_none() => {

@@ -115,7 +115,13 @@ pub(crate) fn now_ms() -> i64 {
 
 impl Topic {
     /// Opens (recovering) or creates the topic stored in `dir`.
-    pub fn open(name: &str, dir: PathBuf, settings: TopicSettings, create: bool, stop: CancellationToken) -> Result<Topic, BrokerError> {
+    pub fn open(
+        name: &str,
+        dir: PathBuf,
+        settings: TopicSettings,
+        create: bool,
+        stop: CancellationToken,
+    ) -> Result<Topic, BrokerError> {
         let storage = |source| BrokerError::Storage {
             topic: name.to_owned(),
             source,
@@ -123,7 +129,13 @@ impl Topic {
         if create {
             std::fs::create_dir_all(&dir)
                 .and_then(|()| settings.save(&dir))
-                .map_err(|e| storage(crate::store::StoreError::io("create topic directory", &dir, e)))?;
+                .map_err(|e| {
+                    storage(crate::store::StoreError::io(
+                        "create topic directory",
+                        &dir,
+                        e,
+                    ))
+                })?;
         }
         let log = TopicLog::open(&dir, settings.log_config()).map_err(storage)?;
         let end = log.next_offset();
@@ -152,14 +164,20 @@ impl Topic {
 
     /// Appends a non-empty batch. Returns the first offset and a receiver
     /// that completes when the batch is committed.
-    pub fn append(&self, batch: Vec<NewRecord>) -> Result<(u64, oneshot::Receiver<CommitResult>), BrokerError> {
+    pub fn append(
+        &self,
+        batch: Vec<NewRecord>,
+    ) -> Result<(u64, oneshot::Receiver<CommitResult>), BrokerError> {
         let (tx, rx) = oneshot::channel();
         let first = {
             let mut writer = lock(&self.writer);
             if writer.deleted {
                 return Err(BrokerError::TopicNotFound(self.name.to_string()));
             }
-            let records = self.log.append(batch, now_ms()).map_err(|e| self.storage_error(e))?;
+            let records = self
+                .log
+                .append(batch, now_ms())
+                .map_err(|e| self.storage_error(e))?;
             let first = records.first().map_or(0, |r| r.offset);
             writer.uncommitted.push((
                 Arc::new(StoredBatch {
@@ -185,19 +203,34 @@ impl Topic {
     }
 
     /// Reads committed records (blocking I/O: call from a blocking thread).
-    pub fn read_committed(&self, from: u64, max_records: usize, max_bytes: usize) -> Result<ReadBatch, BrokerError> {
+    pub fn read_committed(
+        &self,
+        from: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<ReadBatch, BrokerError> {
         let end = self.committed_end();
-        let mut batch = self.log.read(from, max_records, max_bytes).map_err(|e| self.storage_error(e))?;
+        let mut batch = self
+            .log
+            .read(from, max_records, max_bytes)
+            .map_err(|e| self.storage_error(e))?;
         if batch.records.iter().any(|r| r.offset >= end) {
             batch.records.retain(|r| r.offset < end);
-            batch.next_offset = batch.records.last().map_or(from.max(self.log.start_offset()).min(end), |r| r.offset + 1);
+            batch.next_offset = batch
+                .records
+                .last()
+                .map_or(from.max(self.log.start_offset()).min(end), |r| r.offset + 1);
         }
         Ok(batch)
     }
 
     /// The committer: group commit, fan-out, acks. Runs until `stop`, then
     /// commits what is left and returns.
-    pub async fn run_committer(self: Arc<Topic>, policy: FsyncPolicy, registry: Arc<SubscriberRegistry>) {
+    pub async fn run_committer(
+        self: Arc<Topic>,
+        policy: FsyncPolicy,
+        registry: Arc<SubscriberRegistry>,
+    ) {
         loop {
             let stopping = tokio::select! {
                 () = self.commit_wake.notified() => false,
@@ -231,7 +264,13 @@ impl Topic {
             let topic = self.clone();
             let result = tokio::task::spawn_blocking(move || topic.log.sync())
                 .await
-                .unwrap_or_else(|e| Err(crate::store::StoreError::io("fsync", &self.dir, std::io::Error::other(e.to_string()))));
+                .unwrap_or_else(|e| {
+                    Err(crate::store::StoreError::io(
+                        "fsync",
+                        &self.dir,
+                        std::io::Error::other(e.to_string()),
+                    ))
+                });
             if let Err(e) = result {
                 tracing::error!(topic = %self.name, error = %e, "fsync failed; publishes in this commit are failed");
                 let reason: Arc<str> = format!("fsync failed: {e}").into();

@@ -45,13 +45,23 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
     /// Broker address, host:port.
-    #[arg(long, env = "SLUICE_SERVER", default_value = "127.0.0.1:4433", global = true)]
+    #[arg(
+        long,
+        env = "SLUICE_SERVER",
+        default_value = "127.0.0.1:4433",
+        global = true
+    )]
     pub server: String,
     /// Trust the broker certificate(s) in this PEM file.
     #[arg(long, env = "SLUICE_CA", global = true)]
     pub ca: Option<PathBuf>,
     /// The broker's data directory on this machine: trust its development certificate.
-    #[arg(long, env = "SLUICE_DATA", default_value = "./sluice-data", global = true)]
+    #[arg(
+        long,
+        env = "SLUICE_DATA",
+        default_value = "./sluice-data",
+        global = true
+    )]
     pub data: PathBuf,
     /// Do not check the broker's certificate (development only).
     #[arg(long, global = true)]

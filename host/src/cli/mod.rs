@@ -3,8 +3,8 @@
 //!
 //! # Layout
 //!
-//! - [`args`]: the command-line definition (clap).
-//! - [`connect`]: client flags to a connected client (`--server`, `--ca`, `--data`, `--insecure`).
+//! - [`args`] - the command-line definition (clap).
+//! - [`connect`] - client flags to a connected client (`--server`, `--ca`, `--data`, `--insecure`).
 //! - [`serve`], [`publish`], [`subscribe`], [`topics`]: one file per subcommand.
 
 pub mod args;
@@ -35,7 +35,10 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: failed to start the async runtime: {e}");

@@ -17,7 +17,9 @@ fn progress_bar(total: u64) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(total);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} messages, {per_sec}, eta {eta}") {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} messages, {per_sec}, eta {eta}",
+    ) {
         bar.set_style(style);
     }
     bar
@@ -26,7 +28,9 @@ fn progress_bar(total: u64) -> indicatif::ProgressBar {
 /// Builds message number `n` (1-based).
 fn message(args: &PubArgs, template: &MessageTemplate, n: u64) -> Message {
     let payload = match template {
-        MessageTemplate::Text(text) if text.contains("{n}") => Bytes::from(text.replace("{n}", &n.to_string())),
+        MessageTemplate::Text(text) if text.contains("{n}") => {
+            Bytes::from(text.replace("{n}", &n.to_string()))
+        }
         MessageTemplate::Text(text) => Bytes::from(text.clone()),
         MessageTemplate::Bytes(bytes) => bytes.clone(),
     };
@@ -79,7 +83,9 @@ pub async fn run(args: PubArgs) -> anyhow::Result<()> {
     let client = connect(&args.client).await?;
     match template {
         Some(template) if args.count == 1 => {
-            let ack = client.publish_batch(vec![message(&args, &template, 1)]).await?;
+            let ack = client
+                .publish_batch(vec![message(&args, &template, 1)])
+                .await?;
             for outcome in &ack.outcomes {
                 println!("{}", describe(outcome));
             }
@@ -91,7 +97,11 @@ pub async fn run(args: PubArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn publish_many(client: &Client, args: &PubArgs, template: &MessageTemplate) -> anyhow::Result<()> {
+async fn publish_many(
+    client: &Client,
+    args: &PubArgs,
+    template: &MessageTemplate,
+) -> anyhow::Result<()> {
     let bar = progress_bar(args.count);
     let start = Instant::now();
     let mut in_flight = FuturesUnordered::new();
@@ -109,12 +119,15 @@ async fn publish_many(client: &Client, args: &PubArgs, template: &MessageTemplat
             let client = client.clone();
             in_flight.push(async move { client.publish_batch(batch).await });
         }
-        let Some(result) = in_flight.next().await else { break };
+        let Some(result) = in_flight.next().await else {
+            break;
+        };
         let ack = result.context("publish failed")?;
         for outcome in &ack.outcomes {
             let MessageOutcome::Stored(places) = outcome;
             if let Some(place) = places.first() {
-                first_offset = Some(first_offset.map_or(place.offset, |f: u64| f.min(place.offset)));
+                first_offset =
+                    Some(first_offset.map_or(place.offset, |f: u64| f.min(place.offset)));
                 last_offset = Some(last_offset.map_or(place.offset, |l: u64| l.max(place.offset)));
             }
         }
@@ -143,7 +156,9 @@ async fn publish_lines(client: &Client, args: &PubArgs) -> anyhow::Result<()> {
         let line = line.context("failed to read standard input")?;
         n += 1;
         let template = MessageTemplate::Text(line);
-        let ack = client.publish_batch(vec![message(args, &template, n)]).await?;
+        let ack = client
+            .publish_batch(vec![message(args, &template, n)])
+            .await?;
         for outcome in &ack.outcomes {
             println!("{}", describe(outcome));
         }

@@ -17,7 +17,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(data) = args.data {
         config.server.data_dir = data;
     }
-    crate::run(config, shutdown_signal()).await.context("broker failed")
+    crate::run(config, shutdown_signal())
+        .await
+        .context("broker failed")
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
@@ -25,7 +27,9 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        let mut term = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
             Ok(term) => term,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the broker");

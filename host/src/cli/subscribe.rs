@@ -22,12 +22,16 @@ pub fn parse_start(s: &str) -> anyhow::Result<StartPosition> {
         return Ok(StartPosition::Offset(offset));
     }
     if let Ok(time) = humantime::parse_rfc3339_weak(s) {
-        let ms = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let ms = time
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         return Ok(StartPosition::Timestamp(ms));
     }
     if let Ok(ago) = humantime::parse_duration(s) {
         let then = SystemTime::now().checked_sub(ago).unwrap_or(UNIX_EPOCH);
-        let ms = then.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let ms = then
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         return Ok(StartPosition::Timestamp(ms));
     }
     bail!("--from {s:?}: expected earliest, latest, an offset, an RFC 3339 time (2026-01-31T12:00:00Z) or a duration ago (10m)")
@@ -41,7 +45,9 @@ fn bytes_field(map: &mut serde_json::Map<String, serde_json::Value>, name: &str,
         Err(_) => {
             map.insert(
                 format!("{name}_base64"),
-                base64::engine::general_purpose::STANDARD.encode(bytes).into(),
+                base64::engine::general_purpose::STANDARD
+                    .encode(bytes)
+                    .into(),
             );
         }
     }
@@ -65,8 +71,11 @@ pub fn to_json(m: &Delivered) -> serde_json::Value {
             map.insert("key".into(), serde_json::Value::Null);
         }
     }
-    let headers: serde_json::Map<String, serde_json::Value> =
-        m.headers.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+    let headers: serde_json::Map<String, serde_json::Value> = m
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().into()))
+        .collect();
     map.insert("headers".into(), headers.into());
     if let Some(id) = &m.id {
         map.insert("id".into(), id.clone().into());
@@ -95,7 +104,13 @@ pub async fn run(args: SubArgs) -> anyhow::Result<()> {
         let written = if args.json {
             writeln!(out, "{}", to_json(&m))
         } else {
-            writeln!(out, "{}@{}: {}", m.topic, m.offset, String::from_utf8_lossy(&m.payload))
+            writeln!(
+                out,
+                "{}@{}: {}",
+                m.topic,
+                m.offset,
+                String::from_utf8_lossy(&m.payload)
+            )
         };
         if written.and_then(|()| out.flush()).is_err() {
             // Reader went away (e.g. piped into head).
@@ -131,7 +146,10 @@ mod tests {
             parse_start("2026-01-01T00:00:00Z").unwrap(),
             StartPosition::Timestamp(1_767_225_600_000)
         );
-        assert!(matches!(parse_start("10m").unwrap(), StartPosition::Timestamp(_)));
+        assert!(matches!(
+            parse_start("10m").unwrap(),
+            StartPosition::Timestamp(_)
+        ));
         let err = parse_start("yesterday-ish").unwrap_err();
         assert!(err.to_string().contains("expected earliest"), "{err}");
     }

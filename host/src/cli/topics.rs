@@ -37,9 +37,10 @@ fn print_info(t: &TopicInfo) {
     println!("segment_bytes: {}", t.segment_bytes);
     println!(
         "retention:     max_age={} max_bytes={} max_messages={}",
-        t.retention
-            .max_age_ms
-            .map_or_else(|| "unlimited".to_owned(), |ms| humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()),
+        t.retention.max_age_ms.map_or_else(
+            || "unlimited".to_owned(),
+            |ms| humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
+        ),
         or_unlimited(t.retention.max_bytes),
         or_unlimited(t.retention.max_messages)
     );
@@ -56,7 +57,10 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
                     println!("{}", info_json(t));
                 }
             } else {
-                println!("{:<40} {:>12} {:>12} {:>12} {:>14} {:>8}", "TOPIC", "MESSAGES", "START", "NEXT", "BYTES", "SEGMENTS");
+                println!(
+                    "{:<40} {:>12} {:>12} {:>12} {:>14} {:>8}",
+                    "TOPIC", "MESSAGES", "START", "NEXT", "BYTES", "SEGMENTS"
+                );
                 for t in &topics {
                     println!(
                         "{:<40} {:>12} {:>12} {:>12} {:>14} {:>8}",
@@ -72,11 +76,12 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
             max_messages,
             segment_bytes,
         } => {
-            let retention = (max_age.is_some() || max_bytes.is_some() || max_messages.is_some()).then(|| RetentionSpec {
-                max_age_ms: max_age.map(|d| d.as_millis() as u64),
-                max_bytes,
-                max_messages,
-            });
+            let retention = (max_age.is_some() || max_bytes.is_some() || max_messages.is_some())
+                .then(|| RetentionSpec {
+                    max_age_ms: max_age.map(|d| d.as_millis() as u64),
+                    max_bytes,
+                    max_messages,
+                });
             let info = client.create_topic(name, retention, segment_bytes).await?;
             println!("created {}", info.name);
         }

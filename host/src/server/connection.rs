@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use sluice_client::wire::{FrameReader, WireError};
 use sluice_proto::{
-    frame, request_id_of, ClientFrame, CodecError, ErrorBody, ErrorCode, Request, RequestBody, Response, ResponseBody,
-    ServerFrame, Welcome, PROTOCOL_VERSION,
+    frame, request_id_of, ClientFrame, CodecError, ErrorBody, ErrorCode, Request, RequestBody,
+    Response, ResponseBody, ServerFrame, Welcome, PROTOCOL_VERSION,
 };
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -56,14 +56,20 @@ pub(crate) async fn handle(incoming: quinn::Incoming, shared: Arc<Shared>) {
             .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
             .and_then(|d| d.protocol);
         if alpn.as_deref() != Some(sluice_proto::ALPN) {
-            close_with(&conn, &ErrorBody::new(ErrorCode::ProtocolViolation, "ALPN sluice/1 is required"));
+            close_with(
+                &conn,
+                &ErrorBody::new(ErrorCode::ProtocolViolation, "ALPN sluice/1 is required"),
+            );
             return;
         }
         let Ok(_slot) = shared.connection_slots.clone().try_acquire_owned() else {
-            let error = ErrorBody::new(ErrorCode::LimitExceeded, format!(
-                "too many connections (limits.max_connections = {})",
-                shared.config.limits.max_connections
-            ));
+            let error = ErrorBody::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "too many connections (limits.max_connections = {})",
+                    shared.config.limits.max_connections
+                ),
+            );
             tracing::warn!("{}", error.message);
             close_with(&conn, &error);
             return;
@@ -87,18 +93,25 @@ async fn serve(conn: quinn::Connection, shared: &Arc<Shared>) {
         let first = reader.next_body().await;
         Some((send, reader, first))
     };
-    let (send, mut reader, first) = match tokio::time::timeout(limits.handshake_timeout, handshake).await {
-        Ok(Some(x)) => x,
-        Ok(None) => return,
-        Err(_) => {
-            tracing::info!("no Hello within the handshake timeout; closing");
-            close_with(&conn, &ErrorBody::new(ErrorCode::HandshakeRequired, format!(
-                "no Hello within {:?} (limits.handshake_timeout)",
-                limits.handshake_timeout
-            )));
-            return;
-        }
-    };
+    let (send, mut reader, first) =
+        match tokio::time::timeout(limits.handshake_timeout, handshake).await {
+            Ok(Some(x)) => x,
+            Ok(None) => return,
+            Err(_) => {
+                tracing::info!("no Hello within the handshake timeout; closing");
+                close_with(
+                    &conn,
+                    &ErrorBody::new(
+                        ErrorCode::HandshakeRequired,
+                        format!(
+                            "no Hello within {:?} (limits.handshake_timeout)",
+                            limits.handshake_timeout
+                        ),
+                    ),
+                );
+                return;
+            }
+        };
     let (writer, queue) = mpsc::channel::<Bytes>(limits.max_in_flight_requests + 16);
     let writer_task = tokio::spawn(write_control(send, queue));
 
@@ -109,9 +122,15 @@ async fn serve(conn: quinn::Connection, shared: &Arc<Shared>) {
                 ErrorCode::HandshakeRequired,
                 "the first frame must be Hello",
             )),
-            Err(e) => Err(ErrorBody::new(ErrorCode::MalformedFrame, format!("expected Hello: {e}"))),
+            Err(e) => Err(ErrorBody::new(
+                ErrorCode::MalformedFrame,
+                format!("expected Hello: {e}"),
+            )),
         },
-        Ok(None) => Err(ErrorBody::new(ErrorCode::HandshakeRequired, "control stream ended before Hello")),
+        Ok(None) => Err(ErrorBody::new(
+            ErrorCode::HandshakeRequired,
+            "control stream ended before Hello",
+        )),
         Err(e) => Err(wire_error_body(&e)),
     };
     let outcome = match hello {
@@ -147,7 +166,10 @@ async fn serve(conn: quinn::Connection, shared: &Arc<Shared>) {
     // Tell the client why, then close.
     let close = match outcome {
         Close::Client => None,
-        Close::Shutdown => Some(ErrorBody::new(ErrorCode::ShuttingDown, "broker is shutting down")),
+        Close::Shutdown => Some(ErrorBody::new(
+            ErrorCode::ShuttingDown,
+            "broker is shutting down",
+        )),
         Close::Refused(error) => {
             tracing::info!(code = error.code, reason = %error.message, "refusing client");
             if let Ok(bytes) = frame::encode(&ServerFrame::Error(error.clone()), max_frame) {
@@ -169,7 +191,9 @@ fn wire_error_body(e: &WireError) -> ErrorBody {
     match e {
         WireError::Codec(CodecError::TooLarge { len, max }) => ErrorBody::new(
             ErrorCode::FrameTooLarge,
-            format!("frame of {len} bytes is over the limit of {max} bytes (limits.max_frame_bytes)"),
+            format!(
+                "frame of {len} bytes is over the limit of {max} bytes (limits.max_frame_bytes)"
+            ),
         ),
         WireError::Codec(other) => ErrorBody::new(ErrorCode::MalformedFrame, other.to_string()),
         WireError::Read(other) => ErrorBody::new(ErrorCode::MalformedFrame, other.to_string()),
@@ -237,14 +261,25 @@ impl Session {
                 Ok(Some(body)) => match frame::decode_body::<ClientFrame>(&body) {
                     Ok(ClientFrame::Request(request)) => self.dispatch(request, permit).await,
                     Ok(ClientFrame::Hello(_)) => {
-                        break Close::Refused(ErrorBody::new(ErrorCode::ProtocolViolation, "Hello sent twice"))
+                        break Close::Refused(ErrorBody::new(
+                            ErrorCode::ProtocolViolation,
+                            "Hello sent twice",
+                        ))
                     }
                     Err(e) => match request_id_of(&body) {
                         Some(id) => {
-                            let error = ErrorBody::new(ErrorCode::UnknownRequest, format!("unknown or malformed request: {e}"));
+                            let error = ErrorBody::new(
+                                ErrorCode::UnknownRequest,
+                                format!("unknown or malformed request: {e}"),
+                            );
                             self.respond(id, Err(error)).await;
                         }
-                        None => break Close::Refused(ErrorBody::new(ErrorCode::MalformedFrame, e.to_string())),
+                        None => {
+                            break Close::Refused(ErrorBody::new(
+                                ErrorCode::MalformedFrame,
+                                e.to_string(),
+                            ))
+                        }
                     },
                 },
                 Ok(None) => break Close::Client,
@@ -266,7 +301,13 @@ impl Session {
     }
 
     async fn respond(&self, id: u64, result: Result<ResponseBody, ErrorBody>) {
-        respond(&self.writer, self.shared.config.limits.max_frame_bytes, id, result).await;
+        respond(
+            &self.writer,
+            self.shared.config.limits.max_frame_bytes,
+            id,
+            result,
+        )
+        .await;
     }
 
     async fn dispatch(&self, request: Request, permit: tokio::sync::OwnedSemaphorePermit) {
@@ -278,7 +319,11 @@ impl Session {
                     let writer = self.writer.clone();
                     let max = self.shared.config.limits.max_frame_bytes;
                     self.requests.spawn(async move {
-                        let result = pending.wait().await.map(ResponseBody::Published).map_err(|e| e.to_body());
+                        let result = pending
+                            .wait()
+                            .await
+                            .map(ResponseBody::Published)
+                            .map_err(|e| e.to_body());
                         respond(&writer, max, id, result).await;
                         drop(permit);
                     });
@@ -310,7 +355,12 @@ impl Session {
                 let max = self.shared.config.limits.max_frame_bytes;
                 self.requests.spawn(async move {
                     let result = broker
-                        .fetch(&fetch.topic, fetch.from, fetch.max_messages, fetch.max_bytes.min(max / 2))
+                        .fetch(
+                            &fetch.topic,
+                            fetch.from,
+                            fetch.max_messages,
+                            fetch.max_bytes.min(max / 2),
+                        )
                         .await
                         .map(ResponseBody::Fetched)
                         .map_err(|e| e.to_body());
@@ -339,9 +389,15 @@ impl Session {
                     drop(permit);
                 });
             }
-            RequestBody::ListTopics => self.respond(id, Ok(ResponseBody::Topics(broker.list_topics()))).await,
+            RequestBody::ListTopics => {
+                self.respond(id, Ok(ResponseBody::Topics(broker.list_topics())))
+                    .await
+            }
             RequestBody::TopicInfo { name } => {
-                let result = broker.topic_info(&name).map(ResponseBody::TopicInfo).map_err(|e| e.to_body());
+                let result = broker
+                    .topic_info(&name)
+                    .map(ResponseBody::TopicInfo)
+                    .map_err(|e| e.to_body());
                 self.respond(id, result).await;
             }
         }
@@ -358,7 +414,10 @@ impl Session {
         if subscriptions.contains_key(&request.subscription) {
             return Err(BrokerError::SubscriptionExists(request.subscription));
         }
-        let subscription = self.shared.broker.subscribe(&request.pattern, request.from)?;
+        let subscription = self
+            .shared
+            .broker
+            .subscribe(&request.pattern, request.from)?;
         let cancel = self.closing.child_token();
         subscriptions.insert(request.subscription, cancel.clone());
         let registry = self.subscriptions.clone();
@@ -382,12 +441,26 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-async fn respond(writer: &mpsc::Sender<Bytes>, max_frame: u32, id: u64, result: Result<ResponseBody, ErrorBody>) {
+async fn respond(
+    writer: &mpsc::Sender<Bytes>,
+    max_frame: u32,
+    id: u64,
+    result: Result<ResponseBody, ErrorBody>,
+) {
     let frame = match frame::encode(&ServerFrame::Response(Response { id, result }), max_frame) {
         Ok(frame) => frame,
         Err(e) => {
-            let error = ErrorBody::new(ErrorCode::Internal, format!("response could not be encoded: {e}"));
-            match frame::encode(&ServerFrame::Response(Response { id, result: Err(error) }), max_frame) {
+            let error = ErrorBody::new(
+                ErrorCode::Internal,
+                format!("response could not be encoded: {e}"),
+            );
+            match frame::encode(
+                &ServerFrame::Response(Response {
+                    id,
+                    result: Err(error),
+                }),
+                max_frame,
+            ) {
                 Ok(frame) => frame,
                 Err(_) => return,
             }

@@ -35,7 +35,10 @@ struct DeliveredRef<'a> {
 /// Borrowed twin of `sluice_proto::DeliveryFrame::Messages`.
 #[derive(Serialize)]
 enum DeliveryFrameRef<'a> {
-    Messages { messages: Vec<DeliveredRef<'a>>, dropped: u64 },
+    Messages {
+        messages: Vec<DeliveredRef<'a>>,
+        dropped: u64,
+    },
 }
 
 fn delivered_ref<'a>(topic: &'a str, r: &'a Record) -> DeliveredRef<'a> {
@@ -51,7 +54,11 @@ fn delivered_ref<'a>(topic: &'a str, r: &'a Record) -> DeliveredRef<'a> {
 }
 
 /// Encodes a chunk into one or more `Messages` frames appended to `out`.
-fn encode_chunk(chunk: &Chunk, max_frame_bytes: u32, out: &mut Vec<u8>) -> Result<(), sluice_proto::CodecError> {
+fn encode_chunk(
+    chunk: &Chunk,
+    max_frame_bytes: u32,
+    out: &mut Vec<u8>,
+) -> Result<(), sluice_proto::CodecError> {
     let limit = max_frame_bytes.saturating_add(FRAME_SLACK_BYTES);
     let mut dropped = chunk.dropped;
     let mut messages = Vec::new();
@@ -59,7 +66,9 @@ fn encode_chunk(chunk: &Chunk, max_frame_bytes: u32, out: &mut Vec<u8>) -> Resul
     for slice in &chunk.slices {
         for record in slice.records() {
             let estimate = record.payload.len() + record.key.as_ref().map_or(0, |k| k.len()) + 64;
-            if !messages.is_empty() && size + estimate > FRAME_TARGET_BYTES.min(max_frame_bytes as usize / 2) {
+            if !messages.is_empty()
+                && size + estimate > FRAME_TARGET_BYTES.min(max_frame_bytes as usize / 2)
+            {
                 let frame = DeliveryFrameRef::Messages {
                     messages: std::mem::take(&mut messages),
                     dropped: std::mem::take(&mut dropped),
@@ -72,7 +81,11 @@ fn encode_chunk(chunk: &Chunk, max_frame_bytes: u32, out: &mut Vec<u8>) -> Resul
         }
     }
     if !messages.is_empty() || dropped > 0 {
-        frame::encode_into(&DeliveryFrameRef::Messages { messages, dropped }, limit, out)?;
+        frame::encode_into(
+            &DeliveryFrameRef::Messages { messages, dropped },
+            limit,
+            out,
+        )?;
     }
     Ok(())
 }
@@ -101,7 +114,12 @@ pub(crate) async fn run(
         }
     };
     let mut buf = Vec::with_capacity(64 * 1024);
-    if frame::encode_into(&DeliveryFrame::Start { subscription: id }, max_frame_bytes, &mut buf).is_err()
+    if frame::encode_into(
+        &DeliveryFrame::Start { subscription: id },
+        max_frame_bytes,
+        &mut buf,
+    )
+    .is_err()
         || send.write_all(&buf).await.is_err()
     {
         return;
@@ -131,11 +149,21 @@ pub(crate) async fn run(
         }
     };
     buf.clear();
-    if frame::encode_into(&DeliveryFrame::End { error: end }, max_frame_bytes, &mut buf).is_ok() {
+    if frame::encode_into(
+        &DeliveryFrame::End { error: end },
+        max_frame_bytes,
+        &mut buf,
+    )
+    .is_ok()
+    {
         let _ = send.write_all(&buf).await;
     }
     let _ = send.finish();
-    tracing::debug!(subscription = id, pattern = subscription.pattern(), "delivery stream ended");
+    tracing::debug!(
+        subscription = id,
+        pattern = subscription.pattern(),
+        "delivery stream ended"
+    );
 }
 
 #[cfg(test)]
@@ -152,7 +180,7 @@ mod tests {
         Record {
             offset,
             timestamp_ms: 1_700_000_000_000 + offset as i64,
-            key: (offset % 2 == 0).then(|| Bytes::from_static(b"k")),
+            key: offset.is_multiple_of(2).then(|| Bytes::from_static(b"k")),
             headers: vec![("h".into(), offset.to_string())],
             payload: Bytes::copy_from_slice(payload),
             id: Some(format!("id-{offset}")),
@@ -178,7 +206,10 @@ mod tests {
             panic!("expected Messages, got {frame:?}");
         };
         assert_eq!(dropped, 7);
-        assert_eq!(messages.iter().map(|m| m.offset).collect::<Vec<_>>(), vec![2, 3, 4]);
+        assert_eq!(
+            messages.iter().map(|m| m.offset).collect::<Vec<_>>(),
+            vec![2, 3, 4]
+        );
         assert_eq!(messages[0].topic, "orders.eu");
         assert_eq!(messages[0].key.as_deref(), Some(&b"k"[..]));
         assert_eq!(messages[1].key, None);

@@ -3,9 +3,9 @@
 //!
 //! # Layout
 //!
-//! - [`tls`]: the certificate (configured or self-signed) and QUIC settings.
-//! - [`connection`]: handshake and request dispatch of one connection.
-//! - [`delivery`]: one subscription's delivery stream.
+//! - [`tls`] - the certificate (configured or self-signed) and QUIC settings.
+//! - [`connection`] - handshake and request dispatch of one connection.
+//! - [`delivery`] - one subscription's delivery stream.
 
 mod connection;
 mod delivery;
@@ -44,7 +44,10 @@ pub(crate) async fn serve(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
             () = shared.shutdown.cancelled() => break,
         }
     }
-    tracing::info!(connections = connections.len(), "no longer accepting connections; draining");
+    tracing::info!(
+        connections = connections.len(),
+        "no longer accepting connections; draining"
+    );
     connections.close();
     connections.wait().await;
 }

@@ -35,7 +35,8 @@ fn dev_key_path(data_dir: &Path) -> PathBuf {
 }
 
 fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let pem = std::fs::read(path).with_context(|| format!("failed to read certificate {}", path.display()))?;
+    let pem = std::fs::read(path)
+        .with_context(|| format!("failed to read certificate {}", path.display()))?;
     let certs = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("failed to parse certificate {}", path.display()))?;
@@ -46,7 +47,8 @@ fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
 }
 
 fn read_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
-    let pem = std::fs::read(path).with_context(|| format!("failed to read private key {}", path.display()))?;
+    let pem = std::fs::read(path)
+        .with_context(|| format!("failed to read private key {}", path.display()))?;
     rustls_pemfile::private_key(&mut pem.as_slice())
         .with_context(|| format!("failed to parse private key {}", path.display()))?
         .with_context(|| format!("no PEM private key in {}", path.display()))
@@ -68,15 +70,24 @@ fn write_new(path: &Path, contents: &[u8], private: bool) -> anyhow::Result<()> 
 }
 
 fn generate_dev_cert(data_dir: &Path) -> anyhow::Result<()> {
-    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
-    let generated = rcgen::generate_simple_self_signed(names).context("failed to generate a self-signed certificate")?;
+    let names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let generated = rcgen::generate_simple_self_signed(names)
+        .context("failed to generate a self-signed certificate")?;
     let dir = data_dir.join("tls");
     std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
     // Key first: a cert without its key is useless, a key without its cert is regenerated.
     let key_path = dev_key_path(data_dir);
     let cert_path = dev_cert_path(data_dir);
     let _ = std::fs::remove_file(&key_path);
-    write_new(&key_path, generated.key_pair.serialize_pem().as_bytes(), true)?;
+    write_new(
+        &key_path,
+        generated.key_pair.serialize_pem().as_bytes(),
+        true,
+    )?;
     write_new(&cert_path, generated.cert.pem().as_bytes(), false)?;
     Ok(())
 }
@@ -108,7 +119,10 @@ pub fn load_or_create(config: &ServerConfig) -> anyhow::Result<Identity> {
 }
 
 /// The QUIC server configuration for `identity`.
-pub fn quic_config(identity: &Identity, limits: &LimitsConfig) -> anyhow::Result<quinn::ServerConfig> {
+pub fn quic_config(
+    identity: &Identity,
+    limits: &LimitsConfig,
+) -> anyhow::Result<quinn::ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -118,7 +132,8 @@ pub fn quic_config(identity: &Identity, limits: &LimitsConfig) -> anyhow::Result
         .context("certificate and key do not match or are not supported")?;
     tls.alpn_protocols = vec![sluice_proto::ALPN.to_vec()];
     tls.max_early_data_size = 0;
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).context("TLS configuration unusable for QUIC")?;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .context("TLS configuration unusable for QUIC")?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
     transport
@@ -126,7 +141,8 @@ pub fn quic_config(identity: &Identity, limits: &LimitsConfig) -> anyhow::Result
         .max_concurrent_bidi_streams(1u32.into())
         .max_concurrent_uni_streams(0u32.into())
         .max_idle_timeout(Some(
-            quinn::IdleTimeout::try_from(limits.idle_timeout).context("limits.idle_timeout is too large")?,
+            quinn::IdleTimeout::try_from(limits.idle_timeout)
+                .context("limits.idle_timeout is too large")?,
         ));
     config.transport_config(Arc::new(transport));
     Ok(config)
