@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sluice_proto::{
-    frame, ClientFrame, CreateTopic, DeliveryFrame, ErrorBody, Fetch, FetchBatch, Hello,
-    MessageOutcome, Publish, PublishAck, Request, RequestBody, ResponseBody, RetentionSpec,
-    ServerFrame, StartPosition, Subscribe, TopicInfo, PROTOCOL_VERSION,
+    frame, ClientFrame, Consume, CreateTopic, DeliveryFrame, ErrorBody, Fetch, FetchBatch,
+    GroupInfo, Hello, MessageOutcome, Publish, PublishAck, Request, RequestBody, ResponseBody,
+    RetentionSpec, ServerFrame, StartPosition, Subscribe, TopicInfo, PROTOCOL_VERSION,
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::consumer::{ConsumeOptions, Consumer};
 use crate::error::ClientError;
 use crate::message::Message;
 use crate::options::ClientOptions;
@@ -38,6 +39,8 @@ pub(crate) struct Shared {
     pending: Mutex<Option<Pending>>,
     /// Open subscriptions by id.
     pub(crate) subscriptions: Mutex<HashMap<u64, mpsc::Sender<SubscriptionEvent>>>,
+    /// Why the broker ended the session, if it said.
+    failure: Mutex<Option<ErrorBody>>,
 }
 
 pub(crate) struct Inner {
@@ -62,6 +65,15 @@ impl Drop for Inner {
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("server", &self.inner.server)
+            .field("remote", &self.inner.conn.remote_address())
+            .finish()
+    }
 }
 
 /// Where a published message was stored.
@@ -187,6 +199,7 @@ impl Client {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Some(HashMap::new())),
             subscriptions: Mutex::new(HashMap::new()),
+            failure: Mutex::new(None),
         });
         let (writer, queue) = mpsc::channel(WRITE_QUEUE_FRAMES);
         tokio::spawn(write_control(send, queue));
@@ -288,6 +301,74 @@ impl Client {
             .await?
         {
             ResponseBody::Subscribed { .. } => Ok(subscription),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Joins consumer group `group` on `pattern` (creating the group with
+    /// `options.group` if it does not exist). Each message of the group
+    /// goes to one member at a time; settle each delivery.
+    pub async fn consume(
+        &self,
+        pattern: impl Into<String>,
+        group: impl Into<String>,
+        options: ConsumeOptions,
+    ) -> Result<Consumer, ClientError> {
+        let pattern = pattern.into();
+        let group: Arc<str> = group.into().into();
+        let id = self.inner.next_subscription.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_QUEUE_FRAMES);
+        lock(&self.inner.shared.subscriptions).insert(id, tx);
+        let stream = Subscription::new(id, pattern.clone(), rx, self.inner.clone());
+        match self
+            .request(RequestBody::Consume(Consume {
+                consumer: id,
+                group: group.to_string(),
+                pattern,
+                options: options.group,
+                max_in_flight: options.max_in_flight,
+            }))
+            .await?
+        {
+            ResponseBody::Consuming { .. } => Ok(Consumer::new(stream, group, self.clone())),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Lists the consumer groups.
+    pub async fn list_groups(&self) -> Result<Vec<GroupInfo>, ClientError> {
+        match self.request(RequestBody::ListGroups).await? {
+            ResponseBody::Groups(groups) => Ok(groups),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Describes one consumer group: members, lag, pending, redeliveries.
+    pub async fn group_info(&self, name: impl Into<String>) -> Result<GroupInfo, ClientError> {
+        match self
+            .request(RequestBody::GroupInfo { name: name.into() })
+            .await?
+        {
+            ResponseBody::GroupInfo(info) => Ok(info),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Moves a group to `to` on every topic it reads; pending deliveries are
+    /// forgotten (their acks will fail with `unknown_delivery`).
+    pub async fn reset_group(
+        &self,
+        name: impl Into<String>,
+        to: StartPosition,
+    ) -> Result<GroupInfo, ClientError> {
+        match self
+            .request(RequestBody::ResetGroup {
+                name: name.into(),
+                to,
+            })
+            .await?
+        {
+            ResponseBody::GroupInfo(info) => Ok(info),
             other => Err(unexpected(other)),
         }
     }
@@ -414,6 +495,9 @@ impl Inner {
     }
 
     fn closed_error(&self) -> ClientError {
+        if let Some(failure) = lock(&self.shared.failure).clone() {
+            return ClientError::Server(failure);
+        }
         match self.conn.close_reason() {
             Some(reason) => reason.into(),
             None => ClientError::Closed,
@@ -480,6 +564,9 @@ async fn read_control(
             }
         }
     };
+    if let Some(failure) = &failure {
+        *lock(&shared.failure) = Some(failure.clone());
+    }
     let pending = lock(&shared.pending).take().unwrap_or_default();
     for (_, waiter) in pending {
         let error = match &failure {

@@ -32,12 +32,14 @@
 //!
 //! - [`client`] - [`Client`], one QUIC connection with pipelined requests.
 //! - [`subscription`] - [`Subscription`], a `Stream` of deliveries.
+//! - [`consumer`] - [`Consumer`], membership of a consumer group, and [`Delivery`] to settle.
 //! - [`options`] - [`ClientOptions`] and [`Trust`] (how the broker's certificate is checked).
 //! - [`message`] - [`Message`], a message to publish.
 //! - [`error`] - [`ClientError`].
 //! - [`wire`] - reading and writing frames on QUIC streams (shared with the broker).
 
 pub mod client;
+pub mod consumer;
 pub mod error;
 pub mod message;
 pub mod options;
@@ -46,12 +48,13 @@ mod tls;
 pub mod wire;
 
 pub use client::{Client, Stored};
+pub use consumer::{ConsumeOptions, Consumer, Delivery};
 pub use error::ClientError;
 pub use message::Message;
 pub use options::{ClientOptions, Trust};
 pub use sluice_proto::{
-    Delivered, ErrorBody, ErrorCode, FetchBatch, MessageOutcome, PublishAck, RetentionSpec,
-    StartPosition, StoredAt, TopicInfo,
+    Delivered, ErrorBody, ErrorCode, FetchBatch, GroupInfo, GroupOptions, GroupTopicInfo,
+    MemberInfo, MessageOutcome, PublishAck, RetentionSpec, StartPosition, StoredAt, TopicInfo,
 };
 pub use subscription::Subscription;
 pub use tls::certificate_fingerprint;

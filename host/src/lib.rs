@@ -126,11 +126,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     let shutdown = CancellationToken::new();
     let shared = server::shared(config, broker.clone(), shutdown.clone());
+    let stopping = shutdown.clone();
     let task = tokio::spawn(async move {
-        let drained =
-            tokio::time::timeout(DRAIN_TIMEOUT, server::serve(endpoint.clone(), shared)).await;
-        if drained.is_err() {
-            tracing::warn!("connections did not drain in time; closing them");
+        let serve = server::serve(endpoint.clone(), shared);
+        tokio::pin!(serve);
+        tokio::select! {
+            () = &mut serve => {}
+            () = stopping.cancelled() => {
+                // Only the drain is timed, not the broker's life.
+                if tokio::time::timeout(DRAIN_TIMEOUT, &mut serve).await.is_err() {
+                    tracing::warn!("connections did not drain in time; closing them");
+                }
+            }
         }
         endpoint.close(
             u32::from(sluice_proto::ErrorCode::ShuttingDown.as_u16()).into(),

@@ -41,6 +41,12 @@ pub enum ErrorCode {
     LimitExceeded = 106,
     /// The subscription id is already in use on this connection.
     SubscriptionExists = 107,
+    /// A consumer group name is not valid.
+    InvalidGroup = 108,
+    /// The settled message is not pending in that group (never delivered, or already settled).
+    UnknownDelivery = 109,
+    /// The consumer group does not exist.
+    GroupNotFound = 110,
     /// The storage layer failed; the request had no effect or its effect is unknown.
     Storage = 200,
     /// The broker is shutting down.
@@ -68,6 +74,9 @@ impl ErrorCode {
         ErrorCode::UnknownSubscription,
         ErrorCode::LimitExceeded,
         ErrorCode::SubscriptionExists,
+        ErrorCode::InvalidGroup,
+        ErrorCode::UnknownDelivery,
+        ErrorCode::GroupNotFound,
         ErrorCode::Storage,
         ErrorCode::ShuttingDown,
         ErrorCode::Internal,
@@ -102,6 +111,9 @@ impl ErrorCode {
             ErrorCode::UnknownSubscription => "unknown_subscription",
             ErrorCode::LimitExceeded => "limit_exceeded",
             ErrorCode::SubscriptionExists => "subscription_exists",
+            ErrorCode::InvalidGroup => "invalid_group",
+            ErrorCode::UnknownDelivery => "unknown_delivery",
+            ErrorCode::GroupNotFound => "group_not_found",
             ErrorCode::Storage => "storage",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",

@@ -1,1 +1,11 @@
+//! End-to-end tests of sluice: a real broker (in process, or the
+//! `sluice-under-test` binary as a child process), the real client over QUIC
+//! on loopback, temporary data directories. One module per area.
 
+mod admin;
+mod bad_input;
+mod crash;
+mod pubsub;
+mod replay;
+mod retention;
+mod shutdown;

@@ -46,6 +46,20 @@ pub enum BrokerError {
     /// The subscription id is already used on this connection.
     #[error("subscription id {0} is already in use on this connection")]
     SubscriptionExists(u64),
+    /// A consumer group name is not valid.
+    #[error("invalid group name {name:?}: {reason}")]
+    InvalidGroup {
+        /// The name.
+        name: String,
+        /// Why.
+        reason: SubjectError,
+    },
+    /// The settled message is not pending in the group.
+    #[error("{0}")]
+    UnknownDelivery(String),
+    /// No such consumer group.
+    #[error("consumer group {0:?} does not exist")]
+    GroupNotFound(String),
     /// The broker is shutting down.
     #[error("broker is shutting down")]
     ShuttingDown,
@@ -66,6 +80,9 @@ impl BrokerError {
             BrokerError::Storage { .. } => ErrorCode::Storage,
             BrokerError::LimitExceeded(_) => ErrorCode::LimitExceeded,
             BrokerError::SubscriptionExists(_) => ErrorCode::SubscriptionExists,
+            BrokerError::InvalidGroup { .. } => ErrorCode::InvalidGroup,
+            BrokerError::UnknownDelivery(_) => ErrorCode::UnknownDelivery,
+            BrokerError::GroupNotFound(_) => ErrorCode::GroupNotFound,
             BrokerError::ShuttingDown => ErrorCode::ShuttingDown,
             BrokerError::Internal(_) => ErrorCode::Internal,
         }

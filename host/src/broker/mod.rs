@@ -7,27 +7,31 @@
 //! - [`topic`] - one topic's log and its committer (group commit, fan-out, acks).
 //! - [`fanout`] - subscriber sinks and which topics they match.
 //! - [`subscription`] - what one subscriber receives (live or replaying).
+//! - [`group`] - consumer groups: acks, redelivery, dead letters, key order.
 //! - [`error`] - [`BrokerError`] and its wire codes.
 
 pub mod error;
 pub(crate) mod fanout;
+pub mod group;
 pub mod subscription;
 pub mod topic;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use sluice_proto::{
-    validate_topic, Delivered, FetchBatch, MessageOutcome, Pattern, PublishAck, PublishMessage,
-    RetentionSpec, StartPosition, StoredAt, TopicInfo,
+    validate_topic, Delivered, FetchBatch, GroupInfo, GroupOptions, MessageOutcome, Pattern,
+    PublishAck, PublishMessage, RetentionSpec, Settle, SettleAction, StartPosition, StoredAt,
+    TopicInfo,
 };
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use error::BrokerError;
+pub use group::Consumer;
 pub use subscription::{Chunk, Slice, Subscription};
 pub use topic::StoredBatch;
 
@@ -35,6 +39,39 @@ use crate::config::{Config, FsyncPolicy};
 use crate::store::{NewRecord, StoreError};
 use fanout::{Sink, SubscriberRegistry};
 use topic::{CommitResult, Topic, TopicSettings};
+
+/// Something the server streams to a client: a subscription or a
+/// consumer-group member.
+pub trait DeliverySource: Send + 'static {
+    /// Waits for the next chunk of messages. Must be cancel-safe.
+    fn next_chunk(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Chunk, BrokerError>> + Send;
+    /// For logs: the pattern or group.
+    fn describe(&self) -> String;
+}
+
+impl DeliverySource for Subscription {
+    fn next_chunk(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Chunk, BrokerError>> + Send {
+        Subscription::next_chunk(self)
+    }
+    fn describe(&self) -> String {
+        format!("subscription on {}", self.pattern())
+    }
+}
+
+impl DeliverySource for Consumer {
+    fn next_chunk(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Chunk, BrokerError>> + Send {
+        Consumer::next_chunk(self)
+    }
+    fn describe(&self) -> String {
+        format!("member of group {}", self.group())
+    }
+}
 
 /// Largest fetch, in messages.
 pub const MAX_FETCH_MESSAGES: u32 = 10_000;
@@ -51,6 +88,10 @@ struct Inner {
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     registry: Arc<SubscriberRegistry>,
     next_sink: AtomicU64,
+    groups_dir: PathBuf,
+    groups: Mutex<HashMap<String, Arc<group::GroupHandle>>>,
+    /// Bumped after every commit: wakes consumer groups.
+    commits: Arc<watch::Sender<u64>>,
     /// Committers and background jobs.
     tasks: TaskTracker,
     /// Stops committers and background jobs (after the server drained).
@@ -94,6 +135,44 @@ fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|e| e.into_inner())
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn check_group(name: &str) -> Result<(), BrokerError> {
+    validate_topic(name).map_err(|reason| BrokerError::InvalidGroup {
+        name: name.to_owned(),
+        reason,
+    })
+}
+
+fn check_group_options(options: &GroupOptions) -> Result<(), BrokerError> {
+    let invalid = |m: String| Err(BrokerError::InvalidArgument(m));
+    if options.max_deliver == 0 {
+        return invalid("max_deliver must be at least 1".into());
+    }
+    if options.ack_wait_ms == 0 || options.ack_wait_ms > group::MAX_NACK_DELAY_MS {
+        return invalid(format!(
+            "ack_wait_ms must be between 1 and {}",
+            group::MAX_NACK_DELAY_MS
+        ));
+    }
+    if options
+        .backoff_ms
+        .iter()
+        .any(|ms| *ms > group::MAX_NACK_DELAY_MS)
+    {
+        return invalid(format!(
+            "backoff delays must be at most {} ms",
+            group::MAX_NACK_DELAY_MS
+        ));
+    }
+    if let Some(topic) = &options.dead_letter_topic {
+        check_topic(topic)?;
+    }
+    Ok(())
+}
+
 fn check_topic(name: &str) -> Result<(), BrokerError> {
     validate_topic(name).map_err(|reason| BrokerError::InvalidTopic {
         name: name.to_owned(),
@@ -106,6 +185,7 @@ impl Broker {
     /// and starts the committers and the retention and fsync jobs.
     pub fn open(config: Config) -> Result<Broker, BrokerError> {
         let topics_dir = config.server.data_dir.join("topics");
+        let groups_dir = config.server.data_dir.join("groups");
         std::fs::create_dir_all(&topics_dir).map_err(|e| BrokerError::Storage {
             topic: String::new(),
             source: StoreError::io("create", &topics_dir, e),
@@ -117,11 +197,15 @@ impl Broker {
                 topics: RwLock::new(HashMap::new()),
                 registry: Arc::new(SubscriberRegistry::default()),
                 next_sink: AtomicU64::new(1),
+                groups_dir,
+                groups: Mutex::new(HashMap::new()),
+                commits: Arc::new(watch::channel(0).0),
                 tasks: TaskTracker::new(),
                 stop: CancellationToken::new(),
             }),
         };
         broker.load_topics()?;
+        broker.load_groups()?;
         broker.start_background_jobs();
         Ok(broker)
     }
@@ -169,11 +253,11 @@ impl Broker {
     }
 
     fn start_committer(&self, topic: &Arc<Topic>) {
-        self.inner.tasks.spawn(
-            topic
-                .clone()
-                .run_committer(self.inner.config.storage.fsync, self.inner.registry.clone()),
-        );
+        self.inner.tasks.spawn(topic.clone().run_committer(
+            self.inner.config.storage.fsync,
+            self.inner.registry.clone(),
+            self.inner.commits.clone(),
+        ));
     }
 
     fn start_background_jobs(&self) {
@@ -418,6 +502,7 @@ impl Broker {
                         headers: r.headers,
                         payload: r.payload,
                         id: r.id,
+                        attempt: 0,
                     })
                     .collect(),
                 next_offset: read.next_offset,
@@ -497,6 +582,190 @@ impl Broker {
         self.topic(name)
             .map(|t| t.info())
             .ok_or_else(|| BrokerError::TopicNotFound(name.to_owned()))
+    }
+
+    pub(crate) fn fsync_policy(&self) -> FsyncPolicy {
+        self.inner.config.storage.fsync
+    }
+
+    pub(crate) fn spawn_task<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.inner.tasks.spawn(task);
+    }
+
+    fn load_groups(&self) -> Result<(), BrokerError> {
+        let dir = &self.inner.groups_dir;
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(BrokerError::Storage {
+                    topic: String::new(),
+                    source: StoreError::io("list", dir, e),
+                })
+            }
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+                continue;
+            };
+            if !path.is_dir() || validate_topic(&name).is_err() {
+                continue;
+            }
+            let settings = match group::GroupSettings::load(&path) {
+                Ok(settings) => settings,
+                Err(e) => {
+                    tracing::error!(group = %name, error = %e, "cannot load consumer group; skipping it");
+                    continue;
+                }
+            };
+            let handle = group::spawn(
+                self,
+                name.clone(),
+                path,
+                settings,
+                false,
+                self.inner.commits.subscribe(),
+                self.inner.stop.child_token(),
+            )?;
+            lock(&self.inner.groups).insert(name, handle);
+        }
+        Ok(())
+    }
+
+    fn group(&self, name: &str) -> Result<Arc<group::GroupHandle>, BrokerError> {
+        check_group(name)?;
+        lock(&self.inner.groups)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| BrokerError::GroupNotFound(name.to_owned()))
+    }
+
+    /// Joins (creating if needed) a consumer group.
+    pub fn consume(
+        &self,
+        group_name: &str,
+        pattern: &str,
+        options: GroupOptions,
+        max_in_flight: u32,
+        client: &str,
+    ) -> Result<Consumer, BrokerError> {
+        check_group(group_name)?;
+        let parsed = Pattern::parse(pattern).map_err(|reason| BrokerError::InvalidPattern {
+            pattern: pattern.to_owned(),
+            reason,
+        })?;
+        if max_in_flight == 0 {
+            return Err(BrokerError::InvalidArgument(
+                "max_in_flight must be at least 1".into(),
+            ));
+        }
+        let handle = {
+            let mut groups = lock(&self.inner.groups);
+            match groups.get(group_name) {
+                Some(handle) => {
+                    if handle.settings.pattern != pattern {
+                        return Err(BrokerError::InvalidArgument(format!(
+                            "group {group_name:?} consumes {:?}, not {pattern:?} (use another group name)",
+                            handle.settings.pattern
+                        )));
+                    }
+                    handle.clone()
+                }
+                None => {
+                    if parsed.is_literal() && self.topic(pattern).is_none() {
+                        return Err(BrokerError::TopicNotFound(pattern.to_owned()));
+                    }
+                    check_group_options(&options)?;
+                    let settings = group::GroupSettings {
+                        pattern: pattern.to_owned(),
+                        options,
+                    };
+                    let dir = self.inner.groups_dir.join(group_name);
+                    settings.save(&dir).map_err(|e| BrokerError::Storage {
+                        topic: format!("group {group_name}"),
+                        source: StoreError::io("create", &dir, e),
+                    })?;
+                    let handle = group::spawn(
+                        self,
+                        group_name.to_owned(),
+                        dir,
+                        settings,
+                        true,
+                        self.inner.commits.subscribe(),
+                        self.inner.stop.child_token(),
+                    )?;
+                    groups.insert(group_name.to_owned(), handle.clone());
+                    tracing::info!(group = %group_name, %pattern, "consumer group created");
+                    handle
+                }
+            }
+        };
+        let member = self.inner.next_sink.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        handle
+            .commands
+            .send(group::Command::Join {
+                member,
+                client: client.to_owned(),
+                max_in_flight,
+                deliveries: tx,
+            })
+            .map_err(|_| BrokerError::ShuttingDown)?;
+        Ok(Consumer {
+            group: handle,
+            member,
+            deliveries: rx,
+        })
+    }
+
+    /// Settles one delivered message.
+    pub async fn settle(&self, settle: Settle) -> Result<(), BrokerError> {
+        if let SettleAction::Nack {
+            delay_ms: Some(delay),
+        } = settle.action
+        {
+            if delay > group::MAX_NACK_DELAY_MS {
+                return Err(BrokerError::InvalidArgument(format!(
+                    "nack delay of {delay} ms is over the limit of {} ms (one day)",
+                    group::MAX_NACK_DELAY_MS
+                )));
+            }
+        }
+        check_topic(&settle.topic)?;
+        self.group(&settle.group)?
+            .settle(settle.topic, settle.offset, settle.action)
+            .await
+    }
+
+    /// Every consumer group, by name.
+    pub async fn list_groups(&self) -> Vec<GroupInfo> {
+        let handles: Vec<_> = lock(&self.inner.groups).values().cloned().collect();
+        let mut infos = Vec::with_capacity(handles.len());
+        for handle in handles {
+            if let Ok(info) = handle.info().await {
+                infos.push(info);
+            }
+        }
+        infos.sort_by(|a, b| a.name.cmp(&b.name));
+        infos
+    }
+
+    /// One consumer group.
+    pub async fn group_info(&self, name: &str) -> Result<GroupInfo, BrokerError> {
+        self.group(name)?.info().await
+    }
+
+    /// Moves a group to a position; pending deliveries are forgotten.
+    pub async fn reset_group(
+        &self,
+        name: &str,
+        to: StartPosition,
+    ) -> Result<GroupInfo, BrokerError> {
+        self.group(name)?.reset(to).await
     }
 
     /// Live subscriptions.

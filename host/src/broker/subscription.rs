@@ -30,6 +30,8 @@ pub struct Slice {
     pub batch: Arc<StoredBatch>,
     /// Records at the front already sent.
     pub skip: usize,
+    /// Delivery attempt (consumer groups); 0 for subscriptions.
+    pub attempt: u32,
 }
 
 impl Slice {
@@ -64,7 +66,8 @@ pub struct Subscription {
     rx: mpsc::UnboundedReceiver<Arc<StoredBatch>>,
     /// Replaying subscriptions never lose messages; live ones may.
     lossless: bool,
-    next: HashMap<Arc<str>, u64>,
+    /// Per topic: the incarnation seen and the next offset to send.
+    next: HashMap<Arc<str>, (u64, u64)>,
     work: VecDeque<Work>,
 }
 
@@ -99,7 +102,8 @@ impl Subscription {
                             })?,
                     };
                 let until = topic.committed_end();
-                sub.next.insert(topic.name.clone(), from);
+                sub.next
+                    .insert(topic.name.clone(), (topic.incarnation, from));
                 if from < until {
                     sub.work.push_back(Work::Replay { topic, from, until });
                 }
@@ -140,10 +144,19 @@ impl Subscription {
         }
     }
 
+    /// The next offset to send of a topic's incarnation (0 for one not
+    /// seen yet, such as a topic deleted and created again).
+    fn next_offset(&self, topic: &str, incarnation: u64) -> u64 {
+        match self.next.get(topic) {
+            Some((seen, next)) if *seen == incarnation => *next,
+            _ => 0,
+        }
+    }
+
     /// After an overflow: read every matching topic up to its committed end.
     fn schedule_catch_up(&mut self) {
         for topic in self.broker.matching_topics(&self.sink.pattern) {
-            let from = self.next.get(&topic.name).copied().unwrap_or(0);
+            let from = self.next_offset(&topic.name, topic.incarnation);
             let until = topic.committed_end();
             if from < until {
                 self.work.push_back(Work::Replay { topic, from, until });
@@ -169,10 +182,14 @@ impl Subscription {
                 Work::Live(batch) => {
                     if !self.lossless {
                         messages += batch.records.len();
-                        chunk.slices.push(Slice { batch, skip: 0 });
+                        chunk.slices.push(Slice {
+                            batch,
+                            skip: 0,
+                            attempt: 0,
+                        });
                         continue;
                     }
-                    let next = self.next.get(&batch.topic).copied().unwrap_or(0);
+                    let next = self.next_offset(&batch.topic, batch.incarnation);
                     let first = batch.first_offset();
                     if batch.end_offset() <= next {
                         continue; // already sent by a replay
@@ -190,9 +207,14 @@ impl Subscription {
                         }
                     }
                     let skip = next.saturating_sub(first) as usize;
-                    self.next.insert(batch.topic.clone(), batch.end_offset());
+                    self.next
+                        .insert(batch.topic.clone(), (batch.incarnation, batch.end_offset()));
                     messages += batch.records.len() - skip;
-                    chunk.slices.push(Slice { batch, skip });
+                    chunk.slices.push(Slice {
+                        batch,
+                        skip,
+                        attempt: 0,
+                    });
                 }
                 Work::Replay { topic, from, until } => {
                     if !chunk.slices.is_empty() {
@@ -202,7 +224,7 @@ impl Subscription {
                         break;
                     }
                     // Live batches may have moved past part of this range.
-                    let from = from.max(self.next.get(&topic.name).copied().unwrap_or(0));
+                    let from = from.max(self.next_offset(&topic.name, topic.incarnation));
                     if from >= until {
                         continue;
                     }
@@ -231,14 +253,17 @@ impl Subscription {
                     if records[0].offset > from {
                         chunk.dropped += records[0].offset - from;
                     }
-                    let prev = self.next.get(&topic.name).copied().unwrap_or(0);
-                    self.next.insert(topic.name.clone(), prev.max(reached));
+                    let prev = self.next_offset(&topic.name, topic.incarnation);
+                    self.next
+                        .insert(topic.name.clone(), (topic.incarnation, prev.max(reached)));
                     chunk.slices.push(Slice {
                         batch: Arc::new(StoredBatch {
                             topic: topic.name.clone(),
+                            incarnation: topic.incarnation,
                             records,
                         }),
                         skip: 0,
+                        attempt: 0,
                     });
                     if reached < until {
                         self.work.push_front(Work::Replay {

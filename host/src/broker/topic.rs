@@ -13,13 +13,16 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use sluice_proto::{RetentionSpec, TopicInfo};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::error::BrokerError;
 use super::fanout::{FanoutCache, SubscriberRegistry};
 use crate::config::FsyncPolicy;
 use crate::store::{LogConfig, NewRecord, ReadBatch, Record, Retention, TopicLog};
+
+/// Source of [`Topic::incarnation`].
+static NEXT_INCARNATION: AtomicU64 = AtomicU64::new(1);
 
 /// Name of the per-topic settings file.
 pub(crate) const SETTINGS_FILE: &str = "topic.json";
@@ -63,6 +66,9 @@ impl TopicSettings {
 pub struct StoredBatch {
     /// The topic.
     pub topic: Arc<str>,
+    /// Which life of the topic (a deleted and re-created topic starts a new
+    /// one, with offsets from 0 again).
+    pub incarnation: u64,
     /// The records, offsets ascending and dense.
     pub records: Vec<Record>,
 }
@@ -91,6 +97,8 @@ struct Writer {
 /// One topic: its log, its commit step and its subscriber cache.
 pub(crate) struct Topic {
     pub name: Arc<str>,
+    /// Unique per opened or created topic in this process.
+    pub incarnation: u64,
     pub dir: PathBuf,
     pub settings: TopicSettings,
     pub log: TopicLog,
@@ -141,6 +149,7 @@ impl Topic {
         let end = log.next_offset();
         Ok(Topic {
             name: name.into(),
+            incarnation: NEXT_INCARNATION.fetch_add(1, Ordering::Relaxed),
             dir,
             settings,
             log,
@@ -182,6 +191,7 @@ impl Topic {
             writer.uncommitted.push((
                 Arc::new(StoredBatch {
                     topic: self.name.clone(),
+                    incarnation: self.incarnation,
                     records,
                 }),
                 tx,
@@ -230,6 +240,7 @@ impl Topic {
         self: Arc<Topic>,
         policy: FsyncPolicy,
         registry: Arc<SubscriberRegistry>,
+        commits: Arc<watch::Sender<u64>>,
     ) {
         loop {
             let stopping = tokio::select! {
@@ -239,6 +250,7 @@ impl Topic {
             let batches = std::mem::take(&mut lock(&self.writer).uncommitted);
             if !batches.is_empty() {
                 self.commit(batches, policy, &registry).await;
+                commits.send_modify(|n| *n = n.wrapping_add(1));
             }
             if stopping {
                 // Appends racing with the stop are committed too.

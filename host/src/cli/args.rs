@@ -25,6 +25,8 @@ pub enum Command {
     Sub(SubArgs),
     /// List, create, inspect and delete topics.
     Topics(TopicsArgs),
+    /// List, inspect and reset consumer groups.
+    Groups(GroupsArgs),
 }
 
 /// `sluice serve`
@@ -124,9 +126,70 @@ pub struct SubArgs {
     /// Print one JSON object per line.
     #[arg(long)]
     pub json: bool,
+    /// Consume as a member of this consumer group (a work queue): each
+    /// message goes to one member and is acked after it is printed.
+    /// `--from` then sets where a new group starts.
+    #[arg(long, short = 'g')]
+    pub group: Option<String>,
+    /// With --group: nack every message instead of acking it (testing retries).
+    #[arg(long, requires = "group", conflicts_with = "reject")]
+    pub nack: bool,
+    /// With --group: reject every message to the dead-letter topic (testing).
+    #[arg(long, requires = "group")]
+    pub reject: bool,
+    /// With --group: unsettled messages this member holds at once.
+    #[arg(long, requires = "group", default_value_t = 64)]
+    pub max_in_flight: u32,
+    /// With --group, for a new group: one message per key in flight.
+    #[arg(long, requires = "group")]
+    pub key_ordered: bool,
+    /// With --group, for a new group: deliveries before dead-lettering.
+    #[arg(long, requires = "group")]
+    pub max_deliver: Option<u32>,
+    /// With --group, for a new group: redeliver unacked messages after this long.
+    #[arg(long, requires = "group", value_parser = humantime::parse_duration)]
+    pub ack_wait: Option<std::time::Duration>,
     /// Connection flags.
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+/// `sluice groups`
+#[derive(Debug, Args)]
+pub struct GroupsArgs {
+    /// What to do (default: list).
+    #[command(subcommand)]
+    pub action: Option<GroupsAction>,
+    /// Connection flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `sluice groups ...`
+#[derive(Debug, Subcommand)]
+pub enum GroupsAction {
+    /// List consumer groups with their lag and pending counts.
+    List {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one group: members, per-topic position, lag, pending, redeliveries.
+    Info {
+        /// Group name.
+        name: String,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a group to a position (earliest, latest, offset, time); pending deliveries are forgotten.
+    Reset {
+        /// Group name.
+        name: String,
+        /// The new position.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 /// `sluice topics`

@@ -9,6 +9,7 @@
 
 pub mod args;
 pub mod connect;
+pub mod groups;
 pub mod publish;
 pub mod serve;
 pub mod subscribe;
@@ -51,6 +52,7 @@ pub fn main() -> ExitCode {
             Command::Pub(args) => publish::run(args).await,
             Command::Sub(args) => subscribe::run(args).await,
             Command::Topics(args) => topics::run(args).await,
+            Command::Groups(args) => groups::run(args).await,
         }
     });
     match result {

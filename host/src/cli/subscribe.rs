@@ -91,6 +91,11 @@ pub async fn run(args: SubArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let client = connect(&args.client).await?;
+    if let Some(group) = args.group.clone() {
+        let result = consume(&client, &args, group, from).await;
+        client.close().await;
+        return result;
+    }
     let mut subscription = client
         .subscribe(args.pattern.clone(), from)
         .await
@@ -133,6 +138,77 @@ pub async fn run(args: SubArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn print(m: &Delivered, json: bool) -> bool {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let written = if json {
+        writeln!(out, "{}", to_json(m))
+    } else if m.attempt > 1 {
+        writeln!(
+            out,
+            "{}@{} (attempt {}): {}",
+            m.topic,
+            m.offset,
+            m.attempt,
+            String::from_utf8_lossy(&m.payload)
+        )
+    } else {
+        writeln!(
+            out,
+            "{}@{}: {}",
+            m.topic,
+            m.offset,
+            String::from_utf8_lossy(&m.payload)
+        )
+    };
+    written.and_then(|()| out.flush()).is_ok()
+}
+
+/// `sluice sub --group`: prints each delivery, then acks it (or nacks or
+/// rejects it with `--nack` / `--reject`).
+async fn consume(
+    client: &sluice_client::Client,
+    args: &SubArgs,
+    group: String,
+    from: StartPosition,
+) -> anyhow::Result<()> {
+    let mut options = sluice_client::ConsumeOptions::default()
+        .start(from)
+        .max_in_flight(args.max_in_flight)
+        .key_ordered(args.key_ordered);
+    if let Some(n) = args.max_deliver {
+        options = options.max_deliver(n);
+    }
+    if let Some(wait) = args.ack_wait {
+        options = options.ack_wait(wait);
+    }
+    let mut consumer = client
+        .consume(args.pattern.clone(), group.clone(), options)
+        .await
+        .with_context(|| format!("failed to join group {group} on {}", args.pattern))?;
+    let mut received = 0u64;
+    while let Some(delivery) = consumer.recv().await {
+        let delivery = delivery.context("consumer failed")?;
+        if !print(&delivery, args.json) {
+            break;
+        }
+        let settled = if args.nack {
+            delivery.nack(None).await
+        } else if args.reject {
+            delivery.reject("rejected by sluice sub --reject").await
+        } else {
+            delivery.ack().await
+        };
+        settled
+            .with_context(|| format!("failed to settle {}@{}", delivery.topic, delivery.offset))?;
+        received += 1;
+        if Some(received) == args.count {
+            break;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +240,7 @@ mod tests {
             headers: vec![("region".into(), "eu".into())],
             payload: bytes::Bytes::from_static(b"{\"id\":1}"),
             id: None,
+            attempt: 0,
         };
         let j = to_json(&m);
         assert_eq!(j["topic"], "orders.eu");

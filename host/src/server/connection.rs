@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::{delivery, Shared};
-use crate::broker::BrokerError;
+use crate::broker::{BrokerError, DeliverySource};
 
 /// How long a finished control stream may take to reach the client before
 /// the connection is closed anyway.
@@ -153,9 +153,14 @@ async fn serve(conn: quinn::Connection, shared: &Arc<Shared>) {
                 Err(_) => false,
             };
             if sent {
-                Session::new(conn.clone(), shared.clone(), writer.clone())
-                    .run(&mut reader)
-                    .await
+                Session::new(
+                    conn.clone(),
+                    shared.clone(),
+                    writer.clone(),
+                    hello.client_name.clone(),
+                )
+                .run(&mut reader)
+                .await
             } else {
                 Close::Client
             }
@@ -172,12 +177,15 @@ async fn serve(conn: quinn::Connection, shared: &Arc<Shared>) {
         )),
         Close::Refused(error) => {
             tracing::info!(code = error.code, reason = %error.message, "refusing client");
-            if let Ok(bytes) = frame::encode(&ServerFrame::Error(error.clone()), max_frame) {
-                let _ = writer.send(bytes).await;
-            }
             Some(error)
         }
     };
+    if let Some(error) = &close {
+        // Requests the client sent but the broker never read fail with this.
+        if let Ok(bytes) = frame::encode(&ServerFrame::Error(error.clone()), max_frame) {
+            let _ = writer.send(bytes).await;
+        }
+    }
     drop(writer);
     let _ = writer_task.await;
     match close {
@@ -226,10 +234,16 @@ struct Session {
     /// Cancelled when the connection ends: ends every subscription.
     closing: CancellationToken,
     subscriptions: Arc<Mutex<HashMap<u64, CancellationToken>>>,
+    client_name: String,
 }
 
 impl Session {
-    fn new(conn: quinn::Connection, shared: Arc<Shared>, writer: mpsc::Sender<Bytes>) -> Self {
+    fn new(
+        conn: quinn::Connection,
+        shared: Arc<Shared>,
+        writer: mpsc::Sender<Bytes>,
+        client_name: String,
+    ) -> Self {
         let in_flight = Arc::new(Semaphore::new(shared.config.limits.max_in_flight_requests));
         Session {
             conn,
@@ -240,6 +254,7 @@ impl Session {
             deliveries: TaskTracker::new(),
             closing: CancellationToken::new(),
             subscriptions: Arc::new(Mutex::new(HashMap::new())),
+            client_name,
         }
     }
 
@@ -308,6 +323,20 @@ impl Session {
             result,
         )
         .await;
+    }
+
+    /// Runs a request as a task of its own and answers it when done.
+    fn spawn_request<F>(&self, permit: tokio::sync::OwnedSemaphorePermit, id: u64, work: F)
+    where
+        F: std::future::Future<Output = Result<ResponseBody, BrokerError>> + Send + 'static,
+    {
+        let writer = self.writer.clone();
+        let max = self.shared.config.limits.max_frame_bytes;
+        self.requests.spawn(async move {
+            let result = work.await.map_err(|e| e.to_body());
+            respond(&writer, max, id, result).await;
+            drop(permit);
+        });
     }
 
     async fn dispatch(&self, request: Request, permit: tokio::sync::OwnedSemaphorePermit) {
@@ -393,6 +422,39 @@ impl Session {
                 self.respond(id, Ok(ResponseBody::Topics(broker.list_topics())))
                     .await
             }
+            RequestBody::Consume(consume) => {
+                let result = self.consume(consume).map_err(|e| e.to_body());
+                self.respond(id, result).await;
+            }
+            RequestBody::Settle(settle) => {
+                // Settlements are answered once durable in the group's
+                // journal; pipelined acks share one journal write.
+                let broker = broker.clone();
+                self.spawn_request(permit, id, async move {
+                    broker.settle(settle).await.map(|()| ResponseBody::Settled)
+                });
+            }
+            RequestBody::ListGroups => {
+                let broker = broker.clone();
+                self.spawn_request(permit, id, async move {
+                    Ok(ResponseBody::Groups(broker.list_groups().await))
+                });
+            }
+            RequestBody::GroupInfo { name } => {
+                let broker = broker.clone();
+                self.spawn_request(permit, id, async move {
+                    broker.group_info(&name).await.map(ResponseBody::GroupInfo)
+                });
+            }
+            RequestBody::ResetGroup { name, to } => {
+                let broker = broker.clone();
+                self.spawn_request(permit, id, async move {
+                    broker
+                        .reset_group(&name, to)
+                        .await
+                        .map(ResponseBody::GroupInfo)
+                });
+            }
             RequestBody::TopicInfo { name } => {
                 let result = broker
                     .topic_info(&name)
@@ -403,37 +465,64 @@ impl Session {
         }
     }
 
-    fn subscribe(&self, request: sluice_proto::Subscribe) -> Result<ResponseBody, BrokerError> {
-        let mut subscriptions = lock(&self.subscriptions);
+    /// Checks the per-connection limit and that the id is free.
+    fn check_stream_slot(&self, id: u64) -> Result<(), BrokerError> {
+        let subscriptions = lock(&self.subscriptions);
         let limit = self.shared.config.limits.max_subscriptions_per_connection;
         if subscriptions.len() >= limit {
             return Err(BrokerError::LimitExceeded(format!(
-                "too many subscriptions on this connection (limits.max_subscriptions_per_connection = {limit})"
+                "too many subscriptions and consumers on this connection (limits.max_subscriptions_per_connection = {limit})"
             )));
         }
-        if subscriptions.contains_key(&request.subscription) {
-            return Err(BrokerError::SubscriptionExists(request.subscription));
+        if subscriptions.contains_key(&id) {
+            return Err(BrokerError::SubscriptionExists(id));
         }
-        let subscription = self
-            .shared
-            .broker
-            .subscribe(&request.pattern, request.from)?;
+        Ok(())
+    }
+
+    /// Starts the delivery stream of a subscription or consumer.
+    fn start_stream<S: DeliverySource>(&self, id: u64, source: S) {
         let cancel = self.closing.child_token();
-        subscriptions.insert(request.subscription, cancel.clone());
+        lock(&self.subscriptions).insert(id, cancel.clone());
         let registry = self.subscriptions.clone();
         let conn = self.conn.clone();
         let shutdown = self.shared.shutdown.clone();
         let max = self.shared.config.limits.max_frame_bytes;
-        let id = request.subscription;
-        tracing::debug!(subscription = id, pattern = %request.pattern, from = ?request.from, "subscribed");
+        tracing::debug!(subscription = id, source = %source.describe(), "delivery stream starting");
         self.deliveries.spawn(
             async move {
-                delivery::run(conn, id, subscription, cancel, shutdown, max).await;
+                delivery::run(conn, id, source, cancel, shutdown, max).await;
                 lock(&registry).remove(&id);
             }
             .in_current_span(),
         );
-        Ok(ResponseBody::Subscribed { subscription: id })
+    }
+
+    fn subscribe(&self, request: sluice_proto::Subscribe) -> Result<ResponseBody, BrokerError> {
+        self.check_stream_slot(request.subscription)?;
+        let subscription = self
+            .shared
+            .broker
+            .subscribe(&request.pattern, request.from)?;
+        self.start_stream(request.subscription, subscription);
+        Ok(ResponseBody::Subscribed {
+            subscription: request.subscription,
+        })
+    }
+
+    fn consume(&self, request: sluice_proto::Consume) -> Result<ResponseBody, BrokerError> {
+        self.check_stream_slot(request.consumer)?;
+        let consumer = self.shared.broker.consume(
+            &request.group,
+            &request.pattern,
+            request.options,
+            request.max_in_flight,
+            &self.client_name,
+        )?;
+        self.start_stream(request.consumer, consumer);
+        Ok(ResponseBody::Consuming {
+            consumer: request.consumer,
+        })
     }
 }
 
@@ -447,6 +536,9 @@ async fn respond(
     id: u64,
     result: Result<ResponseBody, ErrorBody>,
 ) {
+    // Responses may carry a message that filled a whole publish frame (a
+    // fetch), plus its envelope: allow the same slack as deliveries.
+    let max_frame = max_frame.saturating_add(super::OUTGOING_SLACK_BYTES);
     let frame = match frame::encode(&ServerFrame::Response(Response { id, result }), max_frame) {
         Ok(frame) => frame,
         Err(e) => {

@@ -9,14 +9,12 @@ use serde::Serialize;
 use sluice_proto::{frame, DeliveryFrame, ErrorBody, ErrorCode};
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Chunk, Subscription};
+use crate::broker::{Chunk, DeliverySource};
 use crate::store::Record;
 
 /// Encoded payload bytes after which a delivery frame is sent.
 const FRAME_TARGET_BYTES: usize = 256 * 1024;
-/// Slack over the frame limit for per-message fields, so a message that
-/// was accepted for publishing can always be delivered.
-const FRAME_SLACK_BYTES: u32 = 64 * 1024;
+use super::OUTGOING_SLACK_BYTES as FRAME_SLACK_BYTES;
 
 /// Borrowed twin of `sluice_proto::Delivered`: same field names on the wire.
 #[derive(Serialize)]
@@ -30,6 +28,7 @@ struct DeliveredRef<'a> {
     #[serde(with = "serde_bytes")]
     payload: &'a [u8],
     id: Option<&'a str>,
+    attempt: u32,
 }
 
 /// Borrowed twin of `sluice_proto::DeliveryFrame::Messages`.
@@ -41,7 +40,7 @@ enum DeliveryFrameRef<'a> {
     },
 }
 
-fn delivered_ref<'a>(topic: &'a str, r: &'a Record) -> DeliveredRef<'a> {
+fn delivered_ref<'a>(topic: &'a str, r: &'a Record, attempt: u32) -> DeliveredRef<'a> {
     DeliveredRef {
         topic,
         offset: r.offset,
@@ -50,6 +49,7 @@ fn delivered_ref<'a>(topic: &'a str, r: &'a Record) -> DeliveredRef<'a> {
         headers: &r.headers,
         payload: &r.payload,
         id: r.id.as_deref(),
+        attempt,
     }
 }
 
@@ -77,7 +77,7 @@ fn encode_chunk(
                 size = 0;
             }
             size += estimate;
-            messages.push(delivered_ref(&slice.batch.topic, record));
+            messages.push(delivered_ref(&slice.batch.topic, record, slice.attempt));
         }
     }
     if !messages.is_empty() || dropped > 0 {
@@ -98,10 +98,10 @@ pub(crate) enum EndReason {
 
 /// Runs one subscription's stream until the client stops it, the
 /// subscription is cancelled, or the connection goes.
-pub(crate) async fn run(
+pub(crate) async fn run<S: DeliverySource>(
     conn: quinn::Connection,
     id: u64,
-    mut subscription: Subscription,
+    mut subscription: S,
     cancel: CancellationToken,
     shutting_down: CancellationToken,
     max_frame_bytes: u32,
@@ -132,9 +132,17 @@ pub(crate) async fn run(
                     if let Err(e) = encode_chunk(&chunk, max_frame_bytes, &mut buf) {
                         break Some(ErrorBody::new(ErrorCode::Internal, format!("cannot encode delivery: {e}")));
                     }
-                    if send.write_all(&buf).await.is_err() {
-                        // The client stopped reading (unsubscribed) or left.
-                        return;
+                    tokio::select! {
+                        written = send.write_all(&buf) => if written.is_err() {
+                            // The client stopped reading (unsubscribed) or left.
+                            return;
+                        },
+                        // A client that does not read must not hold up
+                        // unsubscribe or shutdown.
+                        () = cancel.cancelled() => {
+                            let _ = send.reset(u32::from(ErrorCode::ShuttingDown.as_u16()).into());
+                            return;
+                        }
                     }
                 }
                 Err(e) => break Some(e.to_body()),
@@ -159,11 +167,7 @@ pub(crate) async fn run(
         let _ = send.write_all(&buf).await;
     }
     let _ = send.finish();
-    tracing::debug!(
-        subscription = id,
-        pattern = subscription.pattern(),
-        "delivery stream ended"
-    );
+    tracing::debug!(subscription = id, source = %subscription.describe(), "delivery stream ended");
 }
 
 #[cfg(test)]
@@ -191,10 +195,15 @@ mod tests {
     fn borrowed_frames_decode_as_proto_frames() {
         let batch = Arc::new(StoredBatch {
             topic: "orders.eu".into(),
+            incarnation: 1,
             records: (0..5).map(|i| record(i, &[i as u8; 100])).collect(),
         });
         let chunk = Chunk {
-            slices: vec![Slice { batch, skip: 2 }],
+            slices: vec![Slice {
+                batch,
+                skip: 2,
+                attempt: 3,
+            }],
             dropped: 7,
         };
         let mut out = Vec::new();
@@ -215,6 +224,7 @@ mod tests {
         assert_eq!(messages[1].key, None);
         assert_eq!(messages[0].payload.as_ref(), &[2u8; 100][..]);
         assert_eq!(messages[0].id.as_deref(), Some("id-2"));
+        assert_eq!(messages[0].attempt, 3);
         assert_eq!(messages[2].headers, vec![("h".to_owned(), "4".to_owned())]);
     }
 
@@ -222,10 +232,15 @@ mod tests {
     fn large_chunks_are_split_into_frames_within_the_limit() {
         let batch = Arc::new(StoredBatch {
             topic: "t".into(),
+            incarnation: 1,
             records: (0..100).map(|i| record(i, &[0u8; 10_000])).collect(),
         });
         let chunk = Chunk {
-            slices: vec![Slice { batch, skip: 0 }],
+            slices: vec![Slice {
+                batch,
+                skip: 0,
+                attempt: 0,
+            }],
             dropped: 0,
         };
         let mut out = Vec::new();

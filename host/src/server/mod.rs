@@ -20,6 +20,11 @@ use tokio_util::task::TaskTracker;
 use crate::broker::Broker;
 use crate::config::Config;
 
+/// Slack over `limits.max_frame_bytes` for frames the broker sends: a
+/// message accepted in a publish frame gains fields (offset, timestamp)
+/// when delivered or fetched and must still fit.
+pub(crate) const OUTGOING_SLACK_BYTES: u32 = 64 * 1024;
+
 /// What every connection task shares.
 pub(crate) struct Shared {
     pub config: Config,

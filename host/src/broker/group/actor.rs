@@ -1,0 +1,829 @@
+//! The task that runs one consumer group. See the module docs of
+//! [`super`] for the round structure.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_proto::{
+    GroupInfo, GroupTopicInfo, MemberInfo, Pattern, PublishMessage, SettleAction, StartPosition,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::journal::Journal;
+use super::state::{Event, GroupState};
+use super::{
+    dead_letter_headers as dlq, Command, GroupDelivery, GroupHandle, GroupSettings, MessageKey,
+};
+use crate::broker::topic::Topic;
+use crate::broker::{Broker, BrokerError};
+use crate::config::FsyncPolicy;
+use crate::store::Record;
+
+/// Messages read ahead from the log and not yet delivered.
+const READ_AHEAD: usize = 4096;
+/// Messages read from the log at once.
+const READ_BATCH: usize = 512;
+/// How far into the read-ahead a key-ordered group looks for a free key.
+const KEY_SCAN: usize = 1024;
+/// Commands taken in one round.
+const ROUND_COMMANDS: usize = 512;
+/// Retry delay when a dead letter cannot be stored.
+const DEAD_LETTER_RETRY: Duration = Duration::from_secs(1);
+
+type MessageId = (Arc<str>, u64);
+
+struct Fresh {
+    topic: Arc<str>,
+    record: Record,
+}
+
+struct Pending {
+    record: Record,
+    attempt: u32,
+    /// Holder while in flight.
+    member: Option<u64>,
+    deadline: Option<Instant>,
+    due: Option<Instant>,
+    last_reason: String,
+}
+
+struct Member {
+    client: String,
+    max_in_flight: u32,
+    in_flight: u32,
+    delivered: u64,
+    tx: mpsc::UnboundedSender<GroupDelivery>,
+}
+
+struct Actor {
+    name: String,
+    pattern: Pattern,
+    settings: GroupSettings,
+    broker: Broker,
+    fsync: FsyncPolicy,
+    journal: Journal,
+    state: GroupState,
+    /// Next offset to read ahead, per topic.
+    read_pos: BTreeMap<Arc<str>, u64>,
+    fresh: VecDeque<Fresh>,
+    pending: BTreeMap<MessageId, Pending>,
+    /// In flight, by ack deadline.
+    deadlines: BTreeSet<(Instant, MessageId)>,
+    /// Waiting for redelivery, by due time.
+    ready: BTreeSet<(Instant, MessageId)>,
+    /// Key-ordered groups: keys owned by a pending message.
+    busy_keys: HashSet<MessageKey>,
+    members: BTreeMap<u64, Member>,
+    last_member: u64,
+    dead_letters: Vec<(MessageId, String)>,
+    redeliveries: u64,
+    dead_lettered: u64,
+    // Per round:
+    events: Vec<Event>,
+    outbox: Vec<(u64, GroupDelivery)>,
+    replies: Vec<Reply>,
+}
+
+enum Reply {
+    Settle(
+        oneshot::Sender<Result<(), BrokerError>>,
+        Result<(), BrokerError>,
+    ),
+    Reset(oneshot::Sender<Result<GroupInfo, BrokerError>>),
+}
+
+/// Opens a group's journal, recovers its state and starts its actor.
+pub(crate) fn spawn(
+    broker: &Broker,
+    name: String,
+    dir: std::path::PathBuf,
+    settings: GroupSettings,
+    created: bool,
+    commits: watch::Receiver<u64>,
+    stop: CancellationToken,
+) -> Result<Arc<GroupHandle>, BrokerError> {
+    let pattern =
+        Pattern::parse(&settings.pattern).map_err(|reason| BrokerError::InvalidPattern {
+            pattern: settings.pattern.clone(),
+            reason,
+        })?;
+    let storage = |source| BrokerError::Storage {
+        topic: format!("group {name}"),
+        source,
+    };
+    let (journal, state) = Journal::open(&dir).map_err(storage)?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut actor = Actor {
+        name: name.clone(),
+        pattern,
+        settings: settings.clone(),
+        broker: broker.clone(),
+        fsync: broker.fsync_policy(),
+        journal,
+        state,
+        read_pos: BTreeMap::new(),
+        fresh: VecDeque::new(),
+        pending: BTreeMap::new(),
+        deadlines: BTreeSet::new(),
+        ready: BTreeSet::new(),
+        busy_keys: HashSet::new(),
+        members: BTreeMap::new(),
+        last_member: 0,
+        dead_letters: Vec::new(),
+        redeliveries: 0,
+        dead_lettered: 0,
+        events: Vec::new(),
+        outbox: Vec::new(),
+        replies: Vec::new(),
+    };
+    actor.discover_topics(created);
+    actor.recover_pending();
+    actor.flush_events();
+    let handle = Arc::new(GroupHandle {
+        name,
+        settings,
+        commands: tx,
+    });
+    broker.spawn_task(actor.run(rx, commits, stop));
+    Ok(handle)
+}
+
+impl Actor {
+    fn key_ordered(&self) -> bool {
+        self.settings.options.key_ordered
+    }
+
+    fn ack_wait(&self) -> Duration {
+        Duration::from_millis(self.settings.options.ack_wait_ms.max(1))
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let list = &self.settings.options.backoff_ms;
+        match list.get((attempt.max(1) - 1) as usize).or(list.last()) {
+            Some(ms) => Duration::from_millis(*ms),
+            None => self.ack_wait(),
+        }
+    }
+
+    fn record_event(&mut self, event: Event) {
+        self.state.apply(&event);
+        self.events.push(event);
+    }
+
+    /// Starts reading topics that match and are new to the group. At
+    /// creation, existing topics start at the group's start position; topics
+    /// that appear later start at their beginning.
+    fn discover_topics(&mut self, at_creation: bool) {
+        for topic in self.broker.matching_topics(&self.pattern) {
+            if !self.state.topics.contains_key(&*topic.name) {
+                let start = if at_creation {
+                    resolve_position(&topic, self.settings.options.start)
+                } else {
+                    topic.log.start_offset()
+                };
+                self.record_event(Event::TopicAdded {
+                    topic: topic.name.to_string(),
+                    start,
+                });
+            }
+            if !self.read_pos.contains_key(&topic.name) {
+                let cursor = self.state.topics.get(&*topic.name).map_or(0, |c| c.cursor);
+                self.read_pos.insert(topic.name.clone(), cursor);
+            }
+        }
+    }
+
+    /// After a restart every pending message is due at once.
+    fn recover_pending(&mut self) {
+        let now = Instant::now();
+        let mut missing = Vec::new();
+        let pending: Vec<(String, Vec<u64>)> = self
+            .state
+            .topics
+            .iter()
+            .map(|(t, c)| (t.clone(), c.pending_offsets().collect()))
+            .collect();
+        for (topic_name, offsets) in pending {
+            let Some(topic) = self.broker.topic(&topic_name) else {
+                continue;
+            };
+            for offset in offsets {
+                match topic.read_committed(offset, 1, 1) {
+                    Ok(batch) if batch.records.first().is_some_and(|r| r.offset == offset) => {
+                        let record = batch.records.into_iter().next();
+                        if let Some(record) = record {
+                            let id: MessageId = (topic.name.clone(), offset);
+                            if self.key_ordered() {
+                                if let Some(key) = &record.key {
+                                    self.busy_keys.insert(key.clone());
+                                }
+                            }
+                            self.pending.insert(
+                                id.clone(),
+                                Pending {
+                                    record,
+                                    attempt: self.state.attempts(&topic_name, offset),
+                                    member: None,
+                                    deadline: None,
+                                    due: Some(now),
+                                    last_reason: "broker restarted".into(),
+                                },
+                            );
+                            self.ready.insert((now, id));
+                        }
+                    }
+                    _ => missing.push((topic_name.clone(), offset)),
+                }
+            }
+        }
+        for (topic, offset) in missing {
+            // Removed by retention while pending: nothing left to deliver.
+            self.record_event(Event::Skipped {
+                topic,
+                from: offset,
+                to: offset + 1,
+            });
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut commits: watch::Receiver<u64>,
+        stop: CancellationToken,
+    ) {
+        tracing::info!(group = %self.name, pattern = %self.pattern, "consumer group started");
+        loop {
+            self.fill().await;
+            self.pump(Instant::now());
+            self.finish_round();
+            self.store_dead_letters().await;
+            if !self.events.is_empty() {
+                continue;
+            }
+            let next_timer = self.next_timer();
+            let sleep = tokio::time::sleep_until(
+                next_timer.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
+            );
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => {
+                        self.handle(command);
+                        let mut taken = 1;
+                        while taken < ROUND_COMMANDS {
+                            match commands.try_recv() {
+                                Ok(command) => self.handle(command),
+                                Err(_) => break,
+                            }
+                            taken += 1;
+                        }
+                    }
+                    None => break,
+                },
+                changed = commits.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    self.discover_topics(false);
+                }
+                () = sleep => {}
+                () = stop.cancelled() => break,
+            }
+            self.expire(Instant::now());
+        }
+        self.finish_round();
+        if let Err(e) = self.journal.sync() {
+            tracing::error!(group = %self.name, error = %e, "final fsync of the group journal failed");
+        }
+        tracing::debug!(group = %self.name, "consumer group stopped");
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        let deadline = self.deadlines.first().map(|(t, _)| *t);
+        let due = self.ready.first().map(|(t, _)| *t);
+        match (deadline, due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Join {
+                member,
+                client,
+                max_in_flight,
+                deliveries,
+            } => {
+                tracing::debug!(group = %self.name, member, %client, "member joined");
+                self.members.insert(
+                    member,
+                    Member {
+                        client,
+                        max_in_flight: max_in_flight.max(1),
+                        in_flight: 0,
+                        delivered: 0,
+                        tx: deliveries,
+                    },
+                );
+            }
+            Command::Leave { member } => self.member_left(member),
+            Command::Settle {
+                topic,
+                offset,
+                action,
+                reply,
+            } => {
+                let result = self.settle(&topic, offset, action, Instant::now());
+                self.replies.push(Reply::Settle(reply, result));
+            }
+            Command::Info { reply } => {
+                let _ = reply.send(self.info());
+            }
+            Command::Reset { to, reply } => {
+                self.reset(to);
+                self.replies.push(Reply::Reset(reply));
+            }
+        }
+    }
+
+    /// A member left: what it held goes to the others at once.
+    fn member_left(&mut self, member: u64) {
+        if self.members.remove(&member).is_none() {
+            return;
+        }
+        let now = Instant::now();
+        let held: Vec<MessageId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.member == Some(member))
+            .map(|(id, _)| id.clone())
+            .collect();
+        tracing::debug!(group = %self.name, member, handed_over = held.len(), "member left");
+        for id in held {
+            if let Some(p) = self.pending.get_mut(&id) {
+                if let Some(deadline) = p.deadline.take() {
+                    self.deadlines.remove(&(deadline, id.clone()));
+                }
+                p.member = None;
+                p.due = Some(now);
+                p.last_reason = "member left".into();
+                self.ready.insert((now, id));
+            }
+        }
+    }
+
+    fn release_member_credit(&mut self, member: Option<u64>) {
+        if let Some(m) = member.and_then(|m| self.members.get_mut(&m)) {
+            m.in_flight = m.in_flight.saturating_sub(1);
+        }
+    }
+
+    fn settle(
+        &mut self,
+        topic: &str,
+        offset: u64,
+        action: SettleAction,
+        now: Instant,
+    ) -> Result<(), BrokerError> {
+        let id: MessageId = (Arc::from(topic), offset);
+        let ack_wait = self.ack_wait();
+        let Some(p) = self.pending.get_mut(&id) else {
+            return Err(BrokerError::UnknownDelivery(format!(
+                "{topic}@{offset} is not pending in group {} (never delivered, or already settled)",
+                self.name
+            )));
+        };
+        match action {
+            SettleAction::Ack => {
+                let member = p.member;
+                self.release_member_credit(member);
+                self.finish(&id);
+            }
+            SettleAction::Nack { delay_ms } => {
+                let Some(member) = p.member else {
+                    return Ok(()); // already waiting for redelivery
+                };
+                self.release_member_credit(Some(member));
+                self.retry(&id, "nacked", delay_ms.map(Duration::from_millis), now);
+            }
+            SettleAction::Reject { reason } => {
+                let member = p.member;
+                self.release_member_credit(member);
+                self.unschedule(&id);
+                self.dead_letters.push((id, format!("rejected: {reason}")));
+            }
+            SettleAction::InProgress => {
+                if p.member.is_some() {
+                    let new_deadline = now + ack_wait;
+                    if let Some(old) = p.deadline.replace(new_deadline) {
+                        self.deadlines.remove(&(old, id.clone()));
+                    }
+                    self.deadlines.insert((new_deadline, id));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a pending message from the timers.
+    fn unschedule(&mut self, id: &MessageId) {
+        if let Some(p) = self.pending.get_mut(id) {
+            if let Some(deadline) = p.deadline.take() {
+                self.deadlines.remove(&(deadline, id.clone()));
+            }
+            if let Some(due) = p.due.take() {
+                self.ready.remove(&(due, id.clone()));
+            }
+            p.member = None;
+        }
+    }
+
+    /// The message is done (acked or dead-lettered).
+    fn finish(&mut self, id: &MessageId) {
+        self.unschedule(id);
+        if let Some(p) = self.pending.remove(id) {
+            if self.key_ordered() {
+                if let Some(key) = &p.record.key {
+                    self.busy_keys.remove(key);
+                }
+            }
+        }
+        self.record_event(Event::Settled {
+            topic: id.0.to_string(),
+            offset: id.1,
+        });
+    }
+
+    /// Schedules a redelivery, or a dead letter after `max_deliver` attempts.
+    fn retry(&mut self, id: &MessageId, reason: &str, delay: Option<Duration>, now: Instant) {
+        self.unschedule(id);
+        let max_deliver = self.settings.options.max_deliver.max(1);
+        let Some(p) = self.pending.get_mut(id) else {
+            return;
+        };
+        p.last_reason = reason.to_owned();
+        if p.attempt >= max_deliver {
+            let reason = format!(
+                "{reason}; gave up after {} deliveries (max_deliver)",
+                p.attempt
+            );
+            self.dead_letters.push((id.clone(), reason));
+            return;
+        }
+        let attempt = p.attempt;
+        let due = now + delay.unwrap_or_else(|| self.backoff(attempt));
+        if let Some(p) = self.pending.get_mut(id) {
+            p.due = Some(due);
+        }
+        self.ready.insert((due, id.clone()));
+    }
+
+    /// Ack deadlines that passed.
+    fn expire(&mut self, now: Instant) {
+        while let Some((deadline, id)) = self.deadlines.first().cloned() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.remove(&(deadline, id.clone()));
+            let member = self.pending.get_mut(&id).and_then(|p| {
+                p.deadline = None;
+                p.member
+            });
+            self.release_member_credit(member);
+            self.retry(&id, "ack wait expired", None, now);
+        }
+    }
+
+    /// Reads ahead from the topics with new committed messages.
+    async fn fill(&mut self) {
+        if self.fresh.len() >= READ_AHEAD / 2 {
+            return;
+        }
+        let topics: Vec<(Arc<str>, u64)> =
+            self.read_pos.iter().map(|(t, p)| (t.clone(), *p)).collect();
+        for (name, pos) in topics {
+            if self.fresh.len() >= READ_AHEAD {
+                break;
+            }
+            let Some(topic) = self.broker.topic(&name) else {
+                continue;
+            };
+            if topic.committed_end() <= pos {
+                continue;
+            }
+            let want = READ_BATCH.min(READ_AHEAD - self.fresh.len());
+            let reader = topic.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                reader.read_committed(pos, want, 4 * 1024 * 1024)
+            })
+            .await;
+            let batch = match read {
+                Ok(Ok(batch)) => batch,
+                Ok(Err(e)) => {
+                    tracing::warn!(group = %self.name, topic = %name, error = %e, "cannot read topic");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(group = %self.name, topic = %name, error = %e, "read task failed");
+                    continue;
+                }
+            };
+            if let Some(first) = batch.records.first() {
+                if first.offset > pos {
+                    self.record_event(Event::Skipped {
+                        topic: name.to_string(),
+                        from: pos,
+                        to: first.offset,
+                    });
+                }
+            }
+            let next = batch
+                .records
+                .last()
+                .map_or(batch.next_offset.max(pos), |r| r.offset + 1);
+            self.read_pos.insert(name.clone(), next);
+            for record in batch.records {
+                self.fresh.push_back(Fresh {
+                    topic: name.clone(),
+                    record,
+                });
+            }
+        }
+    }
+
+    /// The next member with credit, round robin.
+    fn member_with_credit(&self) -> Option<u64> {
+        let has_credit = |(id, m): (&u64, &Member)| (m.in_flight < m.max_in_flight).then_some(*id);
+        self.members
+            .range(self.last_member + 1..)
+            .find_map(has_credit)
+            .or_else(|| self.members.range(..=self.last_member).find_map(has_credit))
+    }
+
+    /// Hands messages to members while both exist.
+    fn pump(&mut self, now: Instant) {
+        while let Some(member) = self.member_with_credit() {
+            // Redeliveries first: they own their keys already.
+            if let Some((due, id)) = self.ready.first().cloned() {
+                if due <= now {
+                    self.ready.remove(&(due, id.clone()));
+                    if let Some(p) = self.pending.get_mut(&id) {
+                        p.due = None;
+                    }
+                    self.redeliveries += 1;
+                    self.deliver(id, member, now);
+                    continue;
+                }
+            }
+            let Some(fresh) = self.take_fresh() else {
+                break;
+            };
+            let id: MessageId = (fresh.topic.clone(), fresh.record.offset);
+            if self.key_ordered() {
+                if let Some(key) = &fresh.record.key {
+                    self.busy_keys.insert(key.clone());
+                }
+            }
+            let attempt = self.state.attempts(&fresh.topic, fresh.record.offset);
+            self.pending.insert(
+                id.clone(),
+                Pending {
+                    record: fresh.record,
+                    attempt,
+                    member: None,
+                    deadline: None,
+                    due: None,
+                    last_reason: String::new(),
+                },
+            );
+            self.deliver(id, member, now);
+        }
+    }
+
+    /// The first read-ahead message that may go now (key order respected).
+    fn take_fresh(&mut self) -> Option<Fresh> {
+        if !self.key_ordered() {
+            return self.fresh.pop_front();
+        }
+        let index = self
+            .fresh
+            .iter()
+            .take(KEY_SCAN)
+            .position(|f| match &f.record.key {
+                Some(key) => !self.busy_keys.contains(key),
+                None => true,
+            })?;
+        self.fresh.remove(index)
+    }
+
+    fn deliver(&mut self, id: MessageId, member: u64, now: Instant) {
+        let deadline = now + self.ack_wait();
+        let Some(p) = self.pending.get_mut(&id) else {
+            return;
+        };
+        p.attempt += 1;
+        p.member = Some(member);
+        p.deadline = Some(deadline);
+        let attempt = p.attempt;
+        let record = p.record.clone();
+        self.deadlines.insert((deadline, id.clone()));
+        if let Some(m) = self.members.get_mut(&member) {
+            m.in_flight += 1;
+            m.delivered += 1;
+        }
+        self.last_member = member;
+        self.record_event(Event::Delivered {
+            topic: id.0.to_string(),
+            offset: id.1,
+            attempt,
+        });
+        self.outbox.push((
+            member,
+            GroupDelivery {
+                topic: id.0,
+                record,
+                attempt,
+            },
+        ));
+    }
+
+    fn flush_events(&mut self) {
+        if self.events.is_empty() {
+            return;
+        }
+        let result = self.journal.append(&self.events).and_then(|()| {
+            if self.fsync == FsyncPolicy::Always {
+                self.journal.sync()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = result {
+            // The state in memory is still right; a crash now may redeliver.
+            tracing::error!(group = %self.name, error = %e, "cannot write the group journal");
+        }
+        self.events.clear();
+        if self.journal.wants_compaction() {
+            if let Err(e) = self.journal.compact(&self.state) {
+                tracing::error!(group = %self.name, error = %e, "cannot compact the group journal");
+            }
+        }
+    }
+
+    /// Makes the round's events durable, then lets its effects out.
+    fn finish_round(&mut self) {
+        self.flush_events();
+        let mut gone = Vec::new();
+        for (member, delivery) in self.outbox.drain(..) {
+            let sent = self
+                .members
+                .get(&member)
+                .is_some_and(|m| m.tx.send(delivery).is_ok());
+            if !sent {
+                gone.push(member);
+            }
+        }
+        for member in gone {
+            self.member_left(member);
+        }
+        for reply in std::mem::take(&mut self.replies) {
+            match reply {
+                Reply::Settle(tx, result) => {
+                    let _ = tx.send(result);
+                }
+                Reply::Reset(tx) => {
+                    let _ = tx.send(Ok(self.info()));
+                }
+            }
+        }
+    }
+
+    /// Stores queued dead letters, then settles them.
+    async fn store_dead_letters(&mut self) {
+        for (id, reason) in std::mem::take(&mut self.dead_letters) {
+            let Some(p) = self.pending.get(&id) else {
+                continue;
+            };
+            let dlq_topic = self
+                .settings
+                .options
+                .dead_letter_topic
+                .clone()
+                .unwrap_or_else(|| format!("dlq.{}", id.0));
+            let mut headers = p.record.headers.clone();
+            headers.push((dlq::TOPIC.into(), id.0.to_string()));
+            headers.push((dlq::OFFSET.into(), id.1.to_string()));
+            headers.push((dlq::GROUP.into(), self.name.clone()));
+            headers.push((dlq::ATTEMPTS.into(), p.attempt.to_string()));
+            headers.push((dlq::REASON.into(), reason.clone()));
+            let message = PublishMessage {
+                topic: dlq_topic.clone(),
+                key: p.record.key.clone(),
+                headers,
+                payload: p.record.payload.clone(),
+                id: None,
+            };
+            let stored = match self.broker.publish(vec![message]) {
+                Ok(pending) => pending.wait().await,
+                Err(e) => Err(e),
+            };
+            match stored {
+                Ok(_) => {
+                    tracing::info!(group = %self.name, topic = %id.0, offset = id.1, dead_letter_topic = %dlq_topic, %reason, "message dead-lettered");
+                    self.dead_lettered += 1;
+                    self.finish(&id);
+                }
+                Err(e) => {
+                    tracing::error!(group = %self.name, topic = %id.0, offset = id.1, error = %e, "cannot store dead letter; will retry");
+                    let due = Instant::now() + DEAD_LETTER_RETRY;
+                    if let Some(p) = self.pending.get_mut(&id) {
+                        p.due = Some(due);
+                    }
+                    self.ready.insert((due, id));
+                }
+            }
+        }
+    }
+
+    fn reset(&mut self, to: StartPosition) {
+        let topics: Vec<Arc<Topic>> = self.broker.matching_topics(&self.pattern);
+        // Everything pending is forgotten; members' credits are restored.
+        let ids: Vec<MessageId> = self.pending.keys().cloned().collect();
+        for id in ids {
+            self.unschedule(&id);
+        }
+        self.pending.clear();
+        self.busy_keys.clear();
+        self.fresh.clear();
+        for m in self.members.values_mut() {
+            m.in_flight = 0;
+        }
+        for topic in topics {
+            let position = resolve_position(&topic, to);
+            self.record_event(Event::Reset {
+                topic: topic.name.to_string(),
+                position,
+            });
+            self.read_pos.insert(topic.name.clone(), position);
+        }
+        tracing::info!(group = %self.name, to = ?to, "consumer group reset");
+    }
+
+    fn info(&self) -> GroupInfo {
+        let topics = self
+            .state
+            .topics
+            .iter()
+            .map(|(name, c)| {
+                let end = self
+                    .broker
+                    .topic(name)
+                    .map_or(c.cursor, |t| t.committed_end());
+                GroupTopicInfo {
+                    topic: name.clone(),
+                    ack_floor: c.floor,
+                    cursor: c.cursor,
+                    end_offset: end,
+                    lag: end.saturating_sub(c.cursor),
+                    pending: c.pending(),
+                }
+            })
+            .collect();
+        GroupInfo {
+            name: self.name.clone(),
+            pattern: self.settings.pattern.clone(),
+            options: self.settings.options.clone(),
+            members: self
+                .members
+                .iter()
+                .map(|(id, m)| MemberInfo {
+                    id: *id,
+                    client: m.client.clone(),
+                    in_flight: m.in_flight,
+                    max_in_flight: m.max_in_flight,
+                    delivered: m.delivered,
+                })
+                .collect(),
+            topics,
+            redeliveries: self.redeliveries,
+            dead_lettered: self.dead_lettered,
+        }
+    }
+}
+
+/// Where `position` is on `topic` now.
+pub(crate) fn resolve_position(topic: &Topic, position: StartPosition) -> u64 {
+    match position {
+        StartPosition::Earliest => topic.log.start_offset(),
+        StartPosition::Latest => topic.committed_end(),
+        StartPosition::Offset(o) => o,
+        StartPosition::Timestamp(ts) => topic
+            .log
+            .offset_for_timestamp(ts)
+            .unwrap_or_else(|_| topic.committed_end()),
+    }
+}

@@ -1,0 +1,277 @@
+//! [`GroupState`]: the durable part of a consumer group, as a pure state
+//! machine over journal [`Event`]s, so recovery is "replay the events".
+//!
+//! Per topic the group keeps an *ack floor* (every offset below it is
+//! settled), the offsets settled above the floor, and a *cursor* (one past
+//! the highest offset ever delivered). Everything in `[floor, cursor)` that
+//! is not settled is pending: after a restart it is delivered again.
+//! Attempt counts of pending messages are kept so `max_deliver` holds
+//! across restarts.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+/// One change to a group's durable state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Event {
+    /// The group started reading a topic at `start`.
+    TopicAdded { topic: String, start: u64 },
+    /// A message was handed to a member (attempt 1 is the first delivery).
+    Delivered {
+        topic: String,
+        offset: u64,
+        attempt: u32,
+    },
+    /// A message is done: acked, or moved to the dead-letter topic.
+    Settled { topic: String, offset: u64 },
+    /// Offsets `from..to` are gone from the log (retention): nothing to deliver.
+    Skipped { topic: String, from: u64, to: u64 },
+    /// The group was moved; everything pending is forgotten.
+    Reset { topic: String, position: u64 },
+}
+
+/// The group's position on one topic.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TopicCursor {
+    /// Every offset below is settled.
+    pub floor: u64,
+    /// One past the highest offset delivered.
+    pub cursor: u64,
+    /// Settled offsets at or above the floor.
+    pub settled: BTreeSet<u64>,
+}
+
+impl TopicCursor {
+    fn at(position: u64) -> Self {
+        TopicCursor {
+            floor: position,
+            cursor: position,
+            settled: BTreeSet::new(),
+        }
+    }
+
+    /// True if `offset` was delivered and is not settled.
+    #[cfg(test)]
+    pub fn is_pending(&self, offset: u64) -> bool {
+        offset >= self.floor && offset < self.cursor && !self.settled.contains(&offset)
+    }
+
+    /// Pending messages.
+    pub fn pending(&self) -> u64 {
+        self.cursor - self.floor - self.settled.len() as u64
+    }
+
+    /// Pending offsets, ascending.
+    pub fn pending_offsets(&self) -> impl Iterator<Item = u64> + '_ {
+        (self.floor..self.cursor).filter(|o| !self.settled.contains(o))
+    }
+
+    fn settle(&mut self, offset: u64) {
+        if offset < self.floor {
+            return;
+        }
+        self.settled.insert(offset);
+        while self.settled.remove(&self.floor) {
+            self.floor += 1;
+        }
+    }
+
+    fn delivered(&mut self, offset: u64) {
+        // Offsets below a delivered one that were not delivered yet (key
+        // order lets later keys overtake) stay pending: after a restart they
+        // are delivered, never lost.
+        self.cursor = self.cursor.max(offset + 1);
+    }
+
+    fn skipped(&mut self, from: u64, to: u64) {
+        for offset in from.max(self.floor)..to {
+            self.settled.insert(offset);
+        }
+        self.cursor = self.cursor.max(to);
+        while self.settled.remove(&self.floor) {
+            self.floor += 1;
+        }
+    }
+}
+
+/// The durable state of one group.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct GroupState {
+    pub topics: BTreeMap<String, TopicCursor>,
+    /// Delivery attempts of pending messages.
+    pub attempts: HashMap<String, HashMap<u64, u32>>,
+}
+
+impl GroupState {
+    /// Applies one event.
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::TopicAdded { topic, start } => {
+                self.topics
+                    .entry(topic.clone())
+                    .or_insert_with(|| TopicCursor::at(*start));
+            }
+            Event::Delivered {
+                topic,
+                offset,
+                attempt,
+            } => {
+                self.topics
+                    .entry(topic.clone())
+                    .or_insert_with(|| TopicCursor::at(*offset))
+                    .delivered(*offset);
+                self.attempts
+                    .entry(topic.clone())
+                    .or_default()
+                    .insert(*offset, *attempt);
+            }
+            Event::Settled { topic, offset } => {
+                if let Some(cursor) = self.topics.get_mut(topic) {
+                    cursor.settle(*offset);
+                }
+                if let Some(attempts) = self.attempts.get_mut(topic) {
+                    attempts.remove(offset);
+                }
+            }
+            Event::Skipped { topic, from, to } => {
+                if let Some(cursor) = self.topics.get_mut(topic) {
+                    cursor.skipped(*from, *to);
+                }
+                if let Some(attempts) = self.attempts.get_mut(topic) {
+                    attempts.retain(|o, _| *o < *from || *o >= *to);
+                }
+            }
+            Event::Reset { topic, position } => {
+                self.topics
+                    .insert(topic.clone(), TopicCursor::at(*position));
+                self.attempts.remove(topic);
+            }
+        }
+    }
+
+    /// Attempts made so far for a message.
+    pub fn attempts(&self, topic: &str, offset: u64) -> u32 {
+        self.attempts
+            .get(topic)
+            .and_then(|a| a.get(&offset))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// True if the message was delivered and not settled.
+    #[cfg(test)]
+    pub fn is_pending(&self, topic: &str, offset: u64) -> bool {
+        self.topics.get(topic).is_some_and(|c| c.is_pending(offset))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivered(topic: &str, offset: u64, attempt: u32) -> Event {
+        Event::Delivered {
+            topic: topic.into(),
+            offset,
+            attempt,
+        }
+    }
+
+    fn settled(topic: &str, offset: u64) -> Event {
+        Event::Settled {
+            topic: topic.into(),
+            offset,
+        }
+    }
+
+    #[test]
+    fn floor_advances_over_contiguous_acks_only() {
+        let mut s = GroupState::default();
+        s.apply(&Event::TopicAdded {
+            topic: "t".into(),
+            start: 0,
+        });
+        for o in 0..5 {
+            s.apply(&delivered("t", o, 1));
+        }
+        s.apply(&settled("t", 1));
+        s.apply(&settled("t", 3));
+        let c = &s.topics["t"];
+        assert_eq!((c.floor, c.cursor, c.pending()), (0, 5, 3));
+        assert_eq!(c.pending_offsets().collect::<Vec<_>>(), vec![0, 2, 4]);
+        s.apply(&settled("t", 0));
+        s.apply(&settled("t", 2));
+        let c = &s.topics["t"];
+        assert_eq!((c.floor, c.pending()), (4, 1));
+        assert!(c.settled.is_empty());
+        assert!(s.is_pending("t", 4));
+        assert!(!s.is_pending("t", 3));
+    }
+
+    #[test]
+    fn attempts_are_kept_until_settled() {
+        let mut s = GroupState::default();
+        s.apply(&delivered("t", 7, 1));
+        s.apply(&delivered("t", 7, 2));
+        assert_eq!(s.attempts("t", 7), 2);
+        s.apply(&settled("t", 7));
+        assert_eq!(s.attempts("t", 7), 0);
+        assert_eq!(s.topics["t"].floor, 8);
+    }
+
+    #[test]
+    fn overtaken_offsets_stay_pending() {
+        let mut s = GroupState::default();
+        s.apply(&Event::TopicAdded {
+            topic: "t".into(),
+            start: 0,
+        });
+        s.apply(&delivered("t", 0, 1));
+        s.apply(&delivered("t", 3, 1));
+        assert_eq!(
+            s.topics["t"].pending_offsets().collect::<Vec<_>>(),
+            vec![0, 1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn skipped_ranges_are_settled() {
+        let mut s = GroupState::default();
+        s.apply(&Event::TopicAdded {
+            topic: "t".into(),
+            start: 0,
+        });
+        s.apply(&Event::Skipped {
+            topic: "t".into(),
+            from: 0,
+            to: 10,
+        });
+        assert_eq!((s.topics["t"].floor, s.topics["t"].cursor), (10, 10));
+        s.apply(&delivered("t", 10, 1));
+        s.apply(&delivered("t", 11, 1));
+        s.apply(&Event::Skipped {
+            topic: "t".into(),
+            from: 12,
+            to: 15,
+        });
+        assert_eq!(
+            s.topics["t"].pending_offsets().collect::<Vec<_>>(),
+            vec![10, 11]
+        );
+        assert_eq!(s.topics["t"].cursor, 15);
+    }
+
+    #[test]
+    fn reset_forgets_pending() {
+        let mut s = GroupState::default();
+        s.apply(&delivered("t", 0, 3));
+        s.apply(&Event::Reset {
+            topic: "t".into(),
+            position: 100,
+        });
+        assert_eq!(s.topics["t"].pending(), 0);
+        assert_eq!(s.topics["t"].cursor, 100);
+        assert_eq!(s.attempts("t", 0), 0);
+    }
+}

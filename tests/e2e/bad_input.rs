@@ -1,0 +1,490 @@
+//! Bad input gets a clear error (code and message) or a clean refusal, while
+//! a well-behaved client on the same broker keeps publishing and
+//! subscribing, and nothing stored is lost.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use sluice_client::{Client, ClientError, ErrorCode, Message, StartPosition, Subscription};
+use sluice_proto::{
+    Publish, PublishMessage, RequestBody, Response, ResponseBody, ServerFrame, PROTOCOL_VERSION,
+};
+use sluice_tests::{bounded, collect, fetch_all, offsets, RawClient, RawControl, TestBroker};
+
+/// A well-behaved client publishing to `steady` (awaiting each ack) and
+/// subscribed to it from the start, for the whole test.
+struct Steady {
+    client: Client,
+    sub: Subscription,
+    stop: Arc<AtomicBool>,
+    publisher: tokio::task::JoinHandle<anyhow::Result<u64>>,
+}
+
+impl Steady {
+    async fn start(broker: &TestBroker) -> anyhow::Result<Steady> {
+        let client = broker.client().await?;
+        let first = client.publish("steady", "m0").await?;
+        assert_eq!(first.offset, 0);
+        let sub = client.subscribe("steady", StartPosition::Earliest).await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let publisher = tokio::spawn({
+            let client = client.clone();
+            let stop = stop.clone();
+            async move {
+                let mut next = 1u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let stored = bounded(
+                        "a steady publish",
+                        client.publish("steady", format!("m{next}")),
+                    )
+                    .await?;
+                    anyhow::ensure!(stored.offset == next, "m{next} stored at {}", stored.offset);
+                    next += 1;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Ok(next)
+            }
+        });
+        Ok(Steady {
+            client,
+            sub,
+            stop,
+            publisher,
+        })
+    }
+
+    /// Stops publishing and checks that the subscription got, and the topic
+    /// holds, every acknowledged message exactly once, in order.
+    async fn finish(mut self) -> anyhow::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        let count = bounded("the steady publisher", self.publisher).await??;
+        let got = collect(&mut self.sub, count as usize, Duration::from_secs(10)).await;
+        assert_eq!(offsets(&got), (0..count).collect::<Vec<_>>());
+        assert!(got
+            .iter()
+            .enumerate()
+            .all(|(i, m)| m.payload == format!("m{i}").as_bytes()));
+        let stored = fetch_all(&self.client, "steady", StartPosition::Earliest).await?;
+        assert_eq!(stored, got, "stored = delivered");
+        Ok(())
+    }
+}
+
+/// Expects the broker to answer with an Error frame of `code`, then to close
+/// the connection with that code; returns the message.
+async fn expect_refusal(raw: &RawClient, control: &mut RawControl, code: ErrorCode) -> String {
+    match control.next().await {
+        Ok(Some(ServerFrame::Error(body))) => {
+            assert_eq!(body.error_code(), Some(code), "error frame {body}");
+            assert!(!body.message.is_empty(), "error frame without a message");
+        }
+        other => panic!("expected an Error frame with {code}, got {other:?}"),
+    }
+    let (close_code, reason) = raw.close_reason().await.expect("an application close");
+    assert_eq!(
+        close_code,
+        u64::from(code.as_u16()),
+        "close code ({reason})"
+    );
+    assert!(!reason.is_empty(), "close without a reason");
+    reason
+}
+
+/// Deterministic noise.
+fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn random_bytes_on_the_control_stream_are_refused() -> anyhow::Result<()> {
+    let broker = TestBroker::start().await?;
+    let steady = Steady::start(&broker).await?;
+
+    // Instead of Hello.
+    for seed in [1u64, 0xDEAD_BEEF, 42] {
+        let raw = RawClient::connect(broker.addr(), broker.cert_path()).await?;
+        let mut control = raw.open_control().await?;
+        let _ = control.write(&noise(4096, seed)).await;
+        control.finish();
+        match control.next().await {
+            Ok(Some(ServerFrame::Error(body))) => {
+                assert!(
+                    matches!(
+                        body.error_code(),
+                        Some(ErrorCode::MalformedFrame | ErrorCode::FrameTooLarge)
+                    ),
+                    "{body}"
+                );
+                assert!(!body.message.is_empty());
+            }
+            other => panic!("expected an Error frame, got {other:?}"),
+        }
+        let (code, reason) = raw.close_reason().await.expect("an application close");
+        assert!(code == 1 || code == 2, "close code {code}: {reason}");
+    }
+
+    // After Hello: a well-framed body that is not MessagePack.
+    let raw = RawClient::connect(broker.addr(), broker.cert_path()).await?;
+    let mut control = raw.open_control().await?;
+    control.handshake().await?;
+    let mut frame = vec![0, 0, 0, 64];
+    frame.extend(std::iter::repeat_n(0xC1u8, 64)); // 0xC1 is never valid MessagePack
+    control.write(&frame).await?;
+    expect_refusal(&raw, &mut control, ErrorCode::MalformedFrame).await;
+
+    steady.finish().await
+}
+
+#[tokio::test]
+async fn a_frame_over_the_limit_closes_with_frame_too_large() -> anyhow::Result<()> {
+    let broker = TestBroker::start_with(|c| c.limits.max_frame_bytes = 64 * 1024).await?;
+    let steady = Steady::start(&broker).await?;
+
+    let raw = RawClient::connect(broker.addr(), broker.cert_path()).await?;
+    let mut control = raw.open_control().await?;
+    let welcome = control.handshake().await?;
+    assert_eq!(welcome.max_frame_bytes, 64 * 1024);
+    let mut bytes = (welcome.max_frame_bytes + 1).to_be_bytes().to_vec();
+    bytes.extend(vec![0u8; 1024]);
+    let _ = control.write(&bytes).await;
+    let reason = expect_refusal(&raw, &mut control, ErrorCode::FrameTooLarge).await;
+    assert!(
+        reason.contains("65537") && reason.contains("65536"),
+        "{reason}"
+    );
+
+    // Before Hello too.
+    let raw = RawClient::connect(broker.addr(), broker.cert_path()).await?;
+    let mut control = raw.open_control().await?;
+    let _ = control.write(&u32::MAX.to_be_bytes()).await;
+    expect_refusal(&raw, &mut control, ErrorCode::FrameTooLarge).await;
+
+    // The real client refuses to send a message over the broker's limit and
+    // stays usable.
+    let client = broker.client().await?;
+    let err = client
+        .publish("big", vec![0u8; 70 * 1024])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Codec(_)), "{err}");
+    client.ping().await?;
+    let err = client.topic_info("big").await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(ErrorCode::TopicNotFound),
+        "nothing stored: {err}"
+    );
+
+    steady.finish().await
+}
+
+/// A request kind from some future protocol version.
+#[derive(Serialize)]
+enum FutureClientFrame {
+    Request(FutureRequest),
+}
+
+#[derive(Serialize)]
+struct FutureRequest {
+    id: u64,
+    body: FutureBody,
+}
+
+#[derive(Serialize)]
+enum FutureBody {
+    Teleport { topic: String, to: String },
+}
+
+#[tokio::test]
+async fn an_unknown_request_gets_unknown_request_and_the_connection_stays_usable(
+) -> anyhow::Result<()> {
+    let broker = TestBroker::start().await?;
+    let steady = Steady::start(&broker).await?;
+
+    let raw = RawClient::connect(broker.addr(), broker.cert_path()).await?;
+    let mut control = raw.open_control().await?;
+    control.handshake().await?;
+    control
+        .send_frame(&FutureClientFrame::Request(FutureRequest {
+            id: 7,
+            body: FutureBody::Teleport {
+                topic: "steady".into(),
+                to: "mars".into(),
+            },
+        }))
+        .await?;
+    match control.next().await? {
+        Some(ServerFrame::Response(Response {
+            id: 7,
+            result: Err(body),
+        })) => {
+            assert_eq!(body.error_code(), Some(ErrorCode::UnknownRequest), "{body}");
+            assert!(!body.message.is_empty());
+        }
+        other => panic!("expected an UnknownRequest response to request 7, got {other:?}"),
+    }
+    control.send_request(8, RequestBody::Ping).await?;
+    match control.next().await? {
+        Some(ServerFrame::Response(Response {
+            id: 8,
+            result: Ok(ResponseBody::Pong),
+        })) => {}
+        other => panic!("expected Pong for request 8, got {other:?}"),
+    }
+    control
+        .send_request(
+            9,
+            RequestBody::Publish(Publish {
+                messages: vec![PublishMessage {
+                    topic: "raw.after".into(),
+                    payload: "still here".into(),
+                    ..PublishMessage::default()
+                }],
+            }),
+        )
+        .await?;
+    match control.next().await? {
+        Some(ServerFrame::Response(Response {
+            id: 9,
+            result: Ok(ResponseBody::Published(ack)),
+        })) => assert_eq!(ack.outcomes.len(), 1),
+        other => panic!("expected a publish ack for request 9, got {other:?}"),
+    }
+
+    // Requests the broker understands but refuses keep the connection usable too.
+    control
+        .send_request(10, RequestBody::Publish(Publish { messages: vec![] }))
+        .await?;
+    let subscribe = |id| sluice_proto::Subscribe {
+        subscription: id,
+        pattern: "steady".into(),
+        from: StartPosition::Latest,
+    };
+    control
+        .send_request(11, RequestBody::Subscribe(subscribe(1)))
+        .await?;
+    control
+        .send_request(12, RequestBody::Subscribe(subscribe(1)))
+        .await?;
+    control
+        .send_request(13, RequestBody::Unsubscribe { subscription: 99 })
+        .await?;
+    control.send_request(14, RequestBody::Ping).await?;
+    let mut answers = std::collections::BTreeMap::new();
+    while answers.len() < 5 {
+        match control.next().await? {
+            Some(ServerFrame::Response(Response { id, result })) => {
+                answers.insert(id, result.map_err(|e| e.error_code()));
+            }
+            other => panic!("expected responses, got {other:?}"),
+        }
+    }
+    assert_eq!(answers[&10], Err(Some(ErrorCode::InvalidArgument)));
+    assert_eq!(
+        answers[&11],
+        Ok(ResponseBody::Subscribed { subscription: 1 })
+    );
+    assert_eq!(answers[&12], Err(Some(ErrorCode::SubscriptionExists)));
+    assert_eq!(answers[&13], Err(Some(ErrorCode::UnknownSubscription)));
+    assert_eq!(answers[&14], Ok(ResponseBody::Pong));
+    steady.finish().await
+}
+
+#[tokio::test]
+async fn a_request_before_hello_gets_handshake_required() -> anyhow::Result<()> {
+    let broker = TestBroker::start().await?;
+    let steady = Steady::start(&broker).await?;
+
+    let raw = RawClient::connect(broker.addr(), broker.cert_path()).await?;
+    let mut control = raw.open_control().await?;
+    control
+        .send_request(
+            1,
+            RequestBody::Publish(Publish {
+                messages: vec![PublishMessage {
+                    topic: "early".into(),
+                    payload: "too soon".into(),
+                    ..PublishMessage::default()
+                }],
+            }),
+        )
+        .await?;
+    let reason = expect_refusal(&raw, &mut control, ErrorCode::HandshakeRequired).await;
+    assert!(reason.contains("Hello"), "{reason}");
+    let err = steady.client.topic_info("early").await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(ErrorCode::TopicNotFound),
+        "nothing stored: {err}"
+    );
+    steady.finish().await
+}
+
+#[tokio::test]
+async fn a_hello_with_another_protocol_version_gets_unsupported_version() -> anyhow::Result<()> {
+    let broker = TestBroker::start().await?;
+    let steady = Steady::start(&broker).await?;
+    let raw = RawClient::connect(broker.addr(), broker.cert_path()).await?;
+    let mut control = raw.open_control().await?;
+    control.send_hello(PROTOCOL_VERSION + 41).await?;
+    let reason = expect_refusal(&raw, &mut control, ErrorCode::UnsupportedVersion).await;
+    assert!(
+        reason.contains(&(PROTOCOL_VERSION + 41).to_string()),
+        "{reason}"
+    );
+    steady.finish().await
+}
+
+#[tokio::test]
+async fn a_second_hello_is_a_protocol_violation() -> anyhow::Result<()> {
+    let broker = TestBroker::start().await?;
+    let raw = RawClient::connect(broker.addr(), broker.cert_path()).await?;
+    let mut control = raw.open_control().await?;
+    control.handshake().await?;
+    control.send_hello(PROTOCOL_VERSION).await?;
+    expect_refusal(&raw, &mut control, ErrorCode::ProtocolViolation).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn invalid_names_are_refused_and_store_nothing() -> anyhow::Result<()> {
+    let broker = TestBroker::start().await?;
+    let steady = Steady::start(&broker).await?;
+    let client = broker.client().await?;
+
+    for bad in ["bad topic", "a..b", "orders.*", "orders.>", "", ".x", "é"] {
+        let err = client.publish(bad, "x").await.unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::InvalidTopic), "{bad:?}: {err}");
+        assert!(
+            err.to_string().contains("invalid topic name"),
+            "{bad:?}: {err}"
+        );
+        let err = client.create_topic(bad, None, None).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            Some(ErrorCode::InvalidTopic),
+            "create {bad:?}: {err}"
+        );
+    }
+    let long = "a".repeat(256);
+    let err = client.publish(long, "x").await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::InvalidTopic), "{err}");
+
+    // One bad name in a batch refuses the whole batch.
+    let err = client
+        .publish_batch(vec![
+            Message::new("good.one", "x"),
+            Message::new("bad one", "y"),
+        ])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::InvalidTopic), "{err}");
+    assert!(
+        err.to_string().contains("bad one"),
+        "the message names the topic: {err}"
+    );
+
+    for bad in ["a.>.b", "a*", "", "a..b"] {
+        let err = client
+            .subscribe(bad, StartPosition::Latest)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.code(),
+            Some(ErrorCode::InvalidPattern),
+            "{bad:?}: {err}"
+        );
+    }
+
+    client.ping().await?;
+    let topics: Vec<_> = client
+        .list_topics()
+        .await?
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(topics, vec!["steady".to_owned()], "nothing else stored");
+    let on_disk: Vec<_> = std::fs::read_dir(broker.data_dir().join("topics"))?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(on_disk, vec!["steady".to_owned()]);
+    steady.finish().await
+}
+
+#[tokio::test]
+async fn a_wrong_alpn_fails_the_handshake() -> anyhow::Result<()> {
+    let broker = TestBroker::start().await?;
+    let steady = Steady::start(&broker).await?;
+
+    for alpn in [&b"sluice/2"[..], b"h3"] {
+        let result =
+            RawClient::connect_with_alpn(broker.addr(), broker.cert_path(), &[alpn]).await?;
+        match result {
+            Err(e) => assert!(
+                matches!(
+                    e,
+                    quinn::ConnectionError::TransportError(_)
+                        | quinn::ConnectionError::ConnectionClosed(_)
+                ),
+                "{alpn:?}: {e:?}"
+            ),
+            Ok(_) => panic!(
+                "the handshake with ALPN {:?} succeeded",
+                String::from_utf8_lossy(alpn)
+            ),
+        }
+    }
+    // No ALPN at all: refused by TLS, or closed right away with a reason.
+    match RawClient::connect_with_alpn(broker.addr(), broker.cert_path(), &[]).await? {
+        Err(_) => {}
+        Ok(raw) => {
+            let (code, reason) = raw.close_reason().await.expect("an application close");
+            assert_eq!(
+                code,
+                u64::from(ErrorCode::ProtocolViolation.as_u16()),
+                "{reason}"
+            );
+            assert!(reason.contains("ALPN"), "{reason}");
+        }
+    }
+    // The broker is unaffected.
+    broker.client().await?.ping().await?;
+    steady.finish().await
+}
+
+#[tokio::test]
+async fn a_client_that_never_says_hello_is_closed_at_the_handshake_timeout() -> anyhow::Result<()> {
+    let broker =
+        TestBroker::start_with(|c| c.limits.handshake_timeout = Duration::from_millis(300)).await?;
+    let steady = Steady::start(&broker).await?;
+
+    // Opens no stream at all.
+    let silent = RawClient::connect(broker.addr(), broker.cert_path()).await?;
+    // Sends half a Hello and stops.
+    let partial = RawClient::connect(broker.addr(), broker.cert_path()).await?;
+    let mut control = partial.open_control().await?;
+    control.write(&[0, 0]).await?;
+
+    for raw in [&silent, &partial] {
+        let (code, reason) = raw.close_reason().await.expect("an application close");
+        assert_eq!(
+            code,
+            u64::from(ErrorCode::HandshakeRequired.as_u16()),
+            "{reason}"
+        );
+        assert!(reason.contains("handshake_timeout"), "{reason}");
+    }
+    // The well-behaved client connected long before and is not affected.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    steady.client.ping().await?;
+    steady.finish().await
+}
