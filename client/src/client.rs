@@ -407,9 +407,19 @@ impl Client {
                 name: name.into(),
                 retention,
                 segment_bytes,
+                dedup_window_ms: None,
             }))
             .await?
         {
+            ResponseBody::TopicCreated(info) => Ok(info),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Creates a topic with every setting the protocol has (retention,
+    /// segment size, de-duplication window).
+    pub async fn create_topic_with(&self, request: CreateTopic) -> Result<TopicInfo, ClientError> {
+        match self.request(RequestBody::CreateTopic(request)).await? {
             ResponseBody::TopicCreated(info) => Ok(info),
             other => Err(unexpected(other)),
         }

@@ -99,6 +99,11 @@ pub struct TopicsConfig {
     pub auto_create: bool,
     /// Default retention of new topics.
     pub retention: RetentionConfig,
+    /// Default de-duplication window of new topics: a publish whose message
+    /// id was seen this recently is acked with the first offset and not
+    /// stored again. "0s" turns it off.
+    #[serde(with = "humantime_serde")]
+    pub dedup_window: Duration,
 }
 
 impl Default for TopicsConfig {
@@ -106,6 +111,7 @@ impl Default for TopicsConfig {
         TopicsConfig {
             auto_create: true,
             retention: RetentionConfig::default(),
+            dedup_window: Duration::from_secs(120),
         }
     }
 }

@@ -491,6 +491,10 @@ pub struct CreateTopic {
     /// Segment size; `None` takes the broker's default.
     #[serde(default)]
     pub segment_bytes: Option<u64>,
+    /// How long message ids are remembered for de-duplication (ms; 0 turns
+    /// it off); `None` takes the broker's default.
+    #[serde(default)]
+    pub dedup_window_ms: Option<u64>,
 }
 
 /// What the broker knows about one topic.
@@ -516,6 +520,9 @@ pub struct TopicInfo {
     pub retention: RetentionSpec,
     /// Segment size in force.
     pub segment_bytes: u64,
+    /// De-duplication window in force (ms; 0 is off).
+    #[serde(default)]
+    pub dedup_window_ms: u64,
 }
 
 /// Reads just the request id of a control-stream frame body, for answering
@@ -576,6 +583,7 @@ mod tests {
                     max_messages: Some(3),
                 }),
                 segment_bytes: Some(4096),
+                dedup_window_ms: Some(1000),
             }),
             RequestBody::DeleteTopic { name: "a".into() },
             RequestBody::TopicInfo { name: "a".into() },

@@ -5,6 +5,7 @@
 mod admin;
 mod bad_input;
 mod crash;
+mod dedup;
 mod pubsub;
 mod replay;
 mod retention;

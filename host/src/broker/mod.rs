@@ -10,6 +10,7 @@
 //! - [`group`] - consumer groups: acks, redelivery, dead letters, key order.
 //! - [`error`] - [`BrokerError`] and its wire codes.
 
+mod dedup;
 pub mod error;
 pub(crate) mod fanout;
 pub mod group;
@@ -22,9 +23,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use sluice_proto::{
-    validate_topic, Delivered, FetchBatch, GroupInfo, GroupOptions, MessageOutcome, Pattern,
-    PublishAck, PublishMessage, RetentionSpec, Settle, SettleAction, StartPosition, StoredAt,
-    TopicInfo,
+    validate_topic, CreateTopic, Delivered, FetchBatch, GroupInfo, GroupOptions, MessageOutcome,
+    Pattern, PublishAck, PublishMessage, RetentionSpec, Settle, SettleAction, StartPosition,
+    StoredAt, TopicInfo,
 };
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -38,7 +39,7 @@ pub use topic::StoredBatch;
 use crate::config::{Config, FsyncPolicy};
 use crate::store::{NewRecord, StoreError};
 use fanout::{Sink, SubscriberRegistry};
-use topic::{CommitResult, Topic, TopicSettings};
+use topic::{Appended, CommitResult, Topic, TopicSettings};
 
 /// Something the server streams to a client: a subscription or a
 /// consumer-group member.
@@ -249,6 +250,7 @@ impl Broker {
                 max_messages: r.max_messages,
             },
             segment_bytes: self.inner.config.storage.segment_bytes,
+            dedup_window_ms: self.inner.config.topics.dedup_window.as_millis() as u64,
         }
     }
 
@@ -416,12 +418,16 @@ impl Broker {
         let mut commits = Vec::with_capacity(groups.len());
         for ((name, records), topic) in groups.into_iter().zip(topics) {
             let (indexes, batch): (Vec<usize>, Vec<NewRecord>) = records.into_iter().unzip();
-            let (first, commit) = topic.append(batch)?;
-            for (i, index) in indexes.into_iter().enumerate() {
+            let (appended, commit) = topic.append(batch)?;
+            for (index, appended) in indexes.into_iter().zip(appended) {
+                let (offset, duplicate) = match appended {
+                    Appended::Stored(offset) => (offset, false),
+                    Appended::Duplicate(offset) => (offset, true),
+                };
                 outcomes[index] = Some(MessageOutcome::Stored(vec![StoredAt {
                     topic: name.clone(),
-                    offset: first + i as u64,
-                    duplicate: false,
+                    offset,
+                    duplicate,
                 }]));
             }
             commits.push((topic.name.clone(), commit));
@@ -514,18 +520,23 @@ impl Broker {
     }
 
     /// Creates a topic with the given or default settings.
-    pub fn create_topic(
-        &self,
-        name: &str,
-        retention: Option<RetentionSpec>,
-        segment_bytes: Option<u64>,
-    ) -> Result<TopicInfo, BrokerError> {
+    pub fn create_topic(&self, request: &CreateTopic) -> Result<TopicInfo, BrokerError> {
+        let name = request.name.as_str();
         check_topic(name)?;
         let mut settings = self.default_settings();
-        if let Some(retention) = retention {
+        if let Some(retention) = request.retention {
             settings.retention = retention;
         }
-        if let Some(bytes) = segment_bytes {
+        if let Some(window) = request.dedup_window_ms {
+            if window > group::MAX_NACK_DELAY_MS {
+                return Err(BrokerError::InvalidArgument(format!(
+                    "dedup_window_ms must be at most {} (one day), not {window}",
+                    group::MAX_NACK_DELAY_MS
+                )));
+            }
+            settings.dedup_window_ms = window;
+        }
+        if let Some(bytes) = request.segment_bytes {
             if !(1024..=u64::from(u32::MAX)).contains(&bytes) {
                 return Err(BrokerError::InvalidArgument(format!(
                     "segment_bytes must be between 1024 and {}, not {bytes}",

@@ -16,6 +16,7 @@ use sluice_proto::{RetentionSpec, TopicInfo};
 use tokio::sync::{oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
+use super::dedup::DedupIndex;
 use super::error::BrokerError;
 use super::fanout::{FanoutCache, SubscriberRegistry};
 use crate::config::FsyncPolicy;
@@ -32,6 +33,14 @@ pub(crate) const SETTINGS_FILE: &str = "topic.json";
 pub(crate) struct TopicSettings {
     pub retention: RetentionSpec,
     pub segment_bytes: u64,
+    /// Message ids are remembered this long (0: no de-duplication).
+    #[serde(default = "default_dedup_window_ms")]
+    pub dedup_window_ms: u64,
+}
+
+/// Topics created before de-duplication existed get the default window.
+fn default_dedup_window_ms() -> u64 {
+    120_000
 }
 
 impl TopicSettings {
@@ -61,6 +70,31 @@ impl TopicSettings {
     }
 }
 
+/// Reads the ids of the last window of a log into a fresh index.
+fn rebuild_dedup(log: &TopicLog, window_ms: u64) -> Result<DedupIndex, crate::store::StoreError> {
+    let mut index = DedupIndex::new(window_ms);
+    if !index.enabled() {
+        return Ok(index);
+    }
+    let now = now_ms();
+    let mut from = log.offset_for_timestamp(now.saturating_sub(window_ms as i64))?;
+    let end = log.next_offset();
+    while from < end {
+        let batch = log.read(from, 4096, 8 * 1024 * 1024)?;
+        let Some(last) = batch.records.last() else {
+            break;
+        };
+        from = last.offset + 1;
+        for record in batch.records {
+            if let Some(id) = record.id {
+                index.insert(id, record.offset, record.timestamp_ms);
+            }
+        }
+    }
+    index.expire(now);
+    Ok(index)
+}
+
 /// Messages appended together, as the committer and subscribers see them.
 #[derive(Debug)]
 pub struct StoredBatch {
@@ -88,10 +122,24 @@ impl StoredBatch {
 /// The outcome a publisher waits for: `Err` carries the fsync failure.
 pub(crate) type CommitResult = Result<(), Arc<str>>;
 
+/// Appended and not yet committed, in offset order. `None` is a publish
+/// whose messages were all duplicates: it is acked once everything before
+/// it (the originals included) is committed.
+type Uncommitted = Vec<(Option<Arc<StoredBatch>>, oneshot::Sender<CommitResult>)>;
+
 struct Writer {
-    /// Appended and not yet committed, in offset order.
-    uncommitted: Vec<(Arc<StoredBatch>, oneshot::Sender<CommitResult>)>,
+    uncommitted: Uncommitted,
+    dedup: DedupIndex,
     deleted: bool,
+}
+
+/// What happened to one message of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Appended {
+    /// Stored at this offset.
+    Stored(u64),
+    /// Its id was seen within the window: the first copy's offset.
+    Duplicate(u64),
 }
 
 /// One topic: its log, its commit step and its subscriber cache.
@@ -147,6 +195,7 @@ impl Topic {
         }
         let log = TopicLog::open(&dir, settings.log_config()).map_err(storage)?;
         let end = log.next_offset();
+        let dedup = rebuild_dedup(&log, settings.dedup_window_ms).map_err(storage)?;
         Ok(Topic {
             name: name.into(),
             incarnation: NEXT_INCARNATION.fetch_add(1, Ordering::Relaxed),
@@ -155,6 +204,7 @@ impl Topic {
             log,
             writer: Mutex::new(Writer {
                 uncommitted: Vec::new(),
+                dedup,
                 deleted: false,
             }),
             commit_wake: Notify::new(),
@@ -171,35 +221,104 @@ impl Topic {
         }
     }
 
-    /// Appends a non-empty batch. Returns the first offset and a receiver
-    /// that completes when the batch is committed.
+    /// Appends a non-empty batch, leaving out messages whose id was seen
+    /// within the de-duplication window. Returns what happened to each
+    /// message and a receiver that completes when the append (and every
+    /// earlier one) is committed.
     pub fn append(
         &self,
         batch: Vec<NewRecord>,
-    ) -> Result<(u64, oneshot::Receiver<CommitResult>), BrokerError> {
+    ) -> Result<(Vec<Appended>, oneshot::Receiver<CommitResult>), BrokerError> {
         let (tx, rx) = oneshot::channel();
-        let first = {
+        let now = now_ms();
+        let outcomes = {
             let mut writer = lock(&self.writer);
             if writer.deleted {
                 return Err(BrokerError::TopicNotFound(self.name.to_string()));
             }
-            let records = self
-                .log
-                .append(batch, now_ms())
-                .map_err(|e| self.storage_error(e))?;
-            let first = records.first().map_or(0, |r| r.offset);
-            writer.uncommitted.push((
+            let (outcomes, records) =
+                if writer.dedup.enabled() && batch.iter().any(|r| r.id.is_some()) {
+                    self.append_deduplicated(&mut writer.dedup, batch, now)?
+                } else {
+                    let records = self
+                        .log
+                        .append(batch, now)
+                        .map_err(|e| self.storage_error(e))?;
+                    (
+                        records.iter().map(|r| Appended::Stored(r.offset)).collect(),
+                        records,
+                    )
+                };
+            let stored = (!records.is_empty()).then(|| {
                 Arc::new(StoredBatch {
                     topic: self.name.clone(),
                     incarnation: self.incarnation,
                     records,
-                }),
-                tx,
-            ));
-            first
+                })
+            });
+            writer.uncommitted.push((stored, tx));
+            outcomes
         };
         self.commit_wake.notify_one();
-        Ok((first, rx))
+        Ok((outcomes, rx))
+    }
+
+    fn append_deduplicated(
+        &self,
+        dedup: &mut DedupIndex,
+        batch: Vec<NewRecord>,
+        now: i64,
+    ) -> Result<(Vec<Appended>, Vec<Record>), BrokerError> {
+        dedup.expire(now);
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut fresh = Vec::with_capacity(batch.len());
+        // Index into `fresh` of ids first seen in this very batch.
+        let mut in_batch: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        let mut slots = Vec::with_capacity(batch.len());
+        for record in &batch {
+            match record.id.as_deref() {
+                Some(id) => {
+                    if let Some(offset) = dedup.get(id) {
+                        slots.push(Err(offset));
+                    } else if let Some(&index) = in_batch.get(id) {
+                        slots.push(Ok((index, true)));
+                    } else {
+                        in_batch.insert(id, slots.len());
+                        slots.push(Ok((slots.len(), false)));
+                    }
+                }
+                None => slots.push(Ok((slots.len(), false))),
+            }
+        }
+        // Positions (in `batch`) that are stored, in order.
+        let keep: Vec<bool> = slots.iter().map(|s| matches!(s, Ok((_, false)))).collect();
+        let mut position_in_fresh = vec![0usize; batch.len()];
+        for (i, record) in batch.into_iter().enumerate() {
+            if keep[i] {
+                position_in_fresh[i] = fresh.len();
+                fresh.push(record);
+            }
+        }
+        let records = if fresh.is_empty() {
+            Vec::new()
+        } else {
+            self.log
+                .append(fresh, now)
+                .map_err(|e| self.storage_error(e))?
+        };
+        for (i, slot) in slots.iter().enumerate() {
+            outcomes.push(match slot {
+                Err(offset) => Appended::Duplicate(*offset),
+                Ok((_, false)) => Appended::Stored(records[position_in_fresh[i]].offset),
+                Ok((first, true)) => Appended::Duplicate(records[position_in_fresh[*first]].offset),
+            });
+        }
+        for record in &records {
+            if let Some(id) = &record.id {
+                dedup.insert(id.clone(), record.offset, record.timestamp_ms);
+            }
+        }
+        Ok((outcomes, records))
     }
 
     /// Every offset below this is committed and may be read by subscribers.
@@ -267,11 +386,15 @@ impl Topic {
 
     async fn commit(
         self: &Arc<Self>,
-        batches: Vec<(Arc<StoredBatch>, oneshot::Sender<CommitResult>)>,
+        batches: Uncommitted,
         policy: FsyncPolicy,
         registry: &SubscriberRegistry,
     ) {
-        let end = batches.last().map_or(0, |(b, _)| b.end_offset());
+        let end = batches
+            .iter()
+            .filter_map(|(b, _)| b.as_ref().map(|b| b.end_offset()))
+            .max()
+            .unwrap_or(0);
         if policy == FsyncPolicy::Always {
             let topic = self.clone();
             let result = tokio::task::spawn_blocking(move || topic.log.sync())
@@ -299,7 +422,7 @@ impl Topic {
         // this point either sees these records in the log or receives them.
         self.committed_end.fetch_max(end, Ordering::SeqCst);
         let sinks = self.fanout.sinks_for(&self.name, registry);
-        for (batch, _) in &batches {
+        for batch in batches.iter().filter_map(|(b, _)| b.as_ref()) {
             for sink in sinks.iter() {
                 sink.offer(batch);
             }
@@ -323,6 +446,7 @@ impl Topic {
             newest_timestamp_ms: info.newest_timestamp_ms,
             retention: self.settings.retention,
             segment_bytes: self.settings.segment_bytes,
+            dedup_window_ms: self.settings.dedup_window_ms,
         }
     }
 }

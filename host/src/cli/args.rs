@@ -228,6 +228,9 @@ pub enum TopicsAction {
         /// Segment file size in bytes.
         #[arg(long)]
         segment_bytes: Option<u64>,
+        /// Remember message ids this long for de-duplication (0s: off).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        dedup_window: Option<std::time::Duration>,
     },
     /// Delete a topic and all its messages.
     Delete {

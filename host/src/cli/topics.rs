@@ -16,6 +16,7 @@ fn info_json(t: &TopicInfo) -> serde_json::Value {
         "oldest_timestamp_ms": t.oldest_timestamp_ms,
         "newest_timestamp_ms": t.newest_timestamp_ms,
         "segment_bytes": t.segment_bytes,
+        "dedup_window_ms": t.dedup_window_ms,
         "retention": {
             "max_age_ms": t.retention.max_age_ms,
             "max_bytes": t.retention.max_bytes,
@@ -35,6 +36,10 @@ fn print_info(t: &TopicInfo) {
     println!("bytes:         {}", t.bytes);
     println!("segments:      {}", t.segments);
     println!("segment_bytes: {}", t.segment_bytes);
+    println!(
+        "dedup_window:  {}",
+        humantime::format_duration(std::time::Duration::from_millis(t.dedup_window_ms))
+    );
     println!(
         "retention:     max_age={} max_bytes={} max_messages={}",
         t.retention.max_age_ms.map_or_else(
@@ -75,6 +80,7 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
             max_bytes,
             max_messages,
             segment_bytes,
+            dedup_window,
         } => {
             let retention = (max_age.is_some() || max_bytes.is_some() || max_messages.is_some())
                 .then(|| RetentionSpec {
@@ -82,7 +88,14 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
                     max_bytes,
                     max_messages,
                 });
-            let info = client.create_topic(name, retention, segment_bytes).await?;
+            let info = client
+                .create_topic_with(sluice_client::CreateTopic {
+                    name,
+                    retention,
+                    segment_bytes,
+                    dedup_window_ms: dedup_window.map(|d| d.as_millis() as u64),
+                })
+                .await?;
             println!("created {}", info.name);
         }
         TopicsAction::Delete { name } => {

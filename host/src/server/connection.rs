@@ -399,7 +399,7 @@ impl Session {
             }
             RequestBody::CreateTopic(create) => {
                 let result = broker
-                    .create_topic(&create.name, create.retention, create.segment_bytes)
+                    .create_topic(&create)
                     .map(ResponseBody::TopicCreated)
                     .map_err(|e| e.to_body());
                 self.respond(id, result).await;
