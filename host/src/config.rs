@@ -163,7 +163,7 @@ impl Default for LimitsConfig {
             max_in_flight_requests: 1_024,
             subscriber_buffer_messages: 10_000,
             handshake_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(15),
         }
     }
 }

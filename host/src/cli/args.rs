@@ -117,9 +117,10 @@ pub struct SubArgs {
     /// Topic or pattern (`*` one token, `>` the rest).
     pub pattern: String,
     /// Where to start: earliest, latest, an offset, an RFC 3339 time, or a
-    /// duration ago (`10m`).
-    #[arg(long, default_value = "latest")]
-    pub from: String,
+    /// duration ago (`10m`). Default: latest for a subscription; earliest
+    /// for a new consumer group (an existing group continues where it is).
+    #[arg(long)]
+    pub from: Option<String>,
     /// Exit after this many messages.
     #[arg(long, short = 'n')]
     pub count: Option<u64>,

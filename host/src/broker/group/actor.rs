@@ -79,6 +79,8 @@ struct Actor {
     members: BTreeMap<u64, Member>,
     last_member: u64,
     dead_letters: Vec<(MessageId, String)>,
+    /// When storing dead letters failed: not before this.
+    dead_letter_retry: Option<Instant>,
     redeliveries: u64,
     dead_lettered: u64,
     // Per round:
@@ -133,6 +135,7 @@ pub(crate) fn spawn(
         members: BTreeMap::new(),
         last_member: 0,
         dead_letters: Vec::new(),
+        dead_letter_retry: None,
         redeliveries: 0,
         dead_lettered: 0,
         events: Vec::new(),
@@ -196,10 +199,11 @@ impl Actor {
         }
     }
 
-    /// After a restart every pending message is due at once.
+    /// After a restart every pending message is delivered again, first and
+    /// in offset order (so key order holds), with its attempt count kept.
     fn recover_pending(&mut self) {
-        let now = Instant::now();
         let mut missing = Vec::new();
+        let mut recovered = Vec::new();
         let pending: Vec<(String, Vec<u64>)> = self
             .state
             .topics
@@ -213,32 +217,22 @@ impl Actor {
             for offset in offsets {
                 match topic.read_committed(offset, 1, 1) {
                     Ok(batch) if batch.records.first().is_some_and(|r| r.offset == offset) => {
-                        let record = batch.records.into_iter().next();
-                        if let Some(record) = record {
-                            let id: MessageId = (topic.name.clone(), offset);
-                            if self.key_ordered() {
-                                if let Some(key) = &record.key {
-                                    self.busy_keys.insert(key.clone());
-                                }
-                            }
-                            self.pending.insert(
-                                id.clone(),
-                                Pending {
-                                    record,
-                                    attempt: self.state.attempts(&topic_name, offset),
-                                    member: None,
-                                    deadline: None,
-                                    due: Some(now),
-                                    last_reason: "broker restarted".into(),
-                                },
-                            );
-                            self.ready.insert((now, id));
+                        if let Some(record) = batch.records.into_iter().next() {
+                            recovered.push(Fresh {
+                                topic: topic.name.clone(),
+                                record,
+                            });
                         }
                     }
                     _ => missing.push((topic_name.clone(), offset)),
                 }
             }
         }
+        if !recovered.is_empty() {
+            tracing::info!(group = %self.name, messages = recovered.len(), "redelivering messages pending at the last stop");
+        }
+        recovered.extend(self.fresh.drain(..));
+        self.fresh = recovered.into();
         for (topic, offset) in missing {
             // Removed by retention while pending: nothing left to deliver.
             self.record_event(Event::Skipped {
@@ -302,12 +296,14 @@ impl Actor {
     }
 
     fn next_timer(&self) -> Option<Instant> {
-        let deadline = self.deadlines.first().map(|(t, _)| *t);
-        let due = self.ready.first().map(|(t, _)| *t);
-        match (deadline, due) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.deadlines.first().map(|(t, _)| *t),
+            self.ready.first().map(|(t, _)| *t),
+            self.dead_letter_retry,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn handle(&mut self, command: Command) {
@@ -739,11 +735,8 @@ impl Actor {
                 }
                 Err(e) => {
                     tracing::error!(group = %self.name, topic = %id.0, offset = id.1, error = %e, "cannot store dead letter; will retry");
-                    let due = Instant::now() + DEAD_LETTER_RETRY;
-                    if let Some(p) = self.pending.get_mut(&id) {
-                        p.due = Some(due);
-                    }
-                    self.ready.insert((due, id));
+                    self.dead_letter_retry = Some(Instant::now() + DEAD_LETTER_RETRY);
+                    self.dead_letters.push((id, reason));
                 }
             }
         }
