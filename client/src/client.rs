@@ -327,6 +327,7 @@ impl Client {
                 pattern,
                 options: options.group,
                 max_in_flight: options.max_in_flight,
+                limit: options.limit,
             }))
             .await?
         {

@@ -22,6 +22,8 @@ pub struct ConsumeOptions {
     pub group: GroupOptions,
     /// Most unsettled deliveries this consumer holds at once.
     pub max_in_flight: u32,
+    /// Deliveries this consumer takes in all (then none more); `None`: no limit.
+    pub limit: Option<u64>,
 }
 
 impl Default for ConsumeOptions {
@@ -29,6 +31,7 @@ impl Default for ConsumeOptions {
         ConsumeOptions {
             group: GroupOptions::default(),
             max_in_flight: 64,
+            limit: None,
         }
     }
 }
@@ -67,6 +70,13 @@ impl ConsumeOptions {
     /// Dead-letter topic (default `dlq.<topic>`).
     pub fn dead_letter_topic(mut self, topic: impl Into<String>) -> Self {
         self.group.dead_letter_topic = Some(topic.into());
+        self
+    }
+
+    /// Take at most `n` deliveries in all (a worker that processes `n`
+    /// messages and leaves holds nothing back).
+    pub fn limit(mut self, n: u64) -> Self {
+        self.limit = Some(n);
         self
     }
 

@@ -380,6 +380,10 @@ pub struct Consume {
     pub options: GroupOptions,
     /// Most unsettled deliveries this member holds at once (credits).
     pub max_in_flight: u32,
+    /// Deliveries this member takes in all; then it gets no more (it stays
+    /// a member until it leaves). `None`: no limit.
+    #[serde(default)]
+    pub limit: Option<u64>,
 }
 
 /// What to do with a delivered message.

@@ -6,6 +6,7 @@ mod admin;
 mod bad_input;
 mod crash;
 mod dedup;
+mod groups;
 mod pubsub;
 mod replay;
 mod retention;

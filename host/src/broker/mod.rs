@@ -662,6 +662,7 @@ impl Broker {
         pattern: &str,
         options: GroupOptions,
         max_in_flight: u32,
+        limit: Option<u64>,
         client: &str,
     ) -> Result<Consumer, BrokerError> {
         check_group(group_name)?;
@@ -723,6 +724,7 @@ impl Broker {
                 member,
                 client: client.to_owned(),
                 max_in_flight,
+                limit,
                 deliveries: tx,
             })
             .map_err(|_| BrokerError::ShuttingDown)?;

@@ -86,7 +86,11 @@ pub fn to_json(m: &Delivered) -> serde_json::Value {
 
 /// Runs `sluice sub`.
 pub async fn run(args: SubArgs) -> anyhow::Result<()> {
-    let default_from = if args.group.is_some() { "earliest" } else { "latest" };
+    let default_from = if args.group.is_some() {
+        "earliest"
+    } else {
+        "latest"
+    };
     let from = parse_start(args.from.as_deref().unwrap_or(default_from))?;
     if args.count == Some(0) {
         return Ok(());
@@ -173,21 +177,20 @@ async fn consume(
     group: String,
     from: StartPosition,
 ) -> anyhow::Result<()> {
-    // With --count, take no more into flight than will be processed, so
-    // nothing is held and handed back (as a redelivery) at exit.
-    let credits = match args.count {
-        Some(n) => args.max_in_flight.min(u32::try_from(n).unwrap_or(u32::MAX)),
-        None => args.max_in_flight,
-    };
     let mut options = sluice_client::ConsumeOptions::default()
         .start(from)
-        .max_in_flight(credits)
+        .max_in_flight(args.max_in_flight)
         .key_ordered(args.key_ordered);
     if let Some(n) = args.max_deliver {
         options = options.max_deliver(n);
     }
     if let Some(wait) = args.ack_wait {
         options = options.ack_wait(wait);
+    }
+    if let Some(n) = args.count {
+        // Take no more than will be processed, so nothing is held and
+        // handed back (as a redelivery) at exit.
+        options = options.limit(n);
     }
     let mut consumer = client
         .consume(args.pattern.clone(), group.clone(), options)

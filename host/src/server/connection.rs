@@ -517,6 +517,7 @@ impl Session {
             &request.pattern,
             request.options,
             request.max_in_flight,
+            request.limit,
             &self.client_name,
         )?;
         self.start_stream(request.consumer, consumer);

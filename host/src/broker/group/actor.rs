@@ -53,6 +53,8 @@ struct Pending {
 struct Member {
     client: String,
     max_in_flight: u32,
+    /// Deliveries this member still takes, if it set a limit.
+    remaining: Option<u64>,
     in_flight: u32,
     delivered: u64,
     tx: mpsc::UnboundedSender<GroupDelivery>,
@@ -210,6 +212,7 @@ impl Actor {
             .iter()
             .map(|(t, c)| (t.clone(), c.pending_offsets().collect()))
             .collect();
+        let max_deliver = self.settings.options.max_deliver.max(1);
         for (topic_name, offsets) in pending {
             let Some(topic) = self.broker.topic(&topic_name) else {
                 continue;
@@ -217,12 +220,40 @@ impl Actor {
             for offset in offsets {
                 match topic.read_committed(offset, 1, 1) {
                     Ok(batch) if batch.records.first().is_some_and(|r| r.offset == offset) => {
-                        if let Some(record) = batch.records.into_iter().next() {
-                            recovered.push(Fresh {
-                                topic: topic.name.clone(),
-                                record,
-                            });
+                        let Some(record) = batch.records.into_iter().next() else {
+                            continue;
+                        };
+                        let attempt = self.state.attempts(&topic_name, offset);
+                        if attempt >= max_deliver {
+                            // Its last delivery ended with the broker: that
+                            // was the last attempt it had.
+                            let id: MessageId = (topic.name.clone(), offset);
+                            if self.key_ordered() {
+                                if let Some(key) = &record.key {
+                                    self.busy_keys.insert(key.clone());
+                                }
+                            }
+                            self.pending.insert(
+                                id.clone(),
+                                Pending {
+                                    record,
+                                    attempt,
+                                    member: None,
+                                    deadline: None,
+                                    due: None,
+                                    last_reason: "broker restarted".into(),
+                                },
+                            );
+                            self.dead_letters.push((
+                                id,
+                                format!("broker restarted; gave up after {attempt} deliveries (max_deliver)"),
+                            ));
+                            continue;
                         }
+                        recovered.push(Fresh {
+                            topic: topic.name.clone(),
+                            record,
+                        });
                     }
                     _ => missing.push((topic_name.clone(), offset)),
                 }
@@ -296,9 +327,14 @@ impl Actor {
     }
 
     fn next_timer(&self) -> Option<Instant> {
+        // A due redelivery only needs a wake-up if a member can take it; a
+        // join or a settlement that frees credit wakes the loop anyway.
+        let ready = self
+            .member_with_credit()
+            .and_then(|_| self.ready.first().map(|(t, _)| *t));
         [
             self.deadlines.first().map(|(t, _)| *t),
-            self.ready.first().map(|(t, _)| *t),
+            ready,
             self.dead_letter_retry,
         ]
         .into_iter()
@@ -312,6 +348,7 @@ impl Actor {
                 member,
                 client,
                 max_in_flight,
+                limit,
                 deliveries,
             } => {
                 tracing::debug!(group = %self.name, member, %client, "member joined");
@@ -320,6 +357,7 @@ impl Actor {
                     Member {
                         client,
                         max_in_flight: max_in_flight.max(1),
+                        remaining: limit,
                         in_flight: 0,
                         delivered: 0,
                         tx: deliveries,
@@ -360,15 +398,10 @@ impl Actor {
             .collect();
         tracing::debug!(group = %self.name, member, handed_over = held.len(), "member left");
         for id in held {
-            if let Some(p) = self.pending.get_mut(&id) {
-                if let Some(deadline) = p.deadline.take() {
-                    self.deadlines.remove(&(deadline, id.clone()));
-                }
-                p.member = None;
-                p.due = Some(now);
-                p.last_reason = "member left".into();
-                self.ready.insert((now, id));
-            }
+            // A delivery to a member that went away counts as a failed
+            // attempt: at max_deliver the message is dead-lettered (it may
+            // be what brings workers down), otherwise it is due at once.
+            self.retry(&id, "member left", Some(Duration::ZERO), now);
         }
     }
 
@@ -553,7 +586,9 @@ impl Actor {
 
     /// The next member with credit, round robin.
     fn member_with_credit(&self) -> Option<u64> {
-        let has_credit = |(id, m): (&u64, &Member)| (m.in_flight < m.max_in_flight).then_some(*id);
+        let has_credit = |(id, m): (&u64, &Member)| {
+            (m.in_flight < m.max_in_flight && m.remaining != Some(0)).then_some(*id)
+        };
         self.members
             .range(self.last_member + 1..)
             .find_map(has_credit)
@@ -630,6 +665,9 @@ impl Actor {
         if let Some(m) = self.members.get_mut(&member) {
             m.in_flight += 1;
             m.delivered += 1;
+            if let Some(remaining) = m.remaining.as_mut() {
+                *remaining = remaining.saturating_sub(1);
+            }
         }
         self.last_member = member;
         self.record_event(Event::Delivered {

@@ -87,6 +87,7 @@ pub(crate) enum Command {
         member: u64,
         client: String,
         max_in_flight: u32,
+        limit: Option<u64>,
         deliveries: mpsc::UnboundedSender<GroupDelivery>,
     },
     Leave {

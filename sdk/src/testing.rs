@@ -1,0 +1,189 @@
+//! Helpers for testing plugins natively with `cargo test`: build a batch,
+//! run a plugin over it, look at the outcomes as plain values.
+//!
+//! ```
+//! use sluice_sdk::testing::{BatchBuilder, TestMessage, TestOutcome};
+//! use sluice_sdk::{Filter, FilterPlugin, Message, NoConfig};
+//!
+//! struct NonEmpty;
+//! impl Filter for NonEmpty {
+//!     type Config = NoConfig;
+//!     fn new(_: NoConfig) -> Result<Self, String> { Ok(NonEmpty) }
+//!     fn keep(&self, m: &Message<'_>) -> bool { !m.payload().is_empty() }
+//! }
+//!
+//! let batch = BatchBuilder::new("orders").message("a").message("").build();
+//! let outcomes = sluice_sdk::testing::run_plugin::<FilterPlugin<NonEmpty>>("{}", &batch).unwrap();
+//! assert_eq!(outcomes, vec![TestOutcome::Pass, TestOutcome::Drop]);
+//! ```
+
+use crate::batch::{encode_headers, FLAG_KEY, FLAG_OFFSET};
+use crate::output::{FlatMessages, Outcome};
+use crate::{Batch, Output, Plugin};
+
+/// A message for a test batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TestMessage {
+    /// Body.
+    pub payload: Vec<u8>,
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+    /// Publish time (ms).
+    pub timestamp_ms: i64,
+    /// Offset, if known.
+    pub offset: Option<u64>,
+}
+
+impl TestMessage {
+    /// A message with this payload.
+    pub fn new(payload: impl Into<Vec<u8>>) -> Self {
+        TestMessage {
+            payload: payload.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the key.
+    pub fn key(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the offset.
+    pub fn offset(mut self, offset: u64) -> Self {
+        self.offset = Some(offset);
+        self
+    }
+}
+
+impl<T: Into<Vec<u8>>> From<T> for TestMessage {
+    fn from(payload: T) -> Self {
+        TestMessage::new(payload)
+    }
+}
+
+/// Builds a [`Batch`] for tests.
+#[derive(Debug, Clone, Default)]
+pub struct BatchBuilder {
+    batch: Batch,
+}
+
+impl BatchBuilder {
+    /// An empty batch of `topic`.
+    pub fn new(topic: impl Into<String>) -> Self {
+        BatchBuilder {
+            batch: Batch {
+                topic: topic.into(),
+                ..Batch::default()
+            },
+        }
+    }
+
+    /// Adds a message (a payload, or a [`TestMessage`]).
+    pub fn message(mut self, message: impl Into<TestMessage>) -> Self {
+        let m = message.into();
+        let b = &mut self.batch;
+        b.payloads.extend_from_slice(&m.payload);
+        b.payload_ends.push(b.payloads.len() as u32);
+        if let Some(key) = &m.key {
+            b.keys.extend_from_slice(key);
+        }
+        b.key_ends.push(b.keys.len() as u32);
+        encode_headers(
+            &mut b.headers,
+            m.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+        );
+        b.header_ends.push(b.headers.len() as u32);
+        b.timestamps.push(m.timestamp_ms);
+        b.offsets.push(m.offset.unwrap_or(0));
+        b.flags.push(
+            if m.key.is_some() { FLAG_KEY } else { 0 }
+                | if m.offset.is_some() { FLAG_OFFSET } else { 0 },
+        );
+        self
+    }
+
+    /// The batch.
+    pub fn build(self) -> Batch {
+        self.batch
+    }
+}
+
+/// An outcome as a plain value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TestOutcome {
+    /// Kept unchanged.
+    Pass,
+    /// Dropped.
+    Drop,
+    /// Replaced by these messages.
+    Replace(Vec<TestMessage>),
+    /// Routed to these topics.
+    Route(Vec<String>),
+    /// Rejected with this reason.
+    Reject(String),
+    /// Dead-lettered with this reason.
+    DeadLetter(String),
+}
+
+fn flat_message(out: &FlatMessages, i: usize) -> TestMessage {
+    let batch = Batch {
+        topic: String::new(),
+        payloads: out.payloads.clone(),
+        payload_ends: out.payload_ends.clone(),
+        keys: out.keys.clone(),
+        key_ends: out.key_ends.clone(),
+        headers: out.headers.clone(),
+        header_ends: out.header_ends.clone(),
+        timestamps: vec![0; out.len()],
+        offsets: vec![0; out.len()],
+        flags: out.flags.clone(),
+    };
+    let m = batch.get(i).expect("index within output");
+    TestMessage {
+        payload: m.payload().to_vec(),
+        key: m.key().map(<[u8]>::to_vec),
+        headers: m
+            .headers()
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect(),
+        timestamp_ms: 0,
+        offset: None,
+    }
+}
+
+pub(crate) fn decode(out: &Output) -> Vec<TestOutcome> {
+    out.results
+        .iter()
+        .map(|r| match r {
+            Outcome::Pass => TestOutcome::Pass,
+            Outcome::Drop => TestOutcome::Drop,
+            Outcome::Replace { start, len } => TestOutcome::Replace(
+                (*start..start + len)
+                    .map(|i| flat_message(&out.output, i as usize))
+                    .collect(),
+            ),
+            Outcome::Route { start, len } => {
+                TestOutcome::Route(out.topics[*start as usize..(start + len) as usize].to_vec())
+            }
+            Outcome::Reject(reason) => TestOutcome::Reject(reason.clone()),
+            Outcome::DeadLetter(reason) => TestOutcome::DeadLetter(reason.clone()),
+        })
+        .collect()
+}
+
+/// Builds plugin `P` from a JSON config (as the broker's `init` does) and
+/// runs it over `batch`. Errors are `init` errors.
+pub fn run_plugin<P: Plugin>(config: &str, batch: &Batch) -> Result<Vec<TestOutcome>, String> {
+    let plugin = crate::plugin::instantiate::<P>(config)?;
+    let out = crate::plugin::run(&plugin, batch);
+    Ok(decode(&out))
+}
