@@ -2,8 +2,11 @@
 //! machine needs nothing but cargo.
 //!
 //! - `cargo xtask setup`: installs what the build needs (the wasm32-wasip2
-//!   target once plugins exist).
-//! - `cargo xtask test`: setup, then the whole test suite.
+//!   target).
+//! - `cargo xtask plugins`: builds the example plugins into components in
+//!   `plugins/dist/` (one shared target dir with the rest of the project).
+//! - `cargo xtask test`: setup, plugins, their native tests, then the whole
+//!   test suite.
 //! - `cargo xtask run [ARGS...]`: setup, then the broker with
 //!   `examples/sluice.toml` (extra arguments go to `sluice serve`).
 
@@ -38,11 +41,8 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Adds the wasm target when plugins exist to be built and it is missing.
+/// Adds the wasm target when it is missing.
 fn setup() -> anyhow::Result<()> {
-    if !root().join("plugins").join("Cargo.toml").exists() {
-        return Ok(());
-    }
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
@@ -56,13 +56,62 @@ fn setup() -> anyhow::Result<()> {
     run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
 }
 
-fn test(extra: &[String]) -> anyhow::Result<()> {
+fn plugins_manifest() -> PathBuf {
+    root().join("plugins").join("Cargo.toml")
+}
+
+/// Builds every example plugin for wasm32-wasip2 and copies the components
+/// to `plugins/dist/`.
+fn plugins() -> anyhow::Result<()> {
     setup()?;
+    let target_dir = root().join("target");
+    run(cargo()
+        .args([
+            "build",
+            "--release",
+            "--target",
+            WASM_TARGET,
+            "--manifest-path",
+        ])
+        .arg(plugins_manifest())
+        .arg("--target-dir")
+        .arg(&target_dir))?;
+    let built = target_dir.join(WASM_TARGET).join("release");
+    let dist = root().join("plugins").join("dist");
+    std::fs::create_dir_all(&dist)
+        .with_context(|| format!("failed to create {}", dist.display()))?;
+    for entry in std::fs::read_dir(root().join("plugins")).context("failed to list plugins/")? {
+        let path = entry?.path();
+        if !path.join("Cargo.toml").exists() {
+            continue;
+        }
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let file = format!("{}.wasm", name.replace('-', "_"));
+        let from = built.join(&file);
+        // Copy then rename, so a broker watching dist/ never sees half a file.
+        let tmp = dist.join(format!(".{file}.tmp"));
+        std::fs::copy(&from, &tmp).with_context(|| format!("failed to copy {}", from.display()))?;
+        std::fs::rename(&tmp, dist.join(&file))?;
+        let size = std::fs::metadata(dist.join(&file))?.len();
+        eprintln!("xtask: plugins/dist/{file} ({} KiB)", size / 1024);
+    }
+    Ok(())
+}
+
+fn test(extra: &[String]) -> anyhow::Result<()> {
+    plugins()?;
+    run(cargo()
+        .args(["test", "--manifest-path"])
+        .arg(plugins_manifest())
+        .arg("--target-dir")
+        .arg(root().join("target")))?;
     run(cargo().args(["test", "--workspace"]).args(extra))
 }
 
 fn serve(extra: &[String]) -> anyhow::Result<()> {
-    setup()?;
+    plugins()?;
     run(cargo()
         .args([
             "run",
@@ -86,6 +135,7 @@ fn main() -> anyhow::Result<()> {
         .map_or(("help", &[][..]), |(c, r)| (c.as_str(), r));
     match command {
         "setup" => setup(),
+        "plugins" => plugins(),
         "test" => test(rest),
         "run" => serve(rest),
         "help" | "--help" | "-h" => {
@@ -94,6 +144,6 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        other => bail!("unknown xtask command {other:?}; try: setup, test, run"),
+        other => bail!("unknown xtask command {other:?}; try: setup, plugins, test, run"),
     }
 }

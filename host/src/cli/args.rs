@@ -27,6 +27,40 @@ pub enum Command {
     Topics(TopicsArgs),
     /// List, inspect and reset consumer groups.
     Groups(GroupsArgs),
+    /// Create and build WebAssembly plugins.
+    Plugin(PluginArgs),
+}
+
+/// `sluice plugin`
+#[derive(Debug, Args)]
+pub struct PluginArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: PluginAction,
+}
+
+/// `sluice plugin ...`
+#[derive(Debug, Subcommand)]
+pub enum PluginAction {
+    /// Create a plugin crate with a working example and its tests.
+    New {
+        /// Crate name (letters, digits, '-', '_').
+        name: String,
+        /// What the plugin does.
+        #[arg(long, value_enum)]
+        kind: super::scaffold::Kind,
+        /// Directory to create (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Path to the sluice-sdk crate (default: the one this sluice was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Build a plugin crate into a WebAssembly component and print its path.
+    Build {
+        /// The plugin's directory (default: the current one).
+        dir: Option<PathBuf>,
+    },
 }
 
 /// `sluice serve`

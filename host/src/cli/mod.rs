@@ -10,7 +10,9 @@
 pub mod args;
 pub mod connect;
 pub mod groups;
+pub mod plugin;
 pub mod publish;
+pub mod scaffold;
 pub mod serve;
 pub mod subscribe;
 pub mod topics;
@@ -27,6 +29,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
         Command::Serve(_) => "info",
+        Command::Plugin(_) => "info",
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -53,6 +56,7 @@ pub fn main() -> ExitCode {
             Command::Sub(args) => subscribe::run(args).await,
             Command::Topics(args) => topics::run(args).await,
             Command::Groups(args) => groups::run(args).await,
+            Command::Plugin(args) => plugin::run(args).await,
         }
     });
     match result {

@@ -70,7 +70,8 @@ mod tests {
 
     use super::*;
 
-    const CONFIG: &str = r#"{"header": "region", "prefix": "orders.", "fallback": "orders.unrouted"}"#;
+    const CONFIG: &str =
+        r#"{"header": "region", "prefix": "orders.", "fallback": "orders.unrouted"}"#;
 
     fn route(config: &str, batch: BatchBuilder) -> Result<Vec<TestOutcome>, String> {
         run_plugin::<RouterPlugin<RouteByHeader>>(config, &batch.build())
@@ -104,7 +105,10 @@ mod tests {
     #[test]
     fn without_a_fallback_messages_stay() {
         let batch = BatchBuilder::new("orders.incoming").message("no header");
-        assert_eq!(route(r#"{"header": "region"}"#, batch).unwrap(), vec![TestOutcome::Pass]);
+        assert_eq!(
+            route(r#"{"header": "region"}"#, batch).unwrap(),
+            vec![TestOutcome::Pass]
+        );
     }
 
     #[test]

@@ -1,0 +1,212 @@
+//! `sluice plugin new` and `sluice plugin build`: from nothing to a built
+//! component in two commands.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context};
+
+use super::args::{PluginAction, PluginArgs};
+use super::scaffold::{self, Kind};
+
+/// The WebAssembly target plugins are built for.
+pub const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// Runs `sluice plugin ...`.
+pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
+    match args.action {
+        PluginAction::New {
+            name,
+            kind,
+            dir,
+            sdk,
+        } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            let created = new_plugin(&name, kind, &dir, sdk.as_deref())?;
+            println!(
+                "created {} plugin {name} in {}",
+                format!("{kind:?}").to_lowercase(),
+                created.display()
+            );
+            println!(
+                "next: cd {} && cargo test && sluice plugin build",
+                created.display()
+            );
+            Ok(())
+        }
+        PluginAction::Build { dir } => {
+            let wasm = build_plugin(&dir.unwrap_or_else(|| PathBuf::from(".")))?;
+            let size = std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0);
+            println!("{}", wasm.display());
+            eprintln!("built {} ({} KiB)", wasm.display(), size / 1024);
+            Ok(())
+        }
+    }
+}
+
+fn valid_crate_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Where this build of sluice finds the SDK, when run from its source tree.
+fn bundled_sdk() -> Option<PathBuf> {
+    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?.join("sdk");
+    sdk.join("Cargo.toml").exists().then_some(sdk)
+}
+
+/// Writes a new plugin crate into `dir` (which must not exist or be empty).
+pub fn new_plugin(
+    name: &str,
+    kind: Kind,
+    dir: &Path,
+    sdk: Option<&Path>,
+) -> anyhow::Result<PathBuf> {
+    if !valid_crate_name(name) {
+        bail!("{name:?} is not a valid plugin name: use letters, digits, '-' and '_', starting with a letter");
+    }
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!(
+            "{} already exists and is not empty; choose another --dir",
+            dir.display()
+        );
+    }
+    let sdk_spec = match sdk.map(Path::to_path_buf).or_else(bundled_sdk) {
+        Some(path) => {
+            let path = path
+                .canonicalize()
+                .with_context(|| format!("SDK not found at {}", path.display()))?;
+            format!("{{ path = {:?} }}", path.display().to_string())
+        }
+        None => r#""0.1""#.to_owned(),
+    };
+    std::fs::create_dir_all(dir.join("src"))
+        .with_context(|| format!("failed to create {}", dir.display()))?;
+    let write = |file: &str, text: String| {
+        let path = dir.join(file);
+        std::fs::write(&path, text).with_context(|| format!("failed to write {}", path.display()))
+    };
+    write("Cargo.toml", scaffold::cargo_toml(name, &sdk_spec))?;
+    write("src/lib.rs", scaffold::lib_rs(kind, name))?;
+    write("README.md", scaffold::readme(kind, name))?;
+    write(".gitignore", "/target\n".into())?;
+    Ok(dir.to_path_buf())
+}
+
+fn target_installed() -> bool {
+    Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == WASM_TARGET)
+        })
+        .unwrap_or(true)
+}
+
+/// Builds the plugin crate in `dir` for wasm32-wasip2 (release) and returns
+/// the component's path.
+pub fn build_plugin(dir: &Path) -> anyhow::Result<PathBuf> {
+    let manifest = dir.join("Cargo.toml");
+    if !manifest.exists() {
+        bail!(
+            "no Cargo.toml in {}: give the plugin's directory",
+            dir.display()
+        );
+    }
+    if !target_installed() {
+        eprintln!("adding the {WASM_TARGET} target (rustup target add {WASM_TARGET})");
+        let status = Command::new("rustup")
+            .args(["target", "add", WASM_TARGET])
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            bail!("the {WASM_TARGET} target is missing and could not be added: run `rustup target add {WASM_TARGET}`");
+        }
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut child = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            WASM_TARGET,
+            "--message-format=json-render-diagnostics",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("failed to run cargo")?;
+    let stdout = child.stdout.take().context("no cargo output")?;
+    let mut wasm = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("failed to read cargo's output")?;
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if message["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let is_local = message["manifest_path"].as_str().is_some_and(|p| {
+            Path::new(p) == manifest.canonicalize().unwrap_or_else(|_| manifest.clone())
+        });
+        if let Some(files) = message["filenames"].as_array() {
+            for file in files.iter().filter_map(|f| f.as_str()) {
+                if is_local && file.ends_with(".wasm") {
+                    wasm = Some(PathBuf::from(file));
+                }
+            }
+        }
+    }
+    let status = child.wait().context("cargo did not finish")?;
+    if !status.success() {
+        bail!("cargo build failed ({status}); see the errors above");
+    }
+    wasm.context("cargo built no .wasm: is crate-type \"cdylib\" set in [lib]?")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crate_names() {
+        assert!(valid_crate_name("route-by-tenant"));
+        assert!(valid_crate_name("a_1"));
+        for bad in ["", "1abc", "a b", "a/b", "ä"] {
+            assert!(!valid_crate_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn new_refuses_a_non_empty_directory_and_bad_names() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("x"), "").unwrap();
+        let err = new_plugin("p", Kind::Filter, dir.path(), None).unwrap_err();
+        assert!(err.to_string().contains("not empty"), "{err}");
+        let err = new_plugin("1p", Kind::Filter, &dir.path().join("new"), None).unwrap_err();
+        assert!(err.to_string().contains("not a valid plugin name"), "{err}");
+    }
+
+    #[test]
+    fn new_writes_a_crate_pointing_at_the_sdk() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("my-router");
+        new_plugin("my-router", Kind::Router, &target, None).unwrap();
+        let manifest = std::fs::read_to_string(target.join("Cargo.toml")).unwrap();
+        assert!(manifest.contains("name = \"my-router\""));
+        assert!(manifest.contains("sluice-sdk = { path = "), "{manifest}");
+        let lib = std::fs::read_to_string(target.join("src/lib.rs")).unwrap();
+        assert!(lib.contains("sluice_sdk::export!(router: ByHeader);"));
+    }
+}
