@@ -11,8 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use sluice_proto::{
     frame, ClientFrame, Consume, CreateTopic, DeliveryFrame, ErrorBody, Fetch, FetchBatch,
-    GroupInfo, Hello, MessageOutcome, Publish, PublishAck, Request, RequestBody, ResponseBody,
-    RetentionSpec, ServerFrame, StartPosition, Subscribe, TopicInfo, PROTOCOL_VERSION,
+    GroupInfo, Hello, MessageOutcome, PluginStatus, Publish, PublishAck, Request, RequestBody,
+    ResponseBody, RetentionSpec, ServerFrame, StartPosition, Subscribe, TopicInfo,
+    PROTOCOL_VERSION,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -336,6 +337,14 @@ impl Client {
         }
     }
 
+    /// Status of every plugin loaded in the broker.
+    pub async fn list_plugins(&self) -> Result<Vec<PluginStatus>, ClientError> {
+        match self.request(RequestBody::ListPlugins).await? {
+            ResponseBody::Plugins(plugins) => Ok(plugins),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Lists the consumer groups.
     pub async fn list_groups(&self) -> Result<Vec<GroupInfo>, ClientError> {
         match self.request(RequestBody::ListGroups).await? {
@@ -522,6 +531,11 @@ fn unexpected(body: ResponseBody) -> ClientError {
 
 fn first_stored(ack: PublishAck) -> Result<Stored, ClientError> {
     match ack.outcomes.into_iter().next() {
+        Some(
+            other @ (MessageOutcome::Dropped
+            | MessageOutcome::Rejected(_)
+            | MessageOutcome::DeadLettered { .. }),
+        ) => Err(ClientError::NotStored(other)),
         Some(MessageOutcome::Stored(places)) => match places.into_iter().next() {
             Some(at) => Ok(Stored {
                 topic: at.topic,

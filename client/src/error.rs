@@ -29,6 +29,10 @@ pub enum ClientError {
     /// A frame could not be encoded or decoded.
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// A plugin on the broker did not let the message be stored as
+    /// published: it was dropped, rejected or dead-lettered.
+    #[error("message not stored: {}", describe(.0))]
+    NotStored(sluice_proto::MessageOutcome),
     /// The client or its connection is closed.
     #[error("client is closed")]
     Closed,
@@ -42,7 +46,22 @@ impl ClientError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::Server(body) => body.error_code(),
+            ClientError::NotStored(sluice_proto::MessageOutcome::Rejected(_)) => {
+                Some(ErrorCode::Rejected)
+            }
             _ => None,
+        }
+    }
+}
+
+fn describe(outcome: &sluice_proto::MessageOutcome) -> String {
+    use sluice_proto::MessageOutcome;
+    match outcome {
+        MessageOutcome::Stored(_) => "stored".into(),
+        MessageOutcome::Dropped => "dropped by a plugin".into(),
+        MessageOutcome::Rejected(reason) => format!("rejected: {reason}"),
+        MessageOutcome::DeadLettered { reason, at } => {
+            format!("dead-lettered to {}@{}: {reason}", at.topic, at.offset)
         }
     }
 }

@@ -54,8 +54,8 @@ pub use message::Message;
 pub use options::{ClientOptions, Trust};
 pub use sluice_proto::{
     CreateTopic, Delivered, ErrorBody, ErrorCode, FetchBatch, GroupInfo, GroupOptions,
-    GroupTopicInfo, MemberInfo, MessageOutcome, PublishAck, RetentionSpec, StartPosition, StoredAt,
-    TopicInfo,
+    GroupTopicInfo, MemberInfo, MessageOutcome, PluginStatus, PublishAck, RetentionSpec,
+    StartPosition, StoredAt, TopicInfo,
 };
 pub use subscription::Subscription;
 pub use tls::certificate_fingerprint;

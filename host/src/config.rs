@@ -20,6 +20,59 @@ pub struct Config {
     pub topics: TopicsConfig,
     /// Resource limits.
     pub limits: LimitsConfig,
+    /// `[[plugin]]`: WebAssembly components the broker loads.
+    #[serde(rename = "plugin")]
+    pub plugins: Vec<PluginConfig>,
+    /// `[[pipeline]]`: plugin stages run on publishes to matching topics.
+    #[serde(rename = "pipeline")]
+    pub pipelines: Vec<PipelineConfig>,
+    /// Directory of the config file: relative plugin paths start here.
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
+}
+
+/// One `[[plugin]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Name used by pipelines and in logs.
+    pub name: String,
+    /// The component file (relative to the config file's directory).
+    pub path: PathBuf,
+    /// The plugin's own configuration, passed to its `init` as JSON.
+    #[serde(default = "empty_table")]
+    pub config: toml::Value,
+    /// Deadline of one batch.
+    #[serde(default = "default_plugin_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Memory cap of one instance, in bytes.
+    #[serde(default = "default_plugin_memory")]
+    pub memory_bytes: u64,
+}
+
+fn empty_table() -> toml::Value {
+    toml::Value::Table(Default::default())
+}
+
+fn default_plugin_timeout() -> Duration {
+    Duration::from_millis(100)
+}
+
+fn default_plugin_memory() -> u64 {
+    64 * 1024 * 1024
+}
+
+/// One `[[pipeline]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Topic or pattern the pipeline applies to.
+    pub topics: String,
+    /// Plugin names, run in order.
+    pub stages: Vec<String>,
+    /// What a failing stage does to its batch.
+    #[serde(default)]
+    pub on_error: crate::plugin::OnError,
 }
 
 /// `[server]`
@@ -199,7 +252,9 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, &path.display().to_string())
+        let mut config = Self::parse(&text, &path.display().to_string())?;
+        config.base_dir = path.parent().map(Path::to_path_buf);
+        Ok(config)
     }
 
     /// Parses and checks TOML text.
@@ -234,6 +289,58 @@ impl Config {
             return invalid(
                 "limits.max_in_flight_requests and limits.max_connections must be above zero",
             );
+        }
+        self.validate_plugins()
+    }
+
+    fn validate_plugins(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::HashSet::new();
+        for plugin in &self.plugins {
+            if sluice_proto::validate_topic(&plugin.name).is_err() {
+                return Err(ConfigError::Invalid(format!(
+                    "plugin name {:?} is not valid (letters, digits, '_', '-', '.')",
+                    plugin.name
+                )));
+            }
+            if !names.insert(plugin.name.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "plugin {:?} is defined twice",
+                    plugin.name
+                )));
+            }
+            if plugin.timeout.is_zero() {
+                return Err(ConfigError::Invalid(format!(
+                    "plugin {:?}: timeout must be above zero",
+                    plugin.name
+                )));
+            }
+            let max = crate::plugin::engine::MAX_PLUGIN_MEMORY as u64;
+            if plugin.memory_bytes < 1024 * 1024 || plugin.memory_bytes > max {
+                return Err(ConfigError::Invalid(format!(
+                    "plugin {:?}: memory_bytes must be between 1048576 and {max}",
+                    plugin.name
+                )));
+            }
+        }
+        for pipeline in &self.pipelines {
+            if let Err(e) = sluice_proto::Pattern::parse(&pipeline.topics) {
+                return Err(ConfigError::Invalid(format!(
+                    "pipeline topics {:?}: {e}",
+                    pipeline.topics
+                )));
+            }
+            if pipeline.stages.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "pipeline on {:?} has no stages",
+                    pipeline.topics
+                )));
+            }
+            if let Some(missing) = pipeline.stages.iter().find(|s| !names.contains(s.as_str())) {
+                return Err(ConfigError::Invalid(format!(
+                    "pipeline on {:?} names plugin {missing:?}, which no [[plugin]] defines",
+                    pipeline.topics
+                )));
+            }
         }
         Ok(())
     }
@@ -281,6 +388,33 @@ mod tests {
         assert!(err.to_string().contains("listen_addr"), "{err}");
         let err = Config::parse("[storge]\n", "<test>").unwrap_err();
         assert!(err.to_string().contains("storge"), "{err}");
+    }
+
+    #[test]
+    fn plugins_and_pipelines() {
+        let c = Config::parse(
+            "[[plugin]]\nname = \"r\"\npath = \"r.wasm\"\nconfig = { header = \"region\", n = 2 }\ntimeout = \"50ms\"\n\n[[pipeline]]\ntopics = \"orders.>\"\nstages = [\"r\"]\non_error = \"reject\"\n",
+            "<test>",
+        )
+        .unwrap();
+        assert_eq!(c.plugins[0].timeout, Duration::from_millis(50));
+        assert_eq!(
+            serde_json::to_string(&c.plugins[0].config).unwrap(),
+            r#"{"header":"region","n":2}"#
+        );
+        assert_eq!(c.pipelines[0].on_error, crate::plugin::OnError::Reject);
+        let err = Config::parse(
+            "[[pipeline]]\ntopics = \"a\"\nstages = [\"nope\"]\n",
+            "<test>",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("\"nope\""), "{err}");
+        let err = Config::parse(
+            "[[plugin]]\nname = \"r\"\npath = \"r.wasm\"\n[[plugin]]\nname = \"r\"\npath = \"s.wasm\"\n",
+            "<test>",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("defined twice"), "{err}");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - [`server`] - QUIC endpoint, TLS, one task per connection and per stream.
 //! - [`broker`] - topics, publish, subscriptions, fetch, topic admin.
 //! - [`store`] - the segmented log on disk.
+//! - [`plugin`] - the wasmtime host: plugins and pipelines.
 //! - [`cli`] - the subcommands of the `sluice` binary.
 //!
 //! A published message goes one way: server connection task → broker
@@ -19,6 +20,7 @@
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod plugin;
 pub mod server;
 pub mod store;
 
@@ -104,8 +106,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let lock = lock_data_dir(&config.server.data_dir)?;
     let identity = server::tls::load_or_create(&config.server)?;
     let quic = server::tls::quic_config(&identity, &config.limits)?;
+    let plugins = load_plugins(&config).await?;
     let broker_config = config.clone();
-    let broker = tokio::task::spawn_blocking(move || broker::Broker::open(broker_config))
+    let broker = tokio::task::spawn_blocking(move || broker::Broker::open(broker_config, plugins))
         .await
         .context("broker start-up task failed")?
         .context("failed to open the data directory")?;
@@ -155,6 +158,27 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown,
         task,
     })
+}
+
+/// Loads every configured plugin (compiling components off the async
+/// workers). A plugin that fails to load stops start-up with its error.
+async fn load_plugins(config: &Config) -> anyhow::Result<std::sync::Arc<plugin::PluginSet>> {
+    if config.plugins.is_empty() {
+        return Ok(Default::default());
+    }
+    let config = config.clone();
+    let set = tokio::task::spawn_blocking(move || {
+        let engine =
+            plugin::PluginEngine::new().context("failed to start the WebAssembly engine")?;
+        plugin::PluginSet::load(&engine, &config).map_err(anyhow::Error::from)
+    })
+    .await
+    .context("plugin loading task failed")??;
+    for pipeline in &set.pipelines {
+        let stages: Vec<&str> = pipeline.stages.iter().map(|s| s.name()).collect();
+        tracing::info!(topics = %pipeline.pattern, ?stages, on_error = ?pipeline.on_error, "pipeline ready");
+    }
+    Ok(std::sync::Arc::new(set))
 }
 
 /// Runs a broker until `shutdown` completes, then stops it gracefully.

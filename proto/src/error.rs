@@ -47,6 +47,8 @@ pub enum ErrorCode {
     UnknownDelivery = 109,
     /// The consumer group does not exist.
     GroupNotFound = 110,
+    /// A plugin rejected the message.
+    Rejected = 111,
     /// The storage layer failed; the request had no effect or its effect is unknown.
     Storage = 200,
     /// The broker is shutting down.
@@ -77,6 +79,7 @@ impl ErrorCode {
         ErrorCode::InvalidGroup,
         ErrorCode::UnknownDelivery,
         ErrorCode::GroupNotFound,
+        ErrorCode::Rejected,
         ErrorCode::Storage,
         ErrorCode::ShuttingDown,
         ErrorCode::Internal,
@@ -114,6 +117,7 @@ impl ErrorCode {
             ErrorCode::InvalidGroup => "invalid_group",
             ErrorCode::UnknownDelivery => "unknown_delivery",
             ErrorCode::GroupNotFound => "group_not_found",
+            ErrorCode::Rejected => "rejected",
             ErrorCode::Storage => "storage",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",

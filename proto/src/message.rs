@@ -129,6 +129,8 @@ pub enum RequestBody {
         /// The group.
         name: String,
     },
+    /// Status of every loaded plugin.
+    ListPlugins,
     /// Move a group's cursor; pending deliveries are forgotten.
     ResetGroup {
         /// The group.
@@ -182,6 +184,8 @@ pub enum ResponseBody {
     Groups(Vec<GroupInfo>),
     /// One consumer group.
     GroupInfo(GroupInfo),
+    /// Every loaded plugin.
+    Plugins(Vec<PluginStatus>),
 }
 
 /// A message as published.
@@ -225,8 +229,50 @@ pub struct StoredAt {
 /// What happened to one published message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MessageOutcome {
-    /// Stored at one or more places.
+    /// Stored at one or more places (a plugin may route or split it).
     Stored(Vec<StoredAt>),
+    /// A plugin dropped it: stored nowhere.
+    Dropped,
+    /// A plugin rejected it with this reason: stored nowhere.
+    Rejected(String),
+    /// A plugin (or a failing pipeline stage) sent it to the dead-letter topic.
+    DeadLettered {
+        /// Why.
+        reason: String,
+        /// Where the dead letter is.
+        at: StoredAt,
+    },
+}
+
+/// What the broker knows about one loaded plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginStatus {
+    /// Its name in the config.
+    pub name: String,
+    /// The component file.
+    pub path: String,
+    /// First 12 hex digits of the component's SHA-256.
+    pub hash: String,
+    /// When this version was loaded (ms since the Unix epoch).
+    pub loaded_at_ms: i64,
+    /// `handle` calls.
+    pub calls: u64,
+    /// Messages handled.
+    pub messages: u64,
+    /// Calls that failed (trap, timeout, out of memory, wrong outcomes).
+    pub errors: u64,
+    /// Time spent in calls (µs).
+    pub busy_us: u64,
+    /// Median batch latency (µs, bucket upper bound).
+    pub p50_us: u64,
+    /// 99th percentile batch latency (µs, bucket upper bound).
+    pub p99_us: u64,
+    /// The last error.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// When it happened (ms since the Unix epoch).
+    #[serde(default)]
+    pub last_error_at_ms: Option<i64>,
 }
 
 /// The acknowledgement of a publish: one outcome per message, in order.

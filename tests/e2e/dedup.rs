@@ -53,7 +53,9 @@ async fn duplicates_inside_one_batch_get_the_first_offset() -> anyhow::Result<()
         .outcomes
         .iter()
         .map(|o| {
-            let sluice_client::MessageOutcome::Stored(places) = o;
+            let sluice_client::MessageOutcome::Stored(places) = o else {
+                panic!("not stored: {o:?}");
+            };
             (places[0].offset, places[0].duplicate)
         })
         .collect();

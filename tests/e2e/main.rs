@@ -7,6 +7,7 @@ mod bad_input;
 mod crash;
 mod dedup;
 mod groups;
+mod pipelines;
 mod plugin_sdk;
 mod pubsub;
 mod replay;

@@ -99,7 +99,9 @@ async fn publish_batch_across_topics_acks_each_message_in_order() -> anyhow::Res
         ack.outcomes
             .iter()
             .map(|outcome| {
-                let MessageOutcome::Stored(at) = outcome;
+                let MessageOutcome::Stored(at) = outcome else {
+                    panic!("not stored: {outcome:?}");
+                };
                 assert_eq!(at.len(), 1, "one place per message: {at:?}");
                 (at[0].topic.clone(), at[0].offset, at[0].duplicate)
             })

@@ -37,6 +37,7 @@ pub use subscription::{Chunk, Slice, Subscription};
 pub use topic::StoredBatch;
 
 use crate::config::{Config, FsyncPolicy};
+use crate::plugin::{Destination, PluginSet};
 use crate::store::{NewRecord, StoreError};
 use fanout::{Sink, SubscriberRegistry};
 use topic::{Appended, CommitResult, Topic, TopicSettings};
@@ -74,6 +75,50 @@ impl DeliverySource for Consumer {
     }
 }
 
+/// What a pipelined publish will append, grouped by destination topic in
+/// the order destinations first appear.
+#[derive(Default)]
+struct Plan {
+    by_topic: Vec<(String, Vec<PlannedRecord>)>,
+}
+
+/// One record to append: the published message it comes from, the record,
+/// and the dead-letter reason if it is one.
+type PlannedRecord = (usize, NewRecord, Option<String>);
+
+impl Plan {
+    fn push(&mut self, topic: String, origin: usize, record: NewRecord, dead: Option<String>) {
+        match self.by_topic.iter_mut().find(|(t, _)| *t == topic) {
+            Some((_, entries)) => entries.push((origin, record, dead)),
+            None => self.by_topic.push((topic, vec![(origin, record, dead)])),
+        }
+    }
+
+    fn push_dead_letter(
+        &mut self,
+        topic: &str,
+        origin: usize,
+        mut record: NewRecord,
+        reason: String,
+        stage: &str,
+    ) {
+        record
+            .headers
+            .push((crate::plugin::pipeline::DLQ_TOPIC.into(), topic.to_owned()));
+        record
+            .headers
+            .push((crate::plugin::pipeline::DLQ_REASON.into(), reason.clone()));
+        if !stage.is_empty() {
+            record
+                .headers
+                .push((crate::plugin::pipeline::DLQ_STAGE.into(), stage.to_owned()));
+        }
+        // A dead letter is never a duplicate of anything.
+        record.id = None;
+        self.push(format!("dlq.{topic}"), origin, record, Some(reason));
+    }
+}
+
 /// Largest fetch, in messages.
 pub const MAX_FETCH_MESSAGES: u32 = 10_000;
 
@@ -93,6 +138,8 @@ struct Inner {
     groups: Mutex<HashMap<String, Arc<group::GroupHandle>>>,
     /// Bumped after every commit: wakes consumer groups.
     commits: Arc<watch::Sender<u64>>,
+    /// Loaded plugins and the pipelines that run them.
+    plugins: Arc<PluginSet>,
     /// Committers and background jobs.
     tasks: TaskTracker,
     /// Stops committers and background jobs (after the server drained).
@@ -184,7 +231,7 @@ fn check_topic(name: &str) -> Result<(), BrokerError> {
 impl Broker {
     /// Opens every topic under `<data_dir>/topics` (recovering their logs)
     /// and starts the committers and the retention and fsync jobs.
-    pub fn open(config: Config) -> Result<Broker, BrokerError> {
+    pub fn open(config: Config, plugins: Arc<PluginSet>) -> Result<Broker, BrokerError> {
         let topics_dir = config.server.data_dir.join("topics");
         let groups_dir = config.server.data_dir.join("groups");
         std::fs::create_dir_all(&topics_dir).map_err(|e| BrokerError::Storage {
@@ -201,6 +248,7 @@ impl Broker {
                 groups_dir,
                 groups: Mutex::new(HashMap::new()),
                 commits: Arc::new(watch::channel(0).0),
+                plugins,
                 tasks: TaskTracker::new(),
                 stop: CancellationToken::new(),
             }),
@@ -380,12 +428,166 @@ impl Broker {
         Ok(topic)
     }
 
-    /// Appends a publish (one message or a batch, possibly over several
-    /// topics) and returns the pending acks. The append itself happens
-    /// here, synchronously, so that the publishes of one connection are
-    /// stored in the order they arrived even when their acks are awaited
-    /// concurrently.
-    pub fn publish(&self, messages: Vec<PublishMessage>) -> Result<PendingPublish, BrokerError> {
+    /// Publishes one message or a batch (possibly over several topics):
+    /// runs the pipelines of the topics that have one (on the blocking
+    /// pool), appends, and returns the pending acks. Callers that await
+    /// each publish before reading the next keep a connection's publishes
+    /// in order; the acks can then be awaited concurrently.
+    pub async fn publish(
+        &self,
+        messages: Vec<PublishMessage>,
+    ) -> Result<PendingPublish, BrokerError> {
+        let piped = !self.inner.plugins.pipelines.is_empty()
+            && messages
+                .iter()
+                .any(|m| self.inner.plugins.pipeline_for(&m.topic).is_some());
+        if piped {
+            self.publish_through_pipelines(messages).await
+        } else {
+            self.append_direct(messages)
+        }
+    }
+
+    /// Status of the loaded plugins.
+    pub fn plugin_status(&self) -> Vec<sluice_proto::PluginStatus> {
+        self.inner.plugins.status()
+    }
+
+    async fn publish_through_pipelines(
+        &self,
+        messages: Vec<PublishMessage>,
+    ) -> Result<PendingPublish, BrokerError> {
+        let total = messages.len();
+        let mut groups: Vec<(String, Vec<(usize, NewRecord)>)> = Vec::new();
+        for (index, m) in messages.into_iter().enumerate() {
+            check_topic(&m.topic)?;
+            let record = NewRecord {
+                key: m.key,
+                headers: m.headers,
+                payload: m.payload,
+                id: m.id,
+            };
+            match groups.iter_mut().find(|(t, _)| *t == m.topic) {
+                Some((_, records)) => records.push((index, record)),
+                None => groups.push((m.topic, vec![(index, record)])),
+            }
+        }
+        let mut plan = Plan::default();
+        let mut rejected: Vec<Option<String>> = vec![None; total];
+        for (topic, items) in groups {
+            let Some(pipeline) = self
+                .inner
+                .plugins
+                .pipelines
+                .iter()
+                .position(|p| p.pattern.matches(&topic))
+            else {
+                for (origin, record) in items {
+                    plan.push(topic.clone(), origin, record, None);
+                }
+                continue;
+            };
+            let (origins, records): (Vec<usize>, Vec<NewRecord>) = items.into_iter().unzip();
+            let plugins = self.inner.plugins.clone();
+            let name = topic.clone();
+            let dispositions = tokio::task::spawn_blocking(move || {
+                plugins.pipelines[pipeline].run(&name, records, topic::now_ms())
+            })
+            .await
+            .map_err(|e| BrokerError::Internal(format!("pipeline task failed: {e}")))?;
+            for (origin, disposition) in origins.into_iter().zip(dispositions) {
+                if let Some(reason) = disposition.rejected {
+                    rejected[origin] = Some(reason);
+                    continue;
+                }
+                for (destination, record) in disposition.outputs {
+                    match destination {
+                        Destination::Own => plan.push(topic.clone(), origin, record, None),
+                        Destination::Topic(to) if validate_topic(&to).is_ok() => {
+                            plan.push(to, origin, record, None)
+                        }
+                        Destination::Topic(to) => {
+                            let reason = format!("a plugin routed the message to {to:?}, which is not a valid topic name");
+                            plan.push_dead_letter(&topic, origin, record, reason, "");
+                        }
+                        Destination::DeadLetter { reason, stage } => {
+                            plan.push_dead_letter(&topic, origin, record, reason, &stage)
+                        }
+                    }
+                }
+            }
+        }
+        // Append per destination, in the order destinations first appear.
+        let mut places: Vec<Vec<(StoredAt, Option<String>)>> = vec![Vec::new(); total];
+        let mut commits = Vec::new();
+        for (destination, entries) in plan.by_topic {
+            let topic = if destination.starts_with("dlq.") {
+                self.get_or_create_always(&destination)?
+            } else {
+                self.get_or_create(&destination)?
+            };
+            let (meta, batch): (Vec<(usize, Option<String>)>, Vec<NewRecord>) = entries
+                .into_iter()
+                .map(|(origin, record, dead)| ((origin, dead), record))
+                .unzip();
+            let (appended, commit) = topic.append(batch)?;
+            for ((origin, dead), appended) in meta.into_iter().zip(appended) {
+                let (offset, duplicate) = match appended {
+                    Appended::Stored(offset) => (offset, false),
+                    Appended::Duplicate(offset) => (offset, true),
+                };
+                let at = StoredAt {
+                    topic: destination.clone(),
+                    offset,
+                    duplicate,
+                };
+                places[origin].push((at, dead));
+            }
+            commits.push((topic.name.clone(), commit));
+        }
+        let outcomes = places
+            .into_iter()
+            .zip(rejected)
+            .map(|(places, rejected)| {
+                if let Some(reason) = rejected {
+                    return MessageOutcome::Rejected(reason);
+                }
+                if places.is_empty() {
+                    return MessageOutcome::Dropped;
+                }
+                if places.iter().all(|(_, dead)| dead.is_some()) {
+                    let (at, dead) = places.into_iter().next().expect("not empty");
+                    return MessageOutcome::DeadLettered {
+                        reason: dead.unwrap_or_default(),
+                        at,
+                    };
+                }
+                MessageOutcome::Stored(places.into_iter().map(|(at, _)| at).collect())
+            })
+            .collect();
+        Ok(PendingPublish {
+            commits,
+            ack: PublishAck { outcomes },
+        })
+    }
+
+    /// Creates a topic if missing, whatever `auto_create` says (dead-letter
+    /// topics must exist for the broker's own writes).
+    fn get_or_create_always(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
+        if let Some(topic) = self.topic(name) {
+            return Ok(topic);
+        }
+        match self.create(name, self.default_settings()) {
+            Ok(topic) => Ok(topic),
+            Err(BrokerError::TopicExists(_)) => self
+                .topic(name)
+                .ok_or_else(|| BrokerError::TopicNotFound(name.to_owned())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Appends messages of topics without a pipeline.
+    fn append_direct(&self, messages: Vec<PublishMessage>) -> Result<PendingPublish, BrokerError> {
         if messages.is_empty() {
             return Err(BrokerError::InvalidArgument(
                 "a publish needs at least one message".into(),

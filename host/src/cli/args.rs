@@ -61,6 +61,34 @@ pub enum PluginAction {
         /// The plugin's directory (default: the current one).
         dir: Option<PathBuf>,
     },
+    /// Show the plugins loaded in a running broker: version, calls, errors, latency.
+    List {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+        /// Connection flags.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Run a component over messages from a file, with the broker's engine
+    /// and limits but no broker, and print each outcome.
+    Test {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// Messages, one per line: a JSON object with `payload` (and
+        /// optional `key`, `headers`), or plain text used as the payload.
+        #[arg(long)]
+        input: PathBuf,
+        /// The plugin's configuration, as JSON.
+        #[arg(long, default_value = "{}")]
+        config: String,
+        /// The topic the messages are published to.
+        #[arg(long, default_value = "test")]
+        topic: String,
+        /// Deadline of the call.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 /// `sluice serve`

@@ -42,7 +42,187 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
             eprintln!("built {} ({} KiB)", wasm.display(), size / 1024);
             Ok(())
         }
+        PluginAction::List { json, client } => list(json, &client).await,
+        PluginAction::Test {
+            file,
+            input,
+            config,
+            topic,
+            timeout,
+        } => {
+            let lines = tokio::task::spawn_blocking(move || {
+                test_plugin(&file, &input, &config, &topic, timeout)
+            })
+            .await
+            .context("plugin test task failed")??;
+            for line in lines {
+                println!("{line}");
+            }
+            Ok(())
+        }
     }
+}
+
+async fn list(json: bool, args: &super::args::ClientArgs) -> anyhow::Result<()> {
+    let client = super::connect::connect(args).await?;
+    let plugins = client.list_plugins().await?;
+    client.close().await;
+    let time = |ms: i64| {
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64),
+        )
+        .to_string()
+    };
+    if json {
+        for p in &plugins {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "name": p.name, "path": p.path, "hash": p.hash, "loaded_at": time(p.loaded_at_ms),
+                    "calls": p.calls, "messages": p.messages, "errors": p.errors, "busy_us": p.busy_us,
+                    "p50_us": p.p50_us, "p99_us": p.p99_us, "last_error": p.last_error,
+                    "last_error_at": p.last_error_at_ms.map(time),
+                })
+            );
+        }
+        return Ok(());
+    }
+    if plugins.is_empty() {
+        println!("no plugins loaded");
+    }
+    for p in &plugins {
+        println!("{}  {}  (version {})", p.name, p.path, p.hash);
+        println!("  loaded   {}", time(p.loaded_at_ms));
+        println!(
+            "  calls    {}  messages {}  errors {}  busy {} ms  batch p50 {} µs  p99 {} µs",
+            p.calls,
+            p.messages,
+            p.errors,
+            p.busy_us / 1000,
+            p.p50_us,
+            p.p99_us
+        );
+        if let Some(error) = &p.last_error {
+            println!(
+                "  last error {}: {error}",
+                p.last_error_at_ms.map(time).unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Reads the messages of `sluice plugin test`.
+fn read_messages(input: &Path) -> anyhow::Result<Vec<crate::store::NewRecord>> {
+    let text = std::fs::read_to_string(input)
+        .with_context(|| format!("failed to read {}", input.display()))?;
+    let mut records = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record = match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(serde_json::Value::Object(object)) if object.contains_key("payload") => {
+                let payload = match &object["payload"] {
+                    serde_json::Value::String(s) => s.clone().into_bytes(),
+                    other => serde_json::to_vec(other)?,
+                };
+                let headers = match object.get("headers") {
+                    Some(serde_json::Value::Object(h)) => h
+                        .iter()
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                            )
+                        })
+                        .collect(),
+                    Some(_) => bail!("{}:{}: `headers` must be an object", input.display(), n + 1),
+                    None => Vec::new(),
+                };
+                crate::store::NewRecord {
+                    key: object
+                        .get("key")
+                        .and_then(|k| k.as_str())
+                        .map(|k| bytes::Bytes::from(k.to_owned())),
+                    headers,
+                    payload: payload.into(),
+                    id: None,
+                }
+            }
+            _ => crate::store::NewRecord {
+                payload: bytes::Bytes::from(line.to_owned()),
+                ..Default::default()
+            },
+        };
+        records.push(record);
+    }
+    Ok(records)
+}
+
+/// `sluice plugin test`: loads the component with the broker's engine,
+/// runs it over the messages as one batch, describes each outcome.
+pub fn test_plugin(
+    file: &Path,
+    input: &Path,
+    config: &str,
+    topic: &str,
+    timeout: std::time::Duration,
+) -> anyhow::Result<Vec<String>> {
+    use crate::plugin::bindings::Outcome;
+    serde_json::from_str::<serde_json::Value>(config).context("--config is not valid JSON")?;
+    let records = read_messages(input)?;
+    let engine = crate::plugin::PluginEngine::new()?;
+    let name = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("plugin")
+        .to_owned();
+    let plugin = engine.load(crate::plugin::PluginSpec {
+        name,
+        path: file.to_owned(),
+        config_json: config.to_owned(),
+        timeout,
+        memory_bytes: 64 * 1024 * 1024,
+    })?;
+    let batch =
+        crate::plugin::pipeline::to_batch(topic, records.iter(), crate::broker::topic::now_ms());
+    let outcomes = plugin.call(&batch)?;
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let mut lines = Vec::new();
+    for (i, outcome) in outcomes.results.iter().enumerate() {
+        let line = match outcome {
+            Outcome::Pass => "pass".to_owned(),
+            Outcome::Drop => "drop".to_owned(),
+            Outcome::Reject(reason) => format!("reject: {reason}"),
+            Outcome::DeadLetter(reason) => format!("dead-letter: {reason}"),
+            Outcome::Route(span) => {
+                let topics = outcomes
+                    .topics
+                    .get(span.start as usize..(span.start + span.len) as usize)
+                    .unwrap_or_default();
+                format!("route -> {}", topics.join(", "))
+            }
+            Outcome::Replace(span) => {
+                let out = &outcomes.output;
+                let payloads: Vec<String> = (span.start..span.start + span.len)
+                    .map(|j| {
+                        let j = j as usize;
+                        let end = out.payload_ends.get(j).copied().unwrap_or(0) as usize;
+                        let start = if j == 0 {
+                            0
+                        } else {
+                            out.payload_ends.get(j - 1).copied().unwrap_or(0) as usize
+                        };
+                        text(out.payloads.get(start..end).unwrap_or_default())
+                    })
+                    .collect();
+                format!("replace -> {}", payloads.join(" | "))
+            }
+        };
+        lines.push(format!("{i}: {line}"));
+    }
+    Ok(lines)
 }
 
 fn valid_crate_name(name: &str) -> bool {

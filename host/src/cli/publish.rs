@@ -52,7 +52,8 @@ enum MessageTemplate {
     Bytes(Bytes),
 }
 
-fn describe(outcome: &MessageOutcome) -> String {
+/// One line per message: what the broker (and its plugins) did with it.
+pub fn describe(outcome: &MessageOutcome) -> String {
     match outcome {
         MessageOutcome::Stored(places) => places
             .iter()
@@ -62,6 +63,11 @@ fn describe(outcome: &MessageOutcome) -> String {
             })
             .collect::<Vec<_>>()
             .join(", "),
+        MessageOutcome::Dropped => "dropped by a plugin (not stored)".into(),
+        MessageOutcome::Rejected(reason) => format!("rejected: {reason}"),
+        MessageOutcome::DeadLettered { reason, at } => {
+            format!("dead-lettered to {}@{}: {reason}", at.topic, at.offset)
+        }
     }
 }
 
@@ -89,6 +95,10 @@ pub async fn run(args: PubArgs) -> anyhow::Result<()> {
             for outcome in &ack.outcomes {
                 println!("{}", describe(outcome));
             }
+            if let Some(MessageOutcome::Rejected(reason)) = ack.outcomes.first() {
+                client.close().await;
+                bail!("the broker rejected the message: {reason}");
+            }
         }
         Some(template) => publish_many(&client, &args, &template).await?,
         None => publish_lines(&client, &args).await?,
@@ -109,6 +119,7 @@ async fn publish_many(
     let mut acked = 0u64;
     let mut bytes = 0u64;
     let mut first_offset = None;
+    let mut not_stored = 0u64;
     let mut last_offset = None;
     while acked < args.count {
         while next <= args.count && in_flight.len() < args.window {
@@ -124,11 +135,15 @@ async fn publish_many(
         };
         let ack = result.context("publish failed")?;
         for outcome in &ack.outcomes {
-            let MessageOutcome::Stored(places) = outcome;
-            if let Some(place) = places.first() {
+            if let MessageOutcome::Stored(places) = outcome {
+                let Some(place) = places.first() else {
+                    continue;
+                };
                 first_offset =
                     Some(first_offset.map_or(place.offset, |f: u64| f.min(place.offset)));
                 last_offset = Some(last_offset.map_or(place.offset, |l: u64| l.max(place.offset)));
+            } else {
+                not_stored += 1;
             }
         }
         acked += ack.outcomes.len() as u64;
@@ -146,6 +161,9 @@ async fn publish_many(
         acked as f64 / secs,
         bytes as f64 / secs / (1024.0 * 1024.0)
     );
+    if not_stored > 0 {
+        eprintln!("{not_stored} of them were dropped, rejected or dead-lettered by plugins");
+    }
     Ok(())
 }
 

@@ -343,7 +343,9 @@ impl Session {
         let id = request.id;
         let broker = &self.shared.broker;
         match request.body {
-            RequestBody::Publish(publish) => match broker.publish(publish.messages) {
+            // Awaited here, before the next frame is read, so a connection's
+            // publishes are stored in the order they were sent.
+            RequestBody::Publish(publish) => match broker.publish(publish.messages).await {
                 Ok(pending) => {
                     let writer = self.writer.clone();
                     let max = self.shared.config.limits.max_frame_bytes;
@@ -420,6 +422,10 @@ impl Session {
             }
             RequestBody::ListTopics => {
                 self.respond(id, Ok(ResponseBody::Topics(broker.list_topics())))
+                    .await
+            }
+            RequestBody::ListPlugins => {
+                self.respond(id, Ok(ResponseBody::Plugins(broker.plugin_status())))
                     .await
             }
             RequestBody::Consume(consume) => {

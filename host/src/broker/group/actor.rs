@@ -761,7 +761,7 @@ impl Actor {
                 payload: p.record.payload.clone(),
                 id: None,
             };
-            let stored = match self.broker.publish(vec![message]) {
+            let stored = match self.broker.publish(vec![message]).await {
                 Ok(pending) => pending.wait().await,
                 Err(e) => Err(e),
             };

@@ -1,0 +1,74 @@
+//! A plugin's stdout and stderr, line by line into `tracing`.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tokio::io::AsyncWrite;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+
+/// Longest line kept; the rest of a longer line is cut.
+const MAX_LINE: usize = 4096;
+
+/// Where a plugin's output stream goes.
+#[derive(Clone)]
+pub struct LogStream {
+    plugin: Arc<str>,
+    stream: &'static str,
+    partial: Arc<Mutex<Vec<u8>>>,
+}
+
+impl LogStream {
+    pub fn new(plugin: Arc<str>, stream: &'static str) -> Self {
+        LogStream {
+            plugin,
+            stream,
+            partial: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    fn write(&self, bytes: &[u8]) {
+        let mut partial = self.partial.lock().unwrap_or_else(|e| e.into_inner());
+        for &b in bytes {
+            if b == b'\n' {
+                let line = String::from_utf8_lossy(&partial).into_owned();
+                tracing::info!(plugin = &*self.plugin, stream = self.stream, "{line}");
+                partial.clear();
+            } else if partial.len() < MAX_LINE {
+                partial.push(b);
+            }
+        }
+    }
+}
+
+impl IsTerminal for LogStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for LogStream {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl AsyncWrite for LogStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.write(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,336 @@
+//! [`Pipeline`]: the stages attached to a topic pattern, run in order on
+//! each publish before anything is stored.
+//!
+//! Each stage gets one `handle` call per batch. `pass` keeps a message for
+//! the next stage, `replace` swaps it for new messages (which go on through
+//! the later stages), `route` finishes it into other topics (whose own
+//! pipelines do not run), `drop`, `reject` and `dead-letter` finish it too.
+//! A stage that fails (trap, timeout, out of memory, wrong number of
+//! outcomes) is handled by the pipeline's `on_error` for that batch only.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use sluice_proto::Pattern;
+
+use super::bindings::{Batch, Messages, Outcome};
+use super::instance::LoadedPlugin;
+use crate::store::NewRecord;
+
+/// Header of a dead letter made by a pipeline: why.
+pub const DLQ_REASON: &str = "sluice-dlq-reason";
+/// Header of a dead letter made by a pipeline: the topic it was published to.
+pub const DLQ_TOPIC: &str = "sluice-dlq-topic";
+/// Header of a dead letter made by a pipeline: the stage that sent it there.
+pub const DLQ_STAGE: &str = "sluice-dlq-stage";
+
+/// What a failing stage does to its batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnError {
+    /// Store the batch's messages in the dead-letter topic, with the error.
+    #[default]
+    DeadLetter,
+    /// Fail the publish of the batch's messages with the error.
+    Reject,
+    /// Drop the batch's messages.
+    Drop,
+    /// Skip the failing stage: the messages go on unchanged.
+    Pass,
+}
+
+/// Where an output of the pipeline goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// The topic it was published to.
+    Own,
+    /// Another topic (a `route` outcome).
+    Topic(String),
+    /// The dead-letter topic, with the reason and the stage.
+    DeadLetter { reason: String, stage: String },
+}
+
+/// What became of one published message.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Disposition {
+    /// Set if a stage rejected it: the publish of this message fails.
+    pub rejected: Option<String>,
+    /// What to store, and where. Empty (and not rejected): dropped.
+    pub outputs: Vec<(Destination, NewRecord)>,
+}
+
+/// One pipeline from the config.
+#[derive(Debug)]
+pub struct Pipeline {
+    /// The topics it applies to.
+    pub pattern: Pattern,
+    /// Its stages, in order.
+    pub stages: Vec<Arc<LoadedPlugin>>,
+    /// What a failing stage does.
+    pub on_error: OnError,
+}
+
+struct Item {
+    origin: usize,
+    record: NewRecord,
+}
+
+fn encode_headers(out: &mut Vec<u8>, headers: &[(String, String)]) {
+    for (name, value) in headers {
+        out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(value.as_bytes());
+    }
+}
+
+/// Lays messages out as the flat batch of the WIT contract.
+pub fn to_batch<'a>(
+    topic: &str,
+    records: impl ExactSizeIterator<Item = &'a NewRecord>,
+    now_ms: i64,
+) -> Batch {
+    let n = records.len();
+    let mut batch = Batch {
+        topic: topic.to_owned(),
+        payloads: Vec::new(),
+        payload_ends: Vec::with_capacity(n),
+        keys: Vec::new(),
+        key_ends: Vec::with_capacity(n),
+        headers: Vec::new(),
+        header_ends: Vec::with_capacity(n),
+        timestamps: vec![now_ms; n],
+        offsets: vec![0; n],
+        flags: Vec::with_capacity(n),
+    };
+    for record in records {
+        batch.payloads.extend_from_slice(&record.payload);
+        batch.payload_ends.push(batch.payloads.len() as u32);
+        if let Some(key) = &record.key {
+            batch.keys.extend_from_slice(key);
+        }
+        batch.key_ends.push(batch.keys.len() as u32);
+        encode_headers(&mut batch.headers, &record.headers);
+        batch.header_ends.push(batch.headers.len() as u32);
+        batch.flags.push(u8::from(record.key.is_some()));
+    }
+    batch
+}
+
+fn span<'a>(data: &'a [u8], ends: &[u32], i: usize) -> Option<&'a [u8]> {
+    let end = *ends.get(i)? as usize;
+    let start = if i == 0 {
+        0
+    } else {
+        *ends.get(i - 1)? as usize
+    };
+    data.get(start..end)
+}
+
+fn decode_headers(mut data: &[u8]) -> Option<Vec<(String, String)>> {
+    let mut headers = Vec::new();
+    let field = |data: &mut &[u8]| -> Option<String> {
+        let len = u32::from_le_bytes(data.get(..4)?.try_into().ok()?) as usize;
+        let text = std::str::from_utf8(data.get(4..4 + len)?).ok()?.to_owned();
+        *data = &data[4 + len..];
+        Some(text)
+    };
+    while !data.is_empty() {
+        let name = field(&mut data)?;
+        let value = field(&mut data)?;
+        headers.push((name, value));
+    }
+    Some(headers)
+}
+
+/// Output message `i` of a stage as a record, or why it is malformed.
+fn output_record(out: &Messages, i: usize) -> Result<NewRecord, String> {
+    let bad = || format!("replacement message {i} is malformed (buffers and ends disagree)");
+    let payload = span(&out.payloads, &out.payload_ends, i).ok_or_else(bad)?;
+    let has_key = out.flags.get(i).is_some_and(|f| f & 1 != 0);
+    let key = if has_key {
+        Some(Bytes::copy_from_slice(
+            span(&out.keys, &out.key_ends, i).ok_or_else(bad)?,
+        ))
+    } else {
+        None
+    };
+    let headers =
+        decode_headers(span(&out.headers, &out.header_ends, i).ok_or_else(bad)?).ok_or_else(bad)?;
+    Ok(NewRecord {
+        key,
+        headers,
+        payload: Bytes::copy_from_slice(payload),
+        id: None,
+    })
+}
+
+impl Pipeline {
+    /// Runs every stage over `records` published to `topic` (blocking: call
+    /// it on a blocking thread). Returns one disposition per record.
+    pub fn run(&self, topic: &str, records: Vec<NewRecord>, now_ms: i64) -> Vec<Disposition> {
+        let mut dispositions = vec![Disposition::default(); records.len()];
+        let mut active: Vec<Item> = records
+            .into_iter()
+            .enumerate()
+            .map(|(origin, record)| Item { origin, record })
+            .collect();
+        for stage in &self.stages {
+            if active.is_empty() {
+                break;
+            }
+            let batch = to_batch(topic, active.iter().map(|i| &i.record), now_ms);
+            let outcomes = match stage.call(&batch) {
+                Ok(outcomes) => outcomes,
+                Err(error) => {
+                    let reason = error.to_string();
+                    tracing::warn!(plugin = stage.name(), %topic, messages = active.len(), on_error = ?self.on_error, error = %reason, "pipeline stage failed");
+                    match self.on_error {
+                        OnError::Pass => continue,
+                        OnError::Drop => active.clear(),
+                        OnError::Reject => {
+                            for item in active.drain(..) {
+                                dispositions[item.origin].rejected = Some(reason.clone());
+                            }
+                        }
+                        OnError::DeadLetter => {
+                            for item in active.drain(..) {
+                                let to = Destination::DeadLetter {
+                                    reason: reason.clone(),
+                                    stage: stage.name().to_owned(),
+                                };
+                                dispositions[item.origin].outputs.push((to, item.record));
+                            }
+                        }
+                    }
+                    continue;
+                }
+            };
+            let mut next = Vec::with_capacity(active.len());
+            for (item, outcome) in active.drain(..).zip(outcomes.results) {
+                let disposition = &mut dispositions[item.origin];
+                match outcome {
+                    Outcome::Pass => next.push(item),
+                    Outcome::Drop => {}
+                    Outcome::Replace(span) => {
+                        let single = span.len == 1;
+                        for j in span.start..span.start.saturating_add(span.len) {
+                            match output_record(&outcomes.output, j as usize) {
+                                Ok(mut record) => {
+                                    // One-for-one keeps the producer's id (de-duplication).
+                                    if single {
+                                        record.id = item.record.id.clone();
+                                    }
+                                    next.push(Item {
+                                        origin: item.origin,
+                                        record,
+                                    });
+                                }
+                                Err(reason) => {
+                                    let to = Destination::DeadLetter {
+                                        reason,
+                                        stage: stage.name().to_owned(),
+                                    };
+                                    disposition.outputs.push((to, item.record.clone()));
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Outcome::Route(span) => {
+                        let start = span.start as usize;
+                        let topics = start
+                            .checked_add(span.len as usize)
+                            .and_then(|end| outcomes.topics.get(start..end));
+                        match topics {
+                            Some(topics) => {
+                                for t in topics {
+                                    disposition
+                                        .outputs
+                                        .push((Destination::Topic(t.clone()), item.record.clone()));
+                                }
+                            }
+                            None => {
+                                let to = Destination::DeadLetter {
+                                    reason:
+                                        "route outcome refers to topics the plugin did not return"
+                                            .into(),
+                                    stage: stage.name().to_owned(),
+                                };
+                                disposition.outputs.push((to, item.record));
+                            }
+                        }
+                    }
+                    Outcome::Reject(reason) => disposition.rejected = Some(reason),
+                    Outcome::DeadLetter(reason) => {
+                        let to = Destination::DeadLetter {
+                            reason,
+                            stage: stage.name().to_owned(),
+                        };
+                        disposition.outputs.push((to, item.record));
+                    }
+                }
+            }
+            active = next;
+        }
+        for item in active {
+            dispositions[item.origin]
+                .outputs
+                .push((Destination::Own, item.record));
+        }
+        for d in &mut dispositions {
+            if d.rejected.is_some() {
+                d.outputs.clear();
+            }
+        }
+        dispositions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_laid_out_flat() {
+        let records = [
+            NewRecord {
+                key: Some(Bytes::from_static(b"k")),
+                headers: vec![("a".into(), "1".into())],
+                payload: Bytes::from_static(b"hello"),
+                id: None,
+            },
+            NewRecord {
+                payload: Bytes::from_static(b"!"),
+                ..NewRecord::default()
+            },
+        ];
+        let b = to_batch("t", records.iter(), 5);
+        assert_eq!(b.payloads, b"hello!");
+        assert_eq!(b.payload_ends, vec![5, 6]);
+        assert_eq!(b.key_ends, vec![1, 1]);
+        assert_eq!(b.flags, vec![1, 0]);
+        assert_eq!(
+            decode_headers(&b.headers[..b.header_ends[0] as usize]).unwrap(),
+            vec![("a".to_owned(), "1".to_owned())]
+        );
+        assert_eq!(b.timestamps, vec![5, 5]);
+    }
+
+    #[test]
+    fn malformed_outputs_are_errors_not_panics() {
+        let out = Messages {
+            payloads: vec![1, 2, 3],
+            payload_ends: vec![2, 9],
+            keys: vec![],
+            key_ends: vec![0, 0],
+            headers: vec![7, 0, 0, 0],
+            header_ends: vec![0, 4],
+            flags: vec![0, 1],
+        };
+        assert_eq!(output_record(&out, 0).unwrap().payload.as_ref(), &[1, 2]);
+        assert!(output_record(&out, 1).is_err());
+        assert!(output_record(&out, 7).is_err());
+    }
+}

@@ -1,0 +1,76 @@
+//! [`StoreState`]: what each plugin instance's `Store` owns: its WASI
+//! context (nothing granted), its memory cap, and its name for logs.
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::log_stream::LogStream;
+
+/// Data of one plugin instance's store.
+pub struct StoreState {
+    pub plugin: Arc<str>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    memory_cap: usize,
+    /// Set when the guest asked for more memory than its cap: the trap
+    /// that usually follows is reported as out of memory.
+    pub memory_denied: bool,
+}
+
+impl StoreState {
+    /// A fresh state: no files, no sockets, no environment, no arguments;
+    /// stdout and stderr go to the log under the plugin's name.
+    pub fn new(plugin: Arc<str>, memory_cap: usize) -> Self {
+        let wasi = WasiCtx::builder()
+            .stdout(LogStream::new(plugin.clone(), "stdout"))
+            .stderr(LogStream::new(plugin.clone(), "stderr"))
+            .allow_blocking_current_thread(true)
+            .build();
+        StoreState {
+            plugin,
+            wasi,
+            table: ResourceTable::new(),
+            memory_cap,
+            memory_denied: false,
+        }
+    }
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Tables and instances this many elements at most (per instance).
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl ResourceLimiter for StoreState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_cap {
+            self.memory_denied = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}

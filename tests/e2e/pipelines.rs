@@ -1,0 +1,427 @@
+//! Plugins in the publish path: real components from plugins/dist (built by
+//! `cargo xtask plugins`), a real broker, the real client.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use sluice_client::{ErrorCode, Message, MessageOutcome, StartPosition};
+use sluice_tests::{collect, fetch_all, TestBroker};
+
+fn dist(file: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/dist")
+        .join(file);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask plugins` (cargo xtask test does)",
+        path.display()
+    );
+    path.display().to_string()
+}
+
+/// Applies the `[[plugin]]` and `[[pipeline]]` tables of `toml`.
+fn with_plugins(toml: &str) -> impl FnOnce(&mut sluice::Config) {
+    let parsed = sluice::Config::parse(toml, "<test>").expect("test config parses");
+    move |c| {
+        c.plugins = parsed.plugins;
+        c.pipelines = parsed.pipelines;
+    }
+}
+
+fn order_pipeline() -> String {
+    format!(
+        r#"
+[[plugin]]
+name = "validate-order"
+path = "{validate}"
+[plugin.config.schema]
+type = "object"
+required = ["id", "total"]
+properties = {{ id = {{ type = "string" }}, total = {{ type = "number", minimum = 0 }} }}
+
+[[plugin]]
+name = "drop-test-orders"
+path = "{filter}"
+config = {{ conditions = [{{ field = "test", exists = false }}] }}
+
+[[plugin]]
+name = "redact-pii"
+path = "{redact}"
+config = {{ fields = ["customer.phone"] }}
+
+[[plugin]]
+name = "route-by-region"
+path = "{route}"
+config = {{ header = "region", prefix = "orders.", fallback = "orders.unrouted" }}
+
+[[pipeline]]
+topics = "orders.incoming"
+stages = ["validate-order", "drop-test-orders", "redact-pii", "route-by-region"]
+"#,
+        validate = dist("validate_json_schema.wasm"),
+        filter = dist("filter_json.wasm"),
+        redact = dist("redact_pii.wasm"),
+        route = dist("route_by_header.wasm"),
+    )
+}
+
+#[tokio::test]
+async fn the_order_pipeline_validates_drops_redacts_and_routes() -> anyhow::Result<()> {
+    let broker = TestBroker::start_with(with_plugins(&order_pipeline())).await?;
+    let client = broker.client().await?;
+    let mut eu = client.subscribe("orders.eu", StartPosition::Latest).await?;
+    let ack = client
+        .publish_batch(vec![
+            Message::new(
+                "orders.incoming",
+                r#"{"id":"o-1","total":42,"customer":{"email":"ann@example.com","phone":"+44 20 7946 0000"}}"#,
+            )
+            .header("region", "eu"),
+            Message::new("orders.incoming", r#"{"id":"o-2","total":-1}"#).header("region", "eu"),
+            Message::new("orders.incoming", r#"{"id":"o-3","total":5,"test":true}"#).header("region", "eu"),
+            Message::new("orders.incoming", r#"{"id":"o-4","total":7}"#),
+            Message::new("orders.incoming", "not json"),
+        ])
+        .await?;
+    let MessageOutcome::Stored(places) = &ack.outcomes[0] else {
+        panic!("valid order not stored: {:?}", ack.outcomes[0]);
+    };
+    assert_eq!(
+        (places[0].topic.as_str(), places[0].offset),
+        ("orders.eu", 0)
+    );
+    match &ack.outcomes[1] {
+        MessageOutcome::Rejected(reason) => assert!(reason.contains("/total"), "{reason}"),
+        other => panic!("invalid order: {other:?}"),
+    }
+    assert_eq!(ack.outcomes[2], MessageOutcome::Dropped);
+    let MessageOutcome::Stored(places) = &ack.outcomes[3] else {
+        panic!("order without region: {:?}", ack.outcomes[3]);
+    };
+    assert_eq!(places[0].topic, "orders.unrouted");
+    assert!(matches!(&ack.outcomes[4], MessageOutcome::Rejected(r) if r.contains("JSON")));
+
+    // The stored order is redacted; nothing stays on the incoming topic.
+    let got = collect(&mut eu, 1, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 1);
+    let doc: serde_json::Value = serde_json::from_slice(&got[0].payload)?;
+    assert_eq!(doc["customer"]["email"], "[redacted]");
+    assert_eq!(doc["customer"]["phone"], "[redacted]");
+    assert_eq!(doc["id"], "o-1");
+    assert!(got[0]
+        .headers
+        .iter()
+        .any(|(n, v)| n == "sluice-redacted" && v == "2"));
+    assert!(client.topic_info("orders.incoming").await.is_err());
+
+    // The single-message API reports a rejection as an error with a code.
+    let err = client
+        .publish_message(Message::new("orders.incoming", r#"{"total": 1}"#))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Rejected), "{err}");
+    assert!(
+        err.to_string().contains("\"id\" is a required property"),
+        "{err}"
+    );
+
+    // Status shows every plugin with its calls.
+    let status = client.list_plugins().await?;
+    let names: Vec<&str> = status.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        vec![
+            "drop-test-orders",
+            "redact-pii",
+            "route-by-region",
+            "validate-order"
+        ]
+    );
+    let validate = status.iter().find(|p| p.name == "validate-order").unwrap();
+    assert_eq!(
+        (validate.calls, validate.messages, validate.errors),
+        (2, 6, 0)
+    );
+    assert_eq!(validate.hash.len(), 12);
+    Ok(())
+}
+
+fn hostile_pipelines() -> String {
+    let hostile = dist("test_hostile.wasm");
+    let route = dist("route_by_header.wasm");
+    format!(
+        r#"
+[[plugin]]
+name = "loops"
+path = "{hostile}"
+config = {{ mode = "loop" }}
+timeout = "50ms"
+
+[[plugin]]
+name = "hoards"
+path = "{hostile}"
+config = {{ mode = "oom" }}
+memory_bytes = 16777216
+
+[[plugin]]
+name = "traps"
+path = "{hostile}"
+config = {{ mode = "trap" }}
+
+[[plugin]]
+name = "miscounts"
+path = "{hostile}"
+config = {{ mode = "wrong-count" }}
+
+[[plugin]]
+name = "router"
+path = "{route}"
+config = {{ header = "region", prefix = "good." }}
+
+[[pipeline]]
+topics = "bad.loop"
+stages = ["loops"]
+on_error = "dead-letter"
+
+[[pipeline]]
+topics = "bad.oom"
+stages = ["hoards"]
+on_error = "reject"
+
+[[pipeline]]
+topics = "bad.trap"
+stages = ["traps"]
+on_error = "drop"
+
+[[pipeline]]
+topics = "bad.count"
+stages = ["miscounts"]
+on_error = "pass"
+
+[[pipeline]]
+topics = "good.in"
+stages = ["router"]
+"#
+    )
+}
+
+#[tokio::test]
+async fn misbehaving_plugins_affect_only_their_batch() -> anyhow::Result<()> {
+    let broker = TestBroker::start_with(with_plugins(&hostile_pipelines())).await?;
+    let client = broker.client().await?;
+    let mut good = client.subscribe("good.>", StartPosition::Latest).await?;
+    let good_one = |n: u32| Message::new("good.in", format!("ok {n}")).header("region", "eu");
+    let mut sent_good = 0;
+
+    for round in 0..2 {
+        // An endless loop is cut at its deadline and dead-lettered.
+        match client
+            .publish_message(Message::new("bad.loop", "spin"))
+            .await
+        {
+            Err(sluice_client::ClientError::NotStored(MessageOutcome::DeadLettered {
+                reason,
+                at,
+            })) => {
+                assert!(reason.contains("timed out"), "{reason}");
+                assert_eq!(at.topic, "dlq.bad.loop");
+            }
+            other => panic!("round {round}: loop plugin gave {other:?}"),
+        }
+        client.publish_message(good_one(sent_good)).await?;
+        sent_good += 1;
+
+        // A memory bomb hits its cap; on_error = reject.
+        let err = client
+            .publish_message(Message::new("bad.oom", "hoard"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::Rejected), "{err}");
+        assert!(err.to_string().contains("out of memory"), "{err}");
+
+        // A trap drops the batch (on_error = drop).
+        let ack = client
+            .publish_batch(vec![Message::new("bad.trap", "x")])
+            .await?;
+        assert_eq!(ack.outcomes, vec![MessageOutcome::Dropped]);
+
+        // A wrong number of outcomes skips the stage (on_error = pass).
+        let stored = client.publish("bad.count", "through").await?;
+        assert_eq!(stored.topic, "bad.count");
+
+        client.publish_message(good_one(sent_good)).await?;
+        sent_good += 1;
+    }
+
+    // The well-behaved pipeline kept publishing and delivering throughout.
+    let got = collect(&mut good, sent_good as usize, Duration::from_secs(5)).await;
+    let payloads: Vec<String> = got
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect();
+    assert_eq!(
+        payloads,
+        (0..sent_good)
+            .map(|n| format!("ok {n}"))
+            .collect::<Vec<_>>()
+    );
+    assert!(got.iter().all(|m| m.topic == "good.eu"));
+
+    // The dead letters carry the reason and the stage.
+    let dead = fetch_all(&client, "dlq.bad.loop", StartPosition::Earliest).await?;
+    assert_eq!(dead.len(), 2);
+    let header = |name: &str| {
+        dead[0]
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(header("sluice-dlq-stage").as_deref(), Some("loops"));
+    assert_eq!(header("sluice-dlq-topic").as_deref(), Some("bad.loop"));
+    assert!(header("sluice-dlq-reason")
+        .unwrap_or_default()
+        .contains("timed out"));
+    assert_eq!(dead[0].payload.as_ref(), b"spin");
+    assert_eq!(
+        client
+            .fetch("bad.count", StartPosition::Earliest, 10)
+            .await?
+            .messages
+            .len(),
+        2
+    );
+
+    // Each failure is counted and the last one shown.
+    let status = client.list_plugins().await?;
+    for (name, error) in [
+        ("loops", "timed out"),
+        ("hoards", "out of memory"),
+        ("traps", "trapped"),
+        ("miscounts", "outcomes for 1 messages"),
+    ] {
+        let p = status.iter().find(|p| p.name == name).unwrap();
+        assert_eq!(p.errors, 2, "{name}: {p:?}");
+        assert!(
+            p.last_error.as_deref().unwrap_or_default().contains(error),
+            "{name}: {p:?}"
+        );
+    }
+    let router = status.iter().find(|p| p.name == "router").unwrap();
+    assert_eq!(router.errors, 0);
+    Ok(())
+}
+
+async fn start_error(toml: String) -> String {
+    match TestBroker::start_with(with_plugins(&toml)).await {
+        Ok(_) => panic!("the broker started with {toml}"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[tokio::test]
+async fn bad_plugins_stop_start_up_with_a_clear_error() -> anyhow::Result<()> {
+    let hostile = dist("test_hostile.wasm");
+    let err = start_error(format!(
+        "[[plugin]]\nname = \"p\"\npath = \"{hostile}\"\nconfig = {{ mode = \"fail-init\" }}\n"
+    ))
+    .await;
+    assert!(
+        err.contains("init refused its config") && err.contains("refusing to start"),
+        "{err}"
+    );
+
+    let err = start_error(format!(
+        "[[plugin]]\nname = \"p\"\npath = \"{hostile}\"\nconfig = {{ mode = \"dance\" }}\n"
+    ))
+    .await;
+    assert!(err.contains("unknown variant `dance`"), "{err}");
+
+    let dir = tempfile::tempdir()?;
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"\0asm but not really")?;
+    let err = start_error(format!(
+        "[[plugin]]\nname = \"p\"\npath = \"{}\"\n",
+        garbage.display()
+    ))
+    .await;
+    assert!(err.contains("not a valid WebAssembly component"), "{err}");
+
+    let err =
+        start_error("[[plugin]]\nname = \"p\"\npath = \"/nonexistent/p.wasm\"\n".into()).await;
+    assert!(err.contains("cannot read /nonexistent/p.wasm"), "{err}");
+    Ok(())
+}
+
+fn plugin_test(file: &str, input: &Path, config: &str) -> anyhow::Result<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
+        .args([
+            "plugin",
+            "test",
+            file,
+            "--config",
+            config,
+            "--topic",
+            "orders.incoming",
+            "--input",
+        ])
+        .arg(input)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+#[test]
+fn sluice_plugin_test_shows_each_outcome() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let input: PathBuf = dir.path().join("messages.jsonl");
+    std::fs::write(
+        &input,
+        concat!(
+            r#"{"payload": {"id": "o-1", "total": 3, "email": "a@b.io"}, "headers": {"region": "eu"}}"#,
+            "\n",
+            r#"{"payload": {"total": -2}}"#,
+            "\n",
+            "plain text line\n",
+        ),
+    )?;
+    let out = plugin_test(
+        &dist("route_by_header.wasm"),
+        &input,
+        r#"{"header": "region", "prefix": "orders."}"#,
+    )?;
+    assert_eq!(out, "0: route -> orders.eu\n1: pass\n2: pass\n");
+    let out = plugin_test(
+        &dist("filter_json.wasm"),
+        &input,
+        r#"{"conditions": [{"field": "total", "gt": 0}]}"#,
+    )?;
+    assert_eq!(out, "0: pass\n1: drop\n2: drop\n");
+    let out = plugin_test(&dist("redact_pii.wasm"), &input, "{}")?;
+    assert!(out.starts_with("0: replace -> {"), "{out}");
+    assert!(
+        out.contains("[redacted]") && out.contains("1: pass\n2: pass\n"),
+        "{out}"
+    );
+    let out = plugin_test(
+        &dist("validate_json_schema.wasm"),
+        &input,
+        r#"{"schema": {"type": "object", "required": ["id"]}}"#,
+    )?;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0: pass");
+    assert!(
+        lines[1].starts_with("1: reject: schema validation failed at /"),
+        "{out}"
+    );
+    assert!(lines[2].starts_with("2: reject:"), "{out}");
+    // A config the plugin refuses is a clear error.
+    let err = plugin_test(&dist("route_by_header.wasm"), &input, "{}").unwrap_err();
+    assert!(err.to_string().contains("missing field `header`"), "{err}");
+    Ok(())
+}
