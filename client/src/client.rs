@@ -287,6 +287,18 @@ impl Client {
         pattern: impl Into<String>,
         from: StartPosition,
     ) -> Result<Subscription, ClientError> {
+        self.subscribe_with(pattern, from, None).await
+    }
+
+    /// Like [`Client::subscribe`], with a plugin loaded in the broker that
+    /// filters or transforms what this subscription receives (what is
+    /// stored does not change).
+    pub async fn subscribe_with(
+        &self,
+        pattern: impl Into<String>,
+        from: StartPosition,
+        plugin: Option<sluice_proto::DeliveryPlugin>,
+    ) -> Result<Subscription, ClientError> {
         let pattern = pattern.into();
         let id = self.inner.next_subscription.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_QUEUE_FRAMES);
@@ -298,6 +310,7 @@ impl Client {
                 subscription: id,
                 pattern,
                 from,
+                plugin,
             }))
             .await?
         {

@@ -53,9 +53,9 @@ pub use error::ClientError;
 pub use message::Message;
 pub use options::{ClientOptions, Trust};
 pub use sluice_proto::{
-    CreateTopic, Delivered, ErrorBody, ErrorCode, FetchBatch, GroupInfo, GroupOptions,
-    GroupTopicInfo, MemberInfo, MessageOutcome, PluginStatus, PublishAck, RetentionSpec,
-    StartPosition, StoredAt, TopicInfo,
+    CreateTopic, Delivered, DeliveryPlugin, ErrorBody, ErrorCode, FetchBatch, GroupInfo,
+    GroupOptions, GroupTopicInfo, MemberInfo, MessageOutcome, PluginStatus, PublishAck,
+    RetentionSpec, StartPosition, StoredAt, TopicInfo,
 };
 pub use subscription::Subscription;
 pub use tls::certificate_fingerprint;

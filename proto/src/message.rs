@@ -306,6 +306,21 @@ pub struct Subscribe {
     /// anything else replays stored messages first and then follows live
     /// without gaps.
     pub from: StartPosition,
+    /// A loaded plugin that filters or transforms what this subscription
+    /// receives (what is stored does not change).
+    #[serde(default)]
+    pub plugin: Option<DeliveryPlugin>,
+}
+
+/// A plugin applied to one subscription's deliveries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryPlugin {
+    /// The name of a `[[plugin]]` loaded in the broker.
+    pub name: String,
+    /// A JSON config for this subscription's own instance; `None` uses the
+    /// plugin's configured one.
+    #[serde(default)]
+    pub config: Option<String>,
 }
 
 /// Read stored messages of one topic.
@@ -618,6 +633,10 @@ mod tests {
                 subscription: 1,
                 pattern: "orders.>".into(),
                 from: StartPosition::Timestamp(-5),
+                plugin: Some(DeliveryPlugin {
+                    name: "f".into(),
+                    config: None,
+                }),
             }),
             RequestBody::Fetch(Fetch {
                 topic: "a".into(),

@@ -268,6 +268,7 @@ async fn an_unknown_request_gets_unknown_request_and_the_connection_stays_usable
         subscription: id,
         pattern: "steady".into(),
         from: StartPosition::Latest,
+        plugin: None,
     };
     control
         .send_request(11, RequestBody::Subscribe(subscribe(1)))

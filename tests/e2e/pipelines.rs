@@ -425,3 +425,111 @@ fn sluice_plugin_test_shows_each_outcome() -> anyhow::Result<()> {
     assert!(err.to_string().contains("missing field `header`"), "{err}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_delivery_side_filter_changes_what_one_subscriber_sees() -> anyhow::Result<()> {
+    let toml = format!(
+        "[[plugin]]\nname = \"big-orders\"\npath = \"{}\"\nconfig = {{ conditions = [{{ field = \"total\", gt = 100 }}] }}\n\n[[plugin]]\nname = \"redact\"\npath = \"{}\"\n",
+        dist("filter_json.wasm"),
+        dist("redact_pii.wasm")
+    );
+    let broker = TestBroker::start_with(with_plugins(&toml)).await?;
+    let client = broker.client().await?;
+    let mut all = client
+        .subscribe("shop.orders", StartPosition::Earliest)
+        .await?;
+    let mut big = client
+        .subscribe_with(
+            "shop.orders",
+            StartPosition::Earliest,
+            Some(sluice_client::DeliveryPlugin {
+                name: "big-orders".into(),
+                config: None,
+            }),
+        )
+        .await?;
+    // Its own instance with another config: only orders over 500.
+    let mut huge = client
+        .subscribe_with(
+            "shop.orders",
+            StartPosition::Earliest,
+            Some(sluice_client::DeliveryPlugin {
+                name: "big-orders".into(),
+                config: Some(r#"{"conditions": [{"field": "total", "gt": 500}]}"#.into()),
+            }),
+        )
+        .await?;
+    let mut redacted = client
+        .subscribe_with(
+            "shop.orders",
+            StartPosition::Earliest,
+            Some(sluice_client::DeliveryPlugin {
+                name: "redact".into(),
+                config: None,
+            }),
+        )
+        .await?;
+    for total in [50, 150, 900, 20] {
+        client
+            .publish(
+                "shop.orders",
+                format!(r#"{{"total": {total}, "email": "x@y.io"}}"#),
+            )
+            .await?;
+    }
+    let totals = |ms: &[sluice_client::Delivered]| -> Vec<u64> {
+        ms.iter()
+            .map(|m| {
+                serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()["total"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let got_all = collect(&mut all, 4, Duration::from_secs(5)).await;
+    assert_eq!(totals(&got_all), vec![50, 150, 900, 20]);
+    let got_big = collect(&mut big, 2, Duration::from_secs(5)).await;
+    assert_eq!(totals(&got_big), vec![150, 900]);
+    assert_eq!((got_big[0].offset, got_big[1].offset), (1, 2));
+    let got_huge = collect(&mut huge, 1, Duration::from_secs(5)).await;
+    assert_eq!(totals(&got_huge), vec![900]);
+    let got_redacted = collect(&mut redacted, 4, Duration::from_secs(5)).await;
+    assert!(got_redacted
+        .iter()
+        .all(|m| String::from_utf8_lossy(&m.payload).contains("[redacted]")));
+    // What is stored is unchanged.
+    assert!(String::from_utf8_lossy(&got_all[0].payload).contains("x@y.io"));
+
+    // Unknown plugin, or a config the plugin refuses: clear errors.
+    let err = client
+        .subscribe_with(
+            "shop.orders",
+            StartPosition::Latest,
+            Some(sluice_client::DeliveryPlugin {
+                name: "nope".into(),
+                config: None,
+            }),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no plugin named \"nope\""),
+        "{err}"
+    );
+    let err = client
+        .subscribe_with(
+            "shop.orders",
+            StartPosition::Latest,
+            Some(sluice_client::DeliveryPlugin {
+                name: "big-orders".into(),
+                config: Some("{}".into()),
+            }),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("missing field `conditions`"),
+        "{err}"
+    );
+    Ok(())
+}

@@ -448,6 +448,27 @@ impl Broker {
         }
     }
 
+    /// The plugin a subscription asked for: the loaded one, or its own
+    /// instance with the config it gave.
+    fn delivery_plugin(
+        &self,
+        spec: &sluice_proto::DeliveryPlugin,
+    ) -> Result<Arc<crate::plugin::LoadedPlugin>, BrokerError> {
+        let loaded = self.inner.plugins.plugins.get(&spec.name).ok_or_else(|| {
+            BrokerError::InvalidArgument(format!(
+                "no plugin named {:?} is loaded in this broker",
+                spec.name
+            ))
+        })?;
+        match &spec.config {
+            None => Ok(loaded.clone()),
+            Some(config) => loaded
+                .reconfigured(config)
+                .map(Arc::new)
+                .map_err(|e| BrokerError::InvalidArgument(e.to_string())),
+        }
+    }
+
     /// Status of the loaded plugins.
     pub fn plugin_status(&self) -> Vec<sluice_proto::PluginStatus> {
         self.inner.plugins.status()
@@ -647,7 +668,9 @@ impl Broker {
         &self,
         pattern: &str,
         from: StartPosition,
+        plugin: Option<&sluice_proto::DeliveryPlugin>,
     ) -> Result<Subscription, BrokerError> {
+        let filter = plugin.map(|p| self.delivery_plugin(p)).transpose()?;
         let parsed = Pattern::parse(pattern).map_err(|reason| BrokerError::InvalidPattern {
             pattern: pattern.to_owned(),
             reason,
@@ -662,7 +685,7 @@ impl Broker {
         // point reaches the sink, whatever committed before is in the log.
         self.inner.registry.register(sink.clone());
         let topics = self.matching_topics(&sink.pattern);
-        Subscription::new(self.clone(), sink, rx, from, topics)
+        Subscription::new(self.clone(), sink, rx, from, topics, filter)
     }
 
     /// Reads stored messages of one topic.

@@ -69,6 +69,8 @@ pub struct Subscription {
     /// Per topic: the incarnation seen and the next offset to send.
     next: HashMap<Arc<str>, (u64, u64)>,
     work: VecDeque<Work>,
+    /// A plugin that filters or transforms what is delivered.
+    filter: Option<Arc<crate::plugin::LoadedPlugin>>,
 }
 
 impl Subscription {
@@ -78,6 +80,7 @@ impl Subscription {
         rx: mpsc::UnboundedReceiver<Arc<StoredBatch>>,
         from: StartPosition,
         topics: Vec<Arc<Topic>>,
+        filter: Option<Arc<crate::plugin::LoadedPlugin>>,
     ) -> Result<Subscription, BrokerError> {
         let mut sub = Subscription {
             broker,
@@ -86,6 +89,7 @@ impl Subscription {
             lossless: from != StartPosition::Latest,
             next: HashMap::new(),
             work: VecDeque::new(),
+            filter,
         };
         if sub.lossless {
             for topic in topics {
@@ -117,8 +121,19 @@ impl Subscription {
         self.sink.pattern.as_str()
     }
 
-    /// Waits for the next chunk of messages. Cancel-safe.
+    /// Waits for the next chunk of messages, through the subscription's
+    /// plugin if it has one. Cancel-safe.
     pub async fn next_chunk(&mut self) -> Result<Chunk, BrokerError> {
+        let chunk = self.next_raw_chunk().await?;
+        let Some(filter) = self.filter.clone() else {
+            return Ok(chunk);
+        };
+        tokio::task::spawn_blocking(move || crate::plugin::delivery::apply(&filter, chunk))
+            .await
+            .map_err(|e| BrokerError::Internal(format!("delivery plugin task failed: {e}")))
+    }
+
+    async fn next_raw_chunk(&mut self) -> Result<Chunk, BrokerError> {
         loop {
             while let Ok(batch) = self.rx.try_recv() {
                 self.sink.taken(batch.records.len());

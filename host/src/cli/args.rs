@@ -189,6 +189,14 @@ pub struct SubArgs {
     /// Print one JSON object per line.
     #[arg(long)]
     pub json: bool,
+    /// A plugin loaded in the broker that filters or transforms what this
+    /// subscription receives (not with --group).
+    #[arg(long, conflicts_with = "group")]
+    pub plugin: Option<String>,
+    /// JSON config for this subscription's instance of --plugin (default:
+    /// the plugin's configured one).
+    #[arg(long, requires = "plugin")]
+    pub plugin_config: Option<String>,
     /// Consume as a member of this consumer group (a work queue): each
     /// message goes to one member and is acked after it is printed.
     /// `--from` then sets where a new group starts.

@@ -101,8 +101,15 @@ pub async fn run(args: SubArgs) -> anyhow::Result<()> {
         client.close().await;
         return result;
     }
+    let plugin = args
+        .plugin
+        .clone()
+        .map(|name| sluice_client::DeliveryPlugin {
+            name,
+            config: args.plugin_config.clone(),
+        });
     let mut subscription = client
-        .subscribe(args.pattern.clone(), from)
+        .subscribe_with(args.pattern.clone(), from, plugin)
         .await
         .with_context(|| format!("failed to subscribe to {}", args.pattern))?;
     let stdout = std::io::stdout();

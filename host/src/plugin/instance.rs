@@ -168,6 +168,27 @@ impl LoadedPlugin {
         Ok(loaded)
     }
 
+    /// The same version with another config (a subscription's own
+    /// instance); its `init` must accept the config.
+    pub fn reconfigured(&self, config_json: &str) -> Result<LoadedPlugin, PluginError> {
+        let loaded = LoadedPlugin {
+            engine: self.engine.clone(),
+            spec: PluginSpec {
+                config_json: config_json.to_owned(),
+                ..self.spec.clone()
+            },
+            hash: self.hash.clone(),
+            loaded_at: SystemTime::now(),
+            pre: self.pre.clone(),
+            name: self.name.clone(),
+            idle: Mutex::new(Vec::new()),
+            stats: PluginStats::default(),
+        };
+        let first = loaded.instantiate()?;
+        loaded.give_back(first);
+        Ok(loaded)
+    }
+
     /// The plugin's name.
     pub fn name(&self) -> &str {
         &self.spec.name

@@ -12,9 +12,11 @@
 //! - [`engine`] - the shared engine, linker and epoch ticker.
 //! - [`instance`] - one loaded plugin version and its instance pool.
 //! - [`pipeline`] - stages on a topic pattern and what they do to messages.
+//! - [`delivery`] - plugins on a subscription's deliveries.
 //! - [`stats`] - per-plugin counters and latency.
 
 pub mod bindings;
+pub mod delivery;
 pub mod engine;
 pub mod instance;
 mod log_stream;

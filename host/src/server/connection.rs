@@ -506,10 +506,11 @@ impl Session {
 
     fn subscribe(&self, request: sluice_proto::Subscribe) -> Result<ResponseBody, BrokerError> {
         self.check_stream_slot(request.subscription)?;
-        let subscription = self
-            .shared
-            .broker
-            .subscribe(&request.pattern, request.from)?;
+        let subscription = self.shared.broker.subscribe(
+            &request.pattern,
+            request.from,
+            request.plugin.as_ref(),
+        )?;
         self.start_stream(request.subscription, subscription);
         Ok(ResponseBody::Subscribed {
             subscription: request.subscription,

@@ -1,0 +1,84 @@
+//! Cost of a plugin call per message, by batch size: a pass-through
+//! plugin (the boundary alone) and the example router. Needs the example
+//! components: `cargo xtask plugins`, then `cargo bench -p sluice`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use sluice::plugin::pipeline::to_batch;
+use sluice::plugin::{PluginEngine, PluginSpec};
+use sluice::store::NewRecord;
+
+fn component(file: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/dist")
+        .join(file);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask plugins` first",
+        path.display()
+    );
+    path
+}
+
+fn records(n: usize) -> Vec<NewRecord> {
+    (0..n)
+        .map(|i| NewRecord {
+            key: Some(Bytes::from(format!("customer-{i}"))),
+            headers: vec![("region".into(), "eu".into())],
+            payload: Bytes::from(vec![b'x'; 1024]),
+            id: None,
+        })
+        .collect()
+}
+
+fn bench_plugins(c: &mut Criterion) {
+    let engine = PluginEngine::new().expect("engine");
+    let plugins = [
+        ("pass-through", "test_hostile.wasm", r#"{"mode": "pass"}"#),
+        (
+            "route-by-header",
+            "route_by_header.wasm",
+            r#"{"header": "region", "prefix": "orders."}"#,
+        ),
+    ];
+    for (label, file, config) in plugins {
+        let plugin = engine
+            .load(PluginSpec {
+                name: label.into(),
+                path: component(file),
+                config_json: config.into(),
+                timeout: Duration::from_secs(5),
+                memory_bytes: 64 * 1024 * 1024,
+            })
+            .expect("plugin loads");
+        let mut group = c.benchmark_group(format!("plugin call/{label}"));
+        for size in [1usize, 16, 256] {
+            let recs = records(size);
+            group.throughput(Throughput::Elements(size as u64));
+            // The boundary alone: lowering the flat batch, the guest's
+            // work, lifting the outcomes.
+            let batch = to_batch("orders.incoming", recs.iter(), 0);
+            group.bench_with_input(BenchmarkId::new("call", size), &batch, |b, batch| {
+                b.iter(|| plugin.call(batch).expect("call succeeds"))
+            });
+            // What a publish pays: laying the messages out flat, then the call.
+            group.bench_with_input(BenchmarkId::new("layout+call", size), &recs, |b, recs| {
+                b.iter(|| {
+                    let batch = to_batch("orders.incoming", recs.iter(), 0);
+                    plugin.call(&batch).expect("call succeeds")
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = bench_plugins
+}
+criterion_main!(benches);
