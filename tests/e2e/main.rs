@@ -10,6 +10,7 @@ mod groups;
 mod pipelines;
 mod plugin_sdk;
 mod pubsub;
+mod regressions;
 mod replay;
 mod retention;
 mod shutdown;

@@ -540,13 +540,18 @@ impl Broker {
         }
         // Append per destination, in the order destinations first appear.
         let mut places: Vec<Vec<(StoredAt, Option<String>)>> = vec![Vec::new(); total];
-        let mut commits = Vec::new();
-        for (destination, entries) in plan.by_topic {
-            let topic = if destination.starts_with("dlq.") {
-                self.get_or_create_always(&destination)?
+        // Resolve every destination first: a publish that fails must not
+        // have stored part of its messages.
+        let mut resolved = Vec::with_capacity(plan.by_topic.len());
+        for (destination, _) in &plan.by_topic {
+            resolved.push(if destination.starts_with("dlq.") {
+                self.get_or_create_always(destination)?
             } else {
-                self.get_or_create(&destination)?
-            };
+                self.get_or_create(destination)?
+            });
+        }
+        let mut commits = Vec::new();
+        for ((destination, entries), topic) in plan.by_topic.into_iter().zip(resolved) {
             let (meta, batch): (Vec<(usize, Option<String>)>, Vec<NewRecord>) = entries
                 .into_iter()
                 .map(|(origin, record, dead)| ((origin, dead), record))
@@ -590,6 +595,35 @@ impl Broker {
             commits,
             ack: PublishAck { outcomes },
         })
+    }
+
+    /// Stores a dead letter made by the broker itself (consumer groups):
+    /// no pipeline runs and the topic is created whatever `auto_create`
+    /// says. Completes when it is committed.
+    pub(crate) async fn store_dead_letter(
+        &self,
+        topic: &str,
+        record: NewRecord,
+    ) -> Result<u64, BrokerError> {
+        check_topic(topic)?;
+        let topic = self.get_or_create_always(topic)?;
+        let (appended, commit) = topic.append(vec![record])?;
+        let offset = match appended.first() {
+            Some(Appended::Stored(offset) | Appended::Duplicate(offset)) => *offset,
+            None => return Err(BrokerError::Internal("dead letter not appended".into())),
+        };
+        match commit.await {
+            Ok(Ok(())) => Ok(offset),
+            Ok(Err(reason)) => Err(BrokerError::Storage {
+                topic: topic.name.to_string(),
+                source: StoreError::io(
+                    "commit",
+                    topic.name.to_string(),
+                    std::io::Error::other(reason.to_string()),
+                ),
+            }),
+            Err(_) => Err(BrokerError::ShuttingDown),
+        }
     }
 
     /// Creates a topic if missing, whatever `auto_create` says (dead-letter
@@ -776,24 +810,31 @@ impl Broker {
     /// Deletes a topic and its files.
     pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
         check_topic(name)?;
-        let topic = write_lock(&self.inner.topics)
-            .remove(name)
-            .ok_or_else(|| BrokerError::TopicNotFound(name.to_owned()))?;
-        topic.mark_deleted();
-        topic.stop.cancel();
-        // Rename first so the name is free at once, then remove.
         let graveyard = self
             .inner
             .topics_dir
             .join(format!(".deleted-{name}-{}", topic::now_ms()));
-        let dir = topic.dir.clone();
+        let topic = {
+            // Rename under the lock: a publish that re-creates the topic
+            // right after must get a fresh directory, not the old files.
+            let mut topics = write_lock(&self.inner.topics);
+            let topic = topics
+                .remove(name)
+                .ok_or_else(|| BrokerError::TopicNotFound(name.to_owned()))?;
+            topic.mark_deleted();
+            topic.stop.cancel();
+            if let Err(e) = std::fs::rename(&topic.dir, &graveyard) {
+                topics.insert(name.to_owned(), topic.clone());
+                return Err(BrokerError::Storage {
+                    topic: name.to_owned(),
+                    source: StoreError::io("rename", &topic.dir, e),
+                });
+            }
+            topic
+        };
+        drop(topic);
         tokio::task::spawn_blocking(move || {
-            std::fs::rename(&dir, &graveyard)
-                .map_err(|e| StoreError::io("rename", &dir, e))
-                .and_then(|()| {
-                    std::fs::remove_dir_all(&graveyard)
-                        .map_err(|e| StoreError::io("remove", &graveyard, e))
-                })
+            std::fs::remove_dir_all(&graveyard).map_err(|e| StoreError::io("remove", &graveyard, e))
         })
         .await
         .map_err(|e| BrokerError::Internal(e.to_string()))?

@@ -131,6 +131,8 @@ struct Writer {
     uncommitted: Uncommitted,
     dedup: DedupIndex,
     deleted: bool,
+    /// The committer has stopped: nothing appended now would be acked.
+    closed: bool,
 }
 
 /// What happened to one message of an append.
@@ -206,6 +208,7 @@ impl Topic {
                 uncommitted: Vec::new(),
                 dedup,
                 deleted: false,
+                closed: false,
             }),
             commit_wake: Notify::new(),
             committed_end: AtomicU64::new(end),
@@ -235,6 +238,9 @@ impl Topic {
             let mut writer = lock(&self.writer);
             if writer.deleted {
                 return Err(BrokerError::TopicNotFound(self.name.to_string()));
+            }
+            if writer.closed {
+                return Err(BrokerError::ShuttingDown);
             }
             let (outcomes, records) =
                 if writer.dedup.enabled() && batch.iter().any(|r| r.id.is_some()) {
@@ -372,8 +378,13 @@ impl Topic {
                 commits.send_modify(|n| *n = n.wrapping_add(1));
             }
             if stopping {
-                // Appends racing with the stop are committed too.
-                let rest = std::mem::take(&mut lock(&self.writer).uncommitted);
+                // Appends racing with the stop are committed too; later
+                // ones are refused rather than left unacked.
+                let rest = {
+                    let mut writer = lock(&self.writer);
+                    writer.closed = true;
+                    std::mem::take(&mut writer.uncommitted)
+                };
                 if !rest.is_empty() {
                     self.commit(rest, policy, &registry).await;
                 }

@@ -273,14 +273,16 @@ impl LoadedPlugin {
             Ok(outcomes) => {
                 let expected = batch.payload_ends.len();
                 let got = outcomes.results.len();
-                self.give_back(live);
                 if got != expected {
+                    // Not reused: a plugin that miscounts is not trusted.
+                    drop(live);
                     return Err(PluginError::WrongCount {
                         plugin: self.spec.name.clone(),
                         expected,
                         got,
                     });
                 }
+                self.give_back(live);
                 Ok(outcomes)
             }
             // The instance is dropped here: a fresh one serves the next call.

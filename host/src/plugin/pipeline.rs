@@ -214,27 +214,29 @@ impl Pipeline {
                     Outcome::Pass => next.push(item),
                     Outcome::Drop => {}
                     Outcome::Replace(span) => {
-                        let single = span.len == 1;
-                        for j in span.start..span.start.saturating_add(span.len) {
-                            match output_record(&outcomes.output, j as usize) {
-                                Ok(mut record) => {
-                                    // One-for-one keeps the producer's id (de-duplication).
-                                    if single {
-                                        record.id = item.record.id.clone();
-                                    }
-                                    next.push(Item {
-                                        origin: item.origin,
-                                        record,
-                                    });
+                        let replacements: Result<Vec<NewRecord>, String> = (span.start
+                            ..span.start.saturating_add(span.len))
+                            .map(|j| output_record(&outcomes.output, j as usize))
+                            .collect();
+                        match replacements {
+                            Ok(mut records) => {
+                                // One-for-one keeps the producer's id (de-duplication).
+                                if records.len() == 1 {
+                                    records[0].id = item.record.id.clone();
                                 }
-                                Err(reason) => {
-                                    let to = Destination::DeadLetter {
-                                        reason,
-                                        stage: stage.name().to_owned(),
-                                    };
-                                    disposition.outputs.push((to, item.record.clone()));
-                                    break;
-                                }
+                                next.extend(records.into_iter().map(|record| Item {
+                                    origin: item.origin,
+                                    record,
+                                }));
+                            }
+                            // All or nothing: a malformed replacement
+                            // dead-letters the original, nothing else.
+                            Err(reason) => {
+                                let to = Destination::DeadLetter {
+                                    reason,
+                                    stage: stage.name().to_owned(),
+                                };
+                                disposition.outputs.push((to, item.record));
                             }
                         }
                     }

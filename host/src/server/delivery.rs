@@ -65,7 +65,15 @@ fn encode_chunk(
     let mut size = 0;
     for slice in &chunk.slices {
         for record in slice.records() {
-            let estimate = record.payload.len() + record.key.as_ref().map_or(0, |k| k.len()) + 64;
+            let estimate = record.payload.len()
+                + record.key.as_ref().map_or(0, |k| k.len())
+                + record
+                    .headers
+                    .iter()
+                    .map(|(n, v)| n.len() + v.len() + 8)
+                    .sum::<usize>()
+                + record.id.as_ref().map_or(0, |id| id.len())
+                + 64;
             if !messages.is_empty()
                 && size + estimate > FRAME_TARGET_BYTES.min(max_frame_bytes as usize / 2)
             {

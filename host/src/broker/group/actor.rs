@@ -5,9 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_proto::{
-    GroupInfo, GroupTopicInfo, MemberInfo, Pattern, PublishMessage, SettleAction, StartPosition,
-};
+use sluice_proto::{GroupInfo, GroupTopicInfo, MemberInfo, Pattern, SettleAction, StartPosition};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -754,17 +752,13 @@ impl Actor {
             headers.push((dlq::GROUP.into(), self.name.clone()));
             headers.push((dlq::ATTEMPTS.into(), p.attempt.to_string()));
             headers.push((dlq::REASON.into(), reason.clone()));
-            let message = PublishMessage {
-                topic: dlq_topic.clone(),
+            let record = crate::store::NewRecord {
                 key: p.record.key.clone(),
                 headers,
                 payload: p.record.payload.clone(),
                 id: None,
             };
-            let stored = match self.broker.publish(vec![message]).await {
-                Ok(pending) => pending.wait().await,
-                Err(e) => Err(e),
-            };
+            let stored = self.broker.store_dead_letter(&dlq_topic, record).await;
             match stored {
                 Ok(_) => {
                     tracing::info!(group = %self.name, topic = %id.0, offset = id.1, dead_letter_topic = %dlq_topic, %reason, "message dead-lettered");
