@@ -6,13 +6,15 @@ wasmtime::component::bindgen!({
     world: "sluice:plugin/plugin",
 });
 
-pub use sluice::plugin::types::{Messages, Outcome, Span};
+// `self::` because the generated module `sluice` shares its name with
+// this crate, which rustdoc puts in scope when it runs doc tests.
+pub use self::sluice::plugin::types::{Messages, Outcome, Span};
 
+use self::sluice::plugin::host::{Host, Level};
 use super::state::StoreState;
-use sluice::plugin::host::{Host, Level};
 
 /// The types interface has no functions to implement.
-impl sluice::plugin::types::Host for StoreState {}
+impl self::sluice::plugin::types::Host for StoreState {}
 
 impl Host for StoreState {
     fn log(&mut self, level: Level, message: String) {
