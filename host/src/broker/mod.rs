@@ -312,32 +312,33 @@ impl Broker {
 
     fn start_background_jobs(&self) {
         let storage = &self.inner.config.storage;
+        self.every(storage.retention_check_interval, |broker| async move {
+            broker.apply_retention().await
+        });
+        if storage.fsync == FsyncPolicy::Interval {
+            self.every(storage.fsync_interval, |broker| async move {
+                broker.sync_all().await
+            });
+        }
+    }
+
+    /// Runs `job` every `period` until the broker stops.
+    fn every<F, Fut>(&self, period: std::time::Duration, job: F)
+    where
+        F: Fn(Broker) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
         let broker = self.clone();
-        let period = storage.retention_check_interval;
         self.inner.tasks.spawn(async move {
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = tick.tick() => broker.apply_retention().await,
+                    _ = tick.tick() => job(broker.clone()).await,
                     () = broker.inner.stop.cancelled() => return,
                 }
             }
         });
-        if storage.fsync == FsyncPolicy::Interval {
-            let broker = self.clone();
-            let period = storage.fsync_interval;
-            self.inner.tasks.spawn(async move {
-                let mut tick = tokio::time::interval(period);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => broker.sync_all().await,
-                        () = broker.inner.stop.cancelled() => return,
-                    }
-                }
-            });
-        }
     }
 
     fn all_topics(&self) -> Vec<Arc<Topic>> {
@@ -399,14 +400,7 @@ impl Broker {
         if !self.inner.config.topics.auto_create {
             return Err(BrokerError::TopicNotFound(name.to_owned()));
         }
-        match self.create(name, self.default_settings()) {
-            Ok(topic) => Ok(topic),
-            // Another publisher created it first.
-            Err(BrokerError::TopicExists(_)) => self
-                .topic(name)
-                .ok_or_else(|| BrokerError::TopicNotFound(name.to_owned())),
-            Err(e) => Err(e),
-        }
+        self.get_or_create_always(name)
     }
 
     fn create(&self, name: &str, settings: TopicSettings) -> Result<Arc<Topic>, BrokerError> {
@@ -634,6 +628,7 @@ impl Broker {
         }
         match self.create(name, self.default_settings()) {
             Ok(topic) => Ok(topic),
+            // Another publisher created it first.
             Err(BrokerError::TopicExists(_)) => self
                 .topic(name)
                 .ok_or_else(|| BrokerError::TopicNotFound(name.to_owned())),

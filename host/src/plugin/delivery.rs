@@ -11,46 +11,21 @@ use bytes::Bytes;
 
 use super::bindings::{Batch, Outcome};
 use super::instance::LoadedPlugin;
+use super::pipeline::{decode_headers, lay_out, BatchEntry};
 use crate::broker::{Chunk, Slice, StoredBatch};
 use crate::store::Record;
 
 fn to_batch(topic: &str, records: &[Record]) -> Batch {
-    let n = records.len();
-    let mut batch = Batch {
-        topic: topic.to_owned(),
-        payloads: Vec::new(),
-        payload_ends: Vec::with_capacity(n),
-        keys: Vec::new(),
-        key_ends: Vec::with_capacity(n),
-        headers: Vec::new(),
-        header_ends: Vec::with_capacity(n),
-        timestamps: Vec::with_capacity(n),
-        offsets: Vec::with_capacity(n),
-        flags: Vec::with_capacity(n),
-    };
-    for r in records {
-        batch.payloads.extend_from_slice(&r.payload);
-        batch.payload_ends.push(batch.payloads.len() as u32);
-        if let Some(key) = &r.key {
-            batch.keys.extend_from_slice(key);
-        }
-        batch.key_ends.push(batch.keys.len() as u32);
-        for (name, value) in &r.headers {
-            batch
-                .headers
-                .extend_from_slice(&(name.len() as u32).to_le_bytes());
-            batch.headers.extend_from_slice(name.as_bytes());
-            batch
-                .headers
-                .extend_from_slice(&(value.len() as u32).to_le_bytes());
-            batch.headers.extend_from_slice(value.as_bytes());
-        }
-        batch.header_ends.push(batch.headers.len() as u32);
-        batch.timestamps.push(r.timestamp_ms);
-        batch.offsets.push(r.offset);
-        batch.flags.push(u8::from(r.key.is_some()) | 2);
-    }
-    batch
+    lay_out(
+        topic,
+        records.iter().map(|r| BatchEntry {
+            key: r.key.as_deref(),
+            headers: &r.headers,
+            payload: &r.payload,
+            timestamp_ms: r.timestamp_ms,
+            offset: Some(r.offset),
+        }),
+    )
 }
 
 /// Runs `plugin` over a chunk about to be delivered (blocking).
@@ -106,7 +81,7 @@ pub fn apply(plugin: &LoadedPlugin, chunk: Chunk) -> Chunk {
                             offset: record.offset,
                             timestamp_ms: record.timestamp_ms,
                             key,
-                            headers: decode_headers(&headers),
+                            headers: decode_headers(&headers).unwrap_or_default(),
                             payload: Bytes::from(payload),
                             id: record.id.clone(),
                         });
@@ -128,18 +103,4 @@ pub fn apply(plugin: &LoadedPlugin, chunk: Chunk) -> Chunk {
         }
     }
     out
-}
-
-fn decode_headers(mut data: &[u8]) -> Vec<(String, String)> {
-    let mut headers = Vec::new();
-    let field = |data: &mut &[u8]| -> Option<String> {
-        let len = u32::from_le_bytes(data.get(..4)?.try_into().ok()?) as usize;
-        let text = String::from_utf8_lossy(data.get(4..4 + len)?).into_owned();
-        *data = &data[4 + len..];
-        Some(text)
-    };
-    while let (Some(name), Some(value)) = (field(&mut data), field(&mut data)) {
-        headers.push((name, value));
-    }
-    headers
 }

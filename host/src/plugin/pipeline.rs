@@ -85,13 +85,23 @@ fn encode_headers(out: &mut Vec<u8>, headers: &[(String, String)]) {
     }
 }
 
-/// Lays messages out as the flat batch of the WIT contract.
-pub fn to_batch<'a>(
+/// One message as it is laid out into a [`Batch`].
+pub(crate) struct BatchEntry<'a> {
+    pub key: Option<&'a [u8]>,
+    pub headers: &'a [(String, String)],
+    pub payload: &'a [u8],
+    pub timestamp_ms: i64,
+    /// Known for deliveries, not for publishes.
+    pub offset: Option<u64>,
+}
+
+/// Lays entries out as the flat batch of the WIT contract (the one place
+/// that knows the layout on the host side).
+pub(crate) fn lay_out<'a>(
     topic: &str,
-    records: impl ExactSizeIterator<Item = &'a NewRecord>,
-    now_ms: i64,
+    entries: impl ExactSizeIterator<Item = BatchEntry<'a>>,
 ) -> Batch {
-    let n = records.len();
+    let n = entries.len();
     let mut batch = Batch {
         topic: topic.to_owned(),
         payloads: Vec::new(),
@@ -100,22 +110,44 @@ pub fn to_batch<'a>(
         key_ends: Vec::with_capacity(n),
         headers: Vec::new(),
         header_ends: Vec::with_capacity(n),
-        timestamps: vec![now_ms; n],
-        offsets: vec![0; n],
+        timestamps: Vec::with_capacity(n),
+        offsets: Vec::with_capacity(n),
         flags: Vec::with_capacity(n),
     };
-    for record in records {
-        batch.payloads.extend_from_slice(&record.payload);
+    for entry in entries {
+        batch.payloads.extend_from_slice(entry.payload);
         batch.payload_ends.push(batch.payloads.len() as u32);
-        if let Some(key) = &record.key {
+        if let Some(key) = entry.key {
             batch.keys.extend_from_slice(key);
         }
         batch.key_ends.push(batch.keys.len() as u32);
-        encode_headers(&mut batch.headers, &record.headers);
+        encode_headers(&mut batch.headers, entry.headers);
         batch.header_ends.push(batch.headers.len() as u32);
-        batch.flags.push(u8::from(record.key.is_some()));
+        batch.timestamps.push(entry.timestamp_ms);
+        batch.offsets.push(entry.offset.unwrap_or(0));
+        batch
+            .flags
+            .push(u8::from(entry.key.is_some()) | if entry.offset.is_some() { 2 } else { 0 });
     }
     batch
+}
+
+/// Lays messages being published out as the flat batch of the WIT contract.
+pub fn to_batch<'a>(
+    topic: &str,
+    records: impl ExactSizeIterator<Item = &'a NewRecord>,
+    now_ms: i64,
+) -> Batch {
+    lay_out(
+        topic,
+        records.map(|r| BatchEntry {
+            key: r.key.as_deref(),
+            headers: &r.headers,
+            payload: &r.payload,
+            timestamp_ms: now_ms,
+            offset: None,
+        }),
+    )
 }
 
 fn span<'a>(data: &'a [u8], ends: &[u32], i: usize) -> Option<&'a [u8]> {
@@ -128,7 +160,8 @@ fn span<'a>(data: &'a [u8], ends: &[u32], i: usize) -> Option<&'a [u8]> {
     data.get(start..end)
 }
 
-fn decode_headers(mut data: &[u8]) -> Option<Vec<(String, String)>> {
+/// Decodes one message's headers; `None` if the encoding is broken.
+pub(crate) fn decode_headers(mut data: &[u8]) -> Option<Vec<(String, String)>> {
     let mut headers = Vec::new();
     let field = |data: &mut &[u8]| -> Option<String> {
         let len = u32::from_le_bytes(data.get(..4)?.try_into().ok()?) as usize;
