@@ -652,6 +652,14 @@ async fn read_deliveries(mut reader: FrameReader, shared: Arc<Shared>) {
                 SubscriptionEvent::Failed("delivery stream started twice".into())
             }
             Ok(None) => SubscriptionEvent::End(None),
+            // The broker resets a stream it cannot finish (shutdown while
+            // this client was not reading): its code says why.
+            Err(crate::wire::WireError::Read(quinn::ReadError::Reset(code))) => {
+                SubscriptionEvent::End(Some(ErrorBody {
+                    code: u16::try_from(code.into_inner()).unwrap_or(u16::MAX),
+                    message: "the broker ended this delivery stream".into(),
+                }))
+            }
             Err(e) => SubscriptionEvent::Failed(e.to_string()),
         };
         let last = !matches!(event, SubscriptionEvent::Messages { .. });
