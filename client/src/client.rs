@@ -342,6 +342,7 @@ impl Client {
                 options: options.group,
                 max_in_flight: options.max_in_flight,
                 limit: options.limit,
+                plugin: options.plugin,
             }))
             .await?
         {

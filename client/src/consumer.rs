@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use futures_util::Stream;
 use sluice_proto::{
-    Delivered, GroupOptions, RequestBody, ResponseBody, Settle, SettleAction, StartPosition,
+    Delivered, DeliveryPlugin, GroupOptions, RequestBody, ResponseBody, Settle, SettleAction,
+    StartPosition,
 };
 
 use crate::client::Client;
@@ -24,6 +25,9 @@ pub struct ConsumeOptions {
     pub max_in_flight: u32,
     /// Deliveries this consumer takes in all (then none more); `None`: no limit.
     pub limit: Option<u64>,
+    /// A plugin loaded in the broker that filters or transforms what this
+    /// consumer receives; what it filters out is acked for the consumer.
+    pub plugin: Option<DeliveryPlugin>,
 }
 
 impl Default for ConsumeOptions {
@@ -32,6 +36,7 @@ impl Default for ConsumeOptions {
             group: GroupOptions::default(),
             max_in_flight: 64,
             limit: None,
+            plugin: None,
         }
     }
 }
@@ -77,6 +82,17 @@ impl ConsumeOptions {
     /// messages and leaves holds nothing back).
     pub fn limit(mut self, n: u64) -> Self {
         self.limit = Some(n);
+        self
+    }
+
+    /// Filter or transform deliveries with a plugin loaded in the broker
+    /// (`config`: JSON for this consumer's own instance; `None` uses the
+    /// plugin's configured one).
+    pub fn plugin(mut self, name: impl Into<String>, config: Option<String>) -> Self {
+        self.plugin = Some(DeliveryPlugin {
+            name: name.into(),
+            config,
+        });
         self
     }
 

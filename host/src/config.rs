@@ -26,9 +26,40 @@ pub struct Config {
     /// `[[pipeline]]`: plugin stages run on publishes to matching topics.
     #[serde(rename = "pipeline")]
     pub pipelines: Vec<PipelineConfig>,
+    /// `[plugins]`: hot reload and version stamping.
+    #[serde(rename = "plugins")]
+    pub plugin_runtime: PluginRuntimeConfig,
     /// Directory of the config file: relative plugin paths start here.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
+    /// The config file this was read from (watched for changes).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// `[plugins]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginRuntimeConfig {
+    /// Watch the plugin files and the config file and reload on change.
+    pub watch: bool,
+    /// A change is acted on once the files were quiet this long (editors
+    /// and builds write in several steps).
+    #[serde(with = "humantime_serde")]
+    pub debounce: Duration,
+    /// Stamp `sluice-plugin-versions` (`name@hash,...` of the stages that
+    /// handled it) on every message a pipeline stores.
+    pub version_header: bool,
+}
+
+impl Default for PluginRuntimeConfig {
+    fn default() -> Self {
+        PluginRuntimeConfig {
+            watch: true,
+            debounce: Duration::from_millis(25),
+            version_header: false,
+        }
+    }
 }
 
 /// One `[[plugin]]`.
@@ -253,8 +284,36 @@ impl Config {
             source,
         })?;
         let mut config = Self::parse(&text, &path.display().to_string())?;
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
         config.base_dir = path.parent().map(Path::to_path_buf);
+        config.source = Some(path);
         Ok(config)
+    }
+
+    /// The sections of `new` that differ from `self` and only take effect
+    /// at a restart (everything but plugins, pipelines and `[plugins]`).
+    pub fn restart_needed(&self, new: &Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        let differ =
+            |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+        if differ(&self.server, &new.server) {
+            changed.push("[server]");
+        }
+        if differ(&self.storage, &new.storage) {
+            changed.push("[storage]");
+        }
+        if differ(&self.topics, &new.topics) {
+            changed.push("[topics]");
+        }
+        if differ(&self.limits, &new.limits) {
+            changed.push("[limits]");
+        }
+        if self.plugin_runtime.watch != new.plugin_runtime.watch
+            || self.plugin_runtime.debounce != new.plugin_runtime.debounce
+        {
+            changed.push("[plugins] watch/debounce");
+        }
+        changed
     }
 
     /// Parses and checks TOML text.
@@ -284,6 +343,9 @@ impl Config {
         }
         if self.storage.retention_check_interval.is_zero() {
             return invalid("storage.retention_check_interval must be above zero");
+        }
+        if self.plugin_runtime.debounce > Duration::from_secs(10) {
+            return invalid("plugins.debounce must be at most 10s");
         }
         if self.limits.max_in_flight_requests == 0 || self.limits.max_connections == 0 {
             return invalid(

@@ -108,10 +108,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let quic = server::tls::quic_config(&identity, &config.limits)?;
     let plugins = load_plugins(&config).await?;
     let broker_config = config.clone();
-    let broker = tokio::task::spawn_blocking(move || broker::Broker::open(broker_config, plugins))
-        .await
-        .context("broker start-up task failed")?
-        .context("failed to open the data directory")?;
+    let broker_plugins = plugins.clone();
+    let broker =
+        tokio::task::spawn_blocking(move || broker::Broker::open(broker_config, broker_plugins))
+            .await
+            .context("broker start-up task failed")?
+            .context("failed to open the data directory")?;
     let endpoint = quinn::Endpoint::server(quic, config.server.listen)
         .with_context(|| format!("failed to listen on {}", config.server.listen))?;
     let addr = endpoint
@@ -128,6 +130,21 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
 
     let shutdown = CancellationToken::new();
+    let watcher = if config.plugin_runtime.watch {
+        match plugin::watch::spawn(
+            plugins.clone(),
+            config.plugin_runtime.debounce,
+            shutdown.clone(),
+        ) {
+            Ok(task) => Some(task),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch plugin and config files; changes take effect after a restart");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let shared = server::shared(config, broker.clone(), shutdown.clone());
     let stopping = shutdown.clone();
     let task = tokio::spawn(async move {
@@ -147,6 +164,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             b"broker is shutting down",
         );
         broker.shutdown().await;
+        if let Some(watcher) = watcher {
+            let _ = watcher.await;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
         drop(lock);
         tracing::info!("sluice stopped");
@@ -162,23 +182,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
 /// Loads every configured plugin (compiling components off the async
 /// workers). A plugin that fails to load stops start-up with its error.
-async fn load_plugins(config: &Config) -> anyhow::Result<std::sync::Arc<plugin::PluginSet>> {
-    if config.plugins.is_empty() {
-        return Ok(Default::default());
-    }
+async fn load_plugins(config: &Config) -> anyhow::Result<std::sync::Arc<plugin::PluginRegistry>> {
     let config = config.clone();
-    let set = tokio::task::spawn_blocking(move || {
-        let engine =
-            plugin::PluginEngine::new().context("failed to start the WebAssembly engine")?;
-        plugin::PluginSet::load(&engine, &config).map_err(anyhow::Error::from)
-    })
-    .await
-    .context("plugin loading task failed")??;
-    for pipeline in &set.pipelines {
-        let stages: Vec<&str> = pipeline.stages.iter().map(|s| s.name()).collect();
-        tracing::info!(topics = %pipeline.pattern, ?stages, on_error = ?pipeline.on_error, "pipeline ready");
+    let registry = tokio::task::spawn_blocking(move || plugin::PluginRegistry::load(&config))
+        .await
+        .context("plugin loading task failed")??;
+    for pipeline in &registry.current().pipelines {
+        tracing::info!(pipeline = %pipeline.describe(), on_error = ?pipeline.on_error, "pipeline ready");
     }
-    Ok(std::sync::Arc::new(set))
+    Ok(std::sync::Arc::new(registry))
 }
 
 /// Runs a broker until `shutdown` completes, then stops it gracefully.

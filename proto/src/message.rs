@@ -273,6 +273,40 @@ pub struct PluginStatus {
     /// When it happened (ms since the Unix epoch).
     #[serde(default)]
     pub last_error_at_ms: Option<i64>,
+    /// `compiled` (this version was compiled when loaded) or `cached` (its
+    /// compiled form came from the cache: no compile).
+    #[serde(default)]
+    pub loaded_from: String,
+    /// Time to load this version: compile or cache look-up, and `init` (ms).
+    #[serde(default)]
+    pub load_ms: u64,
+    /// Versions of this plugin taken into service since the broker started.
+    #[serde(default)]
+    pub versions: u64,
+    /// Of those, how many were compiled.
+    #[serde(default)]
+    pub compiles: u64,
+    /// Of those, how many came from the compiled-component cache.
+    #[serde(default)]
+    pub cache_hits: u64,
+    /// Last hot reload: file change to the new version taking traffic (ms).
+    #[serde(default)]
+    pub last_reload_ms: Option<u64>,
+    /// The last version refused (bad file, wrong world, failed `init`),
+    /// while the running one stays.
+    #[serde(default)]
+    pub refused: Option<RefusedVersion>,
+}
+
+/// A plugin version the broker refused to load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedVersion {
+    /// First 12 hex digits of the refused file's SHA-256.
+    pub hash: String,
+    /// When it was refused (ms since the Unix epoch).
+    pub at_ms: i64,
+    /// Why.
+    pub error: String,
 }
 
 /// The acknowledgement of a publish: one outcome per message, in order.
@@ -445,6 +479,10 @@ pub struct Consume {
     /// a member until it leaves). `None`: no limit.
     #[serde(default)]
     pub limit: Option<u64>,
+    /// A loaded plugin that filters or transforms what this member
+    /// receives: messages it filters out are acked for the member.
+    #[serde(default)]
+    pub plugin: Option<DeliveryPlugin>,
 }
 
 /// What to do with a delivered message.

@@ -533,3 +533,135 @@ async fn a_delivery_side_filter_changes_what_one_subscriber_sees() -> anyhow::Re
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_delivery_side_plugin_on_a_consumer_group() -> anyhow::Result<()> {
+    let toml = format!(
+        "[[plugin]]\nname = \"big-orders\"\npath = \"{}\"\nconfig = {{ conditions = [{{ field = \"total\", gt = 100 }}] }}\n\n[[plugin]]\nname = \"redact\"\npath = \"{}\"\n\n[[plugin]]\nname = \"broken\"\npath = \"{}\"\nconfig = {{ mode = \"trap\" }}\n",
+        dist("filter_json.wasm"),
+        dist("redact_pii.wasm"),
+        dist("test_hostile.wasm"),
+    );
+    let broker = TestBroker::start_with(with_plugins(&toml)).await?;
+    let client = broker.client().await?;
+    for total in [50, 150, 900, 20] {
+        client
+            .publish(
+                "shop.orders",
+                format!(r#"{{"total": {total}, "email": "x@y.io"}}"#),
+            )
+            .await?;
+    }
+    let total_of = |d: &sluice_client::Delivery| -> u64 {
+        serde_json::from_slice::<serde_json::Value>(&d.payload).unwrap()["total"]
+            .as_u64()
+            .unwrap()
+    };
+
+    // A filtering member: sees only the big orders; the others are acked
+    // for it, so nothing stays pending once it acked what it saw.
+    let mut big = client
+        .consume(
+            "shop.orders",
+            "billing",
+            sluice_client::ConsumeOptions::default().plugin("big-orders", None),
+        )
+        .await?;
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let d = sluice_tests::bounded("a filtered group delivery", big.recv())
+            .await
+            .expect("consumer open")?;
+        seen.push((d.offset, total_of(&d)));
+        d.ack().await?;
+    }
+    assert_eq!(seen, vec![(1, 150), (2, 900)]);
+    let settled = sluice_tests::wait_until(
+        "the group to settle all four",
+        Duration::from_secs(10),
+        || async {
+            let info = client
+                .group_info("billing")
+                .await
+                .map_err(|e| e.to_string())?;
+            match info.topics.first() {
+                Some(t) if t.ack_floor == 4 && t.pending == 0 => Ok(info),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(settled.redeliveries, 0);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), big.recv())
+            .await
+            .is_err(),
+        "nothing more is delivered"
+    );
+
+    // A transforming member: every order, redacted; acks settle the stored offsets.
+    let mut redacted = client
+        .consume(
+            "shop.orders",
+            "audit",
+            sluice_client::ConsumeOptions::default().plugin("redact", None),
+        )
+        .await?;
+    for offset in 0..4 {
+        let d = sluice_tests::bounded("a redacted group delivery", redacted.recv())
+            .await
+            .expect("consumer open")?;
+        assert_eq!(d.offset, offset);
+        assert!(String::from_utf8_lossy(&d.payload).contains("[redacted]"));
+        d.ack().await?;
+    }
+
+    // A plugin that fails: its deliveries are nacked, retried after the
+    // backoff and dead-lettered at max_deliver, never lost or spun on.
+    let _broken = client
+        .consume(
+            "shop.orders",
+            "broken",
+            sluice_client::ConsumeOptions::default()
+                .plugin("broken", None)
+                .max_deliver(2)
+                .backoff([Duration::from_millis(50)]),
+        )
+        .await?;
+    let dead = sluice_tests::wait_until(
+        "the failing plugin's deliveries to be dead-lettered",
+        Duration::from_secs(15),
+        || async {
+            match fetch_all(&client, "dlq.shop.orders", StartPosition::Earliest).await {
+                Ok(m) if m.len() == 4 => Ok(m),
+                Ok(m) => Err(format!("{} dead letters", m.len())),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await;
+    assert!(dead.iter().all(|m| m
+        .headers
+        .iter()
+        .any(|(n, v)| n == "sluice-dlq-group" && v == "broken")));
+    let info = client.group_info("broken").await?;
+    assert_eq!(info.dead_lettered, 4);
+    assert_eq!(info.redeliveries, 4);
+
+    // What is stored is unchanged, and a bad plugin name is a clear error.
+    let stored = fetch_all(&client, "shop.orders", StartPosition::Earliest).await?;
+    assert!(String::from_utf8_lossy(&stored[0].payload).contains("x@y.io"));
+    let err = client
+        .consume(
+            "shop.orders",
+            "billing",
+            sluice_client::ConsumeOptions::default().plugin("nope", None),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no plugin named \"nope\""),
+        "{err}"
+    );
+    Ok(())
+}

@@ -37,7 +37,7 @@ pub use subscription::{Chunk, Slice, Subscription};
 pub use topic::StoredBatch;
 
 use crate::config::{Config, FsyncPolicy};
-use crate::plugin::{Destination, PluginSet};
+use crate::plugin::{Destination, PluginRegistry, PluginSet};
 use crate::store::{NewRecord, StoreError};
 use fanout::{Sink, SubscriberRegistry};
 use topic::{Appended, CommitResult, Topic, TopicSettings};
@@ -138,8 +138,8 @@ struct Inner {
     groups: Mutex<HashMap<String, Arc<group::GroupHandle>>>,
     /// Bumped after every commit: wakes consumer groups.
     commits: Arc<watch::Sender<u64>>,
-    /// Loaded plugins and the pipelines that run them.
-    plugins: Arc<PluginSet>,
+    /// Loaded plugins and the pipelines that run them (swapped by reloads).
+    plugins: Arc<PluginRegistry>,
     /// Committers and background jobs.
     tasks: TaskTracker,
     /// Stops committers and background jobs (after the server drained).
@@ -231,7 +231,7 @@ fn check_topic(name: &str) -> Result<(), BrokerError> {
 impl Broker {
     /// Opens every topic under `<data_dir>/topics` (recovering their logs)
     /// and starts the committers and the retention and fsync jobs.
-    pub fn open(config: Config, plugins: Arc<PluginSet>) -> Result<Broker, BrokerError> {
+    pub fn open(config: Config, plugins: Arc<PluginRegistry>) -> Result<Broker, BrokerError> {
         let topics_dir = config.server.data_dir.join("topics");
         let groups_dir = config.server.data_dir.join("groups");
         std::fs::create_dir_all(&topics_dir).map_err(|e| BrokerError::Storage {
@@ -431,36 +431,34 @@ impl Broker {
         &self,
         messages: Vec<PublishMessage>,
     ) -> Result<PendingPublish, BrokerError> {
-        let piped = !self.inner.plugins.pipelines.is_empty()
-            && messages
-                .iter()
-                .any(|m| self.inner.plugins.pipeline_for(&m.topic).is_some());
-        if piped {
-            self.publish_through_pipelines(messages).await
+        if !self.inner.plugins.has_pipelines() {
+            return self.append_direct(messages);
+        }
+        // One generation of plugins for the whole publish: a reload that
+        // lands meanwhile takes effect from the next publish on.
+        let set = self.inner.plugins.current();
+        if messages
+            .iter()
+            .any(|m| set.pipeline_for(&m.topic).is_some())
+        {
+            self.publish_through_pipelines(set, messages).await
         } else {
             self.append_direct(messages)
         }
     }
 
-    /// The plugin a subscription asked for: the loaded one, or its own
-    /// instance with the config it gave.
+    /// The plugin a subscription or consumer asked for, following reloads.
     fn delivery_plugin(
         &self,
         spec: &sluice_proto::DeliveryPlugin,
-    ) -> Result<Arc<crate::plugin::LoadedPlugin>, BrokerError> {
-        let loaded = self.inner.plugins.plugins.get(&spec.name).ok_or_else(|| {
-            BrokerError::InvalidArgument(format!(
-                "no plugin named {:?} is loaded in this broker",
-                spec.name
-            ))
-        })?;
-        match &spec.config {
-            None => Ok(loaded.clone()),
-            Some(config) => loaded
-                .reconfigured(config)
-                .map(Arc::new)
-                .map_err(|e| BrokerError::InvalidArgument(e.to_string())),
-        }
+    ) -> Result<Arc<crate::plugin::delivery::DeliveryFilter>, BrokerError> {
+        crate::plugin::delivery::DeliveryFilter::new(self.inner.plugins.clone(), spec)
+            .map_err(BrokerError::InvalidArgument)
+    }
+
+    /// The plugins and pipelines in force, and their reloads.
+    pub fn plugins(&self) -> &Arc<PluginRegistry> {
+        &self.inner.plugins
     }
 
     /// Status of the loaded plugins.
@@ -470,6 +468,7 @@ impl Broker {
 
     async fn publish_through_pipelines(
         &self,
+        plugins: Arc<PluginSet>,
         messages: Vec<PublishMessage>,
     ) -> Result<PendingPublish, BrokerError> {
         let total = messages.len();
@@ -490,9 +489,7 @@ impl Broker {
         let mut plan = Plan::default();
         let mut rejected: Vec<Option<String>> = vec![None; total];
         for (topic, items) in groups {
-            let Some(pipeline) = self
-                .inner
-                .plugins
+            let Some(pipeline) = plugins
                 .pipelines
                 .iter()
                 .position(|p| p.pattern.matches(&topic))
@@ -503,7 +500,7 @@ impl Broker {
                 continue;
             };
             let (origins, records): (Vec<usize>, Vec<NewRecord>) = items.into_iter().unzip();
-            let plugins = self.inner.plugins.clone();
+            let plugins = plugins.clone();
             let name = topic.clone();
             let dispositions = tokio::task::spawn_blocking(move || {
                 plugins.pipelines[pipeline].run(&name, records, topic::now_ms())
@@ -925,8 +922,10 @@ impl Broker {
         max_in_flight: u32,
         limit: Option<u64>,
         client: &str,
+        plugin: Option<&sluice_proto::DeliveryPlugin>,
     ) -> Result<Consumer, BrokerError> {
         check_group(group_name)?;
+        let filter = plugin.map(|p| self.delivery_plugin(p)).transpose()?;
         let parsed = Pattern::parse(pattern).map_err(|reason| BrokerError::InvalidPattern {
             pattern: pattern.to_owned(),
             reason,
@@ -993,6 +992,7 @@ impl Broker {
             group: handle,
             member,
             deliveries: rx,
+            filter,
         })
     }
 

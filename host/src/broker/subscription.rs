@@ -70,7 +70,7 @@ pub struct Subscription {
     next: HashMap<Arc<str>, (u64, u64)>,
     work: VecDeque<Work>,
     /// A plugin that filters or transforms what is delivered.
-    filter: Option<Arc<crate::plugin::LoadedPlugin>>,
+    filter: Option<Arc<crate::plugin::delivery::DeliveryFilter>>,
 }
 
 impl Subscription {
@@ -80,7 +80,7 @@ impl Subscription {
         rx: mpsc::UnboundedReceiver<Arc<StoredBatch>>,
         from: StartPosition,
         topics: Vec<Arc<Topic>>,
-        filter: Option<Arc<crate::plugin::LoadedPlugin>>,
+        filter: Option<Arc<crate::plugin::delivery::DeliveryFilter>>,
     ) -> Result<Subscription, BrokerError> {
         let mut sub = Subscription {
             broker,

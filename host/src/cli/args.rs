@@ -190,8 +190,9 @@ pub struct SubArgs {
     #[arg(long)]
     pub json: bool,
     /// A plugin loaded in the broker that filters or transforms what this
-    /// subscription receives (not with --group).
-    #[arg(long, conflicts_with = "group")]
+    /// subscription or group member receives (with --group, what it
+    /// filters out is acked for this member).
+    #[arg(long)]
     pub plugin: Option<String>,
     /// JSON config for this subscription's instance of --plugin (default:
     /// the plugin's configured one).

@@ -82,6 +82,11 @@ async fn list(json: bool, args: &super::args::ClientArgs) -> anyhow::Result<()> 
                     "calls": p.calls, "messages": p.messages, "errors": p.errors, "busy_us": p.busy_us,
                     "p50_us": p.p50_us, "p99_us": p.p99_us, "last_error": p.last_error,
                     "last_error_at": p.last_error_at_ms.map(time),
+                    "loaded_from": p.loaded_from, "load_ms": p.load_ms, "versions": p.versions,
+                    "compiles": p.compiles, "cache_hits": p.cache_hits, "last_reload_ms": p.last_reload_ms,
+                    "refused": p.refused.as_ref().map(|r| serde_json::json!({
+                        "hash": r.hash, "at": time(r.at_ms), "error": r.error,
+                    })),
                 })
             );
         }
@@ -92,7 +97,21 @@ async fn list(json: bool, args: &super::args::ClientArgs) -> anyhow::Result<()> 
     }
     for p in &plugins {
         println!("{}  {}  (version {})", p.name, p.path, p.hash);
-        println!("  loaded   {}", time(p.loaded_at_ms));
+        println!(
+            "  loaded   {}  ({} in {} ms)",
+            time(p.loaded_at_ms),
+            p.loaded_from,
+            p.load_ms
+        );
+        println!(
+            "  versions {} since start  compiled {}  from cache {}{}",
+            p.versions,
+            p.compiles,
+            p.cache_hits,
+            p.last_reload_ms
+                .map(|ms| format!("  last reload live {ms} ms after the file changed"))
+                .unwrap_or_default()
+        );
         println!(
             "  calls    {}  messages {}  errors {}  busy {} ms  batch p50 {} µs  p99 {} µs",
             p.calls,
@@ -106,6 +125,15 @@ async fn list(json: bool, args: &super::args::ClientArgs) -> anyhow::Result<()> 
             println!(
                 "  last error {}: {error}",
                 p.last_error_at_ms.map(time).unwrap_or_default()
+            );
+        }
+        if let Some(r) = &p.refused {
+            println!(
+                "  REFUSED  version {} at {}: {}  (version {} keeps running)",
+                r.hash,
+                time(r.at_ms),
+                r.error,
+                p.hash
             );
         }
     }

@@ -194,9 +194,12 @@ async fn consume(
     if let Some(wait) = args.ack_wait {
         options = options.ack_wait(wait);
     }
-    if let Some(n) = args.count {
+    if let Some(name) = &args.plugin {
+        options = options.plugin(name.clone(), args.plugin_config.clone());
+    } else if let Some(n) = args.count {
         // Take no more than will be processed, so nothing is held and
-        // handed back (as a redelivery) at exit.
+        // handed back (as a redelivery) at exit. (Not with a plugin: what it
+        // filters out would count against the limit.)
         options = options.limit(n);
     }
     let mut consumer = client

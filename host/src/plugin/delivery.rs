@@ -1,21 +1,111 @@
-//! Plugins on the delivery side: a subscription may name a loaded plugin
-//! that filters or transforms what it receives. What is stored does not
-//! change. `pass` delivers, `replace` delivers the replacements (same
-//! topic, offset and time), anything else (`drop`, `route`, `reject`,
-//! `dead-letter`) means "not for this subscriber". A failing call fails
-//! closed: that chunk is not delivered and is counted as dropped.
+//! Plugins on the delivery side: a subscription or a consumer-group member
+//! may name a loaded plugin that filters or transforms what it receives.
+//! What is stored does not change. `pass` delivers, `replace` delivers the
+//! replacements (same topic, offset and time), anything else (`drop`,
+//! `route`, `reject`, `dead-letter`) means "not for this receiver".
+//!
+//! A [`DeliveryFilter`] follows reloads: before each chunk it checks which
+//! version of its plugin is in force and switches to it (with its own
+//! `init` when the receiver gave its own config).
+//!
+//! Subscriptions fail closed: a chunk whose call fails is not delivered and
+//! is counted as dropped. Consumer groups must settle every delivery, so a
+//! message the plugin filters out is acked for the member, and a chunk
+//! whose call fails is nacked (redelivered after the group's backoff, and
+//! dead-lettered after `max_deliver`, like any message that keeps failing).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use sluice_proto::SettleAction;
 
-use super::bindings::{Batch, Outcome};
-use super::instance::LoadedPlugin;
+use super::bindings::{Batch, Outcome, Outcomes};
+use super::instance::{LoadedPlugin, PluginError};
 use super::pipeline::{decode_headers, lay_out, BatchEntry};
+use super::registry::PluginRegistry;
 use crate::broker::{Chunk, Slice, StoredBatch};
 use crate::store::Record;
 
-fn to_batch(topic: &str, records: &[Record]) -> Batch {
+/// A receiver's plugin, following reloads.
+pub struct DeliveryFilter {
+    registry: Arc<PluginRegistry>,
+    name: String,
+    config: Option<String>,
+    active: Mutex<Active>,
+}
+
+struct Active {
+    /// The version in force when last checked.
+    base: Arc<LoadedPlugin>,
+    /// What is called: `base`, or its instance with the receiver's config.
+    used: Arc<LoadedPlugin>,
+}
+
+impl std::fmt::Debug for DeliveryFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryFilter")
+            .field("plugin", &self.name)
+            .finish()
+    }
+}
+
+impl DeliveryFilter {
+    /// The filter a receiver asked for; refused if no such plugin is loaded
+    /// or its `init` refuses the receiver's config (blocking when a config
+    /// is given: makes an instance).
+    pub fn new(
+        registry: Arc<PluginRegistry>,
+        spec: &sluice_proto::DeliveryPlugin,
+    ) -> Result<Arc<DeliveryFilter>, String> {
+        let base = registry
+            .current()
+            .plugins
+            .get(&spec.name)
+            .cloned()
+            .ok_or_else(|| format!("no plugin named {:?} is loaded in this broker", spec.name))?;
+        let used = match &spec.config {
+            None => base.clone(),
+            Some(config) => Arc::new(base.reconfigured(config).map_err(|e| e.to_string())?),
+        };
+        Ok(Arc::new(DeliveryFilter {
+            registry,
+            name: spec.name.clone(),
+            config: spec.config.clone(),
+            active: Mutex::new(Active { base, used }),
+        }))
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The version to call for the next chunk (blocking: a new version with
+    /// the receiver's own config is initialised here). A plugin removed
+    /// from the config keeps its last version for the receivers that use it.
+    fn version(&self) -> Arc<LoadedPlugin> {
+        let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        let set = self.registry.current();
+        if let Some(now) = set.plugins.get(&self.name) {
+            if !Arc::ptr_eq(now, &active.base) {
+                let old = active.base.hash.clone();
+                active.base = now.clone();
+                match &self.config {
+                    None => active.used = now.clone(),
+                    Some(config) => match now.reconfigured(config) {
+                        Ok(p) => active.used = Arc::new(p),
+                        Err(e) => {
+                            tracing::warn!(plugin = %self.name, from = %old, to = %now.hash, error = %e, "the new plugin version refuses this receiver's config; it keeps the old version")
+                        }
+                    },
+                }
+            }
+        }
+        active.used.clone()
+    }
+}
+
+fn to_batch(topic: &str, records: &[&Record]) -> Batch {
     lay_out(
         topic,
         records.iter().map(|r| BatchEntry {
@@ -28,79 +118,162 @@ fn to_batch(topic: &str, records: &[Record]) -> Batch {
     )
 }
 
-/// Runs `plugin` over a chunk about to be delivered (blocking).
-pub fn apply(plugin: &LoadedPlugin, chunk: Chunk) -> Chunk {
+/// What one record becomes: the records to deliver in its place (none:
+/// filtered out).
+fn outputs(record: &Record, outcome: &Outcome, outcomes: &Outcomes) -> Vec<Record> {
+    match outcome {
+        Outcome::Pass => vec![record.clone()],
+        Outcome::Replace(span) => {
+            let o = &outcomes.output;
+            let mut kept = Vec::new();
+            for j in span.start as usize..(span.start as usize).saturating_add(span.len as usize) {
+                let part = |data: &[u8], ends: &[u32]| -> Option<Vec<u8>> {
+                    let end = *ends.get(j)? as usize;
+                    let start = if j == 0 {
+                        0
+                    } else {
+                        *ends.get(j - 1)? as usize
+                    };
+                    data.get(start..end).map(<[u8]>::to_vec)
+                };
+                let (Some(payload), Some(headers)) = (
+                    part(&o.payloads, &o.payload_ends),
+                    part(&o.headers, &o.header_ends),
+                ) else {
+                    break;
+                };
+                let key = if o.flags.get(j).is_some_and(|f| f & 1 != 0) {
+                    part(&o.keys, &o.key_ends).map(Bytes::from)
+                } else {
+                    None
+                };
+                kept.push(Record {
+                    offset: record.offset,
+                    timestamp_ms: record.timestamp_ms,
+                    key,
+                    headers: decode_headers(&headers).unwrap_or_default(),
+                    payload: Bytes::from(payload),
+                    id: record.id.clone(),
+                });
+            }
+            kept
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Calls the plugin over records of one topic; per record, what to deliver.
+fn run(
+    plugin: &LoadedPlugin,
+    topic: &str,
+    records: &[&Record],
+) -> Result<Vec<Vec<Record>>, PluginError> {
+    let outcomes = plugin.call(&to_batch(topic, records))?;
+    Ok(records
+        .iter()
+        .zip(&outcomes.results)
+        .map(|(record, outcome)| outputs(record, outcome, &outcomes))
+        .collect())
+}
+
+fn slice_of(topic: &Arc<str>, incarnation: u64, records: Vec<Record>, attempt: u32) -> Slice {
+    Slice {
+        batch: Arc::new(StoredBatch {
+            topic: topic.clone(),
+            incarnation,
+            records,
+        }),
+        skip: 0,
+        attempt,
+    }
+}
+
+/// Runs a subscription's filter over a chunk about to be delivered
+/// (blocking).
+pub fn apply(filter: &DeliveryFilter, chunk: Chunk) -> Chunk {
+    let plugin = filter.version();
     let mut out = Chunk {
         slices: Vec::with_capacity(chunk.slices.len()),
         dropped: chunk.dropped,
     };
     for slice in chunk.slices {
-        let records = slice.records();
+        let records: Vec<&Record> = slice.records().iter().collect();
         if records.is_empty() {
             continue;
         }
-        let batch = to_batch(&slice.batch.topic, records);
-        let outcomes = match plugin.call(&batch) {
-            Ok(outcomes) => outcomes,
+        match run(&plugin, &slice.batch.topic, &records) {
+            Ok(kept) => {
+                let kept: Vec<Record> = kept.into_iter().flatten().collect();
+                if !kept.is_empty() {
+                    out.slices.push(slice_of(
+                        &slice.batch.topic,
+                        slice.batch.incarnation,
+                        kept,
+                        slice.attempt,
+                    ));
+                }
+            }
             Err(error) => {
                 tracing::warn!(plugin = plugin.name(), topic = %slice.batch.topic, error = %error, "delivery plugin failed; not delivering its batch");
                 out.dropped += records.len() as u64;
-                continue;
             }
-        };
-        let mut kept = Vec::with_capacity(records.len());
-        for (record, outcome) in records.iter().zip(&outcomes.results) {
-            match outcome {
-                Outcome::Pass => kept.push(record.clone()),
-                Outcome::Replace(span) => {
-                    let o = &outcomes.output;
-                    for j in
-                        span.start as usize..(span.start as usize).saturating_add(span.len as usize)
-                    {
-                        let part = |data: &[u8], ends: &[u32]| -> Option<Vec<u8>> {
-                            let end = *ends.get(j)? as usize;
-                            let start = if j == 0 {
-                                0
-                            } else {
-                                *ends.get(j - 1)? as usize
-                            };
-                            data.get(start..end).map(<[u8]>::to_vec)
-                        };
-                        let (Some(payload), Some(headers)) = (
-                            part(&o.payloads, &o.payload_ends),
-                            part(&o.headers, &o.header_ends),
-                        ) else {
-                            break;
-                        };
-                        let key = if o.flags.get(j).is_some_and(|f| f & 1 != 0) {
-                            part(&o.keys, &o.key_ends).map(Bytes::from)
-                        } else {
-                            None
-                        };
-                        kept.push(Record {
-                            offset: record.offset,
-                            timestamp_ms: record.timestamp_ms,
-                            key,
-                            headers: decode_headers(&headers).unwrap_or_default(),
-                            payload: Bytes::from(payload),
-                            id: record.id.clone(),
-                        });
-                    }
-                }
-                _ => {}
-            }
-        }
-        if !kept.is_empty() {
-            out.slices.push(Slice {
-                batch: Arc::new(StoredBatch {
-                    topic: slice.batch.topic.clone(),
-                    incarnation: slice.batch.incarnation,
-                    records: kept,
-                }),
-                skip: 0,
-                attempt: slice.attempt,
-            });
         }
     }
     out
+}
+
+/// A settlement the broker makes for a group member: (topic, offset, action).
+pub type AutoSettle = (Arc<str>, u64, SettleAction);
+
+/// Runs a group member's filter over a chunk of deliveries (blocking).
+/// Returns what to deliver and what to settle on the member's behalf:
+/// filtered-out messages are acked, those of a failed call nacked.
+pub fn apply_group(filter: &DeliveryFilter, chunk: Chunk) -> (Chunk, Vec<AutoSettle>) {
+    let plugin = filter.version();
+    let mut out = Chunk {
+        slices: Vec::with_capacity(chunk.slices.len()),
+        dropped: chunk.dropped,
+    };
+    let mut settles = Vec::new();
+    // Group deliveries come one record a slice: call once per run of one topic.
+    let mut slices = chunk.slices.into_iter().peekable();
+    while let Some(first) = slices.next() {
+        let topic = first.batch.topic.clone();
+        let mut run_slices = vec![first];
+        while let Some(next) = slices.next_if(|s| s.batch.topic == topic) {
+            run_slices.push(next);
+        }
+        let records: Vec<(&Record, u32, u64)> = run_slices
+            .iter()
+            .flat_map(|s| {
+                s.records()
+                    .iter()
+                    .map(move |r| (r, s.attempt, s.batch.incarnation))
+            })
+            .collect();
+        let just_records: Vec<&Record> = records.iter().map(|(r, _, _)| *r).collect();
+        match run(&plugin, &topic, &just_records) {
+            Ok(kept) => {
+                for ((record, attempt, incarnation), kept) in records.iter().zip(kept) {
+                    if kept.is_empty() {
+                        settles.push((topic.clone(), record.offset, SettleAction::Ack));
+                    } else {
+                        out.slices
+                            .push(slice_of(&topic, *incarnation, kept, *attempt));
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(plugin = plugin.name(), %topic, messages = records.len(), error = %error, "delivery plugin failed on group deliveries; they are nacked for redelivery after the group's backoff");
+                for (record, _, _) in &records {
+                    settles.push((
+                        topic.clone(),
+                        record.offset,
+                        SettleAction::Nack { delay_ms: None },
+                    ));
+                }
+            }
+        }
+    }
+    (out, settles)
 }

@@ -15,7 +15,10 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
+use sha2::{Digest, Sha256};
+
 use super::bindings::{Plugin, PluginPre};
+use super::cache::{ComponentCache, LoadSource};
 use super::instance::{LoadedPlugin, PluginError, PluginSpec};
 use super::state::StoreState;
 
@@ -34,6 +37,7 @@ const POOL_INSTANCES: u32 = 256;
 pub struct PluginEngine {
     engine: Engine,
     linker: Arc<Linker<StoreState>>,
+    cache: Arc<ComponentCache>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -44,8 +48,15 @@ impl std::fmt::Debug for PluginEngine {
 }
 
 impl PluginEngine {
-    /// Creates the engine and starts its epoch ticker.
+    /// Creates the engine and starts its epoch ticker; compiled components
+    /// are cached in memory only.
     pub fn new() -> anyhow::Result<PluginEngine> {
+        Self::with_cache_dir(None)
+    }
+
+    /// Creates the engine and starts its epoch ticker; compiled components
+    /// are cached in memory and, when given, in `cache_dir` across runs.
+    pub fn with_cache_dir(cache_dir: Option<std::path::PathBuf>) -> anyhow::Result<PluginEngine> {
         let mut pooling = PoolingAllocationConfig::default();
         pooling
             .total_component_instances(POOL_INSTANCES)
@@ -87,6 +98,7 @@ impl PluginEngine {
                 }
             })?;
         Ok(PluginEngine {
+            cache: Arc::new(ComponentCache::new(&engine, cache_dir)),
             engine,
             linker: Arc::new(linker),
             ticker_stop,
@@ -98,18 +110,25 @@ impl PluginEngine {
         &self.engine
     }
 
-    /// Compiles a component from bytes (blocking: call off the async workers).
+    /// Compiles a component from bytes, or takes it from the cache when this
+    /// exact file was compiled before (blocking: call off the async workers).
     pub fn compile(
         &self,
         name: &str,
         path: &Path,
         bytes: &[u8],
-    ) -> Result<PluginPre<StoreState>, PluginError> {
-        let component = Component::new(&self.engine, bytes).map_err(|e| PluginError::Invalid {
-            plugin: name.to_owned(),
-            path: path.to_owned(),
-            reason: format!("{e:#}"),
-        })?;
+    ) -> Result<(PluginPre<StoreState>, [u8; 32], LoadSource), PluginError> {
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        let (component, source) = self
+            .cache
+            .get_or_compile(&self.engine, &digest, || {
+                Component::new(&self.engine, bytes)
+            })
+            .map_err(|e| PluginError::Invalid {
+                plugin: name.to_owned(),
+                path: path.to_owned(),
+                reason: format!("{e:#}"),
+            })?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -119,18 +138,31 @@ impl PluginEngine {
                 path: path.to_owned(),
                 reason: format!("{e:#}"),
             })?;
-        Ok(pre)
+        Ok((pre, digest, source))
     }
 
-    /// Reads, compiles and initialises a plugin (blocking).
-    pub fn load(&self, spec: PluginSpec) -> Result<LoadedPlugin, PluginError> {
-        let bytes = std::fs::read(&spec.path).map_err(|e| PluginError::Read {
+    /// Reads a plugin's file (blocking).
+    pub fn read(spec: &PluginSpec) -> Result<Vec<u8>, PluginError> {
+        std::fs::read(&spec.path).map_err(|e| PluginError::Read {
             plugin: spec.name.clone(),
             path: spec.path.clone(),
             reason: e.to_string(),
-        })?;
-        let pre = self.compile(&spec.name, &spec.path, &bytes)?;
-        LoadedPlugin::new(self.clone(), spec, &bytes, pre)
+        })
+    }
+
+    /// Reads, compiles (or takes from the cache) and initialises a plugin
+    /// (blocking).
+    pub fn load(&self, spec: PluginSpec) -> Result<LoadedPlugin, PluginError> {
+        let bytes = Self::read(&spec)?;
+        self.load_bytes(spec, &bytes)
+    }
+
+    /// Compiles (or takes from the cache) and initialises a plugin from the
+    /// bytes of its file (blocking).
+    pub fn load_bytes(&self, spec: PluginSpec, bytes: &[u8]) -> Result<LoadedPlugin, PluginError> {
+        let started = std::time::Instant::now();
+        let (pre, digest, source) = self.compile(&spec.name, &spec.path, bytes)?;
+        LoadedPlugin::new(self.clone(), spec, &digest, pre, source, started)
     }
 }
 

@@ -10,10 +10,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use sha2::{Digest, Sha256};
 use wasmtime::Store;
 
 use super::bindings::{Batch, Outcomes, Plugin, PluginPre};
+use super::cache::LoadSource;
 use super::engine::{PluginEngine, TICK};
 use super::state::StoreState;
 use super::stats::PluginStats;
@@ -98,6 +98,12 @@ pub enum PluginError {
         /// The trap.
         reason: String,
     },
+    /// The WebAssembly engine could not be created.
+    #[error("the WebAssembly engine could not start: {reason}")]
+    Engine {
+        /// Why.
+        reason: String,
+    },
     /// `handle` answered a different number of outcomes than messages.
     #[error("plugin {plugin}: returned {got} outcomes for {expected} messages")]
     WrongCount {
@@ -123,6 +129,10 @@ pub struct LoadedPlugin {
     pub hash: String,
     /// When this version was loaded.
     pub loaded_at: SystemTime,
+    /// Compiled for this load, or taken from the cache.
+    pub source: LoadSource,
+    /// Compiling (or the cache look-up) and the first `init`.
+    pub load_took: Duration,
     pre: PluginPre<StoreState>,
     name: Arc<str>,
     idle: Mutex<Vec<Live>>,
@@ -139,6 +149,11 @@ impl std::fmt::Debug for LoadedPlugin {
     }
 }
 
+/// The short form of a content digest: its first 12 hex digits.
+pub fn short_hash(digest: &[u8; 32]) -> String {
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
 /// Idle instances kept per plugin version.
 const MAX_IDLE: usize = 8;
 
@@ -148,23 +163,26 @@ impl LoadedPlugin {
     pub fn new(
         engine: PluginEngine,
         spec: PluginSpec,
-        bytes: &[u8],
+        digest: &[u8; 32],
         pre: PluginPre<StoreState>,
+        source: LoadSource,
+        started: Instant,
     ) -> Result<LoadedPlugin, PluginError> {
-        let digest = Sha256::digest(bytes);
-        let hash = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-        let loaded = LoadedPlugin {
+        let mut loaded = LoadedPlugin {
             engine,
             name: spec.name.as_str().into(),
             spec,
-            hash,
+            hash: short_hash(digest),
             loaded_at: SystemTime::now(),
+            source,
+            load_took: Duration::ZERO,
             pre,
             idle: Mutex::new(Vec::new()),
             stats: PluginStats::default(),
         };
         let first = loaded.instantiate()?;
         loaded.give_back(first);
+        loaded.load_took = started.elapsed();
         Ok(loaded)
     }
 
@@ -179,6 +197,8 @@ impl LoadedPlugin {
             },
             hash: self.hash.clone(),
             loaded_at: SystemTime::now(),
+            source: LoadSource::Cached,
+            load_took: Duration::ZERO,
             pre: self.pre.clone(),
             name: self.name.clone(),
             idle: Mutex::new(Vec::new()),

@@ -14,39 +14,49 @@
 //! - [`pipeline`] - stages on a topic pattern and what they do to messages.
 //! - [`delivery`] - plugins on a subscription's deliveries.
 //! - [`stats`] - per-plugin counters and latency.
+//! - [`cache`] - compiled components by content hash, in memory and on disk.
+//! - [`registry`] - the set in force and how reloads swap it.
+//! - [`watch`] - file watching and debouncing that drive reloads.
 
 pub mod bindings;
+pub mod cache;
 pub mod delivery;
 pub mod engine;
 pub mod instance;
 mod log_stream;
 pub mod pipeline;
+pub mod registry;
 mod state;
 pub mod stats;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use sluice_proto::{Pattern, PluginStatus};
+use sluice_proto::Pattern;
 
 pub use engine::PluginEngine;
 pub use instance::{LoadedPlugin, PluginError, PluginSpec};
 pub use pipeline::{Destination, Disposition, OnError, Pipeline};
+pub use registry::{PluginRegistry, ReloadReport};
 
 use crate::config::Config;
 
-/// Every loaded plugin and pipeline.
+/// Every loaded plugin and pipeline: one immutable generation, replaced
+/// whole by a reload (see [`registry`]).
 #[derive(Debug, Default)]
 pub struct PluginSet {
     /// Plugins by name.
     pub plugins: BTreeMap<String, Arc<LoadedPlugin>>,
     /// Pipelines in config order; the first whose pattern matches a topic runs.
     pub pipelines: Vec<Pipeline>,
+    /// Stamp `sluice-plugin-versions` on what pipelines store.
+    pub version_header: bool,
 }
 
 /// The spec of plugin `name` from the config, with its path made absolute
-/// against the config file's directory.
+/// (relative paths start at the config file's directory).
 pub fn spec_from_config(config: &Config, plugin: &crate::config::PluginConfig) -> PluginSpec {
     let path = if plugin.path.is_absolute() {
         plugin.path.clone()
@@ -59,7 +69,7 @@ pub fn spec_from_config(config: &Config, plugin: &crate::config::PluginConfig) -
     };
     PluginSpec {
         name: plugin.name.clone(),
-        path,
+        path: watch::normalize(&std::path::absolute(&path).unwrap_or(path)),
         config_json: serde_json::to_string(&plugin.config).unwrap_or_else(|_| "{}".into()),
         timeout: plugin.timeout,
         memory_bytes: plugin.memory_bytes as usize,
@@ -67,28 +77,14 @@ pub fn spec_from_config(config: &Config, plugin: &crate::config::PluginConfig) -
 }
 
 impl PluginSet {
-    /// Loads every `[[plugin]]` and builds every `[[pipeline]]` (blocking:
-    /// compiles components). Any failure refuses the whole set.
-    pub fn load(engine: &PluginEngine, config: &Config) -> Result<PluginSet, PluginError> {
-        let mut plugins = BTreeMap::new();
-        for plugin in &config.plugins {
-            let spec = spec_from_config(config, plugin);
-            let started = std::time::Instant::now();
-            let loaded = Arc::new(engine.load(spec)?);
-            tracing::info!(
-                plugin = %plugin.name,
-                hash = %loaded.hash,
-                path = %loaded.spec().path.display(),
-                took_ms = started.elapsed().as_millis() as u64,
-                "plugin loaded"
-            );
-            plugins.insert(plugin.name.clone(), loaded);
-        }
+    /// The pipelines of `config` over loaded `plugins` (the config is
+    /// validated: every stage names one of them).
+    pub fn assemble(config: &Config, plugins: BTreeMap<String, Arc<LoadedPlugin>>) -> PluginSet {
+        let version_header = config.plugin_runtime.version_header;
         let pipelines = config
             .pipelines
             .iter()
             .map(|p| Pipeline {
-                // Validated with the config.
                 pattern: Pattern::parse(&p.topics)
                     .unwrap_or_else(|_| Pattern::parse(">").expect("> parses")),
                 stages: p
@@ -97,41 +93,56 @@ impl PluginSet {
                     .filter_map(|s| plugins.get(s).cloned())
                     .collect(),
                 on_error: p.on_error,
+                version_header,
             })
             .collect();
-        Ok(PluginSet { plugins, pipelines })
+        PluginSet {
+            plugins,
+            pipelines,
+            version_header,
+        }
+    }
+
+    /// This set with some plugins replaced by new versions, in every
+    /// pipeline that uses them.
+    pub fn with_replaced(&self, new: &BTreeMap<String, Arc<LoadedPlugin>>) -> PluginSet {
+        let pick = |p: &Arc<LoadedPlugin>| new.get(p.name()).unwrap_or(p).clone();
+        PluginSet {
+            plugins: self
+                .plugins
+                .iter()
+                .map(|(name, p)| (name.clone(), pick(p)))
+                .collect(),
+            pipelines: self
+                .pipelines
+                .iter()
+                .map(|p| Pipeline {
+                    pattern: p.pattern.clone(),
+                    stages: p.stages.iter().map(pick).collect(),
+                    on_error: p.on_error,
+                    version_header: p.version_header,
+                })
+                .collect(),
+            version_header: self.version_header,
+        }
+    }
+
+    /// True when both sets have the same pipelines over the same versions.
+    pub fn same_pipelines(&self, other: &PluginSet) -> bool {
+        self.pipelines.len() == other.pipelines.len()
+            && self.pipelines.iter().zip(&other.pipelines).all(|(a, b)| {
+                a.pattern == b.pattern
+                    && a.on_error == b.on_error
+                    && a.stages.len() == b.stages.len()
+                    && a.stages
+                        .iter()
+                        .zip(&b.stages)
+                        .all(|(x, y)| Arc::ptr_eq(x, y))
+            })
     }
 
     /// The pipeline of a topic, if one matches.
     pub fn pipeline_for(&self, topic: &str) -> Option<&Pipeline> {
         self.pipelines.iter().find(|p| p.pattern.matches(topic))
-    }
-
-    /// What `sluice plugin list` shows.
-    pub fn status(&self) -> Vec<PluginStatus> {
-        let ms = |t: std::time::SystemTime| {
-            t.duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64)
-        };
-        self.plugins
-            .values()
-            .map(|p| {
-                let s = p.stats.snapshot();
-                PluginStatus {
-                    name: p.name().to_owned(),
-                    path: p.spec().path.display().to_string(),
-                    hash: p.hash.clone(),
-                    loaded_at_ms: ms(p.loaded_at),
-                    calls: s.calls,
-                    messages: s.messages,
-                    errors: s.errors,
-                    busy_us: s.busy.as_micros() as u64,
-                    p50_us: s.p50.as_micros() as u64,
-                    p99_us: s.p99.as_micros() as u64,
-                    last_error: s.last_error.as_ref().map(|(_, e)| e.clone()),
-                    last_error_at_ms: s.last_error.as_ref().map(|(t, _)| ms(*t)),
-                }
-            })
-            .collect()
     }
 }

@@ -24,6 +24,10 @@ pub const DLQ_REASON: &str = "sluice-dlq-reason";
 pub const DLQ_TOPIC: &str = "sluice-dlq-topic";
 /// Header of a dead letter made by a pipeline: the stage that sent it there.
 pub const DLQ_STAGE: &str = "sluice-dlq-stage";
+/// Header stamped on what a pipeline stores when `[plugins]
+/// version_header` is on: `name@hash` of each stage that handled the
+/// message, comma-separated, in order.
+pub const VERSIONS_HEADER: &str = "sluice-plugin-versions";
 
 /// What a failing stage does to its batch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -69,11 +73,15 @@ pub struct Pipeline {
     pub stages: Vec<Arc<LoadedPlugin>>,
     /// What a failing stage does.
     pub on_error: OnError,
+    /// Stamp [`VERSIONS_HEADER`] on outputs.
+    pub version_header: bool,
 }
 
 struct Item {
     origin: usize,
     record: NewRecord,
+    /// Stages (by index) that handled it, for the versions header.
+    handled: u64,
 }
 
 fn encode_headers(out: &mut Vec<u8>, headers: &[(String, String)]) {
@@ -199,7 +207,30 @@ fn output_record(out: &Messages, i: usize) -> Result<NewRecord, String> {
     })
 }
 
+/// Sets the versions header of `record` to the stages in `handled`.
+fn stamp(stages: &[Arc<LoadedPlugin>], handled: u64, record: &mut NewRecord) {
+    let mut value = String::new();
+    for (i, stage) in stages.iter().enumerate() {
+        if handled & (1u64 << i.min(63)) != 0 {
+            if !value.is_empty() {
+                value.push(',');
+            }
+            value.push_str(stage.name());
+            value.push('@');
+            value.push_str(&stage.hash);
+        }
+    }
+    record.headers.retain(|(name, _)| name != VERSIONS_HEADER);
+    record.headers.push((VERSIONS_HEADER.to_owned(), value));
+}
+
 impl Pipeline {
+    /// `pattern: a -> b -> c`, for logs.
+    pub fn describe(&self) -> String {
+        let stages: Vec<&str> = self.stages.iter().map(|s| s.name()).collect();
+        format!("{}: {}", self.pattern, stages.join(" -> "))
+    }
+
     /// Runs every stage over `records` published to `topic` (blocking: call
     /// it on a blocking thread). Returns one disposition per record.
     pub fn run(&self, topic: &str, records: Vec<NewRecord>, now_ms: i64) -> Vec<Disposition> {
@@ -207,12 +238,17 @@ impl Pipeline {
         let mut active: Vec<Item> = records
             .into_iter()
             .enumerate()
-            .map(|(origin, record)| Item { origin, record })
+            .map(|(origin, record)| Item {
+                origin,
+                record,
+                handled: 0,
+            })
             .collect();
-        for stage in &self.stages {
+        for (index, stage) in self.stages.iter().enumerate() {
             if active.is_empty() {
                 break;
             }
+            let bit = 1u64 << index.min(63);
             let batch = to_batch(topic, active.iter().map(|i| &i.record), now_ms);
             let outcomes = match stage.call(&batch) {
                 Ok(outcomes) => outcomes,
@@ -241,8 +277,12 @@ impl Pipeline {
                 }
             };
             let mut next = Vec::with_capacity(active.len());
-            for (item, outcome) in active.drain(..).zip(outcomes.results) {
+            for (mut item, outcome) in active.drain(..).zip(outcomes.results) {
+                item.handled |= bit;
                 let disposition = &mut dispositions[item.origin];
+                if self.version_header {
+                    stamp(&self.stages, item.handled, &mut item.record);
+                }
                 match outcome {
                     Outcome::Pass => next.push(item),
                     Outcome::Drop => {}
@@ -260,6 +300,7 @@ impl Pipeline {
                                 next.extend(records.into_iter().map(|record| Item {
                                     origin: item.origin,
                                     record,
+                                    handled: item.handled,
                                 }));
                             }
                             // All or nothing: a malformed replacement
@@ -309,7 +350,10 @@ impl Pipeline {
             }
             active = next;
         }
-        for item in active {
+        for mut item in active {
+            if self.version_header {
+                stamp(&self.stages, item.handled, &mut item.record);
+            }
             dispositions[item.origin]
                 .outputs
                 .push((Destination::Own, item.record));

@@ -526,6 +526,7 @@ impl Session {
             request.max_in_flight,
             request.limit,
             &self.client_name,
+            request.plugin.as_ref(),
         )?;
         self.start_stream(request.consumer, consumer);
         Ok(ResponseBody::Consuming {

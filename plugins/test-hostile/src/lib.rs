@@ -2,10 +2,27 @@
 //! config says, so the broker's sandboxing can be tested with a real
 //! component. `mode` is one of `pass`, `loop` (never returns), `oom`
 //! (allocates without end), `trap` (panics), `wrong-count` (answers no
-//! outcome), `fail-init` (refuses to start), `log` (logs and passes).
+//! outcome), `fail-init` (refuses to start), `log` (logs and passes),
+//! `stamp` (passes each message on with an `x-stamp` header holding the
+//! build stamp below).
+//!
+//! The build stamp is a fixed-size marker in the component's data. Hot
+//! reload tests patch its bytes in a copy of the built file to get a second,
+//! different version of the same plugin without building twice.
 
 use serde::Deserialize;
-use sluice_sdk::{Batch, Output, Plugin};
+use sluice_sdk::{Batch, MessageBuilder, Output, Plugin};
+
+/// `SLUICE-STAMP:` then 8 bytes of stamp; tests replace the 8 bytes.
+static STAMP: [u8; 21] = *b"SLUICE-STAMP:v1______";
+
+/// The build stamp, read from memory so the compiler cannot fold it.
+fn stamp() -> String {
+    let bytes: [u8; 21] = unsafe { std::ptr::read_volatile(&STAMP) };
+    String::from_utf8_lossy(&bytes[13..])
+        .trim_end_matches('_')
+        .to_owned()
+}
 
 /// What to do wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -25,6 +42,8 @@ pub enum Mode {
     FailInit,
     /// Log a line per batch, then pass.
     Log,
+    /// Replace each message by itself with header `x-stamp: <build stamp>`.
+    Stamp,
 }
 
 /// The fixture's configuration.
@@ -77,6 +96,13 @@ impl Plugin for Hostile {
                     out.pass();
                 }
             }
+            Mode::Stamp => {
+                let stamp = stamp();
+                for message in batch.messages() {
+                    out.replace([MessageBuilder::from_message(&message)
+                        .set_header("x-stamp", stamp.as_str())]);
+                }
+            }
             Mode::Pass | Mode::FailInit => {
                 for _ in batch.messages() {
                     out.pass();
@@ -105,6 +131,15 @@ mod tests {
             run_plugin::<Hostile>(r#"{"mode": "wrong-count"}"#, &batch).unwrap(),
             vec![]
         );
+        match &run_plugin::<Hostile>(r#"{"mode": "stamp"}"#, &batch).unwrap()[..] {
+            [TestOutcome::Replace(a), TestOutcome::Replace(b)] => {
+                assert!(a[0]
+                    .headers
+                    .contains(&("x-stamp".to_owned(), "v1".to_owned())));
+                assert_eq!(b[0].payload, b"b");
+            }
+            other => panic!("{other:?}"),
+        }
         let err = run_plugin::<Hostile>(r#"{"mode": "fail-init"}"#, &batch).unwrap_err();
         assert!(err.contains("refusing"), "{err}");
     }

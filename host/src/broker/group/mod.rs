@@ -157,6 +157,8 @@ pub struct Consumer {
     pub(crate) group: Arc<GroupHandle>,
     pub(crate) member: u64,
     pub(crate) deliveries: mpsc::UnboundedReceiver<GroupDelivery>,
+    /// A plugin that filters or transforms what this member receives.
+    pub(crate) filter: Option<Arc<crate::plugin::delivery::DeliveryFilter>>,
 }
 
 impl Consumer {
@@ -165,8 +167,38 @@ impl Consumer {
         &self.group.name
     }
 
-    /// Waits for the next deliveries. Cancel-safe.
+    /// Waits for the next deliveries, through the member's plugin if it
+    /// has one (messages it filters out are acked for the member and never
+    /// reach it). Cancel-safe: deliveries lost to a cancel are this
+    /// member's, which is leaving, and go to the others.
     pub async fn next_chunk(&mut self) -> Result<Chunk, BrokerError> {
+        loop {
+            let chunk = self.next_raw_chunk().await?;
+            let Some(filter) = self.filter.clone() else {
+                return Ok(chunk);
+            };
+            let (chunk, settles) = tokio::task::spawn_blocking(move || {
+                crate::plugin::delivery::apply_group(&filter, chunk)
+            })
+            .await
+            .map_err(|e| BrokerError::Internal(format!("delivery plugin task failed: {e}")))?;
+            for (topic, offset, action) in settles {
+                // Answered once journaled; nobody waits for it here.
+                let (reply, _) = oneshot::channel();
+                self.group.send(Command::Settle {
+                    topic: topic.to_string(),
+                    offset,
+                    action,
+                    reply,
+                })?;
+            }
+            if !chunk.slices.is_empty() {
+                return Ok(chunk);
+            }
+        }
+    }
+
+    async fn next_raw_chunk(&mut self) -> Result<Chunk, BrokerError> {
         let first = self
             .deliveries
             .recv()
