@@ -55,7 +55,7 @@ pub use options::{ClientOptions, Trust};
 pub use sluice_proto::{
     CreateTopic, Delivered, DeliveryPlugin, ErrorBody, ErrorCode, FetchBatch, GroupInfo,
     GroupOptions, GroupTopicInfo, MemberInfo, MessageOutcome, PluginStatus, PublishAck,
-    RetentionSpec, StartPosition, StoredAt, TopicInfo,
+    RefusedVersion, RetentionSpec, StartPosition, StoredAt, TopicInfo,
 };
 pub use subscription::Subscription;
 pub use tls::certificate_fingerprint;

@@ -44,6 +44,7 @@ pub struct Running {
     fingerprint: String,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+    plugins: std::sync::Arc<plugin::PluginRegistry>,
 }
 
 impl Running {
@@ -60,6 +61,11 @@ impl Running {
     /// SHA-256 fingerprint of the certificate.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
+    }
+
+    /// The plugins and pipelines in force (and the last refused config).
+    pub fn plugins(&self) -> &std::sync::Arc<plugin::PluginRegistry> {
+        &self.plugins
     }
 
     /// Starts a graceful shutdown without waiting for it.
@@ -132,7 +138,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let shutdown = CancellationToken::new();
     let watcher = if config.plugin_runtime.watch {
         match plugin::watch::spawn(
-            plugins.clone(),
+            broker.plugins().clone(),
             config.plugin_runtime.debounce,
             shutdown.clone(),
         ) {
@@ -177,6 +183,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         fingerprint: identity.fingerprint,
         shutdown,
         task,
+        plugins,
     })
 }
 

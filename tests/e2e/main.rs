@@ -11,6 +11,7 @@ mod pipelines;
 mod plugin_sdk;
 mod pubsub;
 mod regressions;
+mod reload;
 mod replay;
 mod retention;
 mod shutdown;

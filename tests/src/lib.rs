@@ -239,6 +239,25 @@ impl TestBroker {
         })
     }
 
+    /// A broker started from a config file, as `sluice serve --config`
+    /// does (so the file is watched), on `127.0.0.1:0` and a temporary
+    /// data directory.
+    pub async fn start_from_file(path: &Path) -> anyhow::Result<TestBroker> {
+        let file = sluice::Config::load(path).context("loading the test config file")?;
+        Self::start_with(move |c| {
+            let (listen, data) = (c.server.listen, c.server.data_dir.clone());
+            *c = file;
+            c.server.listen = listen;
+            c.server.data_dir = data;
+        })
+        .await
+    }
+
+    /// The plugins and pipelines in force in the running broker.
+    pub fn plugins(&self) -> Option<&Arc<sluice::plugin::PluginRegistry>> {
+        self.running.as_ref().map(|r| r.plugins())
+    }
+
     /// The QUIC address of the running broker (changes across restarts).
     pub fn addr(&self) -> SocketAddr {
         self.addr
