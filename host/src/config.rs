@@ -43,8 +43,9 @@ pub struct Config {
 pub struct PluginRuntimeConfig {
     /// Watch the plugin files and the config file and reload on change.
     pub watch: bool,
-    /// A change is acted on once the files were quiet this long (editors
-    /// and builds write in several steps).
+    /// A file still being written is acted on once it was quiet this long
+    /// (editors and builds write in several steps). A file closed after
+    /// writing or renamed into place is acted on at once.
     #[serde(with = "humantime_serde")]
     pub debounce: Duration,
     /// Stamp `sluice-plugin-versions` (`name@hash,...` of the stages that
@@ -56,7 +57,7 @@ impl Default for PluginRuntimeConfig {
     fn default() -> Self {
         PluginRuntimeConfig {
             watch: true,
-            debounce: Duration::from_millis(25),
+            debounce: Duration::from_millis(20),
             version_header: false,
         }
     }

@@ -459,7 +459,7 @@ async fn config_changes_take_effect_without_a_restart_and_a_broken_one_is_refuse
         wait_until(
             "the good config to be taken again",
             Duration::from_secs(10),
-            || async { registry.config_refusal().map_or(Ok(()), |r| Err(r)) },
+            || async { registry.config_refusal().map_or(Ok(()), Err) },
         )
         .await;
     }

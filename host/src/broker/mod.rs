@@ -913,19 +913,28 @@ impl Broker {
             .ok_or_else(|| BrokerError::GroupNotFound(name.to_owned()))
     }
 
-    /// Joins (creating if needed) a consumer group.
+    /// Joins (creating if needed) a consumer group, for `client` (its name,
+    /// for group status). The request's consumer id is the server's business.
     pub fn consume(
         &self,
-        group_name: &str,
-        pattern: &str,
-        options: GroupOptions,
-        max_in_flight: u32,
-        limit: Option<u64>,
+        request: sluice_proto::Consume,
         client: &str,
-        plugin: Option<&sluice_proto::DeliveryPlugin>,
     ) -> Result<Consumer, BrokerError> {
+        let sluice_proto::Consume {
+            group,
+            pattern,
+            options,
+            max_in_flight,
+            limit,
+            plugin,
+            consumer: _,
+        } = request;
+        let (group_name, pattern) = (group.as_str(), pattern.as_str());
         check_group(group_name)?;
-        let filter = plugin.map(|p| self.delivery_plugin(p)).transpose()?;
+        let filter = plugin
+            .as_ref()
+            .map(|p| self.delivery_plugin(p))
+            .transpose()?;
         let parsed = Pattern::parse(pattern).map_err(|reason| BrokerError::InvalidPattern {
             pattern: pattern.to_owned(),
             reason,

@@ -75,7 +75,7 @@ impl ComponentCache {
         digest: &[u8; 32],
         compile: impl FnOnce() -> wasmtime::Result<Component>,
     ) -> wasmtime::Result<(Component, LoadSource)> {
-        if let Some(found) = self.from_memory(digest) {
+        if let Some(found) = self.in_memory(digest) {
             return Ok((found, LoadSource::Cached));
         }
         if let Some(path) = self.file(digest) {
@@ -94,7 +94,7 @@ impl ComponentCache {
         Ok((component, LoadSource::Compiled))
     }
 
-    fn from_memory(&self, digest: &[u8; 32]) -> Option<Component> {
+    fn in_memory(&self, digest: &[u8; 32]) -> Option<Component> {
         let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
         memory
             .iter()

@@ -6,7 +6,9 @@
 //! that a watch on the file itself would miss. Events for other files in
 //! those directories are ignored. A burst of events (an editor's save, a
 //! `cargo build`, a copy then rename) is collected until the files have
-//! been quiet for `[plugins] debounce`, then acted on once: a config change
+//! been quiet for `[plugins] debounce`, then acted on once (when every
+//! changed file was last *completed*, closed after writing or renamed into
+//! place, a short [`SETTLE`] window is enough): a config change
 //! reloads the config (which also picks up changed plugin files), otherwise
 //! the changed plugin files are reloaded. A reload that finds the same
 //! content as the running version does nothing, so a duplicate event costs
@@ -17,7 +19,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use notify::event::{AccessKind, AccessMode};
+use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +28,10 @@ use super::registry::PluginRegistry;
 
 /// The longest a burst is collected before acting on it anyway.
 const MAX_BURST: Duration = Duration::from_secs(1);
+
+/// Quiet time after a burst whose files were all completed (closed after
+/// writing, or renamed into place): only to coalesce the last events.
+const SETTLE: Duration = Duration::from_millis(2);
 
 /// Removes `.` and resolves `..` without touching the file system, so that
 /// one file has one spelling in specs, watches and events.
@@ -45,11 +51,29 @@ pub fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-fn is_change(kind: &EventKind) -> bool {
+/// What an event says about the file at `paths[index]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// Nothing (a read, an open).
+    None,
+    /// Being written, removed or moved away: more is likely to follow.
+    Partial,
+    /// Complete: closed after writing, or renamed into place.
+    Complete,
+}
+
+fn change(kind: &EventKind, index: usize, paths: usize) -> Change {
     match kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Access(_) => false,
-        _ => true,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Change::Complete,
+        EventKind::Access(_) => Change::None,
+        EventKind::Modify(ModifyKind::Name(RenameMode::To)) => Change::Complete,
+        // `Both` lists the old path, then the new one.
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both))
+            if index + 1 == paths && paths > 1 =>
+        {
+            Change::Complete
+        }
+        _ => Change::Partial,
     }
 }
 
@@ -143,18 +167,22 @@ impl WatchTask {
                 continue;
             }
             let started = Instant::now();
-            // Collect until quiet (or the burst is too long).
+            // Collect until the files that matter are quiet (events for
+            // other files in the same directories do not extend the wait),
+            // or the burst is too long.
+            let limit = tokio::time::Instant::now() + MAX_BURST;
+            let mut quiet_at = tokio::time::Instant::now() + burst.wait(self.debounce);
             loop {
-                let quiet = self
-                    .debounce
-                    .min(MAX_BURST.saturating_sub(started.elapsed()));
-                match tokio::time::timeout(quiet, rx.recv()).await {
-                    Ok(Some(event)) => burst.add(event, config.as_deref(), &plugins),
-                    Ok(None) => return,
-                    Err(_) => break,
-                }
-                if started.elapsed() >= MAX_BURST {
-                    break;
+                tokio::select! {
+                    () = tokio::time::sleep_until(quiet_at.min(limit)) => break,
+                    event = rx.recv() => match event {
+                        Some(event) => {
+                            if burst.add(event, config.as_deref(), &plugins) {
+                                quiet_at = tokio::time::Instant::now() + burst.wait(self.debounce);
+                            }
+                        }
+                        None => return,
+                    },
                 }
             }
             let registry = self.registry.clone();
@@ -178,32 +206,56 @@ impl WatchTask {
 struct Burst {
     config: bool,
     plugins: HashSet<PathBuf>,
+    /// Files whose last event was not a completion.
+    unfinished: HashSet<PathBuf>,
 }
 
 impl Burst {
+    /// Adds an event; true if it concerns a file that matters.
     fn add(
         &mut self,
         event: notify::Result<notify::Event>,
         config: Option<&Path>,
         plugins: &HashSet<PathBuf>,
-    ) {
+    ) -> bool {
         let event = match event {
             Ok(event) => event,
             Err(e) => {
                 tracing::warn!(error = %e, "file watch error");
-                return;
+                return false;
             }
         };
-        if !is_change(&event.kind) {
-            return;
-        }
-        for path in &event.paths {
+        let mut relevant = false;
+        for (index, path) in event.paths.iter().enumerate() {
+            let kind = change(&event.kind, index, event.paths.len());
+            if kind == Change::None {
+                continue;
+            }
             let path = normalize(path);
             if Some(path.as_path()) == config {
                 self.config = true;
             } else if plugins.contains(&path) {
-                self.plugins.insert(path);
+                self.plugins.insert(path.clone());
+            } else {
+                continue;
             }
+            relevant = true;
+            if kind == Change::Complete {
+                self.unfinished.remove(&path);
+            } else {
+                self.unfinished.insert(path);
+            }
+        }
+        relevant
+    }
+
+    /// How long to wait for more: a moment when every file is complete,
+    /// the debounce while one is still being written.
+    fn wait(&self, debounce: Duration) -> Duration {
+        if self.unfinished.is_empty() {
+            SETTLE.min(debounce)
+        } else {
+            debounce
         }
     }
 
@@ -214,7 +266,58 @@ impl Burst {
 
 #[cfg(test)]
 mod tests {
+    use notify::event::{CreateKind, DataChange};
+
     use super::*;
+
+    fn event(kind: EventKind, paths: &[&str]) -> notify::Result<notify::Event> {
+        let mut e = notify::Event::new(kind);
+        for p in paths {
+            e = e.add_path(PathBuf::from(p));
+        }
+        Ok(e)
+    }
+
+    #[test]
+    fn bursts_know_which_files_are_complete() {
+        let plugins: HashSet<PathBuf> = [PathBuf::from("/p/a.wasm")].into();
+        let config = Some(Path::new("/c/sluice.toml"));
+        let mut burst = Burst::default();
+        // Unrelated files and reads are ignored.
+        burst.add(
+            event(EventKind::Create(CreateKind::File), &["/p/other"]),
+            config,
+            &plugins,
+        );
+        burst.add(
+            event(EventKind::Access(AccessKind::Read), &["/p/a.wasm"]),
+            config,
+            &plugins,
+        );
+        assert!(burst.is_empty());
+        // A write in place: unfinished until closed.
+        let write = EventKind::Modify(ModifyKind::Data(DataChange::Any));
+        burst.add(event(write, &["/p/a.wasm"]), config, &plugins);
+        assert!(!burst.unfinished.is_empty());
+        let close = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        burst.add(event(close, &["/p/a.wasm"]), config, &plugins);
+        assert!(burst.unfinished.is_empty());
+        // A rename into place completes the new path.
+        let mut burst = Burst::default();
+        let both = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
+        burst.add(
+            event(both, &["/c/.tmp", "/c/sluice.toml"]),
+            config,
+            &plugins,
+        );
+        assert!(burst.config && burst.unfinished.is_empty());
+        // Removal waits for the file to come back.
+        let mut burst = Burst::default();
+        let remove = EventKind::Remove(notify::event::RemoveKind::File);
+        burst.add(event(remove, &["/p/./a.wasm"]), config, &plugins);
+        assert_eq!(burst.plugins, plugins);
+        assert!(!burst.unfinished.is_empty());
+    }
 
     #[test]
     fn paths_are_normalized_lexically() {

@@ -519,19 +519,10 @@ impl Session {
 
     fn consume(&self, request: sluice_proto::Consume) -> Result<ResponseBody, BrokerError> {
         self.check_stream_slot(request.consumer)?;
-        let consumer = self.shared.broker.consume(
-            &request.group,
-            &request.pattern,
-            request.options,
-            request.max_in_flight,
-            request.limit,
-            &self.client_name,
-            request.plugin.as_ref(),
-        )?;
-        self.start_stream(request.consumer, consumer);
-        Ok(ResponseBody::Consuming {
-            consumer: request.consumer,
-        })
+        let id = request.consumer;
+        let consumer = self.shared.broker.consume(request, &self.client_name)?;
+        self.start_stream(id, consumer);
+        Ok(ResponseBody::Consuming { consumer: id })
     }
 }
 
