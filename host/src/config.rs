@@ -26,6 +26,8 @@ pub struct Config {
     /// `[[pipeline]]`: plugin stages run on publishes to matching topics.
     #[serde(rename = "pipeline")]
     pub pipelines: Vec<PipelineConfig>,
+    /// `[admin]`: the HTTP listener for `/metrics` and `/healthz`.
+    pub admin: AdminConfig,
     /// `[plugins]`: hot reload and version stamping.
     #[serde(rename = "plugins")]
     pub plugin_runtime: PluginRuntimeConfig,
@@ -35,6 +37,25 @@ pub struct Config {
     /// The config file this was read from (watched for changes).
     #[serde(skip)]
     pub source: Option<PathBuf>,
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Serve `/metrics` (Prometheus) and `/healthz` over plain HTTP.
+    pub enabled: bool,
+    /// Where (keep it on loopback or a private interface: it has no auth).
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
 }
 
 /// `[plugins]`
@@ -308,6 +329,9 @@ impl Config {
         }
         if differ(&self.limits, &new.limits) {
             changed.push("[limits]");
+        }
+        if differ(&self.admin, &new.admin) {
+            changed.push("[admin]");
         }
         if self.plugin_runtime.watch != new.plugin_runtime.watch
             || self.plugin_runtime.debounce != new.plugin_runtime.debounce

@@ -11,6 +11,7 @@
 //! - [`broker`] - topics, publish, subscriptions, fetch, topic admin.
 //! - [`store`] - the segmented log on disk.
 //! - [`plugin`] - the wasmtime host: plugins and pipelines.
+//! - [`metrics`] - Prometheus metrics, served by the admin listener.
 //! - [`cli`] - the subcommands of the `sluice` binary.
 //!
 //! A published message goes one way: server connection task → broker
@@ -20,6 +21,7 @@
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod plugin;
 pub mod server;
 pub mod store;
@@ -45,6 +47,7 @@ pub struct Running {
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     plugins: std::sync::Arc<plugin::PluginRegistry>,
+    admin_addr: Option<SocketAddr>,
 }
 
 impl Running {
@@ -61,6 +64,12 @@ impl Running {
     /// SHA-256 fingerprint of the certificate.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
+    }
+
+    /// The admin (HTTP: `/metrics`, `/healthz`) address actually bound, if
+    /// the admin listener is enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// The plugins and pipelines in force (and the last refused config).
@@ -130,6 +139,24 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     } else {
         tracing::info!(fingerprint = %identity.fingerprint, cert = %identity.cert_path.display(), "using the configured certificate");
     }
+    let admin = if config.admin.enabled {
+        let listener = tokio::net::TcpListener::bind(config.admin.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "failed to listen on {} for the admin endpoints (/metrics, /healthz); set [admin] listen or enabled = false",
+                    config.admin.listen
+                )
+            })?;
+        let admin_addr = listener
+            .local_addr()
+            .context("failed to read the admin address")?;
+        tracing::info!(%admin_addr, "metrics at http://{admin_addr}/metrics, health at /healthz");
+        Some((listener, admin_addr))
+    } else {
+        None
+    };
+    let admin_addr = admin.as_ref().map(|(_, a)| *a);
     tracing::info!(%addr, data_dir = %config.server.data_dir.display(), fsync = ?config.storage.fsync, "sluice is listening");
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "listening beyond loopback without authentication: any client that reaches this address may publish and subscribe");
@@ -151,6 +178,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     } else {
         None
     };
+    let admin_task = admin.map(|(listener, _)| {
+        tokio::spawn(server::admin::serve(
+            listener,
+            broker.clone(),
+            shutdown.clone(),
+        ))
+    });
     let shared = server::shared(config, broker.clone(), shutdown.clone());
     let stopping = shutdown.clone();
     let task = tokio::spawn(async move {
@@ -173,6 +207,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         if let Some(watcher) = watcher {
             let _ = watcher.await;
         }
+        if let Some(admin) = admin_task {
+            let _ = admin.await;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
         drop(lock);
         tracing::info!("sluice stopped");
@@ -184,6 +221,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown,
         task,
         plugins,
+        admin_addr,
     })
 }
 

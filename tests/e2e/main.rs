@@ -4,9 +4,11 @@
 
 mod admin;
 mod bad_input;
+mod bench;
 mod crash;
 mod dedup;
 mod groups;
+mod metrics;
 mod pipelines;
 mod plugin_sdk;
 mod pubsub;

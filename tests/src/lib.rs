@@ -226,6 +226,7 @@ impl TestBroker {
         let mut config = sluice::Config::default();
         config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.server.data_dir = dir.path().join("data");
+        config.admin.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         configure(&mut config);
         let running = sluice::start(config.clone())
             .await
@@ -245,12 +246,19 @@ impl TestBroker {
     pub async fn start_from_file(path: &Path) -> anyhow::Result<TestBroker> {
         let file = sluice::Config::load(path).context("loading the test config file")?;
         Self::start_with(move |c| {
-            let (listen, data) = (c.server.listen, c.server.data_dir.clone());
+            let (listen, data, admin) =
+                (c.server.listen, c.server.data_dir.clone(), c.admin.listen);
             *c = file;
             c.server.listen = listen;
             c.server.data_dir = data;
+            c.admin.listen = admin;
         })
         .await
+    }
+
+    /// The admin listener's address (`/metrics`, `/healthz`).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.running.as_ref().and_then(|r| r.admin_addr())
     }
 
     /// The plugins and pipelines in force in the running broker.
@@ -509,7 +517,7 @@ impl ChildBroker {
         let data_dir = dir.join("data");
         let config_path = dir.join("sluice.toml");
         let toml = format!(
-            "[server]\nlisten = \"{addr}\"\ndata_dir = \"{}\"\n\n{extra_toml}\n",
+            "[server]\nlisten = \"{addr}\"\ndata_dir = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n{extra_toml}\n",
             data_dir.display()
         );
         std::fs::write(&config_path, toml)?;

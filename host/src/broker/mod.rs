@@ -140,6 +140,8 @@ struct Inner {
     commits: Arc<watch::Sender<u64>>,
     /// Loaded plugins and the pipelines that run them (swapped by reloads).
     plugins: Arc<PluginRegistry>,
+    /// Event counters for `/metrics`.
+    metrics: Arc<crate::metrics::Metrics>,
     /// Committers and background jobs.
     tasks: TaskTracker,
     /// Stops committers and background jobs (after the server drained).
@@ -249,6 +251,7 @@ impl Broker {
                 groups: Mutex::new(HashMap::new()),
                 commits: Arc::new(watch::channel(0).0),
                 plugins,
+                metrics: Arc::default(),
                 tasks: TaskTracker::new(),
                 stop: CancellationToken::new(),
             }),
@@ -280,7 +283,14 @@ impl Broker {
                 continue;
             }
             let settings = TopicSettings::load(&path).unwrap_or_else(|| self.default_settings());
-            let topic = Topic::open(&name, path, settings, false, self.inner.stop.child_token())?;
+            let topic = Topic::open(
+                &name,
+                path,
+                settings,
+                false,
+                self.inner.stop.child_token(),
+                self.inner.metrics.topic(&name),
+            )?;
             let topic = Arc::new(topic);
             tracing::info!(topic = %name, next_offset = topic.log.next_offset(), "topic recovered");
             self.start_committer(&topic);
@@ -415,6 +425,7 @@ impl Broker {
             settings,
             true,
             self.inner.stop.child_token(),
+            self.inner.metrics.topic(name),
         )?);
         self.start_committer(&topic);
         topics.insert(name.to_owned(), topic.clone());
@@ -454,6 +465,11 @@ impl Broker {
     ) -> Result<Arc<crate::plugin::delivery::DeliveryFilter>, BrokerError> {
         crate::plugin::delivery::DeliveryFilter::new(self.inner.plugins.clone(), spec)
             .map_err(BrokerError::InvalidArgument)
+    }
+
+    /// Event counters for `/metrics`.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.inner.metrics
     }
 
     /// The plugins and pipelines in force, and their reloads.
@@ -822,6 +838,8 @@ impl Broker {
                     source: StoreError::io("rename", &topic.dir, e),
                 });
             }
+            // Under the lock: a re-created topic gets fresh series.
+            self.inner.metrics.topic_deleted(name);
             topic
         };
         drop(topic);

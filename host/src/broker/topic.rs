@@ -159,6 +159,8 @@ pub(crate) struct Topic {
     pub fanout: FanoutCache,
     /// Cancelled to stop this topic's committer (deletion or shutdown).
     pub stop: CancellationToken,
+    /// Messages and bytes stored (metrics).
+    pub counters: crate::metrics::TopicCounters,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -179,6 +181,7 @@ impl Topic {
         settings: TopicSettings,
         create: bool,
         stop: CancellationToken,
+        counters: crate::metrics::TopicCounters,
     ) -> Result<Topic, BrokerError> {
         let storage = |source| BrokerError::Storage {
             topic: name.to_owned(),
@@ -214,6 +217,7 @@ impl Topic {
             committed_end: AtomicU64::new(end),
             fanout: FanoutCache::default(),
             stop,
+            counters,
         })
     }
 
@@ -255,6 +259,8 @@ impl Topic {
                         records,
                     )
                 };
+            self.counters
+                .stored(records.len(), records.iter().map(|r| r.payload.len()).sum());
             let stored = (!records.is_empty()).then(|| {
                 Arc::new(StoredBatch {
                     topic: self.name.clone(),

@@ -29,6 +29,8 @@ pub enum Command {
     Groups(GroupsArgs),
     /// Create and build WebAssembly plugins.
     Plugin(PluginArgs),
+    /// Measure throughput and latency (against --server, or --embedded).
+    Bench(super::bench::BenchArgs),
 }
 
 /// `sluice plugin`

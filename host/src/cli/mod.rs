@@ -8,6 +8,7 @@
 //! - [`serve`], [`publish`], [`subscribe`], [`topics`]: one file per subcommand.
 
 pub mod args;
+pub mod bench;
 pub mod connect;
 pub mod groups;
 pub mod plugin;
@@ -57,6 +58,7 @@ pub fn main() -> ExitCode {
             Command::Topics(args) => topics::run(args).await,
             Command::Groups(args) => groups::run(args).await,
             Command::Plugin(args) => plugin::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     match result {

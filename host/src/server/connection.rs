@@ -71,9 +71,11 @@ pub(crate) async fn handle(incoming: quinn::Incoming, shared: Arc<Shared>) {
                 ),
             );
             tracing::warn!("{}", error.message);
+            shared.broker.metrics().connection_refused();
             close_with(&conn, &error);
             return;
         };
+        let _counted = shared.broker.metrics().connection();
         serve(conn, &shared).await;
     }
     .instrument(span)
@@ -345,22 +347,30 @@ impl Session {
         match request.body {
             // Awaited here, before the next frame is read, so a connection's
             // publishes are stored in the order they were sent.
-            RequestBody::Publish(publish) => match broker.publish(publish.messages).await {
-                Ok(pending) => {
-                    let writer = self.writer.clone();
-                    let max = self.shared.config.limits.max_frame_bytes;
-                    self.requests.spawn(async move {
-                        let result = pending
-                            .wait()
-                            .await
-                            .map(ResponseBody::Published)
-                            .map_err(|e| e.to_body());
-                        respond(&writer, max, id, result).await;
-                        drop(permit);
-                    });
+            RequestBody::Publish(publish) => {
+                let received = std::time::Instant::now();
+                match broker.publish(publish.messages).await {
+                    Ok(pending) => {
+                        let writer = self.writer.clone();
+                        let max = self.shared.config.limits.max_frame_bytes;
+                        let metrics = broker.metrics().clone();
+                        self.requests.spawn(async move {
+                            let result = pending
+                                .wait()
+                                .await
+                                .map(ResponseBody::Published)
+                                .map_err(|e| e.to_body());
+                            metrics.published(received.elapsed(), result.is_ok());
+                            respond(&writer, max, id, result).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(e) => {
+                        broker.metrics().published(received.elapsed(), false);
+                        self.respond(id, Err(e.to_body())).await
+                    }
                 }
-                Err(e) => self.respond(id, Err(e.to_body())).await,
-            },
+            }
             RequestBody::Ping => self.respond(id, Ok(ResponseBody::Pong)).await,
             RequestBody::Subscribe(subscribe) => {
                 let result = self.subscribe(subscribe).map_err(|e| e.to_body());
@@ -494,10 +504,11 @@ impl Session {
         let conn = self.conn.clone();
         let shutdown = self.shared.shutdown.clone();
         let max = self.shared.config.limits.max_frame_bytes;
+        let metrics = self.shared.broker.metrics().clone();
         tracing::debug!(subscription = id, source = %source.describe(), "delivery stream starting");
         self.deliveries.spawn(
             async move {
-                delivery::run(conn, id, source, cancel, shutdown, max).await;
+                delivery::run(conn, id, source, cancel, shutdown, max, metrics).await;
                 lock(&registry).remove(&id);
             }
             .in_current_span(),

@@ -113,6 +113,7 @@ pub(crate) async fn run<S: DeliverySource>(
     cancel: CancellationToken,
     shutting_down: CancellationToken,
     max_frame_bytes: u32,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 ) {
     let mut send = match conn.open_uni().await {
         Ok(send) => send,
@@ -141,9 +142,19 @@ pub(crate) async fn run<S: DeliverySource>(
                         break Some(ErrorBody::new(ErrorCode::Internal, format!("cannot encode delivery: {e}")));
                     }
                     tokio::select! {
-                        written = send.write_all(&buf) => if written.is_err() {
-                            // The client stopped reading (unsubscribed) or left.
-                            return;
+                        written = send.write_all(&buf) => {
+                            if written.is_err() {
+                                // The client stopped reading (unsubscribed) or left.
+                                return;
+                            }
+                            for slice in &chunk.slices {
+                                let records = slice.records();
+                                metrics.delivered(
+                                    &slice.batch.topic,
+                                    records.len(),
+                                    records.iter().map(|r| r.payload.len()).sum(),
+                                );
+                            }
                         },
                         // A client that does not read must not hold up
                         // unsubscribe or shutdown.

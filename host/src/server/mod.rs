@@ -6,7 +6,9 @@
 //! - [`tls`] - the certificate (configured or self-signed) and QUIC settings.
 //! - [`connection`] - handshake and request dispatch of one connection.
 //! - [`delivery`] - one subscription's delivery stream.
+//! - [`admin`] - the admin HTTP listener (`/metrics`, `/healthz`).
 
+pub mod admin;
 mod connection;
 mod delivery;
 pub mod tls;

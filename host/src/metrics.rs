@@ -1,0 +1,306 @@
+//! Prometheus metrics of the broker, encoded by `prometheus-client`.
+//!
+//! Counters on the hot paths are plain atomics behind `prometheus-client`
+//! handles (a topic keeps its own handles, so an append does no look-up).
+//! Everything that is state rather than events (group lag and pending,
+//! plugin status, topic sizes) is read at scrape time from the broker, so
+//! the broker keeps one source of truth.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::broker::Broker;
+
+/// Labels: `[("topic", name)]` and the like.
+type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// Counters of one topic, held by the topic.
+#[derive(Debug, Clone, Default)]
+pub struct TopicCounters {
+    /// Messages stored.
+    pub messages_in: Counter,
+    /// Payload bytes stored.
+    pub bytes_in: Counter,
+}
+
+impl TopicCounters {
+    /// Counts a stored batch.
+    pub fn stored(&self, messages: usize, bytes: usize) {
+        self.messages_in.inc_by(messages as u64);
+        self.bytes_in.inc_by(bytes as u64);
+    }
+}
+
+/// The broker's event counters.
+#[derive(Debug)]
+pub struct Metrics {
+    messages_in: Family<Labels, Counter>,
+    bytes_in: Family<Labels, Counter>,
+    messages_out: Family<Labels, Counter>,
+    bytes_out: Family<Labels, Counter>,
+    publish_latency: Histogram,
+    publish_errors: Counter,
+    connections: Gauge,
+    connections_total: Counter,
+    connections_refused: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            messages_in: Family::default(),
+            bytes_in: Family::default(),
+            messages_out: Family::default(),
+            bytes_out: Family::default(),
+            // 50 µs .. ~1.6 s
+            publish_latency: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            publish_errors: Counter::default(),
+            connections: Gauge::default(),
+            connections_total: Counter::default(),
+            connections_refused: Counter::default(),
+        }
+    }
+}
+
+/// Decrements the open-connection gauge when dropped.
+pub struct ConnectionGuard(Gauge);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl Metrics {
+    /// The counters a topic keeps (created, or found again after a restart
+    /// of the topic object).
+    pub fn topic(&self, topic: &str) -> TopicCounters {
+        let l = labels(&[("topic", topic)]);
+        TopicCounters {
+            messages_in: self.messages_in.get_or_create_owned(&l),
+            bytes_in: self.bytes_in.get_or_create_owned(&l),
+        }
+    }
+
+    /// Forgets a deleted topic's series.
+    pub fn topic_deleted(&self, topic: &str) {
+        let l = labels(&[("topic", topic)]);
+        for family in [
+            &self.messages_in,
+            &self.bytes_in,
+            &self.messages_out,
+            &self.bytes_out,
+        ] {
+            family.remove(&l);
+        }
+    }
+
+    /// Counts messages sent to a subscriber or group member.
+    pub fn delivered(&self, topic: &str, messages: usize, bytes: usize) {
+        let l = labels(&[("topic", topic)]);
+        self.messages_out.get_or_create(&l).inc_by(messages as u64);
+        self.bytes_out.get_or_create(&l).inc_by(bytes as u64);
+    }
+
+    /// Records one publish request: receipt to ack.
+    pub fn published(&self, took: Duration, ok: bool) {
+        self.publish_latency.observe(took.as_secs_f64());
+        if !ok {
+            self.publish_errors.inc();
+        }
+    }
+
+    /// Counts an accepted connection until the guard drops.
+    pub fn connection(&self) -> ConnectionGuard {
+        self.connections.inc();
+        self.connections_total.inc();
+        ConnectionGuard(self.connections.clone())
+    }
+
+    /// Counts a connection refused at a limit.
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    /// The Prometheus (OpenMetrics) text of the broker's state now.
+    pub async fn render(self: &Arc<Self>, broker: &Broker) -> String {
+        let mut registry = Registry::with_prefix("sluice");
+        registry.register(
+            "messages_in",
+            "Messages stored, per topic",
+            self.messages_in.clone(),
+        );
+        registry.register(
+            "bytes_in",
+            "Payload bytes stored, per topic",
+            self.bytes_in.clone(),
+        );
+        registry.register(
+            "messages_out",
+            "Messages sent to subscribers and group members, per topic",
+            self.messages_out.clone(),
+        );
+        registry.register(
+            "bytes_out",
+            "Payload bytes sent to subscribers and group members, per topic",
+            self.bytes_out.clone(),
+        );
+        registry.register(
+            "publish_latency_seconds",
+            "Publish requests from receipt to ack (stored, and fsynced under fsync=always)",
+            self.publish_latency.clone(),
+        );
+        registry.register(
+            "publish_errors",
+            "Publish requests answered with an error",
+            self.publish_errors.clone(),
+        );
+        registry.register(
+            "connections",
+            "Open client connections",
+            self.connections.clone(),
+        );
+        registry.register(
+            "connections_accepted",
+            "Client connections accepted",
+            self.connections_total.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Client connections refused at limits.max_connections",
+            self.connections_refused.clone(),
+        );
+
+        // State, read now.
+        let topic_messages = Family::<Labels, Gauge>::default();
+        let topic_bytes = Family::<Labels, Gauge>::default();
+        for t in broker.list_topics() {
+            let l = labels(&[("topic", &t.name)]);
+            topic_messages.get_or_create(&l).set(t.messages as i64);
+            topic_bytes.get_or_create(&l).set(t.bytes as i64);
+        }
+        registry.register(
+            "topic_messages",
+            "Messages retained, per topic",
+            topic_messages,
+        );
+        registry.register("topic_bytes", "Bytes on disk, per topic", topic_bytes);
+
+        let lag = Family::<Labels, Gauge>::default();
+        let pending = Family::<Labels, Gauge>::default();
+        let members = Family::<Labels, Gauge>::default();
+        let redeliveries = Family::<Labels, Counter>::default();
+        let dead_letters = Family::<Labels, Counter>::default();
+        for g in broker.list_groups().await {
+            let gl = labels(&[("group", &g.name)]);
+            members.get_or_create(&gl).set(g.members.len() as i64);
+            redeliveries.get_or_create(&gl).inc_by(g.redeliveries);
+            dead_letters.get_or_create(&gl).inc_by(g.dead_lettered);
+            for t in &g.topics {
+                let l = labels(&[("group", &g.name), ("topic", &t.topic)]);
+                lag.get_or_create(&l).set(t.lag as i64);
+                pending.get_or_create(&l).set(t.pending as i64);
+            }
+        }
+        registry.register(
+            "group_lag",
+            "Messages not yet delivered, per group and topic",
+            lag,
+        );
+        registry.register(
+            "group_pending",
+            "Delivered and not settled, per group and topic",
+            pending,
+        );
+        registry.register("group_members", "Connected members, per group", members);
+        registry.register(
+            "group_redeliveries",
+            "Redeliveries since the broker started, per group",
+            redeliveries,
+        );
+        registry.register(
+            "group_dead_letters",
+            "Messages moved to the dead-letter topic since the broker started, per group",
+            dead_letters,
+        );
+
+        let calls = Family::<Labels, Counter>::default();
+        let messages = Family::<Labels, Counter>::default();
+        let errors = Family::<Labels, Counter>::default();
+        let busy = Family::<Labels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        let latency = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let reloads = Family::<Labels, Counter>::default();
+        let refused = Family::<Labels, Gauge>::default();
+        for p in broker.plugins().status() {
+            let l = labels(&[("plugin", &p.name)]);
+            calls.get_or_create(&l).inc_by(p.calls);
+            messages.get_or_create(&l).inc_by(p.messages);
+            errors.get_or_create(&l).inc_by(p.errors);
+            busy.get_or_create(&l).inc_by(p.busy_us as f64 / 1e6);
+            for (q, us) in [("0.5", p.p50_us), ("0.99", p.p99_us)] {
+                let ql = labels(&[("plugin", &p.name), ("quantile", q)]);
+                latency.get_or_create(&ql).set(us as f64 / 1e6);
+            }
+            reloads
+                .get_or_create(&l)
+                .inc_by(p.versions.saturating_sub(1));
+            refused
+                .get_or_create(&l)
+                .set(i64::from(p.refused.is_some()));
+        }
+        registry.register(
+            "plugin_calls",
+            "Plugin handle calls (one per batch), current version",
+            calls,
+        );
+        registry.register(
+            "plugin_messages",
+            "Messages handled by the plugin, current version",
+            messages,
+        );
+        registry.register(
+            "plugin_errors",
+            "Plugin calls that failed (trap, timeout, out of memory, wrong outcomes), current version",
+            errors,
+        );
+        registry.register(
+            "plugin_busy_seconds",
+            "Time spent in plugin calls, current version",
+            busy,
+        );
+        registry.register(
+            "plugin_batch_latency_seconds",
+            "Plugin batch latency quantiles (bucket upper bounds), current version",
+            latency,
+        );
+        registry.register(
+            "plugin_reloads",
+            "New versions taken into service since the broker started",
+            reloads,
+        );
+        registry.register(
+            "plugin_refused",
+            "1 while the last new version of the plugin was refused",
+            refused,
+        );
+
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &registry);
+        out
+    }
+}

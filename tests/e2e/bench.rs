@@ -1,0 +1,75 @@
+//! `sluice bench` smoke run: every scenario, a few hundred messages, an
+//! embedded broker, JSON out. (Benchmarks proper are not run in CI.)
+
+use std::process::Command;
+
+#[test]
+fn sluice_bench_runs_every_scenario_and_reports_json() -> anyhow::Result<()> {
+    let dist = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
+        .args(["bench", "all", "--embedded", "--fsync", "never"])
+        .args([
+            "--count",
+            "300",
+            "--rate",
+            "2000",
+            "--max-time",
+            "30s",
+            "--json",
+        ])
+        .arg("--plugins-dir")
+        .arg(&dist)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["scenario"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "publish",
+            "pubsub 1:1",
+            "queue 4 workers",
+            "latency @2000/s",
+            "pipeline none",
+            "pipeline pass-through",
+            "pipeline orders (4 stages)"
+        ]
+    );
+    for row in &rows {
+        for key in [
+            "scenario",
+            "payload_bytes",
+            "messages",
+            "msgs_per_s",
+            "mb_per_s",
+            "p50_us",
+            "p99_us",
+            "p999_us",
+        ] {
+            assert!(row.get(key).is_some(), "{key} missing in {row}");
+        }
+        assert_eq!(row["payload_bytes"], 1024, "{row}");
+        assert_eq!(row["messages"], 300, "{row}");
+        assert!(row["msgs_per_s"].as_f64().unwrap() > 0.0, "{row}");
+    }
+    // Latency is measured where it means something, null where not.
+    assert!(rows[0]["p99_us"].as_u64().is_some());
+    assert!(rows[2]["p50_us"].is_null());
+    assert!(rows[3]["p999_us"].as_u64().unwrap() >= rows[3]["p50_us"].as_u64().unwrap());
+
+    // Bad flags are refused with a clear error.
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
+        .args(["bench", "pipeline", "--server", "127.0.0.1:1", "--insecure"])
+        .output()?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --embedded"));
+    Ok(())
+}
