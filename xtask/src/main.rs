@@ -9,6 +9,10 @@
 //!   test suite.
 //! - `cargo xtask run [ARGS...]`: setup, then the broker with
 //!   `examples/sluice.toml` (extra arguments go to `sluice serve`).
+//! - `cargo xtask bench-vs-nats [--count N]`: sluice and NATS side by side
+//!   (installs Debian's nats-server if missing); see BENCHMARKS.md.
+
+mod vs_nats;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -138,12 +142,15 @@ fn main() -> anyhow::Result<()> {
         "plugins" => plugins(),
         "test" => test(rest),
         "run" => serve(rest),
+        "bench-vs-nats" => vs_nats::bench_vs_nats(rest),
         "help" | "--help" | "-h" => {
             eprintln!(
-                "usage: cargo xtask <setup | test [cargo test args] | run [sluice serve args]>"
+                "usage: cargo xtask <setup | plugins | test [cargo test args] | run [sluice serve args] | bench-vs-nats [--count N]>"
             );
             Ok(())
         }
-        other => bail!("unknown xtask command {other:?}; try: setup, plugins, test, run"),
+        other => {
+            bail!("unknown xtask command {other:?}; try: setup, plugins, test, run, bench-vs-nats")
+        }
     }
 }

@@ -1,0 +1,253 @@
+//! NATS side of `cargo xtask bench-vs-nats`.
+//!
+//! ```text
+//! nats-harness SERVER SCENARIO SIZE COUNT [WORKERS|RATE]
+//! ```
+//!
+//! Scenarios (the NATS counterparts of `sluice bench`):
+//! - `core-pubsub`: core NATS, one publisher, one subscriber, received rate.
+//! - `js-publish`: JetStream async publish to a file stream, acks awaited
+//!   with a bounded window (64 x 16 in flight, as `sluice bench publish`).
+//! - `js-consume`: preload a stream, then WORKERS pull consumers on one
+//!   durable consumer, each message acked.
+//! - `js-latency`: JetStream publish at RATE per second, open loop, ack
+//!   round trip percentiles.
+//!
+//! Prints one JSON object in `sluice bench --json`'s schema.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use async_nats::jetstream;
+use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+
+#[derive(serde::Serialize)]
+struct Outcome {
+    scenario: String,
+    payload_bytes: usize,
+    messages: u64,
+    msgs_per_s: f64,
+    mb_per_s: f64,
+    p50_us: Option<u64>,
+    p99_us: Option<u64>,
+    p999_us: Option<u64>,
+}
+
+fn outcome(
+    scenario: &str,
+    size: usize,
+    messages: u64,
+    took: Duration,
+    mut lat: Vec<u64>,
+) -> Outcome {
+    let secs = took.as_secs_f64().max(1e-9);
+    lat.sort_unstable();
+    let at = |q: f64| {
+        (!lat.is_empty()).then(|| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)])
+    };
+    Outcome {
+        scenario: scenario.to_owned(),
+        payload_bytes: size,
+        messages,
+        msgs_per_s: messages as f64 / secs,
+        mb_per_s: messages as f64 * size as f64 / secs / 1e6,
+        p50_us: at(0.5),
+        p99_us: at(0.99),
+        p999_us: at(0.999),
+    }
+}
+
+const WINDOW: usize = 64 * 16;
+
+async fn stream(js: &jetstream::Context, name: &str) -> anyhow::Result<jetstream::stream::Stream> {
+    let _ = js.delete_stream(name).await;
+    js.create_stream(jetstream::stream::Config {
+        name: name.to_owned(),
+        subjects: vec![format!("{name}.>")],
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .context("creating the JetStream stream")
+}
+
+async fn js_publish(
+    js: &jetstream::Context,
+    subject: &str,
+    size: usize,
+    count: u64,
+) -> anyhow::Result<(u64, Duration, Vec<u64>)> {
+    let body = Bytes::from(vec![b'x'; size]);
+    let mut in_flight = FuturesUnordered::new();
+    let mut latencies = Vec::with_capacity(count as usize);
+    let start = Instant::now();
+    let mut sent = 0;
+    let mut acked = 0;
+    while acked < count {
+        while sent < count && in_flight.len() < WINDOW {
+            let sent_at = Instant::now();
+            let ack = js.publish(subject.to_owned(), body.clone()).await?;
+            in_flight.push(async move { (ack.await, sent_at.elapsed()) });
+            sent += 1;
+        }
+        let Some((ack, took)) = in_flight.next().await else {
+            break;
+        };
+        ack.context("JetStream publish failed")?;
+        latencies.push(took.as_micros() as u64);
+        acked += 1;
+    }
+    Ok((acked, start.elapsed(), latencies))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() < 4 {
+        bail!("usage: nats-harness SERVER SCENARIO SIZE COUNT [WORKERS|RATE]");
+    }
+    let (server, scenario) = (&args[0], args[1].as_str());
+    let size: usize = args[2].parse()?;
+    let count: u64 = args[3].parse()?;
+    let extra: u64 = args.get(4).map(|a| a.parse()).transpose()?.unwrap_or(4);
+    let client = async_nats::connect(server.as_str())
+        .await
+        .context("connecting to NATS")?;
+    let result = match scenario {
+        "core-pubsub" => {
+            let mut sub = client.subscribe("bench.core").await?;
+            client.flush().await?;
+            let receiver = tokio::spawn(async move {
+                let mut got = 0u64;
+                let mut last = Instant::now();
+                while got < count {
+                    match tokio::time::timeout(Duration::from_secs(2), sub.next()).await {
+                        Ok(Some(_)) => {
+                            got += 1;
+                            last = Instant::now();
+                        }
+                        _ => break,
+                    }
+                }
+                (got, last)
+            });
+            let body = Bytes::from(vec![b'x'; size]);
+            let start = Instant::now();
+            for _ in 0..count {
+                client.publish("bench.core", body.clone()).await?;
+            }
+            client.flush().await?;
+            let (got, last) = receiver.await?;
+            outcome("nats core pubsub 1:1", size, got, last - start, Vec::new())
+        }
+        "js-publish" => {
+            let js = jetstream::new(client.clone());
+            stream(&js, "benchpub").await?;
+            let (n, took, lat) = js_publish(&js, "benchpub.x", size, count).await?;
+            outcome("jetstream publish", size, n, took, lat)
+        }
+        "js-consume" => {
+            let js = jetstream::new(client.clone());
+            let s = stream(&js, "benchq").await?;
+            js_publish(&js, "benchq.x", size, count).await?;
+            let consumer: jetstream::consumer::PullConsumer = s
+                .get_or_create_consumer(
+                    "workers",
+                    jetstream::consumer::pull::Config {
+                        durable_name: Some("workers".into()),
+                        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                        max_ack_pending: 256 * extra as i64,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            let acked = Arc::new(AtomicU64::new(0));
+            let last = Arc::new(AtomicU64::new(0));
+            let start = Instant::now();
+            let mut workers = FuturesUnordered::new();
+            for _ in 0..extra {
+                let consumer = consumer.clone();
+                let (acked, last) = (acked.clone(), last.clone());
+                workers.push(tokio::spawn(async move {
+                    let mut messages = consumer.stream().max_messages_per_batch(256).messages().await?;
+                    let mut acks = FuturesUnordered::new();
+                    while acked.load(Ordering::Relaxed) < count {
+                        tokio::select! {
+                            m = messages.next() => match m {
+                                Some(Ok(m)) => acks.push(async move { m.ack().await }),
+                                _ => break,
+                            },
+                            Some(r) = acks.next(), if !acks.is_empty() => {
+                                r.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+                                acked.fetch_add(1, Ordering::Relaxed);
+                                last.fetch_max(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                            }
+                            () = tokio::time::sleep(Duration::from_secs(2)) => break,
+                        }
+                    }
+                    while let Some(r) = acks.next().await {
+                        r.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+                        acked.fetch_add(1, Ordering::Relaxed);
+                        last.fetch_max(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    }
+                    anyhow::Ok(())
+                }));
+            }
+            while let Some(w) = workers.next().await {
+                w??;
+            }
+            let took = Duration::from_nanos(last.load(Ordering::Relaxed));
+            outcome(
+                &format!("jetstream pull consume {extra} workers"),
+                size,
+                acked.load(Ordering::Relaxed),
+                took,
+                Vec::new(),
+            )
+        }
+        "js-latency" => {
+            let js = jetstream::new(client.clone());
+            stream(&js, "benchlat").await?;
+            let body = Bytes::from(vec![b'x'; size]);
+            let interval = Duration::from_secs_f64(1.0 / extra as f64);
+            let start = Instant::now();
+            let mut in_flight = FuturesUnordered::new();
+            let mut lat = Vec::with_capacity(count as usize);
+            let mut sent = 0u64;
+            while sent < count || !in_flight.is_empty() {
+                let due = start + interval.mul_f64(sent as f64);
+                tokio::select! {
+                    () = tokio::time::sleep_until(due.into()), if sent < count => {
+                        let js = js.clone();
+                        let body = body.clone();
+                        in_flight.push(async move {
+                            let r = match js.publish("benchlat.x", body).await {
+                                Ok(ack) => ack.await.map(|_| ()).map_err(anyhow::Error::from),
+                                Err(e) => Err(anyhow::Error::from(e)),
+                            };
+                            (r, due.elapsed())
+                        });
+                        sent += 1;
+                    }
+                    Some((r, took)) = in_flight.next(), if !in_flight.is_empty() => {
+                        r?;
+                        lat.push(took.as_micros() as u64);
+                    }
+                }
+            }
+            outcome(
+                &format!("jetstream latency @{extra}/s"),
+                size,
+                lat.len() as u64,
+                start.elapsed(),
+                lat,
+            )
+        }
+        other => bail!("unknown scenario {other:?}"),
+    };
+    println!("{}", serde_json::to_string(&result)?);
+    Ok(())
+}
