@@ -135,7 +135,7 @@ impl Client {
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls_config)
             .map_err(|e| ClientError::Config(format!("TLS set-up failed: {e}")))?;
         let mut config = quinn::ClientConfig::new(Arc::new(quic));
-        let mut transport = quinn::TransportConfig::default();
+        let mut transport = crate::transport::transport_config();
         transport
             .keep_alive_interval(Some(Duration::from_secs(5)))
             .max_concurrent_uni_streams(4096u32.into())
@@ -151,7 +151,8 @@ impl Client {
             addr: options.server.clone(),
             source: e,
         };
-        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| connect_error(e.into()))?;
+        let mut endpoint =
+            crate::transport::endpoint(bind, None).map_err(|e| connect_error(e.into()))?;
         endpoint.set_default_client_config(config);
         let connecting = endpoint
             .connect(addr, &server_name)

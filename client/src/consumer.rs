@@ -6,11 +6,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::Stream;
 use sluice_proto::{
-    Delivered, DeliveryPlugin, GroupOptions, RequestBody, ResponseBody, Settle, SettleAction,
-    StartPosition,
+    Delivered, DeliveryPlugin, ErrorCode, GroupOptions, RequestBody, ResponseBody, Settle,
+    SettleAction, SettleBatch, SettleItem, StartPosition,
 };
+use tokio::sync::{mpsc, oneshot};
 
 use crate::client::Client;
 use crate::error::ClientError;
@@ -109,15 +113,15 @@ impl ConsumeOptions {
 pub struct Consumer {
     stream: Subscription,
     group: Arc<str>,
-    client: Client,
+    settler: Settler,
 }
 
 impl Consumer {
     pub(crate) fn new(stream: Subscription, group: Arc<str>, client: Client) -> Self {
         Consumer {
             stream,
+            settler: Settler::spawn(client, group.clone()),
             group,
-            client,
         }
     }
 
@@ -141,8 +145,7 @@ impl Stream for Consumer {
             item.map(|result| {
                 result.map(|message| Delivery {
                     message,
-                    group: this.group.clone(),
-                    client: this.client.clone(),
+                    settler: this.settler.clone(),
                 })
             })
         })
@@ -157,8 +160,7 @@ impl Stream for Consumer {
 pub struct Delivery {
     /// The message (`attempt` says which delivery this is).
     pub message: Delivered,
-    group: Arc<str>,
-    client: Client,
+    settler: Settler,
 }
 
 impl std::ops::Deref for Delivery {
@@ -170,18 +172,13 @@ impl std::ops::Deref for Delivery {
 
 impl Delivery {
     async fn settle(&self, action: SettleAction) -> Result<(), ClientError> {
-        let settle = Settle {
-            group: self.group.to_string(),
-            topic: self.message.topic.clone(),
-            offset: self.message.offset,
-            action,
-        };
-        match self.client.request(RequestBody::Settle(settle)).await? {
-            ResponseBody::Settled => Ok(()),
-            other => Err(ClientError::Protocol(format!(
-                "unexpected response {other:?}"
-            ))),
-        }
+        self.settler
+            .settle(SettleItem {
+                topic: self.message.topic.clone(),
+                offset: self.message.offset,
+                action,
+            })
+            .await
     }
 
     /// Done: the group never delivers it again.
@@ -209,4 +206,135 @@ impl Delivery {
     pub async fn in_progress(&self) -> Result<(), ClientError> {
         self.settle(SettleAction::InProgress).await
     }
+}
+
+/// Settlements of one consumer waiting to be sent, with their callers.
+type Waiting = (SettleItem, oneshot::Sender<Result<(), ClientError>>);
+
+/// Most settlements in one request.
+const MAX_SETTLE_BATCH: usize = 512;
+/// Settle requests of one consumer in flight at once.
+const MAX_SETTLE_REQUESTS: usize = 8;
+
+/// Coalesces a consumer's settlements: what callers settle while earlier
+/// requests are on the wire goes out together in one `SettleBatch`
+/// request (a caller that awaits each ack sends one `Settle` at a time,
+/// as before). Against a broker that predates batches it settles one at a
+/// time.
+#[derive(Debug, Clone)]
+struct Settler {
+    tx: mpsc::UnboundedSender<Waiting>,
+}
+
+impl Settler {
+    fn spawn(client: Client, group: Arc<str>) -> Settler {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(settle_loop(client, group, rx));
+        Settler { tx }
+    }
+
+    async fn settle(&self, item: SettleItem) -> Result<(), ClientError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send((item, reply))
+            .map_err(|_| ClientError::Closed)?;
+        rx.await.map_err(|_| ClientError::Closed)?
+    }
+}
+
+async fn settle_loop(client: Client, group: Arc<str>, mut rx: mpsc::UnboundedReceiver<Waiting>) {
+    let batches = Arc::new(AtomicBool::new(true));
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            first = rx.recv(), if in_flight.len() < MAX_SETTLE_REQUESTS => {
+                let Some(first) = first else { break };
+                let mut batch = vec![first];
+                while batch.len() < MAX_SETTLE_BATCH {
+                    match rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                in_flight.push(send_settles(client.clone(), group.clone(), batch, batches.clone()));
+            }
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+        }
+    }
+    while in_flight.next().await.is_some() {}
+}
+
+/// An error for each caller of a request that failed as a whole.
+fn copy_error(e: &ClientError) -> ClientError {
+    match e {
+        ClientError::Server(body) => ClientError::Server(body.clone()),
+        ClientError::Connection(c) => ClientError::Connection(c.clone()),
+        ClientError::Closed => ClientError::Closed,
+        other => ClientError::Protocol(other.to_string()),
+    }
+}
+
+async fn send_one(client: &Client, group: &str, item: SettleItem) -> Result<(), ClientError> {
+    let settle = Settle {
+        group: group.to_owned(),
+        topic: item.topic,
+        offset: item.offset,
+        action: item.action,
+    };
+    match client.request(RequestBody::Settle(settle)).await? {
+        ResponseBody::Settled => Ok(()),
+        other => Err(ClientError::Protocol(format!(
+            "unexpected response {other:?}"
+        ))),
+    }
+}
+
+async fn send_settles(
+    client: Client,
+    group: Arc<str>,
+    batch: Vec<Waiting>,
+    batches: Arc<AtomicBool>,
+) {
+    if batch.len() > 1 && batches.load(Ordering::Relaxed) {
+        let items = batch.iter().map(|(item, _)| item.clone()).collect();
+        let request = RequestBody::SettleBatch(SettleBatch {
+            group: group.to_string(),
+            items,
+        });
+        match client.request(request).await {
+            Ok(ResponseBody::SettledBatch { errors }) if errors.len() == batch.len() => {
+                for ((_, reply), error) in batch.into_iter().zip(errors) {
+                    let _ = reply.send(error.map_or(Ok(()), |e| Err(ClientError::Server(e))));
+                }
+                return;
+            }
+            Err(ClientError::Server(body))
+                if body.error_code() == Some(ErrorCode::UnknownRequest) =>
+            {
+                // An older broker: settle one at a time from now on.
+                batches.store(false, Ordering::Relaxed);
+            }
+            Ok(other) => {
+                let e = ClientError::Protocol(format!("unexpected response {other:?}"));
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(copy_error(&e)));
+                }
+                return;
+            }
+            Err(e) => {
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(copy_error(&e)));
+                }
+                return;
+            }
+        }
+    }
+    let sends = batch.into_iter().map(|(item, reply)| {
+        let client = &client;
+        let group = &group;
+        async move {
+            let _ = reply.send(send_one(client, group, item).await);
+        }
+    });
+    futures_util::future::join_all(sends).await;
 }

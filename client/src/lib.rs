@@ -45,6 +45,7 @@ pub mod message;
 pub mod options;
 pub mod subscription;
 mod tls;
+pub mod transport;
 pub mod wire;
 
 pub use client::{Client, Stored};

@@ -129,7 +129,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .await
             .context("broker start-up task failed")?
             .context("failed to open the data directory")?;
-    let endpoint = quinn::Endpoint::server(quic, config.server.listen)
+    let endpoint = sluice_client::transport::endpoint(config.server.listen, Some(quic))
         .with_context(|| format!("failed to listen on {}", config.server.listen))?;
     let addr = endpoint
         .local_addr()

@@ -138,6 +138,11 @@ pub enum RequestBody {
         /// The new position.
         to: StartPosition,
     },
+    /// Settle several messages delivered by one consumer group at once
+    /// (clients coalesce pipelined acks into one request). Answered with
+    /// one result per item; a broker that predates it answers
+    /// `unknown_request`, and clients then settle one at a time.
+    SettleBatch(SettleBatch),
 }
 
 /// The answer to one request.
@@ -186,6 +191,11 @@ pub enum ResponseBody {
     GroupInfo(GroupInfo),
     /// Every loaded plugin.
     Plugins(Vec<PluginStatus>),
+    /// The results of a settle batch, in order: `None` settled, or why not.
+    SettledBatch {
+        /// One per item.
+        errors: Vec<Option<ErrorBody>>,
+    },
 }
 
 /// A message as published.
@@ -510,6 +520,26 @@ pub enum SettleAction {
 pub struct Settle {
     /// The group that delivered it.
     pub group: String,
+    /// Its topic.
+    pub topic: String,
+    /// Its offset.
+    pub offset: u64,
+    /// What to do.
+    pub action: SettleAction,
+}
+
+/// Settle several delivered messages of one group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettleBatch {
+    /// The group that delivered them.
+    pub group: String,
+    /// What to do with each.
+    pub items: Vec<SettleItem>,
+}
+
+/// One settlement of a [`SettleBatch`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettleItem {
     /// Its topic.
     pub topic: String,
     /// Its offset.

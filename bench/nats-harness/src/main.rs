@@ -223,12 +223,13 @@ async fn main() -> anyhow::Result<()> {
                     () = tokio::time::sleep_until(due.into()), if sent < count => {
                         let js = js.clone();
                         let body = body.clone();
+                        let sent_at = Instant::now();
                         in_flight.push(async move {
                             let r = match js.publish("benchlat.x", body).await {
                                 Ok(ack) => ack.await.map(|_| ()).map_err(anyhow::Error::from),
                                 Err(e) => Err(anyhow::Error::from(e)),
                             };
-                            (r, due.elapsed())
+                            (r, sent_at.elapsed())
                         });
                         sent += 1;
                     }

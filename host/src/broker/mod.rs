@@ -189,6 +189,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What a settlement must satisfy before it reaches the group.
+fn check_settle(topic: &str, action: &SettleAction) -> Result<(), BrokerError> {
+    if let SettleAction::Nack {
+        delay_ms: Some(delay),
+    } = action
+    {
+        if *delay > group::MAX_NACK_DELAY_MS {
+            return Err(BrokerError::InvalidArgument(format!(
+                "nack delay of {delay} ms is over the limit of {} ms (one day)",
+                group::MAX_NACK_DELAY_MS
+            )));
+        }
+    }
+    check_topic(topic)
+}
+
 fn check_group(name: &str) -> Result<(), BrokerError> {
     validate_topic(name).map_err(|reason| BrokerError::InvalidGroup {
         name: name.to_owned(),
@@ -1025,21 +1041,37 @@ impl Broker {
 
     /// Settles one delivered message.
     pub async fn settle(&self, settle: Settle) -> Result<(), BrokerError> {
-        if let SettleAction::Nack {
-            delay_ms: Some(delay),
-        } = settle.action
-        {
-            if delay > group::MAX_NACK_DELAY_MS {
-                return Err(BrokerError::InvalidArgument(format!(
-                    "nack delay of {delay} ms is over the limit of {} ms (one day)",
-                    group::MAX_NACK_DELAY_MS
-                )));
-            }
-        }
-        check_topic(&settle.topic)?;
+        check_settle(&settle.topic, &settle.action)?;
         self.group(&settle.group)?
             .settle(settle.topic, settle.offset, settle.action)
             .await
+    }
+
+    /// Settles several messages of one group; one result per item (a bad
+    /// item fails alone).
+    pub async fn settle_batch(
+        &self,
+        batch: sluice_proto::SettleBatch,
+    ) -> Result<Vec<Option<sluice_proto::ErrorBody>>, BrokerError> {
+        let group = self.group(&batch.group)?;
+        let mut errors: Vec<Option<sluice_proto::ErrorBody>> = vec![None; batch.items.len()];
+        let mut valid = Vec::with_capacity(batch.items.len());
+        let mut positions = Vec::with_capacity(batch.items.len());
+        for (i, item) in batch.items.into_iter().enumerate() {
+            if let Err(e) = check_settle(&item.topic, &item.action) {
+                errors[i] = Some(e.to_body());
+                continue;
+            }
+            positions.push(i);
+            valid.push((item.topic, item.offset, item.action));
+        }
+        if !valid.is_empty() {
+            let results = group.settle_many(valid).await?;
+            for (i, result) in positions.into_iter().zip(results) {
+                errors[i] = result.err().map(|e| e.to_body());
+            }
+        }
+        Ok(errors)
     }
 
     /// Every consumer group, by name.

@@ -633,15 +633,17 @@ async fn latency(args: &BenchArgs, target: &Target) -> anyhow::Result<Outcome> {
     let mut sent = 0u64;
     while sent < count || !in_flight.is_empty() {
         // Open loop: message i is due at start + i * interval, whatever the
-        // acks do; its latency counts from when it was due.
+        // acks do (a slow ack never delays later sends); its latency counts
+        // from when it was sent (the timer's own lateness is the client's).
         let due = start + interval.mul_f64(sent as f64);
         tokio::select! {
             () = tokio::time::sleep_until(due.into()), if sent < count => {
                 let client = client.clone();
                 let message = Message::new(topic.clone(), body.clone());
+                let sent_at = Instant::now();
                 in_flight.push(async move {
                     let result = client.publish_message(message).await;
-                    (result, due.elapsed())
+                    (result, sent_at.elapsed())
                 });
                 sent += 1;
             }

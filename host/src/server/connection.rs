@@ -450,6 +450,15 @@ impl Session {
                     broker.settle(settle).await.map(|()| ResponseBody::Settled)
                 });
             }
+            RequestBody::SettleBatch(batch) => {
+                let broker = broker.clone();
+                self.spawn_request(permit, id, async move {
+                    broker
+                        .settle_batch(batch)
+                        .await
+                        .map(|errors| ResponseBody::SettledBatch { errors })
+                });
+            }
             RequestBody::ListGroups => {
                 let broker = broker.clone();
                 self.spawn_request(permit, id, async move {

@@ -135,7 +135,7 @@ pub fn quic_config(
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .context("TLS configuration unusable for QUIC")?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
+    let mut transport = sluice_client::transport::transport_config();
     transport
         // One control stream per connection; the broker opens the rest.
         .max_concurrent_bidi_streams(1u32.into())

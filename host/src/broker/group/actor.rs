@@ -95,6 +95,10 @@ enum Reply {
         Result<(), BrokerError>,
     ),
     Reset(oneshot::Sender<Result<GroupInfo, BrokerError>>),
+    SettleMany(
+        oneshot::Sender<Vec<Result<(), BrokerError>>>,
+        Vec<Result<(), BrokerError>>,
+    ),
 }
 
 /// Opens a group's journal, recovers its state and starts its actor.
@@ -371,6 +375,14 @@ impl Actor {
             } => {
                 let result = self.settle(&topic, offset, action, Instant::now());
                 self.replies.push(Reply::Settle(reply, result));
+            }
+            Command::SettleMany { items, reply } => {
+                let now = Instant::now();
+                let results = items
+                    .into_iter()
+                    .map(|(topic, offset, action)| self.settle(&topic, offset, action, now))
+                    .collect();
+                self.replies.push(Reply::SettleMany(reply, results));
             }
             Command::Info { reply } => {
                 let _ = reply.send(self.info());
@@ -729,6 +741,9 @@ impl Actor {
                 }
                 Reply::Reset(tx) => {
                     let _ = tx.send(Ok(self.info()));
+                }
+                Reply::SettleMany(tx, results) => {
+                    let _ = tx.send(results);
                 }
             }
         }

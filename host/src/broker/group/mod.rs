@@ -99,6 +99,11 @@ pub(crate) enum Command {
         action: SettleAction,
         reply: oneshot::Sender<Result<(), BrokerError>>,
     },
+    /// Several settlements, answered together (after one journal write).
+    SettleMany {
+        items: Vec<(String, u64, SettleAction)>,
+        reply: oneshot::Sender<Vec<Result<(), BrokerError>>>,
+    },
     Info {
         reply: oneshot::Sender<GroupInfo>,
     },
@@ -136,6 +141,15 @@ impl GroupHandle {
             reply,
         })?;
         rx.await.map_err(|_| BrokerError::ShuttingDown)?
+    }
+
+    pub async fn settle_many(
+        &self,
+        items: Vec<(String, u64, SettleAction)>,
+    ) -> Result<Vec<Result<(), BrokerError>>, BrokerError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::SettleMany { items, reply })?;
+        rx.await.map_err(|_| BrokerError::ShuttingDown)
     }
 
     pub async fn info(&self) -> Result<GroupInfo, BrokerError> {
