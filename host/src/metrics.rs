@@ -298,9 +298,26 @@ impl Metrics {
             refused,
         );
 
+        if let Some(rss) = resident_memory_bytes() {
+            let g = Gauge::<i64>::default();
+            g.set(rss as i64);
+            registry.register(
+                "process_resident_memory_bytes",
+                "Resident memory of the broker process",
+                g,
+            );
+        }
+
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = encode(&mut out, &registry);
         out
     }
+}
+
+/// Resident memory of this process (Linux: `/proc/self/statm`).
+pub fn resident_memory_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
 }

@@ -7,7 +7,15 @@ use std::process::Command;
 fn sluice_bench_runs_every_scenario_and_reports_json() -> anyhow::Result<()> {
     let dist = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
     let out = Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
-        .args(["bench", "all", "--embedded", "--fsync", "never"])
+        .args([
+            "bench",
+            "all",
+            "--embedded",
+            "--fsync",
+            "never",
+            "--connections",
+            "20",
+        ])
         .args([
             "--count",
             "300",
@@ -40,10 +48,12 @@ fn sluice_bench_runs_every_scenario_and_reports_json() -> anyhow::Result<()> {
             "latency @2000/s",
             "pipeline none",
             "pipeline pass-through",
-            "pipeline orders (4 stages)"
+            "pipeline orders (4 stages)",
+            "connections (setup + ping)"
         ]
     );
-    for row in &rows {
+    assert_eq!(rows[7]["messages"], 20, "{}", rows[7]);
+    for row in &rows[..7] {
         for key in [
             "scenario",
             "payload_bytes",

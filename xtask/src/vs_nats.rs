@@ -98,18 +98,20 @@ fn rss_kib(pid: u32) -> Option<u64> {
 struct Sluice {
     child: Killed,
     server: String,
+    admin: String,
     ca: PathBuf,
 }
 
 fn start_sluice(bin: &Path, dir: &Path, fsync: &str) -> anyhow::Result<Sluice> {
     let port = free_udp_port()?;
+    let admin = free_tcp_port()?;
     let data = dir.join(format!("sluice-{fsync}"));
     std::fs::create_dir_all(&data)?;
     let config = data.join("sluice.toml");
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n[storage]\nfsync = \"{fsync}\"\n[admin]\nenabled = false\n[plugins]\nwatch = false\n[limits]\n# 1000 messages of 1 KiB in one publish frame.\nmax_frame_bytes = 4194304\n",
+            "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n[storage]\nfsync = \"{fsync}\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n[plugins]\nwatch = false\n[limits]\n# 1000 messages of 1 KiB in one publish frame.\nmax_frame_bytes = 4194304\n",
             data.join("data").display()
         ),
     )?;
@@ -129,6 +131,7 @@ fn start_sluice(bin: &Path, dir: &Path, fsync: &str) -> anyhow::Result<Sluice> {
     })?;
     Ok(Sluice {
         child,
+        admin: format!("127.0.0.1:{admin}"),
         server: format!("127.0.0.1:{port}"),
         ca: data.join("data").join("tls").join("cert.pem"),
     })
@@ -221,6 +224,17 @@ pub fn bench_vs_nats(extra: &[String]) -> anyhow::Result<()> {
         &always,
         &["queue", "--size", "1024", "--count", &n, "--workers", "4"],
     )?;
+    let s_conns = sluice_bench(
+        &bin,
+        &always,
+        &[
+            "connections",
+            "--connections",
+            "1000",
+            "--admin",
+            &always.admin,
+        ],
+    )?;
     let s_latency = sluice_bench(
         &bin,
         &always,
@@ -234,6 +248,13 @@ pub fn bench_vs_nats(extra: &[String]) -> anyhow::Result<()> {
         &bin,
         &interval,
         &["publish", "--size", "1024", "--count", &n],
+    )?;
+    let s_latency_interval = sluice_bench(
+        &bin,
+        &interval,
+        &[
+            "latency", "--size", "1024", "--count", &latency_n, "--rate", "5000",
+        ],
     )?;
     drop(interval);
     let never = start_sluice(&bin, &dir, "never")?;
@@ -324,6 +345,11 @@ pub fn bench_vs_nats(extra: &[String]) -> anyhow::Result<()> {
         "| acked publish p99 at 5,000 msg/s, 1 KiB (fsync=always vs JetStream) | {sp:.0} µs | {np:.0} µs | {:.2}x | <= 1.0x |\n",
         sp / np
     ));
+    let sp = p99(&s_latency_interval);
+    table.push_str(&format!(
+        "| acked publish p99 at 5,000 msg/s, 1 KiB (fsync=interval vs JetStream: comparable durability) | {sp:.0} µs | {np:.0} µs | {:.2}x | <= 1.0x |\n",
+        sp / np
+    ));
     table.push_str(&format!(
         "| batched produce (1000/batch, fsync=never), 128 B, vs Iggy TCP 1.58M msg/s (reference, not run here) | {:.0} msg/s | 1580000 msg/s | {:.2}x | >= 1.0x |\n",
         rate(&s_batch_128),
@@ -338,6 +364,22 @@ pub fn bench_vs_nats(extra: &[String]) -> anyhow::Result<()> {
         "| idle broker RSS | {} MiB | {} MiB | | sluice <= 30 MiB |\n",
         sluice_idle.map_or("?".into(), |k| (k / 1024).to_string()),
         nats_idle.map_or("?".into(), |k| (k / 1024).to_string()),
+    ));
+    let mib = |v: &Value| {
+        v.as_f64()
+            .map_or("?".to_owned(), |b| format!("{:.1}", b / 1048576.0))
+    };
+    let added = match (
+        s_conns["rss_held_bytes"].as_f64(),
+        s_conns["rss_before_bytes"].as_f64(),
+    ) {
+        (Some(h), Some(b)) => format!("{:.1}", (h - b) / 1048576.0),
+        _ => "?".into(),
+    };
+    table.push_str(&format!(
+        "| 1,000 idle connections: broker RSS {} -> {} MiB | +{added} MiB | | | <= +100 MiB |\n",
+        mib(&s_conns["rss_before_bytes"]),
+        mib(&s_conns["rss_held_bytes"]),
     ));
     table.push_str(&format!(
         "\nLatency detail: sluice p50/p99/p99.9 {}/{}/{} µs; JetStream {}/{}/{} µs.\n",

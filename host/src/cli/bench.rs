@@ -42,6 +42,9 @@ pub enum Scenario {
     Latency,
     /// Publish throughput with no plugin, a pass-through stage, the order pipeline.
     Pipeline,
+    /// Open `--connections` idle connections and hold them; with `--admin`,
+    /// the broker's resident memory before and while they are held.
+    Connections,
     /// Every scenario above.
     All,
 }
@@ -80,6 +83,12 @@ pub struct BenchArgs {
     /// Workers (`queue`), each on its own connection.
     #[arg(long, default_value_t = 4)]
     pub workers: usize,
+    /// Connections (`connections`).
+    #[arg(long, default_value_t = 1000)]
+    pub connections: usize,
+    /// The broker's admin address (`connections`: read its memory from /metrics).
+    #[arg(long)]
+    pub admin: Option<std::net::SocketAddr>,
     /// Messages per second (`latency`).
     #[arg(long, default_value_t = 5_000)]
     pub rate: u64,
@@ -138,6 +147,13 @@ pub struct Outcome {
     pub p99_us: Option<u64>,
     /// 99.9th percentile (µs).
     pub p999_us: Option<u64>,
+    /// `connections` with `--admin`: the broker's resident memory before
+    /// and while the connections were held (bytes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rss_before_bytes: Option<u64>,
+    /// See `rss_before_bytes`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rss_held_bytes: Option<u64>,
 }
 
 impl Outcome {
@@ -152,6 +168,8 @@ impl Outcome {
             p50_us: None,
             p99_us: None,
             p999_us: None,
+            rss_before_bytes: None,
+            rss_held_bytes: None,
         }
     }
 
@@ -324,6 +342,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 Scenario::Queue,
                 Scenario::Latency,
                 Scenario::Pipeline,
+                Scenario::Connections,
             ]),
             other => scenarios.push(*other),
         }
@@ -340,6 +359,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             Scenario::Queue => vec![queue(&args, &target).await?],
             Scenario::Latency => vec![latency(&args, &target).await?],
             Scenario::Pipeline => pipeline(&args, &target).await?,
+            Scenario::Connections => vec![connections(&args, &target).await?],
             Scenario::All => unreachable!("expanded above"),
         };
         for row in rows {
@@ -384,6 +404,9 @@ fn print_table(args: &BenchArgs, results: &[Outcome]) {
         );
     }
 }
+
+/// One message in this many carries its send time (pub/sub latency samples).
+const SAMPLE_EVERY: u64 = 64;
 
 /// The payload of a bench message: `size` bytes, the first 8 the send time
 /// (µs since `epoch`) when there is room.
@@ -501,24 +524,32 @@ async fn pubsub(args: &BenchArgs, target: &Target) -> anyhow::Result<Outcome> {
             .await?;
         receivers.push(tokio::spawn(async move {
             let mut got = 0u64;
-            let mut latencies = Vec::with_capacity(count as usize);
+            let mut latencies = Vec::with_capacity((count / SAMPLE_EVERY + 1) as usize);
             let mut last = epoch;
+            // Quiet for 2 s (messages dropped for a slow subscriber never
+            // come) or past the deadline: done. The clock is read only for
+            // sampled messages, so measuring costs the receiver little.
+            let idle = tokio::time::sleep(Duration::from_secs(2));
+            tokio::pin!(idle);
             while got < count {
-                let wait = deadline
-                    .saturating_duration_since(Instant::now())
-                    .min(Duration::from_secs(2));
-                match tokio::time::timeout(wait, sub.recv()).await {
-                    Ok(Some(Ok(m))) => {
-                        got += 1;
-                        last = Instant::now();
-                        if let Some(sent) = sent_at(&m.payload) {
-                            latencies
-                                .push((epoch.elapsed().as_micros() as u64).saturating_sub(sent));
+                tokio::select! {
+                    m = sub.recv() => match m {
+                        Some(Ok(m)) => {
+                            got += 1;
+                            if m.offset % SAMPLE_EVERY == 0 || got == count {
+                                let now = Instant::now();
+                                last = now;
+                                if let Some(sent) = sent_at(&m.payload).filter(|_| m.offset % SAMPLE_EVERY == 0) {
+                                    let at = now.duration_since(epoch).as_micros() as u64;
+                                    latencies.push(at.saturating_sub(sent));
+                                }
+                                let until = (now + Duration::from_secs(2)).min(deadline);
+                                idle.as_mut().reset(until.into());
+                            }
                         }
-                    }
-                    // Ended, failed, or quiet for 2 s (messages dropped for
-                    // a slow subscriber never come): done.
-                    _ => break,
+                        _ => break,
+                    },
+                    () = &mut idle => break,
                 }
             }
             client.close().await;
@@ -526,7 +557,17 @@ async fn pubsub(args: &BenchArgs, target: &Target) -> anyhow::Result<Outcome> {
         }));
     }
     let size = args.size;
-    let make = Arc::new(move |_: u64| Message::new(topic.clone(), payload(size, epoch)));
+    let plain = Bytes::from(vec![b'x'; size]);
+    // Every SAMPLE_EVERY-th message (by offset: the topic is fresh) carries
+    // its send time; the rest share one buffer.
+    let make = Arc::new(move |i: u64| {
+        let body = if i % SAMPLE_EVERY == 0 {
+            payload(size, epoch)
+        } else {
+            plain.clone()
+        };
+        Message::new(topic.clone(), body)
+    });
     let start = Instant::now();
     let (sent, _, _) = publish_load(args, target, "pubsub", make).await?;
     let mut received = 0;
@@ -694,4 +735,66 @@ async fn pipeline(args: &BenchArgs, target: &Target) -> anyhow::Result<Vec<Outco
     let (n, took, latencies) = publish_load(args, target, "pipeline orders", make).await?;
     rows.push(Outcome::new("pipeline orders (4 stages)", args.size, n, took).latencies(latencies));
     Ok(rows)
+}
+
+/// The broker's resident memory, from its `/metrics`.
+async fn broker_rss(admin: std::net::SocketAddr) -> anyhow::Result<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(admin)
+        .await
+        .with_context(|| format!("cannot reach the admin listener at {admin}"))?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: sluice\r\n\r\n")
+        .await?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("sluice_process_resident_memory_bytes "))
+        .and_then(|v| v.trim().parse().ok())
+        .context("the broker's /metrics has no sluice_process_resident_memory_bytes")
+}
+
+async fn connections(args: &BenchArgs, target: &Target) -> anyhow::Result<Outcome> {
+    let before = match args.admin {
+        Some(admin) => Some(broker_rss(admin).await?),
+        None => None,
+    };
+    let progress = bar(args.connections as u64, "connections");
+    let deadline = Instant::now() + args.max_time;
+    let start = Instant::now();
+    let mut clients = Vec::with_capacity(args.connections);
+    let mut setup = Vec::with_capacity(args.connections);
+    while clients.len() < args.connections && Instant::now() < deadline {
+        let t = Instant::now();
+        let client = target.client().await?;
+        client.ping().await.context("ping on a new connection")?;
+        setup.push(t.elapsed().as_micros() as u64);
+        clients.push(client);
+        progress.inc(1);
+    }
+    let took = start.elapsed();
+    progress.finish_and_clear();
+    // Let the broker settle (handshake buffers freed, keep-alives flowing).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut held_rss = None;
+    if let (Some(admin), Some(before)) = (args.admin, before) {
+        let held = broker_rss(admin).await?;
+        held_rss = Some(held);
+        eprintln!(
+            "connections: broker RSS {:.1} MiB idle, {:.1} MiB with {} connections ({:.1} KiB each)",
+            before as f64 / 1048576.0,
+            held as f64 / 1048576.0,
+            clients.len(),
+            held.saturating_sub(before) as f64 / 1024.0 / clients.len().max(1) as f64
+        );
+    }
+    let n = clients.len() as u64;
+    for client in clients {
+        client.close().await;
+    }
+    let label = "connections (setup + ping)";
+    let mut row = Outcome::new(label, 0, n, took).latencies(setup);
+    row.rss_before_bytes = before;
+    row.rss_held_bytes = held_rss;
+    Ok(row)
 }
