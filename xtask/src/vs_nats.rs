@@ -382,10 +382,13 @@ pub fn bench_vs_nats(extra: &[String]) -> anyhow::Result<()> {
         mib(&s_conns["rss_held_bytes"]),
     ));
     table.push_str(&format!(
-        "\nLatency detail: sluice p50/p99/p99.9 {}/{}/{} µs; JetStream {}/{}/{} µs.\n",
+        "\nLatency detail (p50/p99/p99.9 µs): sluice fsync=always {}/{}/{}, fsync=interval {}/{}/{}; JetStream {}/{}/{}.\n",
         s_latency["p50_us"],
         s_latency["p99_us"],
         s_latency["p999_us"],
+        s_latency_interval["p50_us"],
+        s_latency_interval["p99_us"],
+        s_latency_interval["p999_us"],
         n_latency["p50_us"],
         n_latency["p99_us"],
         n_latency["p999_us"],

@@ -536,10 +536,10 @@ async fn pubsub(args: &BenchArgs, target: &Target) -> anyhow::Result<Outcome> {
                     m = sub.recv() => match m {
                         Some(Ok(m)) => {
                             got += 1;
-                            if m.offset % SAMPLE_EVERY == 0 || got == count {
+                            if m.offset.is_multiple_of(SAMPLE_EVERY) || got == count {
                                 let now = Instant::now();
                                 last = now;
-                                if let Some(sent) = sent_at(&m.payload).filter(|_| m.offset % SAMPLE_EVERY == 0) {
+                                if let Some(sent) = sent_at(&m.payload).filter(|_| m.offset.is_multiple_of(SAMPLE_EVERY)) {
                                     let at = now.duration_since(epoch).as_micros() as u64;
                                     latencies.push(at.saturating_sub(sent));
                                 }
@@ -561,7 +561,7 @@ async fn pubsub(args: &BenchArgs, target: &Target) -> anyhow::Result<Outcome> {
     // Every SAMPLE_EVERY-th message (by offset: the topic is fresh) carries
     // its send time; the rest share one buffer.
     let make = Arc::new(move |i: u64| {
-        let body = if i % SAMPLE_EVERY == 0 {
+        let body = if i.is_multiple_of(SAMPLE_EVERY) {
             payload(size, epoch)
         } else {
             plain.clone()
