@@ -168,6 +168,7 @@ impl Client {
                 version: PROTOCOL_VERSION,
                 token: options.token.clone(),
                 client_name: options.client_name.clone(),
+                features: vec![sluice_proto::FEATURE_COMPACT_DELIVERY.into()],
             }),
             sluice_proto::DEFAULT_MAX_FRAME_BYTES,
         )?;
@@ -649,6 +650,10 @@ async fn read_deliveries(mut reader: FrameReader, shared: Arc<Shared>) {
             Ok(Some(DeliveryFrame::Messages { messages, dropped })) => {
                 SubscriptionEvent::Messages { messages, dropped }
             }
+            Ok(Some(DeliveryFrame::Compact { runs, dropped })) => SubscriptionEvent::Messages {
+                messages: runs.into_iter().flat_map(|r| r.into_delivered()).collect(),
+                dropped,
+            },
             Ok(Some(DeliveryFrame::End { error })) => SubscriptionEvent::End(error),
             Ok(Some(DeliveryFrame::Start { .. })) => {
                 SubscriptionEvent::Failed("delivery stream started twice".into())

@@ -47,11 +47,63 @@ pub enum DeliveryFrame {
         #[serde(default)]
         dropped: u64,
     },
+    /// Messages in offset order per topic, in the compact layout: the
+    /// topic once per run, each message an array. Sent only to clients
+    /// that asked for [`FEATURE_COMPACT_DELIVERY`] in their `Hello`.
+    Compact {
+        /// Runs of messages of one topic, in delivery order.
+        runs: Vec<DeliveryRun>,
+        /// As in `Messages`.
+        #[serde(default)]
+        dropped: u64,
+    },
     /// The broker ended the subscription; no more frames follow.
     End {
         /// Why, if it was not a normal end.
         error: Option<ErrorBody>,
     },
+}
+
+/// The `Hello` feature that asks for [`DeliveryFrame::Compact`].
+pub const FEATURE_COMPACT_DELIVERY: &str = "compact-delivery";
+
+/// Consecutive delivered messages of one topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryRun {
+    /// Their topic.
+    pub topic: String,
+    /// The messages.
+    pub messages: Vec<CompactDelivered>,
+}
+
+/// One delivered message as a MessagePack array: offset, timestamp (ms),
+/// key, headers, payload, producer id, attempt (see [`Delivered`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompactDelivered(
+    pub u64,
+    pub i64,
+    pub Option<Bytes>,
+    pub Vec<(String, String)>,
+    pub Bytes,
+    pub Option<String>,
+    pub u32,
+);
+
+impl DeliveryRun {
+    /// The run's messages in the plain form.
+    pub fn into_delivered(self) -> impl Iterator<Item = Delivered> {
+        let topic = self.topic;
+        self.messages.into_iter().map(move |m| Delivered {
+            topic: topic.clone(),
+            offset: m.0,
+            timestamp_ms: m.1,
+            key: m.2,
+            headers: m.3,
+            payload: m.4,
+            id: m.5,
+            attempt: m.6,
+        })
+    }
 }
 
 /// Opens a session.
@@ -65,6 +117,10 @@ pub struct Hello {
     /// A name for logs and metrics.
     #[serde(default)]
     pub client_name: String,
+    /// Optional protocol features the client supports
+    /// ([`FEATURE_COMPACT_DELIVERY`]); the broker uses those it knows.
+    #[serde(default)]
+    pub features: Vec<String>,
 }
 
 /// Accepts a session.
@@ -76,6 +132,9 @@ pub struct Welcome {
     pub server: String,
     /// The largest frame body the broker accepts; larger frames are refused.
     pub max_frame_bytes: u32,
+    /// The features of the client's `Hello` the broker will use.
+    #[serde(default)]
+    pub features: Vec<String>,
 }
 
 /// One request.
@@ -692,6 +751,7 @@ mod tests {
             version: 1,
             token: Some("t".into()),
             client_name: "test".into(),
+            features: vec![FEATURE_COMPACT_DELIVERY.into()],
         }));
         for body in [
             RequestBody::Ping,

@@ -454,6 +454,7 @@ impl RawControl {
             version,
             token: None,
             client_name: "sluice-e2e-raw".into(),
+            features: Vec::new(),
         }))
         .await
     }

@@ -145,10 +145,19 @@ async fn serve(conn: quinn::Connection, shared: &Arc<Shared>) {
         )),
         Ok(hello) => {
             tracing::info!(client = %hello.client_name, "client connected");
+            let compact = hello
+                .features
+                .iter()
+                .any(|f| f == sluice_proto::FEATURE_COMPACT_DELIVERY);
             let welcome = ServerFrame::Welcome(Welcome {
                 version: PROTOCOL_VERSION,
                 server: format!("sluice/{}", env!("CARGO_PKG_VERSION")),
                 max_frame_bytes: max_frame,
+                features: if compact {
+                    vec![sluice_proto::FEATURE_COMPACT_DELIVERY.into()]
+                } else {
+                    Vec::new()
+                },
             });
             let sent = match frame::encode(&welcome, max_frame) {
                 Ok(bytes) => writer.send(bytes).await.is_ok(),
@@ -160,6 +169,7 @@ async fn serve(conn: quinn::Connection, shared: &Arc<Shared>) {
                     shared.clone(),
                     writer.clone(),
                     hello.client_name.clone(),
+                    compact,
                 )
                 .run(&mut reader)
                 .await
@@ -237,6 +247,8 @@ struct Session {
     closing: CancellationToken,
     subscriptions: Arc<Mutex<HashMap<u64, CancellationToken>>>,
     client_name: String,
+    /// The client asked for compact delivery frames.
+    compact: bool,
 }
 
 impl Session {
@@ -245,6 +257,7 @@ impl Session {
         shared: Arc<Shared>,
         writer: mpsc::Sender<Bytes>,
         client_name: String,
+        compact: bool,
     ) -> Self {
         let in_flight = Arc::new(Semaphore::new(shared.config.limits.max_in_flight_requests));
         Session {
@@ -257,6 +270,7 @@ impl Session {
             closing: CancellationToken::new(),
             subscriptions: Arc::new(Mutex::new(HashMap::new())),
             client_name,
+            compact,
         }
     }
 
@@ -514,10 +528,15 @@ impl Session {
         let shutdown = self.shared.shutdown.clone();
         let max = self.shared.config.limits.max_frame_bytes;
         let metrics = self.shared.broker.metrics().clone();
+        let layout = if self.compact {
+            delivery::Layout::Compact
+        } else {
+            delivery::Layout::Named
+        };
         tracing::debug!(subscription = id, source = %source.describe(), "delivery stream starting");
         self.deliveries.spawn(
             async move {
-                delivery::run(conn, id, source, cancel, shutdown, max, metrics).await;
+                delivery::run(conn, id, source, cancel, shutdown, max, metrics, layout).await;
                 lock(&registry).remove(&id);
             }
             .in_current_span(),

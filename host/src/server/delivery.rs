@@ -31,13 +31,100 @@ struct DeliveredRef<'a> {
     attempt: u32,
 }
 
-/// Borrowed twin of `sluice_proto::DeliveryFrame::Messages`.
+/// Borrowed twin of `sluice_proto::CompactDelivered`: an array.
+#[derive(Serialize)]
+struct CompactRef<'a>(
+    u64,
+    i64,
+    #[serde(with = "serde_bytes")] Option<&'a [u8]>,
+    &'a [(String, String)],
+    #[serde(with = "serde_bytes")] &'a [u8],
+    Option<&'a str>,
+    u32,
+);
+
+/// Borrowed twin of `sluice_proto::DeliveryRun`.
+#[derive(Serialize)]
+struct RunRef<'a> {
+    topic: &'a str,
+    messages: Vec<CompactRef<'a>>,
+}
+
+/// Borrowed twin of `sluice_proto::DeliveryFrame::{Messages, Compact}`.
 #[derive(Serialize)]
 enum DeliveryFrameRef<'a> {
     Messages {
         messages: Vec<DeliveredRef<'a>>,
         dropped: u64,
     },
+    Compact {
+        runs: Vec<RunRef<'a>>,
+        dropped: u64,
+    },
+}
+
+/// How messages are laid out in delivery frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// `Messages`: one named map per message (every client understands it).
+    Named,
+    /// `Compact`: the topic once per run, each message an array (clients
+    /// that asked for `compact-delivery`): fewer bytes and less work on
+    /// both ends for small messages.
+    Compact,
+}
+
+/// Messages of one frame being built, in either layout.
+enum Pending<'a> {
+    Named(Vec<DeliveredRef<'a>>),
+    Compact(Vec<RunRef<'a>>),
+}
+
+impl<'a> Pending<'a> {
+    fn new(layout: Layout) -> Self {
+        match layout {
+            Layout::Named => Pending::Named(Vec::new()),
+            Layout::Compact => Pending::Compact(Vec::new()),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Pending::Named(m) => m.is_empty(),
+            Pending::Compact(runs) => runs.is_empty(),
+        }
+    }
+
+    fn push(&mut self, topic: &'a str, r: &'a Record, attempt: u32) {
+        match self {
+            Pending::Named(m) => m.push(delivered_ref(topic, r, attempt)),
+            Pending::Compact(runs) => {
+                let m = CompactRef(
+                    r.offset,
+                    r.timestamp_ms,
+                    r.key.as_deref(),
+                    &r.headers,
+                    &r.payload,
+                    r.id.as_deref(),
+                    attempt,
+                );
+                match runs.last_mut() {
+                    Some(run) if run.topic == topic => run.messages.push(m),
+                    _ => runs.push(RunRef {
+                        topic,
+                        messages: vec![m],
+                    }),
+                }
+            }
+        }
+    }
+
+    fn into_frame(self, dropped: u64) -> DeliveryFrameRef<'a> {
+        match self {
+            Pending::Named(messages) => DeliveryFrameRef::Messages { messages, dropped },
+            Pending::Compact(runs) => DeliveryFrameRef::Compact { runs, dropped },
+        }
+    }
 }
 
 fn delivered_ref<'a>(topic: &'a str, r: &'a Record, attempt: u32) -> DeliveredRef<'a> {
@@ -53,15 +140,16 @@ fn delivered_ref<'a>(topic: &'a str, r: &'a Record, attempt: u32) -> DeliveredRe
     }
 }
 
-/// Encodes a chunk into one or more `Messages` frames appended to `out`.
+/// Encodes a chunk into one or more delivery frames appended to `out`.
 fn encode_chunk(
     chunk: &Chunk,
     max_frame_bytes: u32,
+    layout: Layout,
     out: &mut Vec<u8>,
 ) -> Result<(), sluice_proto::CodecError> {
     let limit = max_frame_bytes.saturating_add(FRAME_SLACK_BYTES);
     let mut dropped = chunk.dropped;
-    let mut messages = Vec::new();
+    let mut pending = Pending::new(layout);
     let mut size = 0;
     for slice in &chunk.slices {
         for record in slice.records() {
@@ -73,27 +161,21 @@ fn encode_chunk(
                     .map(|(n, v)| n.len() + v.len() + 8)
                     .sum::<usize>()
                 + record.id.as_ref().map_or(0, |id| id.len())
+                + slice.batch.topic.len()
                 + 64;
-            if !messages.is_empty()
+            if !pending.is_empty()
                 && size + estimate > FRAME_TARGET_BYTES.min(max_frame_bytes as usize / 2)
             {
-                let frame = DeliveryFrameRef::Messages {
-                    messages: std::mem::take(&mut messages),
-                    dropped: std::mem::take(&mut dropped),
-                };
-                frame::encode_into(&frame, limit, out)?;
+                let full = std::mem::replace(&mut pending, Pending::new(layout));
+                frame::encode_into(&full.into_frame(std::mem::take(&mut dropped)), limit, out)?;
                 size = 0;
             }
             size += estimate;
-            messages.push(delivered_ref(&slice.batch.topic, record, slice.attempt));
+            pending.push(&slice.batch.topic, record, slice.attempt);
         }
     }
-    if !messages.is_empty() || dropped > 0 {
-        frame::encode_into(
-            &DeliveryFrameRef::Messages { messages, dropped },
-            limit,
-            out,
-        )?;
+    if !pending.is_empty() || dropped > 0 {
+        frame::encode_into(&pending.into_frame(dropped), limit, out)?;
     }
     Ok(())
 }
@@ -114,6 +196,7 @@ pub(crate) async fn run<S: DeliverySource>(
     shutting_down: CancellationToken,
     max_frame_bytes: u32,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
+    layout: Layout,
 ) {
     let mut send = match conn.open_uni().await {
         Ok(send) => send,
@@ -138,7 +221,7 @@ pub(crate) async fn run<S: DeliverySource>(
             chunk = subscription.next_chunk() => match chunk {
                 Ok(chunk) => {
                     buf.clear();
-                    if let Err(e) = encode_chunk(&chunk, max_frame_bytes, &mut buf) {
+                    if let Err(e) = encode_chunk(&chunk, max_frame_bytes, layout, &mut buf) {
                         break Some(ErrorBody::new(ErrorCode::Internal, format!("cannot encode delivery: {e}")));
                     }
                     tokio::select! {
@@ -226,7 +309,7 @@ mod tests {
             dropped: 7,
         };
         let mut out = Vec::new();
-        encode_chunk(&chunk, 1024 * 1024, &mut out).unwrap();
+        encode_chunk(&chunk, 1024 * 1024, Layout::Named, &mut out).unwrap();
         let mut decoder = FrameDecoder::new(2 * 1024 * 1024);
         decoder.extend(&out);
         let frame: DeliveryFrame = decoder.next_frame().unwrap().unwrap();
@@ -248,6 +331,105 @@ mod tests {
     }
 
     #[test]
+    fn compact_frames_decode_as_proto_frames_with_one_run_per_topic() {
+        let eu = Arc::new(StoredBatch {
+            topic: "orders.eu".into(),
+            incarnation: 1,
+            records: (0..3).map(|i| record(i, &[i as u8; 10])).collect(),
+        });
+        let us = Arc::new(StoredBatch {
+            topic: "orders.us".into(),
+            incarnation: 1,
+            records: (0..2).map(|i| record(i, b"us")).collect(),
+        });
+        let chunk = Chunk {
+            slices: vec![
+                Slice {
+                    batch: eu.clone(),
+                    skip: 1,
+                    attempt: 2,
+                },
+                Slice {
+                    batch: us,
+                    skip: 0,
+                    attempt: 0,
+                },
+                Slice {
+                    batch: eu,
+                    skip: 2,
+                    attempt: 0,
+                },
+            ],
+            dropped: 4,
+        };
+        let mut out = Vec::new();
+        encode_chunk(&chunk, 1024 * 1024, Layout::Compact, &mut out).unwrap();
+        let mut decoder = FrameDecoder::new(2 * 1024 * 1024);
+        decoder.extend(&out);
+        let frame: DeliveryFrame = decoder.next_frame().unwrap().unwrap();
+        let DeliveryFrame::Compact { runs, dropped } = frame else {
+            panic!("expected Compact, got {frame:?}");
+        };
+        assert_eq!(dropped, 4);
+        let topics: Vec<&str> = runs.iter().map(|r| r.topic.as_str()).collect();
+        assert_eq!(topics, ["orders.eu", "orders.us", "orders.eu"]);
+        let all: Vec<sluice_proto::Delivered> =
+            runs.into_iter().flat_map(|r| r.into_delivered()).collect();
+        assert_eq!(
+            all.iter()
+                .map(|m| (m.topic.as_str(), m.offset))
+                .collect::<Vec<_>>(),
+            [
+                ("orders.eu", 1),
+                ("orders.eu", 2),
+                ("orders.us", 0),
+                ("orders.us", 1),
+                ("orders.eu", 2)
+            ]
+        );
+        assert_eq!(all[0].attempt, 2);
+        assert_eq!(all[0].payload.as_ref(), &[1u8; 10][..]);
+        assert_eq!(all[0].key, None);
+        assert_eq!(all[1].key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(all[1].id.as_deref(), Some("id-2"));
+        assert_eq!(all[1].headers, vec![("h".to_owned(), "2".to_owned())]);
+        assert_eq!(all[1].timestamp_ms, 1_700_000_000_002);
+    }
+
+    #[test]
+    fn compact_frames_are_split_within_the_limit_too() {
+        let batch = Arc::new(StoredBatch {
+            topic: "t".into(),
+            incarnation: 1,
+            records: (0..100).map(|i| record(i, &[0u8; 10_000])).collect(),
+        });
+        let chunk = Chunk {
+            slices: vec![Slice {
+                batch,
+                skip: 0,
+                attempt: 0,
+            }],
+            dropped: 0,
+        };
+        let mut out = Vec::new();
+        encode_chunk(&chunk, 64 * 1024, Layout::Compact, &mut out).unwrap();
+        let mut decoder = FrameDecoder::new(64 * 1024 + FRAME_SLACK_BYTES);
+        decoder.extend(&out);
+        let mut offsets = Vec::new();
+        let mut frames = 0;
+        while let Some(DeliveryFrame::Compact { runs, .. }) = decoder.next_frame().unwrap() {
+            frames += 1;
+            offsets.extend(
+                runs.into_iter()
+                    .flat_map(|r| r.into_delivered())
+                    .map(|m| m.offset),
+            );
+        }
+        assert!(frames > 10, "{frames} frames");
+        assert_eq!(offsets, (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn large_chunks_are_split_into_frames_within_the_limit() {
         let batch = Arc::new(StoredBatch {
             topic: "t".into(),
@@ -263,7 +445,7 @@ mod tests {
             dropped: 0,
         };
         let mut out = Vec::new();
-        encode_chunk(&chunk, 64 * 1024, &mut out).unwrap();
+        encode_chunk(&chunk, 64 * 1024, Layout::Named, &mut out).unwrap();
         let mut decoder = FrameDecoder::new(64 * 1024 + FRAME_SLACK_BYTES);
         decoder.extend(&out);
         let mut offsets = Vec::new();
