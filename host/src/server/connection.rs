@@ -536,7 +536,12 @@ impl Session {
         tracing::debug!(subscription = id, source = %source.describe(), "delivery stream starting");
         self.deliveries.spawn(
             async move {
-                delivery::run(conn, id, source, cancel, shutdown, max, metrics, layout).await;
+                let settings = delivery::StreamSettings {
+                    max_frame_bytes: max,
+                    layout,
+                    metrics,
+                };
+                delivery::run(conn, id, source, cancel, shutdown, settings).await;
                 lock(&registry).remove(&id);
             }
             .in_current_span(),

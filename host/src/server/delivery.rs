@@ -186,6 +186,16 @@ pub(crate) enum EndReason {
     ShuttingDown,
 }
 
+/// What every delivery stream of a connection shares.
+pub(crate) struct StreamSettings {
+    /// The connection's frame limit.
+    pub max_frame_bytes: u32,
+    /// How messages are laid out (the client's `Hello` decides).
+    pub layout: Layout,
+    /// Where delivered messages are counted.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+}
+
 /// Runs one subscription's stream until the client stops it, the
 /// subscription is cancelled, or the connection goes.
 pub(crate) async fn run<S: DeliverySource>(
@@ -194,10 +204,13 @@ pub(crate) async fn run<S: DeliverySource>(
     mut subscription: S,
     cancel: CancellationToken,
     shutting_down: CancellationToken,
-    max_frame_bytes: u32,
-    metrics: std::sync::Arc<crate::metrics::Metrics>,
-    layout: Layout,
+    settings: StreamSettings,
 ) {
+    let StreamSettings {
+        max_frame_bytes,
+        layout,
+        metrics,
+    } = settings;
     let mut send = match conn.open_uni().await {
         Ok(send) => send,
         Err(e) => {
