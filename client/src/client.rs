@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sluice_proto::{
-    frame, ClientFrame, Consume, CreateTopic, DeliveryFrame, ErrorBody, Fetch, FetchBatch,
-    GroupInfo, Hello, MessageOutcome, PluginStatus, Publish, PublishAck, Request, RequestBody,
-    ResponseBody, RetentionSpec, ServerFrame, StartPosition, Subscribe, TopicInfo,
-    PROTOCOL_VERSION,
+    frame, ClientFrame, CompactMessage, Consume, CreateTopic, DeliveryFrame, ErrorBody, Fetch,
+    FetchBatch, GroupInfo, Hello, MessageOutcome, PluginStatus, Publish, PublishAck,
+    PublishCompact, PublishRun, Request, RequestBody, ResponseBody, RetentionSpec, ServerFrame,
+    StartPosition, Subscribe, TopicInfo, PROTOCOL_VERSION,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -53,6 +53,8 @@ pub(crate) struct Inner {
     next_subscription: AtomicU64,
     max_frame_bytes: u32,
     server: String,
+    /// The broker takes compact publishes.
+    compact_publish: bool,
 }
 
 impl Drop for Inner {
@@ -168,7 +170,10 @@ impl Client {
                 version: PROTOCOL_VERSION,
                 token: options.token.clone(),
                 client_name: options.client_name.clone(),
-                features: vec![sluice_proto::FEATURE_COMPACT_DELIVERY.into()],
+                features: vec![
+                    sluice_proto::FEATURE_COMPACT_DELIVERY.into(),
+                    sluice_proto::FEATURE_COMPACT_PUBLISH.into(),
+                ],
             }),
             sluice_proto::DEFAULT_MAX_FRAME_BYTES,
         )?;
@@ -222,6 +227,10 @@ impl Client {
                 next_request: AtomicU64::new(1),
                 next_subscription: AtomicU64::new(1),
                 max_frame_bytes: welcome.max_frame_bytes,
+                compact_publish: welcome
+                    .features
+                    .iter()
+                    .any(|f| f == sluice_proto::FEATURE_COMPACT_PUBLISH),
                 server: welcome.server,
             }),
         })
@@ -265,8 +274,32 @@ impl Client {
     /// Publishes a batch in one request; messages of one topic are stored in
     /// batch order. The ack has one outcome per message.
     pub async fn publish_batch(&self, messages: Vec<Message>) -> Result<PublishAck, ClientError> {
-        let messages: Vec<_> = messages.into_iter().map(Message::into_wire).collect();
         let count = messages.len();
+        if self.inner.compact_publish {
+            // Runs of one topic: the topic once per run, messages as arrays.
+            let mut runs: Vec<PublishRun> = Vec::new();
+            for m in messages {
+                let m = m.into_wire();
+                let message = CompactMessage(m.key, m.headers, m.payload, m.id);
+                match runs.last_mut() {
+                    Some(run) if run.topic == m.topic => run.messages.push(message),
+                    _ => runs.push(PublishRun {
+                        topic: m.topic,
+                        messages: vec![message],
+                    }),
+                }
+            }
+            return match self
+                .request(RequestBody::PublishCompact(PublishCompact { runs }))
+                .await?
+            {
+                ResponseBody::PublishedCompact(ack) => {
+                    ack.into_ack(count).map_err(ClientError::Protocol)
+                }
+                other => Err(unexpected(other)),
+            };
+        }
+        let messages: Vec<_> = messages.into_iter().map(Message::into_wire).collect();
         match self
             .request(RequestBody::Publish(Publish { messages }))
             .await?

@@ -64,6 +64,120 @@ pub enum DeliveryFrame {
     },
 }
 
+/// The feature a broker lists in `Welcome` when it takes
+/// [`RequestBody::PublishCompact`] (clients list it in `Hello` too).
+pub const FEATURE_COMPACT_PUBLISH: &str = "compact-publish";
+
+/// A publish in the compact layout: runs of messages of one topic. Messages
+/// of one topic are stored in order across runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishCompact {
+    /// The runs, in publish order.
+    pub runs: Vec<PublishRun>,
+}
+
+/// Consecutive published messages of one topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishRun {
+    /// Their topic.
+    pub topic: String,
+    /// The messages.
+    pub messages: Vec<CompactMessage>,
+}
+
+/// One published message as an array: key, headers, payload, producer id
+/// (see [`PublishMessage`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompactMessage(
+    pub Option<Bytes>,
+    pub Vec<(String, String)>,
+    pub Bytes,
+    pub Option<String>,
+);
+
+/// A publish acknowledgement in the compact layout: messages stored once,
+/// in their own topic at consecutive offsets, as ranges; every other
+/// outcome by its message's index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactAck {
+    /// Ranges of messages stored at consecutive offsets of one topic.
+    pub stored: Vec<StoredRange>,
+    /// The other outcomes (routed, duplicate, dropped, rejected, ...).
+    pub others: Vec<(u32, MessageOutcome)>,
+}
+
+/// Messages `first..first + count` of a publish, stored in `topic` from
+/// `offset` on: an array of first index, count, topic, first offset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredRange(pub u32, pub u32, pub String, pub u64);
+
+impl CompactAck {
+    /// The compact form of an acknowledgement.
+    pub fn from_ack(ack: PublishAck) -> CompactAck {
+        let mut out = CompactAck {
+            stored: Vec::new(),
+            others: Vec::new(),
+        };
+        for (i, outcome) in ack.outcomes.into_iter().enumerate() {
+            let i = i as u32;
+            match outcome {
+                MessageOutcome::Stored(mut places) if places.len() == 1 && !places[0].duplicate => {
+                    let at = places.pop().expect("one place");
+                    match out.stored.last_mut() {
+                        Some(r)
+                            if r.0 + r.1 == i
+                                && r.2 == at.topic
+                                && r.3 + u64::from(r.1) == at.offset =>
+                        {
+                            r.1 += 1;
+                        }
+                        _ => out.stored.push(StoredRange(i, 1, at.topic, at.offset)),
+                    }
+                }
+                other => out.others.push((i, other)),
+            }
+        }
+        out
+    }
+
+    /// The plain acknowledgement of a publish of `count` messages, or why
+    /// this one does not describe exactly `count` messages.
+    pub fn into_ack(self, count: usize) -> Result<PublishAck, String> {
+        let mut outcomes: Vec<Option<MessageOutcome>> = vec![None; count];
+        let mut set = |i: usize, outcome: MessageOutcome| -> Result<(), String> {
+            match outcomes.get_mut(i) {
+                Some(slot @ None) => {
+                    *slot = Some(outcome);
+                    Ok(())
+                }
+                Some(Some(_)) => Err(format!("message {i} is acknowledged twice")),
+                None => Err(format!("message {i} is out of range ({count} published)")),
+            }
+        };
+        for StoredRange(first, n, topic, offset) in self.stored {
+            for k in 0..n {
+                set(
+                    first as usize + k as usize,
+                    MessageOutcome::Stored(vec![StoredAt {
+                        topic: topic.clone(),
+                        offset: offset + u64::from(k),
+                        duplicate: false,
+                    }]),
+                )?;
+            }
+        }
+        for (i, outcome) in self.others {
+            set(i as usize, outcome)?;
+        }
+        let outcomes = outcomes
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| o.ok_or_else(|| format!("message {i} is not acknowledged")))
+            .collect::<Result<_, _>>()?;
+        Ok(PublishAck { outcomes })
+    }
+}
+
 /// The `Hello` feature that asks for [`DeliveryFrame::Compact`].
 pub const FEATURE_COMPACT_DELIVERY: &str = "compact-delivery";
 
@@ -202,6 +316,10 @@ pub enum RequestBody {
     /// one result per item; a broker that predates it answers
     /// `unknown_request`, and clients then settle one at a time.
     SettleBatch(SettleBatch),
+    /// Publish in the compact layout (the topic once per run, each message
+    /// an array); answered with `PublishedCompact`. Sent only to brokers
+    /// whose `Welcome` lists [`FEATURE_COMPACT_PUBLISH`].
+    PublishCompact(PublishCompact),
 }
 
 /// The answer to one request.
@@ -250,6 +368,8 @@ pub enum ResponseBody {
     GroupInfo(GroupInfo),
     /// Every loaded plugin.
     Plugins(Vec<PluginStatus>),
+    /// The acknowledgement of a `PublishCompact`.
+    PublishedCompact(CompactAck),
     /// The results of a settle batch, in order: `None` settled, or why not.
     SettledBatch {
         /// One per item.
@@ -743,6 +863,53 @@ mod tests {
         let bytes = encode(&v, crate::DEFAULT_MAX_FRAME_BYTES).unwrap();
         let back: T = decode_one(&bytes, crate::DEFAULT_MAX_FRAME_BYTES).unwrap();
         assert_eq!(back, v);
+    }
+
+    #[test]
+    fn compact_acks_round_trip_and_refuse_what_does_not_add_up() {
+        let at = |topic: &str, offset, duplicate| StoredAt {
+            topic: topic.into(),
+            offset,
+            duplicate,
+        };
+        let ack = PublishAck {
+            outcomes: vec![
+                MessageOutcome::Stored(vec![at("a", 10, false)]),
+                MessageOutcome::Stored(vec![at("a", 11, false)]),
+                MessageOutcome::Stored(vec![at("b", 0, false)]),
+                MessageOutcome::Stored(vec![at("a", 12, true)]),
+                MessageOutcome::Dropped,
+                MessageOutcome::Stored(vec![at("a", 13, false)]),
+                MessageOutcome::Stored(vec![at("x", 1, false), at("y", 2, false)]),
+            ],
+        };
+        let compact = CompactAck::from_ack(ack.clone());
+        assert_eq!(
+            compact.stored,
+            vec![
+                StoredRange(0, 2, "a".into(), 10),
+                StoredRange(2, 1, "b".into(), 0),
+                StoredRange(5, 1, "a".into(), 13)
+            ]
+        );
+        assert_eq!(compact.others.len(), 3);
+        let bytes = encode(&compact, 1 << 20).unwrap();
+        let back: CompactAck = crate::frame::decode_body(&bytes[4..]).unwrap();
+        assert_eq!(back.clone().into_ack(7).unwrap(), ack);
+        assert!(back
+            .clone()
+            .into_ack(6)
+            .unwrap_err()
+            .contains("out of range"));
+        assert!(back
+            .into_ack(8)
+            .unwrap_err()
+            .contains("message 7 is not acknowledged"));
+        let twice = CompactAck {
+            stored: vec![StoredRange(0, 2, "a".into(), 0)],
+            others: vec![(1, MessageOutcome::Dropped)],
+        };
+        assert!(twice.into_ack(2).unwrap_err().contains("twice"));
     }
 
     #[test]

@@ -489,3 +489,108 @@ async fn a_client_that_never_says_hello_is_closed_at_the_handshake_timeout() -> 
     steady.client.ping().await?;
     steady.finish().await
 }
+
+#[tokio::test]
+async fn compact_publishes_store_runs_in_order_and_refuse_a_bad_topic_whole() -> anyhow::Result<()>
+{
+    use sluice_proto::{CompactMessage, PublishCompact, PublishRun};
+    let broker = TestBroker::start().await?;
+    let raw = RawClient::connect(broker.addr(), broker.cert_path()).await?;
+    let mut control = raw.open_control().await?;
+    control.handshake().await?;
+    let run = |topic: &str, bodies: &[&str]| PublishRun {
+        topic: topic.into(),
+        messages: bodies
+            .iter()
+            .map(|b| {
+                CompactMessage(
+                    None,
+                    vec![("h".into(), "v".into())],
+                    b.to_string().into(),
+                    None,
+                )
+            })
+            .collect(),
+    };
+    // Two runs of one topic around another: one topic's messages keep
+    // publish order; the ack has one outcome per message, by index.
+    control
+        .send_request(
+            1,
+            RequestBody::PublishCompact(PublishCompact {
+                runs: vec![
+                    run("c.a", &["a0", "a1"]),
+                    run("c.b", &["b0"]),
+                    run("c.a", &["a2"]),
+                    run("c.b", &[]),
+                ],
+            }),
+        )
+        .await?;
+    let ack = match bounded("a compact ack", control.next()).await? {
+        Some(ServerFrame::Response(Response {
+            id: 1,
+            result: Ok(ResponseBody::PublishedCompact(ack)),
+        })) => ack.into_ack(4).map_err(anyhow::Error::msg)?,
+        other => panic!("expected a compact ack, got {other:?}"),
+    };
+    let places: Vec<(String, u64)> = ack
+        .outcomes
+        .iter()
+        .map(|o| match o {
+            sluice_client::MessageOutcome::Stored(at) => (at[0].topic.clone(), at[0].offset),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        places,
+        [
+            ("c.a".to_owned(), 0),
+            ("c.a".to_owned(), 1),
+            ("c.b".to_owned(), 0),
+            ("c.a".to_owned(), 2)
+        ]
+    );
+    let client = broker.client().await?;
+    let stored = fetch_all(&client, "c.a", StartPosition::Earliest).await?;
+    let bodies: Vec<String> = stored
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect();
+    assert_eq!(bodies, ["a0", "a1", "a2"]);
+    assert_eq!(stored[0].headers, vec![("h".to_owned(), "v".to_owned())]);
+
+    // One bad topic refuses the whole publish; an empty one is refused too.
+    control
+        .send_request(
+            2,
+            RequestBody::PublishCompact(PublishCompact {
+                runs: vec![run("c.a", &["a3"]), run("bad topic!", &["x"])],
+            }),
+        )
+        .await?;
+    control
+        .send_request(
+            3,
+            RequestBody::PublishCompact(PublishCompact { runs: vec![] }),
+        )
+        .await?;
+    let mut answers = std::collections::BTreeMap::new();
+    while answers.len() < 2 {
+        match bounded("an answer", control.next()).await? {
+            Some(ServerFrame::Response(Response { id, result })) => {
+                answers.insert(id, result.err().and_then(|e| e.error_code()));
+            }
+            other => panic!("expected responses, got {other:?}"),
+        }
+    }
+    assert_eq!(answers[&2], Some(ErrorCode::InvalidTopic));
+    assert_eq!(answers[&3], Some(ErrorCode::InvalidArgument));
+    assert_eq!(
+        fetch_all(&client, "c.a", StartPosition::Earliest)
+            .await?
+            .len(),
+        3
+    );
+    Ok(())
+}

@@ -189,6 +189,75 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A publish grouped by topic, topics in order of first appearance: each
+/// message with its index in the publish. Every topic name is checked, so
+/// an invalid one stores nothing.
+type TopicGroups = Vec<(String, Vec<(usize, NewRecord)>)>;
+
+fn add_to_group(
+    groups: &mut TopicGroups,
+    topic: String,
+    index: usize,
+    record: NewRecord,
+) -> Result<(), BrokerError> {
+    match groups.iter_mut().find(|(t, _)| *t == topic) {
+        Some((_, records)) => records.push((index, record)),
+        None => {
+            check_topic(&topic)?;
+            groups.push((topic, vec![(index, record)]));
+        }
+    }
+    Ok(())
+}
+
+fn group_messages(messages: Vec<PublishMessage>) -> Result<(TopicGroups, usize), BrokerError> {
+    let total = messages.len();
+    let mut groups = TopicGroups::new();
+    for (index, m) in messages.into_iter().enumerate() {
+        let record = NewRecord {
+            key: m.key,
+            headers: m.headers,
+            payload: m.payload,
+            id: m.id,
+        };
+        add_to_group(&mut groups, m.topic, index, record)?;
+    }
+    Ok((groups, total))
+}
+
+fn group_runs(runs: Vec<sluice_proto::PublishRun>) -> Result<(TopicGroups, usize), BrokerError> {
+    let mut groups = TopicGroups::new();
+    let mut index = 0;
+    for run in runs {
+        let records = run.messages.into_iter().map(|m| NewRecord {
+            key: m.0,
+            headers: m.1,
+            payload: m.2,
+            id: m.3,
+        });
+        match groups.iter_mut().find(|(t, _)| *t == run.topic) {
+            Some((_, group)) => {
+                for record in records {
+                    group.push((index, record));
+                    index += 1;
+                }
+            }
+            None => {
+                check_topic(&run.topic)?;
+                let mut group = Vec::new();
+                for record in records {
+                    group.push((index, record));
+                    index += 1;
+                }
+                groups.push((run.topic, group));
+            }
+        }
+    }
+    // An empty run adds a topic with no messages: nothing to store there.
+    groups.retain(|(_, records)| !records.is_empty());
+    Ok((groups, index))
+}
+
 /// What a settlement must satisfy before it reaches the group.
 fn check_settle(topic: &str, action: &SettleAction) -> Result<(), BrokerError> {
     if let SettleAction::Nack {
@@ -458,19 +527,40 @@ impl Broker {
         &self,
         messages: Vec<PublishMessage>,
     ) -> Result<PendingPublish, BrokerError> {
+        let (groups, total) = group_messages(messages)?;
+        self.publish_groups(groups, total).await
+    }
+
+    /// [`Broker::publish`] of a compact publish: the same, without a topic
+    /// string per message.
+    pub async fn publish_compact(
+        &self,
+        publish: sluice_proto::PublishCompact,
+    ) -> Result<PendingPublish, BrokerError> {
+        let (groups, total) = group_runs(publish.runs)?;
+        self.publish_groups(groups, total).await
+    }
+
+    async fn publish_groups(
+        &self,
+        groups: TopicGroups,
+        total: usize,
+    ) -> Result<PendingPublish, BrokerError> {
+        if total == 0 {
+            return Err(BrokerError::InvalidArgument(
+                "a publish needs at least one message".into(),
+            ));
+        }
         if !self.inner.plugins.has_pipelines() {
-            return self.append_direct(messages);
+            return self.append_direct(groups, total);
         }
         // One generation of plugins for the whole publish: a reload that
         // lands meanwhile takes effect from the next publish on.
         let set = self.inner.plugins.current();
-        if messages
-            .iter()
-            .any(|m| set.pipeline_for(&m.topic).is_some())
-        {
-            self.publish_through_pipelines(set, messages).await
+        if groups.iter().any(|(t, _)| set.pipeline_for(t).is_some()) {
+            self.publish_through_pipelines(set, groups, total).await
         } else {
-            self.append_direct(messages)
+            self.append_direct(groups, total)
         }
     }
 
@@ -501,23 +591,9 @@ impl Broker {
     async fn publish_through_pipelines(
         &self,
         plugins: Arc<PluginSet>,
-        messages: Vec<PublishMessage>,
+        groups: TopicGroups,
+        total: usize,
     ) -> Result<PendingPublish, BrokerError> {
-        let total = messages.len();
-        let mut groups: Vec<(String, Vec<(usize, NewRecord)>)> = Vec::new();
-        for (index, m) in messages.into_iter().enumerate() {
-            check_topic(&m.topic)?;
-            let record = NewRecord {
-                key: m.key,
-                headers: m.headers,
-                payload: m.payload,
-                id: m.id,
-            };
-            match groups.iter_mut().find(|(t, _)| *t == m.topic) {
-                Some((_, records)) => records.push((index, record)),
-                None => groups.push((m.topic, vec![(index, record)])),
-            }
-        }
         let mut plan = Plan::default();
         let mut rejected: Vec<Option<String>> = vec![None; total];
         for (topic, items) in groups {
@@ -666,35 +742,15 @@ impl Broker {
     }
 
     /// Appends messages of topics without a pipeline.
-    fn append_direct(&self, messages: Vec<PublishMessage>) -> Result<PendingPublish, BrokerError> {
-        if messages.is_empty() {
-            return Err(BrokerError::InvalidArgument(
-                "a publish needs at least one message".into(),
-            ));
-        }
-        // Group by topic, keeping batch order; check every name first so an
-        // invalid one stores nothing.
-        let mut groups: Vec<(String, Vec<(usize, NewRecord)>)> = Vec::new();
-        for (index, m) in messages.into_iter().enumerate() {
-            let record = NewRecord {
-                key: m.key,
-                headers: m.headers,
-                payload: m.payload,
-                id: m.id,
-            };
-            match groups.iter_mut().find(|(t, _)| *t == m.topic) {
-                Some((_, records)) => records.push((index, record)),
-                None => {
-                    check_topic(&m.topic)?;
-                    groups.push((m.topic, vec![(index, record)]));
-                }
-            }
-        }
+    fn append_direct(
+        &self,
+        groups: TopicGroups,
+        total: usize,
+    ) -> Result<PendingPublish, BrokerError> {
         let topics = groups
             .iter()
             .map(|(name, _)| self.get_or_create(name))
             .collect::<Result<Vec<_>, _>>()?;
-        let total: usize = groups.iter().map(|(_, r)| r.len()).sum();
         let mut outcomes: Vec<Option<MessageOutcome>> = vec![None; total];
         let mut commits = Vec::with_capacity(groups.len());
         for ((name, records), topic) in groups.into_iter().zip(topics) {

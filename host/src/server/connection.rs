@@ -145,19 +145,27 @@ async fn serve(conn: quinn::Connection, shared: &Arc<Shared>) {
         )),
         Ok(hello) => {
             tracing::info!(client = %hello.client_name, "client connected");
-            let compact = hello
+            // The features of the Hello this broker knows, echoed.
+            let features: Vec<String> = hello
                 .features
+                .iter()
+                .filter(|f| {
+                    [
+                        sluice_proto::FEATURE_COMPACT_DELIVERY,
+                        sluice_proto::FEATURE_COMPACT_PUBLISH,
+                    ]
+                    .contains(&f.as_str())
+                })
+                .cloned()
+                .collect();
+            let compact = features
                 .iter()
                 .any(|f| f == sluice_proto::FEATURE_COMPACT_DELIVERY);
             let welcome = ServerFrame::Welcome(Welcome {
                 version: PROTOCOL_VERSION,
                 server: format!("sluice/{}", env!("CARGO_PKG_VERSION")),
                 max_frame_bytes: max_frame,
-                features: if compact {
-                    vec![sluice_proto::FEATURE_COMPACT_DELIVERY.into()]
-                } else {
-                    Vec::new()
-                },
+                features,
             });
             let sent = match frame::encode(&welcome, max_frame) {
                 Ok(bytes) => writer.send(bytes).await.is_ok(),
@@ -363,27 +371,17 @@ impl Session {
             // publishes are stored in the order they were sent.
             RequestBody::Publish(publish) => {
                 let received = std::time::Instant::now();
-                match broker.publish(publish.messages).await {
-                    Ok(pending) => {
-                        let writer = self.writer.clone();
-                        let max = self.shared.config.limits.max_frame_bytes;
-                        let metrics = broker.metrics().clone();
-                        self.requests.spawn(async move {
-                            let result = pending
-                                .wait()
-                                .await
-                                .map(ResponseBody::Published)
-                                .map_err(|e| e.to_body());
-                            metrics.published(received.elapsed(), result.is_ok());
-                            respond(&writer, max, id, result).await;
-                            drop(permit);
-                        });
-                    }
-                    Err(e) => {
-                        broker.metrics().published(received.elapsed(), false);
-                        self.respond(id, Err(e.to_body())).await
-                    }
-                }
+                let pending = broker.publish(publish.messages).await;
+                self.answer_publish(id, permit, received, pending, ResponseBody::Published)
+                    .await;
+            }
+            RequestBody::PublishCompact(publish) => {
+                let received = std::time::Instant::now();
+                let pending = broker.publish_compact(publish).await;
+                self.answer_publish(id, permit, received, pending, |ack| {
+                    ResponseBody::PublishedCompact(sluice_proto::CompactAck::from_ack(ack))
+                })
+                .await;
             }
             RequestBody::Ping => self.respond(id, Ok(ResponseBody::Pong)).await,
             RequestBody::Subscribe(subscribe) => {
@@ -500,6 +498,35 @@ impl Session {
                     .map(ResponseBody::TopicInfo)
                     .map_err(|e| e.to_body());
                 self.respond(id, result).await;
+            }
+        }
+    }
+
+    /// Answers a publish once it is stored (on its own task, so the read
+    /// loop goes on with the next frame) and records its latency.
+    async fn answer_publish(
+        &self,
+        id: u64,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        received: std::time::Instant,
+        pending: Result<crate::broker::PendingPublish, BrokerError>,
+        wrap: impl FnOnce(sluice_proto::PublishAck) -> ResponseBody + Send + 'static,
+    ) {
+        let metrics = self.shared.broker.metrics().clone();
+        match pending {
+            Ok(pending) => {
+                let writer = self.writer.clone();
+                let max = self.shared.config.limits.max_frame_bytes;
+                self.requests.spawn(async move {
+                    let result = pending.wait().await.map(wrap).map_err(|e| e.to_body());
+                    metrics.published(received.elapsed(), result.is_ok());
+                    respond(&writer, max, id, result).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                metrics.published(received.elapsed(), false);
+                self.respond(id, Err(e.to_body())).await
             }
         }
     }
