@@ -610,11 +610,16 @@ impl Broker {
             let (origins, records): (Vec<usize>, Vec<NewRecord>) = items.into_iter().unzip();
             let plugins = plugins.clone();
             let name = topic.clone();
-            let dispositions = tokio::task::spawn_blocking(move || {
-                plugins.pipelines[pipeline].run(&name, records, topic::now_ms())
-            })
-            .await
-            .map_err(|e| BrokerError::Internal(format!("pipeline task failed: {e}")))?;
+            let run = move || plugins.pipelines[pipeline].run(&name, records, topic::now_ms());
+            let dispositions = if tokio::runtime::Handle::current().runtime_flavor()
+                == tokio::runtime::RuntimeFlavor::MultiThread
+            {
+                tokio::task::block_in_place(run)
+            } else {
+                tokio::task::spawn_blocking(run)
+                    .await
+                    .map_err(|e| BrokerError::Internal(format!("pipeline task failed: {e}")))?
+            };
             for (origin, disposition) in origins.into_iter().zip(dispositions) {
                 if let Some(reason) = disposition.rejected {
                     rejected[origin] = Some(reason);

@@ -2,9 +2,12 @@
 //! versions and the pipelines that run them on the publish path.
 //!
 //! Plugin calls are blocking (a sync wasmtime call with an epoch deadline),
-//! so the broker makes them on tokio's blocking pool, never on an async
-//! worker: a slow plugin holds a blocking thread for at most its deadline
-//! and the connection that published, not the runtime.
+//! so the broker never makes them on an async worker that other tasks wait
+//! behind: publish pipelines use `block_in_place` on the multi-threaded
+//! runtime (the worker's other tasks move to a fresh worker first) and
+//! `spawn_blocking` elsewhere, delivery plugins use `spawn_blocking`. A
+//! slow plugin holds one thread for at most its deadline and the
+//! connection that published, not the runtime.
 //!
 //! # Layout
 //!
