@@ -36,8 +36,7 @@ fn sample(text: &str, name: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn metrics_count_known_traffic() -> anyhow::Result<()> {
-    let pass =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist/test_hostile.wasm");
+    let pass = sluice_tests::plugin_dist("test_hostile.wasm");
     let toml = format!(
         "[[plugin]]\nname = \"pass\"\npath = \"{}\"\nconfig = {{ mode = \"pass\" }}\n\n[[pipeline]]\ntopics = \"p.>\"\nstages = [\"pass\"]\n",
         pass.display()

@@ -9,15 +9,7 @@ use sluice_client::{ErrorCode, Message, MessageOutcome, StartPosition};
 use sluice_tests::{collect, fetch_all, TestBroker};
 
 fn dist(file: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../plugins/dist")
-        .join(file);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo xtask plugins` (cargo xtask test does)",
-        path.display()
-    );
-    path.display().to_string()
+    sluice_tests::plugin_dist(file).display().to_string()
 }
 
 /// Applies the `[[plugin]]` and `[[pipeline]]` tables of `toml`.

@@ -16,17 +16,7 @@ use sluice_tests::{fetch_all, wait_until, TestBroker};
 
 const MARKER_V1: &[u8] = b"SLUICE-STAMP:v1______";
 
-fn dist(file: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../plugins/dist")
-        .join(file);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo xtask plugins` (cargo xtask test does)",
-        path.display()
-    );
-    path
-}
+use sluice_tests::plugin_dist as dist;
 
 /// The stamping fixture with its marker set to `version` (2 characters).
 fn stamp_build(version: &str) -> Vec<u8> {

@@ -32,6 +32,20 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// Frame limit used by the raw client when encoding and reading frames.
 const RAW_MAX_FRAME_BYTES: u32 = 16 * 1024 * 1024;
 
+/// A component built by `cargo xtask plugins` into `plugins/dist/`;
+/// panics with the command to run when it is missing.
+pub fn plugin_dist(file: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/dist")
+        .join(file);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask plugins` (cargo xtask test does)",
+        path.display()
+    );
+    path
+}
+
 /// Initialises tracing once per test binary: `RUST_LOG` filters, output goes
 /// through the test writer so it is shown only for failing tests.
 pub fn init_tracing() {
