@@ -19,12 +19,12 @@ use std::net::SocketAddr;
 pub const MAX_UDP_PAYLOAD: u16 = 4096;
 
 /// Endpoint settings: accept large datagrams.
-pub fn endpoint_config() -> quinn::EndpointConfig {
+pub fn endpoint_config() -> std::io::Result<quinn::EndpointConfig> {
     let mut config = quinn::EndpointConfig::default();
     config
         .max_udp_payload_size(MAX_UDP_PAYLOAD)
-        .expect("4096 is within QUIC's limits (1200..=65527)");
-    config
+        .map_err(|e| std::io::Error::other(format!("UDP payload size {MAX_UDP_PAYLOAD}: {e}")))?;
+    Ok(config)
 }
 
 /// Transport settings every sluice connection gets (callers add their
@@ -72,5 +72,5 @@ pub fn endpoint(
     let socket = socket(addr)?;
     let runtime = quinn::default_runtime()
         .ok_or_else(|| std::io::Error::other("no async runtime for QUIC (run inside tokio)"))?;
-    quinn::Endpoint::new(endpoint_config(), server, socket, runtime)
+    quinn::Endpoint::new(endpoint_config()?, server, socket, runtime)
 }

@@ -121,9 +121,8 @@ impl CompactAck {
         for (i, outcome) in ack.outcomes.into_iter().enumerate() {
             let i = i as u32;
             match outcome {
-                MessageOutcome::Stored(mut places) if places.len() == 1 && !places[0].duplicate => {
-                    let at = places.pop().expect("one place");
-                    match out.stored.last_mut() {
+                MessageOutcome::Stored(places) => match <[StoredAt; 1]>::try_from(places) {
+                    Ok([at]) if !at.duplicate => match out.stored.last_mut() {
                         Some(r)
                             if r.0 + r.1 == i
                                 && r.2 == at.topic
@@ -132,8 +131,10 @@ impl CompactAck {
                             r.1 += 1;
                         }
                         _ => out.stored.push(StoredRange(i, 1, at.topic, at.offset)),
-                    }
-                }
+                    },
+                    Ok([at]) => out.others.push((i, MessageOutcome::Stored(vec![at]))),
+                    Err(places) => out.others.push((i, MessageOutcome::Stored(places))),
+                },
                 other => out.others.push((i, other)),
             }
         }

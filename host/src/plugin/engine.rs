@@ -117,13 +117,11 @@ impl PluginEngine {
         name: &str,
         path: &Path,
         bytes: &[u8],
-    ) -> Result<(PluginPre<StoreState>, [u8; 32], LoadSource), PluginError> {
-        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        digest: &[u8; 32],
+    ) -> Result<(PluginPre<StoreState>, LoadSource), PluginError> {
         let (component, source) = self
             .cache
-            .get_or_compile(&self.engine, &digest, || {
-                Component::new(&self.engine, bytes)
-            })
+            .get_or_compile(&self.engine, digest, || Component::new(&self.engine, bytes))
             .map_err(|e| PluginError::Invalid {
                 plugin: name.to_owned(),
                 path: path.to_owned(),
@@ -138,7 +136,7 @@ impl PluginEngine {
                 path: path.to_owned(),
                 reason: format!("{e:#}"),
             })?;
-        Ok((pre, digest, source))
+        Ok((pre, source))
     }
 
     /// Reads a plugin's file (blocking).
@@ -160,9 +158,20 @@ impl PluginEngine {
     /// Compiles (or takes from the cache) and initialises a plugin from the
     /// bytes of its file (blocking).
     pub fn load_bytes(&self, spec: PluginSpec, bytes: &[u8]) -> Result<LoadedPlugin, PluginError> {
+        self.load_digested(spec, bytes, &Sha256::digest(bytes).into())
+    }
+
+    /// [`PluginEngine::load_bytes`] when the caller already has the bytes'
+    /// SHA-256 (a reload compares it with the running version's first).
+    pub fn load_digested(
+        &self,
+        spec: PluginSpec,
+        bytes: &[u8],
+        digest: &[u8; 32],
+    ) -> Result<LoadedPlugin, PluginError> {
         let started = std::time::Instant::now();
-        let (pre, digest, source) = self.compile(&spec.name, &spec.path, bytes)?;
-        LoadedPlugin::new(self.clone(), spec, &digest, pre, source, started)
+        let (pre, source) = self.compile(&spec.name, &spec.path, bytes, digest)?;
+        LoadedPlugin::new(self.clone(), spec, digest, pre, source, started)
     }
 }
 

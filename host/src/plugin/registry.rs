@@ -163,19 +163,21 @@ impl PluginRegistry {
         Ok(made)
     }
 
-    /// Loads one version from its file unless it is the version `running`
-    /// already has (then `None`).
+    /// The version of `spec` in its file: `running` when that is the same
+    /// spec and content (`false`), else a new one loaded (`true`).
     fn load_version(
         &self,
         spec: PluginSpec,
         running: Option<&Arc<LoadedPlugin>>,
-    ) -> Result<Option<LoadedPlugin>, PluginError> {
+    ) -> Result<(Arc<LoadedPlugin>, bool), PluginError> {
         let bytes = PluginEngine::read(&spec)?;
-        let hash = short_hash(&Sha256::digest(&bytes).into());
-        if running.is_some_and(|r| r.hash == hash && *r.spec() == spec) {
-            return Ok(None);
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        let hash = short_hash(&digest);
+        if let Some(r) = running.filter(|r| r.hash == hash && *r.spec() == spec) {
+            return Ok((r.clone(), false));
         }
-        self.engine()?.load_bytes(spec, &bytes).map(Some)
+        let loaded = self.engine()?.load_digested(spec, &bytes, &digest)?;
+        Ok((Arc::new(loaded), true))
     }
 
     fn note_loaded(&self, plugin: &LoadedPlugin, reload_ms: Option<u64>) {
@@ -213,16 +215,10 @@ impl PluginRegistry {
         for plugin in &config.plugins {
             let spec = spec_from_config(config, plugin);
             let running = old.and_then(|set| set.plugins.get(&plugin.name));
-            let loaded = match self.load_version(spec.clone(), running)? {
-                Some(loaded) => {
-                    let loaded = Arc::new(loaded);
-                    fresh.push(loaded.clone());
-                    loaded
-                }
-                None => running
-                    .cloned()
-                    .expect("no new version means one is running"),
-            };
+            let (loaded, new) = self.load_version(spec, running)?;
+            if new {
+                fresh.push(loaded.clone());
+            }
             plugins.insert(plugin.name.clone(), loaded);
         }
         for loaded in &fresh {
@@ -263,7 +259,8 @@ impl PluginRegistry {
                     continue;
                 }
             };
-            let hash = short_hash(&Sha256::digest(&bytes).into());
+            let digest: [u8; 32] = Sha256::digest(&bytes).into();
+            let hash = short_hash(&digest);
             let already_refused = lock(&self.history)
                 .get(name)
                 .and_then(|h| h.refused.as_ref())
@@ -273,7 +270,7 @@ impl PluginRegistry {
             }
             let loaded = self
                 .engine()
-                .and_then(|e| e.load_bytes(spec.clone(), &bytes));
+                .and_then(|e| e.load_digested(spec.clone(), &bytes, &digest));
             match loaded {
                 Ok(loaded) => {
                     replaced.insert(name.clone(), Arc::new(loaded));
