@@ -87,16 +87,18 @@ impl PluginSet {
         let pipelines = config
             .pipelines
             .iter()
-            .map(|p| Pipeline {
-                pattern: Pattern::parse(&p.topics)
-                    .unwrap_or_else(|_| Pattern::parse(">").expect("> parses")),
-                stages: p
-                    .stages
-                    .iter()
-                    .filter_map(|s| plugins.get(s).cloned())
-                    .collect(),
-                on_error: p.on_error,
-                version_header,
+            // Config validation refuses a bad pattern; none is skipped here.
+            .filter_map(|p| {
+                Some(Pipeline {
+                    pattern: Pattern::parse(&p.topics).ok()?,
+                    stages: p
+                        .stages
+                        .iter()
+                        .filter_map(|s| plugins.get(s).cloned())
+                        .collect(),
+                    on_error: p.on_error,
+                    version_header,
+                })
             })
             .collect();
         PluginSet {
