@@ -133,7 +133,7 @@ impl Client {
             .clone()
             .unwrap_or_else(|| host_of(&options.server));
         tls::server_name(&server_name)?;
-        let tls_config = tls::client_config(trust)?;
+        let tls_config = tls::client_config(trust, options.identity.as_ref())?;
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls_config)
             .map_err(|e| ClientError::Config(format!("TLS set-up failed: {e}")))?;
         let mut config = quinn::ClientConfig::new(Arc::new(quic));

@@ -52,7 +52,7 @@ pub use client::{Client, Stored};
 pub use consumer::{ConsumeOptions, Consumer, Delivery};
 pub use error::ClientError;
 pub use message::Message;
-pub use options::{ClientOptions, Trust};
+pub use options::{ClientIdentity, ClientOptions, Trust};
 pub use sluice_proto::{
     CreateTopic, Delivered, DeliveryPlugin, ErrorBody, ErrorCode, FetchBatch, GroupInfo,
     GroupOptions, GroupTopicInfo, MemberInfo, MessageOutcome, PluginStatus, PublishAck,

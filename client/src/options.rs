@@ -17,6 +17,47 @@ pub enum Trust {
     Insecure,
 }
 
+/// A client certificate and its key (PEM), for brokers that authenticate
+/// clients by certificate (mutual TLS). The certificate's subject common
+/// name is the principal the broker knows the client as.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    /// The certificate chain, leaf first.
+    pub cert_pem: Vec<u8>,
+    /// The leaf's private key.
+    pub key_pem: Vec<u8>,
+}
+
+impl ClientIdentity {
+    /// Reads the certificate chain and key from PEM files.
+    pub fn from_files(
+        cert: impl AsRef<std::path::Path>,
+        key: impl AsRef<std::path::Path>,
+    ) -> Result<ClientIdentity, crate::ClientError> {
+        let read = |path: &std::path::Path, what: &str| {
+            std::fs::read(path).map_err(|e| {
+                crate::ClientError::Config(format!(
+                    "cannot read client {what} {}: {e}",
+                    path.display()
+                ))
+            })
+        };
+        Ok(ClientIdentity {
+            cert_pem: read(cert.as_ref(), "certificate")?,
+            key_pem: read(key.as_ref(), "key")?,
+        })
+    }
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("ClientIdentity")
+            .field("cert_pem_bytes", &self.cert_pem.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Everything [`crate::Client::connect`] needs.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -29,6 +70,8 @@ pub struct ClientOptions {
     pub trust: Option<Trust>,
     /// Bearer token sent in Hello.
     pub token: Option<String>,
+    /// Client certificate presented in the TLS handshake (mutual TLS).
+    pub identity: Option<ClientIdentity>,
     /// A name for the broker's logs.
     pub client_name: String,
     /// Give up connecting after this long.
@@ -46,6 +89,7 @@ impl ClientOptions {
             server_name: None,
             trust: None,
             token: None,
+            identity: None,
             client_name: format!("sluice-client/{}", env!("CARGO_PKG_VERSION")),
             connect_timeout: Duration::from_secs(10),
             max_frame_bytes: 16 * 1024 * 1024,
@@ -61,6 +105,12 @@ impl ClientOptions {
     /// Sets the token.
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// Presents a client certificate (mutual TLS).
+    pub fn identity(mut self, identity: ClientIdentity) -> Self {
+        self.identity = Some(identity);
         self
     }
 

@@ -10,7 +10,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest, Sha256};
 
 use crate::error::ClientError;
-use crate::options::Trust;
+use crate::options::{ClientIdentity, Trust};
 
 /// The SHA-256 fingerprint of a DER certificate, as colon-separated hex
 /// (the form the broker logs at start).
@@ -46,30 +46,65 @@ fn roots_from_pem(pem: &[u8], origin: &str) -> Result<rustls::RootCertStore, Cli
     Ok(roots)
 }
 
-/// The rustls configuration for `trust`.
-pub(crate) fn client_config(trust: &Trust) -> Result<rustls::ClientConfig, ClientError> {
+/// The certificate chain and key of a client identity.
+fn identity_parts(
+    identity: &ClientIdentity,
+) -> Result<
+    (
+        Vec<CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ),
+    ClientError,
+> {
+    let certs = rustls_pemfile::certs(&mut identity.cert_pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ClientError::Config(format!("cannot read the client certificate: {e}")))?;
+    if certs.is_empty() {
+        return Err(ClientError::Config(
+            "no PEM certificate in the client certificate".into(),
+        ));
+    }
+    let key = rustls_pemfile::private_key(&mut identity.key_pem.as_slice())
+        .map_err(|e| ClientError::Config(format!("cannot read the client key: {e}")))?
+        .ok_or_else(|| ClientError::Config("no PEM private key in the client key".into()))?;
+    Ok((certs, key))
+}
+
+/// The rustls configuration for `trust`, presenting `identity` if given.
+pub(crate) fn client_config(
+    trust: &Trust,
+    identity: Option<&ClientIdentity>,
+) -> Result<rustls::ClientConfig, ClientError> {
     let provider = provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| ClientError::Config(format!("TLS set-up failed: {e}")))?;
-    let mut config = match trust {
+    let builder = match trust {
         Trust::CaFile(path) => {
             let pem = std::fs::read(path).map_err(|e| {
                 ClientError::Config(format!("cannot read CA file {}: {e}", path.display()))
             })?;
             let roots = roots_from_pem(&pem, &path.display().to_string())?;
-            builder.with_root_certificates(roots).with_no_client_auth()
+            builder.with_root_certificates(roots)
         }
         Trust::CaPem(pem) => {
             let roots = roots_from_pem(pem, "the given PEM")?;
-            builder.with_root_certificates(roots).with_no_client_auth()
+            builder.with_root_certificates(roots)
         }
         Trust::Insecure => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate {
                 algorithms: provider.signature_verification_algorithms,
-            }))
-            .with_no_client_auth(),
+            })),
+    };
+    let mut config = match identity {
+        Some(identity) => {
+            let (certs, key) = identity_parts(identity)?;
+            builder.with_client_auth_cert(certs, key).map_err(|e| {
+                ClientError::Config(format!("the client certificate cannot be used: {e}"))
+            })?
+        }
+        None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![sluice_proto::ALPN.to_vec()];
     Ok(config)
@@ -139,13 +174,13 @@ mod tests {
 
     #[test]
     fn empty_pem_is_a_clear_error() {
-        let err = client_config(&Trust::CaPem(b"not a pem".to_vec())).unwrap_err();
+        let err = client_config(&Trust::CaPem(b"not a pem".to_vec()), None).unwrap_err();
         assert!(err.to_string().contains("no PEM certificate"), "{err}");
     }
 
     #[test]
     fn missing_ca_file_names_the_file() {
-        let err = client_config(&Trust::CaFile("/nonexistent/ca.pem".into())).unwrap_err();
+        let err = client_config(&Trust::CaFile("/nonexistent/ca.pem".into()), None).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
     }
 }

@@ -28,6 +28,8 @@ pub struct Config {
     pub pipelines: Vec<PipelineConfig>,
     /// `[admin]`: the HTTP listener for `/metrics` and `/healthz`.
     pub admin: AdminConfig,
+    /// `[auth]`: who may connect and what each principal may do.
+    pub auth: AuthConfig,
     /// `[plugins]`: hot reload and version stamping.
     #[serde(rename = "plugins")]
     pub plugin_runtime: PluginRuntimeConfig,
@@ -57,6 +59,73 @@ impl Default for AdminConfig {
         }
     }
 }
+
+/// Whether clients must authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Development: anyone who can reach the port may do everything.
+    None,
+    /// Every client authenticates with a token or a client certificate and
+    /// may do what its principal allows.
+    Required,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `"none"` or `"required"`. Unset: `required` if any principal or a
+    /// client CA is configured, else `none`.
+    pub mode: Option<AuthMode>,
+    /// PEM file of the CA(s) that issue client certificates (mutual TLS).
+    /// A client certificate's subject common name (CN) names its principal.
+    pub client_ca: Option<PathBuf>,
+    /// `[[auth.principal]]`: the identities the broker knows.
+    #[serde(rename = "principal")]
+    pub principals: Vec<PrincipalConfig>,
+}
+
+impl AuthConfig {
+    /// The mode in force.
+    pub fn effective_mode(&self) -> AuthMode {
+        self.mode
+            .unwrap_or(if self.principals.is_empty() && self.client_ca.is_none() {
+                AuthMode::None
+            } else {
+                AuthMode::Required
+            })
+    }
+}
+
+/// One `[[auth.principal]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalConfig {
+    /// The principal's name (logs, metrics; a client certificate's CN).
+    pub name: String,
+    /// The argon2 hash of the principal's token (`sluice token hash`).
+    /// Without it the principal can only authenticate by certificate.
+    #[serde(default)]
+    pub token_hash: Option<String>,
+    /// Topics or patterns it may publish to (`*` one token, `>` the rest).
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// Patterns it may subscribe to, consume as a group, or fetch from. A
+    /// subscription's pattern must lie wholly inside one of these.
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+    /// Admin rights: `"topics"` (create, delete), `"groups"` (list, info,
+    /// reset), `"plugins"` (status), or `"*"` for all.
+    #[serde(default)]
+    pub admin: Vec<String>,
+    /// Connections open at once (default `limits.max_connections_per_principal`).
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+}
+
+/// The admin rights a principal can hold.
+pub const ADMIN_RIGHTS: &[&str] = &["topics", "groups", "plugins", "*"];
 
 /// `[plugins]`
 #[derive(Debug, Clone, Deserialize)]
@@ -243,10 +312,19 @@ pub struct LimitsConfig {
     pub max_frame_bytes: u32,
     /// Concurrent client connections.
     pub max_connections: usize,
+    /// Connections open at once per authenticated principal (a principal's
+    /// own `max_connections` overrides it). Not applied with `auth.mode = "none"`.
+    pub max_connections_per_principal: usize,
     /// Subscriptions per connection.
     pub max_subscriptions_per_connection: usize,
-    /// Requests being processed at once per connection; more wait unread
-    /// (QUIC flow control then slows the client).
+    /// Consumer-group members (`consume`) per connection.
+    pub max_consumers_per_connection: usize,
+    /// Messages in one publish request.
+    pub max_batch_messages: usize,
+    /// Requests (publishes included) being processed at once per
+    /// connection; more wait unread (QUIC flow control then slows that
+    /// client). Also accepted as `max_in_flight_publishes`.
+    #[serde(alias = "max_in_flight_publishes")]
     pub max_in_flight_requests: usize,
     /// Messages waiting for a slow live subscriber before new ones are
     /// dropped for it (counted, reported to the subscriber).
@@ -265,7 +343,10 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_frame_bytes: sluice_proto::DEFAULT_MAX_FRAME_BYTES,
             max_connections: 10_000,
+            max_connections_per_principal: 1_000,
             max_subscriptions_per_connection: 1_000,
+            max_consumers_per_connection: 100,
+            max_batch_messages: 10_000,
             max_in_flight_requests: 1_024,
             subscriber_buffer_messages: 10_000,
             handshake_timeout: Duration::from_secs(10),
@@ -333,6 +414,9 @@ impl Config {
         if differ(&self.admin, &new.admin) {
             changed.push("[admin]");
         }
+        if differ(&self.auth, &new.auth) {
+            changed.push("[auth]");
+        }
         if self.plugin_runtime.watch != new.plugin_runtime.watch
             || self.plugin_runtime.debounce != new.plugin_runtime.debounce
         {
@@ -372,12 +456,83 @@ impl Config {
         if self.plugin_runtime.debounce > Duration::from_secs(10) {
             return invalid("plugins.debounce must be at most 10s");
         }
-        if self.limits.max_in_flight_requests == 0 || self.limits.max_connections == 0 {
+        if self.limits.max_in_flight_requests == 0
+            || self.limits.max_connections == 0
+            || self.limits.max_connections_per_principal == 0
+            || self.limits.max_batch_messages == 0
+        {
             return invalid(
-                "limits.max_in_flight_requests and limits.max_connections must be above zero",
+                "limits.max_in_flight_requests, max_connections, max_connections_per_principal and max_batch_messages must be above zero",
             );
         }
+        if self.limits.handshake_timeout.is_zero() || self.limits.idle_timeout.is_zero() {
+            return invalid("limits.handshake_timeout and limits.idle_timeout must be above zero");
+        }
+        self.validate_auth()?;
         self.validate_plugins()
+    }
+
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let auth = &self.auth;
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if auth.mode == Some(AuthMode::None)
+            && (!auth.principals.is_empty() || auth.client_ca.is_some())
+        {
+            return invalid(format!(
+                "auth.mode = \"none\" lets every client in with all rights, but {} [[auth.principal]] and {} client CA are configured; set auth.mode = \"required\" or remove them",
+                auth.principals.len(),
+                if auth.client_ca.is_some() { "a" } else { "no" }
+            ));
+        }
+        if auth.effective_mode() == AuthMode::Required && auth.principals.is_empty() {
+            return invalid(
+                "auth.mode = \"required\" but no [[auth.principal]] is configured: no client could connect".into(),
+            );
+        }
+        let mut names = std::collections::HashSet::new();
+        for p in &auth.principals {
+            if p.name.is_empty() || p.name.len() > 255 || p.name.chars().any(char::is_control) {
+                return invalid(format!(
+                    "auth.principal name {:?}: 1 to 255 printable characters",
+                    p.name
+                ));
+            }
+            if !names.insert(p.name.as_str()) {
+                return invalid(format!("auth.principal {:?} is defined twice", p.name));
+            }
+            if let Some(hash) = &p.token_hash {
+                if let Err(e) = crate::auth::check_token_hash(hash) {
+                    return invalid(format!(
+                        "auth.principal {:?}: token_hash is not an argon2 hash from `sluice token hash`: {e}",
+                        p.name
+                    ));
+                }
+            }
+            for (field, patterns) in [("publish", &p.publish), ("subscribe", &p.subscribe)] {
+                for pattern in patterns {
+                    if let Err(e) = sluice_proto::Pattern::parse(pattern) {
+                        return invalid(format!(
+                            "auth.principal {:?}: {field} pattern {pattern:?}: {e}",
+                            p.name
+                        ));
+                    }
+                }
+            }
+            if let Some(right) = p.admin.iter().find(|r| !ADMIN_RIGHTS.contains(&r.as_str())) {
+                return invalid(format!(
+                    "auth.principal {:?}: admin right {right:?} is not one of {}",
+                    p.name,
+                    ADMIN_RIGHTS.join(", ")
+                ));
+            }
+            if p.max_connections == Some(0) {
+                return invalid(format!(
+                    "auth.principal {:?}: max_connections must be above zero",
+                    p.name
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn validate_plugins(&self) -> Result<(), ConfigError> {

@@ -18,6 +18,7 @@
 //! publish → store append → committer (group commit) → ack, then fan-out
 //! to subscriptions → server delivery streams. Nothing below calls up.
 
+pub mod auth;
 pub mod broker;
 pub mod cli;
 pub mod config;
@@ -120,7 +121,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     config.validate()?;
     let lock = lock_data_dir(&config.server.data_dir)?;
     let identity = server::tls::load_or_create(&config.server)?;
-    let quic = server::tls::quic_config(&identity, &config.limits)?;
+    let auth = std::sync::Arc::new(auth::Auth::new(
+        &config.auth,
+        config.base_dir.as_deref(),
+        config.limits.max_connections_per_principal,
+    )?);
+    let quic = server::tls::quic_config(&identity, &config.limits, auth.tls_client_verifier())?;
     let plugins = load_plugins(&config).await?;
     let broker_config = config.clone();
     let broker_plugins = plugins.clone();
@@ -158,8 +164,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     };
     let admin_addr = admin.as_ref().map(|(_, a)| *a);
     tracing::info!(%addr, data_dir = %config.server.data_dir.display(), fsync = ?config.storage.fsync, "sluice is listening");
-    if !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "listening beyond loopback without authentication: any client that reaches this address may publish and subscribe");
+    if auth.required() {
+        tracing::info!(
+            principals = config.auth.principals.len(),
+            client_ca = config.auth.client_ca.is_some(),
+            "clients must authenticate"
+        );
+    } else if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "auth.mode = \"none\" while listening beyond loopback: any client that reaches this address may publish, subscribe and administer; configure [auth] (see SECURITY.md)");
+    } else {
+        tracing::info!("auth.mode = \"none\": development mode, every client has every right");
     }
 
     let shutdown = CancellationToken::new();
@@ -185,7 +199,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             shutdown.clone(),
         ))
     });
-    let shared = server::shared(config, broker.clone(), shutdown.clone());
+    let shared = server::shared(config, broker.clone(), auth, shutdown.clone());
     let stopping = shutdown.clone();
     let task = tokio::spawn(async move {
         let serve = server::serve(endpoint.clone(), shared);

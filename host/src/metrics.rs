@@ -57,6 +57,9 @@ pub struct Metrics {
     connections: Gauge,
     connections_total: Counter,
     connections_refused: Counter,
+    auth_failures: Family<Labels, Counter>,
+    denials: Family<Labels, Counter>,
+    limits_hit: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -72,6 +75,9 @@ impl Default for Metrics {
             connections: Gauge::default(),
             connections_total: Counter::default(),
             connections_refused: Counter::default(),
+            auth_failures: Family::default(),
+            denials: Family::default(),
+            limits_hit: Family::default(),
         }
     }
 }
@@ -136,6 +142,29 @@ impl Metrics {
         self.connections_refused.inc();
     }
 
+    /// Counts a client refused at authentication (`reason`: `no_credentials`,
+    /// `bad_token`, `bad_certificate`, `unknown_principal`, `mismatch`).
+    pub fn auth_failed(&self, reason: &str) {
+        self.auth_failures
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc();
+    }
+
+    /// Counts a request refused by the principal's permissions (`action`:
+    /// `publish`, `route`, `subscribe`, `admin`).
+    pub fn denied(&self, action: &str) {
+        self.denials
+            .get_or_create(&labels(&[("action", action)]))
+            .inc();
+    }
+
+    /// Counts a request or connection refused at a configured limit.
+    pub fn limit_hit(&self, limit: &str) {
+        self.limits_hit
+            .get_or_create(&labels(&[("limit", limit)]))
+            .inc();
+    }
+
     /// The Prometheus (OpenMetrics) text of the broker's state now.
     pub async fn render(self: &Arc<Self>, broker: &Broker) -> String {
         let mut registry = Registry::with_prefix("sluice");
@@ -183,6 +212,21 @@ impl Metrics {
             "connections_refused",
             "Client connections refused at limits.max_connections",
             self.connections_refused.clone(),
+        );
+        registry.register(
+            "auth_failures",
+            "Clients refused at authentication, per reason",
+            self.auth_failures.clone(),
+        );
+        registry.register(
+            "permission_denials",
+            "Requests refused by the principal's permissions, per action",
+            self.denials.clone(),
+        );
+        registry.register(
+            "limits_hit",
+            "Requests and connections refused at a configured limit, per limit",
+            self.limits_hit.clone(),
         );
 
         // State, read now.

@@ -16,4 +16,5 @@ mod regressions;
 mod reload;
 mod replay;
 mod retention;
+mod security;
 mod shutdown;

@@ -60,6 +60,9 @@ pub enum BrokerError {
     /// No such consumer group.
     #[error("consumer group {0:?} does not exist")]
     GroupNotFound(String),
+    /// The principal may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// The broker is shutting down.
     #[error("broker is shutting down")]
     ShuttingDown,
@@ -83,6 +86,7 @@ impl BrokerError {
             BrokerError::InvalidGroup { .. } => ErrorCode::InvalidGroup,
             BrokerError::UnknownDelivery(_) => ErrorCode::UnknownDelivery,
             BrokerError::GroupNotFound(_) => ErrorCode::GroupNotFound,
+            BrokerError::Forbidden(_) => ErrorCode::Forbidden,
             BrokerError::ShuttingDown => ErrorCode::ShuttingDown,
             BrokerError::Internal(_) => ErrorCode::Internal,
         }

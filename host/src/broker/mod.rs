@@ -36,6 +36,7 @@ pub use group::Consumer;
 pub use subscription::{Chunk, Slice, Subscription};
 pub use topic::StoredBatch;
 
+use crate::auth::{LogLimit, Principal};
 use crate::config::{Config, FsyncPolicy};
 use crate::plugin::{Destination, PluginRegistry, PluginSet};
 use crate::store::{NewRecord, StoreError};
@@ -118,6 +119,12 @@ impl Plan {
         self.push(format!("dlq.{topic}"), origin, record, Some(reason));
     }
 }
+
+/// The publisher of publishes made without a principal (embedded use).
+static ANONYMOUS: std::sync::LazyLock<Principal> = std::sync::LazyLock::new(Principal::anonymous);
+
+/// Rate limit of the log lines about routes refused by permissions.
+static ROUTE_DENIALS_LOG: LogLimit = LogLimit::new(std::time::Duration::from_secs(1));
 
 /// Largest fetch, in messages.
 pub const MAX_FETCH_MESSAGES: u32 = 10_000;
@@ -527,8 +534,19 @@ impl Broker {
         &self,
         messages: Vec<PublishMessage>,
     ) -> Result<PendingPublish, BrokerError> {
+        self.publish_as(messages, &ANONYMOUS).await
+    }
+
+    /// [`Broker::publish`] on behalf of `publisher`: where a plugin routes
+    /// a message must be a topic the publisher may publish to, or the
+    /// message is rejected (the caller checks the topics published to).
+    pub async fn publish_as(
+        &self,
+        messages: Vec<PublishMessage>,
+        publisher: &Principal,
+    ) -> Result<PendingPublish, BrokerError> {
         let (groups, total) = group_messages(messages)?;
-        self.publish_groups(groups, total).await
+        self.publish_groups(groups, total, publisher).await
     }
 
     /// [`Broker::publish`] of a compact publish: the same, without a topic
@@ -537,14 +555,24 @@ impl Broker {
         &self,
         publish: sluice_proto::PublishCompact,
     ) -> Result<PendingPublish, BrokerError> {
+        self.publish_compact_as(publish, &ANONYMOUS).await
+    }
+
+    /// [`Broker::publish_as`] of a compact publish.
+    pub async fn publish_compact_as(
+        &self,
+        publish: sluice_proto::PublishCompact,
+        publisher: &Principal,
+    ) -> Result<PendingPublish, BrokerError> {
         let (groups, total) = group_runs(publish.runs)?;
-        self.publish_groups(groups, total).await
+        self.publish_groups(groups, total, publisher).await
     }
 
     async fn publish_groups(
         &self,
         groups: TopicGroups,
         total: usize,
+        publisher: &Principal,
     ) -> Result<PendingPublish, BrokerError> {
         if total == 0 {
             return Err(BrokerError::InvalidArgument(
@@ -558,7 +586,8 @@ impl Broker {
         // lands meanwhile takes effect from the next publish on.
         let set = self.inner.plugins.current();
         if groups.iter().any(|(t, _)| set.pipeline_for(t).is_some()) {
-            self.publish_through_pipelines(set, groups, total).await
+            self.publish_through_pipelines(set, groups, total, publisher)
+                .await
         } else {
             self.append_direct(groups, total)
         }
@@ -593,6 +622,7 @@ impl Broker {
         plugins: Arc<PluginSet>,
         groups: TopicGroups,
         total: usize,
+        publisher: &Principal,
     ) -> Result<PendingPublish, BrokerError> {
         let mut plan = Plan::default();
         let mut rejected: Vec<Option<String>> = vec![None; total];
@@ -622,6 +652,23 @@ impl Broker {
             };
             for (origin, disposition) in origins.into_iter().zip(dispositions) {
                 if let Some(reason) = disposition.rejected {
+                    rejected[origin] = Some(reason);
+                    continue;
+                }
+                // A routing rule cannot write where its publisher may not.
+                let forbidden = disposition.outputs.iter().find_map(|(d, _)| match d {
+                    Destination::Topic(to) if !publisher.permissions.may_publish(to) => Some(to),
+                    _ => None,
+                });
+                if let Some(to) = forbidden {
+                    self.inner.metrics.denied("route");
+                    let reason = format!(
+                        "a plugin routed the message to {to:?}, where principal {:?} may not publish",
+                        publisher.name
+                    );
+                    if let Some(held) = ROUTE_DENIALS_LOG.allow() {
+                        tracing::warn!(topic = %topic, principal = %publisher.name, held_back = held, "{reason}");
+                    }
                     rejected[origin] = Some(reason);
                     continue;
                 }

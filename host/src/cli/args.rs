@@ -31,6 +31,30 @@ pub enum Command {
     Plugin(PluginArgs),
     /// Measure throughput and latency (against --server, or --embedded).
     Bench(super::bench::BenchArgs),
+    /// Make tokens and their hashes for `[[auth.principal]]`.
+    Token(TokenArgs),
+}
+
+/// `sluice token`
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: TokenAction,
+}
+
+/// `sluice token ...`
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Print the argon2 hash of a secret, for `token_hash` in the config.
+    /// Without SECRET, the secret is read from the first line of standard
+    /// input (keeps it out of shell history).
+    Hash {
+        /// The secret clients send with --token.
+        secret: Option<String>,
+    },
+    /// Make a random secret and print it and its hash.
+    Generate,
 }
 
 /// `sluice plugin`
@@ -132,9 +156,15 @@ pub struct ClientArgs {
     /// Do not check the broker's certificate (development only).
     #[arg(long, global = true)]
     pub insecure: bool,
-    /// Bearer token.
+    /// Bearer token (the secret whose hash is in the broker's [[auth.principal]]).
     #[arg(long, env = "SLUICE_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
+    /// Client certificate (PEM) for brokers with mutual TLS; with --client-key.
+    #[arg(long, env = "SLUICE_CLIENT_CERT", global = true)]
+    pub client_cert: Option<PathBuf>,
+    /// Private key (PEM) of --client-cert.
+    #[arg(long, env = "SLUICE_CLIENT_KEY", global = true)]
+    pub client_key: Option<PathBuf>,
 }
 
 /// `sluice pub`

@@ -1,7 +1,7 @@
 //! Client flags to a connected [`Client`].
 
 use anyhow::{bail, Context};
-use sluice_client::{Client, ClientOptions, Trust};
+use sluice_client::{Client, ClientIdentity, ClientOptions, Trust};
 
 use super::args::ClientArgs;
 use crate::server::tls::dev_cert_path;
@@ -34,6 +34,15 @@ pub async fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
         .client_name(format!("sluice-cli/{}", env!("CARGO_PKG_VERSION")));
     if let Some(token) = &args.token {
         options = options.token(token.clone());
+    }
+    match (&args.client_cert, &args.client_key) {
+        (Some(cert), Some(key)) => {
+            options = options.identity(ClientIdentity::from_files(cert, key)?)
+        }
+        (None, None) => {}
+        _ => bail!(
+            "--client-cert and --client-key go together (a client certificate and its private key)"
+        ),
     }
     Client::connect(options)
         .await

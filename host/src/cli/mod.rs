@@ -16,6 +16,7 @@ pub mod publish;
 pub mod scaffold;
 pub mod serve;
 pub mod subscribe;
+pub mod token;
 pub mod topics;
 
 use std::process::ExitCode;
@@ -59,6 +60,7 @@ pub fn main() -> ExitCode {
             Command::Groups(args) => groups::run(args).await,
             Command::Plugin(args) => plugin::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Token(args) => token::run(args),
         }
     });
     match result {

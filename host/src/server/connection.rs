@@ -17,7 +17,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use rustls::pki_types::CertificateDer;
+
 use super::{delivery, Shared};
+use crate::auth::{AdminRight, Principal};
 use crate::broker::{BrokerError, DeliverySource};
 
 /// How long a finished control stream may take to reach the client before
@@ -32,6 +35,8 @@ enum Close {
     Shutdown,
     /// The client broke the protocol: an error frame and a close with its code.
     Refused(ErrorBody),
+    /// The same, already logged (at a rate limit).
+    RefusedQuietly(ErrorBody),
 }
 
 /// Serves one incoming connection until it ends.
@@ -70,8 +75,11 @@ pub(crate) async fn handle(incoming: quinn::Incoming, shared: Arc<Shared>) {
                     shared.config.limits.max_connections
                 ),
             );
-            tracing::warn!("{}", error.message);
+            if let Some(held) = shared.auth.log_limit.allow() {
+                tracing::warn!(held_back = held, "{}", error.message);
+            }
             shared.broker.metrics().connection_refused();
+            shared.broker.metrics().limit_hit("max_connections");
             close_with(&conn, &error);
             return;
         };
@@ -143,48 +151,52 @@ async fn serve(conn: quinn::Connection, shared: &Arc<Shared>) {
                 hello.version, PROTOCOL_VERSION
             ),
         )),
-        Ok(hello) => {
-            tracing::info!(client = %hello.client_name, "client connected");
-            // The features of the Hello this broker knows, echoed.
-            let features: Vec<String> = hello
-                .features
-                .iter()
-                .filter(|f| {
-                    [
-                        sluice_proto::FEATURE_COMPACT_DELIVERY,
-                        sluice_proto::FEATURE_COMPACT_PUBLISH,
-                    ]
-                    .contains(&f.as_str())
-                })
-                .cloned()
-                .collect();
-            let compact = features
-                .iter()
-                .any(|f| f == sluice_proto::FEATURE_COMPACT_DELIVERY);
-            let welcome = ServerFrame::Welcome(Welcome {
-                version: PROTOCOL_VERSION,
-                server: format!("sluice/{}", env!("CARGO_PKG_VERSION")),
-                max_frame_bytes: max_frame,
-                features,
-            });
-            let sent = match frame::encode(&welcome, max_frame) {
-                Ok(bytes) => writer.send(bytes).await.is_ok(),
-                Err(_) => false,
-            };
-            if sent {
-                Session::new(
-                    conn.clone(),
-                    shared.clone(),
-                    writer.clone(),
-                    hello.client_name.clone(),
-                    compact,
-                )
-                .run(&mut reader)
-                .await
-            } else {
-                Close::Client
+        Ok(hello) => match admit(&conn, shared, &hello).await {
+            Err(error) => Close::RefusedQuietly(error),
+            Ok((principal, _slot)) => {
+                tracing::info!(client = %hello.client_name, principal = %principal.name, "client connected");
+                // The features of the Hello this broker knows, echoed.
+                let features: Vec<String> = hello
+                    .features
+                    .iter()
+                    .filter(|f| {
+                        [
+                            sluice_proto::FEATURE_COMPACT_DELIVERY,
+                            sluice_proto::FEATURE_COMPACT_PUBLISH,
+                        ]
+                        .contains(&f.as_str())
+                    })
+                    .cloned()
+                    .collect();
+                let compact = features
+                    .iter()
+                    .any(|f| f == sluice_proto::FEATURE_COMPACT_DELIVERY);
+                let welcome = ServerFrame::Welcome(Welcome {
+                    version: PROTOCOL_VERSION,
+                    server: format!("sluice/{}", env!("CARGO_PKG_VERSION")),
+                    max_frame_bytes: max_frame,
+                    features,
+                });
+                let sent = match frame::encode(&welcome, max_frame) {
+                    Ok(bytes) => writer.send(bytes).await.is_ok(),
+                    Err(_) => false,
+                };
+                if sent {
+                    Session::new(
+                        conn.clone(),
+                        shared.clone(),
+                        writer.clone(),
+                        hello.client_name.clone(),
+                        principal,
+                        compact,
+                    )
+                    .run(&mut reader)
+                    .await
+                } else {
+                    Close::Client
+                }
             }
-        }
+        },
         Err(error) => Close::Refused(error),
     };
 
@@ -199,6 +211,7 @@ async fn serve(conn: quinn::Connection, shared: &Arc<Shared>) {
             tracing::info!(code = error.code, reason = %error.message, "refusing client");
             Some(error)
         }
+        Close::RefusedQuietly(error) => Some(error),
     };
     if let Some(error) = &close {
         // Requests the client sent but the broker never read fail with this.
@@ -213,6 +226,43 @@ async fn serve(conn: quinn::Connection, shared: &Arc<Shared>) {
         None => conn.close(0u32.into(), b"bye"),
     }
     tracing::debug!("connection closed");
+}
+
+/// Authenticates the client of `hello` and takes a connection slot of its
+/// principal; refusals are counted and logged at a rate limit.
+async fn admit(
+    conn: &quinn::Connection,
+    shared: &Shared,
+    hello: &sluice_proto::Hello,
+) -> Result<(Arc<Principal>, crate::auth::PrincipalSlot), ErrorBody> {
+    let auth = &shared.auth;
+    let metrics = shared.broker.metrics();
+    let certs = conn
+        .peer_identity()
+        .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok());
+    let principal = match auth
+        .authenticate(hello.token.as_deref(), certs.as_deref().map(Vec::as_slice))
+        .await
+    {
+        Ok(principal) => principal,
+        Err(failure) => {
+            metrics.auth_failed(failure.reason);
+            if let Some(held) = auth.log_limit.allow() {
+                tracing::warn!(client = %hello.client_name, reason = failure.reason, held_back = held, "refusing unauthenticated client: {}", failure.message);
+            }
+            return Err(failure.to_body());
+        }
+    };
+    match auth.open_connection(&principal) {
+        Ok(slot) => Ok((principal, slot)),
+        Err(message) => {
+            metrics.limit_hit("max_connections_per_principal");
+            if let Some(held) = auth.log_limit.allow() {
+                tracing::warn!(principal = %principal.name, held_back = held, "refusing connection: {message}");
+            }
+            Err(ErrorBody::new(ErrorCode::LimitExceeded, message))
+        }
+    }
 }
 
 fn wire_error_body(e: &WireError) -> ErrorBody {
@@ -243,6 +293,14 @@ async fn write_control(mut send: quinn::SendStream, mut queue: mpsc::Receiver<By
     }
 }
 
+/// A delivery stream of the connection: what it is and how to end it.
+struct Stream {
+    consumer: bool,
+    cancel: CancellationToken,
+    /// Tells this stream from a later one that re-uses its id.
+    marker: Arc<()>,
+}
+
 /// The state of one connection after its handshake.
 struct Session {
     conn: quinn::Connection,
@@ -253,8 +311,10 @@ struct Session {
     deliveries: TaskTracker,
     /// Cancelled when the connection ends: ends every subscription.
     closing: CancellationToken,
-    subscriptions: Arc<Mutex<HashMap<u64, CancellationToken>>>,
+    subscriptions: Arc<Mutex<HashMap<u64, Stream>>>,
     client_name: String,
+    /// Who the client authenticated as.
+    principal: Arc<Principal>,
     /// The client asked for compact delivery frames.
     compact: bool,
 }
@@ -265,6 +325,7 @@ impl Session {
         shared: Arc<Shared>,
         writer: mpsc::Sender<Bytes>,
         client_name: String,
+        principal: Arc<Principal>,
         compact: bool,
     ) -> Self {
         let in_flight = Arc::new(Semaphore::new(shared.config.limits.max_in_flight_requests));
@@ -278,6 +339,7 @@ impl Session {
             closing: CancellationToken::new(),
             subscriptions: Arc::new(Mutex::new(HashMap::new())),
             client_name,
+            principal,
             compact,
         }
     }
@@ -371,13 +433,26 @@ impl Session {
             // publishes are stored in the order they were sent.
             RequestBody::Publish(publish) => {
                 let received = std::time::Instant::now();
-                let pending = broker.publish(publish.messages).await;
+                let checked = self.check_batch(publish.messages.len()).and_then(|()| {
+                    self.check_publish(publish.messages.iter().map(|m| m.topic.as_str()))
+                });
+                let pending = match checked {
+                    Ok(()) => broker.publish_as(publish.messages, &self.principal).await,
+                    Err(e) => Err(e),
+                };
                 self.answer_publish(id, permit, received, pending, ResponseBody::Published)
                     .await;
             }
             RequestBody::PublishCompact(publish) => {
                 let received = std::time::Instant::now();
-                let pending = broker.publish_compact(publish).await;
+                let count = publish.runs.iter().map(|r| r.messages.len()).sum();
+                let checked = self.check_batch(count).and_then(|()| {
+                    self.check_publish(publish.runs.iter().map(|r| r.topic.as_str()))
+                });
+                let pending = match checked {
+                    Ok(()) => broker.publish_compact_as(publish, &self.principal).await,
+                    Err(e) => Err(e),
+                };
                 self.answer_publish(id, permit, received, pending, |ack| {
                     ResponseBody::PublishedCompact(sluice_proto::CompactAck::from_ack(ack))
                 })
@@ -389,10 +464,10 @@ impl Session {
                 self.respond(id, result).await;
             }
             RequestBody::Unsubscribe { subscription } => {
-                let token = lock(&self.subscriptions).remove(&subscription);
-                let result = match token {
-                    Some(token) => {
-                        token.cancel();
+                let stream = lock(&self.subscriptions).remove(&subscription);
+                let result = match stream {
+                    Some(stream) => {
+                        stream.cancel.cancel();
                         Ok(ResponseBody::Unsubscribed)
                     }
                     None => Err(ErrorBody::new(
@@ -403,6 +478,9 @@ impl Session {
                 self.respond(id, result).await;
             }
             RequestBody::Fetch(fetch) => {
+                if let Err(e) = self.check_subscribe(&fetch.topic) {
+                    return self.respond(id, Err(e.to_body())).await;
+                }
                 let broker = broker.clone();
                 let writer = self.writer.clone();
                 let max = self.shared.config.limits.max_frame_bytes;
@@ -422,13 +500,17 @@ impl Session {
                 });
             }
             RequestBody::CreateTopic(create) => {
-                let result = broker
-                    .create_topic(&create)
+                let result = self
+                    .check_admin(AdminRight::Topics, "create topics")
+                    .and_then(|()| broker.create_topic(&create))
                     .map(ResponseBody::TopicCreated)
                     .map_err(|e| e.to_body());
                 self.respond(id, result).await;
             }
             RequestBody::DeleteTopic { name } => {
+                if let Err(e) = self.check_admin(AdminRight::Topics, "delete topics") {
+                    return self.respond(id, Err(e.to_body())).await;
+                }
                 let broker = broker.clone();
                 let writer = self.writer.clone();
                 let max = self.shared.config.limits.max_frame_bytes;
@@ -443,18 +525,25 @@ impl Session {
                 });
             }
             RequestBody::ListTopics => {
-                self.respond(id, Ok(ResponseBody::Topics(broker.list_topics())))
-                    .await
+                let mut topics = broker.list_topics();
+                topics.retain(|t| self.may_see_topic(&t.name));
+                self.respond(id, Ok(ResponseBody::Topics(topics))).await
             }
             RequestBody::ListPlugins => {
-                self.respond(id, Ok(ResponseBody::Plugins(broker.plugin_status())))
-                    .await
+                let result = self
+                    .check_admin(AdminRight::Plugins, "see plugin status")
+                    .map(|()| ResponseBody::Plugins(broker.plugin_status()))
+                    .map_err(|e| e.to_body());
+                self.respond(id, result).await
             }
             RequestBody::Consume(consume) => {
                 let result = self.consume(consume).map_err(|e| e.to_body());
                 self.respond(id, result).await;
             }
             RequestBody::Settle(settle) => {
+                if let Err(e) = self.check_subscribe(&settle.topic) {
+                    return self.respond(id, Err(e.to_body())).await;
+                }
                 // Settlements are answered once durable in the group's
                 // journal; pipelined acks share one journal write.
                 let broker = broker.clone();
@@ -463,6 +552,15 @@ impl Session {
                 });
             }
             RequestBody::SettleBatch(batch) => {
+                let checked = self.check_batch(batch.items.len()).and_then(|()| {
+                    batch
+                        .items
+                        .iter()
+                        .try_for_each(|item| self.check_subscribe(&item.topic))
+                });
+                if let Err(e) = checked {
+                    return self.respond(id, Err(e.to_body())).await;
+                }
                 let broker = broker.clone();
                 self.spawn_request(permit, id, async move {
                     broker
@@ -470,6 +568,14 @@ impl Session {
                         .await
                         .map(|errors| ResponseBody::SettledBatch { errors })
                 });
+            }
+            RequestBody::ListGroups
+            | RequestBody::GroupInfo { .. }
+            | RequestBody::ResetGroup { .. }
+                if !self.principal.permissions.may_admin(AdminRight::Groups) =>
+            {
+                let e = self.deny("admin", "administer consumer groups".into());
+                self.respond(id, Err(e.to_body())).await
             }
             RequestBody::ListGroups => {
                 let broker = broker.clone();
@@ -493,8 +599,13 @@ impl Session {
                 });
             }
             RequestBody::TopicInfo { name } => {
-                let result = broker
-                    .topic_info(&name)
+                let result = if self.may_see_topic(&name) {
+                    Ok(())
+                } else {
+                    Err(self.deny("admin", format!("see topic {name:?}")))
+                };
+                let result = result
+                    .and_then(|()| broker.topic_info(&name))
                     .map(ResponseBody::TopicInfo)
                     .map_err(|e| e.to_body());
                 self.respond(id, result).await;
@@ -531,13 +642,94 @@ impl Session {
         }
     }
 
-    /// Checks the per-connection limit and that the id is free.
-    fn check_stream_slot(&self, id: u64) -> Result<(), BrokerError> {
-        let subscriptions = lock(&self.subscriptions);
-        let limit = self.shared.config.limits.max_subscriptions_per_connection;
-        if subscriptions.len() >= limit {
+    /// Counts and logs (at a rate limit) a refused request; the error says
+    /// who may not do what.
+    fn deny(&self, action: &'static str, what: String) -> BrokerError {
+        self.shared.broker.metrics().denied(action);
+        let message = format!("principal {:?} may not {what}", self.principal.name);
+        if let Some(held) = self.shared.auth.log_limit.allow() {
+            tracing::warn!(principal = %self.principal.name, action, held_back = held, "{message}");
+        }
+        BrokerError::Forbidden(message)
+    }
+
+    fn check_publish<'a>(&self, topics: impl Iterator<Item = &'a str>) -> Result<(), BrokerError> {
+        let permissions = &self.principal.permissions;
+        let mut topics = topics;
+        match topics.find(|t| !permissions.may_publish(t)) {
+            Some(topic) => Err(self.deny("publish", format!("publish to {topic:?}"))),
+            None => Ok(()),
+        }
+    }
+
+    fn check_subscribe(&self, pattern: &str) -> Result<(), BrokerError> {
+        if let Err(reason) = sluice_proto::Pattern::parse(pattern) {
+            return Err(BrokerError::InvalidPattern {
+                pattern: pattern.to_owned(),
+                reason,
+            });
+        }
+        if self.principal.permissions.may_subscribe(pattern) {
+            Ok(())
+        } else {
+            Err(self.deny("subscribe", format!("subscribe to {pattern:?}")))
+        }
+    }
+
+    fn check_admin(&self, right: AdminRight, what: &str) -> Result<(), BrokerError> {
+        if self.principal.permissions.may_admin(right) {
+            Ok(())
+        } else {
+            Err(self.deny(
+                "admin",
+                format!("{what} (needs admin right {:?})", right.name()),
+            ))
+        }
+    }
+
+    /// Topic admins see every topic; others the topics they may publish to
+    /// or read.
+    fn may_see_topic(&self, name: &str) -> bool {
+        let p = &self.principal.permissions;
+        p.may_admin(AdminRight::Topics) || p.may_publish(name) || p.may_subscribe(name)
+    }
+
+    fn check_batch(&self, count: usize) -> Result<(), BrokerError> {
+        let limit = self.shared.config.limits.max_batch_messages;
+        if count > limit {
+            self.shared.broker.metrics().limit_hit("max_batch_messages");
             return Err(BrokerError::LimitExceeded(format!(
-                "too many subscriptions and consumers on this connection (limits.max_subscriptions_per_connection = {limit})"
+                "a batch of {count} messages is over the limit of {limit} (limits.max_batch_messages)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks the per-connection limit of the kind and that the id is free.
+    fn check_stream_slot(&self, id: u64, consumer: bool) -> Result<(), BrokerError> {
+        let subscriptions = lock(&self.subscriptions);
+        let limits = &self.shared.config.limits;
+        let (limit, name, what) = if consumer {
+            (
+                limits.max_consumers_per_connection,
+                "max_consumers_per_connection",
+                "group consumers",
+            )
+        } else {
+            (
+                limits.max_subscriptions_per_connection,
+                "max_subscriptions_per_connection",
+                "subscriptions",
+            )
+        };
+        let open = subscriptions
+            .values()
+            .filter(|s| s.consumer == consumer)
+            .count();
+        if open >= limit {
+            self.shared.broker.metrics().limit_hit(name);
+            return Err(BrokerError::LimitExceeded(format!(
+                "this connection has {open} {what} open, the most allowed (limits.{name} = {limit})"
             )));
         }
         if subscriptions.contains_key(&id) {
@@ -547,9 +739,17 @@ impl Session {
     }
 
     /// Starts the delivery stream of a subscription or consumer.
-    fn start_stream<S: DeliverySource>(&self, id: u64, source: S) {
+    fn start_stream<S: DeliverySource>(&self, id: u64, source: S, consumer: bool) {
         let cancel = self.closing.child_token();
-        lock(&self.subscriptions).insert(id, cancel.clone());
+        let marker = Arc::new(());
+        lock(&self.subscriptions).insert(
+            id,
+            Stream {
+                consumer,
+                cancel: cancel.clone(),
+                marker: marker.clone(),
+            },
+        );
         let registry = self.subscriptions.clone();
         let conn = self.conn.clone();
         let shutdown = self.shared.shutdown.clone();
@@ -569,30 +769,39 @@ impl Session {
                     metrics,
                 };
                 delivery::run(conn, id, source, cancel, shutdown, settings).await;
-                lock(&registry).remove(&id);
+                // Unless the id was unsubscribed and taken again meanwhile.
+                let mut registry = lock(&registry);
+                if registry
+                    .get(&id)
+                    .is_some_and(|s| Arc::ptr_eq(&s.marker, &marker))
+                {
+                    registry.remove(&id);
+                }
             }
             .in_current_span(),
         );
     }
 
     fn subscribe(&self, request: sluice_proto::Subscribe) -> Result<ResponseBody, BrokerError> {
-        self.check_stream_slot(request.subscription)?;
+        self.check_subscribe(&request.pattern)?;
+        self.check_stream_slot(request.subscription, false)?;
         let subscription = self.shared.broker.subscribe(
             &request.pattern,
             request.from,
             request.plugin.as_ref(),
         )?;
-        self.start_stream(request.subscription, subscription);
+        self.start_stream(request.subscription, subscription, false);
         Ok(ResponseBody::Subscribed {
             subscription: request.subscription,
         })
     }
 
     fn consume(&self, request: sluice_proto::Consume) -> Result<ResponseBody, BrokerError> {
-        self.check_stream_slot(request.consumer)?;
+        self.check_subscribe(&request.pattern)?;
+        self.check_stream_slot(request.consumer, true)?;
         let id = request.consumer;
         let consumer = self.shared.broker.consume(request, &self.client_name)?;
-        self.start_stream(id, consumer);
+        self.start_stream(id, consumer, true);
         Ok(ResponseBody::Consuming { consumer: id })
     }
 }

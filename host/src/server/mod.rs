@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     /// Cancelled when the broker starts shutting down.
     pub shutdown: CancellationToken,
     pub connection_slots: Arc<Semaphore>,
+    /// Who clients are and what they may do.
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 /// Accepts connections until `shutdown`, then waits for every connection
@@ -60,12 +62,18 @@ pub(crate) async fn serve(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
 }
 
 /// Builds the shared state.
-pub(crate) fn shared(config: Config, broker: Broker, shutdown: CancellationToken) -> Arc<Shared> {
+pub(crate) fn shared(
+    config: Config,
+    broker: Broker,
+    auth: Arc<crate::auth::Auth>,
+    shutdown: CancellationToken,
+) -> Arc<Shared> {
     let slots = Arc::new(Semaphore::new(config.limits.max_connections));
     Arc::new(Shared {
         config,
         broker,
         shutdown,
         connection_slots: slots,
+        auth,
     })
 }

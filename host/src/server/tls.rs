@@ -119,15 +119,21 @@ pub fn load_or_create(config: &ServerConfig) -> anyhow::Result<Identity> {
 }
 
 /// The QUIC server configuration for `identity`.
+/// `client_verifier` asks clients for certificates (mutual TLS).
 pub fn quic_config(
     identity: &Identity,
     limits: &LimitsConfig,
+    client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
 ) -> anyhow::Result<quinn::ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .context("failed to set up TLS 1.3")?
-        .with_no_client_auth()
+        .context("failed to set up TLS 1.3")?;
+    let builder = match client_verifier {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut tls = builder
         .with_single_cert(identity.certs.clone(), identity.key.clone_key())
         .context("certificate and key do not match or are not supported")?;
     tls.alpn_protocols = vec![sluice_proto::ALPN.to_vec()];
