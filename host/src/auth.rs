@@ -33,9 +33,12 @@ use crate::config::{AuthConfig, AuthMode, PrincipalConfig};
 /// one core, on the blocking pool).
 const CONCURRENT_TOKEN_CHECKS: usize = 2;
 
-/// Token digests remembered (accepted and refused) before the cache is
-/// cleared.
-const TOKEN_CACHE_ENTRIES: usize = 4096;
+/// Refused token digests remembered before that cache is cleared (the
+/// accepted ones are at most one per principal).
+const REFUSED_TOKENS_KEPT: usize = 4096;
+
+/// Longer tokens are refused without hashing.
+const MAX_TOKEN_BYTES: usize = 4096;
 
 /// The argon2 hash of `secret` with a fresh salt, as `sluice token hash`
 /// prints it.
@@ -227,8 +230,8 @@ pub struct Auth {
     with_tokens: Vec<Arc<Principal>>,
     anonymous: Arc<Principal>,
     client_ca: Option<Arc<dyn ClientCertVerifier>>,
-    /// SHA-256 of a token seen before → the principal it proved, if any.
-    tokens: Mutex<HashMap<[u8; 32], Option<Arc<Principal>>>>,
+    /// SHA-256 of tokens seen before: accepted (→ principal) and refused.
+    tokens: Mutex<TokenCache>,
     checks: Arc<tokio::sync::Semaphore>,
     open: OpenCounts,
     default_max_connections: usize,
@@ -280,7 +283,7 @@ impl Auth {
             with_tokens,
             anonymous: Arc::new(Principal::anonymous()),
             client_ca,
-            tokens: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(TokenCache::default()),
             checks: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_TOKEN_CHECKS)),
             open: Arc::new(Mutex::new(HashMap::new())),
             default_max_connections,
@@ -372,9 +375,18 @@ impl Auth {
 
     async fn principal_of_token(&self, token: &str) -> Result<Arc<Principal>, AuthFailure> {
         let refused = || AuthFailure::new("bad_token", "the token is not valid");
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(refused());
+        }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(known) = lock(&self.tokens).get(&digest) {
-            return known.clone().ok_or_else(refused);
+        {
+            let cache = lock(&self.tokens);
+            if let Some(principal) = cache.accepted.get(&digest) {
+                return Ok(principal.clone());
+            }
+            if cache.refused.contains(&digest) {
+                return Err(refused());
+            }
         }
         let permit = self
             .checks
@@ -400,11 +412,20 @@ impl Auth {
         .await
         .map_err(|_| refused())?;
         let mut cache = lock(&self.tokens);
-        if cache.len() >= TOKEN_CACHE_ENTRIES {
-            cache.clear();
+        match found {
+            Some(principal) => {
+                cache.accepted.insert(digest, principal.clone());
+                Ok(principal)
+            }
+            None => {
+                // A flood of made-up tokens evicts only refused ones.
+                if cache.refused.len() >= REFUSED_TOKENS_KEPT {
+                    cache.refused.clear();
+                }
+                cache.refused.insert(digest);
+                Err(refused())
+            }
         }
-        cache.insert(digest, found.clone());
-        found.ok_or_else(refused)
     }
 
     /// Takes one of the principal's connection slots, or says which limit
@@ -435,6 +456,13 @@ impl Auth {
             principal.name.clone(),
         ))))
     }
+}
+
+/// Tokens already checked, by SHA-256.
+#[derive(Default)]
+struct TokenCache {
+    accepted: HashMap<[u8; 32], Arc<Principal>>,
+    refused: std::collections::HashSet<[u8; 32]>,
 }
 
 /// One open connection of a principal; released when dropped.

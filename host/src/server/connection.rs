@@ -541,7 +541,7 @@ impl Session {
                 self.respond(id, result).await;
             }
             RequestBody::Settle(settle) => {
-                if let Err(e) = self.check_subscribe(&settle.topic) {
+                if let Err(e) = self.check_settle(&settle.topic) {
                     return self.respond(id, Err(e.to_body())).await;
                 }
                 // Settlements are answered once durable in the group's
@@ -556,7 +556,7 @@ impl Session {
                     batch
                         .items
                         .iter()
-                        .try_for_each(|item| self.check_subscribe(&item.topic))
+                        .try_for_each(|item| self.check_settle(&item.topic))
                 });
                 if let Err(e) = checked {
                     return self.respond(id, Err(e.to_body())).await;
@@ -673,6 +673,16 @@ impl Session {
             Ok(())
         } else {
             Err(self.deny("subscribe", format!("subscribe to {pattern:?}")))
+        }
+    }
+
+    /// Settling needs read rights on the message's topic (a bad name is
+    /// left to the broker, which answers it per item).
+    fn check_settle(&self, topic: &str) -> Result<(), BrokerError> {
+        if self.principal.permissions.may_subscribe(topic) {
+            Ok(())
+        } else {
+            Err(self.deny("subscribe", format!("settle messages of {topic:?}")))
         }
     }
 
