@@ -124,9 +124,9 @@ impl CompactAck {
                 MessageOutcome::Stored(places) => match <[StoredAt; 1]>::try_from(places) {
                     Ok([at]) if !at.duplicate => match out.stored.last_mut() {
                         Some(r)
-                            if r.0 + r.1 == i
+                            if r.0.checked_add(r.1) == Some(i)
                                 && r.2 == at.topic
-                                && r.3 + u64::from(r.1) == at.offset =>
+                                && r.3.checked_add(u64::from(r.1)) == Some(at.offset) =>
                         {
                             r.1 += 1;
                         }
@@ -156,6 +156,13 @@ impl CompactAck {
             }
         };
         for StoredRange(first, n, topic, offset) in self.stored {
+            // From the peer: a range past the end of the offsets is refused,
+            // not wrapped around (or a panic in a debug build).
+            if offset.checked_add(u64::from(n.saturating_sub(1))).is_none() {
+                return Err(format!(
+                    "messages {first}.. are acknowledged past the last offset"
+                ));
+            }
             for k in 0..n {
                 set(
                     first as usize + k as usize,
@@ -911,6 +918,48 @@ mod tests {
             others: vec![(1, MessageOutcome::Dropped)],
         };
         assert!(twice.into_ack(2).unwrap_err().contains("twice"));
+    }
+
+    #[test]
+    fn compact_acks_near_the_last_offset_neither_wrap_nor_panic() {
+        // A peer's range that runs past u64::MAX is refused (it used to
+        // overflow: a panic in debug builds, wrapped offsets in release).
+        let hostile = CompactAck {
+            stored: vec![StoredRange(0, 2, "a".into(), u64::MAX)],
+            others: vec![],
+        };
+        assert!(hostile
+            .into_ack(2)
+            .unwrap_err()
+            .contains("past the last offset"));
+        // The very last offset itself is fine.
+        let last = CompactAck {
+            stored: vec![StoredRange(0, 2, "a".into(), u64::MAX - 1)],
+            others: vec![],
+        };
+        let ack = last.into_ack(2).unwrap();
+        assert_eq!(
+            ack.outcomes[1],
+            MessageOutcome::Stored(vec![StoredAt {
+                topic: "a".into(),
+                offset: u64::MAX,
+                duplicate: false,
+            }])
+        );
+        // Building one from offsets at the end does not overflow either.
+        let at = |offset| {
+            MessageOutcome::Stored(vec![StoredAt {
+                topic: "a".into(),
+                offset,
+                duplicate: false,
+            }])
+        };
+        let ack = PublishAck {
+            outcomes: vec![at(u64::MAX), at(0)],
+        };
+        let compact = CompactAck::from_ack(ack.clone());
+        assert_eq!(compact.stored.len(), 2);
+        assert_eq!(compact.into_ack(2).unwrap(), ack);
     }
 
     #[test]

@@ -11,7 +11,12 @@
 //!   `examples/sluice.toml` (extra arguments go to `sluice serve`).
 //! - `cargo xtask bench-vs-nats [--count N]`: sluice and NATS side by side
 //!   (installs Debian's nats-server if missing); see BENCHMARKS.md.
+//! - `cargo xtask fuzz [--time SECS] [TARGET...]`: each cargo-fuzz target in
+//!   `fuzz/` (the frame decoder, log recovery) for SECS seconds (default
+//!   60), installing cargo-fuzz if missing; prints executions and verdict
+//!   per target and fails if one found a crash. Not part of `test`.
 
+mod fuzz;
 mod vs_nats;
 
 use std::path::{Path, PathBuf};
@@ -143,14 +148,15 @@ fn main() -> anyhow::Result<()> {
         "test" => test(rest),
         "run" => serve(rest),
         "bench-vs-nats" => vs_nats::bench_vs_nats(rest),
+        "fuzz" => fuzz::fuzz(rest),
         "help" | "--help" | "-h" => {
             eprintln!(
-                "usage: cargo xtask <setup | plugins | test [cargo test args] | run [sluice serve args] | bench-vs-nats [--count N]>"
+                "usage: cargo xtask <setup | plugins | test [cargo test args] | run [sluice serve args] | bench-vs-nats [--count N] | fuzz [--time SECS] [TARGET...]>"
             );
             Ok(())
         }
         other => {
-            bail!("unknown xtask command {other:?}; try: setup, plugins, test, run, bench-vs-nats")
+            bail!("unknown xtask command {other:?}; try: setup, plugins, test, run, bench-vs-nats, fuzz")
         }
     }
 }

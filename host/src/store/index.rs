@@ -104,6 +104,19 @@ impl SparseIndex {
         n.checked_sub(1).map(|i| entries[i])
     }
 
+    /// Drops `entry`, found not to match the record it names (a damaged index file), so that
+    /// lookups fall back to the entries before it. False if it was not there (any more).
+    pub(crate) fn remove(&self, entry: &IndexEntry) -> bool {
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        match entries.binary_search_by_key(&entry.position, |e| e.position) {
+            Ok(i) if entries[i] == *entry => {
+                entries.remove(i);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Adds entries for newly appended records.
     pub(crate) fn extend(&self, new: &[IndexEntry]) {
         if new.is_empty() {
@@ -156,5 +169,11 @@ mod tests {
         assert_eq!(idx.last_before_time(7), Some(entry(0, 0, 5)));
         assert_eq!(idx.last_before_time(8), Some(entry(20, 200, 7)));
         assert_eq!(SparseIndex::default().floor_offset(3), None);
+        // A distrusted entry is skipped from then on.
+        assert!(idx.remove(&entry(10, 100, 7)));
+        assert!(!idx.remove(&entry(10, 100, 7)));
+        assert!(!idx.remove(&entry(20, 200, 8)));
+        assert_eq!(idx.floor_offset(15), Some(entry(0, 0, 5)));
+        assert_eq!(idx.last_before_time(8), Some(entry(20, 200, 7)));
     }
 }

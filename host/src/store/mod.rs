@@ -43,10 +43,13 @@
 //! # Recovery
 //!
 //! On open, sealed segments trust their index after checking it (size a multiple of 16,
-//! entries increasing, inside the file, last entry pointing at the record it names) and
-//! rebuild it by scanning otherwise. The newest segment is scanned from its last good index
-//! entry; at the first torn or corrupt record the file is truncated there, with a warning,
-//! and appends resume at the recovered next offset.
+//! entries increasing, inside the file, first and last entries naming the offset, position
+//! and timestamp of their records) and rebuild it by scanning otherwise. The newest segment
+//! is scanned from its last good index entry; at the first torn or corrupt record the file is
+//! truncated there, with a warning, and appends resume at the recovered next offset. The
+//! entries in between are checked when a lookup starts from one: an entry that does not name
+//! the record at its position is dropped from memory, with a warning, and the lookup starts
+//! again from the entry before it.
 
 mod config;
 mod error;
@@ -55,6 +58,8 @@ mod log;
 mod record;
 mod segment;
 
+#[cfg(test)]
+mod properties;
 #[cfg(test)]
 mod tests;
 

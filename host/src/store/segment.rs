@@ -223,6 +223,24 @@ fn scan(
     }
 }
 
+/// Whether the first record of the segment has the timestamp the first index entry claims
+/// (its position and offset, 0 and the base, are checked when the index is parsed). A first
+/// record that does not validate is the log's damage, which reads report, not the index's.
+fn first_entry_matches(
+    file: &File,
+    path: &Path,
+    base: u64,
+    first: &IndexEntry,
+    len: u64,
+) -> Result<bool, StoreError> {
+    let mut cursor = Cursor::new(file, path, 0, base, len, 0);
+    match cursor.next_record() {
+        Ok(Some(rec)) => Ok(rec.layout.timestamp_ms == first.timestamp_ms),
+        Ok(None) | Err(CursorError::Bad { .. }) => Ok(true),
+        Err(CursorError::Io(e)) => Err(e),
+    }
+}
+
 /// A segment file, its index, and what readers may see of it.
 #[derive(Debug)]
 pub(crate) struct Segment {
@@ -321,8 +339,8 @@ impl Segment {
         idx_file
             .read_to_end(&mut idx_bytes)
             .map_err(|e| StoreError::io("read", &idx_path, e))?;
-        let on_disk_entries = idx_bytes.len() / index::ENTRY_LEN;
         let (mut entries, whole) = index::parse_index(&idx_bytes, file_len);
+        let on_disk = entries.clone();
         let sealed = matches!(role, Role::Sealed { .. });
         // A damaged index of a sealed segment is rebuilt from scratch rather than trusted in part.
         if sealed && !whole {
@@ -337,12 +355,28 @@ impl Segment {
             file_len,
             interval,
         )?;
-        if let (Some(start), Some((bad_pos, _))) = (entries.last(), found.bad) {
-            if bad_pos == u64::from(start.position) && !entries.is_empty() {
-                // The index points at something that is not the record it claims: distrust it.
-                entries.clear();
-                found = scan(&file, &log_path, base, None, file_len, interval)?;
-            }
+        // The scan starts at the last entry, so it checks that entry's record: offset, position
+        // and timestamp must all be the record's. The first entry (the segment's first
+        // timestamp) is checked on its own; the ones between are checked when a lookup uses them.
+        let last_ok = match entries.last() {
+            None => true,
+            Some(start) => match found.bad {
+                Some((bad_pos, _)) if bad_pos == u64::from(start.position) => false,
+                _ => found.first_ts == Some(start.timestamp_ms),
+            },
+        };
+        let first_ok = match entries.as_slice() {
+            [first, _, ..] => first_entry_matches(&file, &log_path, base, first, file_len)?,
+            _ => true,
+        };
+        if !(last_ok && first_ok) {
+            // The index names something that is not the record it claims: distrust it.
+            tracing::warn!(
+                path = %idx_path.display(),
+                "index does not match the segment's records; rebuilding it"
+            );
+            entries.clear();
+            found = scan(&file, &log_path, base, None, file_len, interval)?;
         }
         let mut len = file_len;
         let end_offset;
@@ -388,7 +422,7 @@ impl Segment {
         let first_ts = entries.first().map(|e| e.timestamp_ms).or(found.first_ts);
         let last_ts = found.last_ts.or(first_ts);
         entries.extend_from_slice(&found.new_entries);
-        if entries.len() != on_disk_entries || !whole {
+        if entries != on_disk || !whole {
             let bytes = index::encode_all(&entries);
             idx_file
                 .set_len(0)
@@ -511,13 +545,27 @@ impl Segment {
         }
     }
 
-    /// A cursor at the indexed record at or before `offset`, bounded by the committed length.
-    fn cursor_at(&self, offset: u64, chunk: usize) -> Cursor<'_> {
-        let rel = offset.saturating_sub(self.base);
-        let (pos, start) = self.index.floor_offset(rel).map_or((0, self.base), |e| {
+    /// A cursor at `entry`'s record (the segment start without one), bounded by the committed
+    /// length.
+    fn cursor_from(&self, entry: Option<IndexEntry>, chunk: usize) -> Cursor<'_> {
+        let (pos, offset) = entry.map_or((0, self.base), |e| {
             (u64::from(e.position), self.base + u64::from(e.rel_offset))
         });
-        Cursor::new(&self.file, &self.log_path, pos, start, self.len(), chunk)
+        Cursor::new(&self.file, &self.log_path, pos, offset, self.len(), chunk)
+    }
+
+    /// Forgets an index entry that does not match the record it names (a damaged index file
+    /// that recovery could not tell from a good one), so that the lookup that found out, and
+    /// every later one, starts from an earlier entry instead.
+    fn distrust(&self, entry: IndexEntry, reason: &'static str) {
+        if self.index.remove(&entry) {
+            tracing::warn!(
+                path = %self.idx_path.display(),
+                position = entry.position,
+                reason,
+                "index entry does not match its record; ignoring it"
+            );
+        }
     }
 
     /// Appends records `from..end` to `out` while the budget lasts. Returns whether the
@@ -529,15 +577,24 @@ impl Segment {
         budget: &mut ReadBudget,
         out: &mut Vec<Record>,
     ) -> Result<bool, StoreError> {
-        let mut cursor = self.cursor_at(from, budget.chunk);
+        let rel = from.saturating_sub(self.base);
+        let mut start = self.index.floor_offset(rel);
+        let mut cursor = self.cursor_from(start, budget.chunk);
         loop {
             let framed = match cursor.next_record() {
                 Ok(Some(f)) => f,
                 Ok(None) => return Ok(false),
                 Err(CursorError::Io(e)) => return Err(e),
-                Err(CursorError::Bad { position, reason }) => {
-                    return Err(self.corrupt(position, reason))
-                }
+                Err(CursorError::Bad { position, reason }) => match start {
+                    // Nothing was read yet: the index entry is wrong, not the log.
+                    Some(entry) if u64::from(entry.position) == position => {
+                        self.distrust(entry, reason);
+                        start = self.index.floor_offset(rel);
+                        cursor = self.cursor_from(start, budget.chunk);
+                        continue;
+                    }
+                    _ => return Err(self.corrupt(position, reason)),
+                },
             };
             let offset = framed.layout.offset;
             if offset >= end {
@@ -568,19 +625,34 @@ impl Segment {
         ts_ms: i64,
         chunk: usize,
     ) -> Result<Option<u64>, StoreError> {
-        let start = self.index.last_before_time(ts_ms);
-        let (pos, offset) = start.map_or((0, self.base), |e| {
-            (u64::from(e.position), self.base + u64::from(e.rel_offset))
-        });
-        let mut cursor = Cursor::new(&self.file, &self.log_path, pos, offset, self.len(), chunk);
-        loop {
-            match cursor.next_record() {
-                Ok(Some(f)) if f.layout.timestamp_ms >= ts_ms => return Ok(Some(f.layout.offset)),
-                Ok(Some(_)) => {}
-                Ok(None) => return Ok(None),
-                Err(CursorError::Io(e)) => return Err(e),
-                Err(CursorError::Bad { position, reason }) => {
-                    return Err(self.corrupt(position, reason))
+        'lookup: loop {
+            let start = self.index.last_before_time(ts_ms);
+            let mut cursor = self.cursor_from(start, chunk);
+            // The first record is the entry's: an entry that claims an older timestamp than its
+            // record has would make the lookup skip the records before that one.
+            let mut unchecked = start;
+            loop {
+                match cursor.next_record() {
+                    Ok(Some(f)) => {
+                        if let Some(entry) = unchecked.take() {
+                            if f.layout.timestamp_ms != entry.timestamp_ms {
+                                self.distrust(entry, "timestamp differs from the record's");
+                                continue 'lookup;
+                            }
+                        }
+                        if f.layout.timestamp_ms >= ts_ms {
+                            return Ok(Some(f.layout.offset));
+                        }
+                    }
+                    Ok(None) => return Ok(None),
+                    Err(CursorError::Io(e)) => return Err(e),
+                    Err(CursorError::Bad { position, reason }) => match unchecked {
+                        Some(entry) if u64::from(entry.position) == position => {
+                            self.distrust(entry, reason);
+                            continue 'lookup;
+                        }
+                        _ => return Err(self.corrupt(position, reason)),
+                    },
                 }
             }
         }
