@@ -2,75 +2,14 @@
 //! a well-behaved client on the same broker keeps publishing and
 //! subscribing, and nothing stored is lost.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use sluice_client::{Client, ClientError, ErrorCode, Message, StartPosition, Subscription};
+use sluice_client::{ClientError, ErrorCode, Message, StartPosition};
 use sluice_proto::{
     Publish, PublishMessage, RequestBody, Response, ResponseBody, ServerFrame, PROTOCOL_VERSION,
 };
-use sluice_tests::{bounded, collect, fetch_all, offsets, RawClient, RawControl, TestBroker};
-
-/// A well-behaved client publishing to `steady` (awaiting each ack) and
-/// subscribed to it from the start, for the whole test.
-struct Steady {
-    client: Client,
-    sub: Subscription,
-    stop: Arc<AtomicBool>,
-    publisher: tokio::task::JoinHandle<anyhow::Result<u64>>,
-}
-
-impl Steady {
-    async fn start(broker: &TestBroker) -> anyhow::Result<Steady> {
-        let client = broker.client().await?;
-        let first = client.publish("steady", "m0").await?;
-        assert_eq!(first.offset, 0);
-        let sub = client.subscribe("steady", StartPosition::Earliest).await?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let publisher = tokio::spawn({
-            let client = client.clone();
-            let stop = stop.clone();
-            async move {
-                let mut next = 1u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let stored = bounded(
-                        "a steady publish",
-                        client.publish("steady", format!("m{next}")),
-                    )
-                    .await?;
-                    anyhow::ensure!(stored.offset == next, "m{next} stored at {}", stored.offset);
-                    next += 1;
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-                Ok(next)
-            }
-        });
-        Ok(Steady {
-            client,
-            sub,
-            stop,
-            publisher,
-        })
-    }
-
-    /// Stops publishing and checks that the subscription got, and the topic
-    /// holds, every acknowledged message exactly once, in order.
-    async fn finish(mut self) -> anyhow::Result<()> {
-        self.stop.store(true, Ordering::Relaxed);
-        let count = bounded("the steady publisher", self.publisher).await??;
-        let got = collect(&mut self.sub, count as usize, Duration::from_secs(10)).await;
-        assert_eq!(offsets(&got), (0..count).collect::<Vec<_>>());
-        assert!(got
-            .iter()
-            .enumerate()
-            .all(|(i, m)| m.payload == format!("m{i}").as_bytes()));
-        let stored = fetch_all(&self.client, "steady", StartPosition::Earliest).await?;
-        assert_eq!(stored, got, "stored = delivered");
-        Ok(())
-    }
-}
+use sluice_tests::{bounded, fetch_all, RawClient, RawControl, Steady, TestBroker};
 
 /// Expects the broker to answer with an Error frame of `code`, then to close
 /// the connection with that code; returns the message.
@@ -107,7 +46,7 @@ fn noise(len: usize, mut seed: u64) -> Vec<u8> {
 #[tokio::test]
 async fn random_bytes_on_the_control_stream_are_refused() -> anyhow::Result<()> {
     let broker = TestBroker::start().await?;
-    let steady = Steady::start(&broker).await?;
+    let steady = Steady::start(broker.client().await?).await?;
 
     // Instead of Hello.
     for seed in [1u64, 0xDEAD_BEEF, 42] {
@@ -141,13 +80,13 @@ async fn random_bytes_on_the_control_stream_are_refused() -> anyhow::Result<()> 
     control.write(&frame).await?;
     expect_refusal(&raw, &mut control, ErrorCode::MalformedFrame).await;
 
-    steady.finish().await
+    steady.finish().await.map(drop)
 }
 
 #[tokio::test]
 async fn a_frame_over_the_limit_closes_with_frame_too_large() -> anyhow::Result<()> {
     let broker = TestBroker::start_with(|c| c.limits.max_frame_bytes = 64 * 1024).await?;
-    let steady = Steady::start(&broker).await?;
+    let steady = Steady::start(broker.client().await?).await?;
 
     let raw = RawClient::connect(broker.addr(), broker.cert_path()).await?;
     let mut control = raw.open_control().await?;
@@ -184,7 +123,7 @@ async fn a_frame_over_the_limit_closes_with_frame_too_large() -> anyhow::Result<
         "nothing stored: {err}"
     );
 
-    steady.finish().await
+    steady.finish().await.map(drop)
 }
 
 /// A request kind from some future protocol version.
@@ -208,7 +147,7 @@ enum FutureBody {
 async fn an_unknown_request_gets_unknown_request_and_the_connection_stays_usable(
 ) -> anyhow::Result<()> {
     let broker = TestBroker::start().await?;
-    let steady = Steady::start(&broker).await?;
+    let steady = Steady::start(broker.client().await?).await?;
 
     let raw = RawClient::connect(broker.addr(), broker.cert_path()).await?;
     let mut control = raw.open_control().await?;
@@ -297,13 +236,13 @@ async fn an_unknown_request_gets_unknown_request_and_the_connection_stays_usable
     assert_eq!(answers[&12], Err(Some(ErrorCode::SubscriptionExists)));
     assert_eq!(answers[&13], Err(Some(ErrorCode::UnknownSubscription)));
     assert_eq!(answers[&14], Ok(ResponseBody::Pong));
-    steady.finish().await
+    steady.finish().await.map(drop)
 }
 
 #[tokio::test]
 async fn a_request_before_hello_gets_handshake_required() -> anyhow::Result<()> {
     let broker = TestBroker::start().await?;
-    let steady = Steady::start(&broker).await?;
+    let steady = Steady::start(broker.client().await?).await?;
 
     let raw = RawClient::connect(broker.addr(), broker.cert_path()).await?;
     let mut control = raw.open_control().await?;
@@ -327,13 +266,13 @@ async fn a_request_before_hello_gets_handshake_required() -> anyhow::Result<()> 
         Some(ErrorCode::TopicNotFound),
         "nothing stored: {err}"
     );
-    steady.finish().await
+    steady.finish().await.map(drop)
 }
 
 #[tokio::test]
 async fn a_hello_with_another_protocol_version_gets_unsupported_version() -> anyhow::Result<()> {
     let broker = TestBroker::start().await?;
-    let steady = Steady::start(&broker).await?;
+    let steady = Steady::start(broker.client().await?).await?;
     let raw = RawClient::connect(broker.addr(), broker.cert_path()).await?;
     let mut control = raw.open_control().await?;
     control.send_hello(PROTOCOL_VERSION + 41).await?;
@@ -342,7 +281,7 @@ async fn a_hello_with_another_protocol_version_gets_unsupported_version() -> any
         reason.contains(&(PROTOCOL_VERSION + 41).to_string()),
         "{reason}"
     );
-    steady.finish().await
+    steady.finish().await.map(drop)
 }
 
 #[tokio::test]
@@ -359,7 +298,7 @@ async fn a_second_hello_is_a_protocol_violation() -> anyhow::Result<()> {
 #[tokio::test]
 async fn invalid_names_are_refused_and_store_nothing() -> anyhow::Result<()> {
     let broker = TestBroker::start().await?;
-    let steady = Steady::start(&broker).await?;
+    let steady = Steady::start(broker.client().await?).await?;
     let client = broker.client().await?;
 
     for bad in ["bad topic", "a..b", "orders.*", "orders.>", "", ".x", "é"] {
@@ -418,13 +357,13 @@ async fn invalid_names_are_refused_and_store_nothing() -> anyhow::Result<()> {
         .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
         .collect::<Result<_, _>>()?;
     assert_eq!(on_disk, vec!["steady".to_owned()]);
-    steady.finish().await
+    steady.finish().await.map(drop)
 }
 
 #[tokio::test]
 async fn a_wrong_alpn_fails_the_handshake() -> anyhow::Result<()> {
     let broker = TestBroker::start().await?;
-    let steady = Steady::start(&broker).await?;
+    let steady = Steady::start(broker.client().await?).await?;
 
     for alpn in [&b"sluice/2"[..], b"h3"] {
         let result =
@@ -459,14 +398,14 @@ async fn a_wrong_alpn_fails_the_handshake() -> anyhow::Result<()> {
     }
     // The broker is unaffected.
     broker.client().await?.ping().await?;
-    steady.finish().await
+    steady.finish().await.map(drop)
 }
 
 #[tokio::test]
 async fn a_client_that_never_says_hello_is_closed_at_the_handshake_timeout() -> anyhow::Result<()> {
     let broker =
         TestBroker::start_with(|c| c.limits.handshake_timeout = Duration::from_millis(300)).await?;
-    let steady = Steady::start(&broker).await?;
+    let steady = Steady::start(broker.client().await?).await?;
 
     // Opens no stream at all.
     let silent = RawClient::connect(broker.addr(), broker.cert_path()).await?;
@@ -487,7 +426,7 @@ async fn a_client_that_never_says_hello_is_closed_at_the_handshake_timeout() -> 
     // The well-behaved client connected long before and is not affected.
     tokio::time::sleep(Duration::from_millis(400)).await;
     steady.client.ping().await?;
-    steady.finish().await
+    steady.finish().await.map(drop)
 }
 
 #[tokio::test]

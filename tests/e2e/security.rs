@@ -4,15 +4,13 @@
 //! limits hit by one client while a well-behaved one keeps working.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_client::{
     Client, ClientError, ClientIdentity, ConsumeOptions, ErrorCode, Message, MessageOutcome,
     StartPosition,
 };
-use sluice_tests::{bounded, client_options, collect, fetch_all, TestBroker};
+use sluice_tests::{bounded, client_options, collect, fetch_all, Steady, TestBroker};
 
 const ORDERS_TOKEN: &str = "orders-secret-0123456789";
 const ADMIN_TOKEN: &str = "admin-secret-0123456789";
@@ -95,57 +93,6 @@ fn refused(result: Result<Client, ClientError>, code: ErrorCode) -> String {
             assert_eq!(e.code(), Some(code), "{e}");
             e.to_string()
         }
-    }
-}
-
-/// A well-behaved client publishing to `steady` (awaiting each ack) and
-/// subscribed to it, for the whole test.
-struct Steady {
-    client: Client,
-    sub: sluice_client::Subscription,
-    stop: Arc<AtomicBool>,
-    publisher: tokio::task::JoinHandle<anyhow::Result<u64>>,
-}
-
-impl Steady {
-    async fn start(client: Client) -> anyhow::Result<Steady> {
-        let sub = client.subscribe("steady", StartPosition::Earliest).await?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let publisher = tokio::spawn({
-            let client = client.clone();
-            let stop = stop.clone();
-            async move {
-                let mut next = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let stored = bounded(
-                        "a steady publish",
-                        client.publish("steady", format!("m{next}")),
-                    )
-                    .await?;
-                    anyhow::ensure!(stored.offset == next, "m{next} stored at {}", stored.offset);
-                    next += 1;
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-                Ok(next)
-            }
-        });
-        Ok(Steady {
-            client,
-            sub,
-            stop,
-            publisher,
-        })
-    }
-
-    /// Stops publishing; every acked message was delivered once, in order.
-    async fn finish(mut self) -> anyhow::Result<u64> {
-        self.stop.store(true, Ordering::Relaxed);
-        let count = bounded("the steady publisher", self.publisher).await??;
-        let got = collect(&mut self.sub, count as usize, Duration::from_secs(10)).await;
-        assert_eq!(sluice_tests::offsets(&got), (0..count).collect::<Vec<_>>());
-        let stored = fetch_all(&self.client, "steady", StartPosition::Earliest).await?;
-        assert_eq!(stored, got, "stored = delivered");
-        Ok(count)
     }
 }
 
