@@ -8,6 +8,35 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// Largest memory any plugin instance may have (the pooling allocator
+/// reserves address space for this per slot); per-plugin caps are lower.
+pub const MAX_PLUGIN_MEMORY: usize = 512 * 1024 * 1024;
+
+/// What a failing stage does to its batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnError {
+    /// Store the batch's messages in the dead-letter topic, with the error.
+    #[default]
+    DeadLetter,
+    /// Fail the publish of the batch's messages with the error.
+    Reject,
+    /// Drop the batch's messages.
+    Drop,
+    /// Skip the failing stage: the messages go on unchanged.
+    Pass,
+}
+
+/// Checks that `hash` is an argon2 hash string the broker can verify
+/// tokens against.
+pub fn check_token_hash(hash: &str) -> Result<(), String> {
+    let parsed = argon2::password_hash::PasswordHash::new(hash).map_err(|e| e.to_string())?;
+    if !parsed.algorithm.as_str().starts_with("argon2") {
+        return Err(format!("algorithm {} is not argon2", parsed.algorithm));
+    }
+    Ok(())
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -194,7 +223,7 @@ pub struct PipelineConfig {
     pub stages: Vec<String>,
     /// What a failing stage does to its batch.
     #[serde(default)]
-    pub on_error: crate::plugin::OnError,
+    pub on_error: OnError,
 }
 
 /// `[server]`
@@ -501,7 +530,7 @@ impl Config {
                 return invalid(format!("auth.principal {:?} is defined twice", p.name));
             }
             if let Some(hash) = &p.token_hash {
-                if let Err(e) = crate::auth::check_token_hash(hash) {
+                if let Err(e) = check_token_hash(hash) {
                     return invalid(format!(
                         "auth.principal {:?}: token_hash is not an argon2 hash from `sluice token hash`: {e}",
                         p.name
@@ -556,7 +585,7 @@ impl Config {
                     plugin.name
                 )));
             }
-            let max = crate::plugin::engine::MAX_PLUGIN_MEMORY as u64;
+            let max = MAX_PLUGIN_MEMORY as u64;
             if plugin.memory_bytes < 1024 * 1024 || plugin.memory_bytes > max {
                 return Err(ConfigError::Invalid(format!(
                     "plugin {:?}: memory_bytes must be between 1048576 and {max}",
@@ -644,7 +673,7 @@ mod tests {
             serde_json::to_string(&c.plugins[0].config).unwrap(),
             r#"{"header":"region","n":2}"#
         );
-        assert_eq!(c.pipelines[0].on_error, crate::plugin::OnError::Reject);
+        assert_eq!(c.pipelines[0].on_error, OnError::Reject);
         let err = Config::parse(
             "[[pipeline]]\ntopics = \"a\"\nstages = [\"nope\"]\n",
             "<test>",

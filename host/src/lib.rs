@@ -8,8 +8,12 @@
 //!
 //! - [`config`] - `sluice.toml`.
 //! - [`server`] - QUIC endpoint, TLS, one task per connection and per stream.
-//! - [`broker`] - topics, publish, subscriptions, fetch, topic admin.
-//! - [`store`] - the segmented log on disk.
+//! - [`broker`] - publish pipeline, routing, subscriptions, fetch, topic admin, groups.
+//! - [`store`] - the [`store::Store`] trait and the local segmented log behind it.
+//! - [`auth`] - principals, tokens, certificates and [`auth::authorize`].
+//! - [`delivery`] - what a subscriber or group member gets at a time.
+//! - [`dead_letter`] - dead-letter topics and headers.
+//! - [`sync`] - lock helpers.
 //! - [`plugin`] - the wasmtime host: plugins and pipelines.
 //! - [`metrics`] - Prometheus metrics, served by the admin listener.
 //! - [`cli`] - the subcommands of the `sluice` binary.
@@ -22,10 +26,13 @@ pub mod auth;
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod dead_letter;
+pub mod delivery;
 pub mod metrics;
 pub mod plugin;
 pub mod server;
 pub mod store;
+pub mod sync;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -128,13 +135,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     )?);
     let quic = server::tls::quic_config(&identity, &config.limits, auth.tls_client_verifier())?;
     let plugins = load_plugins(&config).await?;
-    let broker_config = config.clone();
-    let broker_plugins = plugins.clone();
-    let broker =
-        tokio::task::spawn_blocking(move || broker::Broker::open(broker_config, broker_plugins))
-            .await
-            .context("broker start-up task failed")?
-            .context("failed to open the data directory")?;
+    let metrics = std::sync::Arc::new(metrics::Metrics::default());
+    let store = open_local_store(&config, metrics.clone()).await?;
+    let broker = broker::Broker::open(config.clone(), store, plugins.clone(), metrics)
+        .await
+        .context("failed to recover the consumer groups")?;
     let endpoint = sluice_client::transport::endpoint(config.server.listen, Some(quic))
         .with_context(|| format!("failed to listen on {}", config.server.listen))?;
     let addr = endpoint
@@ -237,6 +242,25 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         plugins,
         admin_addr,
     })
+}
+
+/// Opens (recovering) the data directory's topics, off the async workers.
+async fn open_local_store(
+    config: &Config,
+    metrics: std::sync::Arc<metrics::Metrics>,
+) -> anyhow::Result<std::sync::Arc<dyn store::Store>> {
+    let options = store::LocalOptions {
+        data_dir: config.server.data_dir.clone(),
+        defaults: broker::Broker::default_topic_settings(config),
+        fsync: config.storage.fsync,
+        fsync_interval: config.storage.fsync_interval,
+        retention_check_interval: config.storage.retention_check_interval,
+    };
+    let store = tokio::task::spawn_blocking(move || store::LocalStore::open(options, metrics))
+        .await
+        .context("store start-up task failed")?
+        .context("failed to open the data directory")?;
+    Ok(std::sync::Arc::new(store))
 }
 
 /// Loads every configured plugin (compiling components off the async

@@ -16,8 +16,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::broker::Broker;
-
 /// Labels: `[("topic", name)]` and the like.
 type Labels = Vec<(String, String)>;
 
@@ -43,6 +41,17 @@ impl TopicCounters {
         self.messages_in.inc_by(messages as u64);
         self.bytes_in.inc_by(bytes as u64);
     }
+}
+
+/// The broker's state at scrape time, gathered by the admin listener.
+#[derive(Debug, Default)]
+pub struct State {
+    /// Every topic.
+    pub topics: Vec<sluice_proto::TopicInfo>,
+    /// Every consumer group.
+    pub groups: Vec<sluice_proto::GroupInfo>,
+    /// Every loaded plugin.
+    pub plugins: Vec<sluice_proto::PluginStatus>,
 }
 
 /// The broker's event counters.
@@ -165,8 +174,8 @@ impl Metrics {
             .inc();
     }
 
-    /// The Prometheus (OpenMetrics) text of the broker's state now.
-    pub async fn render(self: &Arc<Self>, broker: &Broker) -> String {
+    /// The Prometheus (OpenMetrics) text of the counters and of `state`.
+    pub fn render(self: &Arc<Self>, state: &State) -> String {
         let mut registry = Registry::with_prefix("sluice");
         registry.register(
             "messages_in",
@@ -232,7 +241,7 @@ impl Metrics {
         // State, read now.
         let topic_messages = Family::<Labels, Gauge>::default();
         let topic_bytes = Family::<Labels, Gauge>::default();
-        for t in broker.list_topics() {
+        for t in &state.topics {
             let l = labels(&[("topic", &t.name)]);
             topic_messages.get_or_create(&l).set(t.messages as i64);
             topic_bytes.get_or_create(&l).set(t.bytes as i64);
@@ -249,7 +258,7 @@ impl Metrics {
         let members = Family::<Labels, Gauge>::default();
         let redeliveries = Family::<Labels, Counter>::default();
         let dead_letters = Family::<Labels, Counter>::default();
-        for g in broker.list_groups().await {
+        for g in &state.groups {
             let gl = labels(&[("group", &g.name)]);
             members.get_or_create(&gl).set(g.members.len() as i64);
             redeliveries.get_or_create(&gl).inc_by(g.redeliveries);
@@ -289,7 +298,7 @@ impl Metrics {
         let latency = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         let reloads = Family::<Labels, Counter>::default();
         let refused = Family::<Labels, Gauge>::default();
-        for p in broker.plugins().status() {
+        for p in &state.plugins {
             let l = labels(&[("plugin", &p.name)]);
             calls.get_or_create(&l).inc_by(p.calls);
             messages.get_or_create(&l).inc_by(p.messages);

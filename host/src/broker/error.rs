@@ -72,6 +72,20 @@ pub enum BrokerError {
 }
 
 impl BrokerError {
+    /// A store failure on `topic`, under the code a client can act on.
+    pub fn store(topic: &str, e: StoreError) -> BrokerError {
+        match e {
+            StoreError::TopicNotFound(name) => BrokerError::TopicNotFound(name),
+            StoreError::TopicExists(name) => BrokerError::TopicExists(name),
+            StoreError::InvalidTopic { name, reason } => BrokerError::InvalidTopic { name, reason },
+            StoreError::Closed => BrokerError::ShuttingDown,
+            source => BrokerError::Storage {
+                topic: topic.to_owned(),
+                source,
+            },
+        }
+    }
+
     /// The stable wire code.
     pub fn code(&self) -> ErrorCode {
         match self {

@@ -10,49 +10,21 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use sluice_proto::StartPosition;
-use tokio::sync::mpsc;
+use sluice_proto::{Pattern, StartPosition};
 
 use super::error::BrokerError;
-use super::fanout::Sink;
-use super::topic::{StoredBatch, Topic};
-use super::Broker;
+use crate::delivery::{Chunk, Slice};
+use crate::plugin::delivery::DeliveryFilter;
+use crate::store::{Feed, Store, StoredBatch, TopicMeta};
 
 /// Most messages handed out in one chunk.
 const CHUNK_MESSAGES: usize = 1024;
 /// Most payload bytes read from the log for one chunk.
 const CHUNK_READ_BYTES: usize = 512 * 1024;
 
-/// Records to send: `batch.records[skip..]`.
-#[derive(Debug, Clone)]
-pub struct Slice {
-    /// The batch.
-    pub batch: Arc<StoredBatch>,
-    /// Records at the front already sent.
-    pub skip: usize,
-    /// Delivery attempt (consumer groups); 0 for subscriptions.
-    pub attempt: u32,
-}
-
-impl Slice {
-    /// The records to send.
-    pub fn records(&self) -> &[crate::store::Record] {
-        &self.batch.records[self.skip.min(self.batch.records.len())..]
-    }
-}
-
-/// What a subscription yields at a time.
-#[derive(Debug, Default)]
-pub struct Chunk {
-    /// Records in order.
-    pub slices: Vec<Slice>,
-    /// Messages missed since the previous chunk (live subscriptions).
-    pub dropped: u64,
-}
-
 enum Work {
     Replay {
-        topic: Arc<Topic>,
+        topic: TopicMeta,
         from: u64,
         until: u64,
     },
@@ -61,31 +33,34 @@ enum Work {
 
 /// A subscription on the broker side.
 pub struct Subscription {
-    broker: Broker,
-    sink: Arc<Sink>,
-    rx: mpsc::UnboundedReceiver<Arc<StoredBatch>>,
+    store: Arc<dyn Store>,
+    feed: Feed,
     /// Replaying subscriptions never lose messages; live ones may.
     lossless: bool,
     /// Per topic: the incarnation seen and the next offset to send.
     next: HashMap<Arc<str>, (u64, u64)>,
     work: VecDeque<Work>,
     /// A plugin that filters or transforms what is delivered.
-    filter: Option<Arc<crate::plugin::delivery::DeliveryFilter>>,
+    filter: Option<Arc<DeliveryFilter>>,
 }
 
 impl Subscription {
-    pub(crate) fn new(
-        broker: Broker,
-        sink: Arc<Sink>,
-        rx: mpsc::UnboundedReceiver<Arc<StoredBatch>>,
+    /// Starts a subscription on `pattern` from `from`: the feed is
+    /// registered before the topics' ends are read, so whatever commits
+    /// after this point arrives on the feed and whatever committed before
+    /// is in the log.
+    pub(crate) async fn start(
+        store: Arc<dyn Store>,
+        pattern: Pattern,
         from: StartPosition,
-        topics: Vec<Arc<Topic>>,
-        filter: Option<Arc<crate::plugin::delivery::DeliveryFilter>>,
+        max_queued: usize,
+        filter: Option<Arc<DeliveryFilter>>,
     ) -> Result<Subscription, BrokerError> {
+        let feed = store.feed(pattern, max_queued);
+        let topics = store.topics(feed.pattern());
         let mut sub = Subscription {
-            broker,
-            sink,
-            rx,
+            store,
+            feed,
             lossless: from != StartPosition::Latest,
             next: HashMap::new(),
             work: VecDeque::new(),
@@ -93,19 +68,16 @@ impl Subscription {
         };
         if sub.lossless {
             for topic in topics {
-                let from =
-                    match from {
-                        StartPosition::Earliest | StartPosition::Latest => topic.log.start_offset(),
-                        StartPosition::Offset(o) => o,
-                        StartPosition::Timestamp(ts) => topic
-                            .log
-                            .offset_for_timestamp(ts)
-                            .map_err(|e| BrokerError::Storage {
-                                topic: topic.name.to_string(),
-                                source: e,
-                            })?,
-                    };
-                let until = topic.committed_end();
+                let from = match from {
+                    StartPosition::Earliest | StartPosition::Latest => topic.start_offset,
+                    StartPosition::Offset(o) => o,
+                    StartPosition::Timestamp(ts) => sub
+                        .store
+                        .offset_for_time(&topic.name, ts)
+                        .await
+                        .map_err(|e| BrokerError::store(&topic.name, e))?,
+                };
+                let until = topic.committed_end;
                 sub.next
                     .insert(topic.name.clone(), (topic.incarnation, from));
                 if from < until {
@@ -118,7 +90,7 @@ impl Subscription {
 
     /// The pattern.
     pub fn pattern(&self) -> &str {
-        self.sink.pattern.as_str()
+        self.feed.pattern().as_str()
     }
 
     /// Waits for the next chunk of messages, through the subscription's
@@ -135,26 +107,20 @@ impl Subscription {
 
     async fn next_raw_chunk(&mut self) -> Result<Chunk, BrokerError> {
         loop {
-            while let Ok(batch) = self.rx.try_recv() {
-                self.sink.taken(batch.records.len());
+            while let Some(batch) = self.feed.try_next() {
                 self.work.push_back(Work::Live(batch));
             }
-            if self.lossless && self.sink.take_overflowed() {
+            if self.lossless && self.feed.take_overflowed() {
                 self.schedule_catch_up();
             }
             let chunk = self.take_work().await?;
             if !chunk.slices.is_empty() || chunk.dropped > 0 {
                 return Ok(chunk);
             }
-            tokio::select! {
-                batch = self.rx.recv() => match batch {
-                    Some(batch) => {
-                        self.sink.taken(batch.records.len());
-                        self.work.push_back(Work::Live(batch));
-                    }
-                    None => return Err(BrokerError::ShuttingDown),
-                },
-                () = self.sink.wake.notified() => {}
+            match self.feed.next().await {
+                Ok(Some(batch)) => self.work.push_back(Work::Live(batch)),
+                Ok(None) => {} // an overflow: looked at on the next turn
+                Err(_) => return Err(BrokerError::ShuttingDown),
             }
         }
     }
@@ -168,11 +134,18 @@ impl Subscription {
         }
     }
 
+    /// Whether this incarnation of the topic still exists.
+    fn still_there(&self, topic: &TopicMeta) -> bool {
+        self.store
+            .topic(&topic.name)
+            .is_some_and(|t| t.incarnation == topic.incarnation)
+    }
+
     /// After an overflow: read every matching topic up to its committed end.
     fn schedule_catch_up(&mut self) {
-        for topic in self.broker.matching_topics(&self.sink.pattern) {
+        for topic in self.store.topics(self.feed.pattern()) {
             let from = self.next_offset(&topic.name, topic.incarnation);
-            let until = topic.committed_end();
+            let until = topic.committed_end;
             if from < until {
                 self.work.push_back(Work::Replay { topic, from, until });
             }
@@ -185,7 +158,7 @@ impl Subscription {
             dropped: if self.lossless {
                 0
             } else {
-                self.sink.take_dropped()
+                self.feed.take_dropped()
             },
         };
         let mut messages = 0;
@@ -211,7 +184,11 @@ impl Subscription {
                     }
                     if first > next {
                         // A gap: refill it from the log before this batch.
-                        if let Some(topic) = self.broker.topic(&batch.topic) {
+                        if let Some(topic) = self
+                            .store
+                            .topic(&batch.topic)
+                            .filter(|t| t.incarnation == batch.incarnation)
+                        {
                             self.work.push_front(Work::Live(batch));
                             self.work.push_front(Work::Replay {
                                 topic,
@@ -244,19 +221,17 @@ impl Subscription {
                         continue;
                     }
                     let want = (until - from).min(CHUNK_MESSAGES as u64) as usize;
-                    let reader = topic.clone();
-                    let read = tokio::task::spawn_blocking(move || {
-                        reader.read_committed(from, want, CHUNK_READ_BYTES)
-                    })
-                    .await
-                    .map_err(|e| BrokerError::Internal(e.to_string()))?;
+                    let read = self
+                        .store
+                        .read(&topic.name, topic.incarnation, from, want, CHUNK_READ_BYTES)
+                        .await;
                     let read = match read {
                         Ok(read) => read,
-                        Err(e) if self.broker.topic(&topic.name).is_none() => {
+                        Err(e) if !self.still_there(&topic) => {
                             tracing::debug!(topic = %topic.name, error = %e, "topic deleted during replay");
                             continue;
                         }
-                        Err(e) => return Err(e),
+                        Err(e) => return Err(BrokerError::store(&topic.name, e)),
                     };
                     let mut records = read.records;
                     records.retain(|r| r.offset < until);
@@ -292,11 +267,5 @@ impl Subscription {
             }
         }
         Ok(chunk)
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        self.broker.unregister(self.sink.id);
     }
 }

@@ -213,8 +213,7 @@ pub fn test_plugin(
         timeout,
         memory_bytes: 64 * 1024 * 1024,
     })?;
-    let batch =
-        crate::plugin::pipeline::to_batch(topic, records.iter(), crate::broker::topic::now_ms());
+    let batch = crate::plugin::pipeline::to_batch(topic, records.iter(), crate::store::now_ms());
     let outcomes = plugin.call(&batch)?;
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
     let mut lines = Vec::new();

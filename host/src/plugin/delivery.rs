@@ -23,8 +23,9 @@ use super::bindings::{Batch, Outcome, Outcomes};
 use super::instance::{LoadedPlugin, PluginError};
 use super::pipeline::{decode_headers, lay_out, BatchEntry};
 use super::registry::PluginRegistry;
-use crate::broker::{Chunk, Slice, StoredBatch};
+use crate::delivery::{Chunk, Slice};
 use crate::store::Record;
+use crate::store::StoredBatch;
 
 /// A receiver's plugin, following reloads.
 pub struct DeliveryFilter {

@@ -25,9 +25,7 @@ use super::state::StoreState;
 /// Epoch tick: the resolution of call deadlines.
 pub const TICK: Duration = Duration::from_millis(5);
 
-/// Largest memory any plugin instance may have (the pooling allocator
-/// reserves address space for this per slot); per-plugin caps are lower.
-pub const MAX_PLUGIN_MEMORY: usize = 512 * 1024 * 1024;
+pub use crate::config::MAX_PLUGIN_MEMORY;
 
 /// Instances alive at once across all plugins.
 const POOL_INSTANCES: u32 = 256;

@@ -11,38 +11,18 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::Deserialize;
 use sluice_proto::Pattern;
 
 use super::bindings::{Batch, Messages, Outcome};
 use super::instance::LoadedPlugin;
 use crate::store::NewRecord;
 
-/// Header of a dead letter made by a pipeline: why.
-pub const DLQ_REASON: &str = "sluice-dlq-reason";
-/// Header of a dead letter made by a pipeline: the topic it was published to.
-pub const DLQ_TOPIC: &str = "sluice-dlq-topic";
-/// Header of a dead letter made by a pipeline: the stage that sent it there.
-pub const DLQ_STAGE: &str = "sluice-dlq-stage";
 /// Header stamped on what a pipeline stores when `[plugins]
 /// version_header` is on: `name@hash` of each stage that handled the
 /// message, comma-separated, in order.
 pub const VERSIONS_HEADER: &str = "sluice-plugin-versions";
 
-/// What a failing stage does to its batch.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OnError {
-    /// Store the batch's messages in the dead-letter topic, with the error.
-    #[default]
-    DeadLetter,
-    /// Fail the publish of the batch's messages with the error.
-    Reject,
-    /// Drop the batch's messages.
-    Drop,
-    /// Skip the failing stage: the messages go on unchanged.
-    Pass,
-}
+pub use crate::config::OnError;
 
 /// Where an output of the pipeline goes.
 #[derive(Debug, Clone, PartialEq, Eq)]

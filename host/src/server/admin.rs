@@ -86,7 +86,12 @@ async fn handle(
     let path = target.split('?').next().unwrap_or("");
     match (method, path) {
         ("GET", "/metrics") => {
-            let body = broker.metrics().render(broker).await;
+            let state = crate::metrics::State {
+                topics: broker.list_topics().await,
+                groups: broker.list_groups().await,
+                plugins: broker.plugin_status(),
+            };
+            let body = broker.metrics().render(&state);
             respond(
                 &mut stream,
                 200,

@@ -20,8 +20,9 @@ use tracing::Instrument;
 use rustls::pki_types::CertificateDer;
 
 use super::{delivery, Shared};
-use crate::auth::{AdminRight, Principal};
-use crate::broker::{BrokerError, DeliverySource};
+use crate::auth::{authorize, Action, AdminRight, Denied, Principal};
+use crate::broker::{BrokerError, DeliverySource, PublishBatch};
+use crate::sync::lock;
 
 /// How long a finished control stream may take to reach the client before
 /// the connection is closed anyway.
@@ -433,26 +434,15 @@ impl Session {
             // publishes are stored in the order they were sent.
             RequestBody::Publish(publish) => {
                 let received = std::time::Instant::now();
-                let checked = self.check_batch(publish.messages.len()).and_then(|()| {
-                    self.check_publish(publish.messages.iter().map(|m| m.topic.as_str()))
-                });
-                let pending = match checked {
-                    Ok(()) => broker.publish_as(publish.messages, &self.principal).await,
-                    Err(e) => Err(e),
-                };
+                let batch = PublishBatch::from_messages(publish.messages);
+                let pending = self.publish(batch).await;
                 self.answer_publish(id, permit, received, pending, ResponseBody::Published)
                     .await;
             }
             RequestBody::PublishCompact(publish) => {
                 let received = std::time::Instant::now();
-                let count = publish.runs.iter().map(|r| r.messages.len()).sum();
-                let checked = self.check_batch(count).and_then(|()| {
-                    self.check_publish(publish.runs.iter().map(|r| r.topic.as_str()))
-                });
-                let pending = match checked {
-                    Ok(()) => broker.publish_compact_as(publish, &self.principal).await,
-                    Err(e) => Err(e),
-                };
+                let batch = PublishBatch::from_runs(publish.runs);
+                let pending = self.publish(batch).await;
                 self.answer_publish(id, permit, received, pending, |ack| {
                     ResponseBody::PublishedCompact(sluice_proto::CompactAck::from_ack(ack))
                 })
@@ -460,7 +450,7 @@ impl Session {
             }
             RequestBody::Ping => self.respond(id, Ok(ResponseBody::Pong)).await,
             RequestBody::Subscribe(subscribe) => {
-                let result = self.subscribe(subscribe).map_err(|e| e.to_body());
+                let result = self.subscribe(subscribe).await.map_err(|e| e.to_body());
                 self.respond(id, result).await;
             }
             RequestBody::Unsubscribe { subscription } => {
@@ -500,12 +490,16 @@ impl Session {
                 });
             }
             RequestBody::CreateTopic(create) => {
-                let result = self
-                    .check_admin(AdminRight::Topics, "create topics")
-                    .and_then(|()| broker.create_topic(&create))
-                    .map(ResponseBody::TopicCreated)
-                    .map_err(|e| e.to_body());
-                self.respond(id, result).await;
+                if let Err(e) = self.check_admin(AdminRight::Topics, "create topics") {
+                    return self.respond(id, Err(e.to_body())).await;
+                }
+                let broker = broker.clone();
+                self.spawn_request(permit, id, async move {
+                    broker
+                        .create_topic(&create)
+                        .await
+                        .map(ResponseBody::TopicCreated)
+                });
             }
             RequestBody::DeleteTopic { name } => {
                 if let Err(e) = self.check_admin(AdminRight::Topics, "delete topics") {
@@ -525,7 +519,7 @@ impl Session {
                 });
             }
             RequestBody::ListTopics => {
-                let mut topics = broker.list_topics();
+                let mut topics = broker.list_topics().await;
                 topics.retain(|t| self.may_see_topic(&t.name));
                 self.respond(id, Ok(ResponseBody::Topics(topics))).await
             }
@@ -537,7 +531,7 @@ impl Session {
                 self.respond(id, result).await
             }
             RequestBody::Consume(consume) => {
-                let result = self.consume(consume).map_err(|e| e.to_body());
+                let result = self.consume(consume).await.map_err(|e| e.to_body());
                 self.respond(id, result).await;
             }
             RequestBody::Settle(settle) => {
@@ -572,9 +566,14 @@ impl Session {
             RequestBody::ListGroups
             | RequestBody::GroupInfo { .. }
             | RequestBody::ResetGroup { .. }
-                if !self.principal.permissions.may_admin(AdminRight::Groups) =>
+                if self
+                    .check_admin(AdminRight::Groups, "administer consumer groups")
+                    .is_err() =>
             {
-                let e = self.deny("admin", "administer consumer groups".into());
+                let e = BrokerError::Forbidden(format!(
+                    "principal {:?} may not administer consumer groups (needs admin right \"groups\")",
+                    self.principal.name
+                ));
                 self.respond(id, Err(e.to_body())).await
             }
             RequestBody::ListGroups => {
@@ -599,16 +598,13 @@ impl Session {
                 });
             }
             RequestBody::TopicInfo { name } => {
-                let result = if self.may_see_topic(&name) {
-                    Ok(())
-                } else {
-                    Err(self.deny("admin", format!("see topic {name:?}")))
-                };
-                let result = result
-                    .and_then(|()| broker.topic_info(&name))
-                    .map(ResponseBody::TopicInfo)
-                    .map_err(|e| e.to_body());
-                self.respond(id, result).await;
+                if let Err(e) = self.authorize(Action::Describe, &name) {
+                    return self.respond(id, Err(e.to_body())).await;
+                }
+                let broker = broker.clone();
+                self.spawn_request(permit, id, async move {
+                    broker.topic_info(&name).await.map(ResponseBody::TopicInfo)
+                });
             }
         }
     }
@@ -644,22 +640,32 @@ impl Session {
 
     /// Counts and logs (at a rate limit) a refused request; the error says
     /// who may not do what.
-    fn deny(&self, action: &'static str, what: String) -> BrokerError {
-        self.shared.broker.metrics().denied(action);
-        let message = format!("principal {:?} may not {what}", self.principal.name);
+    fn deny(&self, denied: Denied) -> BrokerError {
+        self.shared.broker.metrics().denied(denied.action.label());
+        let message = denied.to_string();
         if let Some(held) = self.shared.auth.log_limit.allow() {
-            tracing::warn!(principal = %self.principal.name, action, held_back = held, "{message}");
+            tracing::warn!(principal = %self.principal.name, action = denied.action.label(), held_back = held, "{message}");
         }
         BrokerError::Forbidden(message)
     }
 
-    fn check_publish<'a>(&self, topics: impl Iterator<Item = &'a str>) -> Result<(), BrokerError> {
-        let permissions = &self.principal.permissions;
-        let mut topics = topics;
-        match topics.find(|t| !permissions.may_publish(t)) {
-            Some(topic) => Err(self.deny("publish", format!("publish to {topic:?}"))),
-            None => Ok(()),
-        }
+    /// [`authorize`], counted and logged when refused.
+    fn authorize(&self, action: Action, target: &str) -> Result<(), BrokerError> {
+        authorize(&self.principal, action, target).map_err(|denied| self.deny(denied))
+    }
+
+    /// A publish checked against the batch limit and the publisher's
+    /// rights on every topic, then handed to the broker.
+    async fn publish(
+        &self,
+        batch: Result<PublishBatch, BrokerError>,
+    ) -> Result<crate::broker::PendingPublish, BrokerError> {
+        let batch = batch?;
+        self.check_batch(batch.len())?;
+        batch
+            .topics()
+            .try_for_each(|topic| self.authorize(Action::Publish, topic))?;
+        self.shared.broker.publish(batch, &self.principal).await
     }
 
     fn check_subscribe(&self, pattern: &str) -> Result<(), BrokerError> {
@@ -669,39 +675,23 @@ impl Session {
                 reason,
             });
         }
-        if self.principal.permissions.may_subscribe(pattern) {
-            Ok(())
-        } else {
-            Err(self.deny("subscribe", format!("subscribe to {pattern:?}")))
-        }
+        self.authorize(Action::Subscribe, pattern)
     }
 
     /// Settling needs read rights on the message's topic (a bad name is
     /// left to the broker, which answers it per item).
     fn check_settle(&self, topic: &str) -> Result<(), BrokerError> {
-        if self.principal.permissions.may_subscribe(topic) {
-            Ok(())
-        } else {
-            Err(self.deny("subscribe", format!("settle messages of {topic:?}")))
-        }
+        self.authorize(Action::Settle, topic)
     }
 
     fn check_admin(&self, right: AdminRight, what: &str) -> Result<(), BrokerError> {
-        if self.principal.permissions.may_admin(right) {
-            Ok(())
-        } else {
-            Err(self.deny(
-                "admin",
-                format!("{what} (needs admin right {:?})", right.name()),
-            ))
-        }
+        self.authorize(Action::Admin(right), what)
     }
 
     /// Topic admins see every topic; others the topics they may publish to
     /// or read.
     fn may_see_topic(&self, name: &str) -> bool {
-        let p = &self.principal.permissions;
-        p.may_admin(AdminRight::Topics) || p.may_publish(name) || p.may_subscribe(name)
+        authorize(&self.principal, Action::Describe, name).is_ok()
     }
 
     fn check_batch(&self, count: usize) -> Result<(), BrokerError> {
@@ -792,32 +782,35 @@ impl Session {
         );
     }
 
-    fn subscribe(&self, request: sluice_proto::Subscribe) -> Result<ResponseBody, BrokerError> {
+    async fn subscribe(
+        &self,
+        request: sluice_proto::Subscribe,
+    ) -> Result<ResponseBody, BrokerError> {
         self.check_subscribe(&request.pattern)?;
         self.check_stream_slot(request.subscription, false)?;
-        let subscription = self.shared.broker.subscribe(
-            &request.pattern,
-            request.from,
-            request.plugin.as_ref(),
-        )?;
+        let subscription = self
+            .shared
+            .broker
+            .subscribe(&request.pattern, request.from, request.plugin.as_ref())
+            .await?;
         self.start_stream(request.subscription, subscription, false);
         Ok(ResponseBody::Subscribed {
             subscription: request.subscription,
         })
     }
 
-    fn consume(&self, request: sluice_proto::Consume) -> Result<ResponseBody, BrokerError> {
+    async fn consume(&self, request: sluice_proto::Consume) -> Result<ResponseBody, BrokerError> {
         self.check_subscribe(&request.pattern)?;
         self.check_stream_slot(request.consumer, true)?;
         let id = request.consumer;
-        let consumer = self.shared.broker.consume(request, &self.client_name)?;
+        let consumer = self
+            .shared
+            .broker
+            .consume(request, &self.client_name)
+            .await?;
         self.start_stream(id, consumer, true);
         Ok(ResponseBody::Consuming { consumer: id })
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 async fn respond(

@@ -1,4 +1,5 @@
-//! The error type of the log store.
+//! The error type of the store: the log's own failures and those of the
+//! [`super::Store`] operations.
 
 use std::path::PathBuf;
 
@@ -35,6 +36,26 @@ pub enum StoreError {
     /// A record to append does not fit the on-disk format limits.
     #[error("record cannot be stored: {0}")]
     RecordTooLarge(&'static str),
+    /// No such topic (or not the incarnation asked for).
+    #[error("topic {0:?} does not exist")]
+    TopicNotFound(String),
+    /// The topic exists already.
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    /// A topic name is not valid.
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopic {
+        /// The name.
+        name: String,
+        /// Why.
+        reason: sluice_proto::SubjectError,
+    },
+    /// The store is shutting down: nothing more is appended.
+    #[error("the store is shutting down")]
+    Closed,
+    /// A task of the store's failed (panicked or was cancelled).
+    #[error("store task failed: {0}")]
+    Task(String),
 }
 
 impl StoreError {

@@ -1,7 +1,8 @@
-//! Durable storage of topics: a segmented, append-only log per topic, protected by CRC32C,
-//! with a sparse offset/time index, crash recovery and retention.
+//! Durable storage of topics: the [`Store`] trait the broker reaches storage through, and
+//! its local backend, [`LocalStore`]: a segmented, append-only log per topic, protected by
+//! CRC32C, with a sparse offset/time index, crash recovery and retention.
 //!
-//! The entry point is [`TopicLog`]. Appends go to the page cache (no fsync); [`TopicLog::sync`]
+//! The log's entry point is [`TopicLog`]. Appends go to the page cache (no fsync); [`TopicLog::sync`]
 //! makes them durable. Reads use positional reads and run concurrently with appends.
 //!
 //! # Layout
@@ -51,9 +52,12 @@
 //! the record at its position is dropped from memory, with a warning, and the lookup starts
 //! again from the entry before it.
 
+mod api;
 mod config;
 mod error;
+pub mod feed;
 mod index;
+pub mod local;
 mod log;
 mod record;
 mod segment;
@@ -63,7 +67,17 @@ mod properties;
 #[cfg(test)]
 mod tests;
 
+pub use api::{AppendTicket, Appended, Store, StoredBatch, TopicEvent, TopicMeta, TopicSettings};
 pub use config::{LogConfig, Retention};
 pub use error::StoreError;
+pub use feed::Feed;
+pub use local::{LocalOptions, LocalStore};
 pub use log::{LogInfo, ReadBatch, RetentionOutcome, TopicLog};
 pub use record::{NewRecord, Record};
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -9,16 +9,14 @@ use sluice_proto::{GroupInfo, GroupTopicInfo, MemberInfo, Pattern, SettleAction,
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::journal::Journal;
 use super::state::{Event, GroupState};
-use super::{
-    dead_letter_headers as dlq, Command, GroupDelivery, GroupHandle, GroupSettings, MessageKey,
-};
-use crate::broker::topic::Topic;
-use crate::broker::{Broker, BrokerError};
+use super::{Command, GroupDelivery, GroupHandle, GroupSettings, MessageKey};
+use crate::broker::BrokerError;
 use crate::config::FsyncPolicy;
-use crate::store::Record;
+use crate::store::{Record, Store, StoreError, TopicMeta};
 
 /// Messages read ahead from the log and not yet delivered.
 const READ_AHEAD: usize = 4096;
@@ -62,9 +60,10 @@ struct Actor {
     name: String,
     pattern: Pattern,
     settings: GroupSettings,
-    broker: Broker,
+    store: Arc<dyn Store>,
     fsync: FsyncPolicy,
-    journal: Journal,
+    /// Taken while a write runs on the blocking pool.
+    journal: Option<Journal>,
     state: GroupState,
     /// Next offset to read ahead, per topic.
     read_pos: BTreeMap<Arc<str>, u64>,
@@ -101,16 +100,32 @@ enum Reply {
     ),
 }
 
-/// Opens a group's journal, recovers its state and starts its actor.
-pub(crate) fn spawn(
-    broker: &Broker,
-    name: String,
-    dir: std::path::PathBuf,
-    settings: GroupSettings,
-    created: bool,
-    commits: watch::Receiver<u64>,
-    stop: CancellationToken,
-) -> Result<Arc<GroupHandle>, BrokerError> {
+/// What a group's actor starts from.
+pub(crate) struct Spawn {
+    pub store: Arc<dyn Store>,
+    pub fsync: FsyncPolicy,
+    pub name: String,
+    pub dir: std::path::PathBuf,
+    pub settings: GroupSettings,
+    /// True for a group created now (it starts at its start position).
+    pub created: bool,
+    pub stop: CancellationToken,
+    pub tasks: TaskTracker,
+}
+
+/// Opens a group's journal (on the blocking pool), recovers its state and
+/// starts its actor.
+pub(crate) async fn spawn(spawn: Spawn) -> Result<Arc<GroupHandle>, BrokerError> {
+    let Spawn {
+        store,
+        fsync,
+        name,
+        dir,
+        settings,
+        created,
+        stop,
+        tasks,
+    } = spawn;
     let pattern =
         Pattern::parse(&settings.pattern).map_err(|reason| BrokerError::InvalidPattern {
             pattern: settings.pattern.clone(),
@@ -120,15 +135,19 @@ pub(crate) fn spawn(
         topic: format!("group {name}"),
         source,
     };
-    let (journal, state) = Journal::open(&dir).map_err(storage)?;
+    let (journal, state) = tokio::task::spawn_blocking(move || Journal::open(&dir))
+        .await
+        .map_err(|e| storage(StoreError::Task(e.to_string())))?
+        .map_err(storage)?;
     let (tx, rx) = mpsc::unbounded_channel();
+    let commits = store.commits();
     let mut actor = Actor {
         name: name.clone(),
         pattern,
         settings: settings.clone(),
-        broker: broker.clone(),
-        fsync: broker.fsync_policy(),
-        journal,
+        store,
+        fsync,
+        journal: Some(journal),
         state,
         read_pos: BTreeMap::new(),
         fresh: VecDeque::new(),
@@ -146,15 +165,15 @@ pub(crate) fn spawn(
         outbox: Vec::new(),
         replies: Vec::new(),
     };
-    actor.discover_topics(created);
-    actor.recover_pending();
-    actor.flush_events();
+    actor.discover_topics(created).await;
+    actor.recover_pending().await;
+    actor.flush_events().await;
     let handle = Arc::new(GroupHandle {
         name,
         settings,
         commands: tx,
     });
-    broker.spawn_task(actor.run(rx, commits, stop));
+    tasks.spawn(actor.run(rx, commits, stop));
     Ok(handle)
 }
 
@@ -183,13 +202,13 @@ impl Actor {
     /// Starts reading topics that match and are new to the group. At
     /// creation, existing topics start at the group's start position; topics
     /// that appear later start at their beginning.
-    fn discover_topics(&mut self, at_creation: bool) {
-        for topic in self.broker.matching_topics(&self.pattern) {
+    async fn discover_topics(&mut self, at_creation: bool) {
+        for topic in self.store.topics(&self.pattern) {
             if !self.state.topics.contains_key(&*topic.name) {
                 let start = if at_creation {
-                    resolve_position(&topic, self.settings.options.start)
+                    resolve_position(&*self.store, &topic, self.settings.options.start).await
                 } else {
-                    topic.log.start_offset()
+                    topic.start_offset
                 };
                 self.record_event(Event::TopicAdded {
                     topic: topic.name.to_string(),
@@ -205,7 +224,7 @@ impl Actor {
 
     /// After a restart every pending message is delivered again, first and
     /// in offset order (so key order holds), with its attempt count kept.
-    fn recover_pending(&mut self) {
+    async fn recover_pending(&mut self) {
         let mut missing = Vec::new();
         let mut recovered = Vec::new();
         let pending: Vec<(String, Vec<u64>)> = self
@@ -216,11 +235,15 @@ impl Actor {
             .collect();
         let max_deliver = self.settings.options.max_deliver.max(1);
         for (topic_name, offsets) in pending {
-            let Some(topic) = self.broker.topic(&topic_name) else {
+            let Some(topic) = self.store.topic(&topic_name) else {
                 continue;
             };
             for offset in offsets {
-                match topic.read_committed(offset, 1, 1) {
+                let read = self
+                    .store
+                    .read(&topic.name, topic.incarnation, offset, 1, 1)
+                    .await;
+                match read {
                     Ok(batch) if batch.records.first().is_some_and(|r| r.offset == offset) => {
                         let Some(record) = batch.records.into_iter().next() else {
                             continue;
@@ -286,7 +309,7 @@ impl Actor {
         loop {
             self.fill().await;
             self.pump(Instant::now());
-            self.finish_round();
+            self.finish_round().await;
             self.store_dead_letters().await;
             if !self.events.is_empty() {
                 continue;
@@ -298,11 +321,11 @@ impl Actor {
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(command) => {
-                        self.handle(command);
+                        self.handle(command).await;
                         let mut taken = 1;
                         while taken < ROUND_COMMANDS {
                             match commands.try_recv() {
-                                Ok(command) => self.handle(command),
+                                Ok(command) => self.handle(command).await,
                                 Err(_) => break,
                             }
                             taken += 1;
@@ -314,16 +337,19 @@ impl Actor {
                     if changed.is_err() {
                         break;
                     }
-                    self.discover_topics(false);
+                    self.discover_topics(false).await;
                 }
                 () = sleep => {}
                 () = stop.cancelled() => break,
             }
             self.expire(Instant::now());
         }
-        self.finish_round();
-        if let Err(e) = self.journal.sync() {
-            tracing::error!(group = %self.name, error = %e, "final fsync of the group journal failed");
+        self.finish_round().await;
+        if let Some(journal) = self.journal.take() {
+            let synced = tokio::task::spawn_blocking(move || journal.sync()).await;
+            if let Ok(Err(e)) = synced {
+                tracing::error!(group = %self.name, error = %e, "final fsync of the group journal failed");
+            }
         }
         tracing::debug!(group = %self.name, "consumer group stopped");
     }
@@ -344,7 +370,7 @@ impl Actor {
         .min()
     }
 
-    fn handle(&mut self, command: Command) {
+    async fn handle(&mut self, command: Command) {
         match command {
             Command::Join {
                 member,
@@ -388,7 +414,7 @@ impl Actor {
                 let _ = reply.send(self.info());
             }
             Command::Reset { to, reply } => {
-                self.reset(to);
+                self.reset(to).await;
                 self.replies.push(Reply::Reset(reply));
             }
         }
@@ -548,26 +574,21 @@ impl Actor {
             if self.fresh.len() >= READ_AHEAD {
                 break;
             }
-            let Some(topic) = self.broker.topic(&name) else {
+            let Some(topic) = self.store.topic(&name) else {
                 continue;
             };
-            if topic.committed_end() <= pos {
+            if topic.committed_end <= pos {
                 continue;
             }
             let want = READ_BATCH.min(READ_AHEAD - self.fresh.len());
-            let reader = topic.clone();
-            let read = tokio::task::spawn_blocking(move || {
-                reader.read_committed(pos, want, 4 * 1024 * 1024)
-            })
-            .await;
+            let read = self
+                .store
+                .read(&name, topic.incarnation, pos, want, 4 * 1024 * 1024)
+                .await;
             let batch = match read {
-                Ok(Ok(batch)) => batch,
-                Ok(Err(e)) => {
-                    tracing::warn!(group = %self.name, topic = %name, error = %e, "cannot read topic");
-                    continue;
-                }
+                Ok(batch) => batch,
                 Err(e) => {
-                    tracing::warn!(group = %self.name, topic = %name, error = %e, "read task failed");
+                    tracing::warn!(group = %self.name, topic = %name, error = %e, "cannot read topic");
                     continue;
                 }
             };
@@ -695,32 +716,52 @@ impl Actor {
         ));
     }
 
-    fn flush_events(&mut self) {
+    /// Writes the round's events to the journal (one write, and one fsync
+    /// under `fsync = "always"`), compacting it when due, on the blocking
+    /// pool.
+    async fn flush_events(&mut self) {
         if self.events.is_empty() {
             return;
         }
-        let result = self.journal.append(&self.events).and_then(|()| {
-            if self.fsync == FsyncPolicy::Always {
-                self.journal.sync()
-            } else {
-                Ok(())
+        let Some(mut journal) = self.journal.take() else {
+            return;
+        };
+        let events = std::mem::take(&mut self.events);
+        let fsync = self.fsync == FsyncPolicy::Always;
+        // The state after these events, for a compaction (rare: every
+        // 50,000 events).
+        let state = journal
+            .wants_compaction_after(events.len())
+            .then(|| self.state.clone());
+        let written = tokio::task::spawn_blocking(move || {
+            let result =
+                journal
+                    .append(&events)
+                    .and_then(|()| if fsync { journal.sync() } else { Ok(()) });
+            let compacted = state.map(|state| journal.compact(&state));
+            (journal, result, compacted)
+        })
+        .await;
+        let (journal, result, compacted) = match written {
+            Ok(written) => written,
+            Err(e) => {
+                tracing::error!(group = %self.name, error = %e, "group journal task failed");
+                return;
             }
-        });
+        };
+        self.journal = Some(journal);
         if let Err(e) = result {
             // The state in memory is still right; a crash now may redeliver.
             tracing::error!(group = %self.name, error = %e, "cannot write the group journal");
         }
-        self.events.clear();
-        if self.journal.wants_compaction() {
-            if let Err(e) = self.journal.compact(&self.state) {
-                tracing::error!(group = %self.name, error = %e, "cannot compact the group journal");
-            }
+        if let Some(Err(e)) = compacted {
+            tracing::error!(group = %self.name, error = %e, "cannot compact the group journal");
         }
     }
 
     /// Makes the round's events durable, then lets its effects out.
-    fn finish_round(&mut self) {
-        self.flush_events();
+    async fn finish_round(&mut self) {
+        self.flush_events().await;
         let mut gone = Vec::new();
         for (member, delivery) in self.outbox.drain(..) {
             let sent = self
@@ -760,20 +801,10 @@ impl Actor {
                 .options
                 .dead_letter_topic
                 .clone()
-                .unwrap_or_else(|| format!("dlq.{}", id.0));
-            let mut headers = p.record.headers.clone();
-            headers.push((dlq::TOPIC.into(), id.0.to_string()));
-            headers.push((dlq::OFFSET.into(), id.1.to_string()));
-            headers.push((dlq::GROUP.into(), self.name.clone()));
-            headers.push((dlq::ATTEMPTS.into(), p.attempt.to_string()));
-            headers.push((dlq::REASON.into(), reason.clone()));
-            let record = crate::store::NewRecord {
-                key: p.record.key.clone(),
-                headers,
-                payload: p.record.payload.clone(),
-                id: None,
-            };
-            let stored = self.broker.store_dead_letter(&dlq_topic, record).await;
+                .unwrap_or_else(|| crate::dead_letter::topic_for(&id.0));
+            let record =
+                crate::dead_letter::from_group(&p.record, &id.0, &self.name, p.attempt, &reason);
+            let stored = store_dead_letter(&*self.store, &dlq_topic, record).await;
             match stored {
                 Ok(_) => {
                     tracing::info!(group = %self.name, topic = %id.0, offset = id.1, dead_letter_topic = %dlq_topic, %reason, "message dead-lettered");
@@ -789,8 +820,8 @@ impl Actor {
         }
     }
 
-    fn reset(&mut self, to: StartPosition) {
-        let topics: Vec<Arc<Topic>> = self.broker.matching_topics(&self.pattern);
+    async fn reset(&mut self, to: StartPosition) {
+        let topics = self.store.topics(&self.pattern);
         // Everything pending is forgotten; members' credits are restored.
         let ids: Vec<MessageId> = self.pending.keys().cloned().collect();
         for id in ids {
@@ -803,7 +834,7 @@ impl Actor {
             m.in_flight = 0;
         }
         for topic in topics {
-            let position = resolve_position(&topic, to);
+            let position = resolve_position(&*self.store, &topic, to).await;
             self.record_event(Event::Reset {
                 topic: topic.name.to_string(),
                 position,
@@ -819,10 +850,7 @@ impl Actor {
             .topics
             .iter()
             .map(|(name, c)| {
-                let end = self
-                    .broker
-                    .topic(name)
-                    .map_or(c.cursor, |t| t.committed_end());
+                let end = self.store.topic(name).map_or(c.cursor, |t| t.committed_end);
                 GroupTopicInfo {
                     topic: name.clone(),
                     ack_floor: c.floor,
@@ -856,14 +884,30 @@ impl Actor {
 }
 
 /// Where `position` is on `topic` now.
-pub(crate) fn resolve_position(topic: &Topic, position: StartPosition) -> u64 {
+async fn resolve_position(store: &dyn Store, topic: &TopicMeta, position: StartPosition) -> u64 {
     match position {
-        StartPosition::Earliest => topic.log.start_offset(),
-        StartPosition::Latest => topic.committed_end(),
+        StartPosition::Earliest => topic.start_offset,
+        StartPosition::Latest => topic.committed_end,
         StartPosition::Offset(o) => o,
-        StartPosition::Timestamp(ts) => topic
-            .log
-            .offset_for_timestamp(ts)
-            .unwrap_or_else(|_| topic.committed_end()),
+        StartPosition::Timestamp(ts) => store
+            .offset_for_time(&topic.name, ts)
+            .await
+            .unwrap_or(topic.committed_end),
     }
+}
+
+/// Stores a dead letter made by the group (no pipeline runs, and the topic
+/// is created whatever `auto_create` says). Completes once committed.
+async fn store_dead_letter(
+    store: &dyn Store,
+    topic: &str,
+    record: crate::store::NewRecord,
+) -> Result<u64, StoreError> {
+    store.ensure_topic(topic).await?;
+    let ticket = store.append(topic, vec![record]).await?;
+    let appended = ticket.await?;
+    appended
+        .first()
+        .map(|a| a.offset())
+        .ok_or_else(|| StoreError::Task("dead letter not appended".into()))
 }

@@ -138,9 +138,10 @@ impl Journal {
         self.file.sync_data().map_err(io("fsync", &path))
     }
 
-    /// True when the journal is long enough to be worth compacting.
-    pub fn wants_compaction(&self) -> bool {
-        self.events >= COMPACT_AFTER_EVENTS
+    /// True when the journal will be long enough to be worth compacting
+    /// once `more` events are appended.
+    pub fn wants_compaction_after(&self, more: usize) -> bool {
+        self.events + more as u64 >= COMPACT_AFTER_EVENTS
     }
 
     /// Writes `state` as the new snapshot and empties the journal.

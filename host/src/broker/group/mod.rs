@@ -20,7 +20,7 @@ mod actor;
 mod journal;
 pub(crate) mod state;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -28,12 +28,12 @@ use serde::{Deserialize, Serialize};
 use sluice_proto::{GroupInfo, GroupOptions, SettleAction, StartPosition};
 use tokio::sync::{mpsc, oneshot};
 
-pub(crate) use actor::spawn;
+pub(crate) use actor::{spawn, Spawn};
 
-use super::subscription::{Chunk, Slice};
-use super::topic::StoredBatch;
 use super::BrokerError;
-use crate::store::Record;
+use crate::delivery::{Chunk, Slice};
+use crate::plugin::delivery::DeliveryFilter;
+use crate::store::{Record, StoreError, StoredBatch};
 
 /// Longest `nack` delay accepted (one day).
 pub const MAX_NACK_DELAY_MS: u64 = 24 * 60 * 60 * 1000;
@@ -120,7 +120,59 @@ pub(crate) struct GroupHandle {
     pub commands: mpsc::UnboundedSender<Command>,
 }
 
+/// The groups saved under `dir`: name, directory and settings. A group
+/// whose settings cannot be read is skipped with an error in the log.
+pub(crate) fn list_saved(dir: &Path) -> Result<Vec<(String, PathBuf, GroupSettings)>, StoreError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::io("list", dir, e)),
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+            continue;
+        };
+        if !path.is_dir() || sluice_proto::validate_topic(&name).is_err() {
+            continue;
+        }
+        match GroupSettings::load(&path) {
+            Ok(settings) => found.push((name, path, settings)),
+            Err(e) => {
+                tracing::error!(group = %name, error = %e, "cannot load consumer group; skipping it")
+            }
+        }
+    }
+    Ok(found)
+}
+
 impl GroupHandle {
+    /// Adds a member; its deliveries come through the returned consumer.
+    pub fn join(
+        self: Arc<Self>,
+        member: u64,
+        client: &str,
+        max_in_flight: u32,
+        limit: Option<u64>,
+        filter: Option<Arc<DeliveryFilter>>,
+    ) -> Result<Consumer, BrokerError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.send(Command::Join {
+            member,
+            client: client.to_owned(),
+            max_in_flight,
+            limit,
+            deliveries: tx,
+        })?;
+        Ok(Consumer {
+            group: self,
+            member,
+            deliveries: rx,
+            filter,
+        })
+    }
+
     fn send(&self, command: Command) -> Result<(), BrokerError> {
         self.commands
             .send(command)
@@ -172,7 +224,7 @@ pub struct Consumer {
     pub(crate) member: u64,
     pub(crate) deliveries: mpsc::UnboundedReceiver<GroupDelivery>,
     /// A plugin that filters or transforms what this member receives.
-    pub(crate) filter: Option<Arc<crate::plugin::delivery::DeliveryFilter>>,
+    pub(crate) filter: Option<Arc<DeliveryFilter>>,
 }
 
 impl Consumer {
@@ -247,20 +299,6 @@ impl Drop for Consumer {
             member: self.member,
         });
     }
-}
-
-/// Headers a dead letter carries.
-pub mod dead_letter_headers {
-    /// The topic the message came from.
-    pub const TOPIC: &str = "sluice-dlq-topic";
-    /// Its offset there.
-    pub const OFFSET: &str = "sluice-dlq-offset";
-    /// The group that gave up on it.
-    pub const GROUP: &str = "sluice-dlq-group";
-    /// How many deliveries were made.
-    pub const ATTEMPTS: &str = "sluice-dlq-attempts";
-    /// The last reason (reject reason, `nacked`, `ack wait expired`).
-    pub const REASON: &str = "sluice-dlq-reason";
 }
 
 /// Key of a message for key-ordered groups.

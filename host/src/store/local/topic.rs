@@ -11,16 +11,18 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
-use sluice_proto::{RetentionSpec, TopicInfo};
+use sluice_proto::TopicInfo;
 use tokio::sync::{oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::dedup::DedupIndex;
-use super::error::BrokerError;
-use super::fanout::{FanoutCache, SubscriberRegistry};
+use super::registry::{FanoutCache, SubscriberRegistry};
 use crate::config::FsyncPolicy;
-use crate::store::{LogConfig, NewRecord, ReadBatch, Record, Retention, TopicLog};
+use crate::store::{
+    now_ms, Appended, LogConfig, NewRecord, ReadBatch, Record, Retention, StoreError, StoredBatch,
+    TopicLog, TopicMeta, TopicSettings,
+};
+use crate::sync::lock;
 
 /// Source of [`Topic::incarnation`].
 static NEXT_INCARNATION: AtomicU64 = AtomicU64::new(1);
@@ -28,50 +30,35 @@ static NEXT_INCARNATION: AtomicU64 = AtomicU64::new(1);
 /// Name of the per-topic settings file.
 pub(crate) const SETTINGS_FILE: &str = "topic.json";
 
-/// Settings chosen when the topic was created, kept beside its log.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub(crate) struct TopicSettings {
-    pub retention: RetentionSpec,
-    pub segment_bytes: u64,
-    /// Message ids are remembered this long (0: no de-duplication).
-    #[serde(default = "default_dedup_window_ms")]
-    pub dedup_window_ms: u64,
+fn log_config(settings: &TopicSettings) -> LogConfig {
+    LogConfig {
+        segment_bytes: settings.segment_bytes,
+        retention: Retention {
+            max_age_ms: settings.retention.max_age_ms,
+            max_bytes: settings.retention.max_bytes,
+            max_messages: settings.retention.max_messages,
+        },
+        ..LogConfig::default()
+    }
 }
 
-/// Topics created before de-duplication existed get the default window.
-fn default_dedup_window_ms() -> u64 {
-    120_000
+/// The settings kept beside a topic's log, if readable.
+pub(crate) fn load_settings(dir: &Path) -> Option<TopicSettings> {
+    let text = std::fs::read(dir.join(SETTINGS_FILE)).ok()?;
+    serde_json::from_slice(&text).ok()
 }
 
-impl TopicSettings {
-    fn log_config(&self) -> LogConfig {
-        LogConfig {
-            segment_bytes: self.segment_bytes,
-            retention: Retention {
-                max_age_ms: self.retention.max_age_ms,
-                max_bytes: self.retention.max_bytes,
-                max_messages: self.retention.max_messages,
-            },
-            ..LogConfig::default()
-        }
-    }
-
-    pub(crate) fn load(dir: &Path) -> Option<TopicSettings> {
-        let text = std::fs::read(dir.join(SETTINGS_FILE)).ok()?;
-        serde_json::from_slice(&text).ok()
-    }
-
-    fn save(&self, dir: &Path) -> std::io::Result<()> {
-        let tmp = dir.join(format!("{SETTINGS_FILE}.tmp"));
-        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(&tmp, json)?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, dir.join(SETTINGS_FILE))
-    }
+/// Writes the settings file durably (temp file, fsync, rename).
+pub(crate) fn save_settings(dir: &Path, settings: &TopicSettings) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{SETTINGS_FILE}.tmp"));
+    let json = serde_json::to_vec_pretty(settings).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, json)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, dir.join(SETTINGS_FILE))
 }
 
 /// Reads the ids of the last window of a log into a fresh index.
-fn rebuild_dedup(log: &TopicLog, window_ms: u64) -> Result<DedupIndex, crate::store::StoreError> {
+fn rebuild_dedup(log: &TopicLog, window_ms: u64) -> Result<DedupIndex, StoreError> {
     let mut index = DedupIndex::new(window_ms);
     if !index.enabled() {
         return Ok(index);
@@ -95,30 +82,6 @@ fn rebuild_dedup(log: &TopicLog, window_ms: u64) -> Result<DedupIndex, crate::st
     Ok(index)
 }
 
-/// Messages appended together, as the committer and subscribers see them.
-#[derive(Debug)]
-pub struct StoredBatch {
-    /// The topic.
-    pub topic: Arc<str>,
-    /// Which life of the topic (a deleted and re-created topic starts a new
-    /// one, with offsets from 0 again).
-    pub incarnation: u64,
-    /// The records, offsets ascending and dense.
-    pub records: Vec<Record>,
-}
-
-impl StoredBatch {
-    /// Offset of the first record.
-    pub fn first_offset(&self) -> u64 {
-        self.records.first().map_or(0, |r| r.offset)
-    }
-
-    /// One past the offset of the last record.
-    pub fn end_offset(&self) -> u64 {
-        self.records.last().map_or(0, |r| r.offset + 1)
-    }
-}
-
 /// The outcome a publisher waits for: `Err` carries the fsync failure.
 pub(crate) type CommitResult = Result<(), Arc<str>>;
 
@@ -133,15 +96,6 @@ struct Writer {
     deleted: bool,
     /// The committer has stopped: nothing appended now would be acked.
     closed: bool,
-}
-
-/// What happened to one message of an append.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Appended {
-    /// Stored at this offset.
-    Stored(u64),
-    /// Its id was seen within the window: the first copy's offset.
-    Duplicate(u64),
 }
 
 /// One topic: its log, its commit step and its subscriber cache.
@@ -163,16 +117,6 @@ pub(crate) struct Topic {
     pub counters: crate::metrics::TopicCounters,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 impl Topic {
     /// Opens (recovering) or creates the topic stored in `dir`.
     pub fn open(
@@ -182,25 +126,15 @@ impl Topic {
         create: bool,
         stop: CancellationToken,
         counters: crate::metrics::TopicCounters,
-    ) -> Result<Topic, BrokerError> {
-        let storage = |source| BrokerError::Storage {
-            topic: name.to_owned(),
-            source,
-        };
+    ) -> Result<Topic, StoreError> {
         if create {
             std::fs::create_dir_all(&dir)
-                .and_then(|()| settings.save(&dir))
-                .map_err(|e| {
-                    storage(crate::store::StoreError::io(
-                        "create topic directory",
-                        &dir,
-                        e,
-                    ))
-                })?;
+                .and_then(|()| save_settings(&dir, &settings))
+                .map_err(|e| StoreError::io("create topic directory", &dir, e))?;
         }
-        let log = TopicLog::open(&dir, settings.log_config()).map_err(storage)?;
+        let log = TopicLog::open(&dir, log_config(&settings))?;
         let end = log.next_offset();
-        let dedup = rebuild_dedup(&log, settings.dedup_window_ms).map_err(storage)?;
+        let dedup = rebuild_dedup(&log, settings.dedup_window_ms)?;
         Ok(Topic {
             name: name.into(),
             incarnation: NEXT_INCARNATION.fetch_add(1, Ordering::Relaxed),
@@ -221,13 +155,6 @@ impl Topic {
         })
     }
 
-    fn storage_error(&self, source: crate::store::StoreError) -> BrokerError {
-        BrokerError::Storage {
-            topic: self.name.to_string(),
-            source,
-        }
-    }
-
     /// Appends a non-empty batch, leaving out messages whose id was seen
     /// within the de-duplication window. Returns what happened to each
     /// message and a receiver that completes when the append (and every
@@ -235,29 +162,23 @@ impl Topic {
     pub fn append(
         &self,
         batch: Vec<NewRecord>,
-    ) -> Result<(Vec<Appended>, oneshot::Receiver<CommitResult>), BrokerError> {
+    ) -> Result<(Vec<Appended>, oneshot::Receiver<CommitResult>), StoreError> {
         let (tx, rx) = oneshot::channel();
         let now = now_ms();
         let outcomes = {
             let mut writer = lock(&self.writer);
             if writer.deleted {
-                return Err(BrokerError::TopicNotFound(self.name.to_string()));
+                return Err(StoreError::TopicNotFound(self.name.to_string()));
             }
             if writer.closed {
-                return Err(BrokerError::ShuttingDown);
+                return Err(StoreError::Closed);
             }
             let (outcomes, records) =
                 if writer.dedup.enabled() && batch.iter().any(|r| r.id.is_some()) {
                     self.append_deduplicated(&mut writer.dedup, batch, now)?
                 } else {
-                    let records = self
-                        .log
-                        .append(batch, now)
-                        .map_err(|e| self.storage_error(e))?;
-                    (
-                        records.iter().map(|r| Appended::Stored(r.offset)).collect(),
-                        records,
-                    )
+                    let records = self.log.append(batch, now)?;
+                    (records.iter().map(stored).collect(), records)
                 };
             self.counters
                 .stored(records.len(), records.iter().map(|r| r.payload.len()).sum());
@@ -280,7 +201,7 @@ impl Topic {
         dedup: &mut DedupIndex,
         batch: Vec<NewRecord>,
         now: i64,
-    ) -> Result<(Vec<Appended>, Vec<Record>), BrokerError> {
+    ) -> Result<(Vec<Appended>, Vec<Record>), StoreError> {
         dedup.expire(now);
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut fresh = Vec::with_capacity(batch.len());
@@ -314,15 +235,15 @@ impl Topic {
         let records = if fresh.is_empty() {
             Vec::new()
         } else {
-            self.log
-                .append(fresh, now)
-                .map_err(|e| self.storage_error(e))?
+            self.log.append(fresh, now)?
         };
         for (i, slot) in slots.iter().enumerate() {
             outcomes.push(match slot {
-                Err(offset) => Appended::Duplicate(*offset),
-                Ok((_, false)) => Appended::Stored(records[position_in_fresh[i]].offset),
-                Ok((first, true)) => Appended::Duplicate(records[position_in_fresh[*first]].offset),
+                Err(offset) => Appended::Duplicate { offset: *offset },
+                Ok((_, false)) => stored(&records[position_in_fresh[i]]),
+                Ok((first, true)) => Appended::Duplicate {
+                    offset: records[position_in_fresh[*first]].offset,
+                },
             });
         }
         for record in &records {
@@ -349,12 +270,9 @@ impl Topic {
         from: u64,
         max_records: usize,
         max_bytes: usize,
-    ) -> Result<ReadBatch, BrokerError> {
+    ) -> Result<ReadBatch, StoreError> {
         let end = self.committed_end();
-        let mut batch = self
-            .log
-            .read(from, max_records, max_bytes)
-            .map_err(|e| self.storage_error(e))?;
+        let mut batch = self.log.read(from, max_records, max_bytes)?;
         if batch.records.iter().any(|r| r.offset >= end) {
             batch.records.retain(|r| r.offset < end);
             batch.next_offset = batch
@@ -417,7 +335,7 @@ impl Topic {
             let result = tokio::task::spawn_blocking(move || topic.log.sync())
                 .await
                 .unwrap_or_else(|e| {
-                    Err(crate::store::StoreError::io(
+                    Err(StoreError::io(
                         "fsync",
                         &self.dir,
                         std::io::Error::other(e.to_string()),
@@ -438,14 +356,24 @@ impl Topic {
         // Committed before fan-out: a replaying subscriber registered before
         // this point either sees these records in the log or receives them.
         self.committed_end.fetch_max(end, Ordering::SeqCst);
-        let sinks = self.fanout.sinks_for(&self.name, registry);
+        let inboxes = self.fanout.inboxes_for(&self.name, registry);
         for batch in batches.iter().filter_map(|(b, _)| b.as_ref()) {
-            for sink in sinks.iter() {
-                sink.offer(batch);
+            for inbox in inboxes.iter() {
+                inbox.offer(batch);
             }
         }
         for (_, ack) in batches {
             let _ = ack.send(Ok(()));
+        }
+    }
+
+    /// The topic as the store reports it now.
+    pub fn meta(&self) -> TopicMeta {
+        TopicMeta {
+            name: self.name.clone(),
+            incarnation: self.incarnation,
+            start_offset: self.log.start_offset(),
+            committed_end: self.committed_end(),
         }
     }
 
@@ -465,5 +393,12 @@ impl Topic {
             segment_bytes: self.settings.segment_bytes,
             dedup_window_ms: self.settings.dedup_window_ms,
         }
+    }
+}
+
+fn stored(record: &Record) -> Appended {
+    Appended::Stored {
+        offset: record.offset,
+        timestamp_ms: record.timestamp_ms,
     }
 }

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -25,9 +25,16 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use sha2::{Digest, Sha256};
-use sluice_proto::{ErrorBody, ErrorCode, Pattern};
+use sluice_proto::{ErrorBody, ErrorCode};
 
-use crate::config::{AuthConfig, AuthMode, PrincipalConfig};
+use crate::config::{AuthConfig, AuthMode};
+use crate::sync::lock;
+
+mod log_limit;
+mod permissions;
+
+pub use log_limit::LogLimit;
+pub use permissions::{authorize, covers, Action, AdminRight, Denied, Permissions};
 
 /// Token checks that run at once (each is an argon2 hash: tens of ms of
 /// one core, on the blocking pool).
@@ -50,128 +57,7 @@ pub fn hash_token(secret: &str) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))
 }
 
-/// Checks that `hash` is an argon2 hash string this broker can verify
-/// against.
-pub fn check_token_hash(hash: &str) -> Result<(), String> {
-    let parsed = PasswordHash::new(hash).map_err(|e| e.to_string())?;
-    if !parsed.algorithm.as_str().starts_with("argon2") {
-        return Err(format!("algorithm {} is not argon2", parsed.algorithm));
-    }
-    Ok(())
-}
-
-/// What a principal may do. Patterns use `*` (one token) and `>` (one or
-/// more trailing tokens).
-#[derive(Debug, Clone)]
-pub struct Permissions {
-    /// `None`: anything.
-    publish: Option<Vec<Pattern>>,
-    subscribe: Option<Vec<Pattern>>,
-    admin_topics: bool,
-    admin_groups: bool,
-    admin_plugins: bool,
-}
-
-/// An admin right.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdminRight {
-    /// Create and delete topics.
-    Topics,
-    /// List, inspect and reset consumer groups.
-    Groups,
-    /// Plugin status.
-    Plugins,
-}
-
-impl AdminRight {
-    /// The name used in the config.
-    pub fn name(self) -> &'static str {
-        match self {
-            AdminRight::Topics => "topics",
-            AdminRight::Groups => "groups",
-            AdminRight::Plugins => "plugins",
-        }
-    }
-}
-
-impl Permissions {
-    /// Everything (development mode, and the broker's own work).
-    pub fn all() -> Permissions {
-        Permissions {
-            publish: None,
-            subscribe: None,
-            admin_topics: true,
-            admin_groups: true,
-            admin_plugins: true,
-        }
-    }
-
-    fn from_config(p: &PrincipalConfig) -> Permissions {
-        let patterns = |list: &[String]| {
-            list.iter()
-                .filter_map(|s| Pattern::parse(s).ok())
-                .collect::<Vec<_>>()
-        };
-        let has = |right: &str| p.admin.iter().any(|r| r == right || r == "*");
-        Permissions {
-            publish: Some(patterns(&p.publish)),
-            subscribe: Some(patterns(&p.subscribe)),
-            admin_topics: has("topics"),
-            admin_groups: has("groups"),
-            admin_plugins: has("plugins"),
-        }
-    }
-
-    /// May publish to `topic`.
-    pub fn may_publish(&self, topic: &str) -> bool {
-        match &self.publish {
-            None => true,
-            Some(allowed) => allowed.iter().any(|a| a.matches(topic)),
-        }
-    }
-
-    /// May subscribe to (or consume, or fetch from) everything `pattern`
-    /// matches: one allowed pattern must cover it wholly.
-    pub fn may_subscribe(&self, pattern: &str) -> bool {
-        match &self.subscribe {
-            None => true,
-            Some(allowed) => allowed.iter().any(|a| covers(a.as_str(), pattern)),
-        }
-    }
-
-    /// Holds `right`.
-    pub fn may_admin(&self, right: AdminRight) -> bool {
-        match right {
-            AdminRight::Topics => self.admin_topics,
-            AdminRight::Groups => self.admin_groups,
-            AdminRight::Plugins => self.admin_plugins,
-        }
-    }
-}
-
-/// Whether every topic `wanted` matches is matched by `allowed` (both
-/// valid patterns; a topic is a pattern without wildcards).
-pub fn covers(allowed: &str, wanted: &str) -> bool {
-    let allowed: Vec<&str> = allowed.split('.').collect();
-    let wanted: Vec<&str> = wanted.split('.').collect();
-    for (i, a) in allowed.iter().enumerate() {
-        if *a == ">" {
-            // `>` takes one or more tokens: anything left in `wanted`.
-            return wanted.len() > i;
-        }
-        let Some(w) = wanted.get(i) else {
-            return false;
-        };
-        match (*a, *w) {
-            (_, ">") => return false,
-            ("*", _) => {}
-            (_, "*") => return false,
-            (a, w) if a != w => return false,
-            _ => {}
-        }
-    }
-    allowed.len() == wanted.len()
-}
+pub use crate::config::check_token_hash;
 
 /// An authenticated identity.
 #[derive(Debug)]
@@ -571,44 +457,6 @@ impl ClientCertVerifier for DeferredClientVerifier {
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.supported_verify_schemes()
     }
-}
-
-/// At most one log line per interval; counts what it held back.
-#[derive(Debug)]
-pub struct LogLimit {
-    interval: Duration,
-    state: Mutex<(Option<Instant>, u64)>,
-}
-
-impl LogLimit {
-    /// A limit of one line per `interval`.
-    pub const fn new(interval: Duration) -> LogLimit {
-        LogLimit {
-            interval,
-            state: Mutex::new((None, 0)),
-        }
-    }
-
-    /// `Some(held back since the last line)` if a line may be logged now.
-    pub fn allow(&self) -> Option<u64> {
-        let mut state = lock(&self.state);
-        let now = Instant::now();
-        match state.0 {
-            Some(last) if now.duration_since(last) < self.interval => {
-                state.1 += 1;
-                None
-            }
-            _ => {
-                let held = state.1;
-                *state = (Some(now), 0);
-                Some(held)
-            }
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -1,0 +1,190 @@
+//! What a principal may do ([`Permissions`]), and the one check every
+//! request kind, routed output and dead-letter target goes through:
+//! [`authorize`].
+
+use sluice_proto::Pattern;
+
+use super::Principal;
+use crate::config::PrincipalConfig;
+
+/// What a principal may do. Patterns use `*` (one token) and `>` (one or
+/// more trailing tokens).
+#[derive(Debug, Clone)]
+pub struct Permissions {
+    /// `None`: anything.
+    publish: Option<Vec<Pattern>>,
+    subscribe: Option<Vec<Pattern>>,
+    admin_topics: bool,
+    admin_groups: bool,
+    admin_plugins: bool,
+}
+
+/// An admin right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminRight {
+    /// Create and delete topics.
+    Topics,
+    /// List, inspect and reset consumer groups.
+    Groups,
+    /// Plugin status.
+    Plugins,
+}
+
+impl AdminRight {
+    /// The name used in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            AdminRight::Topics => "topics",
+            AdminRight::Groups => "groups",
+            AdminRight::Plugins => "plugins",
+        }
+    }
+}
+
+impl Permissions {
+    /// Everything (development mode, and the broker's own work).
+    pub fn all() -> Permissions {
+        Permissions {
+            publish: None,
+            subscribe: None,
+            admin_topics: true,
+            admin_groups: true,
+            admin_plugins: true,
+        }
+    }
+
+    pub(crate) fn from_config(p: &PrincipalConfig) -> Permissions {
+        let patterns = |list: &[String]| {
+            list.iter()
+                .filter_map(|s| Pattern::parse(s).ok())
+                .collect::<Vec<_>>()
+        };
+        let has = |right: &str| p.admin.iter().any(|r| r == right || r == "*");
+        Permissions {
+            publish: Some(patterns(&p.publish)),
+            subscribe: Some(patterns(&p.subscribe)),
+            admin_topics: has("topics"),
+            admin_groups: has("groups"),
+            admin_plugins: has("plugins"),
+        }
+    }
+
+    /// May publish to `topic`.
+    pub fn may_publish(&self, topic: &str) -> bool {
+        match &self.publish {
+            None => true,
+            Some(allowed) => allowed.iter().any(|a| a.matches(topic)),
+        }
+    }
+
+    /// May subscribe to (or consume, or fetch from) everything `pattern`
+    /// matches: one allowed pattern must cover it wholly.
+    pub fn may_subscribe(&self, pattern: &str) -> bool {
+        match &self.subscribe {
+            None => true,
+            Some(allowed) => allowed.iter().any(|a| covers(a.as_str(), pattern)),
+        }
+    }
+
+    /// Holds `right`.
+    pub fn may_admin(&self, right: AdminRight) -> bool {
+        match right {
+            AdminRight::Topics => self.admin_topics,
+            AdminRight::Groups => self.admin_groups,
+            AdminRight::Plugins => self.admin_plugins,
+        }
+    }
+}
+
+/// Whether every topic `wanted` matches is matched by `allowed` (both
+/// valid patterns; a topic is a pattern without wildcards).
+pub fn covers(allowed: &str, wanted: &str) -> bool {
+    let allowed: Vec<&str> = allowed.split('.').collect();
+    let wanted: Vec<&str> = wanted.split('.').collect();
+    for (i, a) in allowed.iter().enumerate() {
+        if *a == ">" {
+            // `>` takes one or more tokens: anything left in `wanted`.
+            return wanted.len() > i;
+        }
+        let Some(w) = wanted.get(i) else {
+            return false;
+        };
+        match (*a, *w) {
+            (_, ">") => return false,
+            ("*", _) => {}
+            (_, "*") => return false,
+            (a, w) if a != w => return false,
+            _ => {}
+        }
+    }
+    allowed.len() == wanted.len()
+}
+
+/// What a principal asks to do, for [`authorize`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Publish to a topic (a routed output or dead letter included).
+    Publish,
+    /// Subscribe to a pattern or consume it in a group.
+    Subscribe,
+    /// Settle a message of a topic (needs read rights on it).
+    Settle,
+    /// An admin operation; the target describes it.
+    Admin(AdminRight),
+    /// See a topic's info: topic admins, and whoever may publish to it or
+    /// read it.
+    Describe,
+}
+
+impl Action {
+    /// The label of refusals in `sluice_permission_denials_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Action::Publish => "publish",
+            Action::Subscribe | Action::Settle => "subscribe",
+            Action::Admin(_) | Action::Describe => "admin",
+        }
+    }
+}
+
+/// A refusal: who may not do what.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("principal {principal:?} may not {what}")]
+pub struct Denied {
+    /// The principal's name.
+    pub principal: String,
+    /// What was refused.
+    pub action: Action,
+    what: String,
+}
+
+/// Whether `principal` may do `action` on `target` (a topic, a pattern,
+/// or for admin actions a description of the operation).
+pub fn authorize(principal: &Principal, action: Action, target: &str) -> Result<(), Denied> {
+    let p = &principal.permissions;
+    let (allowed, what) = match action {
+        Action::Publish => (p.may_publish(target), format!("publish to {target:?}")),
+        Action::Subscribe => (p.may_subscribe(target), format!("subscribe to {target:?}")),
+        Action::Settle => (
+            p.may_subscribe(target),
+            format!("settle messages of {target:?}"),
+        ),
+        Action::Admin(right) => (
+            p.may_admin(right),
+            format!("{target} (needs admin right {:?})", right.name()),
+        ),
+        Action::Describe => (
+            p.may_admin(AdminRight::Topics) || p.may_publish(target) || p.may_subscribe(target),
+            format!("see topic {target:?}"),
+        ),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(Denied {
+            principal: principal.name.clone(),
+            action,
+            what,
+        })
+    }
+}

@@ -1,0 +1,145 @@
+//! Topic admin (create, delete, list, info) and fetch: requests that go to
+//! the store with the broker's checks and defaults in front.
+
+use sluice_proto::{CreateTopic, Delivered, FetchBatch, StartPosition, TopicInfo};
+
+use super::checks;
+use super::error::BrokerError;
+use super::group::MAX_NACK_DELAY_MS;
+use super::Broker;
+
+/// Largest fetch, in messages.
+pub const MAX_FETCH_MESSAGES: u32 = 10_000;
+
+impl Broker {
+    /// Reads stored messages of one topic.
+    pub async fn fetch(
+        &self,
+        topic: &str,
+        from: StartPosition,
+        max_messages: u32,
+        max_bytes: u32,
+    ) -> Result<FetchBatch, BrokerError> {
+        checks::topic(topic)?;
+        if max_messages == 0 || max_messages > MAX_FETCH_MESSAGES {
+            return Err(BrokerError::InvalidArgument(format!(
+                "max_messages must be between 1 and {MAX_FETCH_MESSAGES}, not {max_messages}"
+            )));
+        }
+        let store = &self.inner.store;
+        let meta = store
+            .topic(topic)
+            .ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
+        let from = match from {
+            StartPosition::Earliest => meta.start_offset,
+            StartPosition::Latest => meta.committed_end,
+            StartPosition::Offset(o) => o,
+            StartPosition::Timestamp(ts) => store
+                .offset_for_time(topic, ts)
+                .await
+                .map_err(|e| BrokerError::store(topic, e))?,
+        };
+        let read = store
+            .read(
+                topic,
+                meta.incarnation,
+                from,
+                max_messages as usize,
+                max_bytes.max(1) as usize,
+            )
+            .await
+            .map_err(|e| BrokerError::store(topic, e))?;
+        let end_offset = store
+            .topic(topic)
+            .map_or(meta.committed_end, |t| t.committed_end);
+        Ok(FetchBatch {
+            messages: read
+                .records
+                .into_iter()
+                .map(|r| Delivered {
+                    topic: topic.to_owned(),
+                    offset: r.offset,
+                    timestamp_ms: r.timestamp_ms,
+                    key: r.key,
+                    headers: r.headers,
+                    payload: r.payload,
+                    id: r.id,
+                    attempt: 0,
+                })
+                .collect(),
+            next_offset: read.next_offset,
+            end_offset,
+        })
+    }
+
+    /// Creates a topic with the given or default settings.
+    pub async fn create_topic(&self, request: &CreateTopic) -> Result<TopicInfo, BrokerError> {
+        let name = request.name.as_str();
+        checks::topic(name)?;
+        let mut settings = Broker::default_topic_settings(&self.inner.config);
+        if let Some(retention) = request.retention {
+            settings.retention = retention;
+        }
+        if let Some(window) = request.dedup_window_ms {
+            if window > MAX_NACK_DELAY_MS {
+                return Err(BrokerError::InvalidArgument(format!(
+                    "dedup_window_ms must be at most {MAX_NACK_DELAY_MS} (one day), not {window}"
+                )));
+            }
+            settings.dedup_window_ms = window;
+        }
+        if let Some(bytes) = request.segment_bytes {
+            if !(1024..=u64::from(u32::MAX)).contains(&bytes) {
+                return Err(BrokerError::InvalidArgument(format!(
+                    "segment_bytes must be between 1024 and {}, not {bytes}",
+                    u32::MAX
+                )));
+            }
+            settings.segment_bytes = bytes;
+        }
+        let store = &self.inner.store;
+        store
+            .create_topic(name, settings)
+            .await
+            .map_err(|e| BrokerError::store(name, e))?;
+        store
+            .info(name)
+            .await
+            .map_err(|e| BrokerError::store(name, e))
+    }
+
+    /// Deletes a topic and its files.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
+        checks::topic(name)?;
+        self.inner
+            .store
+            .delete_topic(name)
+            .await
+            .map_err(|e| BrokerError::store(name, e))
+    }
+
+    /// All topics, by name.
+    pub async fn list_topics(&self) -> Vec<TopicInfo> {
+        let store = &self.inner.store;
+        let mut infos = Vec::new();
+        let every =
+            sluice_proto::Pattern::parse(">").map_or_else(|_| Vec::new(), |p| store.topics(&p));
+        for topic in every {
+            // A topic deleted meanwhile is simply not listed.
+            if let Ok(info) = store.info(&topic.name).await {
+                infos.push(info);
+            }
+        }
+        infos
+    }
+
+    /// One topic.
+    pub async fn topic_info(&self, name: &str) -> Result<TopicInfo, BrokerError> {
+        checks::topic(name)?;
+        self.inner
+            .store
+            .info(name)
+            .await
+            .map_err(|e| BrokerError::store(name, e))
+    }
+}

@@ -1,0 +1,361 @@
+//! One publish: messages grouped by topic, the pipelines of the topics that
+//! have one (off the async workers), routed outputs checked against the
+//! publisher's rights, every destination resolved before anything is
+//! appended (a publish that fails stores nothing), then one append per
+//! destination in order of first appearance. [`PendingPublish::wait`]
+//! resolves when all of it is committed.
+
+use std::sync::Arc;
+
+use sluice_proto::{MessageOutcome, PublishAck, PublishMessage, PublishRun, StoredAt};
+
+use super::checks;
+use super::error::BrokerError;
+use super::Broker;
+use crate::auth::{Action, LogLimit, Principal};
+use crate::dead_letter;
+use crate::plugin::{Destination, PluginSet};
+use crate::store::{AppendTicket, NewRecord};
+
+/// Rate limit of the log lines about routes refused by permissions.
+static ROUTE_DENIALS_LOG: LogLimit = LogLimit::new(std::time::Duration::from_secs(1));
+
+/// A publish as the broker takes it, whatever frame it came in: messages
+/// grouped by topic (topics in order of first appearance), each with its
+/// index in the publish. Every topic name is checked, so a publish with an
+/// invalid one stores nothing.
+#[derive(Debug, Default)]
+pub struct PublishBatch {
+    groups: Vec<(String, Vec<(usize, NewRecord)>)>,
+    total: usize,
+}
+
+impl PublishBatch {
+    /// From the full publish frame: one topic per message.
+    pub fn from_messages(messages: Vec<PublishMessage>) -> Result<PublishBatch, BrokerError> {
+        let mut batch = PublishBatch::default();
+        for m in messages {
+            let record = NewRecord {
+                key: m.key,
+                headers: m.headers,
+                payload: m.payload,
+                id: m.id,
+            };
+            batch.push(m.topic, std::iter::once(record))?;
+        }
+        Ok(batch)
+    }
+
+    /// From the compact publish frame: runs of messages of one topic.
+    pub fn from_runs(runs: Vec<PublishRun>) -> Result<PublishBatch, BrokerError> {
+        let mut batch = PublishBatch::default();
+        for run in runs {
+            let records = run.messages.into_iter().map(|m| NewRecord {
+                key: m.0,
+                headers: m.1,
+                payload: m.2,
+                id: m.3,
+            });
+            batch.push(run.topic, records)?;
+        }
+        // An empty run names a topic with no messages: nothing to store there.
+        batch.groups.retain(|(_, records)| !records.is_empty());
+        Ok(batch)
+    }
+
+    fn push(
+        &mut self,
+        topic: String,
+        records: impl Iterator<Item = NewRecord>,
+    ) -> Result<(), BrokerError> {
+        let at = match self.groups.iter().position(|(t, _)| *t == topic) {
+            Some(at) => at,
+            None => {
+                checks::topic(&topic)?;
+                self.groups.push((topic, Vec::new()));
+                self.groups.len() - 1
+            }
+        };
+        for record in records {
+            self.groups[at].1.push((self.total, record));
+            self.total += 1;
+        }
+        Ok(())
+    }
+
+    /// Messages in the publish.
+    pub fn len(&self) -> usize {
+        self.total
+    }
+
+    /// True if it has no message.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// The topics published to, each once.
+    pub fn topics(&self) -> impl Iterator<Item = &str> {
+        self.groups.iter().map(|(t, _)| t.as_str())
+    }
+}
+
+/// One record to append: the index of the published message it comes
+/// from, the record, and the dead-letter reason if it is one.
+type Planned = (usize, NewRecord, Option<String>);
+
+/// What an appended record stands for: the published message's index and
+/// the dead-letter reason if it is one.
+type Origin = (usize, Option<String>);
+
+/// What a publish will append, grouped by destination topic in the order
+/// destinations first appear.
+#[derive(Default)]
+struct Plan {
+    by_topic: Vec<(String, Vec<Planned>)>,
+}
+
+/// One destination's append: its topic, what each record stands for, and
+/// the ticket.
+type Append = (String, Vec<Origin>, AppendTicket);
+
+impl Plan {
+    fn push(&mut self, topic: String, origin: usize, record: NewRecord, dead: Option<String>) {
+        match self.by_topic.iter_mut().find(|(t, _)| *t == topic) {
+            Some((_, entries)) => entries.push((origin, record, dead)),
+            None => self.by_topic.push((topic, vec![(origin, record, dead)])),
+        }
+    }
+
+    fn push_dead_letter(
+        &mut self,
+        topic: &str,
+        origin: usize,
+        record: NewRecord,
+        reason: String,
+        stage: &str,
+    ) {
+        let record = dead_letter::from_pipeline(record, topic, &reason, stage);
+        self.push(dead_letter::topic_for(topic), origin, record, Some(reason));
+    }
+}
+
+/// A publish whose messages are appended and whose acks are pending.
+pub struct PendingPublish {
+    /// Per destination: what each appended record stands for, and the
+    /// ticket of its append.
+    appends: Vec<Append>,
+    /// Per published message: the reason it was rejected, if it was.
+    rejected: Vec<Option<String>>,
+}
+
+impl PendingPublish {
+    /// Waits until every message is stored under the fsync policy; one
+    /// outcome per published message, in order.
+    pub async fn wait(self) -> Result<PublishAck, BrokerError> {
+        let mut places: Vec<Vec<(StoredAt, Option<String>)>> =
+            vec![Vec::new(); self.rejected.len()];
+        for (topic, meta, ticket) in self.appends {
+            let appended = ticket.await.map_err(|e| BrokerError::store(&topic, e))?;
+            for ((origin, dead), appended) in meta.into_iter().zip(appended) {
+                let at = StoredAt {
+                    topic: topic.clone(),
+                    offset: appended.offset(),
+                    duplicate: appended.is_duplicate(),
+                };
+                places[origin].push((at, dead));
+            }
+        }
+        let outcomes = places
+            .into_iter()
+            .zip(self.rejected)
+            .map(|(places, rejected)| outcome(places, rejected))
+            .collect();
+        Ok(PublishAck { outcomes })
+    }
+}
+
+/// What became of one published message.
+fn outcome(places: Vec<(StoredAt, Option<String>)>, rejected: Option<String>) -> MessageOutcome {
+    if let Some(reason) = rejected {
+        return MessageOutcome::Rejected(reason);
+    }
+    if places.iter().all(|(_, dead)| dead.is_some()) {
+        let mut places = places.into_iter();
+        return match places.next() {
+            Some((at, dead)) => MessageOutcome::DeadLettered {
+                reason: dead.unwrap_or_default(),
+                at,
+            },
+            None => MessageOutcome::Dropped,
+        };
+    }
+    MessageOutcome::Stored(places.into_iter().map(|(at, _)| at).collect())
+}
+
+impl Broker {
+    /// Publishes on behalf of `publisher`: runs the pipelines of the topics
+    /// that have one, appends, and returns the pending acks. A message a
+    /// plugin routes where the publisher may not publish is rejected.
+    /// Callers that await each publish before starting the next keep their
+    /// publishes in order; the acks can then be awaited concurrently.
+    pub async fn publish(
+        &self,
+        batch: PublishBatch,
+        publisher: &Principal,
+    ) -> Result<PendingPublish, BrokerError> {
+        if batch.is_empty() {
+            return Err(BrokerError::InvalidArgument(
+                "a publish needs at least one message".into(),
+            ));
+        }
+        let mut rejected = vec![None; batch.total];
+        let plan = match self.pipelines_for(&batch) {
+            Some(set) => {
+                self.run_pipelines(set, batch, publisher, &mut rejected)
+                    .await?
+            }
+            None => Plan {
+                by_topic: batch
+                    .groups
+                    .into_iter()
+                    .map(|(topic, records)| {
+                        let entries = records.into_iter().map(|(i, r)| (i, r, None)).collect();
+                        (topic, entries)
+                    })
+                    .collect(),
+            },
+        };
+        let appends = self.append_plan(plan).await?;
+        Ok(PendingPublish { appends, rejected })
+    }
+
+    /// The plugins in force if a pipeline runs on one of the batch's
+    /// topics: one generation for the whole publish, so a reload that lands
+    /// meanwhile takes effect from the next publish on.
+    fn pipelines_for(&self, batch: &PublishBatch) -> Option<Arc<PluginSet>> {
+        if !self.inner.plugins.has_pipelines() {
+            return None;
+        }
+        let set = self.inner.plugins.current();
+        batch
+            .topics()
+            .any(|t| set.pipeline_for(t).is_some())
+            .then_some(set)
+    }
+
+    async fn run_pipelines(
+        &self,
+        plugins: Arc<PluginSet>,
+        batch: PublishBatch,
+        publisher: &Principal,
+        rejected: &mut [Option<String>],
+    ) -> Result<Plan, BrokerError> {
+        let mut plan = Plan::default();
+        for (topic, items) in batch.groups {
+            let Some(pipeline) = plugins
+                .pipelines
+                .iter()
+                .position(|p| p.pattern.matches(&topic))
+            else {
+                for (origin, record) in items {
+                    plan.push(topic.clone(), origin, record, None);
+                }
+                continue;
+            };
+            let (origins, records): (Vec<usize>, Vec<NewRecord>) = items.into_iter().unzip();
+            let plugins = plugins.clone();
+            let name = topic.clone();
+            let run =
+                move || plugins.pipelines[pipeline].run(&name, records, crate::store::now_ms());
+            let dispositions = if tokio::runtime::Handle::current().runtime_flavor()
+                == tokio::runtime::RuntimeFlavor::MultiThread
+            {
+                tokio::task::block_in_place(run)
+            } else {
+                tokio::task::spawn_blocking(run)
+                    .await
+                    .map_err(|e| BrokerError::Internal(format!("pipeline task failed: {e}")))?
+            };
+            for (origin, disposition) in origins.into_iter().zip(dispositions) {
+                if let Some(reason) = disposition.rejected {
+                    rejected[origin] = Some(reason);
+                    continue;
+                }
+                // A routing rule cannot write where its publisher may not.
+                let forbidden = disposition.outputs.iter().find_map(|(d, _)| match d {
+                    Destination::Topic(to) => {
+                        crate::auth::authorize(publisher, Action::Publish, to).err()
+                    }
+                    _ => None,
+                });
+                if let Some(denied) = forbidden {
+                    self.inner.metrics.denied("route");
+                    let reason = format!("a plugin routed the message: {denied}");
+                    if let Some(held) = ROUTE_DENIALS_LOG.allow() {
+                        tracing::warn!(topic = %topic, principal = %publisher.name, held_back = held, "{reason}");
+                    }
+                    rejected[origin] = Some(reason);
+                    continue;
+                }
+                for (destination, record) in disposition.outputs {
+                    match destination {
+                        Destination::Own => plan.push(topic.clone(), origin, record, None),
+                        Destination::Topic(to) if checks::topic(&to).is_ok() => {
+                            plan.push(to, origin, record, None)
+                        }
+                        Destination::Topic(to) => {
+                            let reason = format!("a plugin routed the message to {to:?}, which is not a valid topic name");
+                            plan.push_dead_letter(&topic, origin, record, reason, "");
+                        }
+                        Destination::DeadLetter { reason, stage } => {
+                            plan.push_dead_letter(&topic, origin, record, reason, &stage)
+                        }
+                    }
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Resolves every destination first (a publish that fails must not have
+    /// stored part of its messages), then appends to each in order.
+    async fn append_plan(&self, plan: Plan) -> Result<Vec<Append>, BrokerError> {
+        for (destination, _) in &plan.by_topic {
+            self.resolve_topic(destination, dead_letter::is_dead_letter_topic(destination))
+                .await?;
+        }
+        let mut appends = Vec::with_capacity(plan.by_topic.len());
+        for (destination, entries) in plan.by_topic {
+            let (meta, records): (Vec<Origin>, Vec<NewRecord>) = entries
+                .into_iter()
+                .map(|(origin, record, dead)| ((origin, dead), record))
+                .unzip();
+            let ticket = self
+                .inner
+                .store
+                .append(&destination, records)
+                .await
+                .map_err(|e| BrokerError::store(&destination, e))?;
+            appends.push((destination, meta, ticket));
+        }
+        Ok(appends)
+    }
+
+    /// Makes sure a topic exists before appending: created if missing when
+    /// `topics.auto_create` is on, or always for the broker's own writes
+    /// (dead letters).
+    pub(crate) async fn resolve_topic(&self, name: &str, always: bool) -> Result<(), BrokerError> {
+        let store = &self.inner.store;
+        if store.topic(name).is_some() {
+            return Ok(());
+        }
+        if !always && !self.inner.config.topics.auto_create {
+            return Err(BrokerError::TopicNotFound(name.to_owned()));
+        }
+        store
+            .ensure_topic(name)
+            .await
+            .map(|_| ())
+            .map_err(|e| BrokerError::store(name, e))
+    }
+}

@@ -1,0 +1,479 @@
+//! [`LocalStore`]: the [`Store`] of one machine, a segmented log per topic
+//! in the data directory (`<data>/topics/<name>/`).
+//!
+//! Each topic has a committer task (group commit, fan-out to feeds, acks);
+//! background jobs apply retention and, under `fsync = "interval"`, sync
+//! every log. Topic creation and deletion are serialised by an async admin
+//! lock and do their file work on the blocking pool; the map of topics is
+//! only locked to look up, insert or remove, never across I/O.
+//!
+//! # Layout
+//!
+//! - [`topic`]: one topic's log, de-duplication and committer.
+//! - [`dedup`]: message ids within the de-duplication window.
+//! - [`registry`]: which feeds want which topics.
+
+mod dedup;
+mod registry;
+mod topic;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use sluice_proto::{validate_topic, Pattern, TopicInfo};
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::api::{AppendTicket, Store, TopicEvent, TopicMeta, TopicSettings};
+use super::error::StoreError;
+use super::feed::Feed;
+use super::log::ReadBatch;
+use super::record::NewRecord;
+use crate::config::FsyncPolicy;
+use crate::metrics::Metrics;
+use crate::sync::{read, write};
+use registry::SubscriberRegistry;
+use topic::Topic;
+
+/// Topic events kept for receivers that fall behind.
+const EVENT_BUFFER: usize = 1024;
+
+/// How the local store runs.
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    /// The data directory; topics live in `<data_dir>/topics`.
+    pub data_dir: PathBuf,
+    /// Settings of topics created without settings of their own.
+    pub defaults: TopicSettings,
+    /// When appended records are fsynced.
+    pub fsync: FsyncPolicy,
+    /// Period of the fsync job under [`FsyncPolicy::Interval`].
+    pub fsync_interval: Duration,
+    /// Period of the retention job.
+    pub retention_check_interval: Duration,
+}
+
+/// The store of one machine. Cheap to clone.
+#[derive(Clone)]
+pub struct LocalStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    options: LocalOptions,
+    topics_dir: PathBuf,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    /// Serialises topic creation and deletion (held across their file work,
+    /// which runs on the blocking pool; appends never take it).
+    admin: tokio::sync::Mutex<()>,
+    registry: Arc<SubscriberRegistry>,
+    next_feed: AtomicU64,
+    /// Bumped after every commit.
+    commits: Arc<watch::Sender<u64>>,
+    events: broadcast::Sender<TopicEvent>,
+    metrics: Arc<Metrics>,
+    /// Committers and background jobs.
+    tasks: TaskTracker,
+    /// Stops committers and background jobs.
+    stop: CancellationToken,
+}
+
+impl LocalStore {
+    /// Opens every topic under `<data_dir>/topics` (recovering their logs)
+    /// and starts the committers and the retention and fsync jobs. Blocking:
+    /// call from the blocking pool, inside a tokio runtime.
+    pub fn open(options: LocalOptions, metrics: Arc<Metrics>) -> Result<LocalStore, StoreError> {
+        let topics_dir = options.data_dir.join("topics");
+        std::fs::create_dir_all(&topics_dir)
+            .map_err(|e| StoreError::io("create", &topics_dir, e))?;
+        let store = LocalStore {
+            inner: Arc::new(Inner {
+                options,
+                topics_dir,
+                topics: RwLock::new(HashMap::new()),
+                admin: tokio::sync::Mutex::new(()),
+                registry: Arc::new(SubscriberRegistry::default()),
+                next_feed: AtomicU64::new(1),
+                commits: Arc::new(watch::channel(0).0),
+                events: broadcast::channel(EVENT_BUFFER).0,
+                metrics,
+                tasks: TaskTracker::new(),
+                stop: CancellationToken::new(),
+            }),
+        };
+        store.load_topics()?;
+        store.start_background_jobs();
+        Ok(store)
+    }
+
+    fn load_topics(&self) -> Result<(), StoreError> {
+        let dir = &self.inner.topics_dir;
+        let entries = std::fs::read_dir(dir).map_err(|e| StoreError::io("list", dir, e))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+                continue;
+            };
+            if name.starts_with('.') {
+                // Left over from a creation or deletion interrupted by a crash.
+                let _ = std::fs::remove_dir_all(&path);
+                continue;
+            }
+            if !path.is_dir() || validate_topic(&name).is_err() {
+                tracing::warn!(path = %path.display(), "ignoring unexpected entry in the topics directory");
+                continue;
+            }
+            let settings = topic::load_settings(&path).unwrap_or(self.inner.options.defaults);
+            let topic = Arc::new(self.open_topic(&name, path, settings, false)?);
+            tracing::info!(topic = %name, next_offset = topic.log.next_offset(), "topic recovered");
+            self.start_committer(&topic);
+            write(&self.inner.topics).insert(name, topic);
+        }
+        Ok(())
+    }
+
+    fn open_topic(
+        &self,
+        name: &str,
+        dir: PathBuf,
+        settings: TopicSettings,
+        create: bool,
+    ) -> Result<Topic, StoreError> {
+        Topic::open(
+            name,
+            dir,
+            settings,
+            create,
+            self.inner.stop.child_token(),
+            self.inner.metrics.topic(name),
+        )
+    }
+
+    fn start_committer(&self, topic: &Arc<Topic>) {
+        self.inner.tasks.spawn(topic.clone().run_committer(
+            self.inner.options.fsync,
+            self.inner.registry.clone(),
+            self.inner.commits.clone(),
+        ));
+    }
+
+    fn start_background_jobs(&self) {
+        let options = &self.inner.options;
+        self.every(options.retention_check_interval, |store| async move {
+            store.apply_retention().await
+        });
+        if options.fsync == FsyncPolicy::Interval {
+            self.every(options.fsync_interval, |store| async move {
+                store.sync_all().await
+            });
+        }
+    }
+
+    /// Runs `job` every `period` until the store stops.
+    fn every<F, Fut>(&self, period: Duration, job: F)
+    where
+        F: Fn(LocalStore) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let store = self.clone();
+        self.inner.tasks.spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => job(store.clone()).await,
+                    () = store.inner.stop.cancelled() => return,
+                }
+            }
+        });
+    }
+
+    fn all_topics(&self) -> Vec<Arc<Topic>> {
+        read(&self.inner.topics).values().cloned().collect()
+    }
+
+    fn get(&self, name: &str) -> Result<Arc<Topic>, StoreError> {
+        read(&self.inner.topics)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StoreError::TopicNotFound(name.to_owned()))
+    }
+
+    async fn apply_retention(&self) {
+        let now = super::now_ms();
+        for topic in self.all_topics() {
+            let t = topic.clone();
+            match tokio::task::spawn_blocking(move || t.log.apply_retention(now)).await {
+                Ok(Ok(outcome)) if outcome.segments_removed > 0 => {
+                    tracing::info!(topic = %topic.name, segments = outcome.segments_removed, bytes = outcome.bytes_removed, messages = outcome.messages_removed, "retention removed old segments");
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(topic = %topic.name, error = %e, "retention failed"),
+                Err(e) => tracing::warn!(topic = %topic.name, error = %e, "retention task failed"),
+            }
+        }
+    }
+
+    async fn sync_all(&self) {
+        let topics = self.all_topics();
+        let result = tokio::task::spawn_blocking(move || {
+            for topic in topics {
+                if let Err(e) = topic.log.sync() {
+                    tracing::error!(topic = %topic.name, error = %e, "periodic fsync failed");
+                }
+            }
+        })
+        .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "periodic fsync task failed");
+        }
+    }
+
+    async fn create(&self, name: &str, settings: TopicSettings) -> Result<TopicMeta, StoreError> {
+        check_name(name)?;
+        let _admin = self.inner.admin.lock().await;
+        if read(&self.inner.topics).contains_key(name) {
+            return Err(StoreError::TopicExists(name.to_owned()));
+        }
+        let store = self.clone();
+        let (owned, dir) = (name.to_owned(), self.inner.topics_dir.join(name));
+        let topic =
+            tokio::task::spawn_blocking(move || store.open_topic(&owned, dir, settings, true))
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))??;
+        let topic = Arc::new(topic);
+        self.start_committer(&topic);
+        let meta = topic.meta();
+        write(&self.inner.topics).insert(name.to_owned(), topic);
+        let _ = self.inner.events.send(TopicEvent::Created(meta.clone()));
+        tracing::info!(topic = %name, "topic created");
+        Ok(meta)
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), StoreError> {
+        check_name(name)?;
+        let admin = self.inner.admin.lock().await;
+        let topic = {
+            let mut topics = write(&self.inner.topics);
+            let topic = topics
+                .remove(name)
+                .ok_or_else(|| StoreError::TopicNotFound(name.to_owned()))?;
+            topic.mark_deleted();
+            topic.stop.cancel();
+            // Under the lock: a re-created topic gets fresh series.
+            self.inner.metrics.topic_deleted(name);
+            topic
+        };
+        // Renamed under the admin lock: a publish that re-creates the topic
+        // right after must get a fresh directory, not the old files.
+        let graveyard = self
+            .inner
+            .topics_dir
+            .join(format!(".deleted-{name}-{}", super::now_ms()));
+        let (from, to) = (topic.dir.clone(), graveyard.clone());
+        let renamed = tokio::task::spawn_blocking(move || std::fs::rename(&from, &to))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?;
+        if let Err(e) = renamed {
+            // Still there: serve it again (its committer is restarted).
+            let restored = Arc::new(self.reopen_after_failed_delete(&topic).await?);
+            self.start_committer(&restored);
+            write(&self.inner.topics).insert(name.to_owned(), restored);
+            return Err(StoreError::io("rename", &topic.dir, e));
+        }
+        let _ = self.inner.events.send(TopicEvent::Deleted {
+            name: topic.name.clone(),
+            incarnation: topic.incarnation,
+        });
+        drop(admin);
+        drop(topic);
+        tokio::task::spawn_blocking(move || {
+            std::fs::remove_dir_all(&graveyard).map_err(|e| StoreError::io("remove", &graveyard, e))
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))??;
+        tracing::info!(topic = %name, "topic deleted");
+        Ok(())
+    }
+
+    /// A deletion whose rename failed leaves the files in place: open them
+    /// again as a new incarnation (readers start over from the log).
+    async fn reopen_after_failed_delete(&self, topic: &Topic) -> Result<Topic, StoreError> {
+        let store = self.clone();
+        let (name, dir, settings) = (topic.name.to_string(), topic.dir.clone(), topic.settings);
+        tokio::task::spawn_blocking(move || store.open_topic(&name, dir, settings, false))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+fn check_name(name: &str) -> Result<(), StoreError> {
+    validate_topic(name).map_err(|reason| StoreError::InvalidTopic {
+        name: name.to_owned(),
+        reason,
+    })
+}
+
+impl Store for LocalStore {
+    fn create_topic(
+        &self,
+        name: &str,
+        settings: TopicSettings,
+    ) -> BoxFuture<'_, Result<TopicMeta, StoreError>> {
+        let name = name.to_owned();
+        async move { self.create(&name, settings).await }.boxed()
+    }
+
+    fn ensure_topic(&self, name: &str) -> BoxFuture<'_, Result<TopicMeta, StoreError>> {
+        let name = name.to_owned();
+        async move {
+            if let Ok(topic) = self.get(&name) {
+                return Ok(topic.meta());
+            }
+            match self.create(&name, self.inner.options.defaults).await {
+                // Another publisher created it first.
+                Err(StoreError::TopicExists(_)) => self.get(&name).map(|t| t.meta()),
+                other => other,
+            }
+        }
+        .boxed()
+    }
+
+    fn delete_topic(&self, name: &str) -> BoxFuture<'_, Result<(), StoreError>> {
+        let name = name.to_owned();
+        async move { self.delete(&name).await }.boxed()
+    }
+
+    fn topic(&self, name: &str) -> Option<TopicMeta> {
+        read(&self.inner.topics).get(name).map(|t| t.meta())
+    }
+
+    fn topics(&self, pattern: &Pattern) -> Vec<TopicMeta> {
+        let mut topics: Vec<_> = read(&self.inner.topics)
+            .iter()
+            .filter(|(name, _)| pattern.matches(name))
+            .map(|(_, t)| t.meta())
+            .collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        topics
+    }
+
+    fn info(&self, name: &str) -> BoxFuture<'_, Result<TopicInfo, StoreError>> {
+        let topic = self.get(name);
+        async move { topic.map(|t| t.info()) }.boxed()
+    }
+
+    fn events(&self) -> broadcast::Receiver<TopicEvent> {
+        self.inner.events.subscribe()
+    }
+
+    fn commits(&self) -> watch::Receiver<u64> {
+        self.inner.commits.subscribe()
+    }
+
+    fn append(
+        &self,
+        topic: &str,
+        records: Vec<NewRecord>,
+    ) -> BoxFuture<'_, Result<AppendTicket, StoreError>> {
+        // The write happens now, before the future is first polled, so
+        // appends are ordered by call.
+        let appended = self.get(topic).and_then(|topic| {
+            let (outcomes, commit) = topic.append(records)?;
+            Ok((topic, outcomes, commit))
+        });
+        async move {
+            let (topic, outcomes, commit) = appended?;
+            let ticket: AppendTicket = async move {
+                match commit.await {
+                    Ok(Ok(())) => Ok(outcomes),
+                    Ok(Err(reason)) => Err(StoreError::io(
+                        "commit",
+                        topic.dir.clone(),
+                        std::io::Error::other(reason.to_string()),
+                    )),
+                    Err(_) => Err(StoreError::Closed),
+                }
+            }
+            .boxed();
+            Ok(ticket)
+        }
+        .boxed()
+    }
+
+    fn read(
+        &self,
+        topic: &str,
+        incarnation: u64,
+        from: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> BoxFuture<'_, Result<ReadBatch, StoreError>> {
+        let topic = self.get(topic).and_then(|t| {
+            if t.incarnation == incarnation {
+                Ok(t)
+            } else {
+                Err(StoreError::TopicNotFound(t.name.to_string()))
+            }
+        });
+        async move {
+            let topic = topic?;
+            tokio::task::spawn_blocking(move || topic.read_committed(from, max_records, max_bytes))
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))?
+        }
+        .boxed()
+    }
+
+    fn offset_for_time(
+        &self,
+        topic: &str,
+        timestamp_ms: i64,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        let topic = self.get(topic);
+        async move {
+            let topic = topic?;
+            tokio::task::spawn_blocking(move || topic.log.offset_for_timestamp(timestamp_ms))
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))?
+        }
+        .boxed()
+    }
+
+    fn feed(&self, pattern: Pattern, max_queued: usize) -> Feed {
+        let id = self.inner.next_feed.fetch_add(1, Ordering::Relaxed);
+        let registry = Arc::downgrade(&self.inner.registry);
+        let (inbox, feed) = Feed::new(
+            id,
+            pattern,
+            max_queued,
+            Box::new(move |id| {
+                if let Some(registry) = registry.upgrade() {
+                    registry.unregister(id);
+                }
+            }),
+        );
+        self.inner.registry.register(inbox);
+        feed
+    }
+
+    fn feeds(&self) -> usize {
+        self.inner.registry.len()
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        async move {
+            self.inner.stop.cancel();
+            self.inner.tasks.close();
+            self.inner.tasks.wait().await;
+            self.sync_all().await;
+        }
+        .boxed()
+    }
+}
