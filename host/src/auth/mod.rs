@@ -82,6 +82,17 @@ impl Principal {
             anonymous: true,
         }
     }
+
+    /// A principal of `[[auth.principal]]`.
+    pub fn configured(p: &crate::config::PrincipalConfig) -> Principal {
+        Principal {
+            name: p.name.clone(),
+            permissions: Permissions::from_config(p),
+            token_hash: p.token_hash.clone(),
+            max_connections: p.max_connections,
+            anonymous: false,
+        }
+    }
 }
 
 /// Why a client was not let in: a metrics label and the message it gets.
@@ -147,13 +158,7 @@ impl Auth {
         let mut principals = HashMap::new();
         let mut with_tokens = Vec::new();
         for p in &config.principals {
-            let principal = Arc::new(Principal {
-                name: p.name.clone(),
-                permissions: Permissions::from_config(p),
-                token_hash: p.token_hash.clone(),
-                max_connections: p.max_connections,
-                anonymous: false,
-            });
+            let principal = Arc::new(Principal::configured(p));
             if principal.token_hash.is_some() {
                 with_tokens.push(principal.clone());
             }

@@ -216,3 +216,6 @@ impl Broker {
         self.inner.store.shutdown().await;
     }
 }
+
+#[cfg(test)]
+mod tests;

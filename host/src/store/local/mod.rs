@@ -477,3 +477,6 @@ impl Store for LocalStore {
         .boxed()
     }
 }
+
+#[cfg(test)]
+mod tests;
