@@ -10,6 +10,8 @@
 //! - [`server`] - QUIC endpoint, TLS, one task per connection and per stream.
 //! - [`broker`] - publish pipeline, routing, subscriptions, fetch, topic admin, groups.
 //! - [`store`] - the [`store::Store`] trait and the local segmented log behind it.
+//! - [`groups`] - the [`groups::Groups`] trait, its policy and the local groups.
+//! - [`error`] - [`error::BrokerError`] and its wire codes.
 //! - [`auth`] - principals, tokens, certificates and [`auth::authorize`].
 //! - [`delivery`] - what a subscriber or group member gets at a time.
 //! - [`dead_letter`] - dead-letter topics and headers.
@@ -28,6 +30,8 @@ pub mod cli;
 pub mod config;
 pub mod dead_letter;
 pub mod delivery;
+pub mod error;
+pub mod groups;
 pub mod metrics;
 pub mod plugin;
 pub mod server;
@@ -137,9 +141,20 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let plugins = load_plugins(&config).await?;
     let metrics = std::sync::Arc::new(metrics::Metrics::default());
     let store = open_local_store(&config, metrics.clone()).await?;
-    let broker = broker::Broker::open(config.clone(), store, plugins.clone(), metrics)
-        .await
-        .context("failed to recover the consumer groups")?;
+    let groups = groups::LocalGroups::open(
+        store.clone(),
+        config.storage.fsync,
+        config.server.data_dir.join("groups"),
+    )
+    .await
+    .context("failed to recover the consumer groups")?;
+    let broker = broker::Broker::new(
+        config.clone(),
+        store,
+        std::sync::Arc::new(groups),
+        plugins.clone(),
+        metrics,
+    );
     let endpoint = sluice_client::transport::endpoint(config.server.listen, Some(quic))
         .with_context(|| format!("failed to listen on {}", config.server.listen))?;
     let addr = endpoint

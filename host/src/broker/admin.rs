@@ -4,9 +4,9 @@
 use sluice_proto::{CreateTopic, Delivered, FetchBatch, StartPosition, TopicInfo};
 
 use super::checks;
-use super::error::BrokerError;
-use super::group::MAX_NACK_DELAY_MS;
 use super::Broker;
+use crate::error::BrokerError;
+use crate::groups::MAX_NACK_DELAY_MS;
 
 /// Largest fetch, in messages.
 pub const MAX_FETCH_MESSAGES: u32 = 10_000;

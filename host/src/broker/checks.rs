@@ -3,8 +3,8 @@
 
 use sluice_proto::{validate_topic, GroupOptions, Pattern, SettleAction};
 
-use super::error::BrokerError;
-use super::group::MAX_NACK_DELAY_MS;
+use crate::error::BrokerError;
+use crate::groups::MAX_NACK_DELAY_MS;
 
 /// A topic name.
 pub(crate) fn topic(name: &str) -> Result<(), BrokerError> {

@@ -1,43 +1,36 @@
 //! The broker: the publish pipeline, routing, authorization of routed
 //! outputs, live and replaying subscriptions, fetch, topic admin and
 //! consumer groups. Knows nothing of QUIC (the server calls it) and reaches
-//! storage only through the [`Store`] trait.
+//! storage and group state only through the [`Store`] and [`Groups`] traits.
 //!
 //! # Layout
 //!
 //! - [`publish`] - one publish: grouping by topic, pipelines, routing, appends, acks.
 //! - [`admin`] - topic admin and fetch.
-//! - [`consume`] - the broker's side of consumer groups.
+//! - [`consume`] - consumer groups, through the [`Groups`] trait.
+//! - [`consumer`] - a group member as the server streams it.
 //! - [`subscription`] - what one subscriber receives (live or replaying).
-//! - [`group`] - consumer groups: acks, redelivery, dead letters, key order.
 //! - [`checks`] - request arguments checked before anything is done.
-//! - [`error`] - [`BrokerError`] and its wire codes.
 
 mod admin;
 mod checks;
 mod consume;
-pub mod error;
-pub mod group;
+mod consumer;
 mod publish;
 pub mod subscription;
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
-
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use std::sync::Arc;
 
 pub use crate::delivery::{Chunk, Slice};
+pub use crate::error::BrokerError;
 pub use crate::store::StoredBatch;
 pub use admin::MAX_FETCH_MESSAGES;
-pub use error::BrokerError;
-pub use group::Consumer;
+pub use consumer::Consumer;
 pub use publish::{PendingPublish, PublishBatch};
 pub use subscription::Subscription;
 
-use crate::config::{Config, FsyncPolicy};
+use crate::config::Config;
+use crate::groups::Groups;
 use crate::metrics::Metrics;
 use crate::plugin::PluginRegistry;
 use crate::store::{Store, TopicSettings};
@@ -84,47 +77,31 @@ pub struct Broker {
 struct Inner {
     config: Config,
     store: Arc<dyn Store>,
-    groups_dir: PathBuf,
-    groups: Mutex<HashMap<String, Arc<group::GroupHandle>>>,
-    /// Serialises group creation (whose file work runs on the blocking pool).
-    groups_admin: tokio::sync::Mutex<()>,
-    next_member: AtomicU64,
+    groups: Arc<dyn Groups>,
     /// Loaded plugins and the pipelines that run them (swapped by reloads).
     plugins: Arc<PluginRegistry>,
     /// Event counters for `/metrics`.
     metrics: Arc<Metrics>,
-    /// Group actors.
-    tasks: TaskTracker,
-    /// Stops group actors (after the server drained).
-    stop: CancellationToken,
 }
 
 impl Broker {
-    /// A broker over `store`: recovers the consumer groups under
-    /// `<data_dir>/groups` and starts them.
-    pub async fn open(
+    /// A broker over a store and consumer groups.
+    pub fn new(
         config: Config,
         store: Arc<dyn Store>,
+        groups: Arc<dyn Groups>,
         plugins: Arc<PluginRegistry>,
         metrics: Arc<Metrics>,
-    ) -> Result<Broker, BrokerError> {
-        let groups_dir = config.server.data_dir.join("groups");
-        let broker = Broker {
+    ) -> Broker {
+        Broker {
             inner: Arc::new(Inner {
                 config,
                 store,
-                groups_dir,
-                groups: Mutex::new(HashMap::new()),
-                groups_admin: tokio::sync::Mutex::new(()),
-                next_member: AtomicU64::new(1),
+                groups,
                 plugins,
                 metrics,
-                tasks: TaskTracker::new(),
-                stop: CancellationToken::new(),
             }),
-        };
-        broker.load_groups().await?;
-        Ok(broker)
+        }
     }
 
     /// The store behind the broker.
@@ -150,10 +127,6 @@ impl Broker {
     /// Live subscriptions.
     pub fn subscription_count(&self) -> usize {
         self.inner.store.feeds()
-    }
-
-    pub(crate) fn fsync_policy(&self) -> FsyncPolicy {
-        self.inner.config.storage.fsync
     }
 
     /// Settings of topics created without their own, from the config.
@@ -210,9 +183,7 @@ impl Broker {
     /// Stops the consumer groups, then the store: commits what is pending
     /// and fsyncs every log. Call after the server stopped taking requests.
     pub async fn shutdown(&self) {
-        self.inner.stop.cancel();
-        self.inner.tasks.close();
-        self.inner.tasks.wait().await;
+        self.inner.groups.shutdown().await;
         self.inner.store.shutdown().await;
     }
 }

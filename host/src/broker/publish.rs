@@ -10,10 +10,10 @@ use std::sync::Arc;
 use sluice_proto::{MessageOutcome, PublishAck, PublishMessage, PublishRun, StoredAt};
 
 use super::checks;
-use super::error::BrokerError;
 use super::Broker;
 use crate::auth::{Action, LogLimit, Principal};
 use crate::dead_letter;
+use crate::error::BrokerError;
 use crate::plugin::{Destination, PluginSet};
 use crate::store::{AppendTicket, NewRecord};
 

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use sluice_proto::{Pattern, StartPosition};
 
-use super::error::BrokerError;
 use crate::delivery::{Chunk, Slice};
+use crate::error::BrokerError;
 use crate::plugin::delivery::DeliveryFilter;
 use crate::store::{Feed, Store, StoredBatch, TopicMeta};
 

@@ -17,7 +17,8 @@ use crate::auth::Principal;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::plugin::PluginRegistry;
-use crate::store::{LocalOptions, LocalStore};
+use crate::groups::LocalGroups;
+use crate::store::{LocalOptions, LocalStore, Store};
 
 /// Bound on every wait in these tests.
 const WAIT: Duration = Duration::from_secs(20);
@@ -60,9 +61,15 @@ async fn broker(extra_toml: &str) -> Harness {
         .await
         .expect("open task")
         .expect("store opens");
-    let broker = Broker::open(config, Arc::new(store), plugins, metrics)
-        .await
-        .expect("broker opens");
+    let store: Arc<dyn Store> = Arc::new(store);
+    let groups = LocalGroups::open(
+        store.clone(),
+        config.storage.fsync,
+        config.server.data_dir.join("groups"),
+    )
+    .await
+    .expect("groups open");
+    let broker = Broker::new(config, store, Arc::new(groups), plugins, metrics);
     Harness { broker, _dir: dir }
 }
 

@@ -13,9 +13,11 @@ use tokio_util::task::TaskTracker;
 
 use super::journal::Journal;
 use super::state::{Event, GroupState};
-use super::{Command, GroupDelivery, GroupHandle, GroupSettings, MessageKey};
-use crate::broker::BrokerError;
+use super::{Command, GroupHandle, GroupSettings, MessageKey};
 use crate::config::FsyncPolicy;
+use crate::error::BrokerError;
+use crate::groups::policy::{self, AfterFailure};
+use crate::groups::GroupDelivery;
 use crate::store::{Record, Store, StoreError, TopicMeta};
 
 /// Messages read ahead from the log and not yet delivered.
@@ -89,10 +91,6 @@ struct Actor {
 }
 
 enum Reply {
-    Settle(
-        oneshot::Sender<Result<(), BrokerError>>,
-        Result<(), BrokerError>,
-    ),
     Reset(oneshot::Sender<Result<GroupInfo, BrokerError>>),
     SettleMany(
         oneshot::Sender<Vec<Result<(), BrokerError>>>,
@@ -183,15 +181,7 @@ impl Actor {
     }
 
     fn ack_wait(&self) -> Duration {
-        Duration::from_millis(self.settings.options.ack_wait_ms.max(1))
-    }
-
-    fn backoff(&self, attempt: u32) -> Duration {
-        let list = &self.settings.options.backoff_ms;
-        match list.get((attempt.max(1) - 1) as usize).or(list.last()) {
-            Some(ms) => Duration::from_millis(*ms),
-            None => self.ack_wait(),
-        }
+        policy::ack_wait(&self.settings.options)
     }
 
     fn record_event(&mut self, event: Event) {
@@ -233,7 +223,6 @@ impl Actor {
             .iter()
             .map(|(t, c)| (t.clone(), c.pending_offsets().collect()))
             .collect();
-        let max_deliver = self.settings.options.max_deliver.max(1);
         for (topic_name, offsets) in pending {
             let Some(topic) = self.store.topic(&topic_name) else {
                 continue;
@@ -249,7 +238,9 @@ impl Actor {
                             continue;
                         };
                         let attempt = self.state.attempts(&topic_name, offset);
-                        if attempt >= max_deliver {
+                        if let Some(reason) =
+                            policy::exhausted_at_restart(&self.settings.options, attempt)
+                        {
                             // Its last delivery ended with the broker: that
                             // was the last attempt it had.
                             let id: MessageId = (topic.name.clone(), offset);
@@ -269,10 +260,7 @@ impl Actor {
                                     last_reason: "broker restarted".into(),
                                 },
                             );
-                            self.dead_letters.push((
-                                id,
-                                format!("broker restarted; gave up after {attempt} deliveries (max_deliver)"),
-                            ));
+                            self.dead_letters.push((id, reason));
                             continue;
                         }
                         recovered.push(Fresh {
@@ -357,17 +345,12 @@ impl Actor {
     fn next_timer(&self) -> Option<Instant> {
         // A due redelivery only needs a wake-up if a member can take it; a
         // join or a settlement that frees credit wakes the loop anyway.
-        let ready = self
-            .member_with_credit()
-            .and_then(|_| self.ready.first().map(|(t, _)| *t));
-        [
+        policy::next_wake(
             self.deadlines.first().map(|(t, _)| *t),
-            ready,
+            self.ready.first().map(|(t, _)| *t),
+            self.member_with_credit().is_some(),
             self.dead_letter_retry,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        )
     }
 
     async fn handle(&mut self, command: Command) {
@@ -393,15 +376,6 @@ impl Actor {
                 );
             }
             Command::Leave { member } => self.member_left(member),
-            Command::Settle {
-                topic,
-                offset,
-                action,
-                reply,
-            } => {
-                let result = self.settle(&topic, offset, action, Instant::now());
-                self.replies.push(Reply::Settle(reply, result));
-            }
             Command::SettleMany { items, reply } => {
                 let now = Instant::now();
                 let results = items
@@ -479,7 +453,7 @@ impl Actor {
                 let member = p.member;
                 self.release_member_credit(member);
                 self.unschedule(&id);
-                self.dead_letters.push((id, format!("rejected: {reason}")));
+                self.dead_letters.push((id, policy::rejected(&reason)));
             }
             SettleAction::InProgress => {
                 if p.member.is_some() {
@@ -526,25 +500,18 @@ impl Actor {
     /// Schedules a redelivery, or a dead letter after `max_deliver` attempts.
     fn retry(&mut self, id: &MessageId, reason: &str, delay: Option<Duration>, now: Instant) {
         self.unschedule(id);
-        let max_deliver = self.settings.options.max_deliver.max(1);
         let Some(p) = self.pending.get_mut(id) else {
             return;
         };
         p.last_reason = reason.to_owned();
-        if p.attempt >= max_deliver {
-            let reason = format!(
-                "{reason}; gave up after {} deliveries (max_deliver)",
-                p.attempt
-            );
-            self.dead_letters.push((id.clone(), reason));
-            return;
+        match policy::after_failure(&self.settings.options, p.attempt, reason, delay) {
+            AfterFailure::DeadLetter { reason } => self.dead_letters.push((id.clone(), reason)),
+            AfterFailure::Redeliver { after } => {
+                let due = now + after;
+                p.due = Some(due);
+                self.ready.insert((due, id.clone()));
+            }
         }
-        let attempt = p.attempt;
-        let due = now + delay.unwrap_or_else(|| self.backoff(attempt));
-        if let Some(p) = self.pending.get_mut(id) {
-            p.due = Some(due);
-        }
-        self.ready.insert((due, id.clone()));
     }
 
     /// Ack deadlines that passed.
@@ -668,17 +635,8 @@ impl Actor {
 
     /// The first read-ahead message that may go now (key order respected).
     fn take_fresh(&mut self) -> Option<Fresh> {
-        if !self.key_ordered() {
-            return self.fresh.pop_front();
-        }
-        let index = self
-            .fresh
-            .iter()
-            .take(KEY_SCAN)
-            .position(|f| match &f.record.key {
-                Some(key) => !self.busy_keys.contains(key),
-                None => true,
-            })?;
+        let keys = self.fresh.iter().map(|f| f.record.key.as_ref());
+        let index = policy::next_to_deliver(self.key_ordered(), keys, &self.busy_keys, KEY_SCAN)?;
         self.fresh.remove(index)
     }
 
@@ -777,9 +735,6 @@ impl Actor {
         }
         for reply in std::mem::take(&mut self.replies) {
             match reply {
-                Reply::Settle(tx, result) => {
-                    let _ = tx.send(result);
-                }
                 Reply::Reset(tx) => {
                     let _ = tx.send(Ok(self.info()));
                 }

@@ -1,4 +1,5 @@
-//! Errors of broker operations, each with its stable wire code.
+//! [`BrokerError`]: why a request failed, with its stable wire code. The
+//! broker, the consumer groups and the server answer with it.
 
 use sluice_proto::{ErrorBody, ErrorCode, SubjectError};
 

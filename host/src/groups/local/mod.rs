@@ -1,0 +1,381 @@
+//! [`LocalGroups`]: the consumer groups of one machine, each with its
+//! state in `<data>/groups/<name>/` (`group.json`, a snapshot and a
+//! journal).
+//!
+//! Each group is an actor: one task owns its state and serves commands
+//! (join, leave, settle, info, reset) in rounds. A round applies what is
+//! queued, expires ack deadlines, reads new messages from the log, hands
+//! messages to members with credit, writes the round's events to the
+//! group's journal (one write, one fsync under `fsync = "always"`), and only
+//! then sends deliveries and answers settlements. So a settlement that was
+//! answered is durable, and a delivery is journaled before it leaves.
+//!
+//! Group creation writes `group.json` on the blocking pool, serialised by
+//! an async admin lock; the map of groups is only locked to look up and
+//! insert.
+//!
+//! # Layout
+//!
+//! - [`state`]: the durable state as a pure state machine over events.
+//! - [`journal`]: snapshot + journal files.
+//! - [`actor`]: the task that runs one group.
+
+mod actor;
+mod journal;
+pub(crate) mod state;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use serde::{Deserialize, Serialize};
+use sluice_proto::{GroupInfo, GroupOptions, StartPosition};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use actor::Spawn;
+
+use super::{GroupDelivery, Groups, JoinRequest, Member, SettleItem};
+use crate::config::FsyncPolicy;
+use crate::error::BrokerError;
+use crate::store::{Store, StoreError};
+use crate::sync::lock;
+
+/// Settings file of a group.
+const SETTINGS_FILE: &str = "group.json";
+
+/// What is fixed at creation, kept beside the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct GroupSettings {
+    pub pattern: String,
+    pub options: GroupOptions,
+}
+
+impl GroupSettings {
+    pub fn load(dir: &Path) -> Result<GroupSettings, String> {
+        let path = dir.join(SETTINGS_FILE);
+        let bytes =
+            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("cannot parse {}: {e}", path.display()))
+    }
+
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!("{SETTINGS_FILE}.tmp"));
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, dir.join(SETTINGS_FILE))
+    }
+}
+
+/// Requests to a group's actor.
+pub(crate) enum Command {
+    Join {
+        member: u64,
+        client: String,
+        max_in_flight: u32,
+        limit: Option<u64>,
+        deliveries: mpsc::UnboundedSender<GroupDelivery>,
+    },
+    Leave {
+        member: u64,
+    },
+    /// Several settlements, answered together (after one journal write).
+    SettleMany {
+        items: Vec<SettleItem>,
+        reply: oneshot::Sender<Vec<Result<(), BrokerError>>>,
+    },
+    Info {
+        reply: oneshot::Sender<GroupInfo>,
+    },
+    Reset {
+        to: StartPosition,
+        reply: oneshot::Sender<Result<GroupInfo, BrokerError>>,
+    },
+}
+
+/// The broker's handle on a running group.
+struct GroupHandle {
+    pub name: String,
+    pub settings: GroupSettings,
+    pub commands: mpsc::UnboundedSender<Command>,
+}
+
+/// The groups saved under `dir`: name, directory and settings. A group
+/// whose settings cannot be read is skipped with an error in the log.
+fn list_saved(dir: &Path) -> Result<Vec<(String, PathBuf, GroupSettings)>, StoreError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::io("list", dir, e)),
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+            continue;
+        };
+        if !path.is_dir() || sluice_proto::validate_topic(&name).is_err() {
+            continue;
+        }
+        match GroupSettings::load(&path) {
+            Ok(settings) => found.push((name, path, settings)),
+            Err(e) => {
+                tracing::error!(group = %name, error = %e, "cannot load consumer group; skipping it")
+            }
+        }
+    }
+    Ok(found)
+}
+
+impl GroupHandle {
+    /// Adds a member; it leaves when the returned [`Member`] is dropped.
+    fn join(&self, member: u64, request: JoinRequest) -> Result<Member, BrokerError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.send(Command::Join {
+            member,
+            client: request.client,
+            max_in_flight: request.max_in_flight,
+            limit: request.limit,
+            deliveries: tx,
+        })?;
+        let commands = self.commands.clone();
+        Ok(Member::new(
+            self.name.as_str().into(),
+            rx,
+            Box::new(move || {
+                let _ = commands.send(Command::Leave { member });
+            }),
+        ))
+    }
+
+    fn send(&self, command: Command) -> Result<(), BrokerError> {
+        self.commands
+            .send(command)
+            .map_err(|_| BrokerError::ShuttingDown)
+    }
+
+    pub async fn settle_many(
+        &self,
+        items: Vec<SettleItem>,
+    ) -> Result<Vec<Result<(), BrokerError>>, BrokerError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::SettleMany { items, reply })?;
+        rx.await.map_err(|_| BrokerError::ShuttingDown)
+    }
+
+    pub async fn info(&self) -> Result<GroupInfo, BrokerError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Info { reply })?;
+        rx.await.map_err(|_| BrokerError::ShuttingDown)
+    }
+
+    pub async fn reset(&self, to: StartPosition) -> Result<GroupInfo, BrokerError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Reset { to, reply })?;
+        rx.await.map_err(|_| BrokerError::ShuttingDown)?
+    }
+}
+
+/// Key of a message for key-ordered groups.
+pub(crate) type MessageKey = Bytes;
+
+/// The consumer groups of one machine. Cheap to clone.
+#[derive(Clone)]
+pub struct LocalGroups {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    fsync: FsyncPolicy,
+    dir: PathBuf,
+    groups: Mutex<HashMap<String, Arc<GroupHandle>>>,
+    /// Serialises group creation (whose file work runs on the blocking pool).
+    admin: tokio::sync::Mutex<()>,
+    next_member: AtomicU64,
+    /// Group actors.
+    tasks: TaskTracker,
+    /// Stops the actors.
+    stop: CancellationToken,
+}
+
+impl LocalGroups {
+    /// Recovers the groups saved under `dir` and starts them, reading
+    /// topics through `store`.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        fsync: FsyncPolicy,
+        dir: PathBuf,
+    ) -> Result<LocalGroups, BrokerError> {
+        let groups = LocalGroups {
+            inner: Arc::new(Inner {
+                store,
+                fsync,
+                dir,
+                groups: Mutex::new(HashMap::new()),
+                admin: tokio::sync::Mutex::new(()),
+                next_member: AtomicU64::new(1),
+                tasks: TaskTracker::new(),
+                stop: CancellationToken::new(),
+            }),
+        };
+        let dir = groups.inner.dir.clone();
+        let found = tokio::task::spawn_blocking(move || list_saved(&dir))
+            .await
+            .map_err(|e| BrokerError::Internal(e.to_string()))?
+            .map_err(|source| BrokerError::Storage {
+                topic: String::new(),
+                source,
+            })?;
+        for (name, path, settings) in found {
+            let handle = groups.spawn(name.clone(), path, settings, false).await?;
+            lock(&groups.inner.groups).insert(name, handle);
+        }
+        Ok(groups)
+    }
+
+    async fn spawn(
+        &self,
+        name: String,
+        dir: PathBuf,
+        settings: GroupSettings,
+        created: bool,
+    ) -> Result<Arc<GroupHandle>, BrokerError> {
+        actor::spawn(Spawn {
+            store: self.inner.store.clone(),
+            fsync: self.inner.fsync,
+            name,
+            dir,
+            settings,
+            created,
+            stop: self.inner.stop.child_token(),
+            tasks: self.inner.tasks.clone(),
+        })
+        .await
+    }
+
+    fn handle(&self, name: &str) -> Result<Arc<GroupHandle>, BrokerError> {
+        lock(&self.inner.groups)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| BrokerError::GroupNotFound(name.to_owned()))
+    }
+
+    async fn open_group(
+        &self,
+        name: &str,
+        pattern: &str,
+        options: GroupOptions,
+    ) -> Result<(), BrokerError> {
+        let existing = |handle: &GroupHandle| {
+            if handle.settings.pattern != pattern {
+                return Err(BrokerError::InvalidArgument(format!(
+                    "group {name:?} consumes {:?}, not {pattern:?} (use another group name)",
+                    handle.settings.pattern
+                )));
+            }
+            Ok(())
+        };
+        if let Ok(handle) = self.handle(name) {
+            return existing(&handle);
+        }
+        let _admin = self.inner.admin.lock().await;
+        if let Ok(handle) = self.handle(name) {
+            return existing(&handle);
+        }
+        let literal = sluice_proto::Pattern::parse(pattern).is_ok_and(|p| p.is_literal());
+        if literal && self.inner.store.topic(pattern).is_none() {
+            return Err(BrokerError::TopicNotFound(pattern.to_owned()));
+        }
+        let settings = GroupSettings {
+            pattern: pattern.to_owned(),
+            options,
+        };
+        let dir = self.inner.dir.join(name);
+        let (saved, to) = (settings.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || saved.save(&to))
+            .await
+            .map_err(|e| BrokerError::Internal(e.to_string()))?
+            .map_err(|e| BrokerError::Storage {
+                topic: format!("group {name}"),
+                source: StoreError::io("create", &dir, e),
+            })?;
+        let handle = self.spawn(name.to_owned(), dir, settings, true).await?;
+        lock(&self.inner.groups).insert(name.to_owned(), handle);
+        tracing::info!(group = %name, %pattern, "consumer group created");
+        Ok(())
+    }
+}
+
+impl Groups for LocalGroups {
+    fn open(
+        &self,
+        name: &str,
+        pattern: &str,
+        options: GroupOptions,
+    ) -> BoxFuture<'_, Result<(), BrokerError>> {
+        let (name, pattern) = (name.to_owned(), pattern.to_owned());
+        async move { self.open_group(&name, &pattern, options).await }.boxed()
+    }
+
+    fn join(&self, name: &str, request: JoinRequest) -> Result<Member, BrokerError> {
+        let member = self.inner.next_member.fetch_add(1, Ordering::Relaxed);
+        self.handle(name)?.join(member, request)
+    }
+
+    fn settle(
+        &self,
+        name: &str,
+        items: Vec<SettleItem>,
+    ) -> BoxFuture<'_, Result<Vec<Result<(), BrokerError>>, BrokerError>> {
+        let handle = self.handle(name);
+        async move { handle?.settle_many(items).await }.boxed()
+    }
+
+    fn info(&self, name: &str) -> BoxFuture<'_, Result<GroupInfo, BrokerError>> {
+        let handle = self.handle(name);
+        async move { handle?.info().await }.boxed()
+    }
+
+    fn list(&self) -> BoxFuture<'_, Vec<GroupInfo>> {
+        let handles: Vec<_> = lock(&self.inner.groups).values().cloned().collect();
+        async move {
+            let mut infos = Vec::with_capacity(handles.len());
+            for handle in handles {
+                if let Ok(info) = handle.info().await {
+                    infos.push(info);
+                }
+            }
+            infos.sort_by(|a, b| a.name.cmp(&b.name));
+            infos
+        }
+        .boxed()
+    }
+
+    fn reset(
+        &self,
+        name: &str,
+        to: StartPosition,
+    ) -> BoxFuture<'_, Result<GroupInfo, BrokerError>> {
+        let handle = self.handle(name);
+        async move { handle?.reset(to).await }.boxed()
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        async move {
+            self.inner.stop.cancel();
+            self.inner.tasks.close();
+            self.inner.tasks.wait().await;
+        }
+        .boxed()
+    }
+}
