@@ -6,6 +6,12 @@
 //! instance after a trap is a cheap slot reuse), epoch interruption (a
 //! ticker thread bumps the epoch every [`TICK`]; each call gets a deadline
 //! in ticks), and WASI preview 2 linked with nothing granted.
+//!
+//! The engine compiles components; turning one into a running plugin
+//! version (`PluginEngine::load` and friends) lives with [`LoadedPlugin`]
+//! in `instance`, so that the engine does not depend on what it loads.
+//!
+//! [`LoadedPlugin`]: super::LoadedPlugin
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,11 +21,9 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
-use sha2::{Digest, Sha256};
-
 use super::bindings::{Plugin, PluginPre};
 use super::cache::{ComponentCache, LoadSource};
-use super::instance::{LoadedPlugin, PluginError, PluginSpec};
+use super::error::PluginError;
 use super::state::StoreState;
 
 /// Epoch tick: the resolution of call deadlines.
@@ -135,41 +139,6 @@ impl PluginEngine {
                 reason: format!("{e:#}"),
             })?;
         Ok((pre, source))
-    }
-
-    /// Reads a plugin's file (blocking).
-    pub fn read(spec: &PluginSpec) -> Result<Vec<u8>, PluginError> {
-        std::fs::read(&spec.path).map_err(|e| PluginError::Read {
-            plugin: spec.name.clone(),
-            path: spec.path.clone(),
-            reason: e.to_string(),
-        })
-    }
-
-    /// Reads, compiles (or takes from the cache) and initialises a plugin
-    /// (blocking).
-    pub fn load(&self, spec: PluginSpec) -> Result<LoadedPlugin, PluginError> {
-        let bytes = Self::read(&spec)?;
-        self.load_bytes(spec, &bytes)
-    }
-
-    /// Compiles (or takes from the cache) and initialises a plugin from the
-    /// bytes of its file (blocking).
-    pub fn load_bytes(&self, spec: PluginSpec, bytes: &[u8]) -> Result<LoadedPlugin, PluginError> {
-        self.load_digested(spec, bytes, &Sha256::digest(bytes).into())
-    }
-
-    /// [`PluginEngine::load_bytes`] when the caller already has the bytes'
-    /// SHA-256 (a reload compares it with the running version's first).
-    pub fn load_digested(
-        &self,
-        spec: PluginSpec,
-        bytes: &[u8],
-        digest: &[u8; 32],
-    ) -> Result<LoadedPlugin, PluginError> {
-        let started = std::time::Instant::now();
-        let (pre, source) = self.compile(&spec.name, &spec.path, bytes, digest)?;
-        LoadedPlugin::new(self.clone(), spec, digest, pre, source, started)
     }
 }
 

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use sha2::{Digest, Sha256};
 use wasmtime::Store;
 
 use super::bindings::{Batch, Outcomes, Plugin, PluginPre};
@@ -17,6 +18,8 @@ use super::cache::LoadSource;
 use super::engine::{PluginEngine, TICK};
 use super::state::StoreState;
 use super::stats::PluginStats;
+
+pub use super::error::PluginError;
 
 /// How one plugin is configured.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,87 +36,44 @@ pub struct PluginSpec {
     pub memory_bytes: usize,
 }
 
-/// Why loading or calling a plugin failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum PluginError {
-    /// The file could not be read.
-    #[error("plugin {plugin}: cannot read {path}: {reason}")]
-    Read {
-        /// The plugin.
-        plugin: String,
-        /// Its file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// The file is not a valid WebAssembly component.
-    #[error("plugin {plugin}: {path} is not a valid WebAssembly component: {reason}")]
-    Invalid {
-        /// The plugin.
-        plugin: String,
-        /// Its file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// The component does not implement the sluice:plugin world.
-    #[error("plugin {plugin}: {path} does not implement the sluice:plugin/plugin world: {reason}")]
-    WrongWorld {
-        /// The plugin.
-        plugin: String,
-        /// Its file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// `init` returned an error (usually a bad config).
-    #[error("plugin {plugin}: init refused its config: {reason}")]
-    Init {
-        /// The plugin.
-        plugin: String,
-        /// The plugin's message.
-        reason: String,
-    },
-    /// The call ran past its deadline.
-    #[error("plugin {plugin}: timed out after {timeout:?}")]
-    Timeout {
-        /// The plugin.
-        plugin: String,
-        /// The deadline.
-        timeout: Duration,
-    },
-    /// The instance wanted more memory than its cap.
-    #[error("plugin {plugin}: out of memory (cap {cap_bytes} bytes)")]
-    OutOfMemory {
-        /// The plugin.
-        plugin: String,
-        /// The cap.
-        cap_bytes: usize,
-    },
-    /// The guest trapped (a panic, an `unreachable`, a bad access).
-    #[error("plugin {plugin}: trapped: {reason}")]
-    Trap {
-        /// The plugin.
-        plugin: String,
-        /// The trap.
-        reason: String,
-    },
-    /// The WebAssembly engine could not be created.
-    #[error("the WebAssembly engine could not start: {reason}")]
-    Engine {
-        /// Why.
-        reason: String,
-    },
-    /// `handle` answered a different number of outcomes than messages.
-    #[error("plugin {plugin}: returned {got} outcomes for {expected} messages")]
-    WrongCount {
-        /// The plugin.
-        plugin: String,
-        /// Messages sent.
-        expected: usize,
-        /// Outcomes received.
-        got: usize,
-    },
+/// Loading a plugin version: read its file, compile it (or take it from
+/// the cache) and initialise it. Here rather than in `engine` so that the
+/// engine knows nothing of the versions it loads.
+impl PluginEngine {
+    /// Reads a plugin's file (blocking).
+    pub fn read(spec: &PluginSpec) -> Result<Vec<u8>, PluginError> {
+        std::fs::read(&spec.path).map_err(|e| PluginError::Read {
+            plugin: spec.name.clone(),
+            path: spec.path.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Reads, compiles (or takes from the cache) and initialises a plugin
+    /// (blocking).
+    pub fn load(&self, spec: PluginSpec) -> Result<LoadedPlugin, PluginError> {
+        let bytes = Self::read(&spec)?;
+        self.load_bytes(spec, &bytes)
+    }
+
+    /// Compiles (or takes from the cache) and initialises a plugin from the
+    /// bytes of its file (blocking).
+    pub fn load_bytes(&self, spec: PluginSpec, bytes: &[u8]) -> Result<LoadedPlugin, PluginError> {
+        self.load_digested(spec, bytes, &Sha256::digest(bytes).into())
+    }
+
+    /// [`PluginEngine::load_bytes`] when the caller already has the bytes'
+    /// SHA-256 (a reload compares it with the running version's first).
+    pub fn load_digested(
+        &self,
+        spec: PluginSpec,
+        bytes: &[u8],
+        digest: &[u8; 32],
+    ) -> Result<LoadedPlugin, PluginError> {
+        let started = Instant::now();
+        let (pre, source) = self.compile(&spec.name, &spec.path, bytes, digest)?;
+        LoadedPlugin::new(self.clone(), spec, digest, pre, source, started)
+    }
 }
 
 struct Live {

@@ -13,7 +13,9 @@
 //!
 //! - [`bindings`] - the one `bindgen!` and the host's `log`.
 //! - [`engine`] - the shared engine, linker and epoch ticker.
-//! - [`instance`] - one loaded plugin version and its instance pool.
+//! - [`error`] - why loading or calling a plugin failed.
+//! - [`instance`] - one loaded plugin version, its instance pool, and how
+//!   the engine loads one.
 //! - [`pipeline`] - stages on a topic pattern and what they do to messages.
 //! - [`delivery`] - plugins on a subscription's deliveries.
 //! - [`stats`] - per-plugin counters and latency.
@@ -25,6 +27,7 @@ pub mod bindings;
 pub mod cache;
 pub mod delivery;
 pub mod engine;
+pub mod error;
 pub mod instance;
 mod log_stream;
 pub mod pipeline;
@@ -40,7 +43,8 @@ use std::sync::Arc;
 use sluice_proto::Pattern;
 
 pub use engine::PluginEngine;
-pub use instance::{LoadedPlugin, PluginError, PluginSpec};
+pub use error::PluginError;
+pub use instance::{LoadedPlugin, PluginSpec};
 pub use pipeline::{Destination, Disposition, OnError, Pipeline};
 pub use registry::{PluginRegistry, ReloadReport};
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use super::instance::PluginError;
+use super::error::PluginError;
 
 /// Latency buckets: bucket `i` counts calls that took under `2^i` µs.
 const BUCKETS: usize = 32;

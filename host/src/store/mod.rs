@@ -54,12 +54,14 @@
 
 mod api;
 mod config;
+mod cursor;
 mod error;
 pub mod feed;
 mod index;
 pub mod local;
 mod log;
 mod record;
+mod recovery;
 mod segment;
 
 #[cfg(test)]

@@ -10,17 +10,15 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use bytes::Bytes;
-
 use super::config::LogConfig;
+use super::cursor::{Cursor, CursorError};
 use super::error::StoreError;
 use super::index::{self, IndexEntry, SparseIndex};
-use super::record::{self, BodyLayout, Record, FRAME_HEADER_LEN, MIN_BODY_LEN};
+use super::record::Record;
+use super::recovery::{first_entry_matches, scan};
 
 /// Digits in a segment file name.
 const NAME_DIGITS: usize = 20;
-/// Read size while recovering: large enough to amortise syscalls, small enough not to matter.
-const SCAN_CHUNK: usize = 1024 * 1024;
 
 /// Parses `<20 digits>.log` into a base offset. `Ok(None)` for files that are not `.log`.
 pub(crate) fn parse_segment_name(path: &Path) -> Result<Option<u64>, StoreError> {
@@ -42,203 +40,6 @@ fn segment_paths(dir: &Path, base: u64) -> (PathBuf, PathBuf) {
         dir.join(format!("{base:020}.log")),
         dir.join(format!("{base:020}.idx")),
     )
-}
-
-/// Why a cursor stopped early.
-pub(crate) enum CursorError {
-    /// The file could not be read.
-    Io(StoreError),
-    /// The bytes at `position` are not the next valid record.
-    Bad { position: u64, reason: &'static str },
-}
-
-/// One validated record as seen by a cursor.
-pub(crate) struct Framed {
-    pub position: u64,
-    pub total_len: u64,
-    pub body: Bytes,
-    pub layout: BodyLayout,
-}
-
-/// Walks records forward from a known record boundary, reading the file in big chunks.
-/// Every record is checked: frame within bounds, CRC, body layout, and dense offsets.
-pub(crate) struct Cursor<'a> {
-    file: &'a File,
-    path: &'a Path,
-    buf: Bytes,
-    buf_pos: u64,
-    at: usize,
-    end: u64,
-    chunk: usize,
-    expected: u64,
-}
-
-impl<'a> Cursor<'a> {
-    fn new(
-        file: &'a File,
-        path: &'a Path,
-        position: u64,
-        offset: u64,
-        end: u64,
-        chunk: usize,
-    ) -> Self {
-        Cursor {
-            file,
-            path,
-            buf: Bytes::new(),
-            buf_pos: position,
-            at: 0,
-            end,
-            chunk: chunk.max(FRAME_HEADER_LEN + MIN_BODY_LEN),
-            expected: offset,
-        }
-    }
-
-    fn position(&self) -> u64 {
-        self.buf_pos + self.at as u64
-    }
-
-    /// Makes sure `need` bytes from the current position are buffered; `need` must fit before `end`.
-    fn ensure(&mut self, need: usize) -> Result<(), CursorError> {
-        if self.buf.len() - self.at >= need {
-            return Ok(());
-        }
-        let position = self.position();
-        let len = need.max(self.chunk) as u64;
-        let len = len.min(self.end - position) as usize;
-        let mut fresh = vec![0u8; len];
-        self.file
-            .read_exact_at(&mut fresh, position)
-            .map_err(|e| CursorError::Io(StoreError::io("read", self.path, e)))?;
-        self.buf = Bytes::from(fresh);
-        self.buf_pos = position;
-        self.at = 0;
-        Ok(())
-    }
-
-    /// The next record, `Ok(None)` at the end of the readable range.
-    pub(crate) fn next_record(&mut self) -> Result<Option<Framed>, CursorError> {
-        let position = self.position();
-        if position >= self.end {
-            return Ok(None);
-        }
-        let bad = |reason| CursorError::Bad { position, reason };
-        let remaining = self.end - position;
-        if remaining < FRAME_HEADER_LEN as u64 {
-            return Err(bad("truncated record header"));
-        }
-        self.ensure(FRAME_HEADER_LEN)?;
-        let (body_len, crc) = record::frame_header(&self.buf[self.at..])
-            .ok_or_else(|| bad("truncated record header"))?;
-        if body_len < MIN_BODY_LEN {
-            return Err(bad("record length too small"));
-        }
-        let total = FRAME_HEADER_LEN + body_len;
-        if total as u64 > remaining {
-            return Err(bad("record extends past end of segment"));
-        }
-        self.ensure(total)?;
-        let body = self.buf.slice(self.at + FRAME_HEADER_LEN..self.at + total);
-        if crc32c::crc32c(&body) != crc {
-            return Err(bad("crc mismatch"));
-        }
-        let layout = record::parse_body(&body).map_err(bad)?;
-        if layout.offset != self.expected {
-            return Err(bad("unexpected offset"));
-        }
-        self.at += total;
-        self.expected += 1;
-        Ok(Some(Framed {
-            position,
-            total_len: total as u64,
-            body,
-            layout,
-        }))
-    }
-}
-
-/// What a recovery scan found.
-struct Scan {
-    /// First byte not covered by valid records.
-    end_pos: u64,
-    end_offset: u64,
-    first_ts: Option<i64>,
-    last_ts: Option<i64>,
-    /// Index entries for scanned records not covered by the starting entry.
-    new_entries: Vec<IndexEntry>,
-    /// Where and why the scan stopped before the end of the file.
-    bad: Option<(u64, &'static str)>,
-}
-
-/// Validates records from `start` (an index entry, or the segment start) to `len`.
-fn scan(
-    file: &File,
-    path: &Path,
-    base: u64,
-    start: Option<IndexEntry>,
-    len: u64,
-    interval: u64,
-) -> Result<Scan, StoreError> {
-    let (pos, offset) = start.map_or((0, base), |e| {
-        (u64::from(e.position), base + u64::from(e.rel_offset))
-    });
-    let mut last_index_pos = start.map(|e| u64::from(e.position));
-    let mut out = Scan {
-        end_pos: pos,
-        end_offset: offset,
-        first_ts: None,
-        last_ts: None,
-        new_entries: Vec::new(),
-        bad: None,
-    };
-    let mut cursor = Cursor::new(file, path, pos, offset, len, SCAN_CHUNK);
-    loop {
-        match cursor.next_record() {
-            Ok(Some(rec)) => {
-                let ts = rec.layout.timestamp_ms;
-                let wants_entry = match last_index_pos {
-                    None => true,
-                    Some(p) => rec.position != p && rec.position - p >= interval,
-                };
-                if wants_entry {
-                    out.new_entries.push(IndexEntry {
-                        rel_offset: (rec.layout.offset - base) as u32,
-                        position: rec.position as u32,
-                        timestamp_ms: ts,
-                    });
-                    last_index_pos = Some(rec.position);
-                }
-                out.first_ts.get_or_insert(ts);
-                out.last_ts = Some(ts);
-                out.end_pos = rec.position + rec.total_len;
-                out.end_offset = rec.layout.offset + 1;
-            }
-            Ok(None) => return Ok(out),
-            Err(CursorError::Io(e)) => return Err(e),
-            Err(CursorError::Bad { position, reason }) => {
-                out.bad = Some((position, reason));
-                return Ok(out);
-            }
-        }
-    }
-}
-
-/// Whether the first record of the segment has the timestamp the first index entry claims
-/// (its position and offset, 0 and the base, are checked when the index is parsed). A first
-/// record that does not validate is the log's damage, which reads report, not the index's.
-fn first_entry_matches(
-    file: &File,
-    path: &Path,
-    base: u64,
-    first: &IndexEntry,
-    len: u64,
-) -> Result<bool, StoreError> {
-    let mut cursor = Cursor::new(file, path, 0, base, len, 0);
-    match cursor.next_record() {
-        Ok(Some(rec)) => Ok(rec.layout.timestamp_ms == first.timestamp_ms),
-        Ok(None) | Err(CursorError::Bad { .. }) => Ok(true),
-        Err(CursorError::Io(e)) => Err(e),
-    }
 }
 
 /// A segment file, its index, and what readers may see of it.

@@ -1,0 +1,147 @@
+//! `[[plugin]]`, `[[pipeline]]` and `[plugins]`: the WebAssembly components
+//! the broker loads, the stages they run in on publishes, and how reloads
+//! behave.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Largest memory any plugin instance may have (the pooling allocator
+/// reserves address space for this per slot); per-plugin caps are lower.
+pub const MAX_PLUGIN_MEMORY: usize = 512 * 1024 * 1024;
+
+/// What a failing stage does to its batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnError {
+    /// Store the batch's messages in the dead-letter topic, with the error.
+    #[default]
+    DeadLetter,
+    /// Fail the publish of the batch's messages with the error.
+    Reject,
+    /// Drop the batch's messages.
+    Drop,
+    /// Skip the failing stage: the messages go on unchanged.
+    Pass,
+}
+
+/// `[plugins]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginRuntimeConfig {
+    /// Watch the plugin files and the config file and reload on change.
+    pub watch: bool,
+    /// A file still being written is acted on once it was quiet this long
+    /// (editors and builds write in several steps). A file closed after
+    /// writing or renamed into place is acted on at once.
+    #[serde(with = "humantime_serde")]
+    pub debounce: Duration,
+    /// Stamp `sluice-plugin-versions` (`name@hash,...` of the stages that
+    /// handled it) on every message a pipeline stores.
+    pub version_header: bool,
+}
+
+impl Default for PluginRuntimeConfig {
+    fn default() -> Self {
+        PluginRuntimeConfig {
+            watch: true,
+            debounce: Duration::from_millis(20),
+            version_header: false,
+        }
+    }
+}
+
+/// One `[[plugin]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Name used by pipelines and in logs.
+    pub name: String,
+    /// The component file (relative to the config file's directory).
+    pub path: PathBuf,
+    /// The plugin's own configuration, passed to its `init` as JSON.
+    #[serde(default = "empty_table")]
+    pub config: toml::Value,
+    /// Deadline of one batch.
+    #[serde(default = "default_plugin_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Memory cap of one instance, in bytes.
+    #[serde(default = "default_plugin_memory")]
+    pub memory_bytes: u64,
+}
+
+fn empty_table() -> toml::Value {
+    toml::Value::Table(Default::default())
+}
+
+fn default_plugin_timeout() -> Duration {
+    Duration::from_millis(100)
+}
+
+fn default_plugin_memory() -> u64 {
+    64 * 1024 * 1024
+}
+
+/// One `[[pipeline]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Topic or pattern the pipeline applies to.
+    pub topics: String,
+    /// Plugin names, run in order.
+    pub stages: Vec<String>,
+    /// What a failing stage does to its batch.
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+/// Checks what serde cannot: plugin names are valid and unique, limits are
+/// in range, and every pipeline has a valid pattern and names only defined
+/// plugins.
+pub(super) fn check_plugins(
+    plugins: &[PluginConfig],
+    pipelines: &[PipelineConfig],
+) -> Result<(), String> {
+    let mut names = HashSet::new();
+    for plugin in plugins {
+        if sluice_proto::validate_topic(&plugin.name).is_err() {
+            return Err(format!(
+                "plugin name {:?} is not valid (letters, digits, '_', '-', '.')",
+                plugin.name
+            ));
+        }
+        if !names.insert(plugin.name.as_str()) {
+            return Err(format!("plugin {:?} is defined twice", plugin.name));
+        }
+        if plugin.timeout.is_zero() {
+            return Err(format!(
+                "plugin {:?}: timeout must be above zero",
+                plugin.name
+            ));
+        }
+        let max = MAX_PLUGIN_MEMORY as u64;
+        if plugin.memory_bytes < 1024 * 1024 || plugin.memory_bytes > max {
+            return Err(format!(
+                "plugin {:?}: memory_bytes must be between 1048576 and {max}",
+                plugin.name
+            ));
+        }
+    }
+    for pipeline in pipelines {
+        if let Err(e) = sluice_proto::Pattern::parse(&pipeline.topics) {
+            return Err(format!("pipeline topics {:?}: {e}", pipeline.topics));
+        }
+        if pipeline.stages.is_empty() {
+            return Err(format!("pipeline on {:?} has no stages", pipeline.topics));
+        }
+        if let Some(missing) = pipeline.stages.iter().find(|s| !names.contains(s.as_str())) {
+            return Err(format!(
+                "pipeline on {:?} names plugin {missing:?}, which no [[plugin]] defines",
+                pipeline.topics
+            ));
+        }
+    }
+    Ok(())
+}
