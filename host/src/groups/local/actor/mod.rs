@@ -1,0 +1,373 @@
+//! The task that runs one consumer group. See the module docs of
+//! [`super`] for the round structure.
+//!
+//! # Layout
+//!
+//! - this file: the actor's state, start-up and its round loop.
+//! - [`deliver`]: reading ahead and handing messages out.
+//! - [`settle`]: settlements, failures, dead letters.
+//! - [`recovery`]: start positions, restart recovery, reset, status.
+
+mod deliver;
+mod recovery;
+mod settle;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_proto::{GroupInfo, Pattern};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::journal::Journal;
+use super::state::{Event, GroupState};
+use super::{Command, GroupHandle, GroupSettings, MessageKey};
+use crate::config::FsyncPolicy;
+use crate::error::BrokerError;
+use crate::groups::policy;
+use crate::groups::GroupDelivery;
+use crate::store::{Record, Store, StoreError};
+
+/// Messages read ahead from the log and not yet delivered.
+const READ_AHEAD: usize = 4096;
+/// Messages read from the log at once.
+const READ_BATCH: usize = 512;
+/// How far into the read-ahead a key-ordered group looks for a free key.
+const KEY_SCAN: usize = 1024;
+/// Commands taken in one round.
+const ROUND_COMMANDS: usize = 512;
+/// Retry delay when a dead letter cannot be stored.
+const DEAD_LETTER_RETRY: Duration = Duration::from_secs(1);
+
+type MessageId = (Arc<str>, u64);
+
+struct Fresh {
+    topic: Arc<str>,
+    record: Record,
+}
+
+struct Pending {
+    record: Record,
+    attempt: u32,
+    /// Holder while in flight.
+    member: Option<u64>,
+    deadline: Option<Instant>,
+    due: Option<Instant>,
+    last_reason: String,
+}
+
+struct Member {
+    client: String,
+    max_in_flight: u32,
+    /// Deliveries this member still takes, if it set a limit.
+    remaining: Option<u64>,
+    in_flight: u32,
+    delivered: u64,
+    tx: mpsc::UnboundedSender<GroupDelivery>,
+}
+
+struct Actor {
+    name: String,
+    pattern: Pattern,
+    settings: GroupSettings,
+    store: Arc<dyn Store>,
+    fsync: FsyncPolicy,
+    /// Taken while a write runs on the blocking pool.
+    journal: Option<Journal>,
+    state: GroupState,
+    /// Next offset to read ahead, per topic.
+    read_pos: BTreeMap<Arc<str>, u64>,
+    fresh: VecDeque<Fresh>,
+    pending: BTreeMap<MessageId, Pending>,
+    /// In flight, by ack deadline.
+    deadlines: BTreeSet<(Instant, MessageId)>,
+    /// Waiting for redelivery, by due time.
+    ready: BTreeSet<(Instant, MessageId)>,
+    /// Key-ordered groups: keys owned by a pending message.
+    busy_keys: HashSet<MessageKey>,
+    members: BTreeMap<u64, Member>,
+    last_member: u64,
+    dead_letters: Vec<(MessageId, String)>,
+    /// When storing dead letters failed: not before this.
+    dead_letter_retry: Option<Instant>,
+    redeliveries: u64,
+    dead_lettered: u64,
+    // Per round:
+    events: Vec<Event>,
+    outbox: Vec<(u64, GroupDelivery)>,
+    replies: Vec<Reply>,
+}
+
+enum Reply {
+    Reset(oneshot::Sender<Result<GroupInfo, BrokerError>>),
+    SettleMany(
+        oneshot::Sender<Vec<Result<(), BrokerError>>>,
+        Vec<Result<(), BrokerError>>,
+    ),
+}
+
+/// What a group's actor starts from.
+pub(crate) struct Spawn {
+    pub store: Arc<dyn Store>,
+    pub fsync: FsyncPolicy,
+    pub name: String,
+    pub dir: std::path::PathBuf,
+    pub settings: GroupSettings,
+    /// True for a group created now (it starts at its start position).
+    pub created: bool,
+    pub stop: CancellationToken,
+    pub tasks: TaskTracker,
+}
+
+/// Opens a group's journal (on the blocking pool), recovers its state and
+/// starts its actor.
+pub(crate) async fn spawn(spawn: Spawn) -> Result<Arc<GroupHandle>, BrokerError> {
+    let Spawn {
+        store,
+        fsync,
+        name,
+        dir,
+        settings,
+        created,
+        stop,
+        tasks,
+    } = spawn;
+    let pattern =
+        Pattern::parse(&settings.pattern).map_err(|reason| BrokerError::InvalidPattern {
+            pattern: settings.pattern.clone(),
+            reason,
+        })?;
+    let storage = |source| BrokerError::Storage {
+        topic: format!("group {name}"),
+        source,
+    };
+    let (journal, state) = tokio::task::spawn_blocking(move || Journal::open(&dir))
+        .await
+        .map_err(|e| storage(StoreError::Task(e.to_string())))?
+        .map_err(storage)?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let commits = store.commits();
+    let mut actor = Actor {
+        name: name.clone(),
+        pattern,
+        settings: settings.clone(),
+        store,
+        fsync,
+        journal: Some(journal),
+        state,
+        read_pos: BTreeMap::new(),
+        fresh: VecDeque::new(),
+        pending: BTreeMap::new(),
+        deadlines: BTreeSet::new(),
+        ready: BTreeSet::new(),
+        busy_keys: HashSet::new(),
+        members: BTreeMap::new(),
+        last_member: 0,
+        dead_letters: Vec::new(),
+        dead_letter_retry: None,
+        redeliveries: 0,
+        dead_lettered: 0,
+        events: Vec::new(),
+        outbox: Vec::new(),
+        replies: Vec::new(),
+    };
+    actor.discover_topics(created).await;
+    actor.recover_pending().await;
+    actor.flush_events().await;
+    let handle = Arc::new(GroupHandle {
+        name,
+        settings,
+        commands: tx,
+    });
+    tasks.spawn(actor.run(rx, commits, stop));
+    Ok(handle)
+}
+
+impl Actor {
+    fn key_ordered(&self) -> bool {
+        self.settings.options.key_ordered
+    }
+    fn ack_wait(&self) -> Duration {
+        policy::ack_wait(&self.settings.options)
+    }
+    fn record_event(&mut self, event: Event) {
+        self.state.apply(&event);
+        self.events.push(event);
+    }
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut commits: watch::Receiver<u64>,
+        stop: CancellationToken,
+    ) {
+        tracing::info!(group = %self.name, pattern = %self.pattern, "consumer group started");
+        loop {
+            self.fill().await;
+            self.pump(Instant::now());
+            self.finish_round().await;
+            self.store_dead_letters().await;
+            if !self.events.is_empty() {
+                continue;
+            }
+            let next_timer = self.next_timer();
+            let sleep = tokio::time::sleep_until(
+                next_timer.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
+            );
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => {
+                        self.handle(command).await;
+                        let mut taken = 1;
+                        while taken < ROUND_COMMANDS {
+                            match commands.try_recv() {
+                                Ok(command) => self.handle(command).await,
+                                Err(_) => break,
+                            }
+                            taken += 1;
+                        }
+                    }
+                    None => break,
+                },
+                changed = commits.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    self.discover_topics(false).await;
+                }
+                () = sleep => {}
+                () = stop.cancelled() => break,
+            }
+            self.expire(Instant::now());
+        }
+        self.finish_round().await;
+        if let Some(journal) = self.journal.take() {
+            let synced = tokio::task::spawn_blocking(move || journal.sync()).await;
+            if let Ok(Err(e)) = synced {
+                tracing::error!(group = %self.name, error = %e, "final fsync of the group journal failed");
+            }
+        }
+        tracing::debug!(group = %self.name, "consumer group stopped");
+    }
+    fn next_timer(&self) -> Option<Instant> {
+        // A due redelivery only needs a wake-up if a member can take it; a
+        // join or a settlement that frees credit wakes the loop anyway.
+        policy::next_wake(
+            self.deadlines.first().map(|(t, _)| *t),
+            self.ready.first().map(|(t, _)| *t),
+            self.member_with_credit().is_some(),
+            self.dead_letter_retry,
+        )
+    }
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::Join {
+                member,
+                client,
+                max_in_flight,
+                limit,
+                deliveries,
+            } => {
+                tracing::debug!(group = %self.name, member, %client, "member joined");
+                self.members.insert(
+                    member,
+                    Member {
+                        client,
+                        max_in_flight: max_in_flight.max(1),
+                        remaining: limit,
+                        in_flight: 0,
+                        delivered: 0,
+                        tx: deliveries,
+                    },
+                );
+            }
+            Command::Leave { member } => self.member_left(member),
+            Command::SettleMany { items, reply } => {
+                let now = Instant::now();
+                let results = items
+                    .into_iter()
+                    .map(|(topic, offset, action)| self.settle(&topic, offset, action, now))
+                    .collect();
+                self.replies.push(Reply::SettleMany(reply, results));
+            }
+            Command::Info { reply } => {
+                let _ = reply.send(self.info());
+            }
+            Command::Reset { to, reply } => {
+                self.reset(to).await;
+                self.replies.push(Reply::Reset(reply));
+            }
+        }
+    }
+    /// Writes the round's events to the journal (one write, and one fsync
+    /// under `fsync = "always"`), compacting it when due, on the blocking
+    /// pool.
+    async fn flush_events(&mut self) {
+        if self.events.is_empty() {
+            return;
+        }
+        let Some(mut journal) = self.journal.take() else {
+            return;
+        };
+        let events = std::mem::take(&mut self.events);
+        let fsync = self.fsync == FsyncPolicy::Always;
+        // The state after these events, for a compaction (rare: every
+        // 50,000 events).
+        let state = journal
+            .wants_compaction_after(events.len())
+            .then(|| self.state.clone());
+        let written = tokio::task::spawn_blocking(move || {
+            let result =
+                journal
+                    .append(&events)
+                    .and_then(|()| if fsync { journal.sync() } else { Ok(()) });
+            let compacted = state.map(|state| journal.compact(&state));
+            (journal, result, compacted)
+        })
+        .await;
+        let (journal, result, compacted) = match written {
+            Ok(written) => written,
+            Err(e) => {
+                tracing::error!(group = %self.name, error = %e, "group journal task failed");
+                return;
+            }
+        };
+        self.journal = Some(journal);
+        if let Err(e) = result {
+            // The state in memory is still right; a crash now may redeliver.
+            tracing::error!(group = %self.name, error = %e, "cannot write the group journal");
+        }
+        if let Some(Err(e)) = compacted {
+            tracing::error!(group = %self.name, error = %e, "cannot compact the group journal");
+        }
+    }
+    /// Makes the round's events durable, then lets its effects out.
+    async fn finish_round(&mut self) {
+        self.flush_events().await;
+        let mut gone = Vec::new();
+        for (member, delivery) in self.outbox.drain(..) {
+            let sent = self
+                .members
+                .get(&member)
+                .is_some_and(|m| m.tx.send(delivery).is_ok());
+            if !sent {
+                gone.push(member);
+            }
+        }
+        for member in gone {
+            self.member_left(member);
+        }
+        for reply in std::mem::take(&mut self.replies) {
+            match reply {
+                Reply::Reset(tx) => {
+                    let _ = tx.send(Ok(self.info()));
+                }
+                Reply::SettleMany(tx, results) => {
+                    let _ = tx.send(results);
+                }
+            }
+        }
+    }
+}
