@@ -47,6 +47,9 @@ pub enum BrokerError {
     /// The subscription id is already used on this connection.
     #[error("subscription id {0} is already in use on this connection")]
     SubscriptionExists(u64),
+    /// No subscription or consumer with this id on the connection.
+    #[error("no subscription {0} on this connection")]
+    UnknownSubscription(u64),
     /// A consumer group name is not valid.
     #[error("invalid group name {name:?}: {reason}")]
     InvalidGroup {
@@ -98,6 +101,7 @@ impl BrokerError {
             BrokerError::Storage { .. } => ErrorCode::Storage,
             BrokerError::LimitExceeded(_) => ErrorCode::LimitExceeded,
             BrokerError::SubscriptionExists(_) => ErrorCode::SubscriptionExists,
+            BrokerError::UnknownSubscription(_) => ErrorCode::UnknownSubscription,
             BrokerError::InvalidGroup { .. } => ErrorCode::InvalidGroup,
             BrokerError::UnknownDelivery(_) => ErrorCode::UnknownDelivery,
             BrokerError::GroupNotFound(_) => ErrorCode::GroupNotFound,

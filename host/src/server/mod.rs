@@ -4,13 +4,15 @@
 //! # Layout
 //!
 //! - [`tls`] - the certificate (configured or self-signed) and QUIC settings.
-//! - [`connection`] - handshake and request dispatch of one connection.
+//! - [`connection`] - the handshake and admission of one connection.
+//! - [`session`] - a connection's requests and streams after its handshake.
 //! - [`delivery`] - one subscription's delivery stream.
 //! - [`admin`] - the admin HTTP listener (`/metrics`, `/healthz`).
 
 pub mod admin;
 mod connection;
 mod delivery;
+mod session;
 pub mod tls;
 
 use std::sync::Arc;

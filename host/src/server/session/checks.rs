@@ -1,0 +1,109 @@
+//! Rights and limits of a session, checked before the broker is called:
+//! every check goes through [`authorize`], and a refusal is counted and
+//! logged at a rate limit.
+
+use super::Session;
+use crate::auth::{authorize, Action, AdminRight, Denied};
+use crate::broker::{BrokerError, PublishBatch};
+use crate::sync::lock;
+
+impl Session {
+    /// Counts and logs (at a rate limit) a refused request; the error says
+    /// who may not do what.
+    pub(super) fn deny(&self, denied: Denied) -> BrokerError {
+        self.shared.broker.metrics().denied(denied.action.label());
+        let message = denied.to_string();
+        if let Some(held) = self.shared.auth.log_limit.allow() {
+            tracing::warn!(principal = %self.principal.name, action = denied.action.label(), held_back = held, "{message}");
+        }
+        BrokerError::Forbidden(message)
+    }
+
+    /// [`authorize`], counted and logged when refused.
+    pub(super) fn authorize(&self, action: Action, target: &str) -> Result<(), BrokerError> {
+        authorize(&self.principal, action, target).map_err(|denied| self.deny(denied))
+    }
+
+    /// A publish checked against the batch limit and the publisher's
+    /// rights on every topic, then handed to the broker.
+    pub(super) async fn publish(
+        &self,
+        batch: Result<PublishBatch, BrokerError>,
+    ) -> Result<crate::broker::PendingPublish, BrokerError> {
+        let batch = batch?;
+        self.check_batch(batch.len())?;
+        batch
+            .topics()
+            .try_for_each(|topic| self.authorize(Action::Publish, topic))?;
+        self.shared.broker.publish(batch, &self.principal).await
+    }
+
+    pub(super) fn check_subscribe(&self, pattern: &str) -> Result<(), BrokerError> {
+        if let Err(reason) = sluice_proto::Pattern::parse(pattern) {
+            return Err(BrokerError::InvalidPattern {
+                pattern: pattern.to_owned(),
+                reason,
+            });
+        }
+        self.authorize(Action::Subscribe, pattern)
+    }
+
+    /// Settling needs read rights on the message's topic (a bad name is
+    /// left to the broker, which answers it per item).
+    pub(super) fn check_settle(&self, topic: &str) -> Result<(), BrokerError> {
+        self.authorize(Action::Settle, topic)
+    }
+
+    pub(super) fn check_admin(&self, right: AdminRight, what: &str) -> Result<(), BrokerError> {
+        self.authorize(Action::Admin(right), what)
+    }
+
+    pub(super) fn check_batch(&self, count: usize) -> Result<(), BrokerError> {
+        let limit = self.shared.config.limits.max_batch_messages;
+        if count > limit {
+            self.shared.broker.metrics().limit_hit("max_batch_messages");
+            return Err(BrokerError::LimitExceeded(format!(
+                "a batch of {count} messages is over the limit of {limit} (limits.max_batch_messages)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks the per-connection limit of the kind and that the id is free.
+    pub(super) fn check_stream_slot(&self, id: u64, consumer: bool) -> Result<(), BrokerError> {
+        let subscriptions = lock(&self.subscriptions);
+        let limits = &self.shared.config.limits;
+        let (limit, name, what) = if consumer {
+            (
+                limits.max_consumers_per_connection,
+                "max_consumers_per_connection",
+                "group consumers",
+            )
+        } else {
+            (
+                limits.max_subscriptions_per_connection,
+                "max_subscriptions_per_connection",
+                "subscriptions",
+            )
+        };
+        let open = subscriptions
+            .values()
+            .filter(|s| s.consumer == consumer)
+            .count();
+        if open >= limit {
+            self.shared.broker.metrics().limit_hit(name);
+            return Err(BrokerError::LimitExceeded(format!(
+                "this connection has {open} {what} open, the most allowed (limits.{name} = {limit})"
+            )));
+        }
+        if subscriptions.contains_key(&id) {
+            return Err(BrokerError::SubscriptionExists(id));
+        }
+        Ok(())
+    }
+
+    /// Group admin (list, info, reset) needs the `groups` admin right.
+    pub(super) fn check_group_admin(&self) -> Result<(), BrokerError> {
+        self.check_admin(AdminRight::Groups, "administer consumer groups")
+    }
+}
