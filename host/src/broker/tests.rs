@@ -15,9 +15,9 @@ use tempfile::TempDir;
 use super::{Broker, BrokerError, PublishBatch};
 use crate::auth::Principal;
 use crate::config::Config;
+use crate::groups::LocalGroups;
 use crate::metrics::Metrics;
 use crate::plugin::PluginRegistry;
-use crate::groups::LocalGroups;
 use crate::store::{LocalOptions, LocalStore, Store};
 
 /// Bound on every wait in these tests.
