@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use sluice_tests::TestBroker;
 
-use super::{publish_n, totals};
+use super::{publish_n, totals, wait_members};
 
 /// Runs the CLI with `args` against `broker`; returns (exit success, stdout, stderr).
 async fn cli(broker: &TestBroker, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
@@ -78,8 +78,10 @@ async fn the_cli_consumes_as_a_group_member_and_shows_groups() -> anyhow::Result
         .collect();
     assert_eq!(printed.len(), 3, "{out}");
 
-    // The CLI acked what it printed and left; two messages are left to do
-    // (undelivered, or handed back: see the next test).
+    // The CLI acked what it printed and left (the broker sees its connection
+    // close on its own time); two messages are left to do (undelivered, or
+    // handed back: see the next test).
+    wait_members(&client, "g", 0).await;
     let info = client.group_info("g").await?;
     assert_eq!(info.members.len(), 0, "{info:?}");
     let (lag, pending) = totals(&info);

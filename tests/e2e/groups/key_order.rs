@@ -6,9 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice_client::{ConsumeOptions, Delivery, Message};
-use sluice_tests::{wait_until, TestBroker, WAIT};
+use sluice_tests::{TestBroker, WAIT};
+use tokio::sync::mpsc;
 
-use super::{brief, drain, next, offsets_of, recv_n, text, totals, wait_members, SOON};
+use super::{
+    brief, drain, late_reports, next, offsets_of, recv_n, reports, text, totals, wait_members,
+    DUPLICATE_WINDOW, SOON,
+};
 
 #[derive(Default)]
 struct KeyLedger {
@@ -35,6 +39,8 @@ async fn a_key_ordered_group_keeps_one_message_per_key_in_flight() -> anyhow::Re
     let publisher = broker.client().await?;
     publisher.create_topic("accounts", None, None).await?;
     let ledger = Arc::new(Mutex::new(KeyLedger::default()));
+    // `(key, seq)` of each message once its ack is answered.
+    let (processed, mut reported) = mpsc::channel::<(String, u64)>((KEYS * PER_KEY) as usize);
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..4u64 {
         let client = broker.client().await?;
@@ -46,6 +52,7 @@ async fn a_key_ordered_group_keeps_one_message_per_key_in_flight() -> anyhow::Re
             )
             .await?;
         let ledger = ledger.clone();
+        let processed = processed.clone();
         tasks.spawn(async move {
             let _client = client;
             let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (worker + 1);
@@ -68,17 +75,24 @@ async fn a_key_ordered_group_keeps_one_message_per_key_in_flight() -> anyhow::Re
                         l.attempts_over_1.push((key.clone(), seq, delivery.attempt));
                     }
                 }
+                // Simulated work, not a wait for anything: a random 0-5 ms
+                // keeps several keys in flight at once and their
+                // completions out of publish order.
                 let pause = xorshift(&mut rng) % 6;
                 tokio::time::sleep(Duration::from_millis(pause)).await;
                 {
                     let mut l = ledger.lock().unwrap();
                     l.in_flight.remove(&key);
-                    l.done.entry(key).or_default().push(seq);
+                    l.done.entry(key.clone()).or_default().push(seq);
                 }
                 delivery.ack().await.expect("ack");
+                if processed.send((key, seq)).await.is_err() {
+                    return;
+                }
             }
         });
     }
+    drop(processed);
     wait_members(&publisher, "ledger", 4).await;
     let mut batch = Vec::new();
     for seq in 0..PER_KEY {
@@ -88,17 +102,15 @@ async fn a_key_ordered_group_keeps_one_message_per_key_in_flight() -> anyhow::Re
     }
     publisher.publish_batch(batch).await?;
 
-    wait_until("every message to be processed", WAIT, || async {
-        let l = ledger.lock().unwrap();
-        let n: usize = l.done.values().map(Vec::len).sum();
-        if n >= (KEYS * PER_KEY) as usize {
-            Ok(())
-        } else {
-            Err(n)
-        }
-    })
+    reports(
+        &mut reported,
+        (KEYS * PER_KEY) as usize,
+        "processed messages",
+        WAIT,
+    )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A duplicate would show up within the window; the ledger records it.
+    late_reports(&mut reported, DUPLICATE_WINDOW).await;
     tasks.abort_all();
     {
         let l = ledger.lock().unwrap();

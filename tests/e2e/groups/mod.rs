@@ -15,15 +15,20 @@ mod settle_batches;
 mod sharing;
 
 use std::collections::BTreeSet;
+use std::fmt::Debug;
 use std::time::Duration;
 
 use sluice_client::{
     Client, ClientError, Consumer, Delivered, Delivery, ErrorCode, GroupInfo, Message,
 };
 use sluice_tests::wait_until;
+use tokio::sync::mpsc;
 
 /// Bound of one wait for deliveries that should come at once.
 const SOON: Duration = Duration::from_secs(5);
+
+/// How long a duplicate is given to show up once everything expected came.
+const DUPLICATE_WINDOW: Duration = Duration::from_millis(300);
 
 /// `(topic, offset, attempt)` of deliveries, for readable assertions.
 fn brief(deliveries: &[Delivery]) -> Vec<(String, u64, u32)> {
@@ -139,4 +144,41 @@ fn expect_code<T: std::fmt::Debug>(result: Result<T, ClientError>, code: ErrorCo
         Ok(value) => panic!("{what}: expected {code:?}, got Ok({value:?})"),
         Err(e) => assert_eq!(e.code(), Some(code), "{what}: {e}"),
     }
+}
+
+/// Receives exactly `n` reports from worker tasks within `limit`; panics
+/// naming `what` otherwise.
+async fn reports<T: Debug>(
+    reports: &mut mpsc::Receiver<T>,
+    n: usize,
+    what: &str,
+    limit: Duration,
+) -> Vec<T> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut got = Vec::with_capacity(n);
+    while got.len() < n {
+        match tokio::time::timeout_at(deadline, reports.recv()).await {
+            Ok(Some(report)) => got.push(report),
+            Ok(None) => panic!(
+                "the workers stopped after {} of {n} reports of {what}: {got:?}",
+                got.len()
+            ),
+            Err(_) => panic!(
+                "{} of {n} reports of {what} within {limit:?}: {got:?}",
+                got.len()
+            ),
+        }
+    }
+    got
+}
+
+/// Whatever the worker tasks report within `window` (usually expected to be
+/// nothing: the window is how long a duplicate is given to show up).
+async fn late_reports<T>(reports: &mut mpsc::Receiver<T>, window: Duration) -> Vec<T> {
+    let deadline = tokio::time::Instant::now() + window;
+    let mut got = Vec::new();
+    while let Ok(Some(report)) = tokio::time::timeout_at(deadline, reports.recv()).await {
+        got.push(report);
+    }
+    got
 }

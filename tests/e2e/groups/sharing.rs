@@ -1,14 +1,15 @@
 //! Sharing: durable fan-out between groups, competing consumers within one,
 //! and the hand-over of a member's unsettled messages when it leaves.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice_client::{ConsumeOptions, Message};
-use sluice_tests::{wait_until, TestBroker, WAIT};
+use sluice_tests::{TestBroker, WAIT};
+use tokio::sync::mpsc;
 
 use super::{
-    ack_all, brief, drain, offsets_of, publish_n, recv_n, text, totals, wait_members, SOON,
+    ack_all, brief, drain, late_reports, offsets_of, publish_n, recv_n, reports, text, totals,
+    wait_members, DUPLICATE_WINDOW, SOON,
 };
 
 #[tokio::test]
@@ -48,25 +49,25 @@ async fn orders_fan_out_to_groups_and_are_shared_within_one() -> anyhow::Result<
             .await?;
     }
 
-    // (worker, offset, attempt, payload) of every acked inventory delivery.
-    let seen = Arc::new(Mutex::new(Vec::<(usize, u64, u32, String)>::new()));
+    // (worker, offset, attempt, payload) of every acked inventory delivery,
+    // reported once its ack is answered.
+    let (acked, mut acks) = mpsc::channel::<(usize, u64, u32, String)>(N);
     let mut tasks = tokio::task::JoinSet::new();
     for (index, (client, mut consumer)) in workers.into_iter().enumerate() {
-        let seen = seen.clone();
+        let acked = acked.clone();
         tasks.spawn(async move {
             let _client = client;
             while let Some(delivery) = consumer.recv().await {
                 let delivery = delivery.expect("inventory delivery");
                 delivery.ack().await.expect("inventory ack");
-                seen.lock().unwrap().push((
-                    index,
-                    delivery.offset,
-                    delivery.attempt,
-                    text(&delivery),
-                ));
+                let report = (index, delivery.offset, delivery.attempt, text(&delivery));
+                if acked.send(report).await.is_err() {
+                    return;
+                }
             }
         });
     }
+    drop(acked);
 
     // Shipping gets every order too (durable fan-out).
     let shipped = recv_n(&mut shipping, N, WAIT).await;
@@ -81,19 +82,10 @@ async fn orders_fan_out_to_groups_and_are_shared_within_one() -> anyhow::Result<
         brief(&shipped)
     );
 
-    wait_until("inventory to ack every order", WAIT, || async {
-        let n = seen.lock().unwrap().len();
-        if n >= N {
-            Ok(())
-        } else {
-            Err(n)
-        }
-    })
-    .await;
-    // A duplicate would show up here.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut seen = reports(&mut acks, N, "inventory acks", WAIT).await;
+    // A duplicate would show up within the window.
+    seen.extend(late_reports(&mut acks, DUPLICATE_WINDOW).await);
     tasks.abort_all();
-    let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), N, "every order acked exactly once: {seen:?}");
     let mut orders: Vec<String> = seen.iter().map(|s| s.3.clone()).collect();
     orders.sort();
