@@ -18,15 +18,17 @@
 //!   test waits for what it expects to happen, never sleeps then asserts.
 //! - `messages.rs`: reading messages back, [`collect`], [`collect_until`],
 //!   [`fetch_all`], and short forms for assertions.
+//! - `command.rs`: [`run_command`], the command line run to its end, bounded.
 //! - here: [`init_tracing`] (logs of the broker and client, filtered by
 //!   `RUST_LOG`, captured per test) and [`plugin_dist`].
 //!
 //! Dependencies point one way: `wait` imports nothing of the harness;
-//! `messages`, `broker` and `raw` use `wait`; `child` and `steady`
+//! `messages`, `broker`, `raw` and `command` use `wait`; `child` and `steady`
 //! build on those.
 
 mod broker;
 mod child;
+mod command;
 mod messages;
 mod raw;
 mod steady;
@@ -37,6 +39,7 @@ use std::sync::Once;
 
 pub use broker::{client_options, TestBroker};
 pub use child::{free_udp_port, ChildBroker};
+pub use command::{run_command, CommandOutput};
 pub use messages::{collect, collect_until, fetch_all, now_ms, offsets, summary};
 pub use raw::{raw_tls_config, RawClient, RawControl};
 pub use steady::Steady;

@@ -2,48 +2,28 @@
 //! and `sluice groups info|list`.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use sluice_tests::TestBroker;
+use sluice_tests::{run_command, TestBroker};
 
 use super::{publish_n, totals, wait_members};
 
+/// How long one run of the command line may take.
+const CLI_LIMIT: Duration = Duration::from_secs(20);
+
 /// Runs the CLI with `args` against `broker`; returns (exit success, stdout, stderr).
 async fn cli(broker: &TestBroker, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sluice-under-test"));
+    command
         .args(args)
         .arg("--server")
         .arg(broker.addr().to_string())
         .arg("--ca")
         .arg(broker.cert_path())
         .env_remove("SLUICE_TOKEN")
-        .env("RUST_LOG", "warn")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if child.try_wait()?.is_some() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            child.kill()?;
-            let output = child.wait_with_output()?;
-            anyhow::bail!(
-                "sluice {args:?} did not exit within 20 s; stdout:\n{}\nstderr:\n{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let output = child.wait_with_output()?;
-    Ok((
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    ))
+        .env("RUST_LOG", "warn");
+    let out = run_command(command, "", CLI_LIMIT).await?;
+    Ok((out.success, out.stdout, out.stderr))
 }
 
 #[tokio::test]

@@ -2,12 +2,17 @@
 //! none, inconsistent auth config is refused, and `sluice token hash`
 //! makes hashes the broker accepts.
 
+use std::time::Duration;
+
 use sluice_client::{ErrorCode, StartPosition};
-use sluice_tests::{bounded, fetch_all, TestBroker};
+use sluice_tests::{fetch_all, run_command, TestBroker};
 
 use super::{
     connect, principals_toml, refused, sample, scrape, with_config, ADMIN_TOKEN, ORDERS_TOKEN,
 };
+
+/// How long one run of the command line may take.
+const CLI_LIMIT: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn clients_without_a_valid_token_are_refused_with_unauthorized() -> anyhow::Result<()> {
@@ -118,28 +123,13 @@ async fn development_mode_needs_no_credentials_and_rejects_inconsistent_auth_con
 
 /// Runs the `sluice` CLI with `args` and `stdin`; (success, stdout, stderr).
 async fn sluice_cli(args: Vec<String>, stdin: &str) -> anyhow::Result<(bool, String, String)> {
-    let stdin = stdin.to_owned();
-    let run = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        use std::io::Write;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
-            .args(&args)
-            .env_remove("SLUICE_TOKEN")
-            .env("RUST_LOG", "error")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()?;
-        if let Some(mut input) = child.stdin.take() {
-            input.write_all(stdin.as_bytes())?;
-        }
-        let out = child.wait_with_output()?;
-        Ok((
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ))
-    });
-    bounded("the sluice command", run).await?
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sluice-under-test"));
+    command
+        .args(&args)
+        .env_remove("SLUICE_TOKEN")
+        .env("RUST_LOG", "error");
+    let out = run_command(command, stdin, CLI_LIMIT).await?;
+    Ok((out.success, out.stdout, out.stderr))
 }
 
 #[tokio::test]
