@@ -1,7 +1,7 @@
 //! `sluice pub`: one message, N copies (pipelined batches), or one message
 //! per line of standard input.
 
-use std::io::{BufRead, IsTerminal};
+use std::io::BufRead;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -11,19 +11,10 @@ use sluice_client::{Client, Message, MessageOutcome};
 
 use super::args::PubArgs;
 use super::connect::connect;
+use super::display::{describe, progress_bar};
 
-fn progress_bar(total: u64) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() || total < 1000 {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(total);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{bar:40} {pos}/{len} messages, {per_sec}, eta {eta}",
-    ) {
-        bar.set_style(style);
-    }
-    bar
-}
+/// Below this many messages a progress bar would only flicker.
+const PROGRESS_FROM: u64 = 1000;
 
 /// Builds message number `n` (1-based).
 fn message(args: &PubArgs, template: &MessageTemplate, n: u64) -> Message {
@@ -50,25 +41,6 @@ fn message(args: &PubArgs, template: &MessageTemplate, n: u64) -> Message {
 enum MessageTemplate {
     Text(String),
     Bytes(Bytes),
-}
-
-/// One line per message: what the broker (and its plugins) did with it.
-pub fn describe(outcome: &MessageOutcome) -> String {
-    match outcome {
-        MessageOutcome::Stored(places) => places
-            .iter()
-            .map(|p| {
-                let dup = if p.duplicate { " (duplicate)" } else { "" };
-                format!("stored {}@{}{dup}", p.topic, p.offset)
-            })
-            .collect::<Vec<_>>()
-            .join(", "),
-        MessageOutcome::Dropped => "dropped by a plugin (not stored)".into(),
-        MessageOutcome::Rejected(reason) => format!("rejected: {reason}"),
-        MessageOutcome::DeadLettered { reason, at } => {
-            format!("dead-lettered to {}@{}: {reason}", at.topic, at.offset)
-        }
-    }
 }
 
 /// Runs `sluice pub`.
@@ -112,7 +84,14 @@ async fn publish_many(
     args: &PubArgs,
     template: &MessageTemplate,
 ) -> anyhow::Result<()> {
-    let bar = progress_bar(args.count);
+    let bar = if args.count < PROGRESS_FROM {
+        indicatif::ProgressBar::hidden()
+    } else {
+        progress_bar(
+            args.count,
+            "{bar:40} {pos}/{len} messages, {per_sec}, eta {eta}",
+        )
+    };
     let start = Instant::now();
     let mut in_flight = FuturesUnordered::new();
     let mut next = 1u64;
