@@ -183,32 +183,50 @@ pub struct ClientArgs {
     pub client_key: Option<PathBuf>,
 }
 
+/// Help of `sluice pub MESSAGE`.
+pub const MESSAGE_HELP: &str =
+    "The payload, a template: `{n}` is replaced by the message's number \
+    (1 to --count). With --size it is padded with spaces to --size bytes. Without it (and \
+    without --file or --size), each line of standard input is one message";
+
+/// Help of `sluice pub --size`.
+pub const SIZE_HELP: &str = "Payloads of exactly this many bytes (load tests): MESSAGE padded \
+    with spaces, or without MESSAGE that many `x`. A MESSAGE longer than this once `{n}` is \
+    replaced is refused before anything is sent, never truncated";
+
+/// `text` for clap's help with its `{n}` intact. Clap turns a literal
+/// `{n}` in help into a line break; with the `n` set in bold it does not
+/// match, and plain (non-terminal) output drops the styling.
+fn with_number(text: &str) -> String {
+    let bold = clap::builder::styling::Style::new().bold();
+    text.replace("{n}", &format!("{{{bold}n{bold:#}}}"))
+}
+
 /// `sluice pub`
 #[derive(Debug, Args)]
 pub struct PubArgs {
     /// Destination topic.
     pub topic: String,
-    /// The payload. `{n}` is replaced by the message's sequence number
-    /// (1..=count). Without it (and without --file or --size), each line of
-    /// standard input is one message.
+    /// The payload template: [`MESSAGE_HELP`].
+    #[arg(help = with_number(MESSAGE_HELP))]
     pub message: Option<String>,
-    /// Message key.
-    #[arg(long)]
+    /// Message key (`{n}` is replaced as in the payload).
+    #[arg(long, help = with_number("Message key (`{n}` is replaced as in the payload)"))]
     pub key: Option<String>,
     /// Header NAME=VALUE (repeatable).
     #[arg(long = "header", short = 'H', value_parser = parse_header)]
     pub headers: Vec<(String, String)>,
     /// De-duplication id (`{n}` is replaced as in the payload).
-    #[arg(long)]
+    #[arg(long, help = with_number("De-duplication id (`{n}` is replaced as in the payload)"))]
     pub id: Option<String>,
-    /// Publish the message this many times.
+    /// Publish this many messages, numbered from 1.
     #[arg(long, short = 'n', default_value_t = 1)]
     pub count: u64,
     /// Read the payload from this file.
     #[arg(long, conflicts_with = "message")]
     pub file: Option<PathBuf>,
-    /// Use a payload of this many bytes (for load tests).
-    #[arg(long, conflicts_with_all = ["message", "file"])]
+    /// Payloads of exactly this many bytes: [`SIZE_HELP`].
+    #[arg(long, conflicts_with = "file", help = with_number(SIZE_HELP))]
     pub size: Option<usize>,
     /// Messages per publish request.
     #[arg(long, default_value_t = 64)]
@@ -471,6 +489,19 @@ mod tests {
     fn cli_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn pub_help_shows_the_number_placeholder() {
+        use clap::CommandFactory;
+        let help = Cli::command()
+            .find_subcommand_mut("pub")
+            .expect("pub")
+            .render_help()
+            .to_string();
+        assert!(help.contains("a template: `{n}` is replaced"), "{help}");
+        assert!(help.contains("once `{n}` is replaced is refused"), "{help}");
+        assert!(help.contains("never truncated"), "{help}");
     }
 
     #[test]

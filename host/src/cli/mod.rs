@@ -9,6 +9,7 @@
 //! - [`args`]: the command-line definition (clap), the leaf.
 //! - [`connect`]: client flags to a connected client (`--server`, `--ca`, `--data`, `--insecure`).
 //! - [`display`]: publish outcomes as text, progress bars.
+//! - [`payload`]: what `sluice pub` sends (templates, `--size`, files).
 //! - [`serve`], [`publish`], [`subscribe`], [`topics`], [`groups`],
 //!   [`plugin`] (with [`scaffold`]), [`bench`], [`token`]: one per subcommand.
 
@@ -17,6 +18,7 @@ pub mod bench;
 pub mod connect;
 pub mod display;
 pub mod groups;
+pub mod payload;
 pub mod plugin;
 pub mod publish;
 pub mod scaffold;
