@@ -16,7 +16,7 @@ use sluice_proto::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::client::Client;
+use crate::connection::Connection;
 use crate::error::ClientError;
 use crate::subscription::Subscription;
 
@@ -117,10 +117,10 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    pub(crate) fn new(stream: Subscription, group: Arc<str>, client: Client) -> Self {
+    pub(crate) fn new(stream: Subscription, group: Arc<str>, connection: Arc<Connection>) -> Self {
         Consumer {
             stream,
-            settler: Settler::spawn(client, group.clone()),
+            settler: Settler::spawn(connection, group.clone()),
             group,
         }
     }
@@ -227,9 +227,9 @@ struct Settler {
 }
 
 impl Settler {
-    fn spawn(client: Client, group: Arc<str>) -> Settler {
+    fn spawn(connection: Arc<Connection>, group: Arc<str>) -> Settler {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(settle_loop(client, group, rx));
+        tokio::spawn(settle_loop(connection, group, rx));
         Settler { tx }
     }
 
@@ -242,7 +242,11 @@ impl Settler {
     }
 }
 
-async fn settle_loop(client: Client, group: Arc<str>, mut rx: mpsc::UnboundedReceiver<Waiting>) {
+async fn settle_loop(
+    connection: Arc<Connection>,
+    group: Arc<str>,
+    mut rx: mpsc::UnboundedReceiver<Waiting>,
+) {
     let batches = Arc::new(AtomicBool::new(true));
     let mut in_flight = FuturesUnordered::new();
     loop {
@@ -256,7 +260,7 @@ async fn settle_loop(client: Client, group: Arc<str>, mut rx: mpsc::UnboundedRec
                         Err(_) => break,
                     }
                 }
-                in_flight.push(send_settles(client.clone(), group.clone(), batch, batches.clone()));
+                in_flight.push(send_settles(connection.clone(), group.clone(), batch, batches.clone()));
             }
             Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
         }
@@ -274,23 +278,25 @@ fn copy_error(e: &ClientError) -> ClientError {
     }
 }
 
-async fn send_one(client: &Client, group: &str, item: SettleItem) -> Result<(), ClientError> {
+async fn send_one(
+    connection: &Connection,
+    group: &str,
+    item: SettleItem,
+) -> Result<(), ClientError> {
     let settle = Settle {
         group: group.to_owned(),
         topic: item.topic,
         offset: item.offset,
         action: item.action,
     };
-    match client.request(RequestBody::Settle(settle)).await? {
+    match connection.request(RequestBody::Settle(settle)).await? {
         ResponseBody::Settled => Ok(()),
-        other => Err(ClientError::Protocol(format!(
-            "unexpected response {other:?}"
-        ))),
+        other => Err(ClientError::unexpected_response(other)),
     }
 }
 
 async fn send_settles(
-    client: Client,
+    connection: Arc<Connection>,
     group: Arc<str>,
     batch: Vec<Waiting>,
     batches: Arc<AtomicBool>,
@@ -301,7 +307,7 @@ async fn send_settles(
             group: group.to_string(),
             items,
         });
-        match client.request(request).await {
+        match connection.request(request).await {
             Ok(ResponseBody::SettledBatch { errors }) if errors.len() == batch.len() => {
                 for ((_, reply), error) in batch.into_iter().zip(errors) {
                     let _ = reply.send(error.map_or(Ok(()), |e| Err(ClientError::Server(e))));
@@ -315,7 +321,7 @@ async fn send_settles(
                 batches.store(false, Ordering::Relaxed);
             }
             Ok(other) => {
-                let e = ClientError::Protocol(format!("unexpected response {other:?}"));
+                let e = ClientError::unexpected_response(other);
                 for (_, reply) in batch {
                     let _ = reply.send(Err(copy_error(&e)));
                 }
@@ -330,10 +336,10 @@ async fn send_settles(
         }
     }
     let sends = batch.into_iter().map(|(item, reply)| {
-        let client = &client;
+        let connection = &connection;
         let group = &group;
         async move {
-            let _ = reply.send(send_one(client, group, item).await);
+            let _ = reply.send(send_one(connection, group, item).await);
         }
     });
     futures_util::future::join_all(sends).await;

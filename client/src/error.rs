@@ -1,6 +1,6 @@
 //! Errors of the client.
 
-use sluice_proto::{CodecError, ErrorBody, ErrorCode};
+use sluice_proto::{CodecError, ErrorBody, ErrorCode, ResponseBody};
 
 /// What can go wrong talking to a broker.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +51,11 @@ impl ClientError {
             }
             _ => None,
         }
+    }
+
+    /// The broker answered a request with a response of another kind.
+    pub(crate) fn unexpected_response(body: ResponseBody) -> ClientError {
+        ClientError::Protocol(format!("unexpected response {body:?}"))
     }
 }
 

@@ -30,7 +30,12 @@
 //!
 //! # Layout
 //!
-//! - [`client`] - [`Client`], one QUIC connection with pipelined requests.
+//! - [`client`] - [`Client`], the handle an application holds: publish,
+//!   subscribe, consume, administer.
+//! - `connection` - the QUIC connection a client and its subscriptions
+//!   share: handshake, pipelined requests on the control stream, delivery
+//!   streams. Internal; everything else builds on it and it on nothing
+//!   above it.
 //! - [`subscription`] - [`Subscription`], a `Stream` of deliveries.
 //! - [`consumer`] - [`Consumer`], membership of a consumer group, and [`Delivery`] to settle.
 //! - [`options`] - [`ClientOptions`] and [`Trust`] (how the broker's certificate is checked).
@@ -39,6 +44,7 @@
 //! - [`wire`] - reading and writing frames on QUIC streams (shared with the broker).
 
 pub mod client;
+mod connection;
 pub mod consumer;
 pub mod error;
 pub mod message;

@@ -6,22 +6,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::Stream;
-use sluice_proto::{Delivered, ErrorBody, RequestBody};
+use sluice_proto::{Delivered, RequestBody};
 use tokio::sync::mpsc;
 
-use crate::client::Inner;
+use crate::connection::{Connection, SubscriptionEvent};
 use crate::error::ClientError;
-
-/// What the delivery-stream reader hands to a subscription.
-#[derive(Debug)]
-pub(crate) enum SubscriptionEvent {
-    Messages {
-        messages: Vec<Delivered>,
-        dropped: u64,
-    },
-    End(Option<ErrorBody>),
-    Failed(String),
-}
 
 /// A live or replaying subscription. Yields messages in offset order per
 /// topic. Dropping it ends the subscription on the broker.
@@ -32,16 +21,15 @@ pub struct Subscription {
     buffered: VecDeque<Delivered>,
     dropped: u64,
     ended: bool,
-    client: Arc<Inner>,
+    connection: Arc<Connection>,
 }
 
 impl Subscription {
-    pub(crate) fn new(
-        id: u64,
-        pattern: String,
-        events: mpsc::Receiver<SubscriptionEvent>,
-        client: Arc<Inner>,
-    ) -> Self {
+    /// Registers a subscription on `connection` for the broker's delivery
+    /// stream; the caller then asks the broker for it. Dropping the result
+    /// unregisters it, so a refused request leaves nothing behind.
+    pub(crate) fn register(connection: Arc<Connection>, pattern: String) -> Self {
+        let (id, events) = connection.register_subscription();
         Subscription {
             id,
             pattern,
@@ -49,7 +37,7 @@ impl Subscription {
             buffered: VecDeque::new(),
             dropped: 0,
             ended: false,
-            client,
+            connection,
         }
     }
 
@@ -117,15 +105,9 @@ impl Stream for Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let registered = self
-            .client
-            .shared
-            .subscriptions
-            .lock()
-            .map(|mut subs| subs.remove(&self.id).is_some())
-            .unwrap_or(false);
+        let registered = self.connection.unregister_subscription(self.id);
         if registered && !self.ended {
-            self.client.request_detached(RequestBody::Unsubscribe {
+            self.connection.request_detached(RequestBody::Unsubscribe {
                 subscription: self.id,
             });
         }

@@ -173,49 +173,49 @@ impl FrameDecoder {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::message::*;
+    use serde::Deserialize;
 
-    fn publish_frame(payload: &[u8]) -> ClientFrame {
-        ClientFrame::Request(Request {
+    use super::*;
+
+    /// A frame shaped like the protocol's (an enum of maps with bytes,
+    /// strings and options), so that the codec is tested on its own; the
+    /// protocol's frames are tested in `message`.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    enum TestFrame {
+        Publish {
+            id: u64,
+            topic: String,
+            key: Option<Bytes>,
+            headers: Vec<(String, String)>,
+            payload: Bytes,
+        },
+        Ping {
+            id: u64,
+        },
+    }
+
+    fn publish_frame(payload: &[u8]) -> TestFrame {
+        TestFrame::Publish {
             id: 7,
-            body: RequestBody::Publish(Publish {
-                messages: vec![PublishMessage {
-                    topic: "orders.eu".into(),
-                    key: Some(Bytes::from_static(b"k1")),
-                    headers: vec![("region".into(), "eu".into())],
-                    payload: Bytes::copy_from_slice(payload),
-                    id: Some("m-1".into()),
-                }],
-            }),
-        })
+            topic: "orders.eu".into(),
+            key: Some(Bytes::from_static(b"k1")),
+            headers: vec![("region".into(), "eu".into())],
+            payload: Bytes::copy_from_slice(payload),
+        }
     }
 
     #[test]
     fn round_trip() {
         let frame = publish_frame(b"hello");
         let bytes = encode(&frame, 1024).unwrap();
-        let back: ClientFrame = decode_one(&bytes, 1024).unwrap();
+        let back: TestFrame = decode_one(&bytes, 1024).unwrap();
         assert_eq!(back, frame);
-    }
-
-    #[test]
-    fn payload_is_encoded_as_binary_not_an_array() {
-        let payload = vec![0xAB; 200];
-        let bytes = encode(&publish_frame(&payload), 4096).unwrap();
-        // As msgpack bin the payload appears verbatim; as an array of numbers
-        // each 0xAB would be prefixed by 0xCC (uint8).
-        assert!(bytes.windows(200).any(|w| w == payload.as_slice()));
-        assert!(bytes.len() < 200 + 120, "frame is {} bytes", bytes.len());
     }
 
     #[test]
     fn decoder_splits_frames_fed_byte_by_byte() {
         let a = publish_frame(b"a");
-        let b = ClientFrame::Request(Request {
-            id: 8,
-            body: RequestBody::Ping,
-        });
+        let b = TestFrame::Ping { id: 8 };
         let mut wire = Vec::new();
         encode_into(&a, 1024, &mut wire).unwrap();
         encode_into(&b, 1024, &mut wire).unwrap();
@@ -223,7 +223,7 @@ mod tests {
         let mut got = Vec::new();
         for byte in wire {
             decoder.extend(&[byte]);
-            while let Some(frame) = decoder.next_frame::<ClientFrame>().unwrap() {
+            while let Some(frame) = decoder.next_frame::<TestFrame>().unwrap() {
                 got.push(frame);
             }
         }
@@ -235,7 +235,7 @@ mod tests {
     fn truncated_input_is_reported() {
         let bytes = encode(&publish_frame(b"hello"), 1024).unwrap();
         for cut in [0, 2, 4, bytes.len() - 1] {
-            let err = decode_one::<ClientFrame>(&bytes[..cut], 1024).unwrap_err();
+            let err = decode_one::<TestFrame>(&bytes[..cut], 1024).unwrap_err();
             assert!(
                 matches!(err, CodecError::Truncated { missing } if missing > 0),
                 "{err}"
@@ -269,53 +269,10 @@ mod tests {
     }
 
     #[test]
-    fn garbage_body_is_malformed_not_a_panic() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        for len in 0..200usize {
-            let mut body = Vec::with_capacity(len);
-            for _ in 0..len {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                body.push(seed as u8);
-            }
-            let _ = decode_body::<ClientFrame>(&body);
-            let _ = decode_body::<ServerFrame>(&body);
-            let _ = decode_body::<DeliveryFrame>(&body);
-        }
+    fn a_malformed_body_is_an_error() {
         assert!(matches!(
-            decode_body::<ClientFrame>(&[0xc1]),
+            decode_body::<TestFrame>(&[0xc1]),
             Err(CodecError::Malformed(_))
         ));
-    }
-
-    #[test]
-    fn unknown_request_still_yields_its_id() {
-        // A newer client may send a request kind this broker does not know:
-        // the id must still be readable so the broker can answer it.
-        #[derive(serde::Serialize)]
-        enum FutureBody {
-            Teleport { to: String },
-        }
-        #[derive(serde::Serialize)]
-        struct FutureRequest {
-            id: u64,
-            body: FutureBody,
-        }
-        #[derive(serde::Serialize)]
-        enum FutureFrame {
-            Request(FutureRequest),
-        }
-        let bytes = encode(
-            &FutureFrame::Request(FutureRequest {
-                id: 99,
-                body: FutureBody::Teleport { to: "mars".into() },
-            }),
-            1024,
-        )
-        .unwrap();
-        let body = &bytes[LENGTH_PREFIX_BYTES..];
-        assert!(decode_body::<ClientFrame>(body).is_err());
-        assert_eq!(request_id_of(body), Some(99));
     }
 }

@@ -11,6 +11,9 @@
 //! - [`error`] - stable numeric error codes with human messages.
 //! - [`subject`] - topic-name validation and `*` / `>` pattern matching.
 //!
+//! Dependencies point one way: `message` uses `frame` (in its tests) and
+//! `error`; `frame`, `error` and `subject` use no sibling module.
+//!
 //! # Streams
 //!
 //! A client opens one bidirectional *control stream*, sends [`ClientFrame::Hello`]

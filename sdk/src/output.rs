@@ -1,6 +1,10 @@
 //! What a plugin answers: one [`Outcome`] per message, plus the new
 //! messages and destination topics those outcomes refer to, all kept flat
 //! as the WIT contract wants them.
+//!
+//! [`Output::decoded`], the same answer as plain values for tests, lives in
+//! [`crate::testing`]: the test helpers build on this module, not the
+//! other way round.
 
 use crate::batch::{encode_headers, FLAG_KEY};
 
@@ -198,10 +202,5 @@ impl Output {
     /// Send the message to the dead-letter topic with this reason.
     pub fn dead_letter(&mut self, reason: impl Into<String>) {
         self.results.push(Outcome::DeadLetter(reason.into()));
-    }
-
-    /// The outcomes in an owned, easy-to-assert form (for tests).
-    pub fn decoded(&self) -> Vec<crate::testing::TestOutcome> {
-        crate::testing::decode(self)
     }
 }

@@ -160,24 +160,29 @@ fn flat_message(out: &FlatMessages, i: usize) -> TestMessage {
     }
 }
 
-pub(crate) fn decode(out: &Output) -> Vec<TestOutcome> {
-    out.results
-        .iter()
-        .map(|r| match r {
-            Outcome::Pass => TestOutcome::Pass,
-            Outcome::Drop => TestOutcome::Drop,
-            Outcome::Replace { start, len } => TestOutcome::Replace(
-                (*start..start + len)
-                    .map(|i| flat_message(&out.output, i as usize))
-                    .collect(),
-            ),
-            Outcome::Route { start, len } => {
-                TestOutcome::Route(out.topics[*start as usize..(start + len) as usize].to_vec())
-            }
-            Outcome::Reject(reason) => TestOutcome::Reject(reason.clone()),
-            Outcome::DeadLetter(reason) => TestOutcome::DeadLetter(reason.clone()),
-        })
-        .collect()
+// Beside the test values it produces, so that `output` does not depend on
+// the test helpers.
+impl Output {
+    /// The outcomes in an owned, easy-to-assert form (for tests).
+    pub fn decoded(&self) -> Vec<TestOutcome> {
+        self.results
+            .iter()
+            .map(|r| match r {
+                Outcome::Pass => TestOutcome::Pass,
+                Outcome::Drop => TestOutcome::Drop,
+                Outcome::Replace { start, len } => TestOutcome::Replace(
+                    (*start..start + len)
+                        .map(|i| flat_message(&self.output, i as usize))
+                        .collect(),
+                ),
+                Outcome::Route { start, len } => TestOutcome::Route(
+                    self.topics[*start as usize..(start + len) as usize].to_vec(),
+                ),
+                Outcome::Reject(reason) => TestOutcome::Reject(reason.clone()),
+                Outcome::DeadLetter(reason) => TestOutcome::DeadLetter(reason.clone()),
+            })
+            .collect()
+    }
 }
 
 /// Builds plugin `P` from a JSON config (as the broker's `init` does) and
@@ -185,5 +190,5 @@ pub(crate) fn decode(out: &Output) -> Vec<TestOutcome> {
 pub fn run_plugin<P: Plugin>(config: &str, batch: &Batch) -> Result<Vec<TestOutcome>, String> {
     let plugin = crate::plugin::instantiate::<P>(config)?;
     let out = crate::plugin::run(&plugin, batch);
-    Ok(decode(&out))
+    Ok(out.decoded())
 }

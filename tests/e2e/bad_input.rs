@@ -423,8 +423,17 @@ async fn a_client_that_never_says_hello_is_closed_at_the_handshake_timeout() -> 
         );
         assert!(reason.contains("handshake_timeout"), "{reason}");
     }
-    // The well-behaved client connected long before and is not affected.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The well-behaved client connected before them, so its own handshake
+    // timeout ran out before theirs did: it is not affected, now or for a
+    // while after.
+    if let Ok(reason) = tokio::time::timeout(
+        Duration::from_millis(400),
+        steady.client.connection().closed(),
+    )
+    .await
+    {
+        anyhow::bail!("the handshake timeout closed a client that said hello: {reason}");
+    }
     steady.client.ping().await?;
     steady.finish().await.map(drop)
 }

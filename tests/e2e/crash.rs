@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use sluice_client::{Client, Delivered, Message, StartPosition};
 use sluice_tests::{
-    bounded, bounded_for, collect, fetch_all, offsets, summary, ChildBroker, TestBroker,
+    bounded, bounded_for, collect, fetch_all, offsets, summary, wait_until, ChildBroker, TestBroker,
 };
 
 #[tokio::test]
@@ -96,6 +96,24 @@ async fn produce(client: Client, acked: Arc<Mutex<Vec<(u64, String)>>>, in_fligh
     }
 }
 
+/// How far a producer got, for a timed-out wait: formatted (with the
+/// broker's output, read then) only when the wait fails.
+struct Progress<'a> {
+    acks: usize,
+    broker: &'a ChildBroker,
+}
+
+impl std::fmt::Debug for Progress<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} acks; broker output:\n{}",
+            self.acks,
+            self.broker.log()
+        )
+    }
+}
+
 fn check_recovered(stored: &[Delivered], acked: &[(u64, String)]) {
     assert_eq!(
         offsets(stored),
@@ -143,24 +161,27 @@ async fn acknowledged_messages_survive_sigkill() -> anyhow::Result<()> {
     let client = broker.client().await?;
     let acked = Arc::new(Mutex::new(Vec::new()));
     let producer = tokio::spawn(produce(client.clone(), acked.clone(), 32));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let n = acked.lock().unwrap().len();
-        if n >= 400 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {n} acks in 20 s; broker output:\n{}",
-            broker.log()
-        );
-        assert!(
-            !producer.is_finished(),
-            "producer stopped after {n} acks; broker output:\n{}",
-            broker.log()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until(
+        "400 acks before the kill",
+        Duration::from_secs(20),
+        || async {
+            let n = acked.lock().unwrap().len();
+            assert!(
+                !producer.is_finished(),
+                "producer stopped after {n} acks; broker output:\n{}",
+                broker.log()
+            );
+            if n >= 400 {
+                Ok(())
+            } else {
+                Err(Progress {
+                    acks: n,
+                    broker: &broker,
+                })
+            }
+        },
+    )
+    .await;
     broker.kill()?;
     // A killed broker sends no close: end the connection here rather than
     // wait for its idle timeout. Every ack recorded was sent before the kill.

@@ -12,6 +12,7 @@ mod metrics;
 mod pipelines;
 mod plugin_sdk;
 mod pubsub;
+mod readme;
 mod regressions;
 mod reload;
 mod replay;

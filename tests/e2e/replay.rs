@@ -105,7 +105,8 @@ async fn replay_from_a_timestamp() -> anyhow::Result<()> {
     let broker = TestBroker::start().await?;
     let client = broker.client().await?;
     publish_range(&client, "replay.time", 0..5).await?;
-    // Stored timestamps are milliseconds: keep clear of the mark on both sides.
+    // Stored timestamps are milliseconds: keep clear of the mark on both
+    // sides. Letting the clock move is the point, not a wait for an event.
     tokio::time::sleep(Duration::from_millis(20)).await;
     let mark = now_ms();
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -234,7 +235,8 @@ async fn timestamps_are_found_across_segments() -> anyhow::Result<()> {
     let client = broker.client().await?;
     client.create_topic("replay.seg", None, Some(4096)).await?;
     // Five bursts of 40 messages of ~150 bytes (each burst spans segments),
-    // with a time mark between bursts.
+    // with a time mark between bursts, 20 ms clear of both (timestamps are
+    // milliseconds: letting the clock move is the point of these sleeps).
     let mut marks = Vec::new();
     for burst in 0..5u64 {
         if burst > 0 {

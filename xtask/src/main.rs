@@ -15,8 +15,13 @@
 //!   `fuzz/` (the frame decoder, log recovery) for SECS seconds (default
 //!   60), installing cargo-fuzz if missing; prints executions and verdict
 //!   per target and fails if one found a crash. Not part of `test`.
+//! - `cargo xtask house [--max-lines N] [DIR...]`: dependency circles among
+//!   sibling modules and source files over N lines (default 600) in the
+//!   workspace crates and the example plugins (or in the DIRs named);
+//!   fails if it finds any.
 
 mod fuzz;
+mod house;
 mod vs_nats;
 
 use std::path::{Path, PathBuf};
@@ -149,14 +154,15 @@ fn main() -> anyhow::Result<()> {
         "run" => serve(rest),
         "bench-vs-nats" => vs_nats::bench_vs_nats(rest),
         "fuzz" => fuzz::fuzz(rest),
+        "house" => house::house(rest),
         "help" | "--help" | "-h" => {
             eprintln!(
-                "usage: cargo xtask <setup | plugins | test [cargo test args] | run [sluice serve args] | bench-vs-nats [--count N] | fuzz [--time SECS] [TARGET...]>"
+                "usage: cargo xtask <setup | plugins | test [cargo test args] | run [sluice serve args] | bench-vs-nats [--count N] | fuzz [--time SECS] [TARGET...] | house [--max-lines N] [DIR...]>"
             );
             Ok(())
         }
         other => {
-            bail!("unknown xtask command {other:?}; try: setup, plugins, test, run, bench-vs-nats, fuzz")
+            bail!("unknown xtask command {other:?}; try: setup, plugins, test, run, bench-vs-nats, fuzz, house")
         }
     }
 }

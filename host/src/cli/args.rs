@@ -1,9 +1,12 @@
-//! The command line of `sluice`.
+//! The command line of `sluice`: every subcommand's flags, and nothing
+//! else. The subcommand modules read these types; this module reads none
+//! of them (it is the leaf of `cli`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// sluice: a message broker programmed with WebAssembly, spoken to over QUIC.
 #[derive(Debug, Parser)]
@@ -30,7 +33,7 @@ pub enum Command {
     /// Create and build WebAssembly plugins.
     Plugin(PluginArgs),
     /// Measure throughput and latency (against --server, or --embedded).
-    Bench(super::bench::BenchArgs),
+    Bench(BenchArgs),
     /// Make tokens and their hashes for `[[auth.principal]]`.
     Token(TokenArgs),
 }
@@ -74,7 +77,7 @@ pub enum PluginAction {
         name: String,
         /// What the plugin does.
         #[arg(long, value_enum)]
-        kind: super::scaffold::Kind,
+        kind: PluginKind,
         /// Directory to create (default: ./NAME).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -115,6 +118,19 @@ pub enum PluginAction {
         #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
+}
+
+/// The kinds `sluice plugin new --kind` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PluginKind {
+    /// Keeps or drops messages.
+    Filter,
+    /// Turns each message into zero or more messages.
+    Transform,
+    /// Picks destination topics.
+    Router,
+    /// Accepts or rejects messages.
+    Validator,
 }
 
 /// `sluice serve`
@@ -167,32 +183,50 @@ pub struct ClientArgs {
     pub client_key: Option<PathBuf>,
 }
 
+/// Help of `sluice pub MESSAGE`.
+pub const MESSAGE_HELP: &str =
+    "The payload, a template: `{n}` is replaced by the message's number \
+    (1 to --count). With --size it is padded with spaces to --size bytes. Without it (and \
+    without --file or --size), each line of standard input is one message";
+
+/// Help of `sluice pub --size`.
+pub const SIZE_HELP: &str = "Payloads of exactly this many bytes (load tests): MESSAGE padded \
+    with spaces, or without MESSAGE that many `x`. A MESSAGE longer than this once `{n}` is \
+    replaced is refused before anything is sent, never truncated";
+
+/// `text` for clap's help with its `{n}` intact. Clap turns a literal
+/// `{n}` in help into a line break; with the `n` set in bold it does not
+/// match, and plain (non-terminal) output drops the styling.
+fn with_number(text: &str) -> String {
+    let bold = clap::builder::styling::Style::new().bold();
+    text.replace("{n}", &format!("{{{bold}n{bold:#}}}"))
+}
+
 /// `sluice pub`
 #[derive(Debug, Args)]
 pub struct PubArgs {
     /// Destination topic.
     pub topic: String,
-    /// The payload. `{n}` is replaced by the message's sequence number
-    /// (1..=count). Without it (and without --file or --size), each line of
-    /// standard input is one message.
+    /// The payload template: [`MESSAGE_HELP`].
+    #[arg(help = with_number(MESSAGE_HELP))]
     pub message: Option<String>,
-    /// Message key.
-    #[arg(long)]
+    /// Message key (`{n}` is replaced as in the payload).
+    #[arg(long, help = with_number("Message key (`{n}` is replaced as in the payload)"))]
     pub key: Option<String>,
     /// Header NAME=VALUE (repeatable).
     #[arg(long = "header", short = 'H', value_parser = parse_header)]
     pub headers: Vec<(String, String)>,
     /// De-duplication id (`{n}` is replaced as in the payload).
-    #[arg(long)]
+    #[arg(long, help = with_number("De-duplication id (`{n}` is replaced as in the payload)"))]
     pub id: Option<String>,
-    /// Publish the message this many times.
+    /// Publish this many messages, numbered from 1.
     #[arg(long, short = 'n', default_value_t = 1)]
     pub count: u64,
     /// Read the payload from this file.
     #[arg(long, conflicts_with = "message")]
     pub file: Option<PathBuf>,
-    /// Use a payload of this many bytes (for load tests).
-    #[arg(long, conflicts_with_all = ["message", "file"])]
+    /// Payloads of exactly this many bytes: [`SIZE_HELP`].
+    #[arg(long, conflicts_with = "file", help = with_number(SIZE_HELP))]
     pub size: Option<usize>,
     /// Messages per publish request.
     #[arg(long, default_value_t = 64)]
@@ -351,6 +385,95 @@ pub enum TopicsAction {
     },
 }
 
+/// `sluice bench`
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Scenarios to run, in order.
+    #[arg(value_enum, required = true)]
+    pub scenarios: Vec<Scenario>,
+    /// Start a broker in this process on a temporary data directory
+    /// (otherwise `--server` is used).
+    #[arg(long)]
+    pub embedded: bool,
+    /// With --embedded: the broker's fsync policy.
+    #[arg(long, value_enum, default_value = "always")]
+    pub fsync: FsyncArg,
+    /// Payload bytes per message.
+    #[arg(long, default_value_t = 1024)]
+    pub size: usize,
+    /// Messages per scenario (per run of a pipeline variant).
+    #[arg(long, short = 'n', default_value_t = 100_000)]
+    pub count: u64,
+    /// Messages per publish request.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Publish requests in flight per producer.
+    #[arg(long, default_value_t = 16)]
+    pub window: usize,
+    /// Producers (`publish`), each on its own connection.
+    #[arg(long, default_value_t = 1)]
+    pub producers: usize,
+    /// Subscribers (`pubsub`), each on its own connection.
+    #[arg(long, default_value_t = 1)]
+    pub subscribers: usize,
+    /// Workers (`queue`), each on its own connection.
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+    /// Connections (`connections`).
+    #[arg(long, default_value_t = 1000)]
+    pub connections: usize,
+    /// The broker's admin address (`connections`: read its memory from /metrics).
+    #[arg(long)]
+    pub admin: Option<SocketAddr>,
+    /// Messages per second (`latency`).
+    #[arg(long, default_value_t = 5_000)]
+    pub rate: u64,
+    /// Longest one scenario may run; it then stops and reports what it measured.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub max_time: Duration,
+    /// Where the example plugins are (`pipeline`): test_hostile.wasm and the
+    /// four example components.
+    #[arg(long, default_value = "plugins/dist")]
+    pub plugins_dir: PathBuf,
+    /// One JSON object per scenario on standard output instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Connection flags (without --embedded).
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// A scenario of `sluice bench`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Acked durable publish throughput.
+    Publish,
+    /// Live pub/sub fan-out throughput, as received.
+    Pubsub,
+    /// Consumer-group throughput with acks.
+    Queue,
+    /// Acked publish round trip at a fixed rate.
+    Latency,
+    /// Publish throughput with no plugin, a pass-through stage, the order pipeline.
+    Pipeline,
+    /// Open `--connections` idle connections and hold them; with `--admin`,
+    /// the broker's resident memory before and while they are held.
+    Connections,
+    /// Every scenario above.
+    All,
+}
+
+/// `sluice bench --fsync`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FsyncArg {
+    /// fsync before each ack (group commit).
+    Always,
+    /// fsync every 100 ms.
+    Interval,
+    /// Leave it to the OS.
+    Never,
+}
+
 fn parse_header(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
@@ -366,6 +489,19 @@ mod tests {
     fn cli_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn pub_help_shows_the_number_placeholder() {
+        use clap::CommandFactory;
+        let help = Cli::command()
+            .find_subcommand_mut("pub")
+            .expect("pub")
+            .render_help()
+            .to_string();
+        assert!(help.contains("a template: `{n}` is replaced"), "{help}");
+        assert!(help.contains("once `{n}` is replaced is refused"), "{help}");
+        assert!(help.contains("never truncated"), "{help}");
     }
 
     #[test]

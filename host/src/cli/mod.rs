@@ -3,14 +3,22 @@
 //!
 //! # Layout
 //!
-//! - [`args`] - the command-line definition (clap).
-//! - [`connect`] - client flags to a connected client (`--server`, `--ca`, `--data`, `--insecure`).
-//! - [`serve`], [`publish`], [`subscribe`], [`topics`]: one file per subcommand.
+//! Dependencies point one way: subcommands read the helpers, the helpers
+//! read [`args`], and [`args`] reads nothing of `cli`.
+//!
+//! - [`args`]: the command-line definition (clap), the leaf.
+//! - [`connect`]: client flags to a connected client (`--server`, `--ca`, `--data`, `--insecure`).
+//! - [`display`]: publish outcomes as text, progress bars.
+//! - [`payload`]: what `sluice pub` sends (templates, `--size`, files).
+//! - [`serve`], [`publish`], [`subscribe`], [`topics`], [`groups`],
+//!   [`plugin`] (with [`scaffold`]), [`bench`], [`token`]: one per subcommand.
 
 pub mod args;
 pub mod bench;
 pub mod connect;
+pub mod display;
 pub mod groups;
+pub mod payload;
 pub mod plugin;
 pub mod publish;
 pub mod scaffold;

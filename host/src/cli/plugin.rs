@@ -7,8 +7,9 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context};
 
-use super::args::{PluginAction, PluginArgs};
-use super::scaffold::{self, Kind};
+use super::args::{ClientArgs, PluginAction, PluginArgs, PluginKind};
+use super::connect::connect;
+use super::scaffold;
 
 /// The WebAssembly target plugins are built for.
 pub const WASM_TARGET: &str = "wasm32-wasip2";
@@ -63,8 +64,8 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
     }
 }
 
-async fn list(json: bool, args: &super::args::ClientArgs) -> anyhow::Result<()> {
-    let client = super::connect::connect(args).await?;
+async fn list(json: bool, args: &ClientArgs) -> anyhow::Result<()> {
+    let client = connect(args).await?;
     let plugins = client.list_plugins().await?;
     client.close().await;
     let time = |ms: i64| {
@@ -270,7 +271,7 @@ fn bundled_sdk() -> Option<PathBuf> {
 /// Writes a new plugin crate into `dir` (which must not exist or be empty).
 pub fn new_plugin(
     name: &str,
-    kind: Kind,
+    kind: PluginKind,
     dir: &Path,
     sdk: Option<&Path>,
 ) -> anyhow::Result<PathBuf> {
@@ -399,9 +400,9 @@ mod tests {
     fn new_refuses_a_non_empty_directory_and_bad_names() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("x"), "").unwrap();
-        let err = new_plugin("p", Kind::Filter, dir.path(), None).unwrap_err();
+        let err = new_plugin("p", PluginKind::Filter, dir.path(), None).unwrap_err();
         assert!(err.to_string().contains("not empty"), "{err}");
-        let err = new_plugin("1p", Kind::Filter, &dir.path().join("new"), None).unwrap_err();
+        let err = new_plugin("1p", PluginKind::Filter, &dir.path().join("new"), None).unwrap_err();
         assert!(err.to_string().contains("not a valid plugin name"), "{err}");
     }
 
@@ -409,7 +410,7 @@ mod tests {
     fn new_writes_a_crate_pointing_at_the_sdk() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("my-router");
-        new_plugin("my-router", Kind::Router, &target, None).unwrap();
+        new_plugin("my-router", PluginKind::Router, &target, None).unwrap();
         let manifest = std::fs::read_to_string(target.join("Cargo.toml")).unwrap();
         assert!(manifest.contains("name = \"my-router\""));
         assert!(manifest.contains("sluice-sdk = { path = "), "{manifest}");

@@ -1,74 +1,48 @@
-//! `sluice pub`: one message, N copies (pipelined batches), or one message
-//! per line of standard input.
+//! `sluice pub`: one message, N messages from a template (pipelined
+//! batches), or one message per line of standard input.
 
-use std::io::{BufRead, IsTerminal};
+use std::io::BufRead;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use sluice_client::{Client, Message, MessageOutcome};
 
 use super::args::PubArgs;
 use super::connect::connect;
+use super::display::{describe, progress_bar};
+use super::payload::{render, Payload};
 
-fn progress_bar(total: u64) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() || total < 1000 {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(total);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{bar:40} {pos}/{len} messages, {per_sec}, eta {eta}",
-    ) {
-        bar.set_style(style);
-    }
-    bar
-}
+/// Below this many messages a progress bar would only flicker.
+const PROGRESS_FROM: u64 = 1000;
 
 /// Builds message number `n` (1-based).
-fn message(args: &PubArgs, template: &MessageTemplate, n: u64) -> Message {
-    let payload = match template {
-        MessageTemplate::Text(text) if text.contains("{n}") => {
-            Bytes::from(text.replace("{n}", &n.to_string()))
-        }
-        MessageTemplate::Text(text) => Bytes::from(text.clone()),
-        MessageTemplate::Bytes(bytes) => bytes.clone(),
-    };
-    let mut m = Message::new(args.topic.clone(), payload);
+fn message(args: &PubArgs, payload: &Payload, n: u64) -> Message {
+    let mut m = Message::new(args.topic.clone(), payload.render(n));
     if let Some(key) = &args.key {
-        m = m.key(key.replace("{n}", &n.to_string()));
+        m = m.key(render(key, n));
     }
     for (name, value) in &args.headers {
         m = m.header(name.clone(), value.clone());
     }
     if let Some(id) = &args.id {
-        m = m.id(id.replace("{n}", &n.to_string()));
+        m = m.id(render(id, n));
     }
     m
 }
 
-enum MessageTemplate {
-    Text(String),
-    Bytes(Bytes),
-}
-
-/// One line per message: what the broker (and its plugins) did with it.
-pub fn describe(outcome: &MessageOutcome) -> String {
-    match outcome {
-        MessageOutcome::Stored(places) => places
-            .iter()
-            .map(|p| {
-                let dup = if p.duplicate { " (duplicate)" } else { "" };
-                format!("stored {}@{}{dup}", p.topic, p.offset)
-            })
-            .collect::<Vec<_>>()
-            .join(", "),
-        MessageOutcome::Dropped => "dropped by a plugin (not stored)".into(),
-        MessageOutcome::Rejected(reason) => format!("rejected: {reason}"),
-        MessageOutcome::DeadLettered { reason, at } => {
-            format!("dead-lettered to {}@{}: {reason}", at.topic, at.offset)
-        }
-    }
+/// The payload the flags ask for; `None`: one message per line of stdin.
+fn payload(args: &PubArgs) -> anyhow::Result<Option<Payload>> {
+    Ok(match (&args.message, &args.file, args.size) {
+        (Some(text), _, size) => Some(Payload::template(text.clone(), size, args.count)?),
+        (_, Some(file), _) => Some(Payload::Fixed(
+            std::fs::read(file)
+                .with_context(|| format!("failed to read {}", file.display()))?
+                .into(),
+        )),
+        (_, _, Some(size)) => Some(Payload::filler(size)),
+        _ => None,
+    })
 }
 
 /// Runs `sluice pub`.
@@ -76,21 +50,12 @@ pub async fn run(args: PubArgs) -> anyhow::Result<()> {
     if args.batch == 0 || args.window == 0 {
         bail!("--batch and --window must be at least 1");
     }
-    let template = match (&args.message, &args.file, args.size) {
-        (Some(text), _, _) => Some(MessageTemplate::Text(text.clone())),
-        (_, Some(file), _) => Some(MessageTemplate::Bytes(
-            std::fs::read(file)
-                .with_context(|| format!("failed to read {}", file.display()))?
-                .into(),
-        )),
-        (_, _, Some(size)) => Some(MessageTemplate::Bytes(Bytes::from(vec![b'x'; size]))),
-        _ => None,
-    };
+    let payload = payload(&args)?;
     let client = connect(&args.client).await?;
-    match template {
-        Some(template) if args.count == 1 => {
+    match payload {
+        Some(payload) if args.count == 1 => {
             let ack = client
-                .publish_batch(vec![message(&args, &template, 1)])
+                .publish_batch(vec![message(&args, &payload, 1)])
                 .await?;
             for outcome in &ack.outcomes {
                 println!("{}", describe(outcome));
@@ -100,19 +65,22 @@ pub async fn run(args: PubArgs) -> anyhow::Result<()> {
                 bail!("the broker rejected the message: {reason}");
             }
         }
-        Some(template) => publish_many(&client, &args, &template).await?,
+        Some(payload) => publish_many(&client, &args, &payload).await?,
         None => publish_lines(&client, &args).await?,
     }
     client.close().await;
     Ok(())
 }
 
-async fn publish_many(
-    client: &Client,
-    args: &PubArgs,
-    template: &MessageTemplate,
-) -> anyhow::Result<()> {
-    let bar = progress_bar(args.count);
+async fn publish_many(client: &Client, args: &PubArgs, payload: &Payload) -> anyhow::Result<()> {
+    let bar = if args.count < PROGRESS_FROM {
+        indicatif::ProgressBar::hidden()
+    } else {
+        progress_bar(
+            args.count,
+            "{bar:40} {pos}/{len} messages, {per_sec}, eta {eta}",
+        )
+    };
     let start = Instant::now();
     let mut in_flight = FuturesUnordered::new();
     let mut next = 1u64;
@@ -124,7 +92,7 @@ async fn publish_many(
     while acked < args.count {
         while next <= args.count && in_flight.len() < args.window {
             let end = (next + args.batch as u64 - 1).min(args.count);
-            let batch: Vec<Message> = (next..=end).map(|n| message(args, template, n)).collect();
+            let batch: Vec<Message> = (next..=end).map(|n| message(args, payload, n)).collect();
             bytes += batch.iter().map(|m| m.payload().len() as u64).sum::<u64>();
             next = end + 1;
             let client = client.clone();
@@ -173,10 +141,8 @@ async fn publish_lines(client: &Client, args: &PubArgs) -> anyhow::Result<()> {
     for line in stdin.lock().lines() {
         let line = line.context("failed to read standard input")?;
         n += 1;
-        let template = MessageTemplate::Text(line);
-        let ack = client
-            .publish_batch(vec![message(args, &template, n)])
-            .await?;
+        let line = Payload::template(line, None, n)?;
+        let ack = client.publish_batch(vec![message(args, &line, n)]).await?;
         for outcome in &ack.outcomes {
             println!("{}", describe(outcome));
         }

@@ -1,18 +1,7 @@
 //! Templates of `sluice plugin new`: a ready crate per plugin kind, with a
 //! working example and its tests.
 
-/// The kinds `sluice plugin new --kind` knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Kind {
-    /// Keeps or drops messages.
-    Filter,
-    /// Turns each message into zero or more messages.
-    Transform,
-    /// Picks destination topics.
-    Router,
-    /// Accepts or rejects messages.
-    Validator,
-}
+use super::args::PluginKind;
 
 /// `Cargo.toml` of a new plugin. `sdk` is the dependency spec of sluice-sdk.
 pub fn cargo_toml(name: &str, sdk: &str) -> String {
@@ -46,18 +35,18 @@ panic = "abort"
 }
 
 /// `src/lib.rs` of a new plugin of `kind`.
-pub fn lib_rs(kind: Kind, name: &str) -> String {
+pub fn lib_rs(kind: PluginKind, name: &str) -> String {
     let body = match kind {
-        Kind::Filter => FILTER,
-        Kind::Transform => TRANSFORM,
-        Kind::Router => ROUTER,
-        Kind::Validator => VALIDATOR,
+        PluginKind::Filter => FILTER,
+        PluginKind::Transform => TRANSFORM,
+        PluginKind::Router => ROUTER,
+        PluginKind::Validator => VALIDATOR,
     };
     format!("//! `{name}`: a sluice plugin.\n{body}")
 }
 
 /// `README.md` of a new plugin.
-pub fn readme(kind: Kind, name: &str) -> String {
+pub fn readme(kind: PluginKind, name: &str) -> String {
     let kind = format!("{kind:?}").to_lowercase();
     format!(
         r#"# {name}

@@ -91,7 +91,8 @@ pub async fn run(args: SubArgs) -> anyhow::Result<()> {
     } else {
         "latest"
     };
-    let from = parse_start(args.from.as_deref().unwrap_or(default_from))?;
+    let from_text = args.from.as_deref().unwrap_or(default_from);
+    let from = parse_start(from_text)?;
     if args.count == Some(0) {
         return Ok(());
     }
@@ -112,6 +113,9 @@ pub async fn run(args: SubArgs) -> anyhow::Result<()> {
         .subscribe_with(args.pattern.clone(), from, plugin)
         .await
         .with_context(|| format!("failed to subscribe to {}", args.pattern))?;
+    // On stderr, so stdout stays the messages alone. From here on nothing
+    // published is missed: scripts and tests wait for this line.
+    eprintln!("subscribed to {} from {from_text}", args.pattern);
     let stdout = std::io::stdout();
     let mut received = 0u64;
     let mut reported_dropped = 0;
@@ -206,6 +210,7 @@ async fn consume(
         .consume(args.pattern.clone(), group.clone(), options)
         .await
         .with_context(|| format!("failed to join group {group} on {}", args.pattern))?;
+    eprintln!("joined group {group} on {}", args.pattern);
     let mut received = 0u64;
     while let Some(delivery) = consumer.recv().await {
         let delivery = delivery.context("consumer failed")?;
