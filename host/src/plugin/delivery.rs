@@ -8,6 +8,10 @@
 //! version of its plugin is in force and switches to it (with its own
 //! `init` when the receiver gave its own config).
 //!
+//! A call fails the way it does on the publish path: trap, timeout, out of
+//! memory, wrong number of outcomes, or a malformed replacement (see
+//! [`super::answer`]; never delivered in part).
+//!
 //! Subscriptions fail closed: a chunk whose call fails is not delivered and
 //! is counted as dropped. Consumer groups must settle every delivery, so a
 //! message the plugin filters out is acked for the member, and a chunk
@@ -16,12 +20,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use sluice_proto::SettleAction;
 
-use super::bindings::{Batch, Outcome, Outcomes};
-use super::instance::{LoadedPlugin, PluginError};
-use super::pipeline::{decode_headers, lay_out, BatchEntry};
+use super::answer::{self, CallError};
+use super::bindings::{Batch, Outcome};
+use super::instance::LoadedPlugin;
+use super::pipeline::{lay_out, BatchEntry};
 use super::registry::PluginRegistry;
 use crate::delivery::{Chunk, Slice};
 use crate::store::Record;
@@ -119,61 +123,34 @@ fn to_batch(topic: &str, records: &[&Record]) -> Batch {
     )
 }
 
-/// What one record becomes: the records to deliver in its place (none:
-/// filtered out).
-fn outputs(record: &Record, outcome: &Outcome, outcomes: &Outcomes) -> Vec<Record> {
-    match outcome {
-        Outcome::Pass => vec![record.clone()],
-        Outcome::Replace(span) => {
-            let o = &outcomes.output;
-            let mut kept = Vec::new();
-            for j in span.start as usize..(span.start as usize).saturating_add(span.len as usize) {
-                let part = |data: &[u8], ends: &[u32]| -> Option<Vec<u8>> {
-                    let end = *ends.get(j)? as usize;
-                    let start = if j == 0 {
-                        0
-                    } else {
-                        *ends.get(j - 1)? as usize
-                    };
-                    data.get(start..end).map(<[u8]>::to_vec)
-                };
-                let (Some(payload), Some(headers)) = (
-                    part(&o.payloads, &o.payload_ends),
-                    part(&o.headers, &o.header_ends),
-                ) else {
-                    break;
-                };
-                let key = if o.flags.get(j).is_some_and(|f| f & 1 != 0) {
-                    part(&o.keys, &o.key_ends).map(Bytes::from)
-                } else {
-                    None
-                };
-                kept.push(Record {
-                    offset: record.offset,
-                    timestamp_ms: record.timestamp_ms,
-                    key,
-                    headers: decode_headers(&headers).unwrap_or_default(),
-                    payload: Bytes::from(payload),
-                    id: record.id.clone(),
-                });
-            }
-            kept
-        }
-        _ => Vec::new(),
-    }
-}
-
-/// Calls the plugin over records of one topic; per record, what to deliver.
+/// Calls the plugin over records of one topic; per record, the records to
+/// deliver in its place (none: filtered out). A replacement keeps the
+/// topic, offset, time and id of the record it replaces.
 fn run(
     plugin: &LoadedPlugin,
     topic: &str,
     records: &[&Record],
-) -> Result<Vec<Vec<Record>>, PluginError> {
-    let outcomes = plugin.call(&to_batch(topic, records))?;
+) -> Result<Vec<Vec<Record>>, CallError> {
+    let answer = answer::call(plugin, &to_batch(topic, records))?;
+    let outcomes = answer.results.into_iter().zip(answer.replacements);
     Ok(records
         .iter()
-        .zip(&outcomes.results)
-        .map(|(record, outcome)| outputs(record, outcome, &outcomes))
+        .zip(outcomes)
+        .map(|(&record, (outcome, replacements))| match outcome {
+            Outcome::Pass => vec![record.clone()],
+            Outcome::Replace(_) => replacements
+                .into_iter()
+                .map(|new| Record {
+                    offset: record.offset,
+                    timestamp_ms: record.timestamp_ms,
+                    key: new.key,
+                    headers: new.headers,
+                    payload: new.payload,
+                    id: record.id.clone(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        })
         .collect())
 }
 
@@ -277,4 +254,108 @@ pub fn apply_group(filter: &DeliveryFilter, chunk: Chunk) -> (Chunk, Vec<AutoSet
         }
     }
     (out, settles)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::super::answer::hostile;
+    use super::*;
+
+    /// A filter over `test_hostile` in `mode` (kept alive: the registry's
+    /// cache dir).
+    fn filter(mode: &str) -> (Arc<DeliveryFilter>, tempfile::TempDir) {
+        let (registry, dir) = hostile(mode);
+        let spec = sluice_proto::DeliveryPlugin {
+            name: "hostile".into(),
+            config: None,
+        };
+        (DeliveryFilter::new(registry, &spec).expect("filter"), dir)
+    }
+
+    fn records() -> Vec<Record> {
+        ["a", "b", "c"]
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| Record {
+                offset: 10 + i as u64,
+                timestamp_ms: 1_000,
+                key: None,
+                headers: Vec::new(),
+                payload: Bytes::from(p),
+                id: None,
+            })
+            .collect()
+    }
+
+    fn topic() -> Arc<str> {
+        Arc::from("t")
+    }
+
+    /// One slice of three records, as a subscription gets them.
+    fn subscription_chunk() -> Chunk {
+        Chunk {
+            slices: vec![slice_of(&topic(), 1, records(), 0)],
+            dropped: 2,
+        }
+    }
+
+    /// Three slices of one record each, as a group member gets them.
+    fn group_chunk() -> Chunk {
+        Chunk {
+            slices: records()
+                .into_iter()
+                .map(|r| slice_of(&topic(), 1, vec![r], 1))
+                .collect(),
+            dropped: 0,
+        }
+    }
+
+    fn delivered(chunk: &Chunk) -> Vec<&Record> {
+        chunk.slices.iter().flat_map(|s| s.records()).collect()
+    }
+
+    #[test]
+    fn well_formed_replacements_are_delivered_in_place() {
+        let (filter, _dir) = filter("stamp");
+        let out = apply(&filter, subscription_chunk());
+        assert_eq!(out.dropped, 2);
+        let got = delivered(&out);
+        assert_eq!(got.len(), 3);
+        for (got, want) in got.iter().zip(records()) {
+            assert_eq!((got.offset, &got.payload), (want.offset, &want.payload));
+            assert!(got.headers.iter().any(|(n, _)| n == "x-stamp"));
+        }
+
+        let (out, settles) = apply_group(&filter, group_chunk());
+        assert_eq!(delivered(&out).len(), 3);
+        assert!(settles.is_empty(), "{settles:?}");
+    }
+
+    /// Only the last message's replacement is malformed; the whole chunk
+    /// fails as a call does, nothing of it is delivered.
+    #[test]
+    fn a_malformed_replacement_is_a_failed_call() {
+        for mode in ["replace-past-end", "replace-bad-headers"] {
+            let (filter, _dir) = filter(mode);
+            let out = apply(&filter, subscription_chunk());
+            assert!(out.slices.is_empty(), "{mode}: {:?}", delivered(&out));
+            assert_eq!(out.dropped, 2 + 3, "{mode}: counted as dropped");
+
+            let (out, settles) = apply_group(&filter, group_chunk());
+            assert!(out.slices.is_empty(), "{mode}: {:?}", delivered(&out));
+            let nacked: Vec<u64> = settles
+                .iter()
+                .map(|(t, offset, action)| {
+                    assert_eq!(
+                        (&**t, action),
+                        ("t", &SettleAction::Nack { delay_ms: None })
+                    );
+                    *offset
+                })
+                .collect();
+            assert_eq!(nacked, vec![10, 11, 12], "{mode}");
+        }
+    }
 }

@@ -23,6 +23,7 @@
 //! - [`registry`] - the set in force and how reloads swap it.
 //! - [`watch`] - file watching and debouncing that drive reloads.
 
+pub mod answer;
 pub mod bindings;
 pub mod cache;
 pub mod delivery;

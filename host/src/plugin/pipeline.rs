@@ -6,14 +6,15 @@
 //! the later stages), `route` finishes it into other topics (whose own
 //! pipelines do not run), `drop`, `reject` and `dead-letter` finish it too.
 //! A stage that fails (trap, timeout, out of memory, wrong number of
-//! outcomes) is handled by the pipeline's `on_error` for that batch only.
+//! outcomes, a malformed replacement: see [`super::answer`]) is handled by
+//! the pipeline's `on_error` for that batch only.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use sluice_proto::Pattern;
 
-use super::bindings::{Batch, Messages, Outcome};
+use super::answer;
+use super::bindings::{Batch, Outcome};
 use super::instance::LoadedPlugin;
 use crate::store::NewRecord;
 
@@ -138,55 +139,6 @@ pub fn to_batch<'a>(
     )
 }
 
-fn span<'a>(data: &'a [u8], ends: &[u32], i: usize) -> Option<&'a [u8]> {
-    let end = *ends.get(i)? as usize;
-    let start = if i == 0 {
-        0
-    } else {
-        *ends.get(i - 1)? as usize
-    };
-    data.get(start..end)
-}
-
-/// Decodes one message's headers; `None` if the encoding is broken.
-pub(crate) fn decode_headers(mut data: &[u8]) -> Option<Vec<(String, String)>> {
-    let mut headers = Vec::new();
-    let field = |data: &mut &[u8]| -> Option<String> {
-        let len = u32::from_le_bytes(data.get(..4)?.try_into().ok()?) as usize;
-        let text = std::str::from_utf8(data.get(4..4 + len)?).ok()?.to_owned();
-        *data = &data[4 + len..];
-        Some(text)
-    };
-    while !data.is_empty() {
-        let name = field(&mut data)?;
-        let value = field(&mut data)?;
-        headers.push((name, value));
-    }
-    Some(headers)
-}
-
-/// Output message `i` of a stage as a record, or why it is malformed.
-fn output_record(out: &Messages, i: usize) -> Result<NewRecord, String> {
-    let bad = || format!("replacement message {i} is malformed (buffers and ends disagree)");
-    let payload = span(&out.payloads, &out.payload_ends, i).ok_or_else(bad)?;
-    let has_key = out.flags.get(i).is_some_and(|f| f & 1 != 0);
-    let key = if has_key {
-        Some(Bytes::copy_from_slice(
-            span(&out.keys, &out.key_ends, i).ok_or_else(bad)?,
-        ))
-    } else {
-        None
-    };
-    let headers =
-        decode_headers(span(&out.headers, &out.header_ends, i).ok_or_else(bad)?).ok_or_else(bad)?;
-    Ok(NewRecord {
-        key,
-        headers,
-        payload: Bytes::copy_from_slice(payload),
-        id: None,
-    })
-}
-
 /// Sets the versions header of `record` to the stages in `handled`.
 fn stamp(stages: &[Arc<LoadedPlugin>], handled: u64, record: &mut NewRecord) {
     let mut value = String::new();
@@ -230,8 +182,8 @@ impl Pipeline {
             }
             let bit = 1u64 << index.min(63);
             let batch = to_batch(topic, active.iter().map(|i| &i.record), now_ms);
-            let outcomes = match stage.call(&batch) {
-                Ok(outcomes) => outcomes,
+            let answer = match answer::call(stage, &batch) {
+                Ok(answer) => answer,
                 Err(error) => {
                     let reason = error.to_string();
                     tracing::warn!(plugin = stage.name(), %topic, messages = active.len(), on_error = ?self.on_error, error = %reason, "pipeline stage failed");
@@ -257,7 +209,8 @@ impl Pipeline {
                 }
             };
             let mut next = Vec::with_capacity(active.len());
-            for (mut item, outcome) in active.drain(..).zip(outcomes.results) {
+            let outcomes = answer.results.into_iter().zip(answer.replacements);
+            for (mut item, (outcome, mut replacements)) in active.drain(..).zip(outcomes) {
                 item.handled |= bit;
                 let disposition = &mut dispositions[item.origin];
                 if self.version_header {
@@ -266,39 +219,22 @@ impl Pipeline {
                 match outcome {
                     Outcome::Pass => next.push(item),
                     Outcome::Drop => {}
-                    Outcome::Replace(span) => {
-                        let replacements: Result<Vec<NewRecord>, String> = (span.start
-                            ..span.start.saturating_add(span.len))
-                            .map(|j| output_record(&outcomes.output, j as usize))
-                            .collect();
-                        match replacements {
-                            Ok(mut records) => {
-                                // One-for-one keeps the producer's id (de-duplication).
-                                if records.len() == 1 {
-                                    records[0].id = item.record.id.clone();
-                                }
-                                next.extend(records.into_iter().map(|record| Item {
-                                    origin: item.origin,
-                                    record,
-                                    handled: item.handled,
-                                }));
-                            }
-                            // All or nothing: a malformed replacement
-                            // dead-letters the original, nothing else.
-                            Err(reason) => {
-                                let to = Destination::DeadLetter {
-                                    reason,
-                                    stage: stage.name().to_owned(),
-                                };
-                                disposition.outputs.push((to, item.record));
-                            }
+                    Outcome::Replace(_) => {
+                        // One-for-one keeps the producer's id (de-duplication).
+                        if let [only] = &mut replacements[..] {
+                            only.id = item.record.id.clone();
                         }
+                        next.extend(replacements.into_iter().map(|record| Item {
+                            origin: item.origin,
+                            record,
+                            handled: item.handled,
+                        }));
                     }
                     Outcome::Route(span) => {
                         let start = span.start as usize;
                         let topics = start
                             .checked_add(span.len as usize)
-                            .and_then(|end| outcomes.topics.get(start..end));
+                            .and_then(|end| answer.topics.get(start..end));
                         match topics {
                             Some(topics) => {
                                 for t in topics {
@@ -349,6 +285,9 @@ impl Pipeline {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
+    use super::super::answer::{decode_headers, hostile};
     use super::*;
 
     #[test]
@@ -377,19 +316,72 @@ mod tests {
         assert_eq!(b.timestamps, vec![5, 5]);
     }
 
-    #[test]
-    fn malformed_outputs_are_errors_not_panics() {
-        let out = Messages {
-            payloads: vec![1, 2, 3],
-            payload_ends: vec![2, 9],
-            keys: vec![],
-            key_ends: vec![0, 0],
-            headers: vec![7, 0, 0, 0],
-            header_ends: vec![0, 4],
-            flags: vec![0, 1],
+    /// A pipeline of one `test_hostile` stage in `mode`, and what it makes
+    /// of three messages (kept alive: the registry's cache dir).
+    fn run_hostile(mode: &str, on_error: OnError) -> (Vec<NewRecord>, Vec<Disposition>) {
+        let (registry, _dir) = hostile(mode);
+        let pipeline = Pipeline {
+            pattern: Pattern::parse("t").unwrap(),
+            stages: vec![registry.current().plugins["hostile"].clone()],
+            on_error,
+            version_header: false,
         };
-        assert_eq!(output_record(&out, 0).unwrap().payload.as_ref(), &[1, 2]);
-        assert!(output_record(&out, 1).is_err());
-        assert!(output_record(&out, 7).is_err());
+        let records: Vec<NewRecord> = ["a", "b", "c"]
+            .into_iter()
+            .map(|p| NewRecord {
+                payload: Bytes::from(p),
+                id: Some(format!("id-{p}")),
+                ..NewRecord::default()
+            })
+            .collect();
+        let dispositions = pipeline.run("t", records.clone(), 0);
+        (records, dispositions)
+    }
+
+    #[test]
+    fn well_formed_replacements_go_on_in_place_of_the_message() {
+        let (records, dispositions) = run_hostile("stamp", OnError::DeadLetter);
+        for (record, d) in records.iter().zip(&dispositions) {
+            let [(Destination::Own, stored)] = &d.outputs[..] else {
+                panic!("replaced: {d:?}");
+            };
+            assert_eq!((&stored.payload, &stored.id), (&record.payload, &record.id));
+            assert!(stored.headers.iter().any(|(n, _)| n == "x-stamp"));
+        }
+    }
+
+    /// Only the last message's replacement is malformed; the whole batch is
+    /// handled by `on_error`, like a trap, and nothing is replaced.
+    #[test]
+    fn a_malformed_replacement_fails_the_stage_for_the_whole_batch() {
+        for mode in ["replace-past-end", "replace-bad-headers"] {
+            let (records, dispositions) = run_hostile(mode, OnError::DeadLetter);
+            for (record, d) in records.iter().zip(&dispositions) {
+                match &d.outputs[..] {
+                    [(Destination::DeadLetter { reason, stage }, original)] => {
+                        assert_eq!(stage, "hostile");
+                        assert!(reason.contains("malformed replacement"), "{reason}");
+                        assert_eq!(original, record, "the message as published");
+                    }
+                    other => panic!("{mode}: dead-lettered: {other:?}"),
+                }
+                assert_eq!(d.rejected, None);
+            }
+
+            let (_, dispositions) = run_hostile(mode, OnError::Reject);
+            for d in &dispositions {
+                let reason = d.rejected.as_deref().expect("rejected");
+                assert!(reason.contains("malformed replacement"), "{reason}");
+                assert!(d.outputs.is_empty());
+            }
+
+            let (_, dispositions) = run_hostile(mode, OnError::Drop);
+            assert!(dispositions.iter().all(|d| *d == Disposition::default()));
+
+            let (records, dispositions) = run_hostile(mode, OnError::Pass);
+            for (record, d) in records.iter().zip(&dispositions) {
+                assert_eq!(d.outputs, vec![(Destination::Own, record.clone())]);
+            }
+        }
     }
 }

@@ -4,7 +4,8 @@
 //! (allocates without end), `trap` (panics), `wrong-count` (answers no
 //! outcome), `fail-init` (refuses to start), `log` (logs and passes),
 //! `stamp` (passes each message on with an `x-stamp` header holding the
-//! build stamp below).
+//! build stamp below), `replace-past-end` and `replace-bad-headers`
+//! (malformed replacements, see [`Mode`]).
 //!
 //! The build stamp is a fixed-size marker in the component's data. Hot
 //! reload tests patch its bytes in a copy of the built file to get a second,
@@ -44,6 +45,15 @@ pub enum Mode {
     Log,
     /// Replace each message by itself with header `x-stamp: <build stamp>`.
     Stamp,
+    /// Replace each message by a copy of itself, but the last outcome's
+    /// span runs one past the new messages. The SDK cannot express a
+    /// malformed answer, so the component breaks a good one on its way out
+    /// (see `raw`); natively the copies are well formed.
+    ReplacePastEnd,
+    /// Replace each message by a copy of itself, but the last copy's
+    /// headers end in a stray byte that does not decode (as above, only in
+    /// the component).
+    ReplaceBadHeaders,
 }
 
 /// The fixture's configuration.
@@ -103,6 +113,11 @@ impl Plugin for Hostile {
                         .set_header("x-stamp", stamp.as_str())]);
                 }
             }
+            Mode::ReplacePastEnd | Mode::ReplaceBadHeaders => {
+                for message in batch.messages() {
+                    out.replace([MessageBuilder::from_message(&message)]);
+                }
+            }
             Mode::Pass | Mode::FailInit => {
                 for _ in batch.messages() {
                     out.pass();
@@ -112,7 +127,59 @@ impl Plugin for Hostile {
     }
 }
 
+// Natively this only checks the type; the component exports `raw` below.
+#[cfg(not(target_arch = "wasm32"))]
 sluice_sdk::export!(plugin: Hostile);
+
+/// The component's exports: what `sluice_sdk::export!` generates, plus a
+/// last step that breaks the answer in the `replace-*` modes (through the
+/// SDK's hidden bindings, which no real plugin should touch).
+#[cfg(target_arch = "wasm32")]
+mod raw {
+    use std::cell::RefCell;
+
+    use sluice_sdk::__bindings::sluice::plugin::types::Outcome;
+    use sluice_sdk::__bindings::{Batch, Guest, Outcomes};
+
+    use super::{Hostile, Mode};
+
+    std::thread_local! {
+        static PLUGIN: RefCell<Option<Hostile>> = const { RefCell::new(None) };
+    }
+
+    struct HostileGuest;
+
+    impl Guest for HostileGuest {
+        fn init(config: String) -> Result<(), String> {
+            PLUGIN.with(|slot| sluice_sdk::__runtime::init::<Hostile>(slot, &config))
+        }
+
+        fn handle(batch: Batch) -> Outcomes {
+            PLUGIN.with(|slot| {
+                let mode = slot.borrow().as_ref().map(|p| p.mode);
+                let mut answer = sluice_sdk::__runtime::handle::<Hostile>(slot, batch);
+                match mode {
+                    Some(Mode::ReplacePastEnd) => {
+                        if let Some(Outcome::Replace(span)) = answer.results.last_mut() {
+                            span.len += 1;
+                        }
+                    }
+                    Some(Mode::ReplaceBadHeaders) => {
+                        let out = &mut answer.output;
+                        if let Some(end) = out.header_ends.last_mut() {
+                            out.headers.push(0xff);
+                            *end += 1;
+                        }
+                    }
+                    _ => {}
+                }
+                answer
+            })
+        }
+    }
+
+    sluice_sdk::__bindings::__export_plugin_world!(HostileGuest with_types_in sluice_sdk::__bindings);
+}
 
 #[cfg(test)]
 mod tests {
@@ -139,6 +206,19 @@ mod tests {
                 assert_eq!(b[0].payload, b"b");
             }
             other => panic!("{other:?}"),
+        }
+        // Well formed natively: only the component breaks them.
+        for mode in ["replace-past-end", "replace-bad-headers"] {
+            let config = format!(r#"{{"mode": "{mode}"}}"#);
+            match &run_plugin::<Hostile>(&config, &batch).unwrap()[..] {
+                [TestOutcome::Replace(a), TestOutcome::Replace(b)] => {
+                    assert_eq!(
+                        (&a[0].payload[..], &b[0].payload[..]),
+                        (&b"a"[..], &b"b"[..])
+                    );
+                }
+                other => panic!("{mode}: {other:?}"),
+            }
         }
         let err = run_plugin::<Hostile>(r#"{"mode": "fail-init"}"#, &batch).unwrap_err();
         assert!(err.contains("refusing"), "{err}");
