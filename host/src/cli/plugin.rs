@@ -215,36 +215,28 @@ pub fn test_plugin(
         memory_bytes: 64 * 1024 * 1024,
     })?;
     let batch = crate::plugin::pipeline::to_batch(topic, records.iter(), crate::store::now_ms());
-    let outcomes = plugin.call(&batch)?;
+    // The same check of the answer as the broker's: a malformed
+    // replacement is an error here too, not a truncated line.
+    let answer = crate::plugin::answer::call(&plugin, &batch)?;
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
     let mut lines = Vec::new();
-    for (i, outcome) in outcomes.results.iter().enumerate() {
+    for (i, (outcome, replacements)) in answer.results.iter().zip(&answer.replacements).enumerate()
+    {
         let line = match outcome {
             Outcome::Pass => "pass".to_owned(),
             Outcome::Drop => "drop".to_owned(),
             Outcome::Reject(reason) => format!("reject: {reason}"),
             Outcome::DeadLetter(reason) => format!("dead-letter: {reason}"),
             Outcome::Route(span) => {
-                let topics = outcomes
-                    .topics
-                    .get(span.start as usize..(span.start + span.len) as usize)
+                let start = span.start as usize;
+                let topics = start
+                    .checked_add(span.len as usize)
+                    .and_then(|end| answer.topics.get(start..end))
                     .unwrap_or_default();
                 format!("route -> {}", topics.join(", "))
             }
-            Outcome::Replace(span) => {
-                let out = &outcomes.output;
-                let payloads: Vec<String> = (span.start..span.start + span.len)
-                    .map(|j| {
-                        let j = j as usize;
-                        let end = out.payload_ends.get(j).copied().unwrap_or(0) as usize;
-                        let start = if j == 0 {
-                            0
-                        } else {
-                            out.payload_ends.get(j - 1).copied().unwrap_or(0) as usize
-                        };
-                        text(out.payloads.get(start..end).unwrap_or_default())
-                    })
-                    .collect();
+            Outcome::Replace(_) => {
+                let payloads: Vec<String> = replacements.iter().map(|r| text(&r.payload)).collect();
                 format!("replace -> {}", payloads.join(" | "))
             }
         };

@@ -16,6 +16,8 @@
 //! - [`error`] - why loading or calling a plugin failed.
 //! - [`instance`] - one loaded plugin version, its instance pool, and how
 //!   the engine loads one.
+//! - [`answer`] - a plugin's answer checked, its replacements as records
+//!   (one place for publish and delivery plugins and `sluice plugin test`).
 //! - [`pipeline`] - stages on a topic pattern and what they do to messages.
 //! - [`delivery`] - plugins on a subscription's deliveries.
 //! - [`stats`] - per-plugin counters and latency.
