@@ -30,6 +30,7 @@ use super::registry::PluginRegistry;
 use crate::delivery::{Chunk, Slice};
 use crate::store::Record;
 use crate::store::StoredBatch;
+use crate::sync::lock;
 
 /// A receiver's plugin, following reloads.
 pub struct DeliveryFilter {
@@ -89,7 +90,7 @@ impl DeliveryFilter {
     /// the receiver's own config is initialised here). A plugin removed
     /// from the config keeps its last version for the receivers that use it.
     fn version(&self) -> Arc<LoadedPlugin> {
-        let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        let mut active = lock(&self.active);
         let set = self.registry.current();
         if let Some(now) = set.plugins.get(&self.name) {
             if !Arc::ptr_eq(now, &active.base) {

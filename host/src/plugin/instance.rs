@@ -18,6 +18,7 @@ use super::cache::LoadSource;
 use super::engine::{PluginEngine, TICK};
 use super::state::StoreState;
 use super::stats::PluginStats;
+use crate::sync::lock;
 
 pub use super::error::PluginError;
 
@@ -204,7 +205,7 @@ impl LoadedPlugin {
     }
 
     fn give_back(&self, live: Live) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = lock(&self.idle);
         if idle.len() < MAX_IDLE {
             idle.push(live);
         }
@@ -243,7 +244,7 @@ impl LoadedPlugin {
     }
 
     fn call_once(&self, batch: &Batch) -> Result<Outcomes, PluginError> {
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let idle = lock(&self.idle).pop();
         let mut live = match idle {
             Some(live) => live,
             None => self.instantiate()?,

@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use crate::sync::lock;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
@@ -29,7 +30,7 @@ impl LogStream {
     }
 
     fn write(&self, bytes: &[u8]) {
-        let mut partial = self.partial.lock().unwrap_or_else(|e| e.into_inner());
+        let mut partial = lock(&self.partial);
         for &b in bytes {
             if b == b'\n' {
                 let line = String::from_utf8_lossy(&partial).into_owned();

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use super::error::PluginError;
+use crate::sync::lock;
 
 /// Latency buckets: bucket `i` counts calls that took under `2^i` µs.
 const BUCKETS: usize = 32;
@@ -52,8 +53,7 @@ impl PluginStats {
         self.latency[bucket].fetch_add(1, Ordering::Relaxed);
         if let Some(error) = error {
             self.errors.fetch_add(1, Ordering::Relaxed);
-            *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some((SystemTime::now(), error.to_string()));
+            *lock(&self.last_error) = Some((SystemTime::now(), error.to_string()));
         }
     }
 
@@ -87,11 +87,7 @@ impl PluginStats {
             busy: Duration::from_nanos(self.busy_ns.load(Ordering::Relaxed)),
             p50: self.percentile(&counts, 0.50),
             p99: self.percentile(&counts, 0.99),
-            last_error: self
-                .last_error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            last_error: lock(&self.last_error).clone(),
         }
     }
 }

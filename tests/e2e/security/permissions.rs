@@ -178,3 +178,22 @@ stages = ["route"]
     );
     Ok(())
 }
+
+/// A group's own dead-letter topic is a place its creator writes to: it
+/// needs publish rights there, like a routed output.
+#[tokio::test]
+async fn a_group_dead_letter_topic_needs_publish_rights() -> anyhow::Result<()> {
+    let broker = TestBroker::start_with(with_config(&principals_toml(""))).await?;
+    let orders = connect(&broker, Some(ORDERS_TOKEN)).await?;
+    orders.publish("orders.eu", "o-1").await?;
+    let elsewhere = ConsumeOptions::default().dead_letter_topic("billing.poison");
+    let err = orders
+        .consume("orders.>", "fulfil", elsewhere)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden), "{err}");
+    assert!(err.to_string().contains("billing.poison"), "{err}");
+    let inside = ConsumeOptions::default().dead_letter_topic("orders.poison");
+    orders.consume("orders.>", "fulfil", inside).await?;
+    Ok(())
+}

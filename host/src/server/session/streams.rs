@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::Session;
+use crate::auth::Action;
 use crate::broker::{BrokerError, DeliverySource};
 use crate::server::delivery;
 use crate::sync::lock;
@@ -87,6 +88,11 @@ impl Session {
         request: sluice_proto::Consume,
     ) -> Result<ResponseBody, BrokerError> {
         self.check_subscribe(&request.pattern)?;
+        // A group's own dead-letter topic is written with the rights of
+        // whoever names it.
+        if let Some(topic) = &request.options.dead_letter_topic {
+            self.authorize(Action::Publish, topic)?;
+        }
         self.check_stream_slot(request.consumer, true)?;
         let id = request.consumer;
         let consumer = self
