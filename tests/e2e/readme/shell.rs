@@ -118,7 +118,11 @@ impl Process {
     }
 
     /// Waits, at most `limit`, for it to exit (its output ends first).
-    pub(super) async fn finish(mut self, limit: Duration, example: &Example) -> anyhow::Result<Finished> {
+    pub(super) async fn finish(
+        mut self,
+        limit: Duration,
+        example: &Example,
+    ) -> anyhow::Result<Finished> {
         let ended = self.wait_for(limit, |p| p.open == 0).await;
         let printed = match ended {
             Ok(printed) => printed,
