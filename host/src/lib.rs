@@ -43,13 +43,115 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
+use tokio::task::JoinError;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 
 /// How long shutdown waits for connections to drain before closing them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a broker could not start.
+///
+/// A variant's cause is its source, not part of its message: `sluice serve`
+/// and the tests print the whole chain.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is not valid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The data directory could not be created.
+    #[error("failed to create data directory {path}")]
+    CreateDataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The data directory's lock file could not be opened.
+    #[error("failed to open {path}")]
+    OpenLock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The data directory's lock file could not be locked.
+    #[error("failed to lock {path}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Another broker holds the data directory.
+    #[error(
+        "data directory {0} is in use by another sluice broker (stop it or choose another --data)"
+    )]
+    DataDirInUse(PathBuf),
+    /// The TLS certificate or the QUIC configuration is not usable.
+    #[error(transparent)]
+    Tls(#[from] server::tls::TlsError),
+    /// `auth.client_ca` is not usable.
+    #[error(transparent)]
+    ClientCa(#[from] auth::ClientCaError),
+    /// A configured plugin does not load.
+    #[error(transparent)]
+    Plugin(#[from] plugin::PluginError),
+    /// The task that loads the plugins panicked.
+    #[error("plugin loading task failed")]
+    PluginTask(#[source] JoinError),
+    /// The task that opens the store panicked.
+    #[error("store start-up task failed")]
+    StoreTask(#[source] JoinError),
+    /// The topics in the data directory could not be recovered.
+    #[error("failed to open the data directory")]
+    Store(#[source] store::StoreError),
+    /// The consumer groups in the data directory could not be recovered.
+    #[error("failed to recover the consumer groups")]
+    Groups(#[source] error::BrokerError),
+    /// The QUIC endpoint could not bind its address.
+    #[error("failed to listen on {addr}")]
+    Listen {
+        /// `server.listen`.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The address the QUIC endpoint bound could not be read.
+    #[error("failed to read the bound address")]
+    LocalAddr(#[source] std::io::Error),
+    /// The admin listener could not bind its address.
+    #[error("failed to listen on {addr} for the admin endpoints (/metrics, /healthz); set [admin] listen or enabled = false")]
+    AdminListen {
+        /// `admin.listen`.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The address the admin listener bound could not be read.
+    #[error("failed to read the admin address")]
+    AdminAddr(#[source] std::io::Error),
+}
+
+/// Why a broker did not stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    /// The broker's task panicked before its shutdown finished.
+    #[error("broker task failed")]
+    Task(#[source] JoinError),
+}
+
+/// Why [`run`] failed: the broker did not start, or did not stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Start-up failed; nothing is running.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The broker ran, but its shutdown failed.
+    #[error(transparent)]
+    Stop(#[from] StopError),
+}
 
 /// A broker that is running.
 pub struct Running {
@@ -97,38 +199,38 @@ impl Running {
     /// Shuts down gracefully: stops accepting, answers the requests already
     /// read (publishes are stored and acked), closes connections with a
     /// reason, commits and fsyncs every log.
-    pub async fn stop(self) -> anyhow::Result<()> {
+    pub async fn stop(self) -> Result<(), StopError> {
         self.shutdown.cancel();
-        self.task.await.context("broker task failed")
+        self.task.await.map_err(StopError::Task)
     }
 }
 
 /// Locks the data directory so that two brokers never share it.
-fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("failed to create data directory {}", dir.display()))?;
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+    std::fs::create_dir_all(dir).map_err(|source| StartError::CreateDataDir {
+        path: dir.to_owned(),
+        source,
+    })?;
     let path = dir.join("LOCK");
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .with_context(|| format!("failed to open {}", path.display()))?;
+        .map_err(|source| StartError::OpenLock {
+            path: path.clone(),
+            source,
+        })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "data directory {} is in use by another sluice broker (stop it or choose another --data)",
-            dir.display()
-        ),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("failed to lock {}", path.display()))
-        }
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::DataDirInUse(dir.to_owned())),
+        Err(std::fs::TryLockError::Error(source)) => Err(StartError::Lock { path, source }),
     }
 }
 
 /// Starts a broker: locks and recovers the data directory, loads or
 /// creates the TLS certificate, binds the QUIC endpoint.
-pub async fn start(config: Config) -> anyhow::Result<Running> {
+pub async fn start(config: Config) -> Result<Running, StartError> {
     config.validate()?;
     let lock = lock_data_dir(&config.server.data_dir)?;
     let identity = server::tls::load_or_create(&config.server)?;
@@ -147,7 +249,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         config.server.data_dir.join("groups"),
     )
     .await
-    .context("failed to recover the consumer groups")?;
+    .map_err(StartError::Groups)?;
     let broker = broker::Broker::new(
         config.clone(),
         store,
@@ -155,11 +257,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         plugins.clone(),
         metrics,
     );
-    let endpoint = sluice_client::transport::endpoint(config.server.listen, Some(quic))
-        .with_context(|| format!("failed to listen on {}", config.server.listen))?;
-    let addr = endpoint
-        .local_addr()
-        .context("failed to read the bound address")?;
+    let endpoint =
+        sluice_client::transport::endpoint(config.server.listen, Some(quic)).map_err(|source| {
+            StartError::Listen {
+                addr: config.server.listen,
+                source,
+            }
+        })?;
+    let addr = endpoint.local_addr().map_err(StartError::LocalAddr)?;
     if identity.self_signed {
         tracing::info!(fingerprint = %identity.fingerprint, cert = %identity.cert_path.display(), "using the self-signed development certificate; clients on this machine can trust it with --data or --ca");
     } else {
@@ -168,15 +273,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let admin = if config.admin.enabled {
         let listener = tokio::net::TcpListener::bind(config.admin.listen)
             .await
-            .with_context(|| {
-                format!(
-                    "failed to listen on {} for the admin endpoints (/metrics, /healthz); set [admin] listen or enabled = false",
-                    config.admin.listen
-                )
+            .map_err(|source| StartError::AdminListen {
+                addr: config.admin.listen,
+                source,
             })?;
-        let admin_addr = listener
-            .local_addr()
-            .context("failed to read the admin address")?;
+        let admin_addr = listener.local_addr().map_err(StartError::AdminAddr)?;
         tracing::info!(%admin_addr, "metrics at http://{admin_addr}/metrics, health at /healthz");
         Some((listener, admin_addr))
     } else {
@@ -263,7 +364,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 async fn open_local_store(
     config: &Config,
     metrics: std::sync::Arc<metrics::Metrics>,
-) -> anyhow::Result<std::sync::Arc<dyn store::Store>> {
+) -> Result<std::sync::Arc<dyn store::Store>, StartError> {
     let options = store::LocalOptions {
         data_dir: config.server.data_dir.clone(),
         defaults: broker::Broker::default_topic_settings(config),
@@ -273,18 +374,20 @@ async fn open_local_store(
     };
     let store = tokio::task::spawn_blocking(move || store::LocalStore::open(options, metrics))
         .await
-        .context("store start-up task failed")?
-        .context("failed to open the data directory")?;
+        .map_err(StartError::StoreTask)?
+        .map_err(StartError::Store)?;
     Ok(std::sync::Arc::new(store))
 }
 
 /// Loads every configured plugin (compiling components off the async
 /// workers). A plugin that fails to load stops start-up with its error.
-async fn load_plugins(config: &Config) -> anyhow::Result<std::sync::Arc<plugin::PluginRegistry>> {
+async fn load_plugins(
+    config: &Config,
+) -> Result<std::sync::Arc<plugin::PluginRegistry>, StartError> {
     let config = config.clone();
     let registry = tokio::task::spawn_blocking(move || plugin::PluginRegistry::load(&config))
         .await
-        .context("plugin loading task failed")??;
+        .map_err(StartError::PluginTask)??;
     for pipeline in &registry.current().pipelines {
         tracing::info!(pipeline = %pipeline.describe(), on_error = ?pipeline.on_error, "pipeline ready");
     }
@@ -292,9 +395,9 @@ async fn load_plugins(config: &Config) -> anyhow::Result<std::sync::Arc<plugin::
 }
 
 /// Runs a broker until `shutdown` completes, then stops it gracefully.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     let running = start(config).await?;
     shutdown.await;
     tracing::info!("shutting down");
-    running.stop().await
+    Ok(running.stop().await?)
 }

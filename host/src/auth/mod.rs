@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use rustls::pki_types::{CertificateDer, UnixTime};
@@ -30,9 +29,11 @@ use sluice_proto::{ErrorBody, ErrorCode};
 use crate::config::{AuthConfig, AuthMode};
 use crate::sync::lock;
 
+mod error;
 mod log_limit;
 mod permissions;
 
+pub use error::{ClientCaError, ConnectionLimitReached, TokenError};
 pub use log_limit::LogLimit;
 pub use permissions::{authorize, covers, Action, AdminRight, Denied, Permissions};
 
@@ -49,15 +50,15 @@ const MAX_TOKEN_BYTES: usize = 4096;
 
 /// The argon2 hash of `secret` with a fresh salt, as `sluice token hash`
 /// prints it.
-pub fn hash_token(secret: &str) -> anyhow::Result<String> {
+pub fn hash_token(secret: &str) -> Result<String, TokenError> {
     let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
     Argon2::default()
         .hash_password(secret.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))
+        .map_err(TokenError::Hash)
 }
 
-pub use crate::config::check_token_hash;
+pub use crate::config::{check_token_hash, TokenHashError};
 
 /// An authenticated identity.
 #[derive(Debug)]
@@ -153,7 +154,7 @@ impl Auth {
         config: &AuthConfig,
         base_dir: Option<&Path>,
         default_max_connections: usize,
-    ) -> anyhow::Result<Auth> {
+    ) -> Result<Auth, ClientCaError> {
         let mode = config.effective_mode();
         let mut principals = HashMap::new();
         let mut with_tokens = Vec::new();
@@ -321,7 +322,10 @@ impl Auth {
 
     /// Takes one of the principal's connection slots, or says which limit
     /// it is at.
-    pub fn open_connection(&self, principal: &Arc<Principal>) -> Result<PrincipalSlot, String> {
+    pub fn open_connection(
+        &self,
+        principal: &Arc<Principal>,
+    ) -> Result<PrincipalSlot, ConnectionLimitReached> {
         if principal.anonymous {
             return Ok(PrincipalSlot(None));
         }
@@ -331,15 +335,16 @@ impl Auth {
         let mut open = lock(&self.open);
         let count = open.entry(principal.name.clone()).or_insert(0);
         if *count >= limit {
-            let which = if principal.max_connections.is_some() {
-                "its max_connections"
-            } else {
-                "limits.max_connections_per_principal"
-            };
-            return Err(format!(
-                "principal {:?} has {count} connections open, the most allowed ({which} = {limit})",
-                principal.name
-            ));
+            return Err(ConnectionLimitReached {
+                principal: principal.name.clone(),
+                open: *count,
+                limit,
+                setting: if principal.max_connections.is_some() {
+                    "its max_connections"
+                } else {
+                    "limits.max_connections_per_principal"
+                },
+            });
         }
         *count += 1;
         Ok(PrincipalSlot(Some((
@@ -383,19 +388,24 @@ fn resolve(base_dir: Option<&Path>, path: &Path) -> PathBuf {
     }
 }
 
-fn client_verifier(path: &Path) -> anyhow::Result<Arc<dyn ClientCertVerifier>> {
-    let pem = std::fs::read(path)
-        .with_context(|| format!("failed to read auth.client_ca {}", path.display()))?;
+fn client_verifier(path: &Path) -> Result<Arc<dyn ClientCertVerifier>, ClientCaError> {
+    let pem = std::fs::read(path).map_err(|source| ClientCaError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let cert =
-            cert.with_context(|| format!("failed to parse auth.client_ca {}", path.display()))?;
-        roots
-            .add(cert)
-            .with_context(|| format!("unusable CA certificate in {}", path.display()))?;
+        let cert = cert.map_err(|source| ClientCaError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        roots.add(cert).map_err(|source| ClientCaError::Unusable {
+            path: path.to_owned(),
+            source,
+        })?;
     }
     if roots.is_empty() {
-        anyhow::bail!("no PEM certificate in auth.client_ca {}", path.display());
+        return Err(ClientCaError::Empty(path.to_owned()));
     }
     WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots),
@@ -403,7 +413,10 @@ fn client_verifier(path: &Path) -> anyhow::Result<Arc<dyn ClientCertVerifier>> {
     )
     .allow_unauthenticated()
     .build()
-    .with_context(|| format!("auth.client_ca {} cannot verify clients", path.display()))
+    .map_err(|source| ClientCaError::Verifier {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// The subject common name of a DER certificate.
@@ -504,7 +517,10 @@ mod tests {
         let hash = hash_token("s3cret").unwrap();
         assert!(hash.starts_with("$argon2id$"), "{hash}");
         check_token_hash(&hash).unwrap();
-        assert!(check_token_hash("plain-text").is_err());
+        assert!(matches!(
+            check_token_hash("plain-text"),
+            Err(TokenHashError::Malformed(_))
+        ));
         let parsed = PasswordHash::new(&hash).unwrap();
         assert!(Argon2::default()
             .verify_password(b"s3cret", &parsed)

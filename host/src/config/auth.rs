@@ -60,12 +60,87 @@ pub struct PrincipalConfig {
 /// The admin rights a principal can hold.
 pub const ADMIN_RIGHTS: &[&str] = &["topics", "groups", "plugins", "*"];
 
+/// Why a `token_hash` cannot check tokens.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenHashError {
+    /// The text is not a PHC hash string (`$argon2id$v=19$...`).
+    #[error("{0}")]
+    Malformed(argon2::password_hash::Error),
+    /// A hash string, but of another algorithm.
+    #[error("algorithm {0} is not argon2")]
+    NotArgon2(String),
+}
+
+/// Why `[auth]` was refused: what serde cannot check.
+///
+/// A cause (a hash or pattern error) is part of the message, not also the
+/// source, because the message is shown whole in the error chain of
+/// [`super::ConfigError`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthConfigError {
+    /// `auth.mode = "none"` next to principals or a client CA, which it
+    /// would silently ignore.
+    #[error(
+        "auth.mode = \"none\" lets every client in with all rights, but {principals} [[auth.principal]] and {} client CA are configured; set auth.mode = \"required\" or remove them",
+        if *client_ca { "a" } else { "no" }
+    )]
+    NoneWithPrincipals {
+        /// How many principals are configured.
+        principals: usize,
+        /// Whether `auth.client_ca` is set.
+        client_ca: bool,
+    },
+    /// Authentication is required but nobody could pass it.
+    #[error(
+        "auth.mode = \"required\" but no [[auth.principal]] is configured: no client could connect"
+    )]
+    RequiredWithoutPrincipals,
+    /// A principal name that is empty, too long or has control characters.
+    #[error("auth.principal name {0:?}: 1 to 255 printable characters")]
+    BadName(String),
+    /// Two principals with one name.
+    #[error("auth.principal {0:?} is defined twice")]
+    Duplicate(String),
+    /// A `token_hash` that cannot check tokens.
+    #[error("auth.principal {principal:?}: token_hash is not an argon2 hash from `sluice token hash`: {reason}")]
+    BadTokenHash {
+        /// The principal.
+        principal: String,
+        /// What is wrong with the hash.
+        reason: TokenHashError,
+    },
+    /// A `publish` or `subscribe` entry that is not a valid pattern.
+    #[error("auth.principal {principal:?}: {field} pattern {pattern:?}: {reason}")]
+    BadPattern {
+        /// The principal.
+        principal: String,
+        /// `publish` or `subscribe`.
+        field: &'static str,
+        /// The entry.
+        pattern: String,
+        /// What is wrong with it.
+        reason: sluice_proto::SubjectError,
+    },
+    /// An `admin` entry that is not one of [`ADMIN_RIGHTS`].
+    #[error("auth.principal {principal:?}: admin right {right:?} is not one of {}", ADMIN_RIGHTS.join(", "))]
+    UnknownAdminRight {
+        /// The principal.
+        principal: String,
+        /// The entry.
+        right: String,
+    },
+    /// `max_connections = 0`, which would lock the principal out.
+    #[error("auth.principal {0:?}: max_connections must be above zero")]
+    ZeroMaxConnections(String),
+}
+
 /// Checks that `hash` is an argon2 hash string the broker can verify
 /// tokens against.
-pub fn check_token_hash(hash: &str) -> Result<(), String> {
-    let parsed = argon2::password_hash::PasswordHash::new(hash).map_err(|e| e.to_string())?;
+pub fn check_token_hash(hash: &str) -> Result<(), TokenHashError> {
+    let parsed =
+        argon2::password_hash::PasswordHash::new(hash).map_err(TokenHashError::Malformed)?;
     if !parsed.algorithm.as_str().starts_with("argon2") {
-        return Err(format!("algorithm {} is not argon2", parsed.algorithm));
+        return Err(TokenHashError::NotArgon2(parsed.algorithm.to_string()));
     }
     Ok(())
 }
@@ -83,62 +158,52 @@ impl AuthConfig {
 
     /// Checks what serde cannot: the mode fits the principals, and each
     /// principal's name, token hash, patterns and rights are usable.
-    pub(super) fn check(&self) -> Result<(), String> {
+    pub(super) fn check(&self) -> Result<(), AuthConfigError> {
         if self.mode == Some(AuthMode::None)
             && (!self.principals.is_empty() || self.client_ca.is_some())
         {
-            return Err(format!(
-                "auth.mode = \"none\" lets every client in with all rights, but {} [[auth.principal]] and {} client CA are configured; set auth.mode = \"required\" or remove them",
-                self.principals.len(),
-                if self.client_ca.is_some() { "a" } else { "no" }
-            ));
+            return Err(AuthConfigError::NoneWithPrincipals {
+                principals: self.principals.len(),
+                client_ca: self.client_ca.is_some(),
+            });
         }
         if self.effective_mode() == AuthMode::Required && self.principals.is_empty() {
-            return Err(
-                "auth.mode = \"required\" but no [[auth.principal]] is configured: no client could connect".into(),
-            );
+            return Err(AuthConfigError::RequiredWithoutPrincipals);
         }
         let mut names = std::collections::HashSet::new();
         for p in &self.principals {
             if p.name.is_empty() || p.name.len() > 255 || p.name.chars().any(char::is_control) {
-                return Err(format!(
-                    "auth.principal name {:?}: 1 to 255 printable characters",
-                    p.name
-                ));
+                return Err(AuthConfigError::BadName(p.name.clone()));
             }
             if !names.insert(p.name.as_str()) {
-                return Err(format!("auth.principal {:?} is defined twice", p.name));
+                return Err(AuthConfigError::Duplicate(p.name.clone()));
             }
             if let Some(hash) = &p.token_hash {
-                if let Err(e) = check_token_hash(hash) {
-                    return Err(format!(
-                        "auth.principal {:?}: token_hash is not an argon2 hash from `sluice token hash`: {e}",
-                        p.name
-                    ));
-                }
+                check_token_hash(hash).map_err(|reason| AuthConfigError::BadTokenHash {
+                    principal: p.name.clone(),
+                    reason,
+                })?;
             }
             for (field, patterns) in [("publish", &p.publish), ("subscribe", &p.subscribe)] {
                 for pattern in patterns {
-                    if let Err(e) = sluice_proto::Pattern::parse(pattern) {
-                        return Err(format!(
-                            "auth.principal {:?}: {field} pattern {pattern:?}: {e}",
-                            p.name
-                        ));
-                    }
+                    sluice_proto::Pattern::parse(pattern).map_err(|reason| {
+                        AuthConfigError::BadPattern {
+                            principal: p.name.clone(),
+                            field,
+                            pattern: pattern.clone(),
+                            reason,
+                        }
+                    })?;
                 }
             }
             if let Some(right) = p.admin.iter().find(|r| !ADMIN_RIGHTS.contains(&r.as_str())) {
-                return Err(format!(
-                    "auth.principal {:?}: admin right {right:?} is not one of {}",
-                    p.name,
-                    ADMIN_RIGHTS.join(", ")
-                ));
+                return Err(AuthConfigError::UnknownAdminRight {
+                    principal: p.name.clone(),
+                    right: right.clone(),
+                });
             }
             if p.max_connections == Some(0) {
-                return Err(format!(
-                    "auth.principal {:?}: max_connections must be above zero",
-                    p.name
-                ));
+                return Err(AuthConfigError::ZeroMaxConnections(p.name.clone()));
             }
         }
         Ok(())

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::plugins::check_plugins;
+use super::auth::AuthConfigError;
+use super::plugins::{check_plugins, PluginConfigError};
 use super::storage::FsyncPolicy;
 use super::Config;
 
@@ -30,6 +31,14 @@ pub enum ConfigError {
     /// The values parse but do not make sense together.
     #[error("invalid config: {0}")]
     Invalid(String),
+    // The two below show their cause in the message, so it is not also
+    // their source (an error chain would say it twice).
+    /// `[auth]` is not usable.
+    #[error("invalid config: {0}")]
+    Auth(AuthConfigError),
+    /// `[[plugin]]` or `[[pipeline]]` is not usable.
+    #[error("invalid config: {0}")]
+    Plugins(PluginConfigError),
 }
 
 impl Config {
@@ -121,7 +130,7 @@ impl Config {
         if self.limits.handshake_timeout.is_zero() || self.limits.idle_timeout.is_zero() {
             return invalid("limits.handshake_timeout and limits.idle_timeout must be above zero");
         }
-        self.auth.check().map_err(ConfigError::Invalid)?;
-        check_plugins(&self.plugins, &self.pipelines).map_err(ConfigError::Invalid)
+        self.auth.check().map_err(ConfigError::Auth)?;
+        check_plugins(&self.plugins, &self.pipelines).map_err(ConfigError::Plugins)
     }
 }

@@ -30,9 +30,15 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-pub use auth::{check_token_hash, AuthConfig, AuthMode, PrincipalConfig, ADMIN_RIGHTS};
+pub use auth::{
+    check_token_hash, AuthConfig, AuthConfigError, AuthMode, PrincipalConfig, TokenHashError,
+    ADMIN_RIGHTS,
+};
 pub use load::ConfigError;
-pub use plugins::{OnError, PipelineConfig, PluginConfig, PluginRuntimeConfig, MAX_PLUGIN_MEMORY};
+pub use plugins::{
+    OnError, PipelineConfig, PluginConfig, PluginConfigError, PluginRuntimeConfig,
+    MAX_PLUGIN_MEMORY,
+};
 pub use server::{AdminConfig, LimitsConfig, ServerConfig};
 pub use storage::{FsyncPolicy, RetentionConfig, StorageConfig, TopicsConfig};
 

@@ -97,50 +97,84 @@ pub struct PipelineConfig {
     pub on_error: OnError,
 }
 
+/// Why `[[plugin]]` or `[[pipeline]]` was refused: what serde cannot check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginConfigError {
+    /// A plugin name that is not a valid topic-style name.
+    #[error("plugin name {0:?} is not valid (letters, digits, '_', '-', '.')")]
+    BadName(String),
+    /// Two plugins with one name.
+    #[error("plugin {0:?} is defined twice")]
+    Duplicate(String),
+    /// `timeout = 0`: every call would time out.
+    #[error("plugin {0:?}: timeout must be above zero")]
+    ZeroTimeout(String),
+    /// `memory_bytes` outside what an instance can have.
+    #[error("plugin {plugin:?}: memory_bytes must be between 1048576 and {MAX_PLUGIN_MEMORY}")]
+    MemoryOutOfRange {
+        /// The plugin.
+        plugin: String,
+    },
+    /// A pipeline's `topics` that is not a valid pattern.
+    #[error("pipeline topics {topics:?}: {reason}")]
+    BadPattern {
+        /// The pattern.
+        topics: String,
+        /// What is wrong with it.
+        reason: sluice_proto::SubjectError,
+    },
+    /// A pipeline with nothing to run.
+    #[error("pipeline on {0:?} has no stages")]
+    NoStages(String),
+    /// A stage that names no `[[plugin]]`.
+    #[error("pipeline on {topics:?} names plugin {plugin:?}, which no [[plugin]] defines")]
+    UnknownStage {
+        /// The pipeline's pattern.
+        topics: String,
+        /// The missing plugin.
+        plugin: String,
+    },
+}
+
 /// Checks what serde cannot: plugin names are valid and unique, limits are
 /// in range, and every pipeline has a valid pattern and names only defined
 /// plugins.
 pub(super) fn check_plugins(
     plugins: &[PluginConfig],
     pipelines: &[PipelineConfig],
-) -> Result<(), String> {
+) -> Result<(), PluginConfigError> {
     let mut names = HashSet::new();
     for plugin in plugins {
         if sluice_proto::validate_topic(&plugin.name).is_err() {
-            return Err(format!(
-                "plugin name {:?} is not valid (letters, digits, '_', '-', '.')",
-                plugin.name
-            ));
+            return Err(PluginConfigError::BadName(plugin.name.clone()));
         }
         if !names.insert(plugin.name.as_str()) {
-            return Err(format!("plugin {:?} is defined twice", plugin.name));
+            return Err(PluginConfigError::Duplicate(plugin.name.clone()));
         }
         if plugin.timeout.is_zero() {
-            return Err(format!(
-                "plugin {:?}: timeout must be above zero",
-                plugin.name
-            ));
+            return Err(PluginConfigError::ZeroTimeout(plugin.name.clone()));
         }
-        let max = MAX_PLUGIN_MEMORY as u64;
-        if plugin.memory_bytes < 1024 * 1024 || plugin.memory_bytes > max {
-            return Err(format!(
-                "plugin {:?}: memory_bytes must be between 1048576 and {max}",
-                plugin.name
-            ));
+        if plugin.memory_bytes < 1024 * 1024 || plugin.memory_bytes > MAX_PLUGIN_MEMORY as u64 {
+            return Err(PluginConfigError::MemoryOutOfRange {
+                plugin: plugin.name.clone(),
+            });
         }
     }
     for pipeline in pipelines {
-        if let Err(e) = sluice_proto::Pattern::parse(&pipeline.topics) {
-            return Err(format!("pipeline topics {:?}: {e}", pipeline.topics));
-        }
+        sluice_proto::Pattern::parse(&pipeline.topics).map_err(|reason| {
+            PluginConfigError::BadPattern {
+                topics: pipeline.topics.clone(),
+                reason,
+            }
+        })?;
         if pipeline.stages.is_empty() {
-            return Err(format!("pipeline on {:?} has no stages", pipeline.topics));
+            return Err(PluginConfigError::NoStages(pipeline.topics.clone()));
         }
         if let Some(missing) = pipeline.stages.iter().find(|s| !names.contains(s.as_str())) {
-            return Err(format!(
-                "pipeline on {:?} names plugin {missing:?}, which no [[plugin]] defines",
-                pipeline.topics
-            ));
+            return Err(PluginConfigError::UnknownStage {
+                topics: pipeline.topics.clone(),
+                plugin: missing.clone(),
+            });
         }
     }
     Ok(())

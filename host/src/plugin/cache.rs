@@ -141,19 +141,43 @@ fn read_artifact(engine: &Engine, path: &Path) -> Option<Component> {
     }
 }
 
-fn write_artifact(component: &Component, path: &Path) -> anyhow::Result<()> {
+/// Why a compiled component was not cached on disk (logged; the cause is
+/// in the message because nothing chains it).
+#[derive(Debug, thiserror::Error)]
+enum CacheWriteError {
+    /// wasmtime could not serialize the compiled component (its error is
+    /// not a `std::error::Error`, so it is kept as text).
+    #[error("cannot serialize the component: {0}")]
+    Serialize(String),
+    /// A file system operation on the cache failed.
+    #[error("cannot {op} {path}: {error}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
+fn write_artifact(component: &Component, path: &Path) -> Result<(), CacheWriteError> {
+    let io = |op, path: &Path| {
+        let path = path.to_owned();
+        move |error| CacheWriteError::Io { op, path, error }
+    };
     let artifact = component
         .serialize()
-        .map_err(|e| anyhow::anyhow!("cannot serialize the component: {e:#}"))?;
+        .map_err(|e| CacheWriteError::Serialize(format!("{e:#}")))?;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
     }
     let mut bytes = Vec::with_capacity(MAGIC.len() + 32 + artifact.len());
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&Sha256::digest(&artifact));
     bytes.extend_from_slice(&artifact);
     let tmp = path.with_extension("cwasm.tmp");
-    std::fs::write(&tmp, &bytes)?;
-    std::fs::rename(&tmp, path)?;
+    std::fs::write(&tmp, &bytes).map_err(io("write", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(io("rename", &tmp))?;
     Ok(())
 }

@@ -52,13 +52,16 @@ impl std::fmt::Debug for PluginEngine {
 impl PluginEngine {
     /// Creates the engine and starts its epoch ticker; compiled components
     /// are cached in memory only.
-    pub fn new() -> anyhow::Result<PluginEngine> {
+    pub fn new() -> Result<PluginEngine, PluginError> {
         Self::with_cache_dir(None)
     }
 
     /// Creates the engine and starts its epoch ticker; compiled components
     /// are cached in memory and, when given, in `cache_dir` across runs.
-    pub fn with_cache_dir(cache_dir: Option<std::path::PathBuf>) -> anyhow::Result<PluginEngine> {
+    /// Fails with [`PluginError::Engine`].
+    pub fn with_cache_dir(
+        cache_dir: Option<std::path::PathBuf>,
+    ) -> Result<PluginEngine, PluginError> {
         let mut pooling = PoolingAllocationConfig::default();
         pooling
             .total_component_instances(POOL_INSTANCES)
@@ -73,9 +76,12 @@ impl PluginEngine {
             .epoch_interruption(true)
             .cranelift_opt_level(OptLevel::Speed)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
-        let wasmtime_error = |what: &str| {
-            let what = what.to_owned();
-            move |e: wasmtime::Error| anyhow::anyhow!("{what}: {e:#}")
+        // wasmtime's error is not a `std::error::Error`: its chain goes
+        // into the reason.
+        let wasmtime_error = |what: &'static str| {
+            move |e: wasmtime::Error| PluginError::Engine {
+                reason: format!("{what}: {e:#}"),
+            }
         };
         let engine =
             Engine::new(&config).map_err(wasmtime_error("cannot create the wasmtime engine"))?;
@@ -98,6 +104,9 @@ impl PluginEngine {
                         None => return,
                     }
                 }
+            })
+            .map_err(|e| PluginError::Engine {
+                reason: format!("cannot start the epoch ticker thread: {e}"),
             })?;
         Ok(PluginEngine {
             cache: Arc::new(ComponentCache::new(&engine, cache_dir)),

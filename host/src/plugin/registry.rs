@@ -24,7 +24,7 @@ use sluice_proto::{PluginStatus, RefusedVersion};
 use super::cache::LoadSource;
 use super::instance::short_hash;
 use super::{spec_from_config, LoadedPlugin, PluginEngine, PluginError, PluginSet, PluginSpec};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 
 /// A version that was refused.
 #[derive(Debug, Clone)]
@@ -56,6 +56,18 @@ pub struct ReloadReport {
     pub swapped: Vec<(String, String, String)>,
     /// Plugins whose new version was refused: (name, error).
     pub refused: Vec<(String, String)>,
+}
+
+/// Why a changed config file was refused (the running plugins and
+/// pipelines stay).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file cannot be read, does not parse or is not valid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A plugin of the new config does not load.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
 }
 
 /// The plugins in force and how to change them.
@@ -154,11 +166,7 @@ impl PluginRegistry {
         if let Some(engine) = engine.as_ref() {
             return Ok(engine.clone());
         }
-        let made = PluginEngine::with_cache_dir(self.cache_dir.clone()).map_err(|e| {
-            PluginError::Engine {
-                reason: format!("{e:#}"),
-            }
-        })?;
+        let made = PluginEngine::with_cache_dir(self.cache_dir.clone())?;
         *engine = Some(made.clone());
         Ok(made)
     }
@@ -302,23 +310,23 @@ impl PluginRegistry {
     /// removed or changed take effect together; a config that does not
     /// parse, names a missing plugin, or has a plugin that fails to load is
     /// refused whole. Changed settings that need a restart are reported.
-    pub fn reload_config(&self, since: Instant) -> Result<ReloadReport, String> {
+    pub fn reload_config(&self, since: Instant) -> Result<ReloadReport, ReloadError> {
         let Some(path) = self.config_path.clone() else {
             return Ok(ReloadReport::default());
         };
         let mut baseline = lock(&self.baseline);
-        let refuse = |reason: String| {
+        let refuse = |reason: ReloadError| {
             tracing::error!(config = %path.display(), error = %reason, "config change refused; the running plugins and pipelines stay");
             *lock(&self.config_refusal) = Some(Refusal {
                 hash: String::new(),
                 at: SystemTime::now(),
-                error: reason.clone(),
+                error: reason.to_string(),
             });
             Err(reason)
         };
         let new = match Config::load(&path) {
             Ok(new) => new,
-            Err(e) => return refuse(e.to_string()),
+            Err(e) => return refuse(e.into()),
         };
         for section in baseline.restart_needed(&new) {
             tracing::warn!(config = %path.display(), %section, "changed in the config file; this setting takes effect only after a restart");
@@ -326,7 +334,7 @@ impl PluginRegistry {
         let old = self.current.load_full();
         let set = match self.build(&new, Some(&old)) {
             Ok(set) => set,
-            Err(e) => return refuse(e.to_string()),
+            Err(e) => return refuse(e.into()),
         };
         let mut report = ReloadReport::default();
         for (name, plugin) in &set.plugins {

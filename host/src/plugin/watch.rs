@@ -77,16 +77,27 @@ fn change(kind: &EventKind, index: usize, paths: usize) -> Change {
     }
 }
 
+/// Why file watching could not start (the broker runs on without it).
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// The operating system's file watcher could not be created (on Linux,
+    /// usually the inotify instance limit, `fs.inotify.max_user_instances`).
+    /// The cause is in the message because this error is logged, not chained.
+    #[error("cannot create a file watcher: {0}")]
+    Watcher(notify::Error),
+}
+
 /// Starts watching (when the config asks for it). The task ends with `stop`.
 pub fn spawn(
     registry: Arc<PluginRegistry>,
     debounce: Duration,
     stop: CancellationToken,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> Result<tokio::task::JoinHandle<()>, WatchError> {
     let (tx, rx) = mpsc::unbounded_channel();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let _ = tx.send(event);
-    })?;
+    })
+    .map_err(WatchError::Watcher)?;
     let mut task = WatchTask {
         registry,
         watcher,

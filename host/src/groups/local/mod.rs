@@ -56,12 +56,36 @@ pub(crate) struct GroupSettings {
     pub options: GroupOptions,
 }
 
+/// Why a group's `group.json` cannot be used (the group is skipped; the
+/// cause is in the message because this error is logged, not chained).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SettingsError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {error}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The file is not the settings JSON this broker writes.
+    #[error("cannot parse {path}: {error}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: serde_json::Error,
+    },
+}
+
 impl GroupSettings {
-    pub fn load(dir: &Path) -> Result<GroupSettings, String> {
+    pub fn load(dir: &Path) -> Result<GroupSettings, SettingsError> {
         let path = dir.join(SETTINGS_FILE);
-        let bytes =
-            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        serde_json::from_slice(&bytes).map_err(|e| format!("cannot parse {}: {e}", path.display()))
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) => return Err(SettingsError::Read { path, error }),
+        };
+        serde_json::from_slice(&bytes).map_err(|error| SettingsError::Parse { path, error })
     }
 
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
