@@ -177,7 +177,7 @@ impl Broker {
         })
         .await
         .map_err(|e| BrokerError::Internal(format!("delivery plugin task failed: {e}")))?
-        .map_err(BrokerError::InvalidArgument)
+        .map_err(|e| BrokerError::InvalidArgument(e.to_string()))
     }
 
     /// Stops the consumer groups, then the store: commits what is pending

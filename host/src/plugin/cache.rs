@@ -12,6 +12,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::sync::lock;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::Engine;
@@ -95,7 +96,7 @@ impl ComponentCache {
     }
 
     fn in_memory(&self, digest: &[u8; 32]) -> Option<Component> {
-        let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        let memory = lock(&self.memory);
         memory
             .iter()
             .find(|(d, _)| d == digest)
@@ -103,7 +104,7 @@ impl ComponentCache {
     }
 
     fn remember(&self, digest: &[u8; 32], component: &Component) {
-        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        let mut memory = lock(&self.memory);
         if memory.iter().any(|(d, _)| d == digest) {
             return;
         }

@@ -24,6 +24,7 @@ use sluice_proto::SettleAction;
 
 use super::answer::{self, CallError};
 use super::bindings::{Batch, Outcome};
+use super::error::PluginError;
 use super::instance::LoadedPlugin;
 use super::pipeline::{lay_out, BatchEntry};
 use super::registry::PluginRegistry;
@@ -31,6 +32,18 @@ use crate::delivery::{Chunk, Slice};
 use crate::store::Record;
 use crate::store::StoredBatch;
 use crate::sync::lock;
+
+/// Why a receiver cannot have the plugin it asked for.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryPluginError {
+    /// No plugin of that name is loaded.
+    #[error("no plugin named {0:?} is loaded in this broker")]
+    NotLoaded(String),
+    /// The plugin refused the receiver's config (its `init` failed) or
+    /// could not be instantiated.
+    #[error(transparent)]
+    Refused(#[from] PluginError),
+}
 
 /// A receiver's plugin, following reloads.
 pub struct DeliveryFilter {
@@ -62,16 +75,16 @@ impl DeliveryFilter {
     pub fn new(
         registry: Arc<PluginRegistry>,
         spec: &sluice_proto::DeliveryPlugin,
-    ) -> Result<Arc<DeliveryFilter>, String> {
+    ) -> Result<Arc<DeliveryFilter>, DeliveryPluginError> {
         let base = registry
             .current()
             .plugins
             .get(&spec.name)
             .cloned()
-            .ok_or_else(|| format!("no plugin named {:?} is loaded in this broker", spec.name))?;
+            .ok_or_else(|| DeliveryPluginError::NotLoaded(spec.name.clone()))?;
         let used = match &spec.config {
             None => base.clone(),
-            Some(config) => Arc::new(base.reconfigured(config).map_err(|e| e.to_string())?),
+            Some(config) => Arc::new(base.reconfigured(config)?),
         };
         Ok(Arc::new(DeliveryFilter {
             registry,

@@ -91,9 +91,7 @@ impl std::fmt::Debug for PluginRegistry {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::sync::lock;
 
 fn ms(t: SystemTime) -> i64 {
     t.duration_since(std::time::UNIX_EPOCH)

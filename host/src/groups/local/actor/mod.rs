@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_proto::{GroupInfo, Pattern};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -29,7 +29,7 @@ use crate::config::FsyncPolicy;
 use crate::error::BrokerError;
 use crate::groups::policy;
 use crate::groups::GroupDelivery;
-use crate::store::{Record, Store, StoreError};
+use crate::store::{Record, Store, StoreError, TopicEvent};
 
 /// Messages read ahead from the log and not yet delivered.
 const READ_AHEAD: usize = 4096;
@@ -150,6 +150,9 @@ pub(crate) async fn spawn(spawn: Spawn) -> Result<Arc<GroupHandle>, BrokerError>
         .map_err(storage)?;
     let (tx, rx) = mpsc::unbounded_channel();
     let commits = store.commits();
+    // Subscribed before the first look at the topics: a topic created
+    // after it is announced, one created before it is found.
+    let topics = store.events();
     let mut actor = Actor {
         name: name.clone(),
         pattern,
@@ -182,7 +185,7 @@ pub(crate) async fn spawn(spawn: Spawn) -> Result<Arc<GroupHandle>, BrokerError>
         settings,
         commands: tx,
     });
-    tasks.spawn(actor.run(rx, commits, stop));
+    tasks.spawn(actor.run(rx, commits, topics, stop));
     Ok(handle)
 }
 
@@ -197,10 +200,12 @@ impl Actor {
         self.state.apply(&event);
         self.events.push(event);
     }
+
     async fn run(
         mut self,
         mut commands: mpsc::UnboundedReceiver<Command>,
         mut commits: watch::Receiver<u64>,
+        mut topics: broadcast::Receiver<TopicEvent>,
         stop: CancellationToken,
     ) {
         tracing::info!(group = %self.name, pattern = %self.pattern, "consumer group started");
@@ -231,12 +236,21 @@ impl Actor {
                     }
                     None => break,
                 },
+                // New messages: the next round reads them.
                 changed = commits.changed() => {
                     if changed.is_err() {
                         break;
                     }
-                    self.discover_topics(false).await;
                 }
+                event = topics.recv() => match event {
+                    Ok(TopicEvent::Created(topic)) if self.pattern.matches(&topic.name) => {
+                        self.discover_topics(false).await;
+                    }
+                    Ok(_) => {}
+                    // Events were missed: look at every topic again.
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.discover_topics(false).await,
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
                 () = sleep => {}
                 () = stop.cancelled() => break,
             }
