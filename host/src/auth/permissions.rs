@@ -162,29 +162,28 @@ pub struct Denied {
 /// or for admin actions a description of the operation).
 pub fn authorize(principal: &Principal, action: Action, target: &str) -> Result<(), Denied> {
     let p = &principal.permissions;
-    let (allowed, what) = match action {
-        Action::Publish => (p.may_publish(target), format!("publish to {target:?}")),
-        Action::Subscribe => (p.may_subscribe(target), format!("subscribe to {target:?}")),
-        Action::Settle => (
-            p.may_subscribe(target),
-            format!("settle messages of {target:?}"),
-        ),
-        Action::Admin(right) => (
-            p.may_admin(right),
-            format!("{target} (needs admin right {:?})", right.name()),
-        ),
-        Action::Describe => (
-            p.may_admin(AdminRight::Topics) || p.may_publish(target) || p.may_subscribe(target),
-            format!("see topic {target:?}"),
-        ),
+    let allowed = match action {
+        Action::Publish => p.may_publish(target),
+        Action::Subscribe | Action::Settle => p.may_subscribe(target),
+        Action::Admin(right) => p.may_admin(right),
+        Action::Describe => {
+            p.may_admin(AdminRight::Topics) || p.may_publish(target) || p.may_subscribe(target)
+        }
     };
     if allowed {
-        Ok(())
-    } else {
-        Err(Denied {
-            principal: principal.name.clone(),
-            action,
-            what,
-        })
+        return Ok(());
     }
+    // Only a refusal pays for its message (this runs per message settled).
+    let what = match action {
+        Action::Publish => format!("publish to {target:?}"),
+        Action::Subscribe => format!("subscribe to {target:?}"),
+        Action::Settle => format!("settle messages of {target:?}"),
+        Action::Admin(right) => format!("{target} (needs admin right {:?})", right.name()),
+        Action::Describe => format!("see topic {target:?}"),
+    };
+    Err(Denied {
+        principal: principal.name.clone(),
+        action,
+        what,
+    })
 }

@@ -6,9 +6,11 @@
 //! - this file: the actor's state, start-up and its round loop.
 //! - [`deliver`]: reading ahead and handing messages out.
 //! - [`settle`]: settlements, failures, dead letters.
+//! - [`journaling`]: the round's events to the journal, then its effects out.
 //! - [`recovery`]: start positions, restart recovery, reset, status.
 
 mod deliver;
+mod journaling;
 mod recovery;
 mod settle;
 
@@ -30,6 +32,7 @@ use crate::error::BrokerError;
 use crate::groups::policy;
 use crate::groups::GroupDelivery;
 use crate::store::{Record, Store, StoreError, TopicEvent};
+use journaling::Flight;
 
 /// Messages read ahead from the log and not yet delivered.
 const READ_AHEAD: usize = 4096;
@@ -179,7 +182,7 @@ pub(crate) async fn spawn(spawn: Spawn) -> Result<Arc<GroupHandle>, BrokerError>
     };
     actor.discover_topics(created).await;
     actor.recover_pending().await;
-    actor.flush_events().await;
+    actor.write_now().await;
     let handle = Arc::new(GroupHandle {
         name,
         settings,
@@ -209,12 +212,18 @@ impl Actor {
         stop: CancellationToken,
     ) {
         tracing::info!(group = %self.name, pattern = %self.pattern, "consumer group started");
+        // At most one journal write in flight: while it runs the group
+        // goes on taking commands, whose events, deliveries and answers
+        // wait for the next write.
+        let mut flight: Option<Flight> = None;
         loop {
             self.fill().await;
             self.pump(Instant::now());
-            self.finish_round().await;
+            if flight.is_none() {
+                flight = self.start_write();
+            }
             self.store_dead_letters().await;
-            if !self.events.is_empty() {
+            if flight.is_none() && !self.events.is_empty() {
                 continue;
             }
             let next_timer = self.next_timer();
@@ -251,12 +260,21 @@ impl Actor {
                     Err(broadcast::error::RecvError::Lagged(_)) => self.discover_topics(false).await,
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
+                written = journaling::landed(&mut flight), if flight.is_some() => {
+                    if let Some(landed) = flight.take() {
+                        self.land(landed, written);
+                    }
+                }
                 () = sleep => {}
                 () = stop.cancelled() => break,
             }
             self.expire(Instant::now());
         }
-        self.finish_round().await;
+        if let Some(mut landed) = flight.take() {
+            let written = (&mut landed.task).await;
+            self.land(landed, written);
+        }
+        self.write_now().await;
         if let Some(journal) = self.journal.take() {
             let synced = tokio::task::spawn_blocking(move || journal.sync()).await;
             if let Ok(Err(e)) = synced {
@@ -312,75 +330,6 @@ impl Actor {
             Command::Reset { to, reply } => {
                 self.reset(to).await;
                 self.replies.push(Reply::Reset(reply));
-            }
-        }
-    }
-    /// Writes the round's events to the journal (one write, and one fsync
-    /// under `fsync = "always"`), compacting it when due, on the blocking
-    /// pool.
-    async fn flush_events(&mut self) {
-        if self.events.is_empty() {
-            return;
-        }
-        let Some(mut journal) = self.journal.take() else {
-            return;
-        };
-        let events = std::mem::take(&mut self.events);
-        let fsync = self.fsync == FsyncPolicy::Always;
-        // The state after these events, for a compaction (rare: every
-        // 50,000 events).
-        let state = journal
-            .wants_compaction_after(events.len())
-            .then(|| self.state.clone());
-        let written = tokio::task::spawn_blocking(move || {
-            let result =
-                journal
-                    .append(&events)
-                    .and_then(|()| if fsync { journal.sync() } else { Ok(()) });
-            let compacted = state.map(|state| journal.compact(&state));
-            (journal, result, compacted)
-        })
-        .await;
-        let (journal, result, compacted) = match written {
-            Ok(written) => written,
-            Err(e) => {
-                tracing::error!(group = %self.name, error = %e, "group journal task failed");
-                return;
-            }
-        };
-        self.journal = Some(journal);
-        if let Err(e) = result {
-            // The state in memory is still right; a crash now may redeliver.
-            tracing::error!(group = %self.name, error = %e, "cannot write the group journal");
-        }
-        if let Some(Err(e)) = compacted {
-            tracing::error!(group = %self.name, error = %e, "cannot compact the group journal");
-        }
-    }
-    /// Makes the round's events durable, then lets its effects out.
-    async fn finish_round(&mut self) {
-        self.flush_events().await;
-        let mut gone = Vec::new();
-        for (member, delivery) in self.outbox.drain(..) {
-            let sent = self
-                .members
-                .get(&member)
-                .is_some_and(|m| m.tx.send(delivery).is_ok());
-            if !sent {
-                gone.push(member);
-            }
-        }
-        for member in gone {
-            self.member_left(member);
-        }
-        for reply in std::mem::take(&mut self.replies) {
-            match reply {
-                Reply::Reset(tx) => {
-                    let _ = tx.send(Ok(self.info()));
-                }
-                Reply::SettleMany(tx, results) => {
-                    let _ = tx.send(results);
-                }
             }
         }
     }
