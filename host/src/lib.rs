@@ -365,13 +365,7 @@ async fn open_local_store(
     config: &Config,
     metrics: std::sync::Arc<metrics::Metrics>,
 ) -> Result<std::sync::Arc<dyn store::Store>, StartError> {
-    let options = store::LocalOptions {
-        data_dir: config.server.data_dir.clone(),
-        defaults: broker::Broker::default_topic_settings(config),
-        fsync: config.storage.fsync,
-        fsync_interval: config.storage.fsync_interval,
-        retention_check_interval: config.storage.retention_check_interval,
-    };
+    let options = store::LocalOptions::from_config(config);
     let store = tokio::task::spawn_blocking(move || store::LocalStore::open(options, metrics))
         .await
         .map_err(StartError::StoreTask)?

@@ -76,7 +76,7 @@ impl Broker {
     pub async fn create_topic(&self, request: &CreateTopic) -> Result<TopicInfo, BrokerError> {
         let name = request.name.as_str();
         checks::topic(name)?;
-        let mut settings = Broker::default_topic_settings(&self.inner.config);
+        let mut settings = crate::store::TopicSettings::defaults(&self.inner.config);
         if let Some(retention) = request.retention {
             settings.retention = retention;
         }

@@ -33,7 +33,7 @@ use crate::config::Config;
 use crate::groups::Groups;
 use crate::metrics::Metrics;
 use crate::plugin::PluginRegistry;
-use crate::store::{Store, TopicSettings};
+use crate::store::Store;
 
 /// Something the server streams to a client: a subscription or a
 /// consumer-group member.
@@ -127,20 +127,6 @@ impl Broker {
     /// Live subscriptions.
     pub fn subscription_count(&self) -> usize {
         self.inner.store.feeds()
-    }
-
-    /// Settings of topics created without their own, from the config.
-    pub fn default_topic_settings(config: &Config) -> TopicSettings {
-        let r = &config.topics.retention;
-        TopicSettings {
-            retention: sluice_proto::RetentionSpec {
-                max_age_ms: r.max_age.map(|d| d.as_millis() as u64),
-                max_bytes: r.max_bytes,
-                max_messages: r.max_messages,
-            },
-            segment_bytes: config.storage.segment_bytes,
-            dedup_window_ms: config.topics.dedup_window.as_millis() as u64,
-        }
     }
 
     /// Starts a subscription. Live (`Latest`) or replaying (anything else).

@@ -49,13 +49,7 @@ async fn broker(extra_toml: &str) -> Harness {
     let config = Config::parse(&text, "test").expect("valid config");
     let plugins = Arc::new(PluginRegistry::load(&config).expect("plugins load"));
     let metrics = Arc::new(Metrics::default());
-    let options = LocalOptions {
-        data_dir: config.server.data_dir.clone(),
-        defaults: Broker::default_topic_settings(&config),
-        fsync: config.storage.fsync,
-        fsync_interval: config.storage.fsync_interval,
-        retention_check_interval: config.storage.retention_check_interval,
-    };
+    let options = LocalOptions::from_config(&config);
     let store_metrics = metrics.clone();
     let store = tokio::task::spawn_blocking(move || LocalStore::open(options, store_metrics))
         .await

@@ -41,6 +41,23 @@ pub struct TopicSettings {
     pub dedup_window_ms: u64,
 }
 
+impl TopicSettings {
+    /// Settings of topics created without their own, from `[topics]` and
+    /// `[storage]`.
+    pub fn defaults(config: &crate::config::Config) -> TopicSettings {
+        let r = &config.topics.retention;
+        TopicSettings {
+            retention: RetentionSpec {
+                max_age_ms: r.max_age.map(|d| d.as_millis() as u64),
+                max_bytes: r.max_bytes,
+                max_messages: r.max_messages,
+            },
+            segment_bytes: config.storage.segment_bytes,
+            dedup_window_ms: config.topics.dedup_window.as_millis() as u64,
+        }
+    }
+}
+
 /// Topics created before de-duplication existed get the default window.
 fn default_dedup_window_ms() -> u64 {
     120_000

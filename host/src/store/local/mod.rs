@@ -59,6 +59,19 @@ pub struct LocalOptions {
     pub retention_check_interval: Duration,
 }
 
+impl LocalOptions {
+    /// The options `sluice.toml` sets.
+    pub fn from_config(config: &crate::config::Config) -> LocalOptions {
+        LocalOptions {
+            data_dir: config.server.data_dir.clone(),
+            defaults: TopicSettings::defaults(config),
+            fsync: config.storage.fsync,
+            fsync_interval: config.storage.fsync_interval,
+            retention_check_interval: config.storage.retention_check_interval,
+        }
+    }
+}
+
 /// The store of one machine. Cheap to clone.
 #[derive(Clone)]
 pub struct LocalStore {
