@@ -33,6 +33,12 @@ pub struct TopicCounters {
     pub messages_in: Counter,
     /// Payload bytes stored.
     pub bytes_in: Counter,
+    /// 1 while the topic refuses writes after a storage failure.
+    pub storage_failed: Gauge,
+    /// Writes refused because the disk was full.
+    pub storage_full: Counter,
+    /// De-duplication ids forgotten early for the memory cap.
+    pub dedup_evicted: Counter,
 }
 
 impl TopicCounters {
@@ -40,6 +46,16 @@ impl TopicCounters {
     pub fn stored(&self, messages: usize, bytes: usize) {
         self.messages_in.inc_by(messages as u64);
         self.bytes_in.inc_by(bytes as u64);
+    }
+
+    /// The topic refuses writes until a restart (a failed fsync).
+    pub fn storage_failed(&self) {
+        self.storage_failed.set(1);
+    }
+
+    /// A write was refused because the disk was full.
+    pub fn storage_full(&self) {
+        self.storage_full.inc();
     }
 }
 
@@ -59,6 +75,9 @@ pub struct State {
 pub struct Metrics {
     messages_in: Family<Labels, Counter>,
     bytes_in: Family<Labels, Counter>,
+    storage_failed: Family<Labels, Gauge>,
+    storage_full: Family<Labels, Counter>,
+    dedup_evicted: Family<Labels, Counter>,
     messages_out: Family<Labels, Counter>,
     bytes_out: Family<Labels, Counter>,
     publish_latency: Histogram,
@@ -76,6 +95,9 @@ impl Default for Metrics {
         Metrics {
             messages_in: Family::default(),
             bytes_in: Family::default(),
+            storage_failed: Family::default(),
+            storage_full: Family::default(),
+            dedup_evicted: Family::default(),
             messages_out: Family::default(),
             bytes_out: Family::default(),
             // 50 µs .. ~1.6 s
@@ -108,6 +130,9 @@ impl Metrics {
         TopicCounters {
             messages_in: self.messages_in.get_or_create_owned(&l),
             bytes_in: self.bytes_in.get_or_create_owned(&l),
+            storage_failed: self.storage_failed.get_or_create_owned(&l),
+            storage_full: self.storage_full.get_or_create_owned(&l),
+            dedup_evicted: self.dedup_evicted.get_or_create_owned(&l),
         }
     }
 
@@ -119,9 +144,12 @@ impl Metrics {
             &self.bytes_in,
             &self.messages_out,
             &self.bytes_out,
+            &self.storage_full,
+            &self.dedup_evicted,
         ] {
             family.remove(&l);
         }
+        self.storage_failed.remove(&l);
     }
 
     /// Counts messages sent to a subscriber or group member.
@@ -186,6 +214,21 @@ impl Metrics {
             "bytes_in",
             "Payload bytes stored, per topic",
             self.bytes_in.clone(),
+        );
+        registry.register(
+            "topic_storage_failed",
+            "1 while a topic refuses writes after a failed fsync (until a restart recovers it)",
+            self.storage_failed.clone(),
+        );
+        registry.register(
+            "storage_full",
+            "Publishes refused because the disk was full, per topic",
+            self.storage_full.clone(),
+        );
+        registry.register(
+            "dedup_evicted",
+            "De-duplication ids forgotten before their window ended, for the memory cap, per topic",
+            self.dedup_evicted.clone(),
         );
         registry.register(
             "messages_out",

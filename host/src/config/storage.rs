@@ -35,6 +35,10 @@ pub struct StorageConfig {
     /// How often retention limits are applied.
     #[serde(with = "humantime_serde")]
     pub retention_check_interval: Duration,
+    /// Most memory one topic's de-duplication ids may take. When a topic
+    /// reaches it, the oldest ids are forgotten before the window ends (a
+    /// warning is logged and `sluice_dedup_evicted` counts them).
+    pub dedup_max_bytes: usize,
 }
 
 impl Default for StorageConfig {
@@ -44,6 +48,7 @@ impl Default for StorageConfig {
             fsync_interval: Duration::from_millis(100),
             segment_bytes: 64 * 1024 * 1024,
             retention_check_interval: Duration::from_secs(30),
+            dedup_max_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -2,14 +2,13 @@
 //! boundary, checking each one. Reads, time lookups and recovery all go
 //! through it, so a record is validated the same way everywhere.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use bytes::Bytes;
 
 use super::error::StoreError;
 use super::record::{self, BodyLayout, FRAME_HEADER_LEN, MIN_BODY_LEN};
+use crate::disk::DiskFile;
 
 /// Why a cursor stopped early.
 pub(crate) enum CursorError {
@@ -30,7 +29,7 @@ pub(crate) struct Framed {
 /// Walks records forward from a known record boundary, reading the file in big chunks.
 /// Every record is checked: frame within bounds, CRC, body layout, and dense offsets.
 pub(crate) struct Cursor<'a> {
-    file: &'a File,
+    file: &'a dyn DiskFile,
     path: &'a Path,
     buf: Bytes,
     buf_pos: u64,
@@ -42,7 +41,7 @@ pub(crate) struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     pub(crate) fn new(
-        file: &'a File,
+        file: &'a dyn DiskFile,
         path: &'a Path,
         position: u64,
         offset: u64,
@@ -74,8 +73,7 @@ impl<'a> Cursor<'a> {
         let len = need.max(self.chunk) as u64;
         let len = len.min(self.end - position) as usize;
         let mut fresh = vec![0u8; len];
-        self.file
-            .read_exact_at(&mut fresh, position)
+        read_exact_at(self.file, &mut fresh, position)
             .map_err(|e| CursorError::Io(StoreError::io("read", self.path, e)))?;
         self.buf = Bytes::from(fresh);
         self.buf_pos = position;
@@ -122,4 +120,22 @@ impl<'a> Cursor<'a> {
             layout,
         }))
     }
+}
+
+/// Fills `buf` from `position`; a file shorter than that is an error.
+pub(crate) fn read_exact_at(
+    file: &dyn DiskFile,
+    mut buf: &mut [u8],
+    mut position: u64,
+) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        match file.read_at(buf, position)? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => {
+                buf = &mut buf[n..];
+                position += n as u64;
+            }
+        }
+    }
+    Ok(())
 }

@@ -17,6 +17,23 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The disk (or the quota) is full: nothing of the write was stored.
+    /// Writing resumes by itself once there is space again.
+    #[error("storage full: cannot {op} {path}")]
+    Full {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error (ENOSPC or EDQUOT).
+        #[source]
+        source: std::io::Error,
+    },
+    /// The topic's log refuses writes: an fsync failed (what it was to make
+    /// durable may be lost), or a failed write could not be undone. A
+    /// restart recovers the log from what is really on disk.
+    #[error("storage failed: {0}")]
+    Failed(String),
     /// Bytes on disk are not a valid record (bad CRC, impossible lengths, unexpected offset).
     #[error("corrupt record in {path} at position {position}: {reason}")]
     Corrupt {
@@ -60,11 +77,12 @@ pub enum StoreError {
 
 impl StoreError {
     /// Wraps an I/O error with the operation and path it happened on.
+    /// A full disk is [`StoreError::Full`].
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        StoreError::Io {
-            op,
-            path: path.into(),
-            source,
+        let path = path.into();
+        if crate::disk::is_full(&source) {
+            return StoreError::Full { op, path, source };
         }
+        StoreError::Io { op, path, source }
     }
 }

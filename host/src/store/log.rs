@@ -7,19 +7,17 @@
 //! its own mutex so concurrent callers each wait for a complete fsync, while appends go on.
 
 use std::fmt;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::config::LogConfig;
 use super::error::StoreError;
-use super::index::IndexEntry;
-use super::record::{self, NewRecord, Record};
+use super::record::Record;
 use super::segment::{self, ReadBudget, Role, Segment, Tail};
-
-/// Encode buffers above this are dropped after use so one huge batch does not pin memory.
-const MAX_RETAINED_BUFFER: usize = 16 * 1024 * 1024;
+use super::write::Writer;
+use crate::disk::SharedDisk;
+use crate::sync::{lock, read, write};
 /// Bounds of a single positional read when serving `read`.
 const MIN_READ_CHUNK: usize = 16 * 1024;
 const MAX_READ_CHUNK: usize = 8 * 1024 * 1024;
@@ -63,52 +61,33 @@ pub struct RetentionOutcome {
     pub messages_removed: u64,
 }
 
-/// Appender state; only touched under `TopicLog::writer`.
-struct Writer {
-    active: Arc<Segment>,
-    next_offset: u64,
-    last_ts: Option<i64>,
-    /// Position of the newest index entry in the active segment.
-    last_index_pos: Option<u64>,
-    /// Bytes written to the active segment's index file.
-    idx_len: u64,
-    buf: Vec<u8>,
-    idx_buf: Vec<u8>,
-    pending: Vec<IndexEntry>,
-    /// Segments sealed by a roll and not yet fsynced.
-    unsynced: Vec<Arc<Segment>>,
-    /// A segment file was created since the directory was last fsynced.
-    dir_dirty: bool,
-}
-
 /// The append-only log of one topic, stored as segment files in one directory.
 pub struct TopicLog {
-    dir: PathBuf,
-    config: LogConfig,
+    pub(super) disk: SharedDisk,
+    pub(super) dir: PathBuf,
+    pub(super) config: LogConfig,
     /// Oldest first; the last one is the active segment. Never empty.
     segments: RwLock<Vec<Arc<Segment>>>,
-    writer: Mutex<Writer>,
-    sync_lock: Mutex<()>,
+    pub(super) writer: Mutex<Writer>,
+    pub(super) sync_lock: Mutex<()>,
     /// Published after the records below it are readable.
-    next_offset: AtomicU64,
+    pub(super) next_offset: AtomicU64,
     start_offset: AtomicU64,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section leaves the state consistent, so a panic elsewhere is no reason
-    // to stop serving the topic.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl TopicLog {
-    /// Opens the log in `dir` (creating the directory if missing) and recovers it.
-    pub fn open(dir: &Path, config: LogConfig) -> Result<TopicLog, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::io("create", dir, e))?;
+    /// Opens the log in `dir` on `disk` (creating the directory if missing) and recovers
+    /// it. What it recovers is fsynced before it counts: the segments, their indexes and
+    /// the directory.
+    pub fn open(disk: SharedDisk, dir: &Path, config: LogConfig) -> Result<TopicLog, StoreError> {
+        disk.create_dir_all(dir)
+            .map_err(|e| StoreError::io("create", dir, e))?;
         let mut bases = Vec::new();
-        let entries = std::fs::read_dir(dir).map_err(|e| StoreError::io("list", dir, e))?;
+        let entries = disk
+            .read_dir(dir)
+            .map_err(|e| StoreError::io("list", dir, e))?;
         for entry in entries {
-            let entry = entry.map_err(|e| StoreError::io("list", dir, e))?;
-            if let Some(base) = segment::parse_segment_name(&entry.path())? {
+            if let Some(base) = segment::parse_segment_name(&dir.join(&entry.name))? {
                 bases.push(base);
             }
         }
@@ -125,14 +104,17 @@ impl TopicLog {
                 Some(&next_base) => Role::Sealed { next_base },
                 None => Role::Active,
             };
-            let (seg, seg_tail) = Segment::open(dir, base, role, &config)?;
+            let (seg, seg_tail) = Segment::open(&*disk, dir, base, role, &config)?;
+            // Recovered bytes may still be only in the page cache (a crash under a lax
+            // fsync policy): make them durable before they count as stored.
+            seg.sync()?;
             segments.push(Arc::new(seg));
             tail = seg_tail;
         }
         let active = match segments.last() {
             Some(seg) => Arc::clone(seg),
             None => {
-                let seg = Arc::new(Segment::create(dir, 0)?);
+                let seg = Arc::new(Segment::create(&*disk, dir, 0)?);
                 segments.push(Arc::clone(&seg));
                 seg
             }
@@ -147,7 +129,10 @@ impl TopicLog {
         let next_offset = active.end_offset();
         let start_offset = segments.first().map_or(0, |s| s.base());
         tracing::debug!(dir = %dir.display(), start_offset, next_offset, segments = segments.len(), "opened topic log");
+        disk.sync_dir(dir)
+            .map_err(|e| StoreError::io("fsync", dir, e))?;
         Ok(TopicLog {
+            disk,
             dir: dir.to_path_buf(),
             config,
             segments: RwLock::new(segments),
@@ -158,10 +143,9 @@ impl TopicLog {
                 last_index_pos: tail.last_index_pos,
                 idx_len: tail.idx_len,
                 buf: Vec::new(),
-                idx_buf: Vec::new(),
-                pending: Vec::new(),
                 unsynced: Vec::new(),
-                dir_dirty: true,
+                dir_dirty: false,
+                failed: None,
             }),
             sync_lock: Mutex::new(()),
             next_offset: AtomicU64::new(next_offset),
@@ -170,171 +154,11 @@ impl TopicLog {
     }
 
     fn segments(&self) -> RwLockReadGuard<'_, Vec<Arc<Segment>>> {
-        self.segments.read().unwrap_or_else(PoisonError::into_inner)
+        read(&self.segments)
     }
 
-    fn segments_mut(&self) -> RwLockWriteGuard<'_, Vec<Arc<Segment>>> {
-        self.segments
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Appends a batch; assigns dense offsets and timestamps (`max(now_ms, last timestamp)`, so
-    /// timestamps never go backwards within a topic). The batch is encoded into one buffer and
-    /// written with one positional write per segment touched; no fsync. When this returns the
-    /// records are in the OS page cache and visible to `read`.
-    ///
-    /// A batch with an unstorable record is refused as a whole. If an I/O error happens after
-    /// a roll, the records written before the roll stay appended.
-    pub fn append(&self, batch: Vec<NewRecord>, now_ms: i64) -> Result<Vec<Record>, StoreError> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut total = 0usize;
-        for rec in &batch {
-            total = total.saturating_add(record::encoded_len(rec)?);
-        }
-        let segment_bytes = self.config.effective_segment_bytes();
-        let interval = self.config.index_interval_bytes;
-        let mut out = Vec::with_capacity(batch.len());
-
-        let mut guard = lock(&self.writer);
-        let w = &mut *guard;
-        let ts = w.last_ts.map_or(now_ms, |last| last.max(now_ms));
-        w.buf.clear();
-        w.pending.clear();
-        w.buf.reserve(total.min(MAX_RETAINED_BUFFER));
-        let mut write_pos = w.active.len();
-        let mut last_index_pos = w.last_index_pos;
-        let mut offset = w.next_offset;
-        for rec in batch {
-            let size = record::encoded_len(&rec)? as u64;
-            let mut pos = write_pos + w.buf.len() as u64;
-            if pos > 0 && pos.saturating_add(size) > segment_bytes {
-                self.flush(w, offset, ts, last_index_pos)?;
-                self.roll(w)?;
-                write_pos = 0;
-                last_index_pos = None;
-                pos = 0;
-            }
-            if last_index_pos.is_none_or(|p| pos - p >= interval) {
-                w.pending.push(IndexEntry {
-                    // Fits: a segment of at most u32::MAX bytes holds fewer records than that.
-                    rel_offset: (offset - w.active.base()) as u32,
-                    // Fits: a record only starts below segment_bytes <= u32::MAX.
-                    position: pos as u32,
-                    timestamp_ms: ts,
-                });
-                last_index_pos = Some(pos);
-            }
-            record::encode_into(&mut w.buf, offset, ts, &rec);
-            out.push(Record {
-                offset,
-                timestamp_ms: ts,
-                key: rec.key,
-                headers: rec.headers,
-                payload: rec.payload,
-                id: rec.id,
-            });
-            offset += 1;
-        }
-        self.flush(w, offset, ts, last_index_pos)?;
-        if w.buf.capacity() > MAX_RETAINED_BUFFER {
-            w.buf = Vec::new();
-        }
-        Ok(out)
-    }
-
-    /// Writes the encoded buffer to the active segment and publishes it to readers.
-    /// On error nothing is published and the writer state is unchanged.
-    fn flush(
-        &self,
-        w: &mut Writer,
-        end_offset: u64,
-        ts: i64,
-        last_index_pos: Option<u64>,
-    ) -> Result<(), StoreError> {
-        if w.buf.is_empty() {
-            return Ok(());
-        }
-        let pos = w.active.len();
-        w.active.write_records(&w.buf, pos)?;
-        if !w.pending.is_empty() {
-            w.idx_buf.clear();
-            for entry in &w.pending {
-                entry.encode_into(&mut w.idx_buf);
-            }
-            // The records are already in the log, so failing the append now would lie to the
-            // caller; a missing index entry only makes lookups scan a little further.
-            match w.active.write_index(&w.idx_buf, w.idx_len) {
-                Ok(()) => w.idx_len += w.idx_buf.len() as u64,
-                Err(error) => {
-                    tracing::warn!(%error, "index write failed, continuing with a sparser index")
-                }
-            }
-        }
-        let first_ts = (pos == 0).then_some(ts);
-        w.active.publish(
-            pos + w.buf.len() as u64,
-            end_offset,
-            first_ts,
-            ts,
-            &w.pending,
-        );
-        w.next_offset = end_offset;
-        w.last_ts = Some(ts);
-        w.last_index_pos = last_index_pos;
-        self.next_offset.store(end_offset, Ordering::Release);
-        w.buf.clear();
-        w.pending.clear();
-        Ok(())
-    }
-
-    /// Seals the active segment and starts a new one at the next offset.
-    fn roll(&self, w: &mut Writer) -> Result<(), StoreError> {
-        let fresh = Arc::new(Segment::create(&self.dir, w.next_offset)?);
-        w.dir_dirty = true;
-        self.segments_mut().push(Arc::clone(&fresh));
-        let sealed = std::mem::replace(&mut w.active, fresh);
-        w.unsynced.push(sealed);
-        w.last_index_pos = None;
-        w.idx_len = 0;
-        Ok(())
-    }
-
-    /// fsyncs (sync_data) everything appended so far, including segments sealed by a roll
-    /// since the last sync, their index files, and the directory if segments were created.
-    /// The append lock is not held during the fsyncs. Safe to call concurrently: each call
-    /// returns only once everything appended before it is durable.
-    pub fn sync(&self) -> Result<(), StoreError> {
-        let _serial = lock(&self.sync_lock);
-        let (sealed, active, dir_dirty) = {
-            let mut w = lock(&self.writer);
-            (
-                std::mem::take(&mut w.unsynced),
-                Arc::clone(&w.active),
-                std::mem::take(&mut w.dir_dirty),
-            )
-        };
-        let result = sealed
-            .iter()
-            .chain(std::iter::once(&active))
-            .try_for_each(|seg| seg.sync())
-            .and_then(|()| if dir_dirty { self.sync_dir() } else { Ok(()) });
-        if result.is_err() {
-            // Retry next time; segments that did sync remember it and are skipped.
-            let mut w = lock(&self.writer);
-            let newer = std::mem::replace(&mut w.unsynced, sealed);
-            w.unsynced.extend(newer);
-            w.dir_dirty |= dir_dirty;
-        }
-        result
-    }
-
-    fn sync_dir(&self) -> Result<(), StoreError> {
-        File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(|e| StoreError::io("fsync", &self.dir, e))
+    pub(super) fn segments_mut(&self) -> RwLockWriteGuard<'_, Vec<Arc<Segment>>> {
+        write(&self.segments)
     }
 
     fn read_chunk(&self, max_records: usize, max_bytes: usize) -> usize {
@@ -528,7 +352,7 @@ impl TopicLog {
         }
         let mut first_error = None;
         for seg in &removed {
-            if let Err(e) = seg.remove_files() {
+            if let Err(e) = seg.remove_files(&*self.disk) {
                 tracing::warn!(error = %e, "cannot delete expired segment");
                 first_error.get_or_insert(e);
             }
@@ -538,14 +362,6 @@ impl TopicLog {
             Some(e) => Err(e),
             None => Ok(outcome),
         }
-    }
-
-    /// Flushes and fsyncs, then removes the whole directory (topic deletion).
-    pub fn delete(self) -> Result<(), StoreError> {
-        self.sync()?;
-        let dir = self.dir.clone();
-        drop(self);
-        std::fs::remove_dir_all(&dir).map_err(|e| StoreError::io("remove", &dir, e))
     }
 }
 

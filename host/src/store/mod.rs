@@ -63,6 +63,7 @@ mod log;
 mod record;
 mod recovery;
 mod segment;
+mod write;
 
 #[cfg(test)]
 mod properties;

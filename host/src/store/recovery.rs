@@ -3,12 +3,12 @@
 //! entries are missing, and whether the index tells the truth about the
 //! records it names (see "Recovery" in the `store` module docs).
 
-use std::fs::File;
 use std::path::Path;
 
 use super::cursor::{Cursor, CursorError};
 use super::error::StoreError;
 use super::index::IndexEntry;
+use crate::disk::DiskFile;
 
 /// Read size while recovering: large enough to amortise syscalls, small enough not to matter.
 const SCAN_CHUNK: usize = 1024 * 1024;
@@ -28,7 +28,7 @@ pub(super) struct Scan {
 
 /// Validates records from `start` (an index entry, or the segment start) to `len`.
 pub(super) fn scan(
-    file: &File,
+    file: &dyn DiskFile,
     path: &Path,
     base: u64,
     start: Option<IndexEntry>,
@@ -83,7 +83,7 @@ pub(super) fn scan(
 /// (its position and offset, 0 and the base, are checked when the index is parsed). A first
 /// record that does not validate is the log's damage, which reads report, not the index's.
 pub(super) fn first_entry_matches(
-    file: &File,
+    file: &dyn DiskFile,
     path: &Path,
     base: u64,
     first: &IndexEntry,

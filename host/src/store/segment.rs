@@ -4,11 +4,9 @@
 //! positional reads bounded by the committed length, which is published after the bytes are
 //! in the file, so a reader never sees a half-written record.
 
-use std::fs::{File, OpenOptions};
-use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use super::config::LogConfig;
 use super::cursor::{Cursor, CursorError};
@@ -16,6 +14,7 @@ use super::error::StoreError;
 use super::index::{self, IndexEntry, SparseIndex};
 use super::record::Record;
 use super::recovery::{first_entry_matches, scan};
+use crate::disk::{Disk, DiskFile, OpenMode};
 
 /// Digits in a segment file name.
 const NAME_DIGITS: usize = 20;
@@ -48,8 +47,8 @@ pub(crate) struct Segment {
     base: u64,
     log_path: PathBuf,
     idx_path: PathBuf,
-    file: File,
-    idx_file: File,
+    file: Arc<dyn DiskFile>,
+    idx_file: Arc<dyn DiskFile>,
     index: SparseIndex,
     /// Bytes of complete records; readers never read past it.
     len: AtomicU64,
@@ -80,23 +79,35 @@ pub(crate) enum Role {
 }
 
 impl Segment {
-    /// Creates a fresh, empty segment starting at `base`.
-    pub(crate) fn create(dir: &Path, base: u64) -> Result<Segment, StoreError> {
+    /// Creates a fresh, empty segment starting at `base`. An empty `.log`
+    /// left by an earlier try that failed half-way is taken over.
+    pub(crate) fn create(disk: &dyn Disk, dir: &Path, base: u64) -> Result<Segment, StoreError> {
         let (log_path, idx_path) = segment_paths(dir, base);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&log_path)
-            .map_err(|e| StoreError::io("create", &log_path, e))?;
+        let file = match disk.open(&log_path, OpenMode::CreateNew) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let file = disk
+                    .open(&log_path, OpenMode::Existing)
+                    .map_err(|e| StoreError::io("open", &log_path, e))?;
+                if !file
+                    .is_empty()
+                    .map_err(|e| StoreError::io("stat", &log_path, e))?
+                {
+                    return Err(StoreError::io("create", &log_path, e));
+                }
+                file
+            }
+            other => other.map_err(|e| StoreError::io("create", &log_path, e))?,
+        };
         // A stale index without its log (crash between the two creates) is simply overwritten.
-        let idx_file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&idx_path)
-            .map_err(|e| StoreError::io("create", &idx_path, e))?;
+        let idx_file = match disk.open(&idx_path, OpenMode::Truncate) {
+            Ok(f) => f,
+            Err(e) => {
+                // Without its index the segment is not started: leave no `.log` behind.
+                drop(file);
+                let _ = disk.remove_file(&log_path);
+                return Err(StoreError::io("create", &idx_path, e));
+            }
+        };
         Ok(Segment {
             base,
             log_path,
@@ -114,31 +125,24 @@ impl Segment {
 
     /// Opens an existing segment and recovers it as described in the module docs.
     pub(crate) fn open(
+        disk: &dyn Disk,
         dir: &Path,
         base: u64,
         role: Role,
         config: &LogConfig,
     ) -> Result<(Segment, Tail), StoreError> {
         let (log_path, idx_path) = segment_paths(dir, base);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&log_path)
+        let file = disk
+            .open(&log_path, OpenMode::Existing)
             .map_err(|e| StoreError::io("open", &log_path, e))?;
         let file_len = file
-            .metadata()
-            .map_err(|e| StoreError::io("stat", &log_path, e))?
-            .len();
-        let mut idx_file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&idx_path)
+            .len()
+            .map_err(|e| StoreError::io("stat", &log_path, e))?;
+        let idx_file = disk
+            .open(&idx_path, OpenMode::CreateOrOpen)
             .map_err(|e| StoreError::io("open", &idx_path, e))?;
-        let mut idx_bytes = Vec::new();
-        idx_file
-            .read_to_end(&mut idx_bytes)
+        let idx_bytes = idx_file
+            .read_all()
             .map_err(|e| StoreError::io("read", &idx_path, e))?;
         let (mut entries, whole) = index::parse_index(&idx_bytes, file_len);
         let on_disk = entries.clone();
@@ -149,7 +153,7 @@ impl Segment {
         }
         let interval = config.index_interval_bytes;
         let mut found = scan(
-            &file,
+            &*file,
             &log_path,
             base,
             entries.last().copied(),
@@ -167,7 +171,7 @@ impl Segment {
             },
         };
         let first_ok = match entries.as_slice() {
-            [first, _, ..] => first_entry_matches(&file, &log_path, base, first, file_len)?,
+            [first, _, ..] => first_entry_matches(&*file, &log_path, base, first, file_len)?,
             _ => true,
         };
         if !(last_ok && first_ok) {
@@ -177,7 +181,7 @@ impl Segment {
                 "index does not match the segment's records; rebuilding it"
             );
             entries.clear();
-            found = scan(&file, &log_path, base, None, file_len, interval)?;
+            found = scan(&*file, &log_path, base, None, file_len, interval)?;
         }
         let mut len = file_len;
         let end_offset;
@@ -212,7 +216,7 @@ impl Segment {
                         "truncating torn or corrupt log tail"
                     );
                     file.set_len(position)
-                        .and_then(|()| file.sync_data())
+                        .and_then(|()| file.sync())
                         .map_err(|e| StoreError::io("truncate", &log_path, e))?;
                     len = position;
                     entries.retain(|e| u64::from(e.position) < position);
@@ -227,7 +231,7 @@ impl Segment {
             let bytes = index::encode_all(&entries);
             idx_file
                 .set_len(0)
-                .and_then(|()| idx_file.write_all_at(&bytes, 0))
+                .and_then(|()| idx_file.write_at(&bytes, 0))
                 .map_err(|e| StoreError::io("rewrite", &idx_path, e))?;
         }
         let tail = Tail {
@@ -280,14 +284,22 @@ impl Segment {
     /// Writes encoded records at `position` (appender only).
     pub(crate) fn write_records(&self, bytes: &[u8], position: u64) -> Result<(), StoreError> {
         self.file
-            .write_all_at(bytes, position)
+            .write_at(bytes, position)
             .map_err(|e| StoreError::io("write", &self.log_path, e))
+    }
+
+    /// Cuts the file back to `len` bytes: what a failed append may have
+    /// left past it goes (appender only).
+    pub(crate) fn cut(&self, len: u64) -> Result<(), StoreError> {
+        self.file
+            .set_len(len)
+            .map_err(|e| StoreError::io("truncate", &self.log_path, e))
     }
 
     /// Writes encoded index entries at `position` of the index file (appender only).
     pub(crate) fn write_index(&self, bytes: &[u8], position: u64) -> Result<(), StoreError> {
         self.idx_file
-            .write_all_at(bytes, position)
+            .write_at(bytes, position)
             .map_err(|e| StoreError::io("write", &self.idx_path, e))
     }
 
@@ -317,20 +329,20 @@ impl Segment {
             return Ok(());
         }
         self.file
-            .sync_data()
+            .sync()
             .map_err(|e| StoreError::io("fsync", &self.log_path, e))?;
         self.idx_file
-            .sync_data()
+            .sync()
             .map_err(|e| StoreError::io("fsync", &self.idx_path, e))?;
         self.synced_len.fetch_max(len, Ordering::AcqRel);
         Ok(())
     }
 
     /// Deletes both files; the open handles stay readable for in-flight readers.
-    pub(crate) fn remove_files(&self) -> Result<(), StoreError> {
-        std::fs::remove_file(&self.log_path)
+    pub(crate) fn remove_files(&self, disk: &dyn Disk) -> Result<(), StoreError> {
+        disk.remove_file(&self.log_path)
             .map_err(|e| StoreError::io("remove", &self.log_path, e))?;
-        match std::fs::remove_file(&self.idx_path) {
+        match disk.remove_file(&self.idx_path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(StoreError::io("remove", &self.idx_path, e))
             }
@@ -352,7 +364,7 @@ impl Segment {
         let (pos, offset) = entry.map_or((0, self.base), |e| {
             (u64::from(e.position), self.base + u64::from(e.rel_offset))
         });
-        Cursor::new(&self.file, &self.log_path, pos, offset, self.len(), chunk)
+        Cursor::new(&*self.file, &self.log_path, pos, offset, self.len(), chunk)
     }
 
     /// Forgets an index entry that does not match the record it names (a damaged index file

@@ -8,19 +8,27 @@
 
 use std::collections::{HashMap, VecDeque};
 
-/// Ids seen within the window, oldest first.
+/// Memory an id costs beside its bytes (map and queue entries), roughly.
+const ENTRY_OVERHEAD: usize = 96;
+
+/// Ids seen within the window, oldest first, within a memory cap.
 #[derive(Debug, Default)]
 pub(crate) struct DedupIndex {
     window_ms: u64,
-    by_id: HashMap<String, u64>,
-    order: VecDeque<(i64, String)>,
+    /// Most bytes the ids may take; past it the oldest are forgotten early.
+    max_bytes: usize,
+    bytes: usize,
+    /// Offset and time each id was stored at.
+    by_id: HashMap<String, (u64, i64)>,
+    order: VecDeque<(i64, u64, String)>,
 }
 
 impl DedupIndex {
     /// An empty index for a window; 0 turns de-duplication off.
-    pub fn new(window_ms: u64) -> Self {
+    pub fn new(window_ms: u64, max_bytes: usize) -> Self {
         DedupIndex {
             window_ms,
+            max_bytes,
             ..DedupIndex::default()
         }
     }
@@ -30,31 +38,54 @@ impl DedupIndex {
         self.window_ms > 0
     }
 
-    /// Forgets ids older than the window.
-    pub fn expire(&mut self, now_ms: i64) {
-        let horizon = now_ms.saturating_sub(self.window_ms as i64);
-        while let Some((ts, _)) = self.order.front() {
-            if *ts >= horizon {
-                break;
-            }
-            if let Some((_, id)) = self.order.pop_front() {
+    /// Drops the oldest entry of the queue (and its id, unless the id was
+    /// stored again since).
+    fn pop_oldest(&mut self) {
+        if let Some((ts, offset, id)) = self.order.pop_front() {
+            self.bytes = self.bytes.saturating_sub(id.len() + ENTRY_OVERHEAD);
+            if self.by_id.get(&id) == Some(&(offset, ts)) {
                 self.by_id.remove(&id);
             }
         }
     }
 
-    /// The offset first stored under `id`, if within the window.
-    pub fn get(&self, id: &str) -> Option<u64> {
-        self.by_id.get(id).copied()
+    /// Forgets ids older than the window.
+    pub fn expire(&mut self, now_ms: i64) {
+        let horizon = now_ms.saturating_sub(self.window_ms as i64);
+        while self.order.front().is_some_and(|(ts, _, _)| *ts < horizon) {
+            self.pop_oldest();
+        }
     }
 
-    /// Records that `id` was stored at `offset` at `ts_ms`.
-    pub fn insert(&mut self, id: String, offset: u64, ts_ms: i64) {
-        if !self.enabled() {
-            return;
+    /// The offset first stored under `id`, if within the window.
+    pub fn get(&self, id: &str) -> Option<u64> {
+        self.by_id.get(id).map(|&(offset, _)| offset)
+    }
+
+    /// Records that `id` was stored at `offset` at `ts_ms`. Returns how
+    /// many older ids were forgotten before their time to stay within the
+    /// memory cap.
+    pub fn insert(&mut self, id: String, offset: u64, ts_ms: i64) -> usize {
+        if !self.enabled() || self.by_id.contains_key(&id) {
+            return 0;
         }
-        if self.by_id.insert(id.clone(), offset).is_none() {
-            self.order.push_back((ts_ms, id));
+        self.bytes += id.len() + ENTRY_OVERHEAD;
+        self.by_id.insert(id.clone(), (offset, ts_ms));
+        self.order.push_back((ts_ms, offset, id));
+        let mut evicted = 0;
+        while self.bytes > self.max_bytes && self.order.len() > 1 {
+            self.pop_oldest();
+            evicted += 1;
+        }
+        evicted
+    }
+
+    /// Forgets that `id` was stored at `offset` (it was not made durable).
+    /// An id first stored at another offset stays.
+    pub fn forget(&mut self, id: &str, offset: u64) {
+        if self.get(id) == Some(offset) {
+            // Its queue entry stays until it expires; it no longer matches.
+            self.by_id.remove(id);
         }
     }
 
@@ -71,7 +102,7 @@ mod tests {
 
     #[test]
     fn ids_expire_after_the_window() {
-        let mut index = DedupIndex::new(1_000);
+        let mut index = DedupIndex::new(1_000, usize::MAX);
         index.insert("a".into(), 0, 10_000);
         index.insert("b".into(), 1, 10_500);
         index.expire(10_900);
@@ -85,7 +116,7 @@ mod tests {
 
     #[test]
     fn first_offset_wins() {
-        let mut index = DedupIndex::new(1_000);
+        let mut index = DedupIndex::new(1_000, usize::MAX);
         index.insert("a".into(), 3, 0);
         index.insert("a".into(), 3, 1);
         assert_eq!(index.get("a"), Some(3));
@@ -94,9 +125,51 @@ mod tests {
 
     #[test]
     fn a_zero_window_is_off() {
-        let mut index = DedupIndex::new(0);
+        let mut index = DedupIndex::new(0, usize::MAX);
         index.insert("a".into(), 0, 0);
         assert_eq!(index.get("a"), None);
         assert!(!index.enabled());
+    }
+}
+
+#[cfg(test)]
+mod cap_tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_forgets_the_oldest_first() {
+        // Room for about three ids.
+        let mut index = DedupIndex::new(60_000, 3 * (ENTRY_OVERHEAD + 2));
+        let mut evicted = 0;
+        for i in 0..5u64 {
+            evicted += index.insert(format!("i{i}"), i, i as i64);
+        }
+        assert_eq!(evicted, 2);
+        assert_eq!(index.get("i0"), None);
+        assert_eq!(index.get("i1"), None);
+        assert_eq!(index.get("i4"), Some(4));
+        assert_eq!(index.len(), 3);
+    }
+
+    #[test]
+    fn a_forgotten_id_stored_again_outlives_its_old_entry() {
+        let mut index = DedupIndex::new(1_000, usize::MAX);
+        index.insert("a".into(), 0, 100);
+        index.forget("a", 0);
+        assert_eq!(index.get("a"), None);
+        index.insert("a".into(), 7, 900);
+        // The old entry expires; the new one stays.
+        index.expire(1_200);
+        assert_eq!(index.get("a"), Some(7));
+        index.expire(2_000);
+        assert_eq!(index.get("a"), None);
+    }
+
+    #[test]
+    fn forget_keeps_an_id_of_another_offset() {
+        let mut index = DedupIndex::new(1_000, usize::MAX);
+        index.insert("a".into(), 3, 0);
+        index.forget("a", 4);
+        assert_eq!(index.get("a"), Some(3));
     }
 }

@@ -36,17 +36,40 @@ use super::feed::Feed;
 use super::log::ReadBatch;
 use super::record::NewRecord;
 use crate::config::FsyncPolicy;
+use crate::disk::{self, SharedDisk};
 use crate::metrics::Metrics;
 use crate::sync::{read, write};
 use registry::SubscriberRegistry;
-use topic::Topic;
+use topic::{Topic, TopicFile};
 
 /// Topic events kept for receivers that fall behind.
 const EVENT_BUFFER: usize = 1024;
 
+/// Longest topic name used as its directory's name as it is. Longer names
+/// (topic names go up to 255 bytes) are stored under a shortened name, so
+/// the names derived from it (`.new-…`, `.deleted-…-<millis>`) still fit
+/// the file system's 255 bytes.
+const MAX_DIR_NAME: usize = 200;
+
+/// The directory name of a topic: its name, or for a long one a prefix of
+/// it, `~` (never in a topic name) and a hash of the whole name. The name
+/// itself is in the directory's `topic.json`.
+fn dir_name(topic: &str) -> String {
+    if topic.len() <= MAX_DIR_NAME {
+        return topic.to_owned();
+    }
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(topic.as_bytes());
+    let hex: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
+    // Topic names are ASCII, so any byte is a character boundary.
+    format!("{}~{hex}", &topic[..MAX_DIR_NAME - 17])
+}
+
 /// How the local store runs.
 #[derive(Debug, Clone)]
 pub struct LocalOptions {
+    /// The file system the store writes to.
+    pub disk: SharedDisk,
     /// The data directory; topics live in `<data_dir>/topics`.
     pub data_dir: PathBuf,
     /// Settings of topics created without settings of their own.
@@ -57,17 +80,21 @@ pub struct LocalOptions {
     pub fsync_interval: Duration,
     /// Period of the retention job.
     pub retention_check_interval: Duration,
+    /// Most memory one topic's de-duplication ids may take.
+    pub dedup_max_bytes: usize,
 }
 
 impl LocalOptions {
     /// The options `sluice.toml` sets.
     pub fn from_config(config: &crate::config::Config) -> LocalOptions {
         LocalOptions {
+            disk: disk::real(),
             data_dir: config.server.data_dir.clone(),
             defaults: TopicSettings::defaults(config),
             fsync: config.storage.fsync,
             fsync_interval: config.storage.fsync_interval,
             retention_check_interval: config.storage.retention_check_interval,
+            dedup_max_bytes: config.storage.dedup_max_bytes,
         }
     }
 }
@@ -103,7 +130,7 @@ impl LocalStore {
     /// call from the blocking pool, inside a tokio runtime.
     pub fn open(options: LocalOptions, metrics: Arc<Metrics>) -> Result<LocalStore, StoreError> {
         let topics_dir = options.data_dir.join("topics");
-        std::fs::create_dir_all(&topics_dir)
+        disk::create_dir_durably(&*options.disk, &topics_dir)
             .map_err(|e| StoreError::io("create", &topics_dir, e))?;
         let store = LocalStore {
             inner: Arc::new(Inner {
@@ -125,25 +152,45 @@ impl LocalStore {
         Ok(store)
     }
 
+    fn disk(&self) -> &dyn disk::Disk {
+        &*self.inner.options.disk
+    }
+
     fn load_topics(&self) -> Result<(), StoreError> {
         let dir = &self.inner.topics_dir;
-        let entries = std::fs::read_dir(dir).map_err(|e| StoreError::io("list", dir, e))?;
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
-                continue;
-            };
-            if name.starts_with('.') {
+        let entries = self
+            .disk()
+            .read_dir(dir)
+            .map_err(|e| StoreError::io("list", dir, e))?;
+        for entry in entries {
+            let path = dir.join(&entry.name);
+            if entry.name.starts_with('.') {
                 // Left over from a creation or deletion interrupted by a crash.
-                let _ = std::fs::remove_dir_all(&path);
+                if let Err(error) = self.disk().remove_dir_all(&path) {
+                    tracing::warn!(path = %path.display(), %error, "cannot remove a leftover directory");
+                }
                 continue;
             }
-            if !path.is_dir() || validate_topic(&name).is_err() {
+            if !entry.is_dir {
                 tracing::warn!(path = %path.display(), "ignoring unexpected entry in the topics directory");
                 continue;
             }
-            let settings = topic::load_settings(&path).unwrap_or(self.inner.options.defaults);
-            let topic = Arc::new(self.open_topic(&name, path, settings, false)?);
+            let file = match topic::load_settings(self.disk(), &path) {
+                Ok(file) => file,
+                Err(error) => {
+                    // A topic directory is only ever renamed into place with
+                    // its topic.json durable: this one was damaged outside
+                    // sluice. Its data stays untouched for an operator.
+                    tracing::error!(path = %path.display(), %error, "topic directory without a readable topic.json: not served (restore the file to serve it)");
+                    continue;
+                }
+            };
+            let name = file.name.clone().unwrap_or_else(|| entry.name.clone());
+            if check_name(&name).is_err() || dir_name(&name) != entry.name {
+                tracing::warn!(path = %path.display(), topic = %name, "ignoring a directory whose name does not match its topic");
+                continue;
+            }
+            let topic = Arc::new(self.open_topic(&name, path, file)?);
             tracing::info!(topic = %name, next_offset = topic.log.next_offset(), "topic recovered");
             self.start_committer(&topic);
             write(&self.inner.topics).insert(name, topic);
@@ -151,21 +198,48 @@ impl LocalStore {
         Ok(())
     }
 
-    fn open_topic(
-        &self,
-        name: &str,
-        dir: PathBuf,
-        settings: TopicSettings,
-        create: bool,
-    ) -> Result<Topic, StoreError> {
+    fn open_topic(&self, name: &str, dir: PathBuf, file: TopicFile) -> Result<Topic, StoreError> {
         Topic::open(
+            self.inner.options.disk.clone(),
             name,
             dir,
-            settings,
-            create,
+            file,
+            self.inner.options.dedup_max_bytes,
             self.inner.stop.child_token(),
             self.inner.metrics.topic(name),
         )
+    }
+
+    /// Makes the directory of a new topic: built under a temporary name
+    /// with its `topic.json` durable, then renamed into place, so a topic
+    /// directory never exists without its settings, even after a power loss.
+    fn create_dir(&self, name: &str, settings: TopicSettings) -> Result<Topic, StoreError> {
+        let disk = self.disk();
+        let dir = self.inner.topics_dir.join(dir_name(name));
+        let tmp = self
+            .inner
+            .topics_dir
+            .join(format!(".new-{}", dir_name(name)));
+        if disk
+            .exists(&tmp)
+            .map_err(|e| StoreError::io("stat", &tmp, e))?
+        {
+            disk.remove_dir_all(&tmp)
+                .map_err(|e| StoreError::io("remove", &tmp, e))?;
+        }
+        let file = TopicFile {
+            name: Some(name.to_owned()),
+            incarnation: Some(topic::new_incarnation()),
+            settings,
+        };
+        disk.create_dir_all(&tmp)
+            .map_err(|e| StoreError::io("create", &tmp, e))?;
+        topic::save_settings(disk, &tmp, &file)?;
+        disk.rename(&tmp, &dir)
+            .map_err(|e| StoreError::io("rename", &tmp, e))?;
+        disk.sync_dir(&self.inner.topics_dir)
+            .map_err(|e| StoreError::io("fsync", &self.inner.topics_dir, e))?;
+        self.open_topic(name, dir, file)
     }
 
     fn start_committer(&self, topic: &Arc<Topic>) {
@@ -237,9 +311,8 @@ impl LocalStore {
         let topics = self.all_topics();
         let result = tokio::task::spawn_blocking(move || {
             for topic in topics {
-                if let Err(e) = topic.log.sync() {
-                    tracing::error!(topic = %topic.name, error = %e, "periodic fsync failed");
-                }
+                // A failure fails the topic (logged there).
+                let _ = topic.sync();
             }
         })
         .await;
@@ -255,11 +328,10 @@ impl LocalStore {
             return Err(StoreError::TopicExists(name.to_owned()));
         }
         let store = self.clone();
-        let (owned, dir) = (name.to_owned(), self.inner.topics_dir.join(name));
-        let topic =
-            tokio::task::spawn_blocking(move || store.open_topic(&owned, dir, settings, true))
-                .await
-                .map_err(|e| StoreError::Task(e.to_string()))??;
+        let owned = name.to_owned();
+        let topic = tokio::task::spawn_blocking(move || store.create_dir(&owned, settings))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))??;
         let topic = Arc::new(topic);
         self.start_committer(&topic);
         let meta = topic.meta();
@@ -272,33 +344,36 @@ impl LocalStore {
     async fn delete(&self, name: &str) -> Result<(), StoreError> {
         check_name(name)?;
         let admin = self.inner.admin.lock().await;
-        let topic = {
+        let topic = self.get(name)?;
+        // Renamed first, under the admin lock: a failed rename changes
+        // nothing (the topic goes on serving), and a publish that re-creates
+        // the topic right after gets a fresh directory, not the old files.
+        let graveyard =
+            self.inner
+                .topics_dir
+                .join(format!(".deleted-{}-{}", dir_name(name), super::now_ms()));
+        let store = self.clone();
+        let (from, to) = (topic.dir.clone(), graveyard.clone());
+        tokio::task::spawn_blocking(move || {
+            let disk = store.disk();
+            disk.rename(&from, &to)
+                .map_err(|e| StoreError::io("rename", &from, e))?;
+            let topics = &store.inner.topics_dir;
+            if let Err(e) = disk.sync_dir(topics) {
+                // The rename is done; a power loss may bring the topic back.
+                tracing::warn!(path = %topics.display(), error = %e, "cannot fsync the topics directory after a delete");
+            }
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))??;
+        {
             let mut topics = write(&self.inner.topics);
-            let topic = topics
-                .remove(name)
-                .ok_or_else(|| StoreError::TopicNotFound(name.to_owned()))?;
+            topics.remove(name);
             topic.mark_deleted();
             topic.stop.cancel();
             // Under the lock: a re-created topic gets fresh series.
             self.inner.metrics.topic_deleted(name);
-            topic
-        };
-        // Renamed under the admin lock: a publish that re-creates the topic
-        // right after must get a fresh directory, not the old files.
-        let graveyard = self
-            .inner
-            .topics_dir
-            .join(format!(".deleted-{name}-{}", super::now_ms()));
-        let (from, to) = (topic.dir.clone(), graveyard.clone());
-        let renamed = tokio::task::spawn_blocking(move || std::fs::rename(&from, &to))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?;
-        if let Err(e) = renamed {
-            // Still there: serve it again (its committer is restarted).
-            let restored = Arc::new(self.reopen_after_failed_delete(&topic).await?);
-            self.start_committer(&restored);
-            write(&self.inner.topics).insert(name.to_owned(), restored);
-            return Err(StoreError::io("rename", &topic.dir, e));
         }
         let _ = self.inner.events.send(TopicEvent::Deleted {
             name: topic.name.clone(),
@@ -306,23 +381,17 @@ impl LocalStore {
         });
         drop(admin);
         drop(topic);
+        let store = self.clone();
         tokio::task::spawn_blocking(move || {
-            std::fs::remove_dir_all(&graveyard).map_err(|e| StoreError::io("remove", &graveyard, e))
+            store
+                .disk()
+                .remove_dir_all(&graveyard)
+                .map_err(|e| StoreError::io("remove", &graveyard, e))
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))??;
         tracing::info!(topic = %name, "topic deleted");
         Ok(())
-    }
-
-    /// A deletion whose rename failed leaves the files in place: open them
-    /// again as a new incarnation (readers start over from the log).
-    async fn reopen_after_failed_delete(&self, topic: &Topic) -> Result<Topic, StoreError> {
-        let store = self.clone();
-        let (name, dir, settings) = (topic.name.to_string(), topic.dir.clone(), topic.settings);
-        tokio::task::spawn_blocking(move || store.open_topic(&name, dir, settings, false))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
     }
 }
 
@@ -397,20 +466,13 @@ impl Store for LocalStore {
     ) -> BoxFuture<'_, Result<AppendTicket, StoreError>> {
         // The write happens now, before the future is first polled, so
         // appends are ordered by call.
-        let appended = self.get(topic).and_then(|topic| {
-            let (outcomes, commit) = topic.append(records)?;
-            Ok((topic, outcomes, commit))
-        });
+        let appended = self.get(topic).and_then(|topic| topic.append(records));
         async move {
-            let (topic, outcomes, commit) = appended?;
+            let (outcomes, commit) = appended?;
             let ticket: AppendTicket = async move {
                 match commit.await {
                     Ok(Ok(())) => Ok(outcomes),
-                    Ok(Err(reason)) => Err(StoreError::io(
-                        "commit",
-                        topic.dir.clone(),
-                        std::io::Error::other(reason.to_string()),
-                    )),
+                    Ok(Err(reason)) => Err(StoreError::Failed(reason.to_string())),
                     Err(_) => Err(StoreError::Closed),
                 }
             }
@@ -491,5 +553,7 @@ impl Store for LocalStore {
     }
 }
 
+#[cfg(test)]
+mod fault_tests;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! The local store against the [`Store`] contract, and data directories
 //! written by earlier versions.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use tempfile::TempDir;
 
 use super::{LocalOptions, LocalStore};
 use crate::config::FsyncPolicy;
+use crate::disk::{self, SharedDisk};
 use crate::metrics::Metrics;
 use crate::store::{
     Appended, LogConfig, NewRecord, Store, StoreError, TopicEvent, TopicLog, TopicSettings,
@@ -17,7 +19,7 @@ use crate::store::{
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn settings() -> TopicSettings {
+pub(super) fn settings() -> TopicSettings {
     TopicSettings {
         retention: RetentionSpec::default(),
         segment_bytes: 1 << 20,
@@ -25,21 +27,33 @@ fn settings() -> TopicSettings {
     }
 }
 
-async fn open(dir: &TempDir) -> LocalStore {
-    let options = LocalOptions {
-        data_dir: dir.path().to_owned(),
+/// The options of a test store on `disk` in `data_dir`.
+pub(super) fn options(disk: SharedDisk, data_dir: &Path) -> LocalOptions {
+    LocalOptions {
+        disk,
+        data_dir: data_dir.to_owned(),
         defaults: settings(),
         fsync: FsyncPolicy::Always,
         fsync_interval: Duration::from_millis(100),
         retention_check_interval: Duration::from_secs(60),
-    };
+        dedup_max_bytes: 1 << 20,
+    }
+}
+
+/// Opens a store (on the blocking pool, as the broker does).
+pub(super) async fn open_with(options: LocalOptions) -> Result<LocalStore, StoreError> {
     tokio::task::spawn_blocking(move || LocalStore::open(options, Arc::new(Metrics::default())))
         .await
         .expect("open task")
+}
+
+async fn open(dir: &TempDir) -> LocalStore {
+    open_with(options(disk::real(), dir.path()))
+        .await
         .expect("store opens")
 }
 
-fn record(payload: &str, id: Option<&str>) -> NewRecord {
+pub(super) fn record(payload: &str, id: Option<&str>) -> NewRecord {
     NewRecord {
         payload: Bytes::from(payload.to_owned()),
         id: id.map(str::to_owned),
@@ -147,6 +161,7 @@ async fn a_data_directory_of_an_earlier_version_opens_and_serves_every_message()
     .expect("settings");
     {
         let log = TopicLog::open(
+            disk::real(),
             &topic_dir,
             LogConfig {
                 segment_bytes: 4096,

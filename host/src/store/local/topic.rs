@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use serde::{Deserialize, Serialize};
 use sluice_proto::TopicInfo;
 use tokio::sync::{oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
@@ -18,13 +19,14 @@ use tokio_util::sync::CancellationToken;
 use super::dedup::DedupIndex;
 use super::registry::{FanoutCache, SubscriberRegistry};
 use crate::config::FsyncPolicy;
+use crate::disk::{self, SharedDisk};
 use crate::store::{
     now_ms, Appended, LogConfig, NewRecord, ReadBatch, Record, Retention, StoreError, StoredBatch,
     TopicLog, TopicMeta, TopicSettings,
 };
 use crate::sync::lock;
 
-/// Source of [`Topic::incarnation`].
+/// Makes incarnations unique among the topics created by this process.
 static NEXT_INCARNATION: AtomicU64 = AtomicU64::new(1);
 
 /// Name of the per-topic settings file.
@@ -42,24 +44,67 @@ fn log_config(settings: &TopicSettings) -> LogConfig {
     }
 }
 
-/// The settings kept beside a topic's log, if readable.
-pub(crate) fn load_settings(dir: &Path) -> Option<TopicSettings> {
-    let text = std::fs::read(dir.join(SETTINGS_FILE)).ok()?;
-    serde_json::from_slice(&text).ok()
+/// What `topic.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct TopicFile {
+    /// The topic's name. Files written before names were kept here lack
+    /// it: their directory is named after the topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// This incarnation of the topic: a deleted and re-created topic gets
+    /// a new one, so groups can tell it from the old. Files written before
+    /// incarnations were kept lack it and are given one when opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incarnation: Option<u64>,
+    /// The settings.
+    #[serde(flatten)]
+    pub settings: TopicSettings,
 }
 
-/// Writes the settings file durably (temp file, fsync, rename).
-pub(crate) fn save_settings(dir: &Path, settings: &TopicSettings) -> std::io::Result<()> {
-    let tmp = dir.join(format!("{SETTINGS_FILE}.tmp"));
-    let json = serde_json::to_vec_pretty(settings).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, json)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, dir.join(SETTINGS_FILE))
+/// A fresh incarnation: unique across restarts (time) and within this
+/// process (a counter).
+pub(crate) fn new_incarnation() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    // Never 0, so it can mean "none" in older formats.
+    (nanos.wrapping_add(NEXT_INCARNATION.fetch_add(1, Ordering::Relaxed) << 40)).max(1)
+}
+
+/// Reads `topic.json` of a topic directory.
+pub(crate) fn load_settings(disk: &dyn disk::Disk, dir: &Path) -> Result<TopicFile, StoreError> {
+    let path = dir.join(SETTINGS_FILE);
+    let bytes = disk
+        .read(&path)
+        .map_err(|e| StoreError::io("read", &path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        StoreError::io(
+            "parse",
+            &path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        )
+    })
+}
+
+/// Writes `topic.json` durably (temp file, fsync, rename, directory fsync).
+pub(crate) fn save_settings(
+    disk: &dyn disk::Disk,
+    dir: &Path,
+    file: &TopicFile,
+) -> Result<(), StoreError> {
+    let path = dir.join(SETTINGS_FILE);
+    let json = serde_json::to_vec_pretty(file)
+        .map_err(|e| StoreError::io("encode", &path, std::io::Error::other(e)))?;
+    disk::replace_file(disk, &path, &json).map_err(|e| StoreError::io("write", &path, e))
 }
 
 /// Reads the ids of the last window of a log into a fresh index.
-fn rebuild_dedup(log: &TopicLog, window_ms: u64) -> Result<DedupIndex, StoreError> {
-    let mut index = DedupIndex::new(window_ms);
+fn rebuild_dedup(
+    log: &TopicLog,
+    window_ms: u64,
+    max_bytes: usize,
+) -> Result<DedupIndex, StoreError> {
+    let mut index = DedupIndex::new(window_ms, max_bytes);
     if !index.enabled() {
         return Ok(index);
     }
@@ -101,7 +146,7 @@ struct Writer {
 /// One topic: its log, its commit step and its subscriber cache.
 pub(crate) struct Topic {
     pub name: Arc<str>,
-    /// Unique per opened or created topic in this process.
+    /// This incarnation of the topic, kept in `topic.json`.
     pub incarnation: u64,
     pub dir: PathBuf,
     pub settings: TopicSettings,
@@ -118,26 +163,39 @@ pub(crate) struct Topic {
 }
 
 impl Topic {
-    /// Opens (recovering) or creates the topic stored in `dir`.
+    /// Opens (recovering) the topic stored in `dir`, whose `topic.json`
+    /// says `file`. The directory must exist with its `topic.json`
+    /// ([`create_dir`] makes one).
     pub fn open(
+        disk: SharedDisk,
         name: &str,
         dir: PathBuf,
-        settings: TopicSettings,
-        create: bool,
+        file: TopicFile,
+        dedup_max_bytes: usize,
         stop: CancellationToken,
         counters: crate::metrics::TopicCounters,
     ) -> Result<Topic, StoreError> {
-        if create {
-            std::fs::create_dir_all(&dir)
-                .and_then(|()| save_settings(&dir, &settings))
-                .map_err(|e| StoreError::io("create topic directory", &dir, e))?;
-        }
-        let log = TopicLog::open(&dir, log_config(&settings))?;
+        let incarnation = match file.incarnation {
+            Some(incarnation) => incarnation,
+            None => {
+                // Written before incarnations were kept: from now on it has one.
+                let incarnation = new_incarnation();
+                let file = TopicFile {
+                    name: Some(name.to_owned()),
+                    incarnation: Some(incarnation),
+                    ..file.clone()
+                };
+                save_settings(&*disk, &dir, &file)?;
+                incarnation
+            }
+        };
+        let settings = file.settings;
+        let log = TopicLog::open(disk, &dir, log_config(&settings))?;
         let end = log.next_offset();
-        let dedup = rebuild_dedup(&log, settings.dedup_window_ms)?;
+        let dedup = rebuild_dedup(&log, settings.dedup_window_ms, dedup_max_bytes)?;
         Ok(Topic {
             name: name.into(),
-            incarnation: NEXT_INCARNATION.fetch_add(1, Ordering::Relaxed),
+            incarnation,
             dir,
             settings,
             log,
@@ -173,13 +231,18 @@ impl Topic {
             if writer.closed {
                 return Err(StoreError::Closed);
             }
-            let (outcomes, records) =
-                if writer.dedup.enabled() && batch.iter().any(|r| r.id.is_some()) {
-                    self.append_deduplicated(&mut writer.dedup, batch, now)?
-                } else {
-                    let records = self.log.append(batch, now)?;
-                    (records.iter().map(stored).collect(), records)
-                };
+            let appended = if writer.dedup.enabled() && batch.iter().any(|r| r.id.is_some()) {
+                self.append_deduplicated(&mut writer.dedup, batch, now)
+            } else {
+                self.log
+                    .append(batch, now)
+                    .map(|records| (records.iter().map(stored).collect(), records))
+            };
+            let (outcomes, records) = appended.inspect_err(|e| {
+                if matches!(e, StoreError::Full { .. }) {
+                    self.counters.storage_full();
+                }
+            })?;
             self.counters
                 .stored(records.len(), records.iter().map(|r| r.payload.len()).sum());
             let stored = (!records.is_empty()).then(|| {
@@ -248,10 +311,33 @@ impl Topic {
         }
         for record in &records {
             if let Some(id) = &record.id {
-                dedup.insert(id.clone(), record.offset, record.timestamp_ms);
+                let evicted = dedup.insert(id.clone(), record.offset, record.timestamp_ms);
+                if evicted > 0 {
+                    self.dedup_evicted(evicted);
+                }
             }
         }
         Ok((outcomes, records))
+    }
+
+    /// fsyncs the log (blocking). A failure fails the topic: it refuses
+    /// writes until a restart, and the metric says so.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let result = self.log.sync();
+        if result.is_err() {
+            self.counters.storage_failed();
+        }
+        result
+    }
+
+    /// Ids left the de-duplication window early for its memory cap.
+    fn dedup_evicted(&self, count: usize) {
+        let before = self.counters.dedup_evicted.get();
+        self.counters.dedup_evicted.inc_by(count as u64);
+        // A warning on the first eviction and then every 100,000.
+        if before / 100_000 != (before + count as u64) / 100_000 || before == 0 {
+            tracing::warn!(topic = %self.name, evicted = before + count as u64, "de-duplication ids reach the memory cap ([storage] dedup_max_bytes): the oldest are forgotten before the window ends");
+        }
     }
 
     /// Every offset below this is committed and may be read by subscribers.
@@ -313,7 +399,7 @@ impl Topic {
                     self.commit(rest, policy, &registry).await;
                 }
                 let topic = self.clone();
-                let _ = tokio::task::spawn_blocking(move || topic.log.sync()).await;
+                let _ = tokio::task::spawn_blocking(move || topic.sync()).await;
                 return;
             }
         }
@@ -332,7 +418,7 @@ impl Topic {
             .unwrap_or(0);
         if policy == FsyncPolicy::Always {
             let topic = self.clone();
-            let result = tokio::task::spawn_blocking(move || topic.log.sync())
+            let result = tokio::task::spawn_blocking(move || topic.sync())
                 .await
                 .unwrap_or_else(|e| {
                     Err(StoreError::io(
@@ -342,14 +428,7 @@ impl Topic {
                     ))
                 });
             if let Err(e) = result {
-                tracing::error!(topic = %self.name, error = %e, "fsync failed; publishes in this commit are failed");
-                let reason: Arc<str> = format!("fsync failed: {e}").into();
-                // The records are in the log but not known durable: they
-                // stay (a reader may see them) and the publishers are told.
-                self.committed_end.fetch_max(end, Ordering::SeqCst);
-                for (_, ack) in batches {
-                    let _ = ack.send(Err(reason.clone()));
-                }
+                self.fail_commit(batches, &e);
                 return;
             }
         }
@@ -364,6 +443,29 @@ impl Topic {
         }
         for (_, ack) in batches {
             let _ = ack.send(Ok(()));
+        }
+    }
+
+    /// An fsync failed: the batches waiting on it are not durable. They
+    /// are answered with the error, stay uncommitted (no reader or group
+    /// sees them), and their message ids leave the de-duplication window,
+    /// so a retry after the restart that recovers the topic is stored. The
+    /// log refuses writes from now on (see `store::write`).
+    fn fail_commit(&self, batches: Uncommitted, error: &StoreError) {
+        tracing::error!(topic = %self.name, %error, "fsync failed: publishes waiting on it are refused and the topic takes no writes until a restart");
+        let reason: Arc<str> = error.to_string().into();
+        {
+            let mut writer = lock(&self.writer);
+            for batch in batches.iter().filter_map(|(b, _)| b.as_ref()) {
+                for record in &batch.records {
+                    if let Some(id) = &record.id {
+                        writer.dedup.forget(id, record.offset);
+                    }
+                }
+            }
+        }
+        for (_, ack) in batches {
+            let _ = ack.send(Err(reason.clone()));
         }
     }
 

@@ -1,6 +1,7 @@
 //! Appends and reads: round trips, read limits, segment rolls, and readers
 //! running beside the appender.
 
+use crate::disk;
 use std::sync::Arc;
 
 use tempfile::TempDir;
@@ -16,7 +17,7 @@ fn log_is_send_and_sync() {
 #[test]
 fn append_read_roundtrip() {
     let dir = TempDir::new().unwrap();
-    let log = TopicLog::open(dir.path(), LogConfig::default()).unwrap();
+    let log = TopicLog::open(disk::real(), dir.path(), LogConfig::default()).unwrap();
     assert_eq!((log.start_offset(), log.next_offset()), (0, 0));
     let batch = vec![
         NewRecord {
@@ -64,7 +65,7 @@ fn append_read_roundtrip() {
 #[test]
 fn read_limits_return_at_least_one_record() {
     let dir = TempDir::new().unwrap();
-    let log = TopicLog::open(dir.path(), LogConfig::default()).unwrap();
+    let log = TopicLog::open(disk::real(), dir.path(), LogConfig::default()).unwrap();
     log.append((0..10).map(|i| rec(&"x".repeat(100 + i))).collect(), 1)
         .unwrap();
     let one = log.read(0, 10, 1).unwrap();
@@ -81,7 +82,7 @@ fn read_limits_return_at_least_one_record() {
 #[test]
 fn reads_across_segment_rolls() {
     let dir = TempDir::new().unwrap();
-    let log = TopicLog::open(dir.path(), small(200)).unwrap();
+    let log = TopicLog::open(disk::real(), dir.path(), small(200)).unwrap();
     append_n(&log, 30, 7);
     // A batch that spans several segments is written segment by segment.
     log.append((30..60).map(|i| rec(&format!("m{i:04}"))).collect(), 8)
@@ -119,7 +120,7 @@ fn reads_across_segment_rolls() {
 #[test]
 fn oversized_record_gets_its_own_segment() {
     let dir = TempDir::new().unwrap();
-    let log = TopicLog::open(dir.path(), small(100)).unwrap();
+    let log = TopicLog::open(disk::real(), dir.path(), small(100)).unwrap();
     log.append(vec![rec("a"), rec(&"b".repeat(500)), rec("c")], 1)
         .unwrap();
     assert_eq!(log.info().segments, 3);
@@ -129,22 +130,24 @@ fn oversized_record_gets_its_own_segment() {
 }
 
 #[test]
-fn sync_and_delete() {
+fn sync_twice_and_reopen() {
     let dir = TempDir::new().unwrap();
     let topic = dir.path().join("t");
-    let log = TopicLog::open(&topic, small(200)).unwrap();
+    let log = TopicLog::open(disk::real(), &topic, small(200)).unwrap();
     append_n(&log, 20, 1);
     log.sync().unwrap();
     log.sync().unwrap();
     append_n(&log, 5, 1);
-    log.delete().unwrap();
-    assert!(!topic.exists());
+    log.sync().unwrap();
+    drop(log);
+    let log = TopicLog::open(disk::real(), &topic, small(200)).unwrap();
+    assert_eq!(read_all(&log).len(), 25);
 }
 
 #[test]
 fn concurrent_append_and_read() {
     let dir = TempDir::new().unwrap();
-    let log = Arc::new(TopicLog::open(dir.path(), small(4096)).unwrap());
+    let log = Arc::new(TopicLog::open(disk::real(), dir.path(), small(4096)).unwrap());
     const TOTAL: u64 = 3000;
     let writer = {
         let log = Arc::clone(&log);
