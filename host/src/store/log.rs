@@ -16,7 +16,7 @@ use super::error::StoreError;
 use super::record::Record;
 use super::segment::{self, ReadBudget, Role, Segment, Tail};
 use super::write::Writer;
-use crate::disk::SharedDisk;
+use crate::disk::{Disk, SharedDisk};
 use crate::sync::{lock, read, write};
 /// Bounds of a single positional read when serving `read`.
 const MIN_READ_CHUNK: usize = 16 * 1024;
@@ -98,18 +98,34 @@ impl TopicLog {
             last_index_pos: None,
             idx_len: 0,
             last_ts: None,
+            short: false,
         };
-        for (i, &base) in bases.iter().enumerate() {
+        let mut i = 0;
+        while i < bases.len() {
+            let base = bases[i];
             let role = match bases.get(i + 1) {
                 Some(&next_base) => Role::Sealed { next_base },
                 None => Role::Active,
             };
-            let (seg, seg_tail) = Segment::open(&*disk, dir, base, role, &config)?;
+            let (mut seg, mut seg_tail) = Segment::open(&*disk, dir, base, role, &config)?;
+            if seg_tail.short && !later_hold_records(&*disk, dir, &bases[i + 1..])? {
+                // A power loss cut this segment after a roll: the segments after it hold
+                // nothing that was made durable (a segment is fsynced whole before any
+                // later one), so it is the end of the log, not a damaged middle.
+                tracing::warn!(dir = %dir.display(), base, dropped = bases.len() - i - 1, "log ends in a segment cut by a crash; dropping the empty segments after it");
+                for &later in &bases[i + 1..] {
+                    segment::remove(&*disk, dir, later)?;
+                }
+                bases.truncate(i + 1);
+                drop(seg);
+                (seg, seg_tail) = Segment::open(&*disk, dir, base, Role::Active, &config)?;
+            }
             // Recovered bytes may still be only in the page cache (a crash under a lax
             // fsync policy): make them durable before they count as stored.
             seg.sync()?;
             segments.push(Arc::new(seg));
             tail = seg_tail;
+            i += 1;
         }
         let active = match segments.last() {
             Some(seg) => Arc::clone(seg),
@@ -363,6 +379,16 @@ impl TopicLog {
             None => Ok(outcome),
         }
     }
+}
+
+/// Whether any of the segments at `bases` starts with a valid record.
+fn later_hold_records(disk: &dyn Disk, dir: &Path, bases: &[u64]) -> Result<bool, StoreError> {
+    for &base in bases {
+        if segment::holds_records(disk, dir, base)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 impl fmt::Debug for TopicLog {

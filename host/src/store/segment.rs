@@ -60,6 +60,37 @@ pub(crate) struct Segment {
     synced_len: AtomicU64,
 }
 
+/// Whether the segment at `base` starts with a valid record.
+pub(crate) fn holds_records(disk: &dyn Disk, dir: &Path, base: u64) -> Result<bool, StoreError> {
+    let (log_path, _) = segment_paths(dir, base);
+    let file = disk
+        .open(&log_path, OpenMode::Existing)
+        .map_err(|e| StoreError::io("open", &log_path, e))?;
+    let len = file
+        .len()
+        .map_err(|e| StoreError::io("stat", &log_path, e))?;
+    let mut cursor = Cursor::new(&*file, &log_path, 0, base, len, 64 * 1024);
+    match cursor.next_record() {
+        Ok(found) => Ok(found.is_some()),
+        Err(CursorError::Bad { .. }) => Ok(false),
+        Err(CursorError::Io(e)) => Err(e),
+    }
+}
+
+/// Removes the files of the segment at `base`.
+pub(crate) fn remove(disk: &dyn Disk, dir: &Path, base: u64) -> Result<(), StoreError> {
+    let (log_path, idx_path) = segment_paths(dir, base);
+    for path in [idx_path, log_path] {
+        match disk.remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(StoreError::io("remove", &path, e))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Appender-side facts about a recovered active segment.
 pub(crate) struct Tail {
     /// Position of the newest index entry, if any.
@@ -68,6 +99,8 @@ pub(crate) struct Tail {
     pub idx_len: u64,
     /// Timestamp of the newest record in this segment.
     pub last_ts: Option<i64>,
+    /// A sealed segment whose valid records end before the next segment's base.
+    pub short: bool,
 }
 
 /// How `open` treats a segment.
@@ -185,6 +218,7 @@ impl Segment {
         }
         let mut len = file_len;
         let end_offset;
+        let mut short = false;
         match role {
             Role::Sealed { next_base } => {
                 if let Some((position, reason)) = found.bad {
@@ -204,6 +238,7 @@ impl Segment {
                         "sealed segment does not end where the next one starts"
                     );
                 }
+                short = found.end_offset < next_base;
                 end_offset = next_base;
             }
             Role::Active => {
@@ -238,6 +273,7 @@ impl Segment {
             last_index_pos: entries.last().map(|e| u64::from(e.position)),
             idx_len: (entries.len() * index::ENTRY_LEN) as u64,
             last_ts,
+            short,
         };
         let segment = Segment {
             base,
@@ -336,6 +372,17 @@ impl Segment {
             .map_err(|e| StoreError::io("fsync", &self.idx_path, e))?;
         self.synced_len.fetch_max(len, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// fsyncs the log and index whatever was published (appender only: a
+    /// segment about to be sealed, with records not yet published).
+    pub(crate) fn sync_now(&self) -> Result<(), StoreError> {
+        self.file
+            .sync()
+            .map_err(|e| StoreError::io("fsync", &self.log_path, e))?;
+        self.idx_file
+            .sync()
+            .map_err(|e| StoreError::io("fsync", &self.idx_path, e))
     }
 
     /// Deletes both files; the open handles stay readable for in-flight readers.

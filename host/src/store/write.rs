@@ -127,6 +127,14 @@ impl TopicLog {
                     if let Err(e) = self.write_part(&part) {
                         return Err((e, created));
                     }
+                }
+                // A sealed segment is durable before any record goes to the next one, so
+                // recovery never finds a later segment holding records after a short one.
+                if let Err(e) = part.segment.sync_now() {
+                    self.fail(w, &format!("fsync failed: {e}"));
+                    return Err((e, created));
+                }
+                if !part.bytes.is_empty() {
                     parts.push(part);
                 }
                 let fresh = match Segment::create(&*self.disk, &self.dir, offset) {

@@ -554,6 +554,8 @@ impl Store for LocalStore {
 }
 
 #[cfg(test)]
+mod crash_states;
+#[cfg(test)]
 mod fault_tests;
 #[cfg(test)]
 mod tests;
