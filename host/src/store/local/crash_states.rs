@@ -91,7 +91,7 @@ async fn workload(disk: &SimDisk, store: &LocalStore) -> Vec<Acked> {
 }
 
 /// Every record of a topic from its start, checking the offsets are dense.
-async fn read_all(store: &LocalStore, topic: &str) -> (u64, Vec<(u64, String)>) {
+async fn read_all(store: &LocalStore, topic: &str, what: &str) -> (u64, Vec<(u64, String)>) {
     let meta = store.topic(topic).expect("topic");
     let mut next = meta.start_offset;
     let mut out = Vec::new();
@@ -104,7 +104,7 @@ async fn read_all(store: &LocalStore, topic: &str) -> (u64, Vec<(u64, String)>) 
             return (meta.start_offset, out);
         }
         for r in batch.records {
-            assert_eq!(r.offset, next, "offsets of {topic} are dense");
+            assert_eq!(r.offset, next, "{what}: offsets of {topic} are dense");
             next += 1;
             out.push((
                 r.offset,
@@ -121,10 +121,12 @@ async fn check(point: &Point, crash: Crash, acked: &[Acked]) {
     let store = open_with(options(Arc::new(after) as SharedDisk, Path::new("/data")))
         .await
         .unwrap_or_else(|e| panic!("{what}: startup failed: {e}"));
+    // Retention runs at startup too; let it finish before reading from the start.
+    store.apply_retention().await;
     let mut found: HashMap<&str, (u64, u64, Vec<(u64, String)>)> = HashMap::new();
     for topic in ["a", "b"] {
         if let Some(meta) = store.topic(topic) {
-            let (start, records) = read_all(&store, topic).await;
+            let (start, records) = read_all(&store, topic, &what).await;
             found.insert(topic, (meta.incarnation, start, records));
         }
     }
