@@ -119,8 +119,8 @@ pub struct Consumer {
 impl Consumer {
     pub(crate) fn new(stream: Subscription, group: Arc<str>, connection: Arc<Connection>) -> Self {
         Consumer {
+            settler: Settler::spawn(connection, group.clone(), stream.id()),
             stream,
-            settler: Settler::spawn(connection, group.clone()),
             group,
         }
     }
@@ -156,6 +156,11 @@ impl Stream for Consumer {
 /// of [`ack`](Delivery::ack), [`nack`](Delivery::nack) or
 /// [`reject`](Delivery::reject); [`in_progress`](Delivery::in_progress)
 /// buys time. Unsettled, it comes back after the group's ack wait.
+///
+/// A settlement answers this delivery only (its consumer and attempt go
+/// with it): once the ack wait ran out, the consumer was dropped, or the
+/// message came back as a later attempt, the broker refuses it with
+/// [`ErrorCode::StaleSettle`] and leaves the message to its new holder.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     /// The message (`attempt` says which delivery this is).
@@ -177,6 +182,8 @@ impl Delivery {
                 topic: self.message.topic.clone(),
                 offset: self.message.offset,
                 action,
+                // Group deliveries count from 1; 0 would be a bug's.
+                attempt: (self.message.attempt > 0).then_some(self.message.attempt),
             })
             .await
     }
@@ -226,10 +233,22 @@ struct Settler {
     tx: mpsc::UnboundedSender<Waiting>,
 }
 
+/// Where a consumer's settlements go: its connection, group and consumer id.
+struct SettleTarget {
+    connection: Arc<Connection>,
+    group: Arc<str>,
+    consumer: u64,
+}
+
 impl Settler {
-    fn spawn(connection: Arc<Connection>, group: Arc<str>) -> Settler {
+    fn spawn(connection: Arc<Connection>, group: Arc<str>, consumer: u64) -> Settler {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(settle_loop(connection, group, rx));
+        let target = Arc::new(SettleTarget {
+            connection,
+            group,
+            consumer,
+        });
+        tokio::spawn(settle_loop(target, rx));
         Settler { tx }
     }
 
@@ -242,11 +261,7 @@ impl Settler {
     }
 }
 
-async fn settle_loop(
-    connection: Arc<Connection>,
-    group: Arc<str>,
-    mut rx: mpsc::UnboundedReceiver<Waiting>,
-) {
+async fn settle_loop(target: Arc<SettleTarget>, mut rx: mpsc::UnboundedReceiver<Waiting>) {
     let batches = Arc::new(AtomicBool::new(true));
     let mut in_flight = FuturesUnordered::new();
     loop {
@@ -260,7 +275,7 @@ async fn settle_loop(
                         Err(_) => break,
                     }
                 }
-                in_flight.push(send_settles(connection.clone(), group.clone(), batch, batches.clone()));
+                in_flight.push(send_settles(target.clone(), batch, batches.clone()));
             }
             Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
         }
@@ -278,36 +293,34 @@ fn copy_error(e: &ClientError) -> ClientError {
     }
 }
 
-async fn send_one(
-    connection: &Connection,
-    group: &str,
-    item: SettleItem,
-) -> Result<(), ClientError> {
+async fn send_one(target: &SettleTarget, item: SettleItem) -> Result<(), ClientError> {
     let settle = Settle {
-        group: group.to_owned(),
+        group: target.group.to_string(),
         topic: item.topic,
         offset: item.offset,
         action: item.action,
+        consumer: Some(target.consumer),
+        attempt: item.attempt,
     };
-    match connection.request(RequestBody::Settle(settle)).await? {
+    match target
+        .connection
+        .request(RequestBody::Settle(settle))
+        .await?
+    {
         ResponseBody::Settled => Ok(()),
         other => Err(ClientError::unexpected_response(other)),
     }
 }
 
-async fn send_settles(
-    connection: Arc<Connection>,
-    group: Arc<str>,
-    batch: Vec<Waiting>,
-    batches: Arc<AtomicBool>,
-) {
+async fn send_settles(target: Arc<SettleTarget>, batch: Vec<Waiting>, batches: Arc<AtomicBool>) {
     if batch.len() > 1 && batches.load(Ordering::Relaxed) {
         let items = batch.iter().map(|(item, _)| item.clone()).collect();
         let request = RequestBody::SettleBatch(SettleBatch {
-            group: group.to_string(),
+            group: target.group.to_string(),
             items,
+            consumer: Some(target.consumer),
         });
-        match connection.request(request).await {
+        match target.connection.request(request).await {
             Ok(ResponseBody::SettledBatch { errors }) if errors.len() == batch.len() => {
                 for ((_, reply), error) in batch.into_iter().zip(errors) {
                     let _ = reply.send(error.map_or(Ok(()), |e| Err(ClientError::Server(e))));
@@ -336,10 +349,9 @@ async fn send_settles(
         }
     }
     let sends = batch.into_iter().map(|(item, reply)| {
-        let connection = &connection;
-        let group = &group;
+        let target = &target;
         async move {
-            let _ = reply.send(send_one(connection, group, item).await);
+            let _ = reply.send(send_one(target, item).await);
         }
     });
     futures_util::future::join_all(sends).await;

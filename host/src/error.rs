@@ -61,6 +61,11 @@ pub enum BrokerError {
     /// The settled message is not pending in the group.
     #[error("{0}")]
     UnknownDelivery(String),
+    /// The settlement answers a delivery that is no longer in flight (the
+    /// message went to another member, came back as a later attempt, or
+    /// waits for redelivery); nothing was changed.
+    #[error("{0}")]
+    StaleSettle(String),
     /// No such consumer group.
     #[error("consumer group {0:?} does not exist")]
     GroupNotFound(String),
@@ -104,6 +109,7 @@ impl BrokerError {
             BrokerError::UnknownSubscription(_) => ErrorCode::UnknownSubscription,
             BrokerError::InvalidGroup { .. } => ErrorCode::InvalidGroup,
             BrokerError::UnknownDelivery(_) => ErrorCode::UnknownDelivery,
+            BrokerError::StaleSettle(_) => ErrorCode::StaleSettle,
             BrokerError::GroupNotFound(_) => ErrorCode::GroupNotFound,
             BrokerError::Forbidden(_) => ErrorCode::Forbidden,
             BrokerError::ShuttingDown => ErrorCode::ShuttingDown,

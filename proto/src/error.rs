@@ -49,6 +49,11 @@ pub enum ErrorCode {
     GroupNotFound = 110,
     /// A plugin rejected the message.
     Rejected = 111,
+    /// The settlement answers a delivery that is no longer in flight: the
+    /// ack wait ran out, the message went to another member, or it came
+    /// back as a later attempt. Nothing was changed; the message's current
+    /// holder settles it.
+    StaleSettle = 112,
     /// The storage layer failed; the request had no effect or its effect is unknown.
     Storage = 200,
     /// The broker is shutting down.
@@ -80,6 +85,7 @@ impl ErrorCode {
         ErrorCode::UnknownDelivery,
         ErrorCode::GroupNotFound,
         ErrorCode::Rejected,
+        ErrorCode::StaleSettle,
         ErrorCode::Storage,
         ErrorCode::ShuttingDown,
         ErrorCode::Internal,
@@ -118,6 +124,7 @@ impl ErrorCode {
             ErrorCode::UnknownDelivery => "unknown_delivery",
             ErrorCode::GroupNotFound => "group_not_found",
             ErrorCode::Rejected => "rejected",
+            ErrorCode::StaleSettle => "stale_settle",
             ErrorCode::Storage => "storage",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
@@ -190,6 +197,8 @@ mod tests {
         assert_eq!(ErrorCode::HandshakeRequired.as_u16(), 4);
         assert_eq!(ErrorCode::InvalidTopic.as_u16(), 100);
         assert_eq!(ErrorCode::TopicNotFound.as_u16(), 102);
+        assert_eq!(ErrorCode::UnknownDelivery.as_u16(), 109);
+        assert_eq!(ErrorCode::StaleSettle.as_u16(), 112);
         assert_eq!(ErrorCode::Storage.as_u16(), 200);
     }
 

@@ -186,6 +186,8 @@ fn seed_frames() -> anyhow::Result<Vec<(&'static str, Vec<u8>)>> {
                         topic: "orders".into(),
                         offset: 3,
                         action: SettleAction::Nack { delay_ms: Some(10) },
+                        consumer: Some(2),
+                        attempt: Some(1),
                     }),
                 ),
                 max,
@@ -204,7 +206,9 @@ fn seed_frames() -> anyhow::Result<Vec<(&'static str, Vec<u8>)>> {
                             action: SettleAction::Reject {
                                 reason: "poison".into(),
                             },
+                            attempt: Some(2),
                         }],
+                        consumer: Some(2),
                     }),
                 ),
                 max,

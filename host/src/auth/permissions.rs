@@ -1,6 +1,11 @@
 //! What a principal may do ([`Permissions`]), and the one check every
 //! request kind, routed output and dead-letter target goes through:
 //! [`authorize`].
+//!
+//! Reading a topic and taking part in a consumer group are separate
+//! rights: a group's members take its deliveries away from each other and
+//! settle them, so joining a group (or settling in it) needs the group's
+//! name in `groups`, on top of read rights on what it consumes.
 
 use sluice_proto::Pattern;
 
@@ -14,6 +19,8 @@ pub struct Permissions {
     /// `None`: anything.
     publish: Option<Vec<Pattern>>,
     subscribe: Option<Vec<Pattern>>,
+    /// Consumer groups it may join and settle in.
+    groups: Option<Vec<Pattern>>,
     admin_topics: bool,
     admin_groups: bool,
     admin_plugins: bool,
@@ -47,6 +54,7 @@ impl Permissions {
         Permissions {
             publish: None,
             subscribe: None,
+            groups: None,
             admin_topics: true,
             admin_groups: true,
             admin_plugins: true,
@@ -63,6 +71,7 @@ impl Permissions {
         Permissions {
             publish: Some(patterns(&p.publish)),
             subscribe: Some(patterns(&p.subscribe)),
+            groups: Some(patterns(&p.groups)),
             admin_topics: has("topics"),
             admin_groups: has("groups"),
             admin_plugins: has("plugins"),
@@ -83,6 +92,14 @@ impl Permissions {
         match &self.subscribe {
             None => true,
             Some(allowed) => allowed.iter().any(|a| covers(a.as_str(), pattern)),
+        }
+    }
+
+    /// May join consumer group `group` and settle its deliveries.
+    pub fn may_join_group(&self, group: &str) -> bool {
+        match &self.groups {
+            None => true,
+            Some(allowed) => allowed.iter().any(|a| a.matches(group)),
         }
     }
 
@@ -129,6 +146,9 @@ pub enum Action {
     Subscribe,
     /// Settle a message of a topic (needs read rights on it).
     Settle,
+    /// Join a consumer group or settle its deliveries; the target is the
+    /// group's name.
+    Group,
     /// An admin operation; the target describes it.
     Admin(AdminRight),
     /// See a topic's info: topic admins, and whoever may publish to it or
@@ -142,6 +162,7 @@ impl Action {
         match self {
             Action::Publish => "publish",
             Action::Subscribe | Action::Settle => "subscribe",
+            Action::Group => "group",
             Action::Admin(_) | Action::Describe => "admin",
         }
     }
@@ -165,6 +186,7 @@ pub fn authorize(principal: &Principal, action: Action, target: &str) -> Result<
     let allowed = match action {
         Action::Publish => p.may_publish(target),
         Action::Subscribe | Action::Settle => p.may_subscribe(target),
+        Action::Group => p.may_join_group(target),
         Action::Admin(right) => p.may_admin(right),
         Action::Describe => {
             p.may_admin(AdminRight::Topics) || p.may_publish(target) || p.may_subscribe(target)
@@ -178,6 +200,9 @@ pub fn authorize(principal: &Principal, action: Action, target: &str) -> Result<
         Action::Publish => format!("publish to {target:?}"),
         Action::Subscribe => format!("subscribe to {target:?}"),
         Action::Settle => format!("settle messages of {target:?}"),
+        Action::Group => {
+            format!("join or settle in consumer group {target:?} (not in its `groups` list)")
+        }
         Action::Admin(right) => format!("{target} (needs admin right {:?})", right.name()),
         Action::Describe => format!("see topic {target:?}"),
     };
@@ -186,4 +211,63 @@ pub fn authorize(principal: &Principal, action: Action, target: &str) -> Result<
         action,
         what,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PrincipalConfig;
+
+    fn principal(subscribe: &[&str], groups: &[&str]) -> Principal {
+        let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
+        Principal::configured(&PrincipalConfig {
+            name: "orders".into(),
+            token_hash: None,
+            publish: strings(&["orders.>"]),
+            subscribe: strings(subscribe),
+            groups: strings(groups),
+            admin: Vec::new(),
+            max_connections: None,
+        })
+    }
+
+    #[test]
+    fn groups_are_a_right_of_their_own() {
+        let reader = principal(&["orders.>"], &[]);
+        assert!(authorize(&reader, Action::Subscribe, "orders.>").is_ok());
+        assert!(authorize(&reader, Action::Settle, "orders.eu").is_ok());
+        let denied = authorize(&reader, Action::Group, "fulfil").unwrap_err();
+        assert_eq!(denied.action.label(), "group");
+        assert!(
+            denied.to_string().contains("\"fulfil\"") && denied.to_string().contains("groups"),
+            "{denied}"
+        );
+
+        let worker = principal(&["orders.>"], &["fulfil", "orders.*"]);
+        for allowed in ["fulfil", "orders.eu", "orders.us"] {
+            assert!(
+                authorize(&worker, Action::Group, allowed).is_ok(),
+                "{allowed}"
+            );
+        }
+        for refused in ["billing", "fulfil.x", "orders", "orders.eu.x"] {
+            assert!(
+                authorize(&worker, Action::Group, refused).is_err(),
+                "{refused}"
+            );
+        }
+        // A group right is no read right.
+        assert!(authorize(&worker, Action::Subscribe, "billing.>").is_err());
+
+        let every = principal(&[], &[">"]);
+        assert!(authorize(&every, Action::Group, "any.group").is_ok());
+        assert!(authorize(&every, Action::Subscribe, "orders.eu").is_err());
+    }
+
+    #[test]
+    fn the_anonymous_principal_may_join_any_group() {
+        let anonymous = Principal::anonymous();
+        assert!(authorize(&anonymous, Action::Group, "anything").is_ok());
+        assert!(authorize(&anonymous, Action::Publish, "dlq.x").is_ok());
+    }
 }

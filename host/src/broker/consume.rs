@@ -1,6 +1,7 @@
 //! Consumer groups as the broker serves them: arguments checked, the
-//! member's delivery plugin made, then the [`crate::groups::Groups`]
-//! backend does the rest.
+//! member's delivery plugin made, the group's dead-letter topic checked
+//! against the member's rights, then the [`crate::groups::Groups`] backend
+//! does the rest.
 
 use std::sync::Arc;
 
@@ -9,16 +10,27 @@ use sluice_proto::{ErrorBody, GroupInfo, Settle, SettleBatch, StartPosition};
 use super::checks;
 use super::consumer::Consumer;
 use super::Broker;
+use crate::auth::{Action, LogLimit, Principal};
 use crate::error::BrokerError;
-use crate::groups::JoinRequest;
+use crate::groups::{JoinRequest, SettleItem};
+
+/// Rate limit of the log lines about dead-letter topics refused by
+/// permissions.
+static DEAD_LETTER_DENIALS_LOG: LogLimit = LogLimit::new(std::time::Duration::from_secs(1));
 
 impl Broker {
     /// Joins (creating if needed) a consumer group, for `client` (its name,
-    /// for group status). The request's consumer id is the server's business.
+    /// for group status) authenticated as `principal`. The request's
+    /// consumer id is the server's business, and so are the rights to read
+    /// the pattern and join the group; the group's dead-letter topic, which
+    /// this member's nacks and rejects write to, is checked here: the one
+    /// the request names before a group is created, and the one of an
+    /// existing group before the member joins.
     pub async fn consume(
         &self,
         request: sluice_proto::Consume,
         client: &str,
+        principal: &Principal,
     ) -> Result<Consumer, BrokerError> {
         let sluice_proto::Consume {
             group,
@@ -41,8 +53,13 @@ impl Broker {
             Some(spec) => Some(self.delivery_plugin(spec).await?),
             None => None,
         };
+        let requested = options.dead_letter_topic.clone();
+        self.check_dead_letter(principal, &group, requested.as_deref())?;
         let groups = &self.inner.groups;
-        groups.open(&group, &pattern, options).await?;
+        let in_force = groups.open(&group, &pattern, options).await?;
+        if in_force.dead_letter_topic != requested {
+            self.check_dead_letter(principal, &group, in_force.dead_letter_topic.as_deref())?;
+        }
         let member = groups.join(
             &group,
             JoinRequest {
@@ -54,23 +71,56 @@ impl Broker {
         Ok(Consumer::new(member, Arc::clone(groups), filter))
     }
 
-    /// Settles one delivered message.
-    pub async fn settle(&self, settle: Settle) -> Result<(), BrokerError> {
+    /// A group's own dead-letter topic is written with the rights of its
+    /// members: each needs publish rights there. (`None`, the default
+    /// `dlq.<topic>`, is the broker's own.)
+    fn check_dead_letter(
+        &self,
+        principal: &Principal,
+        group: &str,
+        topic: Option<&str>,
+    ) -> Result<(), BrokerError> {
+        let Some(topic) = topic else {
+            return Ok(());
+        };
+        crate::auth::authorize(principal, Action::Publish, topic).map_err(|denied| {
+            self.inner.metrics.denied(denied.action.label());
+            let message = format!("{denied}, the dead-letter topic of consumer group {group:?}");
+            if let Some(held) = DEAD_LETTER_DENIALS_LOG.allow() {
+                tracing::warn!(principal = %principal.name, %group, held_back = held, "{message}");
+            }
+            BrokerError::Forbidden(message)
+        })
+    }
+
+    /// Settles one delivered message for one of `members` (see
+    /// [`crate::groups::Groups::settle`]).
+    pub async fn settle(&self, settle: Settle, members: Vec<u64>) -> Result<(), BrokerError> {
         checks::group(&settle.group)?;
         checks::settle(&settle.topic, &settle.action)?;
-        let item = (settle.topic, settle.offset, settle.action);
-        let results = self.inner.groups.settle(&settle.group, vec![item]).await?;
+        let item = SettleItem {
+            topic: settle.topic,
+            offset: settle.offset,
+            action: settle.action,
+            attempt: settle.attempt,
+        };
+        let results = self
+            .inner
+            .groups
+            .settle(&settle.group, members, vec![item])
+            .await?;
         results
             .into_iter()
             .next()
             .unwrap_or_else(|| Err(BrokerError::Internal("settlement not answered".into())))
     }
 
-    /// Settles several messages of one group; one result per item (a bad
-    /// item fails alone).
+    /// Settles several messages of one group for one of `members`; one
+    /// result per item (a bad item fails alone).
     pub async fn settle_batch(
         &self,
         batch: SettleBatch,
+        members: Vec<u64>,
     ) -> Result<Vec<Option<ErrorBody>>, BrokerError> {
         checks::group(&batch.group)?;
         let mut errors: Vec<Option<ErrorBody>> = vec![None; batch.items.len()];
@@ -82,10 +132,19 @@ impl Broker {
                 continue;
             }
             positions.push(i);
-            valid.push((item.topic, item.offset, item.action));
+            valid.push(SettleItem {
+                topic: item.topic,
+                offset: item.offset,
+                action: item.action,
+                attempt: item.attempt,
+            });
         }
         if !valid.is_empty() {
-            let results = self.inner.groups.settle(&batch.group, valid).await?;
+            let results = self
+                .inner
+                .groups
+                .settle(&batch.group, members, valid)
+                .await?;
             for (i, result) in positions.into_iter().zip(results) {
                 errors[i] = result.err().map(|e| e.to_body());
             }

@@ -1,11 +1,12 @@
 //! [`Consumer`]: a member of a consumer group as the server streams it,
 //! with the member's delivery plugin if it asked for one.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::delivery::{Chunk, Slice};
 use crate::error::BrokerError;
-use crate::groups::{GroupDelivery, Groups, Member};
+use crate::groups::{GroupDelivery, Groups, Member, SettleItem};
 use crate::plugin::delivery::DeliveryFilter;
 use crate::store::StoredBatch;
 
@@ -39,6 +40,11 @@ impl Consumer {
         self.member.group()
     }
 
+    /// Its member id in the group: its settlements are made as this member.
+    pub fn member_id(&self) -> u64 {
+        self.member.id()
+    }
+
     /// Waits for the next deliveries, through the member's plugin if it
     /// has one (messages it filters out are settled for the member as the
     /// plugin module says, and never reach it). Cancel-safe: deliveries
@@ -50,6 +56,16 @@ impl Consumer {
             let Some(filter) = self.filter.clone() else {
                 return Ok(chunk);
             };
+            // What the plugin settles answers these deliveries, attempt and all.
+            let attempts: HashMap<(Arc<str>, u64), u32> = chunk
+                .slices
+                .iter()
+                .flat_map(|s| {
+                    s.records()
+                        .iter()
+                        .map(|r| ((s.batch.topic.clone(), r.offset), s.attempt))
+                })
+                .collect();
             let (chunk, settles) = tokio::task::spawn_blocking(move || {
                 crate::plugin::delivery::apply_group(&filter, chunk)
             })
@@ -59,11 +75,17 @@ impl Consumer {
                 // Answered once journaled; nobody waits for it here.
                 let items = settles
                     .into_iter()
-                    .map(|(topic, offset, action)| (topic.to_string(), offset, action))
+                    .map(|(topic, offset, action)| SettleItem {
+                        attempt: attempts.get(&(topic.clone(), offset)).copied(),
+                        topic: topic.to_string(),
+                        offset,
+                        action,
+                    })
                     .collect();
                 let (groups, group) = (self.groups.clone(), self.group().to_owned());
+                let member = self.member_id();
                 tokio::spawn(async move {
-                    if let Err(e) = groups.settle(&group, items).await {
+                    if let Err(e) = groups.settle(&group, vec![member], items).await {
                         tracing::debug!(%group, error = %e, "settling what a delivery plugin filtered failed");
                     }
                 });

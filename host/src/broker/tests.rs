@@ -356,7 +356,12 @@ async fn a_group_delivers_each_message_once_and_an_ack_moves_its_floor() {
         plugin: None,
         consumer: 1,
     };
-    let mut member = h.broker.consume(consume, "test").await.expect("joined");
+    let anonymous = crate::auth::Principal::anonymous();
+    let mut member = h
+        .broker
+        .consume(consume, "test", &anonymous)
+        .await
+        .expect("joined");
     let mut offsets = Vec::new();
     while offsets.len() < 2 {
         let chunk = tokio::time::timeout(WAIT, member.next_chunk())
@@ -374,8 +379,11 @@ async fn a_group_delivers_each_message_once_and_an_ack_moves_its_floor() {
             topic: "jobs".into(),
             offset,
             action: SettleAction::Ack,
+            consumer: None,
+            attempt: Some(1),
         };
-        h.broker.settle(settle).await.expect("acked");
+        let by = vec![member.member_id()];
+        h.broker.settle(settle, by).await.expect("acked");
     }
     let info = h.broker.group_info("workers").await.expect("info");
     assert_eq!(info.topics[0].ack_floor, 2);
@@ -385,10 +393,12 @@ async fn a_group_delivers_each_message_once_and_an_ack_moves_its_floor() {
         topic: "jobs".into(),
         offset: 0,
         action: SettleAction::Ack,
+        consumer: None,
+        attempt: None,
     };
     assert_eq!(
         h.broker
-            .settle(unknown)
+            .settle(unknown, vec![member.member_id()])
             .await
             .expect_err("settled twice")
             .code(),

@@ -48,6 +48,12 @@ pub struct PrincipalConfig {
     /// subscription's pattern must lie wholly inside one of these.
     #[serde(default)]
     pub subscribe: Vec<String>,
+    /// Consumer groups it may join and settle in, by name or pattern
+    /// (`*` one token, `>` the rest; `[">"]` is every group). Joining
+    /// also needs `subscribe` rights on what the group consumes. Empty
+    /// (the default): no group.
+    #[serde(default)]
+    pub groups: Vec<String>,
     /// Admin rights: `"topics"` (create, delete), `"groups"` (list, info,
     /// reset), `"plugins"` (status), or `"*"` for all.
     #[serde(default)]
@@ -109,12 +115,13 @@ pub enum AuthConfigError {
         /// What is wrong with the hash.
         reason: TokenHashError,
     },
-    /// A `publish` or `subscribe` entry that is not a valid pattern.
+    /// A `publish`, `subscribe` or `groups` entry that is not a valid
+    /// pattern.
     #[error("auth.principal {principal:?}: {field} pattern {pattern:?}: {reason}")]
     BadPattern {
         /// The principal.
         principal: String,
-        /// `publish` or `subscribe`.
+        /// `publish`, `subscribe` or `groups`.
         field: &'static str,
         /// The entry.
         pattern: String,
@@ -184,7 +191,11 @@ impl AuthConfig {
                     reason,
                 })?;
             }
-            for (field, patterns) in [("publish", &p.publish), ("subscribe", &p.subscribe)] {
+            for (field, patterns) in [
+                ("publish", &p.publish),
+                ("subscribe", &p.subscribe),
+                ("groups", &p.groups),
+            ] {
                 for pattern in patterns {
                     sluice_proto::Pattern::parse(pattern).map_err(|reason| {
                         AuthConfigError::BadPattern {
@@ -207,5 +218,30 @@ impl AuthConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml_text: &str) -> AuthConfig {
+        toml::from_str(toml_text).expect("the [auth] table parses")
+    }
+
+    #[test]
+    fn group_rights_are_patterns_and_default_to_none() {
+        let config = parse("[[principal]]\nname = \"a\"\nsubscribe = [\"orders.>\"]\n");
+        config.check().unwrap();
+        assert!(config.principals[0].groups.is_empty());
+        let config = parse("[[principal]]\nname = \"a\"\ngroups = [\"orders.>\", \"audit\"]\n");
+        config.check().unwrap();
+        let config = parse("[[principal]]\nname = \"a\"\ngroups = [\"orders.>.x\"]\n");
+        match config.check() {
+            Err(AuthConfigError::BadPattern { field, pattern, .. }) => {
+                assert_eq!((field, pattern.as_str()), ("groups", "orders.>.x"))
+            }
+            other => panic!("expected a bad groups pattern, got {other:?}"),
+        }
     }
 }

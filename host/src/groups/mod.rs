@@ -40,8 +40,19 @@ pub struct GroupDelivery {
     pub attempt: u32,
 }
 
-/// A settlement: topic, offset and what to do.
-pub type SettleItem = (String, u64, SettleAction);
+/// A settlement: the message, what to do, and which delivery it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettleItem {
+    /// The message's topic.
+    pub topic: String,
+    /// Its offset.
+    pub offset: u64,
+    /// What to do.
+    pub action: SettleAction,
+    /// The delivery attempt it answers; `None` answers whichever attempt
+    /// the settling member holds (clients that do not send it).
+    pub attempt: Option<u32>,
+}
 
 /// Who joins a group, and how much it takes.
 #[derive(Debug, Clone)]
@@ -62,19 +73,23 @@ pub type Leave = Box<dyn FnOnce() + Send + Sync>;
 /// others.
 pub struct Member {
     group: Arc<str>,
+    id: u64,
     deliveries: mpsc::UnboundedReceiver<GroupDelivery>,
     leave: Option<Leave>,
 }
 
 impl Member {
-    /// A member fed by `deliveries`; `leave` runs when it is dropped.
+    /// Member `id` of `group`, fed by `deliveries`; `leave` runs when it is
+    /// dropped.
     pub fn new(
         group: Arc<str>,
+        id: u64,
         deliveries: mpsc::UnboundedReceiver<GroupDelivery>,
         leave: Leave,
     ) -> Member {
         Member {
             group,
+            id,
             deliveries,
             leave: Some(leave),
         }
@@ -83,6 +98,11 @@ impl Member {
     /// The group's name.
     pub fn group(&self) -> &str {
         &self.group
+    }
+
+    /// Its id in the group: what its settlements are checked against.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// Waits for the next delivery; `None` when the group stopped.
@@ -109,22 +129,28 @@ impl Drop for Member {
 /// stands. Names, patterns and options are checked by the caller.
 pub trait Groups: Send + Sync + 'static {
     /// Opens a group, creating it with `pattern` and `options` if it is
-    /// new. An existing group must consume the same pattern.
+    /// new. An existing group must consume the same pattern. Resolves with
+    /// the options in force: an existing group's own, not `options`.
     fn open(
         &self,
         name: &str,
         pattern: &str,
         options: GroupOptions,
-    ) -> BoxFuture<'_, Result<(), BrokerError>>;
+    ) -> BoxFuture<'_, Result<GroupOptions, BrokerError>>;
 
     /// Adds a member to an open group.
     fn join(&self, name: &str, request: JoinRequest) -> Result<Member, BrokerError>;
 
-    /// Settles messages of a group; resolves when the settlements are
-    /// durable, with one result per item (a bad item fails alone).
+    /// Settles messages of a group for one of `members` (the member whose
+    /// consumer sent them, or every member a client has in the group when
+    /// it names none); resolves when the settlements are durable, with one
+    /// result per item (a bad item fails alone). A message that none of
+    /// `members` holds, or whose attempt in flight is not the item's, is
+    /// refused as stale and left alone.
     fn settle(
         &self,
         name: &str,
+        members: Vec<u64>,
         items: Vec<SettleItem>,
     ) -> BoxFuture<'_, Result<Vec<Result<(), BrokerError>>, BrokerError>>;
 

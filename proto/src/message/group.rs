@@ -104,6 +104,15 @@ pub enum SettleAction {
 }
 
 /// Settle one delivered message.
+///
+/// A settlement answers one delivery: the one made to `consumer` (this
+/// connection's consumer id, as in [`Consume::consumer`]) as attempt
+/// `attempt` ([`crate::Delivered::attempt`]). The broker refuses it with
+/// `stale_settle` when that delivery is no longer the one in flight: the
+/// ack wait ran out, or the message went to another member or came back
+/// as a later attempt. Without `consumer` (clients before these fields)
+/// any consumer of the group on this connection may hold the message;
+/// without `attempt` any attempt it holds is answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settle {
     /// The group that delivered it.
@@ -114,15 +123,25 @@ pub struct Settle {
     pub offset: u64,
     /// What to do.
     pub action: SettleAction,
+    /// The consumer it was delivered to, on this connection.
+    #[serde(default)]
+    pub consumer: Option<u64>,
+    /// The delivery attempt it answers (1 for the first).
+    #[serde(default)]
+    pub attempt: Option<u32>,
 }
 
-/// Settle several delivered messages of one group.
+/// Settle several delivered messages of one group, all delivered to one
+/// consumer (see [`Settle`] for what ties a settlement to its delivery).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SettleBatch {
     /// The group that delivered them.
     pub group: String,
     /// What to do with each.
     pub items: Vec<SettleItem>,
+    /// The consumer they were delivered to, on this connection.
+    #[serde(default)]
+    pub consumer: Option<u64>,
 }
 
 /// One settlement of a [`SettleBatch`].
@@ -134,6 +153,9 @@ pub struct SettleItem {
     pub offset: u64,
     /// What to do.
     pub action: SettleAction,
+    /// The delivery attempt it answers (1 for the first).
+    #[serde(default)]
+    pub attempt: Option<u32>,
 }
 
 /// One member of a consumer group.
@@ -185,4 +207,44 @@ pub struct GroupInfo {
     pub redeliveries: u64,
     /// Messages moved to the dead-letter topic since the broker started.
     pub dead_lettered: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+    use crate::frame::{decode_one, encode};
+
+    /// A [`Settle`] as clients sent it before it named its delivery.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct SettleBefore {
+        group: String,
+        topic: String,
+        offset: u64,
+        action: SettleAction,
+    }
+
+    #[test]
+    fn settles_with_and_without_their_delivery_read_both_ways() {
+        let max = crate::DEFAULT_MAX_FRAME_BYTES;
+        let before = SettleBefore {
+            group: "workers".into(),
+            topic: "orders".into(),
+            offset: 3,
+            action: SettleAction::Ack,
+        };
+        let now: Settle = decode_one(&encode(&before, max).unwrap(), max).unwrap();
+        assert_eq!((now.consumer, now.attempt), (None, None));
+        let named = Settle {
+            consumer: Some(7),
+            attempt: Some(2),
+            ..now
+        };
+        let back: Settle = decode_one(&encode(&named, max).unwrap(), max).unwrap();
+        assert_eq!(back, named);
+        // A broker that predates the fields reads the rest.
+        let old: SettleBefore = decode_one(&encode(&named, max).unwrap(), max).unwrap();
+        assert_eq!(old, before);
+    }
 }

@@ -189,27 +189,48 @@ fn request_body() -> impl Strategy<Value = RequestBody> {
                     })
                 }
             ),
-        (text(), topic(), any::<u64>(), settle_action()).prop_map(
-            |(group, topic, offset, action)| RequestBody::Settle(Settle {
-                group,
-                topic,
-                offset,
-                action,
-            })
-        ),
-        (text(), vec((topic(), any::<u64>(), settle_action()), 0..4)).prop_map(|(group, items)| {
-            RequestBody::SettleBatch(SettleBatch {
-                group,
-                items: items
-                    .into_iter()
-                    .map(|(topic, offset, action)| SettleItem {
-                        topic,
-                        offset,
-                        action,
-                    })
-                    .collect(),
-            })
-        }),
+        (
+            (text(), topic(), any::<u64>(), settle_action()),
+            (option::of(any::<u64>()), option::of(any::<u32>()))
+        )
+            .prop_map(|((group, topic, offset, action), (consumer, attempt))| {
+                RequestBody::Settle(Settle {
+                    group,
+                    topic,
+                    offset,
+                    action,
+                    consumer,
+                    attempt,
+                })
+            }),
+        (
+            text(),
+            vec(
+                (
+                    topic(),
+                    any::<u64>(),
+                    settle_action(),
+                    option::of(any::<u32>())
+                ),
+                0..4
+            ),
+            option::of(any::<u64>())
+        )
+            .prop_map(|(group, items, consumer)| {
+                RequestBody::SettleBatch(SettleBatch {
+                    group,
+                    items: items
+                        .into_iter()
+                        .map(|(topic, offset, action, attempt)| SettleItem {
+                            topic,
+                            offset,
+                            action,
+                            attempt,
+                        })
+                        .collect(),
+                    consumer,
+                })
+            }),
         Just(RequestBody::ListGroups),
         text().prop_map(|name| RequestBody::GroupInfo { name }),
         Just(RequestBody::ListPlugins),

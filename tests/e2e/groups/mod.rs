@@ -1,7 +1,8 @@
 //! Consumer groups: durable fan-out between groups, competing consumers
 //! within one, acks, redelivery with backoff, dead letters, key order,
-//! hand-over when a member leaves, restarts (clean and SIGKILL), reset,
-//! listing, and the `sluice sub --group` / `sluice groups` command line.
+//! hand-over when a member leaves, stale settlements refused, restarts
+//! (clean and SIGKILL), reset, listing, and the `sluice sub --group` /
+//! `sluice groups` command line.
 //! One module per theme; the helpers they share are here.
 
 mod bad_requests;
@@ -13,6 +14,7 @@ mod redelivery;
 mod restarts;
 mod settle_batches;
 mod sharing;
+mod stale_settles;
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;

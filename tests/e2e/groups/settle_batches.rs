@@ -1,5 +1,6 @@
 //! Settle batches: acks sent together are settled in batch requests, each
-//! item with its own result.
+//! item with its own result. A raw batch that names no consumer settles
+//! only what the connection's own consumers hold.
 
 use sluice_client::{ConsumeOptions, ErrorCode};
 use sluice_tests::{TestBroker, WAIT};
@@ -59,6 +60,7 @@ async fn publish_and_settle_raw(broker: &TestBroker) -> anyhow::Result<()> {
         topic: topic.into(),
         offset,
         action: SettleAction::Ack,
+        attempt: None,
     };
     control
         .send_request(
@@ -70,6 +72,7 @@ async fn publish_and_settle_raw(broker: &TestBroker) -> anyhow::Result<()> {
                     item("bad topic!", 0),
                     item("raw.batched", 7),
                 ],
+                consumer: None,
             }),
         )
         .await?;
@@ -83,7 +86,12 @@ async fn publish_and_settle_raw(broker: &TestBroker) -> anyhow::Result<()> {
         anyhow::bail!("unexpected {:?}", response.result);
     };
     assert_eq!(errors.len(), 3);
-    assert!(errors[0].is_none(), "{errors:?}");
+    // Held by the client's consumer, not by anything of this connection.
+    assert_eq!(
+        errors[0].as_ref().and_then(|e| e.error_code()),
+        Some(ErrorCode::StaleSettle),
+        "{errors:?}"
+    );
     assert_eq!(
         errors[1].as_ref().and_then(|e| e.error_code()),
         Some(ErrorCode::InvalidTopic)
@@ -99,6 +107,7 @@ async fn publish_and_settle_raw(broker: &TestBroker) -> anyhow::Result<()> {
             RequestBody::SettleBatch(SettleBatch {
                 group: "nope".into(),
                 items: vec![item("raw.batched", 0)],
+                consumer: None,
             }),
         )
         .await?;
@@ -111,5 +120,9 @@ async fn publish_and_settle_raw(broker: &TestBroker) -> anyhow::Result<()> {
         response.result.unwrap_err().error_code(),
         Some(ErrorCode::GroupNotFound)
     );
+    // The message is still the consumer's to settle.
+    d[0].ack().await?;
+    let info = client.group_info("raw").await?;
+    assert_eq!(info.topics[0].pending, 0, "{info:?}");
     Ok(())
 }

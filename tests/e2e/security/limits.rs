@@ -85,12 +85,16 @@ async fn subscriptions_consumers_and_batches_past_their_limits_are_refused_per_c
     for i in 0..2 {
         members.push(
             greedy
-                .consume("orders.jobs", format!("g{i}"), ConsumeOptions::default())
+                .consume(
+                    "orders.jobs",
+                    format!("orders.g{i}"),
+                    ConsumeOptions::default(),
+                )
                 .await?,
         );
     }
     let err = greedy
-        .consume("orders.jobs", "g2", ConsumeOptions::default())
+        .consume("orders.jobs", "orders.g2", ConsumeOptions::default())
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::LimitExceeded), "{err}");

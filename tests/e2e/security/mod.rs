@@ -1,10 +1,12 @@
 //! Authentication, permissions and per-client limits, over QUIC with the
 //! real client: tokens, client certificates (right CA, foreign CA,
-//! expired), per-principal allow lists (also for plugin routes), and
-//! limits hit by one client while a well-behaved one keeps working.
+//! expired), per-principal allow lists (also for plugin routes, consumer
+//! groups and their dead-letter topics), and limits hit by one client
+//! while a well-behaved one keeps working.
 //! One module per theme; the principals and helpers they share are here.
 
 mod certificates;
+mod groups;
 mod limits;
 mod permissions;
 mod tokens;
@@ -15,10 +17,13 @@ use sluice_tests::{bounded, client_options, TestBroker};
 const ORDERS_TOKEN: &str = "orders-secret-0123456789";
 const ADMIN_TOKEN: &str = "admin-secret-0123456789";
 const STEADY_TOKEN: &str = "steady-secret-0123456789";
+const AUDITOR_TOKEN: &str = "auditor-secret-0123456789";
 
 /// `[[auth.principal]]` entries as TOML: `orders` may publish and
-/// subscribe under `orders.>`; `admin` may do everything; `steady` works
-/// on `steady` only.
+/// subscribe under `orders.>` and join the groups named `orders.>`;
+/// `admin` may do everything; `steady` works on `steady` only and joins no
+/// group; `auditor` may read `orders.>` but join only its own `audit.>`
+/// groups.
 fn principals_toml(extra: &str) -> String {
     let hash = |t: &str| sluice::auth::hash_token(t).expect("hashing works");
     format!(
@@ -32,12 +37,14 @@ name = "orders"
 token_hash = "{orders}"
 publish = ["orders.>"]
 subscribe = ["orders.>"]
+groups = ["orders.>"]
 
 [[auth.principal]]
 name = "admin"
 token_hash = "{admin}"
 publish = [">"]
 subscribe = [">"]
+groups = [">"]
 admin = ["*"]
 
 [[auth.principal]]
@@ -45,10 +52,17 @@ name = "steady"
 token_hash = "{steady}"
 publish = ["steady"]
 subscribe = ["steady"]
+
+[[auth.principal]]
+name = "auditor"
+token_hash = "{auditor}"
+subscribe = ["orders.>"]
+groups = ["audit.>"]
 "#,
         orders = hash(ORDERS_TOKEN),
         admin = hash(ADMIN_TOKEN),
         steady = hash(STEADY_TOKEN),
+        auditor = hash(AUDITOR_TOKEN),
     )
 }
 

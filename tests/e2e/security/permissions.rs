@@ -188,12 +188,12 @@ async fn a_group_dead_letter_topic_needs_publish_rights() -> anyhow::Result<()> 
     orders.publish("orders.eu", "o-1").await?;
     let elsewhere = ConsumeOptions::default().dead_letter_topic("billing.poison");
     let err = orders
-        .consume("orders.>", "fulfil", elsewhere)
+        .consume("orders.>", "orders.fulfil", elsewhere)
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::Forbidden), "{err}");
     assert!(err.to_string().contains("billing.poison"), "{err}");
     let inside = ConsumeOptions::default().dead_letter_topic("orders.poison");
-    orders.consume("orders.>", "fulfil", inside).await?;
+    orders.consume("orders.>", "orders.fulfil", inside).await?;
     Ok(())
 }

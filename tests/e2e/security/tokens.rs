@@ -97,6 +97,15 @@ async fn development_mode_needs_no_credentials_and_rejects_inconsistent_auth_con
     .unwrap_err();
     assert!(err.to_string().contains("a.>.b"), "{err}");
     let err = sluice::Config::parse(
+        "[[auth.principal]]\nname = \"a\"\ngroups = [\"workers.>.x\"]\n",
+        "<test>",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("groups") && err.to_string().contains("workers.>.x"),
+        "{err}"
+    );
+    let err = sluice::Config::parse(
         "[[auth.principal]]\nname = \"a\"\nadmin = [\"root\"]\n",
         "<test>",
     )

@@ -112,8 +112,10 @@ pub(crate) enum Command {
     Leave {
         member: u64,
     },
-    /// Several settlements, answered together (after one journal write).
+    /// Several settlements by one of `members`, answered together (after
+    /// one journal write).
     SettleMany {
+        members: Vec<u64>,
         items: Vec<SettleItem>,
         reply: oneshot::Sender<Vec<Result<(), BrokerError>>>,
     },
@@ -174,6 +176,7 @@ impl GroupHandle {
         let commands = self.commands.clone();
         Ok(Member::new(
             self.name.as_str().into(),
+            member,
             rx,
             Box::new(move || {
                 let _ = commands.send(Command::Leave { member });
@@ -189,10 +192,15 @@ impl GroupHandle {
 
     pub async fn settle_many(
         &self,
+        members: Vec<u64>,
         items: Vec<SettleItem>,
     ) -> Result<Vec<Result<(), BrokerError>>, BrokerError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::SettleMany { items, reply })?;
+        self.send(Command::SettleMany {
+            members,
+            items,
+            reply,
+        })?;
         rx.await.map_err(|_| BrokerError::ShuttingDown)
     }
 
@@ -299,7 +307,7 @@ impl LocalGroups {
         name: &str,
         pattern: &str,
         options: GroupOptions,
-    ) -> Result<(), BrokerError> {
+    ) -> Result<GroupOptions, BrokerError> {
         let existing = |handle: &GroupHandle| {
             if handle.settings.pattern != pattern {
                 return Err(BrokerError::InvalidArgument(format!(
@@ -307,7 +315,7 @@ impl LocalGroups {
                     handle.settings.pattern
                 )));
             }
-            Ok(())
+            Ok(handle.settings.options.clone())
         };
         if let Ok(handle) = self.handle(name) {
             return existing(&handle);
@@ -322,7 +330,7 @@ impl LocalGroups {
         }
         let settings = GroupSettings {
             pattern: pattern.to_owned(),
-            options,
+            options: options.clone(),
         };
         let dir = self.inner.dir.join(name);
         let (saved, to) = (settings.clone(), dir.clone());
@@ -336,7 +344,7 @@ impl LocalGroups {
         let handle = self.spawn(name.to_owned(), dir, settings, true).await?;
         lock(&self.inner.groups).insert(name.to_owned(), handle);
         tracing::info!(group = %name, %pattern, "consumer group created");
-        Ok(())
+        Ok(options)
     }
 }
 
@@ -346,7 +354,7 @@ impl Groups for LocalGroups {
         name: &str,
         pattern: &str,
         options: GroupOptions,
-    ) -> BoxFuture<'_, Result<(), BrokerError>> {
+    ) -> BoxFuture<'_, Result<GroupOptions, BrokerError>> {
         let (name, pattern) = (name.to_owned(), pattern.to_owned());
         async move { self.open_group(&name, &pattern, options).await }.boxed()
     }
@@ -359,10 +367,11 @@ impl Groups for LocalGroups {
     fn settle(
         &self,
         name: &str,
+        members: Vec<u64>,
         items: Vec<SettleItem>,
     ) -> BoxFuture<'_, Result<Vec<Result<(), BrokerError>>, BrokerError>> {
         let handle = self.handle(name);
-        async move { handle?.settle_many(items).await }.boxed()
+        async move { handle?.settle_many(members, items).await }.boxed()
     }
 
     fn info(&self, name: &str) -> BoxFuture<'_, Result<GroupInfo, BrokerError>> {

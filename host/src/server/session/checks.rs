@@ -48,10 +48,18 @@ impl Session {
         self.authorize(Action::Subscribe, pattern)
     }
 
-    /// Settling needs read rights on the message's topic (a bad name is
-    /// left to the broker, which answers it per item).
-    pub(super) fn check_settle(&self, topic: &str) -> Result<(), BrokerError> {
-        self.authorize(Action::Settle, topic)
+    /// Settling needs the right to take part in the group and read rights
+    /// on each message's topic (a bad name is left to the broker, which
+    /// answers it per item).
+    pub(super) fn check_settle<'t>(
+        &self,
+        group: &str,
+        topics: impl IntoIterator<Item = &'t str>,
+    ) -> Result<(), BrokerError> {
+        self.authorize(Action::Group, group)?;
+        topics
+            .into_iter()
+            .try_for_each(|topic| self.authorize(Action::Settle, topic))
     }
 
     pub(super) fn check_admin(&self, right: AdminRight, what: &str) -> Result<(), BrokerError> {
@@ -88,7 +96,7 @@ impl Session {
         };
         let open = subscriptions
             .values()
-            .filter(|s| s.consumer == consumer)
+            .filter(|s| s.member.is_some() == consumer)
             .count();
         if open >= limit {
             self.shared.broker.metrics().limit_hit(name);

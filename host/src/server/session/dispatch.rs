@@ -95,28 +95,30 @@ impl Session {
             ),
             RequestBody::Consume(consume) => Answer::Now(self.consume(consume).await),
             RequestBody::Settle(settle) => {
-                if let Err(e) = self.check_settle(&settle.topic) {
+                if let Err(e) = self.check_settle(&settle.group, [settle.topic.as_str()]) {
                     return Answer::Now(Err(e));
                 }
+                let members = self.settling_members(&settle.group, settle.consumer);
                 // Answered once durable in the group's journal; pipelined
                 // acks share one journal write.
-                Answer::later(
-                    async move { broker.settle(settle).await.map(|()| ResponseBody::Settled) },
-                )
+                Answer::later(async move {
+                    broker
+                        .settle(settle, members)
+                        .await
+                        .map(|()| ResponseBody::Settled)
+                })
             }
             RequestBody::SettleBatch(batch) => {
                 let checked = self.check_batch(batch.items.len()).and_then(|()| {
-                    batch
-                        .items
-                        .iter()
-                        .try_for_each(|item| self.check_settle(&item.topic))
+                    self.check_settle(&batch.group, batch.items.iter().map(|i| i.topic.as_str()))
                 });
                 if let Err(e) = checked {
                     return Answer::Now(Err(e));
                 }
+                let members = self.settling_members(&batch.group, batch.consumer);
                 Answer::later(async move {
                     broker
-                        .settle_batch(batch)
+                        .settle_batch(batch, members)
                         .await
                         .map(|errors| ResponseBody::SettledBatch { errors })
                 })

@@ -1,5 +1,7 @@
 //! Subscriptions and group consumers of a session: each a delivery
-//! stream of its own, counted against the connection's limits.
+//! stream of its own, counted against the connection's limits. A
+//! consumer's stream remembers its group member, which is who the
+//! connection's settlements for that consumer are made as.
 
 use std::sync::Arc;
 
@@ -15,21 +17,28 @@ use crate::sync::lock;
 
 /// A delivery stream of the connection: what it is and how to end it.
 pub(super) struct Stream {
-    pub(super) consumer: bool,
+    /// For a group consumer: its group and member id.
+    pub(super) member: Option<(String, u64)>,
     pub(super) cancel: CancellationToken,
     /// Tells this stream from a later one that re-uses its id.
     marker: Arc<()>,
 }
 
 impl Session {
-    /// Starts the delivery stream of a subscription or consumer.
-    pub(super) fn start_stream<S: DeliverySource>(&self, id: u64, source: S, consumer: bool) {
+    /// Starts the delivery stream of a subscription or (with its group
+    /// and member id) a consumer.
+    pub(super) fn start_stream<S: DeliverySource>(
+        &self,
+        id: u64,
+        source: S,
+        member: Option<(String, u64)>,
+    ) {
         let cancel = self.closing.child_token();
         let marker = Arc::new(());
         lock(&self.subscriptions).insert(
             id,
             Stream {
-                consumer,
+                member,
                 cancel: cancel.clone(),
                 marker: marker.clone(),
             },
@@ -77,7 +86,7 @@ impl Session {
             .broker
             .subscribe(&request.pattern, request.from, request.plugin.as_ref())
             .await?;
-        self.start_stream(request.subscription, subscription, false);
+        self.start_stream(request.subscription, subscription, None);
         Ok(ResponseBody::Subscribed {
             subscription: request.subscription,
         })
@@ -88,19 +97,33 @@ impl Session {
         request: sluice_proto::Consume,
     ) -> Result<ResponseBody, BrokerError> {
         self.check_subscribe(&request.pattern)?;
-        // A group's own dead-letter topic is written with the rights of
-        // whoever names it.
-        if let Some(topic) = &request.options.dead_letter_topic {
-            self.authorize(Action::Publish, topic)?;
-        }
+        self.authorize(Action::Group, &request.group)?;
         self.check_stream_slot(request.consumer, true)?;
         let id = request.consumer;
         let consumer = self
             .shared
             .broker
-            .consume(request, &self.client_name)
+            .consume(request, &self.client_name, &self.principal)
             .await?;
-        self.start_stream(id, consumer, true);
+        let member = (consumer.group().to_owned(), consumer.member_id());
+        self.start_stream(id, consumer, Some(member));
         Ok(ResponseBody::Consuming { consumer: id })
+    }
+
+    /// The members a settlement in `group` is made as: the one of
+    /// `consumer`, or every one of this connection in the group for a
+    /// client that names no consumer. None (an empty list: every pending
+    /// message is then refused as stale) when the consumer is not open
+    /// here, or is another group's.
+    pub(super) fn settling_members(&self, group: &str, consumer: Option<u64>) -> Vec<u64> {
+        let streams = lock(&self.subscriptions);
+        let of_group = |s: &Stream| match &s.member {
+            Some((g, member)) if g == group => Some(*member),
+            _ => None,
+        };
+        match consumer {
+            Some(id) => streams.get(&id).and_then(of_group).into_iter().collect(),
+            None => streams.values().filter_map(of_group).collect(),
+        }
     }
 }

@@ -316,11 +316,15 @@ impl Actor {
                 );
             }
             Command::Leave { member } => self.member_left(member),
-            Command::SettleMany { items, reply } => {
+            Command::SettleMany {
+                members,
+                items,
+                reply,
+            } => {
                 let now = Instant::now();
                 let results = items
                     .into_iter()
-                    .map(|(topic, offset, action)| self.settle(&topic, offset, action, now))
+                    .map(|item| self.settle(&members, item, now))
                     .collect();
                 self.replies.push(Reply::SettleMany(reply, results));
             }

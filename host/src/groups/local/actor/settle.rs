@@ -1,5 +1,11 @@
 //! Settlements, failed deliveries and dead letters: what happens to a
 //! message after it was handed out.
+//!
+//! A settlement answers one delivery: the one in flight with the member
+//! that settles, at the attempt it names. Anything else is stale (the ack
+//! wait ran out, the message went to another member, or it came back as a
+//! later attempt) and is refused without touching the message, so a late
+//! nack from an old member never redelivers what a new member holds.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +17,7 @@ use super::{Actor, MessageId, DEAD_LETTER_RETRY};
 use crate::error::BrokerError;
 use crate::groups::local::state::Event;
 use crate::groups::policy::{self, AfterFailure};
+use crate::groups::SettleItem;
 use crate::store::{Store, StoreError};
 
 impl Actor {
@@ -39,14 +46,21 @@ impl Actor {
             m.in_flight = m.in_flight.saturating_sub(1);
         }
     }
+    /// Settles one message for one of `members`, if the delivery the item
+    /// answers is the one in flight; a stale settlement changes nothing.
     pub(super) fn settle(
         &mut self,
-        topic: &str,
-        offset: u64,
-        action: SettleAction,
+        members: &[u64],
+        item: SettleItem,
         now: Instant,
     ) -> Result<(), BrokerError> {
-        let id: MessageId = (Arc::from(topic), offset);
+        let SettleItem {
+            topic,
+            offset,
+            action,
+            attempt,
+        } = item;
+        let id: MessageId = (Arc::from(topic.as_str()), offset);
         let ack_wait = self.ack_wait();
         let Some(p) = self.pending.get_mut(&id) else {
             return Err(BrokerError::UnknownDelivery(format!(
@@ -54,33 +68,34 @@ impl Actor {
                 self.name
             )));
         };
+        if let Some(stale) = Staleness::of(p.member, p.attempt, members, attempt) {
+            return Err(BrokerError::StaleSettle(format!(
+                "{topic}@{offset} in group {}: {stale}; this settlement changed nothing",
+                self.name
+            )));
+        }
+        // Not stale: the message is in flight with one of `members`.
+        let holder = p.member;
         match action {
             SettleAction::Ack => {
-                let member = p.member;
-                self.release_member_credit(member);
+                self.release_member_credit(holder);
                 self.finish(&id);
             }
             SettleAction::Nack { delay_ms } => {
-                let Some(member) = p.member else {
-                    return Ok(()); // already waiting for redelivery
-                };
-                self.release_member_credit(Some(member));
+                self.release_member_credit(holder);
                 self.retry(&id, "nacked", delay_ms.map(Duration::from_millis), now);
             }
             SettleAction::Reject { reason } => {
-                let member = p.member;
-                self.release_member_credit(member);
+                self.release_member_credit(holder);
                 self.unschedule(&id);
                 self.dead_letters.push((id, policy::rejected(&reason)));
             }
             SettleAction::InProgress => {
-                if p.member.is_some() {
-                    let new_deadline = now + ack_wait;
-                    if let Some(old) = p.deadline.replace(new_deadline) {
-                        self.deadlines.remove(&(old, id.clone()));
-                    }
-                    self.deadlines.insert((new_deadline, id));
+                let new_deadline = now + ack_wait;
+                if let Some(old) = p.deadline.replace(new_deadline) {
+                    self.deadlines.remove(&(old, id.clone()));
                 }
+                self.deadlines.insert((new_deadline, id));
             }
         }
         Ok(())
@@ -194,4 +209,113 @@ async fn store_dead_letter(
         .first()
         .map(|a| a.offset())
         .ok_or_else(|| StoreError::Task("dead letter not appended".into()))
+}
+
+/// Why a settlement does not answer the delivery in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Staleness {
+    /// Nobody holds the message: its ack wait ran out or it was nacked,
+    /// and it waits to be delivered again (or to be dead-lettered).
+    NotHeld,
+    /// Another member holds it, as attempt `attempt` (it was delivered
+    /// again, or the settlement came from a connection it was not
+    /// delivered to).
+    OtherMember { attempt: u32 },
+    /// The settling member holds attempt `in_flight`, not `answered`.
+    OtherAttempt { answered: u32, in_flight: u32 },
+}
+
+impl Staleness {
+    /// Whether a settlement by one of `members` for `attempt` (any, if
+    /// `None`) is stale, given the message's `holder` and the attempt
+    /// `in_flight`.
+    fn of(
+        holder: Option<u64>,
+        in_flight: u32,
+        members: &[u64],
+        attempt: Option<u32>,
+    ) -> Option<Staleness> {
+        let Some(holder) = holder else {
+            return Some(Staleness::NotHeld);
+        };
+        if !members.contains(&holder) {
+            return Some(Staleness::OtherMember { attempt: in_flight });
+        }
+        match attempt {
+            Some(answered) if answered != in_flight => Some(Staleness::OtherAttempt {
+                answered,
+                in_flight,
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Staleness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Staleness::NotHeld => write!(
+                f,
+                "its delivery ended (ack wait ran out, or its member left) and it waits to be delivered again or dead-lettered"
+            ),
+            Staleness::OtherMember { attempt } => write!(
+                f,
+                "another member holds it (attempt {attempt}): settle it through the consumer it was delivered to"
+            ),
+            Staleness::OtherAttempt {
+                answered,
+                in_flight,
+            } => write!(
+                f,
+                "this settles attempt {answered}, but attempt {in_flight} is in flight"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Staleness;
+
+    #[test]
+    fn only_the_holder_settles_the_attempt_in_flight() {
+        // (holder, attempt in flight, settling members, attempt answered)
+        assert_eq!(Staleness::of(Some(1), 1, &[1], Some(1)), None);
+        assert_eq!(Staleness::of(Some(1), 3, &[1], None), None, "any attempt");
+        assert_eq!(Staleness::of(Some(2), 1, &[1, 2], None), None, "any member");
+        assert_eq!(
+            Staleness::of(Some(2), 2, &[1], Some(1)),
+            Some(Staleness::OtherMember { attempt: 2 }),
+            "redelivered to another member"
+        );
+        assert_eq!(
+            Staleness::of(Some(2), 2, &[1], None),
+            Some(Staleness::OtherMember { attempt: 2 })
+        );
+        assert_eq!(
+            Staleness::of(Some(1), 2, &[1], Some(1)),
+            Some(Staleness::OtherAttempt {
+                answered: 1,
+                in_flight: 2
+            }),
+            "redelivered to the same member"
+        );
+        assert_eq!(
+            Staleness::of(Some(1), 2, &[1], Some(3)),
+            Some(Staleness::OtherAttempt {
+                answered: 3,
+                in_flight: 2
+            })
+        );
+        assert_eq!(
+            Staleness::of(None, 1, &[1], Some(1)),
+            Some(Staleness::NotHeld),
+            "ack wait ran out"
+        );
+        assert_eq!(
+            Staleness::of(Some(1), 1, &[], None),
+            Some(Staleness::OtherMember { attempt: 1 }),
+            "no member on the connection"
+        );
+    }
 }
