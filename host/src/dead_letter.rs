@@ -22,9 +22,22 @@ pub const ATTEMPTS: &str = "sluice-dlq-attempts";
 /// them all.
 const PREFIX: &str = "dlq.";
 
-/// The default dead-letter topic of `topic`.
+/// The default dead-letter topic of `topic`: `dlq.<topic>`, or for a
+/// topic too long for that to be a valid name (over 251 bytes), a prefix
+/// of it ending in `-` and a hash of the whole name, 255 bytes in all. The
+/// topic itself is in every dead letter's [`TOPIC`] header.
 pub fn topic_for(topic: &str) -> String {
-    format!("{PREFIX}{topic}")
+    let name = format!("{PREFIX}{topic}");
+    if name.len() <= sluice_proto::subject::MAX_TOPIC_BYTES {
+        return name;
+    }
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(topic.as_bytes());
+    let hex: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
+    // Topic names are ASCII; a cut that ends a token leaves no empty one.
+    let keep = sluice_proto::subject::MAX_TOPIC_BYTES - PREFIX.len() - 1 - hex.len();
+    let prefix = topic[..keep].trim_end_matches('.');
+    format!("{PREFIX}{prefix}-{hex}")
 }
 
 /// True for a dead-letter topic (created by the broker whatever
@@ -92,5 +105,31 @@ mod tests {
         assert_eq!(topic_for("orders.in"), "dlq.orders.in");
         assert!(is_dead_letter_topic("dlq.orders.in"));
         assert!(!is_dead_letter_topic("orders.dlq"));
+    }
+
+    #[test]
+    fn every_topic_has_a_valid_dead_letter_topic() {
+        assert_eq!(topic_for("orders.eu"), "dlq.orders.eu");
+        let edge = "a".repeat(251);
+        assert_eq!(topic_for(&edge), format!("dlq.{edge}"));
+        for len in 252..=255 {
+            for dot_at in [len - 1, 234, 233, 10] {
+                let mut name: Vec<u8> = vec![b'x'; len];
+                if dot_at > 0 && dot_at < len - 1 {
+                    name[dot_at] = b'.';
+                }
+                let name = String::from_utf8(name).unwrap();
+                sluice_proto::validate_topic(&name).unwrap();
+                let dlq = topic_for(&name);
+                sluice_proto::validate_topic(&dlq).unwrap_or_else(|e| panic!("{dlq}: {e}"));
+                assert!(is_dead_letter_topic(&dlq));
+            }
+        }
+        let (a, b) = ("a".repeat(255), format!("{}b", "a".repeat(254)));
+        assert_ne!(
+            topic_for(&a),
+            topic_for(&b),
+            "distinct topics, distinct dead letters"
+        );
     }
 }
