@@ -88,10 +88,10 @@ fn mixed_crashes_tear_and_zero_the_last_unsynced_write() {
         let after = SimDisk::crash(&point, Crash::Mixed(seed));
         seen.insert(read(&after, "/d/a").unwrap());
     }
-    assert!(seen.contains(&b"hello".to_vec()));
-    assert!(seen.contains(&b"helloABCDEFGH".to_vec()));
-    assert!(seen.contains(&b"helloABCD".to_vec()), "torn: {seen:?}");
-    assert!(seen.contains(&b"hello\0\0\0\0\0\0\0\0".to_vec()), "zeros");
+    assert!(seen.contains(b"hello".as_slice()));
+    assert!(seen.contains(b"helloABCDEFGH".as_slice()));
+    assert!(seen.contains(b"helloABCD".as_slice()), "torn: {seen:?}");
+    assert!(seen.contains(b"hello\0\0\0\0\0\0\0\0".as_slice()), "zeros");
 }
 
 #[test]

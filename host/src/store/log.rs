@@ -15,7 +15,6 @@ use super::config::LogConfig;
 use super::error::StoreError;
 use super::record::Record;
 use super::segment::{self, ReadBudget, Role, Segment, Tail};
-use super::write::Writer;
 use crate::disk::{Disk, SharedDisk};
 use crate::sync::{lock, read, write};
 /// Bounds of a single positional read when serving `read`.
@@ -59,6 +58,24 @@ pub struct RetentionOutcome {
     pub bytes_removed: u64,
     /// Records deleted.
     pub messages_removed: u64,
+}
+
+/// Appender state; only touched under `TopicLog::writer`.
+pub(super) struct Writer {
+    pub active: Arc<Segment>,
+    pub next_offset: u64,
+    pub last_ts: Option<i64>,
+    /// Position of the newest index entry in the active segment.
+    pub last_index_pos: Option<u64>,
+    /// Bytes written to the active segment's index file.
+    pub idx_len: u64,
+    pub buf: Vec<u8>,
+    /// Segments sealed by a roll and not yet fsynced.
+    pub unsynced: Vec<Arc<Segment>>,
+    /// A segment file was created since the directory was last fsynced.
+    pub dir_dirty: bool,
+    /// Why the log refuses writes, once it does.
+    pub failed: Option<Arc<str>>,
 }
 
 /// The append-only log of one topic, stored as segment files in one directory.

@@ -16,31 +16,13 @@ use std::sync::Arc;
 
 use super::error::StoreError;
 use super::index::IndexEntry;
-use super::log::TopicLog;
+use super::log::{TopicLog, Writer};
 use super::record::{self, NewRecord, Record};
 use super::segment::Segment;
 use crate::sync::lock;
 
 /// Encode buffers above this are dropped after use so one huge batch does not pin memory.
 const MAX_RETAINED_BUFFER: usize = 16 * 1024 * 1024;
-
-/// Appender state; only touched under `TopicLog::writer`.
-pub(super) struct Writer {
-    pub active: Arc<Segment>,
-    pub next_offset: u64,
-    pub last_ts: Option<i64>,
-    /// Position of the newest index entry in the active segment.
-    pub last_index_pos: Option<u64>,
-    /// Bytes written to the active segment's index file.
-    pub idx_len: u64,
-    pub buf: Vec<u8>,
-    /// Segments sealed by a roll and not yet fsynced.
-    pub unsynced: Vec<Arc<Segment>>,
-    /// A segment file was created since the directory was last fsynced.
-    pub dir_dirty: bool,
-    /// Why the log refuses writes, once it does.
-    pub failed: Option<Arc<str>>,
-}
 
 /// The records of one append that go to one segment.
 struct Part {

@@ -113,7 +113,7 @@ impl Crash {
         match self {
             Crash::DurableOnly => false,
             Crash::NamesWithoutData | Crash::Everything => true,
-            Crash::Mixed(state) => Crash::next(state) % 2 == 0,
+            Crash::Mixed(state) => Crash::next(state).is_multiple_of(2),
         }
     }
 

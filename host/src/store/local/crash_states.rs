@@ -114,6 +114,9 @@ async fn read_all(store: &LocalStore, topic: &str, what: &str) -> (u64, Vec<(u64
     }
 }
 
+/// A recovered topic: its incarnation, start offset and records.
+type Recovered = (u64, u64, Vec<(u64, String)>);
+
 /// Opens the store a crash left and checks the invariants.
 async fn check(point: &Point, crash: Crash, acked: &[Acked]) {
     let what = format!("point {} crash {crash:?}", point.seq);
@@ -123,7 +126,7 @@ async fn check(point: &Point, crash: Crash, acked: &[Acked]) {
         .unwrap_or_else(|e| panic!("{what}: startup failed: {e}"));
     // Retention runs at startup too; let it finish before reading from the start.
     store.apply_retention().await;
-    let mut found: HashMap<&str, (u64, u64, Vec<(u64, String)>)> = HashMap::new();
+    let mut found: HashMap<&str, Recovered> = HashMap::new();
     for topic in ["a", "b"] {
         if let Some(meta) = store.topic(topic) {
             let (start, records) = read_all(&store, topic, &what).await;
