@@ -244,13 +244,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let plugins = load_plugins(&config).await?;
     let metrics = std::sync::Arc::new(metrics::Metrics::default());
     let store = open_local_store(&config, metrics.clone()).await?;
-    let groups = groups::LocalGroups::open(
-        store.clone(),
-        config.storage.fsync,
-        config.server.data_dir.join("groups"),
-    )
-    .await
-    .map_err(StartError::Groups)?;
+    let groups =
+        groups::LocalGroups::open(store.clone(), groups::GroupsOptions::from_config(&config))
+            .await
+            .map_err(StartError::Groups)?;
     let broker = broker::Broker::new(
         config.clone(),
         store,

@@ -15,7 +15,7 @@ use tempfile::TempDir;
 use super::{Broker, BrokerError, PublishBatch};
 use crate::auth::Principal;
 use crate::config::Config;
-use crate::groups::LocalGroups;
+use crate::groups::{GroupsOptions, LocalGroups};
 use crate::metrics::Metrics;
 use crate::plugin::PluginRegistry;
 use crate::store::{LocalOptions, LocalStore, Store};
@@ -56,13 +56,9 @@ async fn broker(extra_toml: &str) -> Harness {
         .expect("open task")
         .expect("store opens");
     let store: Arc<dyn Store> = Arc::new(store);
-    let groups = LocalGroups::open(
-        store.clone(),
-        config.storage.fsync,
-        config.server.data_dir.join("groups"),
-    )
-    .await
-    .expect("groups open");
+    let groups = LocalGroups::open(store.clone(), GroupsOptions::from_config(&config))
+        .await
+        .expect("groups open");
     let broker = Broker::new(config, store, Arc::new(groups), plugins, metrics);
     Harness { broker, _dir: dir }
 }

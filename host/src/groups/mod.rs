@@ -23,7 +23,7 @@ use futures_util::future::BoxFuture;
 use sluice_proto::{GroupInfo, GroupOptions, SettleAction, StartPosition};
 use tokio::sync::mpsc;
 
-pub use local::LocalGroups;
+pub use local::{GroupsOptions, LocalGroups};
 pub use policy::MAX_NACK_DELAY_MS;
 
 use crate::error::BrokerError;

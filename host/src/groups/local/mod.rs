@@ -29,6 +29,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
@@ -42,6 +44,7 @@ use actor::Spawn;
 
 use super::{GroupDelivery, Groups, JoinRequest, Member, SettleItem};
 use crate::config::FsyncPolicy;
+use crate::disk::{self, Disk, SharedDisk};
 use crate::error::BrokerError;
 use crate::store::{Store, StoreError};
 use crate::sync::lock;
@@ -79,24 +82,23 @@ pub(crate) enum SettingsError {
 }
 
 impl GroupSettings {
-    pub fn load(dir: &Path) -> Result<GroupSettings, SettingsError> {
+    pub fn load(disk: &dyn Disk, dir: &Path) -> Result<GroupSettings, SettingsError> {
         let path = dir.join(SETTINGS_FILE);
-        let bytes = match std::fs::read(&path) {
+        let bytes = match disk.read(&path) {
             Ok(bytes) => bytes,
             Err(error) => return Err(SettingsError::Read { path, error }),
         };
         serde_json::from_slice(&bytes).map_err(|error| SettingsError::Parse { path, error })
     }
 
-    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        let tmp = dir.join(format!("{SETTINGS_FILE}.tmp"));
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?,
-        )?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, dir.join(SETTINGS_FILE))
+    /// Writes `group.json` durably, making the group's directory (and its
+    /// name in the groups directory) durable first.
+    pub fn save(&self, disk: &dyn Disk, dir: &Path) -> Result<(), StoreError> {
+        disk::create_dir_durably(disk, dir).map_err(|e| StoreError::io("create", dir, e))?;
+        let path = dir.join(SETTINGS_FILE);
+        let json = serde_json::to_vec_pretty(self)
+            .map_err(|e| StoreError::io("encode", &path, std::io::Error::other(e)))?;
+        disk::replace_file(disk, &path, &json).map_err(|e| StoreError::io("write", &path, e))
     }
 }
 
@@ -137,25 +139,25 @@ struct GroupHandle {
 
 /// The groups saved under `dir`: name, directory and settings. A group
 /// whose settings cannot be read is skipped with an error in the log.
-fn list_saved(dir: &Path) -> Result<Vec<(String, PathBuf, GroupSettings)>, StoreError> {
-    let entries = match std::fs::read_dir(dir) {
+fn list_saved(
+    disk: &dyn Disk,
+    dir: &Path,
+) -> Result<Vec<(String, PathBuf, GroupSettings)>, StoreError> {
+    let entries = match disk.read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(StoreError::io("list", dir, e)),
     };
     let mut found = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
-            continue;
-        };
-        if !path.is_dir() || sluice_proto::validate_topic(&name).is_err() {
+    for entry in entries {
+        let path = dir.join(&entry.name);
+        if !entry.is_dir || sluice_proto::validate_topic(&entry.name).is_err() {
             continue;
         }
-        match GroupSettings::load(&path) {
-            Ok(settings) => found.push((name, path, settings)),
+        match GroupSettings::load(disk, &path) {
+            Ok(settings) => found.push((entry.name, path, settings)),
             Err(e) => {
-                tracing::error!(group = %name, error = %e, "cannot load consumer group; skipping it")
+                tracing::error!(group = %entry.name, error = %e, "cannot load consumer group; skipping it")
             }
         }
     }
@@ -226,10 +228,34 @@ pub struct LocalGroups {
     inner: Arc<Inner>,
 }
 
+/// How the local groups run.
+#[derive(Debug, Clone)]
+pub struct GroupsOptions {
+    /// The file system the journals are written to.
+    pub disk: SharedDisk,
+    /// Where groups live: `<dir>/<group>/`.
+    pub dir: PathBuf,
+    /// When journal writes are fsynced.
+    pub fsync: FsyncPolicy,
+    /// Period of the journal fsync under [`FsyncPolicy::Interval`].
+    pub fsync_interval: Duration,
+}
+
+impl GroupsOptions {
+    /// The options `sluice.toml` sets.
+    pub fn from_config(config: &crate::config::Config) -> GroupsOptions {
+        GroupsOptions {
+            disk: disk::real(),
+            dir: config.server.data_dir.join("groups"),
+            fsync: config.storage.fsync,
+            fsync_interval: config.storage.fsync_interval,
+        }
+    }
+}
+
 struct Inner {
     store: Arc<dyn Store>,
-    fsync: FsyncPolicy,
-    dir: PathBuf,
+    options: GroupsOptions,
     groups: Mutex<HashMap<String, Arc<GroupHandle>>>,
     /// Serialises group creation (whose file work runs on the blocking pool).
     admin: tokio::sync::Mutex<()>,
@@ -245,14 +271,12 @@ impl LocalGroups {
     /// topics through `store`.
     pub async fn open(
         store: Arc<dyn Store>,
-        fsync: FsyncPolicy,
-        dir: PathBuf,
+        options: GroupsOptions,
     ) -> Result<LocalGroups, BrokerError> {
         let groups = LocalGroups {
             inner: Arc::new(Inner {
                 store,
-                fsync,
-                dir,
+                options,
                 groups: Mutex::new(HashMap::new()),
                 admin: tokio::sync::Mutex::new(()),
                 next_member: AtomicU64::new(1),
@@ -260,8 +284,8 @@ impl LocalGroups {
                 stop: CancellationToken::new(),
             }),
         };
-        let dir = groups.inner.dir.clone();
-        let found = tokio::task::spawn_blocking(move || list_saved(&dir))
+        let (disk, dir) = (groups.disk(), groups.inner.options.dir.clone());
+        let found = tokio::task::spawn_blocking(move || list_saved(&*disk, &dir))
             .await
             .map_err(|e| BrokerError::Internal(e.to_string()))?
             .map_err(|source| BrokerError::Storage {
@@ -269,10 +293,22 @@ impl LocalGroups {
                 source,
             })?;
         for (name, path, settings) in found {
-            let handle = groups.spawn(name.clone(), path, settings, false).await?;
-            lock(&groups.inner.groups).insert(name, handle);
+            match groups.spawn(name.clone(), path, settings, false).await {
+                Ok(handle) => {
+                    lock(&groups.inner.groups).insert(name, handle);
+                }
+                // One damaged group does not keep the others, or the
+                // broker, from starting; its files stay for an operator.
+                Err(error) => {
+                    tracing::error!(group = %name, %error, "cannot recover consumer group; it is not started")
+                }
+            }
         }
         Ok(groups)
+    }
+
+    fn disk(&self) -> SharedDisk {
+        self.inner.options.disk.clone()
     }
 
     async fn spawn(
@@ -284,7 +320,9 @@ impl LocalGroups {
     ) -> Result<Arc<GroupHandle>, BrokerError> {
         actor::spawn(Spawn {
             store: self.inner.store.clone(),
-            fsync: self.inner.fsync,
+            disk: self.disk(),
+            fsync: self.inner.options.fsync,
+            fsync_interval: self.inner.options.fsync_interval,
             name,
             dir,
             settings,
@@ -332,14 +370,14 @@ impl LocalGroups {
             pattern: pattern.to_owned(),
             options: options.clone(),
         };
-        let dir = self.inner.dir.join(name);
-        let (saved, to) = (settings.clone(), dir.clone());
-        tokio::task::spawn_blocking(move || saved.save(&to))
+        let dir = self.inner.options.dir.join(name);
+        let (saved, to, disk) = (settings.clone(), dir.clone(), self.disk());
+        tokio::task::spawn_blocking(move || saved.save(&*disk, &to))
             .await
             .map_err(|e| BrokerError::Internal(e.to_string()))?
-            .map_err(|e| BrokerError::Storage {
+            .map_err(|source| BrokerError::Storage {
                 topic: format!("group {name}"),
-                source: StoreError::io("create", &dir, e),
+                source,
             })?;
         let handle = self.spawn(name.to_owned(), dir, settings, true).await?;
         lock(&self.inner.groups).insert(name.to_owned(), handle);

@@ -1,6 +1,12 @@
 //! A round's events to the journal, then its effects out: deliveries are
 //! sent and settlements answered only once the events behind them are
-//! written (and fsynced under `fsync = "always"`).
+//! written (and fsynced under `fsync = "always"`; under `"interval"` the
+//! journal is fsynced every `fsync_interval`).
+//!
+//! A write or fsync that fails *fails the group*: the state in memory is
+//! no longer what the disk holds, so nothing more is delivered, every
+//! settlement and reset is answered with a storage error, and the group
+//! stays so until a restart recovers it from the journal.
 //!
 //! The write runs on the blocking pool. At most one is in flight; while it
 //! runs the actor keeps taking commands, and their events, deliveries and
@@ -11,6 +17,7 @@ use tokio::task::{JoinError, JoinHandle};
 
 use super::{Actor, Reply};
 use crate::config::FsyncPolicy;
+use crate::error::BrokerError;
 use crate::groups::local::journal::Journal;
 use crate::groups::GroupDelivery;
 use crate::store::StoreError;
@@ -45,19 +52,24 @@ impl Actor {
     pub(super) fn start_write(&mut self) -> Option<Flight> {
         let outbox = std::mem::take(&mut self.outbox);
         let replies = std::mem::take(&mut self.replies);
+        if self.failed.is_some() {
+            self.events.clear();
+            self.release(outbox, replies);
+            return None;
+        }
         if self.events.is_empty() {
             self.release(outbox, replies);
             return None;
         }
         let Some(mut journal) = self.journal.take() else {
-            // Lost with a failed write task: the state in memory is right,
-            // a restart may redeliver.
+            self.fail("the group journal was lost with a failed write task".into());
             self.events.clear();
             self.release(outbox, replies);
             return None;
         };
         let events = std::mem::take(&mut self.events);
         let fsync = self.fsync == FsyncPolicy::Always;
+        self.unsynced |= !fsync;
         // The state after these events, for a compaction (rare: every
         // 50,000 events).
         let state = journal
@@ -95,23 +107,57 @@ impl Actor {
         self.release(flight.outbox, flight.replies);
     }
 
-    /// The journal back from a write, and its errors logged.
+    /// The journal back from a write; a failed write or compaction fails
+    /// the group.
     fn land_written(&mut self, written: Result<Written, JoinError>) {
         match written {
             Ok((journal, result, compacted)) => {
                 self.journal = Some(journal);
                 if let Err(e) = result {
-                    // The state in memory is still right; a crash now may
-                    // redeliver.
-                    tracing::error!(group = %self.name, error = %e, "cannot write the group journal");
+                    self.fail(format!("cannot write the group journal: {e}"));
                 }
                 if let Some(Err(e)) = compacted {
-                    tracing::error!(group = %self.name, error = %e, "cannot compact the group journal");
+                    self.fail(format!("cannot compact the group journal: {e}"));
                 }
             }
-            Err(e) => {
-                tracing::error!(group = %self.name, error = %e, "group journal task failed")
-            }
+            Err(e) => self.fail(format!("group journal task failed: {e}")),
+        }
+    }
+
+    /// Fails the group (once): see the module docs.
+    pub(super) fn fail(&mut self, reason: String) {
+        if self.failed.is_none() {
+            tracing::error!(group = %self.name, %reason, "consumer group failed: it delivers nothing and refuses settlements until a restart recovers it");
+            self.failed = Some(reason.into());
+        }
+    }
+
+    /// The error a failed group answers with.
+    fn failure(&self, reason: &str) -> BrokerError {
+        BrokerError::Storage {
+            topic: format!("group {}", self.name),
+            source: StoreError::Failed(reason.to_owned()),
+        }
+    }
+
+    /// fsyncs journal writes made without one (`fsync = "interval"`).
+    pub(super) fn sync_journal(&mut self) {
+        if !self.unsynced || self.failed.is_some() {
+            return;
+        }
+        let Some(journal) = self.journal.as_ref() else {
+            return;
+        };
+        let synced = if tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            tokio::task::block_in_place(|| journal.sync())
+        } else {
+            journal.sync()
+        };
+        match synced {
+            Ok(()) => self.unsynced = false,
+            Err(e) => self.fail(format!("cannot fsync the group journal: {e}")),
         }
     }
 
@@ -123,8 +169,23 @@ impl Actor {
         }
     }
 
-    /// Sends deliveries and answers whose events are written.
+    /// Sends deliveries and answers whose events are written; a failed
+    /// group sends no delivery and answers with its error.
     fn release(&mut self, outbox: Vec<(u64, GroupDelivery)>, replies: Vec<Reply>) {
+        if let Some(reason) = self.failed.clone() {
+            for reply in replies {
+                match reply {
+                    Reply::Reset(tx) => {
+                        let _ = tx.send(Err(self.failure(&reason)));
+                    }
+                    Reply::SettleMany(tx, results) => {
+                        let _ =
+                            tx.send(results.iter().map(|_| Err(self.failure(&reason))).collect());
+                    }
+                }
+            }
+            return;
+        }
         let mut gone = Vec::new();
         for (member, delivery) in outbox {
             let sent = self

@@ -78,6 +78,11 @@ struct Actor {
     settings: GroupSettings,
     store: Arc<dyn Store>,
     fsync: FsyncPolicy,
+    fsync_interval: Duration,
+    /// Journal writes made without an fsync (`fsync = "interval"`).
+    unsynced: bool,
+    /// Why the group refuses work after its journal failed (see `journaling`).
+    failed: Option<Arc<str>>,
     /// Taken while a write runs on the blocking pool.
     journal: Option<Journal>,
     state: GroupState,
@@ -115,7 +120,9 @@ enum Reply {
 /// What a group's actor starts from.
 pub(crate) struct Spawn {
     pub store: Arc<dyn Store>,
+    pub disk: crate::disk::SharedDisk,
     pub fsync: FsyncPolicy,
+    pub fsync_interval: Duration,
     pub name: String,
     pub dir: std::path::PathBuf,
     pub settings: GroupSettings,
@@ -130,7 +137,9 @@ pub(crate) struct Spawn {
 pub(crate) async fn spawn(spawn: Spawn) -> Result<Arc<GroupHandle>, BrokerError> {
     let Spawn {
         store,
+        disk,
         fsync,
+        fsync_interval,
         name,
         dir,
         settings,
@@ -147,7 +156,7 @@ pub(crate) async fn spawn(spawn: Spawn) -> Result<Arc<GroupHandle>, BrokerError>
         topic: format!("group {name}"),
         source,
     };
-    let (journal, state) = tokio::task::spawn_blocking(move || Journal::open(&dir))
+    let (journal, state) = tokio::task::spawn_blocking(move || Journal::open(disk, &dir))
         .await
         .map_err(|e| storage(StoreError::Task(e.to_string())))?
         .map_err(storage)?;
@@ -162,6 +171,9 @@ pub(crate) async fn spawn(spawn: Spawn) -> Result<Arc<GroupHandle>, BrokerError>
         settings: settings.clone(),
         store,
         fsync,
+        fsync_interval,
+        unsynced: false,
+        failed: None,
         journal: Some(journal),
         state,
         read_pos: BTreeMap::new(),
@@ -216,6 +228,8 @@ impl Actor {
         // goes on taking commands, whose events, deliveries and answers
         // wait for the next write.
         let mut flight: Option<Flight> = None;
+        let mut sync_tick = tokio::time::interval(self.fsync_interval);
+        sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.fill().await;
             self.pump(Instant::now());
@@ -265,6 +279,7 @@ impl Actor {
                         self.land(landed, written);
                     }
                 }
+                _ = sync_tick.tick(), if self.unsynced && flight.is_none() => self.sync_journal(),
                 () = sleep => {}
                 () = stop.cancelled() => break,
             }
