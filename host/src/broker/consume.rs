@@ -18,6 +18,9 @@ use crate::groups::{JoinRequest, SettleItem};
 /// permissions.
 static DEAD_LETTER_DENIALS_LOG: LogLimit = LogLimit::new(std::time::Duration::from_secs(1));
 
+/// Most deliveries a group member may hold unsettled at once.
+pub const MAX_IN_FLIGHT: u32 = 65_536;
+
 impl Broker {
     /// Joins (creating if needed) a consumer group, for `client` (its name,
     /// for group status) authenticated as `principal`. The request's
@@ -43,10 +46,10 @@ impl Broker {
         } = request;
         checks::group(&group)?;
         checks::pattern(&pattern)?;
-        if max_in_flight == 0 {
-            return Err(BrokerError::InvalidArgument(
-                "max_in_flight must be at least 1".into(),
-            ));
+        if max_in_flight == 0 || max_in_flight > MAX_IN_FLIGHT {
+            return Err(BrokerError::InvalidArgument(format!(
+                "max_in_flight must be between 1 and {MAX_IN_FLIGHT}, not {max_in_flight}"
+            )));
         }
         checks::group_options(&options)?;
         let filter = match &plugin {

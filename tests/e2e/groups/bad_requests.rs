@@ -128,6 +128,10 @@ async fn bad_group_requests_are_refused_and_the_connection_keeps_working() -> an
             "max_in_flight 0",
             ConsumeOptions::default().max_in_flight(0),
         ),
+        (
+            "max_in_flight over the limit",
+            ConsumeOptions::default().max_in_flight(u32::MAX),
+        ),
     ] {
         expect_code(
             client.consume("bad.work", "fresh", options).await,

@@ -29,6 +29,17 @@ pub(crate) enum Event {
     Skipped { topic: String, from: u64, to: u64 },
     /// The group was moved; everything pending is forgotten.
     Reset { topic: String, position: u64 },
+    /// The topic's incarnation (see `store::TopicMeta`). With `restart_at`,
+    /// the topic was deleted and created again: the group starts over on
+    /// the new one there, and forgets what it knew of the old.
+    Incarnation {
+        topic: String,
+        incarnation: u64,
+        restart_at: Option<u64>,
+    },
+    /// The log came back shorter than the group's position (a power loss
+    /// under a lax fsync policy): offsets from `end` on are new messages.
+    Truncated { topic: String, end: u64 },
 }
 
 /// The group's position on one topic.
@@ -40,6 +51,10 @@ pub(crate) struct TopicCursor {
     pub cursor: u64,
     /// Settled offsets at or above the floor.
     pub settled: BTreeSet<u64>,
+    /// The incarnation of the topic these offsets are of (none in state
+    /// written before incarnations were kept).
+    #[serde(default)]
+    pub incarnation: Option<u64>,
 }
 
 impl TopicCursor {
@@ -48,6 +63,7 @@ impl TopicCursor {
             floor: position,
             cursor: position,
             settled: BTreeSet::new(),
+            incarnation: None,
         }
     }
 
@@ -143,9 +159,35 @@ impl GroupState {
                 }
             }
             Event::Reset { topic, position } => {
-                self.topics
-                    .insert(topic.clone(), TopicCursor::at(*position));
+                let incarnation = self.topics.get(topic).and_then(|c| c.incarnation);
+                let mut cursor = TopicCursor::at(*position);
+                cursor.incarnation = incarnation;
+                self.topics.insert(topic.clone(), cursor);
                 self.attempts.remove(topic);
+            }
+            Event::Incarnation {
+                topic,
+                incarnation,
+                restart_at,
+            } => {
+                if let Some(position) = restart_at {
+                    self.topics
+                        .insert(topic.clone(), TopicCursor::at(*position));
+                    self.attempts.remove(topic);
+                }
+                if let Some(cursor) = self.topics.get_mut(topic) {
+                    cursor.incarnation = Some(*incarnation);
+                }
+            }
+            Event::Truncated { topic, end } => {
+                if let Some(cursor) = self.topics.get_mut(topic) {
+                    cursor.cursor = cursor.cursor.min(*end);
+                    cursor.floor = cursor.floor.min(*end);
+                    cursor.settled.retain(|o| *o < *end);
+                }
+                if let Some(attempts) = self.attempts.get_mut(topic) {
+                    attempts.retain(|o, _| *o < *end);
+                }
             }
         }
     }
@@ -273,5 +315,93 @@ mod tests {
         assert_eq!(s.topics["t"].pending(), 0);
         assert_eq!(s.topics["t"].cursor, 100);
         assert_eq!(s.attempts("t", 0), 0);
+    }
+
+    #[test]
+    fn a_recreated_topic_starts_over_and_forgets_the_old_one() {
+        let mut s = GroupState::default();
+        s.apply(&Event::TopicAdded {
+            topic: "t".into(),
+            start: 0,
+        });
+        let incarnation = |incarnation, restart_at| Event::Incarnation {
+            topic: "t".into(),
+            incarnation,
+            restart_at,
+        };
+        s.apply(&incarnation(7, None));
+        for o in 0..5 {
+            s.apply(&delivered("t", o, 2));
+        }
+        s.apply(&settled("t", 0));
+        assert_eq!(s.topics["t"].incarnation, Some(7));
+        s.apply(&incarnation(9, Some(0)));
+        let c = &s.topics["t"];
+        assert_eq!(
+            (c.floor, c.cursor, c.pending(), c.incarnation),
+            (0, 0, 0, Some(9))
+        );
+        assert_eq!(s.attempts("t", 3), 0);
+        // A reset keeps the incarnation.
+        s.apply(&Event::Reset {
+            topic: "t".into(),
+            position: 4,
+        });
+        assert_eq!(s.topics["t"].incarnation, Some(9));
+    }
+
+    #[test]
+    fn a_shorter_log_pulls_the_position_back() {
+        let mut s = GroupState::default();
+        for o in 0..10 {
+            s.apply(&delivered("t", o, 1));
+        }
+        for o in [0, 1, 2, 7, 8] {
+            s.apply(&settled("t", o));
+        }
+        s.apply(&Event::Truncated {
+            topic: "t".into(),
+            end: 6,
+        });
+        let c = &s.topics["t"];
+        assert_eq!((c.floor, c.cursor), (3, 6));
+        assert_eq!(c.pending_offsets().collect::<Vec<_>>(), vec![3, 4, 5]);
+        assert!(c.settled.is_empty());
+        assert_eq!(s.attempts("t", 8), 0);
+        s.apply(&Event::Truncated {
+            topic: "t".into(),
+            end: 1,
+        });
+        assert_eq!((s.topics["t"].floor, s.topics["t"].cursor), (1, 1));
+    }
+
+    #[test]
+    fn state_written_before_incarnations_still_decodes() {
+        #[derive(Serialize)]
+        struct OldCursor {
+            floor: u64,
+            cursor: u64,
+            settled: BTreeSet<u64>,
+        }
+        #[derive(Serialize)]
+        struct OldState {
+            topics: BTreeMap<String, OldCursor>,
+            attempts: HashMap<String, HashMap<u64, u32>>,
+        }
+        let old = OldState {
+            topics: [(
+                "t".to_owned(),
+                OldCursor {
+                    floor: 2,
+                    cursor: 5,
+                    settled: [3].into(),
+                },
+            )]
+            .into(),
+            attempts: HashMap::new(),
+        };
+        let state: GroupState = rmp_serde::from_slice(&rmp_serde::to_vec(&old).unwrap()).unwrap();
+        let c = &state.topics["t"];
+        assert_eq!((c.floor, c.cursor, c.incarnation), (2, 5, None));
     }
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::{Actor, Fresh, Member, MessageId, Pending, KEY_SCAN, READ_AHEAD, READ_BATCH};
+use super::{
+    Actor, Fresh, Member, MessageId, Pending, KEY_SCAN, MAX_WINDOW, READ_AHEAD, READ_BATCH,
+};
 use crate::groups::local::state::Event;
 use crate::groups::policy;
 use crate::groups::GroupDelivery;
@@ -14,6 +16,9 @@ use crate::groups::GroupDelivery;
 impl Actor {
     /// Reads ahead from the topics with new committed messages.
     pub(super) async fn fill(&mut self) {
+        if self.unreadable_retry.is_some_and(|at| at <= Instant::now()) {
+            self.read_unreadable().await;
+        }
         if self.fresh.len() >= READ_AHEAD / 2 {
             return;
         }
@@ -26,10 +31,20 @@ impl Actor {
             let Some(topic) = self.store.topic(&name) else {
                 continue;
             };
-            if topic.committed_end <= pos {
+            let Some(cursor) = self.state.topics.get(&*name) else {
+                continue;
+            };
+            if cursor.incarnation.is_some_and(|i| i != topic.incarnation) {
+                // Created again: the topic event that says so resets it first.
                 continue;
             }
-            let want = READ_BATCH.min(READ_AHEAD - self.fresh.len());
+            let window_end = cursor.floor.saturating_add(MAX_WINDOW);
+            if topic.committed_end <= pos || pos >= window_end {
+                continue;
+            }
+            let want = READ_BATCH
+                .min(READ_AHEAD - self.fresh.len())
+                .min(usize::try_from(window_end - pos).unwrap_or(usize::MAX));
             let read = self
                 .store
                 .read(&name, topic.incarnation, pos, want, 4 * 1024 * 1024)

@@ -44,6 +44,13 @@ const KEY_SCAN: usize = 1024;
 const ROUND_COMMANDS: usize = 512;
 /// Retry delay when a dead letter cannot be stored.
 const DEAD_LETTER_RETRY: Duration = Duration::from_secs(1);
+/// Retry delay when a pending message cannot be read.
+const UNREADABLE_RETRY: Duration = Duration::from_secs(1);
+/// Most offsets of a topic between the group's ack floor and its read
+/// position. A message left unsettled that long holds the group's reading
+/// of the topic until it is settled, redelivered or dead-lettered, so what
+/// the group keeps of settled offsets above the floor stays bounded.
+const MAX_WINDOW: u64 = 262_144;
 
 type MessageId = (Arc<str>, u64);
 
@@ -99,6 +106,10 @@ struct Actor {
     members: BTreeMap<u64, Member>,
     last_member: u64,
     dead_letters: Vec<(MessageId, String)>,
+    /// Pending messages that could not be read (a read error), to retry.
+    unreadable: Vec<(String, u64)>,
+    /// When to retry them.
+    unreadable_retry: Option<Instant>,
     /// When storing dead letters failed: not before this.
     dead_letter_retry: Option<Instant>,
     redeliveries: u64,
@@ -186,6 +197,8 @@ pub(crate) async fn spawn(spawn: Spawn) -> Result<Arc<GroupHandle>, BrokerError>
         last_member: 0,
         dead_letters: Vec::new(),
         dead_letter_retry: None,
+        unreadable: Vec::new(),
+        unreadable_retry: None,
         redeliveries: 0,
         dead_lettered: 0,
         events: Vec::new(),
@@ -193,6 +206,7 @@ pub(crate) async fn spawn(spawn: Spawn) -> Result<Arc<GroupHandle>, BrokerError>
         replies: Vec::new(),
     };
     actor.discover_topics(created).await;
+    actor.check_positions();
     actor.recover_pending().await;
     actor.write_now().await;
     let handle = Arc::new(GroupHandle {
@@ -269,6 +283,10 @@ impl Actor {
                     Ok(TopicEvent::Created(topic)) if self.pattern.matches(&topic.name) => {
                         self.discover_topics(false).await;
                     }
+                    // Its messages are gone: nothing of it is delivered any more.
+                    Ok(TopicEvent::Deleted { name, .. }) if self.pattern.matches(&name) => {
+                        self.forget_topic(&name);
+                    }
                     Ok(_) => {}
                     // Events were missed: look at every topic again.
                     Err(broadcast::error::RecvError::Lagged(_)) => self.discover_topics(false).await,
@@ -307,6 +325,9 @@ impl Actor {
             self.member_with_credit().is_some(),
             self.dead_letter_retry,
         )
+        .into_iter()
+        .chain(self.unreadable_retry)
+        .min()
     }
     async fn handle(&mut self, command: Command) {
         match command {
