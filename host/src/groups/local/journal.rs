@@ -27,8 +27,12 @@ use super::state::{Event, GroupState};
 use crate::disk::{self, DiskFile, OpenMode, SharedDisk};
 use crate::store::StoreError;
 
-/// Journal entries after which the state is snapshotted.
+/// Journal entries after which the state is snapshotted (few in tests, so
+/// that they snapshot too).
+#[cfg(not(test))]
 const COMPACT_AFTER_EVENTS: u64 = 50_000;
+#[cfg(test)]
+const COMPACT_AFTER_EVENTS: u64 = 32;
 const SNAPSHOT: &str = "snapshot";
 const JOURNAL: &str = "journal";
 /// Start of a checksummed snapshot.

@@ -450,3 +450,8 @@ impl Groups for LocalGroups {
         .boxed()
     }
 }
+
+#[cfg(test)]
+mod crash_states;
+#[cfg(test)]
+mod tests;
