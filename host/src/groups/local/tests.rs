@@ -18,9 +18,8 @@ use crate::store::{LocalOptions, LocalStore, NewRecord, Store, TopicSettings};
 
 pub(super) const WAIT: Duration = Duration::from_secs(10);
 
-/// A store on `disk` in `data`.
-pub(super) async fn store(disk: SharedDisk, data: &Path) -> Arc<dyn Store> {
-    let options = LocalOptions {
+fn test_store_options(disk: SharedDisk, data: &Path) -> LocalOptions {
+    LocalOptions {
         disk,
         data_dir: data.to_owned(),
         defaults: TopicSettings {
@@ -32,7 +31,12 @@ pub(super) async fn store(disk: SharedDisk, data: &Path) -> Arc<dyn Store> {
         fsync_interval: Duration::from_millis(100),
         retention_check_interval: Duration::from_secs(3600),
         dedup_max_bytes: 1 << 20,
-    };
+    }
+}
+
+/// A store on `disk` in `data`.
+pub(super) async fn store(disk: SharedDisk, data: &Path) -> Arc<dyn Store> {
+    let options = test_store_options(disk, data);
     let store = tokio::task::spawn_blocking(move || {
         LocalStore::open(options, Arc::new(Metrics::default()))
     })
@@ -195,4 +199,97 @@ async fn a_topic_created_again_while_the_groups_were_down_is_read_from_its_start
     drop(member);
     groups2.shutdown().await;
     store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_message_that_cannot_be_read_at_restart_is_retried_not_skipped() {
+    use crate::disk::fault::{Call, Fault, FaultDisk, EIO};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let faults = FaultDisk::new(disk::real());
+    let shared: SharedDisk = Arc::new(faults.clone());
+    let store1 = store(shared.clone(), dir.path()).await;
+    store1.ensure_topic("p").await.expect("topic");
+    publish(&*store1, "p", &["only"]).await;
+    let groups1 = groups(store1.clone(), shared.clone(), dir.path()).await;
+    groups1.open("g", "p", patient()).await.expect("group");
+    let mut member = join(&groups1, "g");
+    let held = next(&mut member).await;
+    assert_eq!(held.record.offset, 0);
+    // Stopped with the message pending.
+    drop(member);
+    groups1.shutdown().await;
+    store1.shutdown().await;
+
+    let store2 = store(shared.clone(), dir.path()).await;
+    // The first reads of the topic at the restart fail.
+    faults.inject(Call::Read, "topics/p/", Fault::Errno(EIO), Some(3));
+    let groups2 = groups(store2.clone(), shared, dir.path()).await;
+    let mut member = join(&groups2, "g");
+    let again = next(&mut member).await;
+    assert_eq!((again.record.offset, again.attempt), (0, 2));
+    assert!(faults.hits() >= 1, "the read did fail at first");
+    ack(&groups2, &member, &[&again]).await;
+    drop(member);
+    groups2.shutdown().await;
+    store2.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_that_came_back_shorter_does_not_hide_new_messages() {
+    use crate::disk::sim::{Crash, SimDisk};
+    let disk = SimDisk::new();
+    let data = Path::new("/data");
+    disk::create_dir_durably(&disk, data).expect("data dir");
+    let shared: SharedDisk = Arc::new(disk.clone());
+    // The log is not fsynced; the group's journal is.
+    let lax = {
+        let store = store(shared.clone(), data).await;
+        store.ensure_topic("s").await.expect("topic");
+        store.shutdown().await;
+        let options = LocalOptions {
+            fsync: FsyncPolicy::Never,
+            ..test_store_options(shared.clone(), data)
+        };
+        let store = tokio::task::spawn_blocking(move || {
+            LocalStore::open(options, Arc::new(Metrics::default()))
+        })
+        .await
+        .expect("task")
+        .expect("opens");
+        Arc::new(store) as Arc<dyn Store>
+    };
+    publish(&*lax, "s", &["lost-0", "lost-1", "lost-2"]).await;
+    let groups1 = groups(lax.clone(), shared, data).await;
+    groups1.open("g", "s", patient()).await.expect("group");
+    let mut member = join(&groups1, "g");
+    let got = [
+        next(&mut member).await,
+        next(&mut member).await,
+        next(&mut member).await,
+    ];
+    ack(&groups1, &member, &got.iter().collect::<Vec<_>>()).await;
+    let point = disk.now();
+    drop(member);
+    groups1.shutdown().await;
+    lax.shutdown().await;
+
+    // Power loss: the acks are on disk, the messages are not.
+    let after: SharedDisk = Arc::new(SimDisk::crash(&point, Crash::DurableOnly));
+    let store2 = store(after.clone(), data).await;
+    assert_eq!(store2.topic("s").expect("topic").committed_end, 0);
+    let groups2 = groups(store2.clone(), after, data).await;
+    publish(&*store2, "s", &["new-0", "new-1"]).await;
+    let mut member = join(&groups2, "g");
+    let first = next(&mut member).await;
+    let second = next(&mut member).await;
+    assert_eq!(
+        [
+            (first.record.offset, payload(&first)),
+            (second.record.offset, payload(&second))
+        ],
+        [(0, "new-0".to_owned()), (1, "new-1".to_owned())]
+    );
+    drop(member);
+    groups2.shutdown().await;
+    store2.shutdown().await;
 }

@@ -366,3 +366,69 @@ async fn a_topic_directory_without_its_settings_is_left_alone_not_given_defaults
     );
     store.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_recovery_finds_is_made_durable_before_it_counts() {
+    let disk = SimDisk::new();
+    let data = sim_data_dir(&disk);
+    let mut lax = options(shared(disk.clone()), data);
+    lax.fsync = crate::config::FsyncPolicy::Never;
+    let store = open_with(lax).await.expect("opens");
+    store.ensure_topic("t").await.expect("topic");
+    publish(&store, "t", vec![record("a", None), record("b", None)])
+        .await
+        .expect("acked, not fsynced");
+    // The process dies; the page cache keeps the records.
+    let killed = SimDisk::crash(&disk.now(), Crash::Everything);
+    store.shutdown().await;
+    let store = open_with(options(shared(killed.clone()), data))
+        .await
+        .expect("reopens");
+    assert_eq!(payloads(&store, "t").await, ["a", "b"]);
+    // What it served after the restart survives a power loss right after.
+    let after = SimDisk::crash(&killed.now(), Crash::DurableOnly);
+    store.shutdown().await;
+    let store = open_with(options(shared(after), data))
+        .await
+        .expect("reopens");
+    assert_eq!(payloads(&store, "t").await, ["a", "b"]);
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_record_in_the_dedup_window_does_not_stop_startup() {
+    let dir = TempDir::new().expect("temp dir");
+    let store = open_with(options(disk::real(), dir.path()))
+        .await
+        .expect("opens");
+    store
+        .create_topic("t", small_segments())
+        .await
+        .expect("topic");
+    for i in 0..12 {
+        let id = format!("id-{i}");
+        publish(
+            &store,
+            "t",
+            vec![record(&format!("m{i:02}-{}", "x".repeat(30)), Some(&id))],
+        )
+        .await
+        .expect("stored");
+    }
+    store.shutdown().await;
+    // Flip a byte inside the first (sealed) segment's second record.
+    let first = dir.path().join("topics/t/00000000000000000000.log");
+    let mut bytes = std::fs::read(&first).expect("read");
+    let at = bytes.len() / 2 + 10;
+    bytes[at] ^= 0xff;
+    std::fs::write(&first, bytes).expect("write");
+    let store = open_with(options(disk::real(), dir.path()))
+        .await
+        .expect("the damage does not keep the broker from starting");
+    assert!(store.topic("t").is_some());
+    // New publishes are taken.
+    publish(&store, "t", vec![record("new", Some("id-new"))])
+        .await
+        .expect("stored");
+    store.shutdown().await;
+}

@@ -98,33 +98,37 @@ pub(crate) fn save_settings(
     disk::replace_file(disk, &path, &json).map_err(|e| StoreError::io("write", &path, e))
 }
 
-/// Reads the ids of the last window of a log into a fresh index.
-fn rebuild_dedup(
-    log: &TopicLog,
-    window_ms: u64,
-    max_bytes: usize,
-) -> Result<DedupIndex, StoreError> {
+/// Reads the ids of the last window of a log into a fresh index. A record
+/// that cannot be read ends the rebuild early, with a warning: a damaged
+/// log must not keep the topic from opening (its ids may be stored again).
+fn rebuild_dedup(log: &TopicLog, window_ms: u64, max_bytes: usize) -> DedupIndex {
     let mut index = DedupIndex::new(window_ms, max_bytes);
     if !index.enabled() {
-        return Ok(index);
+        return index;
     }
     let now = now_ms();
-    let mut from = log.offset_for_timestamp(now.saturating_sub(window_ms as i64))?;
-    let end = log.next_offset();
-    while from < end {
-        let batch = log.read(from, 4096, 8 * 1024 * 1024)?;
-        let Some(last) = batch.records.last() else {
-            break;
-        };
-        from = last.offset + 1;
-        for record in batch.records {
-            if let Some(id) = record.id {
-                index.insert(id, record.offset, record.timestamp_ms);
+    let rebuilt = (|| {
+        let mut from = log.offset_for_timestamp(now.saturating_sub(window_ms as i64))?;
+        let end = log.next_offset();
+        while from < end {
+            let batch = log.read(from, 4096, 8 * 1024 * 1024)?;
+            let Some(last) = batch.records.last() else {
+                break;
+            };
+            from = last.offset + 1;
+            for record in batch.records {
+                if let Some(id) = record.id {
+                    index.insert(id, record.offset, record.timestamp_ms);
+                }
             }
         }
+        Ok::<_, StoreError>(())
+    })();
+    if let Err(error) = rebuilt {
+        tracing::warn!(?log, %error, "cannot read the whole de-duplication window; ids past the damage are not known");
     }
     index.expire(now);
-    Ok(index)
+    index
 }
 
 /// The outcome a publisher waits for: `Err` carries the fsync failure.
@@ -192,7 +196,7 @@ impl Topic {
         let settings = file.settings;
         let log = TopicLog::open(disk, &dir, log_config(&settings))?;
         let end = log.next_offset();
-        let dedup = rebuild_dedup(&log, settings.dedup_window_ms, dedup_max_bytes)?;
+        let dedup = rebuild_dedup(&log, settings.dedup_window_ms, dedup_max_bytes);
         Ok(Topic {
             name: name.into(),
             incarnation,
