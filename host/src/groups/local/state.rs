@@ -75,10 +75,13 @@ impl TopicCursor {
 
     /// Pending messages.
     pub fn pending(&self) -> u64 {
-        self.cursor - self.floor - self.settled.len() as u64
+        self.cursor
+            .saturating_sub(self.floor)
+            .saturating_sub(self.settled.len() as u64)
     }
 
     /// Pending offsets, ascending.
+    #[cfg(test)]
     pub fn pending_offsets(&self) -> impl Iterator<Item = u64> + '_ {
         (self.floor..self.cursor).filter(|o| !self.settled.contains(o))
     }
@@ -88,7 +91,7 @@ impl TopicCursor {
             return;
         }
         self.settled.insert(offset);
-        while self.settled.remove(&self.floor) {
+        while self.floor < u64::MAX && self.settled.remove(&self.floor) {
             self.floor += 1;
         }
     }
@@ -97,19 +100,31 @@ impl TopicCursor {
         // Offsets below a delivered one that were not delivered yet (key
         // order lets later keys overtake) stay pending: after a restart they
         // are delivered, never lost.
-        self.cursor = self.cursor.max(offset + 1);
+        self.cursor = self.cursor.max(offset.saturating_add(1));
     }
 
     fn skipped(&mut self, from: u64, to: u64) {
-        for offset in from.max(self.floor)..to {
-            self.settled.insert(offset);
+        if from <= self.floor {
+            // Everything below `to` is done: no need to note each offset.
+            self.floor = self.floor.max(to);
+            let floor = self.floor;
+            self.settled.retain(|o| *o >= floor);
+        } else {
+            // A gap above the floor is as long as what the log lost: short.
+            for offset in from..to.min(from.saturating_add(MAX_SKIPPED_ABOVE_FLOOR)) {
+                self.settled.insert(offset);
+            }
         }
         self.cursor = self.cursor.max(to);
-        while self.settled.remove(&self.floor) {
+        while self.floor < u64::MAX && self.settled.remove(&self.floor) {
             self.floor += 1;
         }
     }
 }
+
+/// Most offsets one `Skipped` event above the floor notes (the group never
+/// reads further than its window past the floor, so real events stay below).
+const MAX_SKIPPED_ABOVE_FLOOR: u64 = 1 << 20;
 
 /// The durable state of one group.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

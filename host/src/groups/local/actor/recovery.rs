@@ -113,12 +113,20 @@ impl Actor {
     /// again (see [`Actor::read_unreadable`]); only one the log no longer
     /// holds (retention) is skipped.
     pub(super) async fn recover_pending(&mut self) {
-        let pending: Vec<(String, u64)> = self
-            .state
-            .topics
-            .iter()
-            .flat_map(|(t, c)| c.pending_offsets().map(|o| (t.clone(), o)))
-            .collect();
+        // Only what the log can hold: positions were checked against the
+        // log's end already, and a topic that is gone has nothing to deliver.
+        let mut pending = Vec::new();
+        for (name, cursor) in &self.state.topics {
+            let Some(topic) = self.store.topic(name) else {
+                continue;
+            };
+            let end = cursor.cursor.min(topic.committed_end);
+            pending.extend(
+                (cursor.floor..end)
+                    .filter(|o| !cursor.settled.contains(o))
+                    .map(|o| (name.clone(), o)),
+            );
+        }
         self.unreadable = pending;
         self.read_unreadable().await;
         if !self.fresh.is_empty() {
