@@ -120,6 +120,46 @@ impl<'a> Cursor<'a> {
             layout,
         }))
     }
+
+    /// Past damage at the current position: moves to the next record that
+    /// checks out (frame, CRC, layout) with an offset at or above the one
+    /// expected, and returns its position, offset and timestamp; `None` if
+    /// there is none before the end. The offsets in between are lost.
+    pub(crate) fn resync(&mut self) -> Result<Option<(u64, u64, i64)>, CursorError> {
+        let from = self.position() + 1;
+        if from >= self.end {
+            return Ok(None);
+        }
+        let len = usize::try_from(self.end - from).unwrap_or(usize::MAX);
+        let mut rest = vec![0u8; len];
+        read_exact_at(self.file, &mut rest, from)
+            .map_err(|e| CursorError::Io(StoreError::io("read", self.path, e)))?;
+        let rest = Bytes::from(rest);
+        for at in 0..rest.len() {
+            let Some((body_len, crc)) = record::frame_header(&rest[at..]) else {
+                continue;
+            };
+            let total = FRAME_HEADER_LEN + body_len;
+            if body_len < MIN_BODY_LEN || at + total > rest.len() {
+                continue;
+            }
+            let body = &rest[at + FRAME_HEADER_LEN..at + total];
+            if crc32c::crc32c(body) != crc {
+                continue;
+            }
+            match record::parse_body(body) {
+                Ok(layout) if layout.offset >= self.expected => {
+                    self.buf = rest;
+                    self.buf_pos = from;
+                    self.at = at;
+                    self.expected = layout.offset;
+                    return Ok(Some((from + at as u64, layout.offset, layout.timestamp_ms)));
+                }
+                _ => continue,
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// Fills `buf` from `position`; a file shorter than that is an error.

@@ -117,6 +117,14 @@ impl SparseIndex {
         }
     }
 
+    /// Adds an entry where it belongs by position (one found past damage).
+    pub(crate) fn insert(&self, entry: IndexEntry) {
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        if let Err(i) = entries.binary_search_by_key(&entry.position, |e| e.position) {
+            entries.insert(i, entry);
+        }
+    }
+
     /// Adds entries for newly appended records.
     pub(crate) fn extend(&self, new: &[IndexEntry]) {
         if new.is_empty() {

@@ -5,7 +5,7 @@
 //! in the file, so a reader never sees a half-written record.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::config::LogConfig;
@@ -58,6 +58,8 @@ pub(crate) struct Segment {
     last_ts: AtomicI64,
     /// `len` as of the last successful fsync.
     synced_len: AtomicU64,
+    /// Damage in the log was reported.
+    damage_logged: AtomicBool,
 }
 
 /// Whether the segment at `base` starts with a valid record.
@@ -153,6 +155,7 @@ impl Segment {
             first_ts: AtomicI64::new(0),
             last_ts: AtomicI64::new(0),
             synced_len: AtomicU64::new(0),
+            damage_logged: AtomicBool::new(false),
         })
     }
 
@@ -287,6 +290,7 @@ impl Segment {
             first_ts: AtomicI64::new(first_ts.unwrap_or(0)),
             last_ts: AtomicI64::new(last_ts.unwrap_or(0)),
             synced_len: AtomicU64::new(0),
+            damage_logged: AtomicBool::new(false),
         };
         Ok((segment, tail))
     }
@@ -428,6 +432,22 @@ impl Segment {
         }
     }
 
+    /// Damage at `position` that reads skip: logged once, and the record
+    /// reads resume at (if any) indexed, so later lookups start past it.
+    fn note_damage(&self, position: u64, resumed: Option<(u64, u64, i64)>, reason: &'static str) {
+        if !self.damage_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(path = %self.log_path.display(), position, resumed = ?resumed.map(|r| r.0), reason, "damaged records in the log are skipped; the records after them are served");
+        }
+        if let Some((at, offset, timestamp_ms)) = resumed {
+            self.index.insert(IndexEntry {
+                // Fits: inside this segment.
+                rel_offset: (offset - self.base) as u32,
+                position: at as u32,
+                timestamp_ms,
+            });
+        }
+    }
+
     /// Appends records `from..end` to `out` while the budget lasts. Returns whether the
     /// budget ran out (as opposed to the segment).
     pub(crate) fn read_into(
@@ -453,7 +473,21 @@ impl Segment {
                         cursor = self.cursor_from(start, budget.chunk);
                         continue;
                     }
-                    _ => return Err(self.corrupt(position, reason)),
+                    // Damage in the log: the records after it are served, the
+                    // damaged ones are lost (readers see a gap in the offsets).
+                    _ => match cursor.resync() {
+                        Ok(Some(resumed)) => {
+                            self.note_damage(position, Some(resumed), reason);
+                            start = None;
+                            continue;
+                        }
+                        Ok(None) => {
+                            self.note_damage(position, None, reason);
+                            return Ok(false);
+                        }
+                        Err(CursorError::Io(e)) => return Err(e),
+                        Err(CursorError::Bad { .. }) => return Err(self.corrupt(position, reason)),
+                    },
                 },
             };
             let offset = framed.layout.offset;
