@@ -6,7 +6,7 @@
 //! plugin status, topic sizes) is read at scrape time from the broker, so
 //! the broker keeps one source of truth.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
@@ -59,6 +59,56 @@ impl TopicCounters {
     }
 }
 
+/// What is held in memory for one subscriber (its feed's queue and the
+/// batches its subscription holds), read at scrape time.
+pub trait SubscriberQueue: Send + Sync {
+    /// Messages and bytes held now.
+    fn held(&self) -> (usize, usize);
+}
+
+/// The queues of live subscribers, as weak references: a subscription
+/// that ends takes its queue with it.
+#[derive(Default)]
+struct SubscriberQueues {
+    queues: Mutex<Vec<Weak<dyn SubscriberQueue>>>,
+    /// Queues alive at the last clean-up; the next one comes at twice as
+    /// many entries, so subscribing costs O(1) amortised.
+    live_at_cleanup: std::sync::atomic::AtomicUsize,
+}
+
+impl std::fmt::Debug for SubscriberQueues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubscriberQueues").finish_non_exhaustive()
+    }
+}
+
+impl SubscriberQueues {
+    fn add(&self, queue: Weak<dyn SubscriberQueue>) {
+        use std::sync::atomic::Ordering;
+        let mut queues = crate::sync::lock(&self.queues);
+        queues.push(queue);
+        if queues.len() >= 2 * self.live_at_cleanup.load(Ordering::Relaxed).max(64) {
+            queues.retain(|q| q.strong_count() > 0);
+            self.live_at_cleanup.store(queues.len(), Ordering::Relaxed);
+        }
+    }
+
+    /// (messages, bytes, largest bytes of one subscriber), summed over the
+    /// live queues.
+    fn held(&self) -> (usize, usize, usize) {
+        let live: Vec<Arc<dyn SubscriberQueue>> = {
+            let mut queues = crate::sync::lock(&self.queues);
+            queues.retain(|q| q.strong_count() > 0);
+            queues.iter().filter_map(Weak::upgrade).collect()
+        };
+        live.iter()
+            .map(|q| q.held())
+            .fold((0, 0, 0), |(m, b, most), (qm, qb)| {
+                (m + qm, b + qb, most.max(qb))
+            })
+    }
+}
+
 /// The broker's state at scrape time, gathered by the admin listener.
 #[derive(Debug, Default)]
 pub struct State {
@@ -88,6 +138,8 @@ pub struct Metrics {
     auth_failures: Family<Labels, Counter>,
     denials: Family<Labels, Counter>,
     limits_hit: Family<Labels, Counter>,
+    subscriber_queues: SubscriberQueues,
+    subscriber_dropped: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -109,6 +161,8 @@ impl Default for Metrics {
             auth_failures: Family::default(),
             denials: Family::default(),
             limits_hit: Family::default(),
+            subscriber_queues: SubscriberQueues::default(),
+            subscriber_dropped: Family::default(),
         }
     }
 }
@@ -202,6 +256,19 @@ impl Metrics {
             .inc();
     }
 
+    /// Reads what `queue` holds at each scrape, for as long as it lives.
+    pub fn watch_subscriber_queue(&self, queue: Weak<dyn SubscriberQueue>) {
+        self.subscriber_queues.add(queue);
+    }
+
+    /// Counts messages a slow subscriber had no room for (`subscription`:
+    /// `live`, lost and reported to it; `replaying`, read back from the log).
+    pub fn subscriber_dropped(&self, subscription: &str, messages: u64) {
+        self.subscriber_dropped
+            .get_or_create(&labels(&[("subscription", subscription)]))
+            .inc_by(messages);
+    }
+
     /// The Prometheus (OpenMetrics) text of the counters and of `state`.
     pub fn render(self: &Arc<Self>, state: &State) -> String {
         let mut registry = Registry::with_prefix("sluice");
@@ -281,7 +348,35 @@ impl Metrics {
             self.limits_hit.clone(),
         );
 
+        registry.register(
+            "subscriber_dropped",
+            "Messages dropped for subscribers past limits.subscriber_buffer_messages or _bytes: lost for live subscriptions (and reported to them), read back from the log for replaying ones",
+            self.subscriber_dropped.clone(),
+        );
+
         // State, read now.
+        let (queued_messages, queued_bytes, most_bytes) = self.subscriber_queues.held();
+        for (name, help, value) in [
+            (
+                "subscriber_queued_messages",
+                "Messages held in memory for subscribers (committed, not yet handed to their streams)",
+                queued_messages,
+            ),
+            (
+                "subscriber_queued_bytes",
+                "Bytes held in memory for subscribers (key, headers, id and payload, plus 64 per message)",
+                queued_bytes,
+            ),
+            (
+                "subscriber_queued_bytes_max",
+                "Bytes held in memory for the subscriber that holds the most",
+                most_bytes,
+            ),
+        ] {
+            let g = Gauge::<i64>::default();
+            g.set(i64::try_from(value).unwrap_or(i64::MAX));
+            registry.register(name, help, g);
+        }
         let topic_messages = Family::<Labels, Gauge>::default();
         let topic_bytes = Family::<Labels, Gauge>::default();
         for t in &state.topics {

@@ -19,3 +19,4 @@ mod replay;
 mod retention;
 mod security;
 mod shutdown;
+mod slow_subscriber;

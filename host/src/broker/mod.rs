@@ -141,12 +141,18 @@ impl Broker {
             Some(spec) => Some(self.delivery_plugin(spec).await?),
             None => None,
         };
+        let limits = &self.inner.config.limits;
+        let buffer = subscription::BufferLimits {
+            messages: limits.subscriber_buffer_messages,
+            bytes: limits.subscriber_buffer_bytes,
+        };
         Subscription::start(
             self.inner.store.clone(),
             parsed,
             from,
-            self.inner.config.limits.subscriber_buffer_messages,
+            buffer,
             filter,
+            self.inner.metrics.clone(),
         )
         .await
     }

@@ -6,6 +6,13 @@
 //! reads the log from its start position, then follows live batches; it
 //! tracks the next offset per topic, skips what it already sent and refills
 //! any gap (dropped batches) from the log, so it misses nothing.
+//!
+//! What is held for a subscriber is bounded in messages and in bytes
+//! ([`BufferLimits`]): the feed counts a live batch until the subscription
+//! hands it out in a chunk, so the subscription's own queue is inside the
+//! bound; a chunk is at most `CHUNK_MESSAGES` or about `CHUNK_BYTES`;
+//! and a catch-up after an overflow replaces the queued work it covers by
+//! one log read range per topic.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -14,13 +21,27 @@ use sluice_proto::{Pattern, StartPosition};
 
 use crate::delivery::{Chunk, Slice};
 use crate::error::BrokerError;
+use crate::metrics::Metrics;
 use crate::plugin::delivery::DeliveryFilter;
+use crate::store::feed::Queued;
 use crate::store::{Feed, Store, StoredBatch, TopicMeta};
 
 /// Most messages handed out in one chunk.
 const CHUNK_MESSAGES: usize = 1024;
-/// Most payload bytes read from the log for one chunk.
-const CHUNK_READ_BYTES: usize = 512 * 1024;
+/// Bytes after which a chunk takes no more live batches, and most payload
+/// bytes read from the log for one chunk: what one chunk holds beyond the
+/// feed's bounds, once in the subscription and once encoded.
+const CHUNK_BYTES: usize = 512 * 1024;
+
+/// How much may be held in memory for one subscriber.
+#[derive(Debug, Clone, Copy)]
+pub struct BufferLimits {
+    /// Messages (`limits.subscriber_buffer_messages`).
+    pub messages: usize,
+    /// Bytes (`limits.subscriber_buffer_bytes`), as
+    /// [`StoredBatch::memory_bytes`] counts them.
+    pub bytes: usize,
+}
 
 enum Work {
     Replay {
@@ -28,7 +49,25 @@ enum Work {
         from: u64,
         until: u64,
     },
-    Live(Arc<StoredBatch>),
+    /// Counted against the feed's bounds until handed out or dropped.
+    Live(Queued),
+}
+
+impl Work {
+    /// Whether reading `topic` (this incarnation) up to `until` from the
+    /// log delivers everything this work would.
+    fn covered_by(&self, topic: &TopicMeta, until: u64) -> bool {
+        match self {
+            Work::Replay {
+                topic: t, until: u, ..
+            } => t.name == topic.name && t.incarnation == topic.incarnation && *u <= until,
+            Work::Live(batch) => {
+                batch.topic == topic.name
+                    && batch.incarnation == topic.incarnation
+                    && batch.end_offset() <= until
+            }
+        }
+    }
 }
 
 /// A subscription on the broker side.
@@ -42,21 +81,26 @@ pub struct Subscription {
     work: VecDeque<Work>,
     /// A plugin that filters or transforms what is delivered.
     filter: Option<Arc<DeliveryFilter>>,
+    /// Where messages dropped for this subscriber are counted.
+    metrics: Arc<Metrics>,
 }
 
 impl Subscription {
     /// Starts a subscription on `pattern` from `from`: the feed is
     /// registered before the topics' ends are read, so whatever commits
     /// after this point arrives on the feed and whatever committed before
-    /// is in the log.
+    /// is in the log. What the feed holds is shown in `metrics`.
     pub(crate) async fn start(
         store: Arc<dyn Store>,
         pattern: Pattern,
         from: StartPosition,
-        max_queued: usize,
+        limits: BufferLimits,
         filter: Option<Arc<DeliveryFilter>>,
+        metrics: Arc<Metrics>,
     ) -> Result<Subscription, BrokerError> {
-        let feed = store.feed(pattern, max_queued);
+        let feed = store.feed(pattern, limits.messages);
+        feed.set_max_bytes(limits.bytes);
+        metrics.watch_subscriber_queue(feed.queue());
         let topics = store.topics(feed.pattern());
         let mut sub = Subscription {
             store,
@@ -65,6 +109,7 @@ impl Subscription {
             next: HashMap::new(),
             work: VecDeque::new(),
             filter,
+            metrics,
         };
         if sub.lossless {
             for topic in topics {
@@ -111,6 +156,8 @@ impl Subscription {
                 self.work.push_back(Work::Live(batch));
             }
             if self.lossless && self.feed.take_overflowed() {
+                let dropped = self.feed.take_dropped();
+                self.metrics.subscriber_dropped("replaying", dropped);
                 self.schedule_catch_up();
             }
             let chunk = self.take_work().await?;
@@ -141,15 +188,39 @@ impl Subscription {
             .is_some_and(|t| t.incarnation == topic.incarnation)
     }
 
-    /// After an overflow: read every matching topic up to its committed end.
+    /// After an overflow: read every matching topic up to its committed
+    /// end. The queued work this covers (live batches, earlier ranges) is
+    /// dropped, releasing it from the feed's bounds, so repeated overflows
+    /// leave one range per topic rather than piling up.
     fn schedule_catch_up(&mut self) {
-        for topic in self.store.topics(self.feed.pattern()) {
-            let from = self.next_offset(&topic.name, topic.incarnation);
-            let until = topic.committed_end;
-            if from < until {
-                self.work.push_back(Work::Replay { topic, from, until });
-            }
-        }
+        let ranges: Vec<(TopicMeta, u64, u64)> = self
+            .store
+            .topics(self.feed.pattern())
+            .into_iter()
+            .map(|topic| {
+                let from = self.next_offset(&topic.name, topic.incarnation);
+                let until = topic.committed_end;
+                (topic, from, until)
+            })
+            .collect();
+        let earlier = std::mem::take(&mut self.work);
+        // Committed ends only grow and a batch is fanned out after its
+        // topic's end moved past it, so whatever is left comes after the
+        // new ranges in its topic.
+        let left: Vec<Work> = earlier
+            .into_iter()
+            .filter(|work| {
+                !ranges
+                    .iter()
+                    .any(|(topic, _, until)| work.covered_by(topic, *until))
+            })
+            .collect();
+        self.work = ranges
+            .into_iter()
+            .filter(|(_, from, until)| from < until)
+            .map(|(topic, from, until)| Work::Replay { topic, from, until })
+            .chain(left)
+            .collect();
     }
 
     async fn take_work(&mut self) -> Result<Chunk, BrokerError> {
@@ -161,17 +232,23 @@ impl Subscription {
                 self.feed.take_dropped()
             },
         };
-        let mut messages = 0;
-        while messages < CHUNK_MESSAGES {
+        if chunk.dropped > 0 {
+            self.metrics.subscriber_dropped("live", chunk.dropped);
+        }
+        let (mut messages, mut bytes) = (0, 0);
+        while messages < CHUNK_MESSAGES && bytes < CHUNK_BYTES {
             let Some(work) = self.work.pop_front() else {
                 break;
             };
             match work {
                 Work::Live(batch) => {
+                    // Handing the batch out (or skipping it) drops `batch`,
+                    // which releases it from the feed's bounds.
                     if !self.lossless {
                         messages += batch.records.len();
+                        bytes += batch.bytes();
                         chunk.slices.push(Slice {
-                            batch,
+                            batch: batch.batch().clone(),
                             skip: 0,
                             attempt: 0,
                         });
@@ -202,8 +279,9 @@ impl Subscription {
                     self.next
                         .insert(batch.topic.clone(), (batch.incarnation, batch.end_offset()));
                     messages += batch.records.len() - skip;
+                    bytes += batch.bytes();
                     chunk.slices.push(Slice {
-                        batch,
+                        batch: batch.batch().clone(),
                         skip,
                         attempt: 0,
                     });
@@ -223,7 +301,7 @@ impl Subscription {
                     let want = (until - from).min(CHUNK_MESSAGES as u64) as usize;
                     let read = self
                         .store
-                        .read(&topic.name, topic.incarnation, from, want, CHUNK_READ_BYTES)
+                        .read(&topic.name, topic.incarnation, from, want, CHUNK_BYTES)
                         .await;
                     let read = match read {
                         Ok(read) => read,
@@ -267,5 +345,116 @@ impl Subscription {
             }
         }
         Ok(chunk)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use tempfile::TempDir;
+
+    use super::*;
+    use crate::config::{Config, FsyncPolicy};
+    use crate::store::{LocalOptions, LocalStore, NewRecord};
+
+    const WAIT: Duration = Duration::from_secs(20);
+    const TOPICS: [&str; 3] = ["t.a", "t.b", "t.c"];
+    /// Big against a chunk, so a chunk a round takes less than comes.
+    const PAYLOAD: usize = 64 * 1024;
+
+    async fn store(dir: &TempDir) -> Arc<dyn Store> {
+        let mut config = Config::default();
+        config.server.data_dir = dir.path().to_owned();
+        config.storage.fsync = FsyncPolicy::Never;
+        let options = LocalOptions::from_config(&config);
+        let store = tokio::task::spawn_blocking(move || {
+            LocalStore::open(options, Arc::new(Metrics::default()))
+        })
+        .await
+        .expect("open task")
+        .expect("store opens");
+        Arc::new(store)
+    }
+
+    async fn publish(store: &Arc<dyn Store>, topic: &str) {
+        let record = NewRecord {
+            payload: Bytes::from(vec![b'x'; PAYLOAD]),
+            ..NewRecord::default()
+        };
+        let ticket = store.append(topic, vec![record]).await.expect("appended");
+        tokio::time::timeout(WAIT, ticket)
+            .await
+            .expect("committed in time")
+            .expect("committed");
+    }
+
+    /// Takes a chunk; per topic, the offsets it holds.
+    async fn take(sub: &mut Subscription, seen: &mut HashMap<Arc<str>, Vec<u64>>) {
+        let chunk = tokio::time::timeout(WAIT, sub.next_chunk())
+            .await
+            .expect("a chunk in time")
+            .expect("a chunk");
+        for slice in &chunk.slices {
+            let offsets = seen.entry(slice.batch.topic.clone()).or_default();
+            offsets.extend(slice.records().iter().map(|r| r.offset));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replaying_subscriber_far_behind_holds_bounded_work_and_misses_nothing() {
+        const ROUNDS: u64 = 20;
+        const PER_ROUND: u64 = 4;
+        let dir = TempDir::new().expect("temp dir");
+        let store = store(&dir).await;
+        for topic in TOPICS {
+            store.ensure_topic(topic).await.expect("created");
+        }
+        let one = PAYLOAD + 64;
+        let limits = BufferLimits {
+            messages: 1_000,
+            bytes: 4 * one,
+        };
+        let metrics = Arc::new(Metrics::default());
+        let mut sub = Subscription::start(
+            store.clone(),
+            Pattern::parse("t.*").expect("pattern"),
+            StartPosition::Earliest,
+            limits,
+            None,
+            metrics,
+        )
+        .await
+        .expect("subscribed");
+        let mut seen = HashMap::new();
+        for round in 0..ROUNDS {
+            for topic in TOPICS {
+                for _ in 0..PER_ROUND {
+                    publish(&store, topic).await;
+                }
+            }
+            // The subscriber takes one chunk a round, less than comes: it
+            // falls ever further behind, and overflows each round.
+            take(&mut sub, &mut seen).await;
+            let (messages, bytes) = sub.feed.held();
+            assert!(bytes <= limits.bytes, "round {round}: {bytes} bytes held");
+            assert!(
+                sub.work.len() <= TOPICS.len() + 2 * messages,
+                "round {round}: {} pieces of work for {messages} messages held",
+                sub.work.len()
+            );
+        }
+        let total = TOPICS.len() * (ROUNDS * PER_ROUND) as usize;
+        while seen.values().map(Vec::len).sum::<usize>() < total {
+            take(&mut sub, &mut seen).await;
+        }
+        for topic in TOPICS {
+            assert_eq!(
+                seen.get(topic).map(Vec::as_slice),
+                Some(&(0..ROUNDS * PER_ROUND).collect::<Vec<_>>()[..]),
+                "{topic}: every offset once, in order"
+            );
+        }
     }
 }

@@ -77,6 +77,12 @@ pub struct LimitsConfig {
     /// Messages waiting for a slow live subscriber before new ones are
     /// dropped for it (counted, reported to the subscriber).
     pub subscriber_buffer_messages: usize,
+    /// Bytes (key, headers, id and payload, plus 64 per message) held in
+    /// memory for one subscriber before new messages are dropped for it, as
+    /// for `subscriber_buffer_messages`: a live subscriber is told how many
+    /// it missed, a replaying one reads them back from the log.
+    #[serde(deserialize_with = "above_zero")]
+    pub subscriber_buffer_bytes: usize,
     /// Time allowed from connection to Hello.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
@@ -97,8 +103,45 @@ impl Default for LimitsConfig {
             max_batch_messages: 10_000,
             max_in_flight_requests: 1_024,
             subscriber_buffer_messages: 10_000,
+            subscriber_buffer_bytes: 64 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(15),
         }
+    }
+}
+
+/// A size that must be above zero (zero would read as "unlimited").
+fn above_zero<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    let value = usize::deserialize(deserializer)?;
+    if value == 0 {
+        return Err(serde::de::Error::custom(
+            "must be above zero (a number of bytes)",
+        ));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LimitsConfig;
+
+    #[derive(serde::Deserialize)]
+    struct File {
+        limits: LimitsConfig,
+    }
+
+    #[test]
+    fn subscriber_buffer_bytes_defaults_to_64_mib_and_refuses_zero() {
+        let file: File = toml::from_str("[limits]\n").expect("valid");
+        assert_eq!(file.limits.subscriber_buffer_bytes, 64 * 1024 * 1024);
+        let file: File =
+            toml::from_str("[limits]\nsubscriber_buffer_bytes = 1048576\n").expect("valid");
+        assert_eq!(file.limits.subscriber_buffer_bytes, 1 << 20);
+        let err = toml::from_str::<File>("[limits]\nsubscriber_buffer_bytes = 0\n")
+            .err()
+            .expect("zero is refused")
+            .to_string();
+        assert!(err.contains("subscriber_buffer_bytes"), "{err}");
+        assert!(err.contains("above zero"), "{err}");
     }
 }

@@ -3,7 +3,11 @@
 //!
 //! Messages are encoded straight from the broker's shared batches through
 //! borrowed mirror types of `sluice_proto::DeliveryFrame`, so fan-out to
-//! many subscribers copies no payload before encoding.
+//! many subscribers copies no payload before encoding. A chunk is encoded
+//! and written one frame at a time, so what a stream holds encoded is one
+//! frame whatever the chunk's size; a client that does not read holds the
+//! stream in `write_all` (QUIC flow control), and the broker then stops
+//! asking its source for chunks.
 
 use serde::Serialize;
 use sluice_proto::{frame, DeliveryFrame, ErrorBody, ErrorCode};
@@ -140,44 +144,133 @@ fn delivered_ref<'a>(topic: &'a str, r: &'a Record, attempt: u32) -> DeliveredRe
     }
 }
 
-/// Encodes a chunk into one or more delivery frames appended to `out`.
+/// What a message is taken to add to a frame, for splitting chunks into
+/// frames before encoding.
+fn estimate(topic: &str, record: &Record) -> usize {
+    record.payload.len()
+        + record.key.as_ref().map_or(0, |k| k.len())
+        + record
+            .headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 8)
+            .sum::<usize>()
+        + record.id.as_ref().map_or(0, |id| id.len())
+        + topic.len()
+        + 64
+}
+
+/// A chunk being encoded, one delivery frame at a time.
+struct ChunkFrames<'c> {
+    chunk: &'c Chunk,
+    max_frame_bytes: u32,
+    layout: Layout,
+    /// Where the next frame starts: slice, then record within its records.
+    slice: usize,
+    record: usize,
+    /// Sent in the first frame.
+    dropped: u64,
+}
+
+impl<'c> ChunkFrames<'c> {
+    fn new(chunk: &'c Chunk, max_frame_bytes: u32, layout: Layout) -> Self {
+        ChunkFrames {
+            chunk,
+            max_frame_bytes,
+            layout,
+            slice: 0,
+            record: 0,
+            dropped: chunk.dropped,
+        }
+    }
+
+    /// Appends the next frame to `out`; `false` once the chunk is all
+    /// encoded (a chunk with no messages and nothing dropped has no frame).
+    fn next_frame(&mut self, out: &mut Vec<u8>) -> Result<bool, sluice_proto::CodecError> {
+        let target = FRAME_TARGET_BYTES.min(self.max_frame_bytes as usize / 2);
+        let mut pending = Pending::new(self.layout);
+        let mut size = 0;
+        while let Some(slice) = self.chunk.slices.get(self.slice) {
+            let Some(record) = slice.records().get(self.record) else {
+                self.slice += 1;
+                self.record = 0;
+                continue;
+            };
+            let estimate = estimate(&slice.batch.topic, record);
+            if !pending.is_empty() && size + estimate > target {
+                break;
+            }
+            size += estimate;
+            pending.push(&slice.batch.topic, record, slice.attempt);
+            self.record += 1;
+        }
+        if pending.is_empty() && self.dropped == 0 {
+            return Ok(false);
+        }
+        let limit = self.max_frame_bytes.saturating_add(FRAME_SLACK_BYTES);
+        let frame = pending.into_frame(std::mem::take(&mut self.dropped));
+        frame::encode_into(&frame, limit, out)?;
+        Ok(true)
+    }
+}
+
+/// Encodes a whole chunk into `out` (tests look at every frame at once).
+#[cfg(test)]
 fn encode_chunk(
     chunk: &Chunk,
     max_frame_bytes: u32,
     layout: Layout,
     out: &mut Vec<u8>,
 ) -> Result<(), sluice_proto::CodecError> {
-    let limit = max_frame_bytes.saturating_add(FRAME_SLACK_BYTES);
-    let mut dropped = chunk.dropped;
-    let mut pending = Pending::new(layout);
-    let mut size = 0;
-    for slice in &chunk.slices {
-        for record in slice.records() {
-            let estimate = record.payload.len()
-                + record.key.as_ref().map_or(0, |k| k.len())
-                + record
-                    .headers
-                    .iter()
-                    .map(|(n, v)| n.len() + v.len() + 8)
-                    .sum::<usize>()
-                + record.id.as_ref().map_or(0, |id| id.len())
-                + slice.batch.topic.len()
-                + 64;
-            if !pending.is_empty()
-                && size + estimate > FRAME_TARGET_BYTES.min(max_frame_bytes as usize / 2)
-            {
-                let full = std::mem::replace(&mut pending, Pending::new(layout));
-                frame::encode_into(&full.into_frame(std::mem::take(&mut dropped)), limit, out)?;
-                size = 0;
+    let mut frames = ChunkFrames::new(chunk, max_frame_bytes, layout);
+    while frames.next_frame(out)? {}
+    Ok(())
+}
+
+/// Why writing a chunk stopped short.
+enum Unwritten {
+    /// The chunk could not be encoded: the stream ends with this error.
+    Encode(ErrorBody),
+    /// The client stopped reading or left, or the stream was cancelled
+    /// while a write waited: nothing more can be sent.
+    Gone,
+}
+
+/// Writes a chunk frame by frame, reusing `buf`.
+async fn write_chunk(
+    send: &mut quinn::SendStream,
+    chunk: &Chunk,
+    settings: &StreamSettings,
+    cancel: &CancellationToken,
+    buf: &mut Vec<u8>,
+) -> Result<(), Unwritten> {
+    let mut frames = ChunkFrames::new(chunk, settings.max_frame_bytes, settings.layout);
+    loop {
+        buf.clear();
+        match frames.next_frame(buf) {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(e) => {
+                return Err(Unwritten::Encode(ErrorBody::new(
+                    ErrorCode::Internal,
+                    format!("cannot encode delivery: {e}"),
+                )))
             }
-            size += estimate;
-            pending.push(&slice.batch.topic, record, slice.attempt);
+        }
+        tokio::select! {
+            written = send.write_all(buf) => {
+                if written.is_err() {
+                    // The client stopped reading (unsubscribed) or left.
+                    return Err(Unwritten::Gone);
+                }
+            },
+            // A client that does not read must not hold up unsubscribe or
+            // shutdown.
+            () = cancel.cancelled() => {
+                let _ = send.reset(u32::from(ErrorCode::ShuttingDown.as_u16()).into());
+                return Err(Unwritten::Gone);
+            }
         }
     }
-    if !pending.is_empty() || dropped > 0 {
-        frame::encode_into(&pending.into_frame(dropped), limit, out)?;
-    }
-    Ok(())
 }
 
 /// Why a delivery stream ended, as told to the client.
@@ -206,11 +299,7 @@ pub(crate) async fn run<S: DeliverySource>(
     shutting_down: CancellationToken,
     settings: StreamSettings,
 ) {
-    let StreamSettings {
-        max_frame_bytes,
-        layout,
-        metrics,
-    } = settings;
+    let max_frame_bytes = settings.max_frame_bytes;
     let mut send = match conn.open_uni().await {
         Ok(send) => send,
         Err(e) => {
@@ -232,34 +321,20 @@ pub(crate) async fn run<S: DeliverySource>(
     let end: Option<ErrorBody> = loop {
         tokio::select! {
             chunk = subscription.next_chunk() => match chunk {
-                Ok(chunk) => {
-                    buf.clear();
-                    if let Err(e) = encode_chunk(&chunk, max_frame_bytes, layout, &mut buf) {
-                        break Some(ErrorBody::new(ErrorCode::Internal, format!("cannot encode delivery: {e}")));
-                    }
-                    tokio::select! {
-                        written = send.write_all(&buf) => {
-                            if written.is_err() {
-                                // The client stopped reading (unsubscribed) or left.
-                                return;
-                            }
-                            for slice in &chunk.slices {
-                                let records = slice.records();
-                                metrics.delivered(
-                                    &slice.batch.topic,
-                                    records.len(),
-                                    records.iter().map(|r| r.payload.len()).sum(),
-                                );
-                            }
-                        },
-                        // A client that does not read must not hold up
-                        // unsubscribe or shutdown.
-                        () = cancel.cancelled() => {
-                            let _ = send.reset(u32::from(ErrorCode::ShuttingDown.as_u16()).into());
-                            return;
+                Ok(chunk) => match write_chunk(&mut send, &chunk, &settings, &cancel, &mut buf).await {
+                    Ok(()) => {
+                        for slice in &chunk.slices {
+                            let records = slice.records();
+                            settings.metrics.delivered(
+                                &slice.batch.topic,
+                                records.len(),
+                                records.iter().map(|r| r.payload.len()).sum(),
+                            );
                         }
                     }
-                }
+                    Err(Unwritten::Encode(error)) => break Some(error),
+                    Err(Unwritten::Gone) => return,
+                },
                 Err(e) => break Some(e.to_body()),
             },
             () = cancel.cancelled() => {
@@ -440,6 +515,47 @@ mod tests {
         }
         assert!(frames > 10, "{frames} frames");
         assert_eq!(offsets, (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_chunk_is_encoded_one_frame_at_a_time() {
+        let batch = Arc::new(StoredBatch {
+            topic: "t".into(),
+            incarnation: 1,
+            records: (0..100).map(|i| record(i, &[0u8; 10_000])).collect(),
+        });
+        let chunk = Chunk {
+            slices: vec![Slice {
+                batch,
+                skip: 0,
+                attempt: 0,
+            }],
+            dropped: 3,
+        };
+        let mut frames = ChunkFrames::new(&chunk, 64 * 1024, Layout::Named);
+        let (mut offsets, mut dropped) = (Vec::new(), 0);
+        let mut buf = Vec::new();
+        while frames.next_frame(&mut buf).unwrap() {
+            assert!(buf.len() <= 64 * 1024 + FRAME_SLACK_BYTES as usize);
+            let mut decoder = FrameDecoder::new(64 * 1024 + FRAME_SLACK_BYTES);
+            decoder.extend(&buf);
+            let Some(DeliveryFrame::Messages {
+                messages,
+                dropped: d,
+            }) = decoder.next_frame().unwrap()
+            else {
+                panic!("expected one Messages frame");
+            };
+            assert!(
+                decoder.next_frame::<DeliveryFrame>().unwrap().is_none(),
+                "one frame"
+            );
+            offsets.extend(messages.iter().map(|m| m.offset));
+            dropped += d;
+            buf.clear();
+        }
+        assert_eq!(offsets, (0..100).collect::<Vec<_>>());
+        assert_eq!(dropped, 3, "the drops are told once");
     }
 
     #[test]
