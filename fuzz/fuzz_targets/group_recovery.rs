@@ -48,6 +48,7 @@ fn store_options(disk: SharedDisk) -> LocalOptions {
         fsync_interval: Duration::from_secs(1),
         retention_check_interval: Duration::from_secs(3600),
         dedup_max_bytes: 1 << 20,
+        max_open_files: 64,
     }
 }
 

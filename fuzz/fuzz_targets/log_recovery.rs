@@ -139,7 +139,8 @@ fuzz_target!(|data: &[u8]| {
     let mut stored = Vec::new();
     let mut placed = Vec::new();
     {
-        let log = TopicLog::open(sluice::disk::real(), &dir, config()).expect("a fresh log opens");
+        let log = TopicLog::open(sluice::store::Files::real(), &dir, config())
+            .expect("a fresh log opens");
         for i in 0..RECORDS {
             stored.extend(
                 log.append(vec![record(i)], 1_000 + i as i64)
@@ -203,7 +204,7 @@ fuzz_target!(|data: &[u8]| {
         }
     };
 
-    let log = match TopicLog::open(sluice::disk::real(), &dir, config()) {
+    let log = match TopicLog::open(sluice::store::Files::real(), &dir, config()) {
         Ok(log) => log,
         // A clear error is acceptable (a panic is not: the fuzzer catches
         // it); none of these damages is expected to need one.
@@ -222,7 +223,8 @@ fuzz_target!(|data: &[u8]| {
     log.sync().expect("sync");
     drop(log);
 
-    let log = TopicLog::open(sluice::disk::real(), &dir, config()).expect("reopens after recovery");
+    let log = TopicLog::open(sluice::store::Files::real(), &dir, config())
+        .expect("reopens after recovery");
     check_kept(&log, &stored, kept, mode != 2);
     let batch = log.read(next, 1, 1 << 20).expect("read the new record");
     assert_eq!(

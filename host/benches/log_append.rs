@@ -27,8 +27,12 @@ fn bench(c: &mut Criterion) {
     for policy in ["always", "interval", "never"] {
         group.bench_function(policy, |b| {
             let dir = tempfile::tempdir().unwrap();
-            let log =
-                TopicLog::open(sluice::disk::real(), dir.path(), LogConfig::default()).unwrap();
+            let log = TopicLog::open(
+                sluice::store::Files::real(),
+                dir.path(),
+                LogConfig::default(),
+            )
+            .unwrap();
             b.iter_custom(|iters| {
                 let start = Instant::now();
                 let mut last_sync = Instant::now();

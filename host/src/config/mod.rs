@@ -40,7 +40,9 @@ pub use plugins::{
     MAX_PLUGIN_MEMORY,
 };
 pub use server::{AdminConfig, LimitsConfig, ServerConfig};
-pub use storage::{FsyncPolicy, RetentionConfig, StorageConfig, TopicsConfig};
+pub use storage::{
+    FsyncPolicy, RetentionConfig, StorageConfig, TopicsConfig, DEFAULT_MAX_OPEN_FILES,
+};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]

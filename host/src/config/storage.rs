@@ -21,6 +21,9 @@ pub enum FsyncPolicy {
     Never,
 }
 
+/// Files of sealed segments kept open by default (`[storage] max_open_files`).
+pub const DEFAULT_MAX_OPEN_FILES: usize = 1024;
+
 /// `[storage]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -39,6 +42,9 @@ pub struct StorageConfig {
     /// reaches it, the oldest ids are forgotten before the window ends (a
     /// warning is logged and `sluice_dedup_evicted` counts them).
     pub dedup_max_bytes: usize,
+    /// Most files of sealed segments kept open at once; the least recently
+    /// read are closed and opened again when needed.
+    pub max_open_files: usize,
 }
 
 impl Default for StorageConfig {
@@ -49,6 +55,7 @@ impl Default for StorageConfig {
             segment_bytes: 64 * 1024 * 1024,
             retention_check_interval: Duration::from_secs(30),
             dedup_max_bytes: 64 * 1024 * 1024,
+            max_open_files: DEFAULT_MAX_OPEN_FILES,
         }
     }
 }

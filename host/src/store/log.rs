@@ -13,9 +13,10 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::config::LogConfig;
 use super::error::StoreError;
+use super::files::Files;
 use super::record::Record;
 use super::segment::{self, ReadBudget, Role, Segment, Tail};
-use crate::disk::{Disk, SharedDisk};
+use crate::disk::Disk;
 use crate::sync::{lock, read, write};
 /// Bounds of a single positional read when serving `read`.
 const MIN_READ_CHUNK: usize = 16 * 1024;
@@ -80,7 +81,7 @@ pub(super) struct Writer {
 
 /// The append-only log of one topic, stored as segment files in one directory.
 pub struct TopicLog {
-    pub(super) disk: SharedDisk,
+    pub(super) files: Files,
     pub(super) dir: PathBuf,
     pub(super) config: LogConfig,
     /// Oldest first; the last one is the active segment. Never empty.
@@ -96,7 +97,8 @@ impl TopicLog {
     /// Opens the log in `dir` on `disk` (creating the directory if missing) and recovers
     /// it. What it recovers is fsynced before it counts: the segments, their indexes and
     /// the directory.
-    pub fn open(disk: SharedDisk, dir: &Path, config: LogConfig) -> Result<TopicLog, StoreError> {
+    pub fn open(files: Files, dir: &Path, config: LogConfig) -> Result<TopicLog, StoreError> {
+        let disk = files.disk().clone();
         disk.create_dir_all(dir)
             .map_err(|e| StoreError::io("create", dir, e))?;
         let mut bases = Vec::new();
@@ -124,7 +126,7 @@ impl TopicLog {
                 Some(&next_base) => Role::Sealed { next_base },
                 None => Role::Active,
             };
-            let (mut seg, mut seg_tail) = Segment::open(&*disk, dir, base, role, &config)?;
+            let (mut seg, mut seg_tail) = Segment::open(&files, dir, base, role, &config)?;
             if seg_tail.short && !later_hold_records(&*disk, dir, &bases[i + 1..])? {
                 // A power loss cut this segment after a roll: the segments after it hold
                 // nothing that was made durable (a segment is fsynced whole before any
@@ -135,11 +137,14 @@ impl TopicLog {
                 }
                 bases.truncate(i + 1);
                 drop(seg);
-                (seg, seg_tail) = Segment::open(&*disk, dir, base, Role::Active, &config)?;
+                (seg, seg_tail) = Segment::open(&files, dir, base, Role::Active, &config)?;
             }
             // Recovered bytes may still be only in the page cache (a crash under a lax
             // fsync policy): make them durable before they count as stored.
             seg.sync()?;
+            if i + 1 < bases.len() {
+                seg.manage_files();
+            }
             segments.push(Arc::new(seg));
             tail = seg_tail;
             i += 1;
@@ -147,7 +152,7 @@ impl TopicLog {
         let active = match segments.last() {
             Some(seg) => Arc::clone(seg),
             None => {
-                let seg = Arc::new(Segment::create(&*disk, dir, 0)?);
+                let seg = Arc::new(Segment::create(&files, dir, 0)?);
                 segments.push(Arc::clone(&seg));
                 seg
             }
@@ -165,7 +170,7 @@ impl TopicLog {
         disk.sync_dir(dir)
             .map_err(|e| StoreError::io("fsync", dir, e))?;
         Ok(TopicLog {
-            disk,
+            files,
             dir: dir.to_path_buf(),
             config,
             segments: RwLock::new(segments),
@@ -385,7 +390,7 @@ impl TopicLog {
         }
         let mut first_error = None;
         for seg in &removed {
-            if let Err(e) = seg.remove_files(&*self.disk) {
+            if let Err(e) = seg.remove_files(&**self.files.disk()) {
                 tracing::warn!(error = %e, "cannot delete expired segment");
                 first_error.get_or_insert(e);
             }

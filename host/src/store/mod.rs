@@ -57,6 +57,7 @@ mod config;
 mod cursor;
 mod error;
 pub mod feed;
+mod files;
 mod index;
 pub mod local;
 mod log;
@@ -74,6 +75,7 @@ pub use api::{AppendTicket, Appended, Store, StoredBatch, TopicEvent, TopicMeta,
 pub use config::{LogConfig, Retention};
 pub use error::StoreError;
 pub use feed::Feed;
+pub use files::Files;
 pub use local::{LocalOptions, LocalStore};
 pub use log::{LogInfo, ReadBatch, RetentionOutcome, TopicLog};
 pub use record::{NewRecord, Record};

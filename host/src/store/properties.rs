@@ -2,7 +2,7 @@
 //! back identically after a re-open, and cutting the newest segment at any
 //! byte (as a crash mid-write does) keeps every record wholly before the cut.
 
-use crate::disk;
+use crate::store::Files;
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
@@ -81,7 +81,7 @@ proptest! {
         let dir = TempDir::new().unwrap();
         let mut want = Vec::new();
         {
-            let log = TopicLog::open(disk::real(), dir.path(), cfg).unwrap();
+            let log = TopicLog::open(Files::real(), dir.path(), cfg).unwrap();
             for (batch, now) in &batches {
                 let appended = log.append(batch.clone(), *now).unwrap();
                 prop_assert_eq!(appended.len(), batch.len());
@@ -98,7 +98,7 @@ proptest! {
         // Timestamps never go back, whatever the clock said.
         prop_assert!(want.windows(2).all(|w| w[0].timestamp_ms <= w[1].timestamp_ms));
 
-        let log = TopicLog::open(disk::real(), dir.path(), cfg).unwrap();
+        let log = TopicLog::open(Files::real(), dir.path(), cfg).unwrap();
         prop_assert_eq!(log.next_offset(), want.len() as u64);
         prop_assert_eq!(read_all(&log), want.clone());
         for r in &want {
@@ -128,7 +128,7 @@ proptest! {
         let mut placed = Vec::new();
         let mut stored = Vec::new();
         {
-            let log = TopicLog::open(disk::real(), dir.path(), cfg).unwrap();
+            let log = TopicLog::open(Files::real(), dir.path(), cfg).unwrap();
             for (i, r) in records.iter().enumerate() {
                 stored.extend(log.append(vec![r.clone()], i as i64).unwrap());
                 let path = logs(dir.path()).pop().unwrap();
@@ -154,14 +154,14 @@ proptest! {
         // What is kept is a prefix: a record is only lost with all after it.
         prop_assert!(kept.iter().enumerate().all(|(i, r)| r.offset == i as u64));
 
-        let log = TopicLog::open(disk::real(), dir.path(), cfg).unwrap();
+        let log = TopicLog::open(Files::real(), dir.path(), cfg).unwrap();
         prop_assert_eq!(log.next_offset(), kept.len() as u64);
         prop_assert_eq!(read_all(&log), kept.clone());
         let after = log.append(vec![records[0].clone()], 1_000).unwrap();
         prop_assert_eq!(after[0].offset, kept.len() as u64);
         drop(log);
 
-        let log = TopicLog::open(disk::real(), dir.path(), cfg).unwrap();
+        let log = TopicLog::open(Files::real(), dir.path(), cfg).unwrap();
         let mut all = kept;
         all.extend(after);
         prop_assert_eq!(read_all(&log), all);

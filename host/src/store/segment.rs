@@ -6,11 +6,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
 
 use super::config::LogConfig;
 use super::cursor::{Cursor, CursorError};
 use super::error::StoreError;
+use super::files::{Files, Handle};
 use super::index::{self, IndexEntry, SparseIndex};
 use super::record::Record;
 use super::recovery::{first_entry_matches, scan};
@@ -47,8 +47,8 @@ pub(crate) struct Segment {
     base: u64,
     log_path: PathBuf,
     idx_path: PathBuf,
-    file: Arc<dyn DiskFile>,
-    idx_file: Arc<dyn DiskFile>,
+    file: Handle,
+    idx_file: Handle,
     index: SparseIndex,
     /// Bytes of complete records; readers never read past it.
     len: AtomicU64,
@@ -116,31 +116,33 @@ pub(crate) enum Role {
 impl Segment {
     /// Creates a fresh, empty segment starting at `base`. An empty `.log`
     /// left by an earlier try that failed half-way is taken over.
-    pub(crate) fn create(disk: &dyn Disk, dir: &Path, base: u64) -> Result<Segment, StoreError> {
+    pub(crate) fn create(files: &Files, dir: &Path, base: u64) -> Result<Segment, StoreError> {
+        let disk = files.disk();
         let (log_path, idx_path) = segment_paths(dir, base);
-        let file = match disk.open(&log_path, OpenMode::CreateNew) {
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let file = disk
-                    .open(&log_path, OpenMode::Existing)
-                    .map_err(|e| StoreError::io("open", &log_path, e))?;
-                if !file
+        let file = match files.open(&log_path, OpenMode::CreateNew) {
+            Err(StoreError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::AlreadyExists =>
+            {
+                let file = files.open(&log_path, OpenMode::Existing)?;
+                let empty = file
+                    .file()?
                     .is_empty()
-                    .map_err(|e| StoreError::io("stat", &log_path, e))?
-                {
-                    return Err(StoreError::io("create", &log_path, e));
+                    .map_err(|e| StoreError::io("stat", &log_path, e))?;
+                if !empty {
+                    return Err(StoreError::io("create", &log_path, source));
                 }
                 file
             }
-            other => other.map_err(|e| StoreError::io("create", &log_path, e))?,
+            other => other?,
         };
         // A stale index without its log (crash between the two creates) is simply overwritten.
-        let idx_file = match disk.open(&idx_path, OpenMode::Truncate) {
+        let idx_file = match files.open(&idx_path, OpenMode::Truncate) {
             Ok(f) => f,
             Err(e) => {
                 // Without its index the segment is not started: leave no `.log` behind.
                 drop(file);
                 let _ = disk.remove_file(&log_path);
-                return Err(StoreError::io("create", &idx_path, e));
+                return Err(e);
             }
         };
         Ok(Segment {
@@ -161,22 +163,20 @@ impl Segment {
 
     /// Opens an existing segment and recovers it as described in the module docs.
     pub(crate) fn open(
-        disk: &dyn Disk,
+        files: &Files,
         dir: &Path,
         base: u64,
         role: Role,
         config: &LogConfig,
     ) -> Result<(Segment, Tail), StoreError> {
         let (log_path, idx_path) = segment_paths(dir, base);
-        let file = disk
-            .open(&log_path, OpenMode::Existing)
-            .map_err(|e| StoreError::io("open", &log_path, e))?;
+        let handle = files.open(&log_path, OpenMode::Existing)?;
+        let file = handle.file()?;
         let file_len = file
             .len()
             .map_err(|e| StoreError::io("stat", &log_path, e))?;
-        let idx_file = disk
-            .open(&idx_path, OpenMode::CreateOrOpen)
-            .map_err(|e| StoreError::io("open", &idx_path, e))?;
+        let idx_handle = files.open(&idx_path, OpenMode::CreateOrOpen)?;
+        let idx_file = idx_handle.file()?;
         let idx_bytes = idx_file
             .read_all()
             .map_err(|e| StoreError::io("read", &idx_path, e))?;
@@ -282,8 +282,8 @@ impl Segment {
             base,
             log_path,
             idx_path,
-            file,
-            idx_file,
+            file: handle,
+            idx_file: idx_handle,
             index: SparseIndex::new(entries),
             len: AtomicU64::new(len),
             end_offset: AtomicU64::new(end_offset),
@@ -324,6 +324,7 @@ impl Segment {
     /// Writes encoded records at `position` (appender only).
     pub(crate) fn write_records(&self, bytes: &[u8], position: u64) -> Result<(), StoreError> {
         self.file
+            .file()?
             .write_at(bytes, position)
             .map_err(|e| StoreError::io("write", &self.log_path, e))
     }
@@ -332,6 +333,7 @@ impl Segment {
     /// left past it goes (appender only).
     pub(crate) fn cut(&self, len: u64) -> Result<(), StoreError> {
         self.file
+            .file()?
             .set_len(len)
             .map_err(|e| StoreError::io("truncate", &self.log_path, e))
     }
@@ -339,6 +341,7 @@ impl Segment {
     /// Writes encoded index entries at `position` of the index file (appender only).
     pub(crate) fn write_index(&self, bytes: &[u8], position: u64) -> Result<(), StoreError> {
         self.idx_file
+            .file()?
             .write_at(bytes, position)
             .map_err(|e| StoreError::io("write", &self.idx_path, e))
     }
@@ -369,22 +372,33 @@ impl Segment {
             return Ok(());
         }
         self.file
+            .file()?
             .sync()
             .map_err(|e| StoreError::io("fsync", &self.log_path, e))?;
         self.idx_file
+            .file()?
             .sync()
             .map_err(|e| StoreError::io("fsync", &self.idx_path, e))?;
         self.synced_len.fetch_max(len, Ordering::AcqRel);
         Ok(())
     }
 
+    /// The segment is sealed and its last write fsynced: its files may be
+    /// closed and opened again on demand (see `store::files`).
+    pub(crate) fn manage_files(&self) {
+        self.file.manage();
+        self.idx_file.manage();
+    }
+
     /// fsyncs the log and index whatever was published (appender only: a
     /// segment about to be sealed, with records not yet published).
     pub(crate) fn sync_now(&self) -> Result<(), StoreError> {
         self.file
+            .file()?
             .sync()
             .map_err(|e| StoreError::io("fsync", &self.log_path, e))?;
         self.idx_file
+            .file()?
             .sync()
             .map_err(|e| StoreError::io("fsync", &self.idx_path, e))
     }
@@ -411,11 +425,16 @@ impl Segment {
 
     /// A cursor at `entry`'s record (the segment start without one), bounded by the committed
     /// length.
-    fn cursor_from(&self, entry: Option<IndexEntry>, chunk: usize) -> Cursor<'_> {
+    fn cursor_from<'a>(
+        &'a self,
+        file: &'a dyn DiskFile,
+        entry: Option<IndexEntry>,
+        chunk: usize,
+    ) -> Cursor<'a> {
         let (pos, offset) = entry.map_or((0, self.base), |e| {
             (u64::from(e.position), self.base + u64::from(e.rel_offset))
         });
-        Cursor::new(&*self.file, &self.log_path, pos, offset, self.len(), chunk)
+        Cursor::new(file, &self.log_path, pos, offset, self.len(), chunk)
     }
 
     /// Forgets an index entry that does not match the record it names (a damaged index file
@@ -457,9 +476,10 @@ impl Segment {
         budget: &mut ReadBudget,
         out: &mut Vec<Record>,
     ) -> Result<bool, StoreError> {
+        let file = self.file.file()?;
         let rel = from.saturating_sub(self.base);
         let mut start = self.index.floor_offset(rel);
-        let mut cursor = self.cursor_from(start, budget.chunk);
+        let mut cursor = self.cursor_from(&*file, start, budget.chunk);
         loop {
             let framed = match cursor.next_record() {
                 Ok(Some(f)) => f,
@@ -470,7 +490,7 @@ impl Segment {
                     Some(entry) if u64::from(entry.position) == position => {
                         self.distrust(entry, reason);
                         start = self.index.floor_offset(rel);
-                        cursor = self.cursor_from(start, budget.chunk);
+                        cursor = self.cursor_from(&*file, start, budget.chunk);
                         continue;
                     }
                     // Damage in the log: the records after it are served, the
@@ -519,9 +539,10 @@ impl Segment {
         ts_ms: i64,
         chunk: usize,
     ) -> Result<Option<u64>, StoreError> {
+        let file = self.file.file()?;
         'lookup: loop {
             let start = self.index.last_before_time(ts_ms);
-            let mut cursor = self.cursor_from(start, chunk);
+            let mut cursor = self.cursor_from(&*file, start, chunk);
             // The first record is the entry's: an entry that claims an older timestamp than its
             // record has would make the lookup skip the records before that one.
             let mut unchecked = start;

@@ -119,7 +119,7 @@ impl TopicLog {
                 if !part.bytes.is_empty() {
                     parts.push(part);
                 }
-                let fresh = match Segment::create(&*self.disk, &self.dir, offset) {
+                let fresh = match Segment::create(&self.files, &self.dir, offset) {
                     Ok(seg) => Arc::new(seg),
                     Err(e) => return Err((e, created)),
                 };
@@ -180,7 +180,7 @@ impl TopicLog {
         }
         let mut undone = w.active.cut(start_len).is_ok();
         for segment in created {
-            undone &= segment.remove_files(&*self.disk).is_ok();
+            undone &= segment.remove_files(&**self.files.disk()).is_ok();
         }
         if !undone {
             self.fail(
@@ -272,14 +272,16 @@ impl TopicLog {
             .chain(std::iter::once(&active))
             .try_for_each(|seg| seg.sync())
             .and_then(|()| if dir_dirty { self.sync_dir() } else { Ok(()) });
-        if let Err(e) = &result {
-            self.fail(&mut lock(&self.writer), &format!("fsync failed: {e}"));
+        match &result {
+            Ok(()) => sealed.iter().for_each(|seg| seg.manage_files()),
+            Err(e) => self.fail(&mut lock(&self.writer), &format!("fsync failed: {e}")),
         }
         result
     }
 
     pub(super) fn sync_dir(&self) -> Result<(), StoreError> {
-        self.disk
+        self.files
+            .disk()
             .sync_dir(&self.dir)
             .map_err(|e| StoreError::io("fsync", &self.dir, e))
     }

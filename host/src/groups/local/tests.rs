@@ -31,6 +31,7 @@ fn test_store_options(disk: SharedDisk, data: &Path) -> LocalOptions {
         fsync_interval: Duration::from_millis(100),
         retention_check_interval: Duration::from_secs(3600),
         dedup_max_bytes: 1 << 20,
+        max_open_files: 64,
     }
 }
 

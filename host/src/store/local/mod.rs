@@ -33,6 +33,7 @@ use tokio_util::task::TaskTracker;
 use super::api::{AppendTicket, Store, TopicEvent, TopicMeta, TopicSettings};
 use super::error::StoreError;
 use super::feed::Feed;
+use super::files::Files;
 use super::log::ReadBatch;
 use super::record::NewRecord;
 use crate::config::FsyncPolicy;
@@ -82,6 +83,9 @@ pub struct LocalOptions {
     pub retention_check_interval: Duration,
     /// Most memory one topic's de-duplication ids may take.
     pub dedup_max_bytes: usize,
+    /// Most files of sealed segments kept open at once (the rest are
+    /// opened on demand).
+    pub max_open_files: usize,
 }
 
 impl LocalOptions {
@@ -95,6 +99,7 @@ impl LocalOptions {
             fsync_interval: config.storage.fsync_interval,
             retention_check_interval: config.storage.retention_check_interval,
             dedup_max_bytes: config.storage.dedup_max_bytes,
+            max_open_files: config.storage.max_open_files,
         }
     }
 }
@@ -107,6 +112,7 @@ pub struct LocalStore {
 
 struct Inner {
     options: LocalOptions,
+    files: Files,
     topics_dir: PathBuf,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     /// Serialises topic creation and deletion (held across their file work,
@@ -134,6 +140,7 @@ impl LocalStore {
             .map_err(|e| StoreError::io("create", &topics_dir, e))?;
         let store = LocalStore {
             inner: Arc::new(Inner {
+                files: Files::new(options.disk.clone(), options.max_open_files),
                 options,
                 topics_dir,
                 topics: RwLock::new(HashMap::new()),
@@ -200,7 +207,7 @@ impl LocalStore {
 
     fn open_topic(&self, name: &str, dir: PathBuf, file: TopicFile) -> Result<Topic, StoreError> {
         Topic::open(
-            self.inner.options.disk.clone(),
+            self.inner.files.clone(),
             name,
             dir,
             file,

@@ -14,7 +14,7 @@ use crate::config::FsyncPolicy;
 use crate::disk::{self, SharedDisk};
 use crate::metrics::Metrics;
 use crate::store::{
-    Appended, LogConfig, NewRecord, Store, StoreError, TopicEvent, TopicLog, TopicSettings,
+    Appended, Files, LogConfig, NewRecord, Store, StoreError, TopicEvent, TopicLog, TopicSettings,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -37,6 +37,7 @@ pub(super) fn options(disk: SharedDisk, data_dir: &Path) -> LocalOptions {
         fsync_interval: Duration::from_millis(100),
         retention_check_interval: Duration::from_secs(60),
         dedup_max_bytes: 1 << 20,
+        max_open_files: 64,
     }
 }
 
@@ -161,7 +162,7 @@ async fn a_data_directory_of_an_earlier_version_opens_and_serves_every_message()
     .expect("settings");
     {
         let log = TopicLog::open(
-            disk::real(),
+            Files::real(),
             &topic_dir,
             LogConfig {
                 segment_bytes: 4096,

@@ -19,10 +19,10 @@ use tokio_util::sync::CancellationToken;
 use super::dedup::DedupIndex;
 use super::registry::{FanoutCache, SubscriberRegistry};
 use crate::config::FsyncPolicy;
-use crate::disk::{self, SharedDisk};
+use crate::disk;
 use crate::store::{
-    now_ms, Appended, LogConfig, NewRecord, ReadBatch, Record, Retention, StoreError, StoredBatch,
-    TopicLog, TopicMeta, TopicSettings,
+    now_ms, Appended, Files, LogConfig, NewRecord, ReadBatch, Record, Retention, StoreError,
+    StoredBatch, TopicLog, TopicMeta, TopicSettings,
 };
 use crate::sync::lock;
 
@@ -171,7 +171,7 @@ impl Topic {
     /// says `file`. The directory must exist with its `topic.json`
     /// ([`create_dir`] makes one).
     pub fn open(
-        disk: SharedDisk,
+        files: Files,
         name: &str,
         dir: PathBuf,
         file: TopicFile,
@@ -189,12 +189,12 @@ impl Topic {
                     incarnation: Some(incarnation),
                     ..file.clone()
                 };
-                save_settings(&*disk, &dir, &file)?;
+                save_settings(&**files.disk(), &dir, &file)?;
                 incarnation
             }
         };
         let settings = file.settings;
-        let log = TopicLog::open(disk, &dir, log_config(&settings))?;
+        let log = TopicLog::open(files, &dir, log_config(&settings))?;
         let end = log.next_offset();
         let dedup = rebuild_dedup(&log, settings.dedup_window_ms, dedup_max_bytes);
         Ok(Topic {

@@ -1,7 +1,7 @@
 //! Appends and reads: round trips, read limits, segment rolls, and readers
 //! running beside the appender.
 
-use crate::disk;
+use crate::store::Files;
 use std::sync::Arc;
 
 use tempfile::TempDir;
@@ -17,7 +17,7 @@ fn log_is_send_and_sync() {
 #[test]
 fn append_read_roundtrip() {
     let dir = TempDir::new().unwrap();
-    let log = TopicLog::open(disk::real(), dir.path(), LogConfig::default()).unwrap();
+    let log = TopicLog::open(Files::real(), dir.path(), LogConfig::default()).unwrap();
     assert_eq!((log.start_offset(), log.next_offset()), (0, 0));
     let batch = vec![
         NewRecord {
@@ -65,7 +65,7 @@ fn append_read_roundtrip() {
 #[test]
 fn read_limits_return_at_least_one_record() {
     let dir = TempDir::new().unwrap();
-    let log = TopicLog::open(disk::real(), dir.path(), LogConfig::default()).unwrap();
+    let log = TopicLog::open(Files::real(), dir.path(), LogConfig::default()).unwrap();
     log.append((0..10).map(|i| rec(&"x".repeat(100 + i))).collect(), 1)
         .unwrap();
     let one = log.read(0, 10, 1).unwrap();
@@ -82,7 +82,7 @@ fn read_limits_return_at_least_one_record() {
 #[test]
 fn reads_across_segment_rolls() {
     let dir = TempDir::new().unwrap();
-    let log = TopicLog::open(disk::real(), dir.path(), small(200)).unwrap();
+    let log = TopicLog::open(Files::real(), dir.path(), small(200)).unwrap();
     append_n(&log, 30, 7);
     // A batch that spans several segments is written segment by segment.
     log.append((30..60).map(|i| rec(&format!("m{i:04}"))).collect(), 8)
@@ -120,7 +120,7 @@ fn reads_across_segment_rolls() {
 #[test]
 fn oversized_record_gets_its_own_segment() {
     let dir = TempDir::new().unwrap();
-    let log = TopicLog::open(disk::real(), dir.path(), small(100)).unwrap();
+    let log = TopicLog::open(Files::real(), dir.path(), small(100)).unwrap();
     log.append(vec![rec("a"), rec(&"b".repeat(500)), rec("c")], 1)
         .unwrap();
     assert_eq!(log.info().segments, 3);
@@ -133,21 +133,21 @@ fn oversized_record_gets_its_own_segment() {
 fn sync_twice_and_reopen() {
     let dir = TempDir::new().unwrap();
     let topic = dir.path().join("t");
-    let log = TopicLog::open(disk::real(), &topic, small(200)).unwrap();
+    let log = TopicLog::open(Files::real(), &topic, small(200)).unwrap();
     append_n(&log, 20, 1);
     log.sync().unwrap();
     log.sync().unwrap();
     append_n(&log, 5, 1);
     log.sync().unwrap();
     drop(log);
-    let log = TopicLog::open(disk::real(), &topic, small(200)).unwrap();
+    let log = TopicLog::open(Files::real(), &topic, small(200)).unwrap();
     assert_eq!(read_all(&log).len(), 25);
 }
 
 #[test]
 fn concurrent_append_and_read() {
     let dir = TempDir::new().unwrap();
-    let log = Arc::new(TopicLog::open(disk::real(), dir.path(), small(4096)).unwrap());
+    let log = Arc::new(TopicLog::open(Files::real(), dir.path(), small(4096)).unwrap());
     const TOTAL: u64 = 3000;
     let writer = {
         let log = Arc::clone(&log);
@@ -187,4 +187,33 @@ fn concurrent_append_and_read() {
     writer.join().unwrap();
     syncer.join().unwrap();
     assert_eq!(log.next_offset(), TOTAL);
+}
+
+#[test]
+fn sealed_segments_hold_a_bounded_number_of_open_files() {
+    let dir = TempDir::new().unwrap();
+    let files = Files::new(crate::disk::real(), 3);
+    let log = TopicLog::open(files.clone(), dir.path(), small(200)).unwrap();
+    append_n(&log, 60, 1);
+    log.sync().unwrap();
+    assert!(log.info().segments > 10, "{:?}", log.info());
+    assert!(files.open_files() <= 3, "{} open", files.open_files());
+    // Every segment reads, in any order, through the closed and reopened files.
+    let all = read_all(&log);
+    assert_eq!(all.len(), 60);
+    for offset in (0..60).rev().step_by(7) {
+        let one = log.read(offset, 1, usize::MAX).unwrap();
+        assert_eq!(one.records[0], all[offset as usize]);
+        assert!(files.open_files() <= 3);
+    }
+    drop(log);
+    let log = TopicLog::open(files.clone(), dir.path(), small(200)).unwrap();
+    assert!(
+        files.open_files() <= 3,
+        "{} open after recovery",
+        files.open_files()
+    );
+    assert_eq!(read_all(&log), all);
+    append_n(&log, 5, 2);
+    assert_eq!(read_all(&log).len(), 65);
 }

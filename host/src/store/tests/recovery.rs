@@ -1,7 +1,7 @@
 //! Opening a log again: after a clean close, with stray files, with a torn
 //! or corrupt tail, with a damaged index, and with a damaged sealed segment.
 
-use crate::disk;
+use crate::store::Files;
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
@@ -13,18 +13,18 @@ use super::*;
 fn reopen_after_clean_close() {
     let dir = TempDir::new().unwrap();
     let before = {
-        let log = TopicLog::open(disk::real(), dir.path(), small(300)).unwrap();
+        let log = TopicLog::open(Files::real(), dir.path(), small(300)).unwrap();
         append_n(&log, 25, 42);
         log.sync().unwrap();
         read_all(&log)
     };
-    let log = TopicLog::open(disk::real(), dir.path(), small(300)).unwrap();
+    let log = TopicLog::open(Files::real(), dir.path(), small(300)).unwrap();
     assert_eq!(log.next_offset(), 25);
     assert_eq!(read_all(&log), before);
     let more = log.append(vec![rec("after")], 10).unwrap();
     assert_eq!((more[0].offset, more[0].timestamp_ms), (25, 42));
     drop(log);
-    let log = TopicLog::open(disk::real(), dir.path(), small(300)).unwrap();
+    let log = TopicLog::open(Files::real(), dir.path(), small(300)).unwrap();
     assert_eq!(read_all(&log).len(), 26);
 }
 
@@ -32,13 +32,13 @@ fn reopen_after_clean_close() {
 fn empty_directory_and_stray_files() {
     let dir = TempDir::new().unwrap();
     let topic = dir.path().join("nested").join("topic");
-    let log = TopicLog::open(disk::real(), &topic, LogConfig::default()).unwrap();
+    let log = TopicLog::open(Files::real(), &topic, LogConfig::default()).unwrap();
     assert_eq!(log.info().segments, 1);
     drop(log);
     fs::write(topic.join("notes.txt"), b"ignored").unwrap();
-    assert!(TopicLog::open(disk::real(), &topic, LogConfig::default()).is_ok());
+    assert!(TopicLog::open(Files::real(), &topic, LogConfig::default()).is_ok());
     fs::write(topic.join("12.log"), b"").unwrap();
-    match TopicLog::open(disk::real(), &topic, LogConfig::default()) {
+    match TopicLog::open(Files::real(), &topic, LogConfig::default()) {
         Err(StoreError::BadSegmentName { path }) => assert!(path.ends_with("12.log")),
         other => panic!("expected a bad name error, got {other:?}"),
     }
@@ -52,7 +52,7 @@ fn last_log(dir: &Path) -> PathBuf {
 fn recovery_truncates_torn_tail() {
     let dir = TempDir::new().unwrap();
     {
-        let log = TopicLog::open(disk::real(), dir.path(), small(10_000)).unwrap();
+        let log = TopicLog::open(Files::real(), dir.path(), small(10_000)).unwrap();
         append_n(&log, 10, 1);
     }
     let path = last_log(dir.path());
@@ -64,7 +64,7 @@ fn recovery_truncates_torn_tail() {
         .set_len(len - 3)
         .unwrap();
 
-    let log = TopicLog::open(disk::real(), dir.path(), small(10_000)).unwrap();
+    let log = TopicLog::open(Files::real(), dir.path(), small(10_000)).unwrap();
     assert_eq!(log.next_offset(), 9);
     assert_eq!(read_all(&log).len(), 9);
     let appended = log.append(vec![rec("new")], 2).unwrap();
@@ -74,7 +74,7 @@ fn recovery_truncates_torn_tail() {
     assert_eq!(all[9].payload, "new".as_bytes());
     drop(log);
     assert_eq!(
-        read_all(&TopicLog::open(disk::real(), dir.path(), small(10_000)).unwrap()).len(),
+        read_all(&TopicLog::open(Files::real(), dir.path(), small(10_000)).unwrap()).len(),
         10
     );
 }
@@ -85,7 +85,7 @@ fn recovery_truncates_at_bad_crc() {
     // One index entry for the whole segment, so recovery scans all of it.
     let config = LogConfig::default();
     {
-        let log = TopicLog::open(disk::real(), dir.path(), config).unwrap();
+        let log = TopicLog::open(Files::real(), dir.path(), config).unwrap();
         append_n(&log, 10, 1);
     }
     let path = last_log(dir.path());
@@ -95,7 +95,7 @@ fn recovery_truncates_at_bad_crc() {
     bytes[record_len * 7 - 2] ^= 0x40;
     fs::write(&path, &bytes).unwrap();
 
-    let log = TopicLog::open(disk::real(), dir.path(), config).unwrap();
+    let log = TopicLog::open(Files::real(), dir.path(), config).unwrap();
     assert_eq!(log.next_offset(), 6);
     assert_eq!(fs::metadata(&path).unwrap().len(), (record_len * 6) as u64);
     let appended = log.append(vec![rec("x"), rec("y")], 2).unwrap();
@@ -113,7 +113,7 @@ fn recovery_truncates_at_bad_crc() {
 fn recovery_truncates_bad_crc_after_last_index_entry() {
     let dir = TempDir::new().unwrap();
     {
-        let log = TopicLog::open(disk::real(), dir.path(), small(10_000)).unwrap();
+        let log = TopicLog::open(Files::real(), dir.path(), small(10_000)).unwrap();
         append_n(&log, 10, 1);
     }
     let path = last_log(dir.path());
@@ -122,7 +122,7 @@ fn recovery_truncates_bad_crc_after_last_index_entry() {
     bytes[last] ^= 0x01;
     fs::write(&path, &bytes).unwrap();
 
-    let log = TopicLog::open(disk::real(), dir.path(), small(10_000)).unwrap();
+    let log = TopicLog::open(Files::real(), dir.path(), small(10_000)).unwrap();
     assert_eq!(log.next_offset(), 9);
     assert_eq!(log.append(vec![rec("x")], 2).unwrap()[0].offset, 9);
     assert_eq!(read_all(&log).len(), 10);
@@ -136,7 +136,7 @@ fn recovery_of_garbage_tail_and_index_past_end() {
         ..small(10_000)
     };
     {
-        let log = TopicLog::open(disk::real(), dir.path(), config).unwrap();
+        let log = TopicLog::open(Files::real(), dir.path(), config).unwrap();
         append_n(&log, 10, 1);
     }
     let path = last_log(dir.path());
@@ -152,7 +152,7 @@ fn recovery_of_garbage_tail_and_index_past_end() {
     std::io::Write::write_all(&mut f, &[0xAB; 37]).unwrap();
     drop(f);
 
-    let log = TopicLog::open(disk::real(), dir.path(), config).unwrap();
+    let log = TopicLog::open(Files::real(), dir.path(), config).unwrap();
     assert_eq!(log.next_offset(), 5);
     log.append(vec![rec("z")], 1).unwrap();
     let all = read_all(&log);
@@ -167,7 +167,7 @@ fn recovery_of_garbage_tail_and_index_past_end() {
 fn sealed_index_missing_or_garbage_is_rebuilt() {
     let dir = TempDir::new().unwrap();
     let before = {
-        let log = TopicLog::open(disk::real(), dir.path(), small(400)).unwrap();
+        let log = TopicLog::open(Files::real(), dir.path(), small(400)).unwrap();
         append_n(&log, 40, 3);
         read_all(&log)
     };
@@ -181,7 +181,7 @@ fn sealed_index_missing_or_garbage_is_rebuilt() {
     reversed.rotate_left(16);
     fs::write(&idx[2], &reversed).unwrap();
 
-    let log = TopicLog::open(disk::real(), dir.path(), small(400)).unwrap();
+    let log = TopicLog::open(Files::real(), dir.path(), small(400)).unwrap();
     assert_eq!(read_all(&log), before);
     for from in 0..40 {
         assert_eq!(
@@ -196,7 +196,7 @@ fn sealed_index_missing_or_garbage_is_rebuilt() {
 #[test]
 fn damaged_records_in_a_sealed_segment_are_skipped_and_the_rest_served() {
     let dir = TempDir::new().unwrap();
-    let log = TopicLog::open(disk::real(), dir.path(), small(400)).unwrap();
+    let log = TopicLog::open(Files::real(), dir.path(), small(400)).unwrap();
     append_n(&log, 30, 1);
     let first = &files(dir.path(), "log")[0];
     let whole = read_all(&log);
@@ -211,7 +211,7 @@ fn damaged_records_in_a_sealed_segment_are_skipped_and_the_rest_served() {
 
     for log in [
         log,
-        TopicLog::open(disk::real(), dir.path(), small(400)).unwrap(),
+        TopicLog::open(Files::real(), dir.path(), small(400)).unwrap(),
     ] {
         assert_eq!(log.next_offset(), 30);
         let read = read_all(&log);

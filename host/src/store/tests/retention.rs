@@ -1,6 +1,6 @@
 //! Retention: whole segments leave from the front by age, size and count.
 
-use crate::disk;
+use crate::store::Files;
 use std::path::Path;
 
 use tempfile::TempDir;
@@ -18,7 +18,7 @@ fn retention_log(dir: &Path, retention: Retention) -> TopicLog {
         retention,
         ..three_per_segment()
     };
-    let log = TopicLog::open(disk::real(), dir, config).unwrap();
+    let log = TopicLog::open(Files::real(), dir, config).unwrap();
     // Segment k holds offsets 3k..3k+3, all stamped 1000 * k.
     for i in 0..30i64 {
         log.append(vec![rec(&format!("{i:030}"))], (i / 3) * 1000)
@@ -57,7 +57,7 @@ fn retention_by_age() {
     assert_eq!(below.next_offset, 30);
     assert_eq!(log.append(vec![rec("next")], 0).unwrap()[0].offset, 30);
     drop(log);
-    let log = TopicLog::open(disk::real(), dir.path(), three_per_segment()).unwrap();
+    let log = TopicLog::open(Files::real(), dir.path(), three_per_segment()).unwrap();
     assert_eq!((log.start_offset(), log.next_offset()), (27, 31));
 }
 
@@ -74,7 +74,7 @@ fn retention_by_bytes() {
         },
         ..three_per_segment()
     };
-    let log = TopicLog::open(disk::real(), dir.path(), config).unwrap();
+    let log = TopicLog::open(Files::real(), dir.path(), config).unwrap();
     let outcome = log.apply_retention(0).unwrap();
     // Kafka semantics: keep at least max_bytes, so 4 segments remain.
     assert_eq!(outcome.segments_removed, 6);

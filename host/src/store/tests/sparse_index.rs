@@ -1,7 +1,7 @@
 //! Lookups through the sparse index: by time, and with index entries that
 //! lie about the records they name.
 
-use crate::disk;
+use crate::store::Files;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -12,7 +12,7 @@ use super::*;
 #[test]
 fn offset_for_timestamp_uses_index_and_scan() {
     let dir = TempDir::new().unwrap();
-    let log = TopicLog::open(disk::real(), dir.path(), small(500)).unwrap();
+    let log = TopicLog::open(Files::real(), dir.path(), small(500)).unwrap();
     // Offsets 0..50 with timestamps 100, 100, 110, 110, ... (pairs).
     for i in 0..50 {
         log.append(vec![rec(&format!("m{i}"))], 100 + (i / 2) * 10)
@@ -40,7 +40,7 @@ fn offset_for_timestamp_uses_index_and_scan() {
 
 /// Ten records in one segment, stamped 100, 110, ..., with an index entry every other record.
 fn sparse_index_log(dir: &Path) -> (Vec<Record>, PathBuf) {
-    let log = TopicLog::open(disk::real(), dir, sparse_config()).unwrap();
+    let log = TopicLog::open(Files::real(), dir, sparse_config()).unwrap();
     for i in 0..10 {
         log.append(vec![rec(&format!("m{i:04}"))], 100 + i * 10)
             .unwrap();
@@ -93,7 +93,7 @@ fn index_timestamps_that_lie_do_not_skip_records() {
     let dir = TempDir::new().unwrap();
     let (_, idx) = sparse_index_log(dir.path());
     patch_entry(&idx, 2, |_, _, ts| *ts = 121);
-    let log = TopicLog::open(disk::real(), dir.path(), sparse_config()).unwrap();
+    let log = TopicLog::open(Files::real(), dir.path(), sparse_config()).unwrap();
     assert_eq!(log.offset_for_timestamp(130).unwrap(), 3);
     assert_eq!(answers(&log), want);
 
@@ -102,7 +102,7 @@ fn index_timestamps_that_lie_do_not_skip_records() {
     let (_, idx) = sparse_index_log(dir.path());
     let good = fs::read(&idx).unwrap();
     patch_entry(&idx, 4, |_, _, ts| *ts = 161);
-    let log = TopicLog::open(disk::real(), dir.path(), sparse_config()).unwrap();
+    let log = TopicLog::open(Files::real(), dir.path(), sparse_config()).unwrap();
     assert_eq!(answers(&log), want);
     assert_eq!(fs::read(&idx).unwrap(), good);
 
@@ -110,7 +110,7 @@ fn index_timestamps_that_lie_do_not_skip_records() {
     let dir = TempDir::new().unwrap();
     let (_, idx) = sparse_index_log(dir.path());
     patch_entry(&idx, 0, |_, _, ts| *ts = -5);
-    let log = TopicLog::open(disk::real(), dir.path(), sparse_config()).unwrap();
+    let log = TopicLog::open(Files::real(), dir.path(), sparse_config()).unwrap();
     assert_eq!(log.info().oldest_timestamp_ms, Some(100));
     assert_eq!(answers(&log), want);
     assert_eq!(fs::read(&idx).unwrap(), good);
@@ -124,7 +124,7 @@ fn index_positions_that_lie_do_not_fail_reads() {
         let dir = TempDir::new().unwrap();
         let (records, idx) = sparse_index_log(dir.path());
         patch_entry(&idx, entry, |_, pos, _| *pos += 3);
-        let log = TopicLog::open(disk::real(), dir.path(), sparse_config()).unwrap();
+        let log = TopicLog::open(Files::real(), dir.path(), sparse_config()).unwrap();
         for r in &records {
             assert_eq!(&log.read(r.offset, 1, 0).unwrap().records[0], r);
         }
@@ -133,7 +133,7 @@ fn index_positions_that_lie_do_not_fail_reads() {
         let dir = TempDir::new().unwrap();
         let (records, idx) = sparse_index_log(dir.path());
         patch_entry(&idx, entry, |rel, _, _| *rel += 1);
-        let log = TopicLog::open(disk::real(), dir.path(), sparse_config()).unwrap();
+        let log = TopicLog::open(Files::real(), dir.path(), sparse_config()).unwrap();
         for r in &records {
             assert_eq!(&log.read(r.offset, 1, 0).unwrap().records[0], r);
             assert_eq!(log.offset_for_timestamp(r.timestamp_ms).unwrap(), r.offset);
