@@ -103,6 +103,10 @@ impl BrokerError {
             BrokerError::TopicNotFound(_) => ErrorCode::TopicNotFound,
             BrokerError::TopicExists(_) => ErrorCode::TopicExists,
             BrokerError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            BrokerError::Storage {
+                source: StoreError::Full { .. },
+                ..
+            } => ErrorCode::StorageFull,
             BrokerError::Storage { .. } => ErrorCode::Storage,
             BrokerError::LimitExceeded(_) => ErrorCode::LimitExceeded,
             BrokerError::SubscriptionExists(_) => ErrorCode::SubscriptionExists,

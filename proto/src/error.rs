@@ -58,6 +58,9 @@ pub enum ErrorCode {
     Storage = 200,
     /// The broker is shutting down.
     ShuttingDown = 201,
+    /// The disk (or the quota) is full: nothing was stored. Writing
+    /// resumes by itself when space comes back, so a later retry can work.
+    StorageFull = 202,
     /// An unexpected broker error.
     Internal = 255,
 }
@@ -88,6 +91,7 @@ impl ErrorCode {
         ErrorCode::StaleSettle,
         ErrorCode::Storage,
         ErrorCode::ShuttingDown,
+        ErrorCode::StorageFull,
         ErrorCode::Internal,
     ];
 
@@ -127,6 +131,7 @@ impl ErrorCode {
             ErrorCode::StaleSettle => "stale_settle",
             ErrorCode::Storage => "storage",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::StorageFull => "storage_full",
             ErrorCode::Internal => "internal",
         }
     }

@@ -154,8 +154,26 @@ impl PendingPublish {
     pub async fn wait(self) -> Result<PublishAck, BrokerError> {
         let mut places: Vec<Vec<(StoredAt, Option<String>)>> =
             vec![Vec::new(); self.rejected.len()];
+        let mut rejected = self.rejected;
+        let several = self.appends.len() > 1;
+        let mut stored_any = false;
+        let mut first_error = None;
         for (topic, meta, ticket) in self.appends {
-            let appended = ticket.await.map_err(|e| BrokerError::store(&topic, e))?;
+            let appended = match ticket.await {
+                Ok(appended) => appended,
+                // Several topics are not one transaction: when one fails
+                // after another was stored, each message says which.
+                Err(e) if several => {
+                    let error = BrokerError::store(&topic, e);
+                    for (origin, _) in &meta {
+                        rejected[*origin] = Some(format!("not stored: {error}"));
+                    }
+                    first_error.get_or_insert(error);
+                    continue;
+                }
+                Err(e) => return Err(BrokerError::store(&topic, e)),
+            };
+            stored_any = true;
             for ((origin, dead), appended) in meta.into_iter().zip(appended) {
                 let at = StoredAt {
                     topic: topic.clone(),
@@ -165,9 +183,12 @@ impl PendingPublish {
                 places[origin].push((at, dead));
             }
         }
+        if let (false, Some(error)) = (stored_any, first_error) {
+            return Err(error);
+        }
         let outcomes = places
             .into_iter()
-            .zip(self.rejected)
+            .zip(rejected)
             .map(|(places, rejected)| outcome(places, rejected))
             .collect();
         Ok(PublishAck { outcomes })
@@ -225,7 +246,7 @@ impl Broker {
                     .collect(),
             },
         };
-        let appends = self.append_plan(plan).await?;
+        let appends = self.append_plan(plan, &mut rejected).await?;
         Ok(PendingPublish { appends, rejected })
     }
 
@@ -318,8 +339,15 @@ impl Broker {
     }
 
     /// Resolves every destination first (a publish that fails must not have
-    /// stored part of its messages), then appends to each in order.
-    async fn append_plan(&self, plan: Plan) -> Result<Vec<Append>, BrokerError> {
+    /// stored part of its messages), then appends to each in order. Each
+    /// topic takes its messages all or nothing; across topics there is no
+    /// transaction, so when the disk fails or fills between two of them the
+    /// messages of the refused topic are answered as not stored, one by one.
+    async fn append_plan(
+        &self,
+        plan: Plan,
+        rejected: &mut [Option<String>],
+    ) -> Result<Vec<Append>, BrokerError> {
         for (destination, _) in &plan.by_topic {
             self.resolve_topic(destination, dead_letter::is_dead_letter_topic(destination))
                 .await?;
@@ -330,13 +358,19 @@ impl Broker {
                 .into_iter()
                 .map(|(origin, record, dead)| ((origin, dead), record))
                 .unzip();
-            let ticket = self
-                .inner
-                .store
-                .append(&destination, records)
-                .await
-                .map_err(|e| BrokerError::store(&destination, e))?;
-            appends.push((destination, meta, ticket));
+            match self.inner.store.append(&destination, records).await {
+                Ok(ticket) => appends.push((destination, meta, ticket)),
+                // Nothing stored yet: the publish fails whole.
+                Err(e) if appends.is_empty() => return Err(BrokerError::store(&destination, e)),
+                // Some topics took their messages already: these are
+                // refused one by one (see `PendingPublish::wait`).
+                Err(e) => {
+                    let error = BrokerError::store(&destination, e);
+                    for (origin, _) in meta {
+                        rejected[origin] = Some(format!("not stored: {error}"));
+                    }
+                }
+            }
         }
         Ok(appends)
     }

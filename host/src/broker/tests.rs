@@ -41,6 +41,10 @@ fn plugin_path(file: &str) -> String {
 }
 
 async fn broker(extra_toml: &str) -> Harness {
+    broker_on(crate::disk::real(), extra_toml).await
+}
+
+async fn broker_on(disk: crate::disk::SharedDisk, extra_toml: &str) -> Harness {
     let dir = TempDir::new().expect("temp dir");
     let text = format!(
         "[server]\ndata_dir = {:?}\n{extra_toml}",
@@ -49,7 +53,10 @@ async fn broker(extra_toml: &str) -> Harness {
     let config = Config::parse(&text, "test").expect("valid config");
     let plugins = Arc::new(PluginRegistry::load(&config).expect("plugins load"));
     let metrics = Arc::new(Metrics::default());
-    let options = LocalOptions::from_config(&config);
+    let options = LocalOptions {
+        disk,
+        ..LocalOptions::from_config(&config)
+    };
     let store_metrics = metrics.clone();
     let store = tokio::task::spawn_blocking(move || LocalStore::open(options, store_metrics))
         .await
@@ -401,4 +408,46 @@ async fn a_group_delivers_each_message_once_and_an_ack_moves_its_floor() {
         ErrorCode::UnknownDelivery
     );
     h.broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_to_several_topics_says_which_were_stored_when_one_fails() {
+    use crate::disk::fault::{Call, Fault, FaultDisk, ENOSPC};
+    let faults = FaultDisk::new(crate::disk::real());
+    let h = broker_on(Arc::new(faults.clone()), "").await;
+    publish(
+        &h.broker,
+        vec![message("multi.a", "a0"), message("multi.b", "b0")],
+    )
+    .await;
+    faults.inject(Call::Write, "topics/multi.b/", Fault::Errno(ENOSPC), None);
+    let ack = publish(
+        &h.broker,
+        vec![
+            message("multi.a", "a1"),
+            message("multi.b", "b1"),
+            message("multi.a", "a2"),
+        ],
+    )
+    .await;
+    assert!(matches!(&ack.outcomes[0], MessageOutcome::Stored(at) if at[0].offset == 1));
+    assert!(
+        matches!(&ack.outcomes[1], MessageOutcome::Rejected(reason) if reason.contains("storage full")),
+        "{:?}",
+        ack.outcomes[1]
+    );
+    assert!(matches!(&ack.outcomes[2], MessageOutcome::Stored(at) if at[0].offset == 2));
+    // Only the full topic's publishes fail outright; the space comes back.
+    let full = publish_as(
+        &h.broker,
+        vec![message("multi.b", "b2")],
+        &Principal::anonymous(),
+    )
+    .await;
+    assert_eq!(full.err().map(|e| e.code()), Some(ErrorCode::StorageFull));
+    faults.clear();
+    assert_eq!(
+        places(&publish(&h.broker, vec![message("multi.b", "b3")]).await),
+        [("multi.b".to_owned(), 1)]
+    );
 }
