@@ -294,3 +294,57 @@ async fn a_log_that_came_back_shorter_does_not_hide_new_messages() {
     groups2.shutdown().await;
     store2.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_interval_the_journal_is_fsynced_within_the_interval() {
+    use super::journal::decode_entries;
+    use super::state::Event;
+    use crate::disk::sim::{Crash, SimDisk};
+    use crate::disk::Disk;
+    let disk = SimDisk::new();
+    let data = Path::new("/data");
+    disk::create_dir_durably(&disk, data).expect("data dir");
+    let shared: SharedDisk = Arc::new(disk.clone());
+    let store = store(shared.clone(), data).await;
+    store.ensure_topic("i").await.expect("topic");
+    publish(&*store, "i", &["x"]).await;
+    let groups = LocalGroups::open(
+        store.clone(),
+        GroupsOptions {
+            disk: shared,
+            dir: data.join("groups"),
+            fsync: FsyncPolicy::Interval,
+            fsync_interval: Duration::from_millis(20),
+        },
+    )
+    .await
+    .expect("groups open");
+    groups.open("g", "i", patient()).await.expect("group");
+    let mut member = join(&groups, "g");
+    let d = next(&mut member).await;
+    ack(&groups, &member, &[&d]).await;
+    // Bounded: the ack reaches the disk within a few intervals.
+    let durable_ack = || {
+        let after = SimDisk::crash(&disk.now(), Crash::DurableOnly);
+        after
+            .read(Path::new("/data/groups/g/journal"))
+            .map(|bytes| {
+                decode_entries(&bytes)
+                    .events
+                    .iter()
+                    .any(|e| matches!(e, Event::Settled { offset: 0, .. }))
+            })
+            .unwrap_or(false)
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !durable_ack() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the journal was never fsynced"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(member);
+    groups.shutdown().await;
+    store.shutdown().await;
+}
