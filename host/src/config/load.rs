@@ -127,6 +127,15 @@ impl Config {
                 "limits.max_in_flight_requests, max_connections, max_connections_per_principal and max_batch_messages must be above zero",
             );
         }
+        if self.limits.subscriber_buffer_messages == 0 {
+            return invalid("limits.subscriber_buffer_messages must be above zero");
+        }
+        if self.storage.max_open_files == 0 {
+            return invalid("storage.max_open_files must be above zero");
+        }
+        if self.storage.dedup_max_bytes < 4096 {
+            return invalid("storage.dedup_max_bytes must be at least 4096");
+        }
         if self.limits.handshake_timeout.is_zero() || self.limits.idle_timeout.is_zero() {
             return invalid("limits.handshake_timeout and limits.idle_timeout must be above zero");
         }

@@ -82,3 +82,27 @@ fn bad_value_is_named() {
     let err = Config::parse("[limits]\nmax_frame_bytes = 10\n", "<test>").unwrap_err();
     assert!(err.to_string().contains("max_frame_bytes"), "{err}");
 }
+
+#[test]
+fn storage_and_buffer_bounds_must_be_usable() {
+    for (toml, named) in [
+        (
+            "[limits]\nsubscriber_buffer_messages = 0\n",
+            "subscriber_buffer_messages",
+        ),
+        ("[storage]\nmax_open_files = 0\n", "max_open_files"),
+        ("[storage]\ndedup_max_bytes = 10\n", "dedup_max_bytes"),
+    ] {
+        let err = Config::parse(toml, "<test>").unwrap_err();
+        assert!(err.to_string().contains(named), "{toml}: {err}");
+    }
+    let c = Config::parse(
+        "[storage]\nmax_open_files = 8\ndedup_max_bytes = 65536\n",
+        "<test>",
+    )
+    .unwrap();
+    assert_eq!(
+        (c.storage.max_open_files, c.storage.dedup_max_bytes),
+        (8, 65536)
+    );
+}
