@@ -371,14 +371,7 @@ impl Segment {
         if self.synced_len.load(Ordering::Acquire) >= len {
             return Ok(());
         }
-        self.file
-            .file()?
-            .sync()
-            .map_err(|e| StoreError::io("fsync", &self.log_path, e))?;
-        self.idx_file
-            .file()?
-            .sync()
-            .map_err(|e| StoreError::io("fsync", &self.idx_path, e))?;
+        self.sync_now()?;
         self.synced_len.fetch_max(len, Ordering::AcqRel);
         Ok(())
     }

@@ -100,6 +100,17 @@ impl Crash {
         out
     }
 
+    /// Every crash state to check: each point with each of
+    /// [`Crash::variants`]`(mixed)`.
+    pub fn states(
+        points: &[super::Point],
+        mixed: u64,
+    ) -> impl Iterator<Item = (&super::Point, Crash)> {
+        points
+            .iter()
+            .flat_map(move |point| Crash::variants(mixed).into_iter().map(move |c| (point, c)))
+    }
+
     /// The next pseudo-random number (splitmix64).
     fn next(state: &mut u64) -> u64 {
         *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);

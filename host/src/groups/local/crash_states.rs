@@ -108,11 +108,9 @@ async fn every_crash_state_of_a_group_keeps_its_acks_and_its_pending_messages() 
     let mut points = disk.points();
     points.push(disk.now());
     let mut states = 0;
-    for point in &points {
-        for crash in Crash::variants(MIXED) {
-            check(point, crash, &acked).await;
-            states += 1;
-        }
+    for (point, crash) in Crash::states(&points, MIXED) {
+        check(point, crash, &acked).await;
+        states += 1;
     }
     // Reported in the issue notes: how many crash states were checked.
     eprintln!(

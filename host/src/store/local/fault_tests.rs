@@ -64,6 +64,16 @@ fn stored_at(appended: &[Appended]) -> Vec<u64> {
         .collect()
 }
 
+/// A store over real files in a temp dir, through a fault layer.
+async fn faulty_store() -> (TempDir, FaultDisk, LocalStore) {
+    let dir = TempDir::new().expect("temp dir");
+    let faults = FaultDisk::new(disk::real());
+    let store = open_with(options(shared(faults.clone()), dir.path()))
+        .await
+        .expect("opens");
+    (dir, faults, store)
+}
+
 fn sim_data_dir(disk: &SimDisk) -> &'static Path {
     disk::create_dir_durably(disk, Path::new("/data")).expect("data dir");
     Path::new("/data")
@@ -110,11 +120,7 @@ async fn a_failed_fsync_refuses_its_batch_and_the_topic_until_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enospc_from_fsync_fails_the_topic_too() {
-    let dir = TempDir::new().expect("temp dir");
-    let faults = FaultDisk::new(disk::real());
-    let store = open_with(options(shared(faults.clone()), dir.path()))
-        .await
-        .expect("opens");
+    let (dir, faults, store) = faulty_store().await;
     store.ensure_topic("t").await.expect("topic");
     faults.inject(Call::Sync, "topics/t/", Fault::Errno(ENOSPC), Some(1));
     let failed = publish(&store, "t", vec![record("x", Some("x"))]).await;
@@ -142,11 +148,7 @@ async fn enospc_from_fsync_fails_the_topic_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_publishes_and_writing_resumes_when_space_returns() {
-    let dir = TempDir::new().expect("temp dir");
-    let faults = FaultDisk::new(disk::real());
-    let store = open_with(options(shared(faults.clone()), dir.path()))
-        .await
-        .expect("opens");
+    let (dir, faults, store) = faulty_store().await;
     store.ensure_topic("t").await.expect("topic");
     store.ensure_topic("other").await.expect("topic");
     publish(&store, "t", vec![record("before", None)])
@@ -185,11 +187,7 @@ async fn a_full_disk_refuses_publishes_and_writing_resumes_when_space_returns() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_write_leaves_no_stray_record_behind() {
-    let dir = TempDir::new().expect("temp dir");
-    let faults = FaultDisk::new(disk::real());
-    let store = open_with(options(shared(faults.clone()), dir.path()))
-        .await
-        .expect("opens");
+    let (dir, faults, store) = faulty_store().await;
     store.ensure_topic("t").await.expect("topic");
     publish(&store, "t", vec![record("first", None)])
         .await
@@ -229,11 +227,7 @@ fn small_segments() -> TopicSettings {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_segment_whose_creation_failed_is_created_on_the_next_try() {
-    let dir = TempDir::new().expect("temp dir");
-    let faults = FaultDisk::new(disk::real());
-    let store = open_with(options(shared(faults.clone()), dir.path()))
-        .await
-        .expect("opens");
+    let (dir, faults, store) = faulty_store().await;
     store
         .create_topic("t", small_segments())
         .await
@@ -264,11 +258,7 @@ async fn a_segment_whose_creation_failed_is_created_on_the_next_try() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_delete_changes_nothing_and_the_next_one_works() {
-    let dir = TempDir::new().expect("temp dir");
-    let faults = FaultDisk::new(disk::real());
-    let store = open_with(options(shared(faults.clone()), dir.path()))
-        .await
-        .expect("opens");
+    let (dir, faults, store) = faulty_store().await;
     store.ensure_topic("t").await.expect("topic");
     publish(&store, "t", vec![record("a", None)])
         .await
