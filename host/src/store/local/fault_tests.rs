@@ -422,3 +422,25 @@ async fn a_damaged_record_in_the_dedup_window_does_not_stop_startup() {
         .expect("stored");
     store.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_named_topic_from_before_shortened_directories_still_opens() {
+    let dir = TempDir::new().expect("temp dir");
+    let name = format!("{}.old", "x".repeat(240));
+    let topic_dir = dir.path().join("topics").join(&name);
+    std::fs::create_dir_all(&topic_dir).expect("topic dir");
+    std::fs::write(
+        topic_dir.join("topic.json"),
+        r#"{"retention":{"max_age_ms":null,"max_bytes":null,"max_messages":null},"segment_bytes":1048576}"#,
+    )
+    .expect("settings");
+    let store = open_with(options(disk::real(), dir.path()))
+        .await
+        .expect("opens");
+    publish(&store, &name, vec![record("kept", None)])
+        .await
+        .expect("stored");
+    store.delete_topic(&name).await.expect("deleted");
+    assert!(!topic_dir.exists());
+    store.shutdown().await;
+}

@@ -193,7 +193,9 @@ impl LocalStore {
                 }
             };
             let name = file.name.clone().unwrap_or_else(|| entry.name.clone());
-            if check_name(&name).is_err() || dir_name(&name) != entry.name {
+            // A long name's directory is shortened; one made before that
+            // was named after the topic itself, and still opens.
+            if check_name(&name).is_err() || (dir_name(&name) != entry.name && name != entry.name) {
                 tracing::warn!(path = %path.display(), topic = %name, "ignoring a directory whose name does not match its topic");
                 continue;
             }
