@@ -1,12 +1,12 @@
 //! Durability: a clean restart, a SIGKILLed broker, torn and corrupt log tails.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
-use sluice_client::{Client, Delivered, Message, StartPosition};
+use bytes::Bytes;
+use sluice_client::{Message, StartPosition};
+use sluice_tests::history::{publish_until_failure, Ledger, Outgoing};
 use sluice_tests::{
     bounded, bounded_for, collect, fetch_all, offsets, summary, wait_until, ChildBroker, TestBroker,
 };
@@ -68,38 +68,14 @@ async fn data_survives_a_clean_restart() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn payload(i: u64) -> String {
-    format!("crash-{i:08}-{}", "x".repeat((i % 50) as usize))
-}
-
-/// Publishes sequentially numbered messages, `in_flight` at a time, until the
-/// connection fails; records every acknowledged `(offset, payload)`.
-async fn produce(client: Client, acked: Arc<Mutex<Vec<(u64, String)>>>, in_flight: usize) {
-    let mut pending = FuturesUnordered::new();
-    let mut i = 0u64;
-    loop {
-        while pending.len() < in_flight {
-            let client = client.clone();
-            let body = payload(i);
-            i += 1;
-            pending.push(async move {
-                client
-                    .publish("crash.t", body.clone())
-                    .await
-                    .map(|s| (s.offset, body))
-            });
-        }
-        match pending.next().await {
-            Some(Ok(ack)) => acked.lock().unwrap().push(ack),
-            Some(Err(_)) | None => return,
-        }
-    }
+fn payload(i: u64) -> Bytes {
+    Bytes::from(format!("crash-{i:08}-{}", "x".repeat((i % 50) as usize)))
 }
 
 /// How far a producer got, for a timed-out wait: formatted (with the
 /// broker's output, read then) only when the wait fails.
 struct Progress<'a> {
-    acks: usize,
+    acks: u64,
     broker: &'a ChildBroker,
 }
 
@@ -111,39 +87,6 @@ impl std::fmt::Debug for Progress<'_> {
             self.acks,
             self.broker.log()
         )
-    }
-}
-
-fn check_recovered(stored: &[Delivered], acked: &[(u64, String)]) {
-    assert_eq!(
-        offsets(stored),
-        (0..stored.len() as u64).collect::<Vec<_>>(),
-        "offsets are dense from 0"
-    );
-    for (offset, body) in acked {
-        let Some(m) = stored.get(*offset as usize) else {
-            panic!(
-                "acknowledged message at offset {offset} is missing: only {} stored",
-                stored.len()
-            )
-        };
-        assert_eq!(
-            m.payload.as_ref(),
-            body.as_bytes(),
-            "payload at acknowledged offset {offset}"
-        );
-    }
-    // Unacknowledged messages may or may not be there, but whatever is there
-    // is a whole message that was sent, stored once.
-    let mut seen = BTreeMap::new();
-    for m in stored {
-        let text = std::str::from_utf8(&m.payload).expect("utf-8 payload");
-        let n: u64 = text[6..14].parse().expect("numbered payload");
-        assert_eq!(text, payload(n), "stored payload at {}", m.offset);
-        assert!(
-            seen.insert(n, m.offset).is_none(),
-            "message {n} stored twice"
-        );
     }
 }
 
@@ -159,13 +102,38 @@ async fn acknowledged_messages_survive_sigkill() -> anyhow::Result<()> {
     let mut broker = ChildBroker::start(binary, dir.path(), config).await?;
 
     let client = broker.client().await?;
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let producer = tokio::spawn(produce(client.clone(), acked.clone(), 32));
+    // Sequentially numbered messages, 32 at a time, until the broker dies;
+    // the ledger holds every one sent and every ack.
+    let ledger = Arc::new(Mutex::new(Ledger::new()));
+    let producer = tokio::spawn({
+        let (sending, acked) = (ledger.clone(), ledger.clone());
+        let mut next = 0u64;
+        publish_until_failure(
+            client.clone(),
+            32,
+            move || {
+                let body = payload(next);
+                next += 1;
+                sending.lock().unwrap().sent("crash.t", &body);
+                vec![Outgoing {
+                    topic: "crash.t".into(),
+                    id: None,
+                    payload: body,
+                }]
+            },
+            move |batch, stored| {
+                let mut ledger = acked.lock().unwrap();
+                for (message, at) in batch.iter().zip(stored) {
+                    ledger.acked(&message.topic, at.offset, &message.payload);
+                }
+            },
+        )
+    });
     wait_until(
         "400 acks before the kill",
         Duration::from_secs(20),
         || async {
-            let n = acked.lock().unwrap().len();
+            let n = ledger.lock().unwrap().acks();
             assert!(
                 !producer.is_finished(),
                 "producer stopped after {n} acks; broker output:\n{}",
@@ -188,13 +156,26 @@ async fn acknowledged_messages_survive_sigkill() -> anyhow::Result<()> {
     client.connection().close(0u32.into(), b"broker killed");
     bounded("the producer to stop", producer).await?;
     drop(client);
-    let acked = std::mem::take(&mut *acked.lock().unwrap());
-    assert!(acked.len() >= 400);
+    let mut ledger = std::mem::take(&mut *ledger.lock().unwrap());
+    assert!(ledger.acks() >= 400);
 
     broker.restart().await?;
     let client = broker.client().await?;
     let stored = fetch_all(&client, "crash.t", StartPosition::Earliest).await?;
-    check_recovered(&stored, &acked);
+    // Offsets dense from 0, every acked message at its offset with its
+    // bytes; unacked ones may or may not be there, but whatever is there
+    // is a whole message that was sent, stored once.
+    let mut violations = ledger.take_violations();
+    violations.extend(ledger.check_log("crash.t", 0, &stored));
+    assert!(
+        violations.is_empty(),
+        "the recovered log contradicts the acks:\n{}",
+        violations
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     let info = client.topic_info("crash.t").await?;
     assert_eq!(
         (info.start_offset, info.next_offset),
@@ -218,7 +199,7 @@ async fn acknowledged_messages_survive_sigkill() -> anyhow::Result<()> {
     );
     eprintln!(
         "{} acked before SIGKILL, {} recovered",
-        acked.len(),
+        ledger.acks(),
         stored.len()
     );
     Ok(())

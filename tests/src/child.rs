@@ -19,6 +19,9 @@ const START_LIMIT: Duration = Duration::from_secs(30);
 /// probing from crowding out the child's start-up on a small machine.
 const START_PROBE_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Lines of a child's output shown when it fails to start.
+const LOG_TAIL_LINES: usize = 80;
+
 /// Picks a free UDP port on loopback (bind to port 0, read it, release it).
 pub fn free_udp_port() -> anyhow::Result<u16> {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
@@ -93,9 +96,9 @@ impl ChildBroker {
                 .and_then(|c| c.try_wait().ok().flatten())
             {
                 anyhow::bail!(
-                    "{} exited with {status} before accepting clients; its output:\n{}",
+                    "{} exited with {status} before accepting clients; the end of its output:\n{}",
                     self.binary.display(),
-                    self.log()
+                    self.log_tail()
                 );
             }
             match self.client().await {
@@ -105,8 +108,8 @@ impl ChildBroker {
                 }
                 Err(e) if Instant::now() >= deadline => {
                     anyhow::bail!(
-                        "the child broker did not accept clients within {START_LIMIT:?}: {e}; its output:\n{}",
-                        self.log()
+                        "the child broker did not accept clients within {START_LIMIT:?}: {e}; the end of its output:\n{}",
+                        self.log_tail()
                     )
                 }
                 Err(_) => tokio::time::sleep(START_PROBE_INTERVAL).await,
@@ -117,6 +120,14 @@ impl ChildBroker {
     /// What the child printed so far (all runs).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The last [`LOG_TAIL_LINES`] lines of [`log`](Self::log): enough to
+    /// see why the last run failed, after many runs.
+    pub fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
     }
 
     /// The data directory.

@@ -17,18 +17,23 @@
 //!   [`wait_until`]. Every wait in the suite goes through a deadline, and a
 //!   test waits for what it expects to happen, never sleeps then asserts.
 //! - `messages.rs`: reading messages back, [`collect`], [`collect_until`],
-//!   [`fetch_all`], and short forms for assertions.
+//!   [`fetch_all`] ([`fetch_all_within`] for long logs), and short forms
+//!   for assertions.
 //! - `command.rs`: [`run_command`], the command line run to its end, bounded.
+//! - `history/`: the history checker of crash tests (`e2e/crash.rs` and the
+//!   `sluice-crash-test` binary): what clients sent and were acked, what a
+//!   group delivered and confirmed, checked against what the broker holds.
 //! - here: [`init_tracing`] (logs of the broker and client, filtered by
 //!   `RUST_LOG`, captured per test) and [`plugin_dist`].
 //!
-//! Dependencies point one way: `wait` imports nothing of the harness;
-//! `messages`, `broker`, `raw` and `command` use `wait`; `child` and `steady`
-//! build on those.
+//! Dependencies point one way: `wait`, `messages` and `history` import
+//! nothing of the harness; `broker`, `raw` and `command` use `wait`;
+//! `child` and `steady` build on those.
 
 mod broker;
 mod child;
 mod command;
+pub mod history;
 mod messages;
 mod raw;
 mod steady;
@@ -40,7 +45,7 @@ use std::sync::Once;
 pub use broker::{client_options, TestBroker};
 pub use child::{free_udp_port, ChildBroker};
 pub use command::{run_command, CommandOutput};
-pub use messages::{collect, collect_until, fetch_all, now_ms, offsets, summary};
+pub use messages::{collect, collect_until, fetch_all, fetch_all_within, now_ms, offsets, summary};
 pub use raw::{raw_tls_config, RawClient, RawControl};
 pub use steady::Steady;
 pub use wait::{bounded, bounded_for, wait_until, WAIT};

@@ -2,12 +2,10 @@
 //! one, or everything a topic stores; and short forms of them for
 //! readable assertions.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use sluice_client::{Client, Delivered, StartPosition, Subscription};
-
-use crate::wait::bounded;
 
 /// How long [`fetch_all`] may take in all, batch after batch.
 const FETCH_ALL_LIMIT: Duration = Duration::from_secs(20);
@@ -95,22 +93,35 @@ pub async fn fetch_all(
     topic: &str,
     from: StartPosition,
 ) -> anyhow::Result<Vec<Delivered>> {
+    fetch_all_within(client, topic, from, FETCH_ALL_LIMIT).await
+}
+
+/// [`fetch_all`] bounded by `limit` in all (a long log needs longer); an
+/// error when it takes longer.
+pub async fn fetch_all_within(
+    client: &Client,
+    topic: &str,
+    from: StartPosition,
+    limit: Duration,
+) -> anyhow::Result<Vec<Delivered>> {
     let mut out = Vec::new();
     let mut position = from;
-    let deadline = Instant::now() + FETCH_ALL_LIMIT;
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
-        let batch = bounded("a fetch", client.fetch(topic, position, 1000))
+        let batch = tokio::time::timeout_at(deadline, client.fetch(topic, position, 1000))
             .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "fetching {topic} did not finish within {limit:?} ({} messages read)",
+                    out.len()
+                )
+            })?
             .with_context(|| format!("fetch {topic} from {position:?}"))?;
         let done = batch.messages.is_empty() || batch.next_offset >= batch.end_offset;
         out.extend(batch.messages);
         if done {
             return Ok(out);
         }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "fetching {topic} did not finish in time"
-        );
         position = StartPosition::Offset(batch.next_offset);
     }
 }

@@ -15,11 +15,16 @@
 //!   `fuzz/` (the frame decoder, log recovery) for SECS seconds (default
 //!   60), installing cargo-fuzz if missing; prints executions and verdict
 //!   per target and fails if one found a crash. Not part of `test`.
+//! - `cargo xtask crash-test [--rounds N] [--seconds-per-round S] [--seed N]`:
+//!   SIGKILL rounds (default 100) under publish and consume load, checked
+//!   by a history checker outside the broker; builds in release, prints a
+//!   line per round, fails on any violation. Not part of `test`.
 //! - `cargo xtask house [--max-lines N] [DIR...]`: dependency circles among
 //!   sibling modules and source files over N lines (default 600) in the
 //!   workspace crates and the example plugins (or in the DIRs named);
 //!   fails if it finds any.
 
+mod crash_test;
 mod fuzz;
 mod house;
 mod vs_nats;
@@ -154,15 +159,16 @@ fn main() -> anyhow::Result<()> {
         "run" => serve(rest),
         "bench-vs-nats" => vs_nats::bench_vs_nats(rest),
         "fuzz" => fuzz::fuzz(rest),
+        "crash-test" => crash_test::crash_test(rest),
         "house" => house::house(rest),
         "help" | "--help" | "-h" => {
             eprintln!(
-                "usage: cargo xtask <setup | plugins | test [cargo test args] | run [sluice serve args] | bench-vs-nats [--count N] | fuzz [--time SECS] [TARGET...] | house [--max-lines N] [DIR...]>"
+                "usage: cargo xtask <setup | plugins | test [cargo test args] | run [sluice serve args] | bench-vs-nats [--count N] | fuzz [--time SECS] [TARGET...] | crash-test [--rounds N] [--seconds-per-round S] [--seed N] | house [--max-lines N] [DIR...]>"
             );
             Ok(())
         }
         other => {
-            bail!("unknown xtask command {other:?}; try: setup, plugins, test, run, bench-vs-nats, fuzz, house")
+            bail!("unknown xtask command {other:?}; try: setup, plugins, test, run, bench-vs-nats, fuzz, crash-test, house")
         }
     }
 }
