@@ -365,11 +365,31 @@ fn seed_damages() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// Framings of `group_recovery`: mode byte, a 16-bit split, bytes.
+fn seed_journals() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        (
+            "raw",
+            vec![0, 0, 4, 0x53, 0x4C, 0x47, 0x53, 0x91, 0xA1, 0x74],
+        ),
+        (
+            "checked-snapshot",
+            vec![1, 0, 3, 0x92, 0x80, 0x80, 0x81, 0xA1, 0x74],
+        ),
+        (
+            "framed-entries",
+            vec![2, 0, 0, 0x81, 0xA9, 0x44, 0x65, 0x6C, 0x69],
+        ),
+        ("damage-between", vec![3, 0, 2, 0xFF, 0x00, 0x81, 0xA7]),
+    ]
+}
+
 /// Writes the seeds of `target` into its corpus (cheap; overwrites).
 fn seed(target: &str) -> anyhow::Result<()> {
     let seeds = match target {
         "frame_decoder" => seed_frames()?,
         "log_recovery" => seed_damages(),
+        "group_recovery" => seed_journals(),
         _ => return Ok(()),
     };
     let dir = fuzz_dir().join("corpus").join(target);
