@@ -20,9 +20,11 @@ use crate::load::{self, lock, History, MemberEnd, GROUP, TOPICS};
 
 /// The broker's settings: acked means fsynced, and small segments so that
 /// rolls happen every round. The de-duplication window is far longer than
-/// any test, so every retry of an unacked message is within it.
+/// a round, so every retry of an unacked message (made in the next round)
+/// is within it; and no longer, since each restart reads the ids of the
+/// whole window back from the log.
 const BROKER_CONFIG: &str =
-    "[storage]\nfsync = \"always\"\nsegment_bytes = 262144\n\n[topics]\ndedup_window = \"1h\"\n";
+    "[storage]\nfsync = \"always\"\nsegment_bytes = 262144\n\n[topics]\ndedup_window = \"2m\"\n";
 /// How long a load task may take to end once its connection is closed.
 const TASK_END_LIMIT: Duration = Duration::from_secs(10);
 /// How long reading a topic back may take (the final check reads it all).
