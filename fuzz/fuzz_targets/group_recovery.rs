@@ -54,12 +54,9 @@ fn store_options(disk: SharedDisk) -> LocalOptions {
 
 async fn open(disk: SharedDisk) -> (Arc<dyn Store>, LocalGroups) {
     let options = store_options(disk.clone());
-    let store = tokio::task::spawn_blocking(move || {
-        LocalStore::open(options, Arc::new(Metrics::default()))
-    })
-    .await
-    .expect("task")
-    .expect("the store opens");
+    let store = LocalStore::open(options, Arc::new(Metrics::default()))
+        .await
+        .expect("the store opens");
     let store: Arc<dyn Store> = Arc::new(store);
     let groups = LocalGroups::open(
         store.clone(),

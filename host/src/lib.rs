@@ -102,9 +102,6 @@ pub enum StartError {
     /// The task that loads the plugins panicked.
     #[error("plugin loading task failed")]
     PluginTask(#[source] JoinError),
-    /// The task that opens the store panicked.
-    #[error("store start-up task failed")]
-    StoreTask(#[source] JoinError),
     /// The topics in the data directory could not be recovered.
     #[error("failed to open the data directory")]
     Store(#[source] store::StoreError),
@@ -364,9 +361,8 @@ async fn open_local_store(
     metrics: std::sync::Arc<metrics::Metrics>,
 ) -> Result<std::sync::Arc<dyn store::Store>, StartError> {
     let options = store::LocalOptions::from_config(config);
-    let store = tokio::task::spawn_blocking(move || store::LocalStore::open(options, metrics))
+    let store = store::LocalStore::open(options, metrics)
         .await
-        .map_err(StartError::StoreTask)?
         .map_err(StartError::Store)?;
     Ok(std::sync::Arc::new(store))
 }

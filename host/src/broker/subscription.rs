@@ -369,12 +369,9 @@ mod tests {
         config.server.data_dir = dir.path().to_owned();
         config.storage.fsync = FsyncPolicy::Never;
         let options = LocalOptions::from_config(&config);
-        let store = tokio::task::spawn_blocking(move || {
-            LocalStore::open(options, Arc::new(Metrics::default()))
-        })
-        .await
-        .expect("open task")
-        .expect("store opens");
+        let store = LocalStore::open(options, Arc::new(Metrics::default()))
+            .await
+            .expect("store opens");
         Arc::new(store)
     }
 

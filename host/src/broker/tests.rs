@@ -58,9 +58,8 @@ async fn broker_on(disk: crate::disk::SharedDisk, extra_toml: &str) -> Harness {
         ..LocalOptions::from_config(&config)
     };
     let store_metrics = metrics.clone();
-    let store = tokio::task::spawn_blocking(move || LocalStore::open(options, store_metrics))
+    let store = LocalStore::open(options, store_metrics)
         .await
-        .expect("open task")
         .expect("store opens");
     let store: Arc<dyn Store> = Arc::new(store);
     let groups = LocalGroups::open(store.clone(), GroupsOptions::from_config(&config))

@@ -38,12 +38,9 @@ fn test_store_options(disk: SharedDisk, data: &Path) -> LocalOptions {
 /// A store on `disk` in `data`.
 pub(super) async fn store(disk: SharedDisk, data: &Path) -> Arc<dyn Store> {
     let options = test_store_options(disk, data);
-    let store = tokio::task::spawn_blocking(move || {
-        LocalStore::open(options, Arc::new(Metrics::default()))
-    })
-    .await
-    .expect("open task")
-    .expect("store opens");
+    let store = LocalStore::open(options, Arc::new(Metrics::default()))
+        .await
+        .expect("store opens");
     Arc::new(store)
 }
 
@@ -251,12 +248,9 @@ async fn a_log_that_came_back_shorter_does_not_hide_new_messages() {
             fsync: FsyncPolicy::Never,
             ..test_store_options(shared.clone(), data)
         };
-        let store = tokio::task::spawn_blocking(move || {
-            LocalStore::open(options, Arc::new(Metrics::default()))
-        })
-        .await
-        .expect("task")
-        .expect("opens");
+        let store = LocalStore::open(options, Arc::new(Metrics::default()))
+            .await
+            .expect("opens");
         Arc::new(store) as Arc<dyn Store>
     };
     publish(&*lax, "s", &["lost-0", "lost-1", "lost-2"]).await;

@@ -131,10 +131,20 @@ struct Inner {
 }
 
 impl LocalStore {
-    /// Opens every topic under `<data_dir>/topics` (recovering their logs)
-    /// and starts the committers and the retention and fsync jobs. Blocking:
-    /// call from the blocking pool, inside a tokio runtime.
-    pub fn open(options: LocalOptions, metrics: Arc<Metrics>) -> Result<LocalStore, StoreError> {
+    /// Opens every topic under `<data_dir>/topics` (recovering their logs,
+    /// on the blocking pool) and starts the committers and the retention
+    /// and fsync jobs.
+    pub async fn open(
+        options: LocalOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<LocalStore, StoreError> {
+        tokio::task::spawn_blocking(move || LocalStore::recover(options, metrics))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// [`LocalStore::open`]'s file work (blocking).
+    fn recover(options: LocalOptions, metrics: Arc<Metrics>) -> Result<LocalStore, StoreError> {
         let topics_dir = options.data_dir.join("topics");
         disk::create_dir_durably(&*options.disk, &topics_dir)
             .map_err(|e| StoreError::io("create", &topics_dir, e))?;

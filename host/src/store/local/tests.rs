@@ -43,9 +43,7 @@ pub(super) fn options(disk: SharedDisk, data_dir: &Path) -> LocalOptions {
 
 /// Opens a store (on the blocking pool, as the broker does).
 pub(super) async fn open_with(options: LocalOptions) -> Result<LocalStore, StoreError> {
-    tokio::task::spawn_blocking(move || LocalStore::open(options, Arc::new(Metrics::default())))
-        .await
-        .expect("open task")
+    LocalStore::open(options, Arc::new(Metrics::default())).await
 }
 
 async fn open(dir: &TempDir) -> LocalStore {
