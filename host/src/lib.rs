@@ -17,6 +17,7 @@
 //! - [`dead_letter`] - dead-letter topics and headers.
 //! - [`sync`] - lock helpers.
 //! - [`plugin`] - the wasmtime host: plugins and pipelines.
+//! - [`nats`] - cluster mode's connection to NATS JetStream and its checks.
 //! - [`metrics`] - Prometheus metrics, served by the admin listener.
 //! - [`cli`] - the subcommands of the `sluice` binary.
 //!
@@ -34,6 +35,7 @@ pub mod disk;
 pub mod error;
 pub mod groups;
 pub mod metrics;
+pub mod nats;
 pub mod plugin;
 pub mod server;
 pub mod store;
@@ -103,8 +105,11 @@ pub enum StartError {
     #[error("plugin loading task failed")]
     PluginTask(#[source] JoinError),
     /// The topics in the data directory could not be recovered.
-    #[error("failed to open the data directory")]
+    #[error("failed to open the topics")]
     Store(#[source] store::StoreError),
+    /// Cluster mode: the NATS JetStream cluster is not usable.
+    #[error("cannot start in cluster mode")]
+    Cluster(#[source] nats::NatsError),
     /// The consumer groups in the data directory could not be recovered.
     #[error("failed to recover the consumer groups")]
     Groups(#[source] error::BrokerError),
@@ -240,18 +245,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let quic = server::tls::quic_config(&identity, &config.limits, auth.tls_client_verifier())?;
     let plugins = load_plugins(&config).await?;
     let metrics = std::sync::Arc::new(metrics::Metrics::default());
-    let store = open_local_store(&config, metrics.clone()).await?;
-    let groups =
-        groups::LocalGroups::open(store.clone(), groups::GroupsOptions::from_config(&config))
-            .await
-            .map_err(StartError::Groups)?;
-    let broker = broker::Broker::new(
-        config.clone(),
-        store,
-        std::sync::Arc::new(groups),
-        plugins.clone(),
-        metrics,
-    );
+    let (store, groups) = match &config.cluster {
+        Some(cluster) => open_cluster(&config, cluster).await?,
+        None => open_local(&config, metrics.clone()).await?,
+    };
+    let broker = broker::Broker::new(config.clone(), store, groups, plugins.clone(), metrics);
     let endpoint =
         sluice_client::transport::endpoint(config.server.listen, Some(quic)).map_err(|source| {
             StartError::Listen {
@@ -355,16 +353,65 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     })
 }
 
-/// Opens (recovering) the data directory's topics, off the async workers.
-async fn open_local_store(
+/// Where topics and groups are kept: the store and the groups backend.
+type Backends = (
+    std::sync::Arc<dyn store::Store>,
+    std::sync::Arc<dyn groups::Groups>,
+);
+
+/// One machine: the data directory's topics and groups (recovered off the
+/// async workers).
+async fn open_local(
     config: &Config,
     metrics: std::sync::Arc<metrics::Metrics>,
-) -> Result<std::sync::Arc<dyn store::Store>, StartError> {
+) -> Result<Backends, StartError> {
     let options = store::LocalOptions::from_config(config);
-    let store = store::LocalStore::open(options, metrics)
+    let store: std::sync::Arc<dyn store::Store> = std::sync::Arc::new(
+        store::LocalStore::open(options, metrics)
+            .await
+            .map_err(StartError::Store)?,
+    );
+    let groups =
+        groups::LocalGroups::open(store.clone(), groups::GroupsOptions::from_config(config))
+            .await
+            .map_err(StartError::Groups)?;
+    Ok((store, std::sync::Arc::new(groups)))
+}
+
+/// Cluster mode: topics and groups in the NATS JetStream cluster, checked
+/// before the node serves.
+async fn open_cluster(
+    config: &Config,
+    cluster: &config::ClusterConfig,
+) -> Result<Backends, StartError> {
+    let node = cluster
+        .node
+        .clone()
+        .unwrap_or_else(|| format!("{}:{}", host_name(), config.server.listen.port()));
+    let nats = nats::Nats::connect(cluster, node.clone())
         .await
-        .map_err(StartError::Store)?;
-    Ok(std::sync::Arc::new(store))
+        .map_err(StartError::Cluster)?;
+    let defaults = store::TopicSettings::defaults(config);
+    let store: std::sync::Arc<dyn store::Store> = std::sync::Arc::new(
+        store::JetStreamStore::open(nats.clone(), defaults)
+            .await
+            .map_err(StartError::Store)?,
+    );
+    let groups = groups::JetStreamGroups::open(nats, store.clone())
+        .await
+        .map_err(StartError::Groups)?;
+    tracing::info!(%node, servers = ?cluster.nats, replicas = cluster.replicas, "cluster mode: topics and groups are kept in NATS JetStream");
+    Ok((store, std::sync::Arc::new(groups)))
+}
+
+/// This machine's name, for the default node name.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "sluice".to_owned())
 }
 
 /// Loads every configured plugin (compiling components off the async

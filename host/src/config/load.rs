@@ -139,6 +139,9 @@ impl Config {
         if self.limits.handshake_timeout.is_zero() || self.limits.idle_timeout.is_zero() {
             return invalid("limits.handshake_timeout and limits.idle_timeout must be above zero");
         }
+        if let Some(cluster) = &self.cluster {
+            cluster.check().map_err(ConfigError::Invalid)?;
+        }
         self.auth.check().map_err(ConfigError::Auth)?;
         check_plugins(&self.plugins, &self.pipelines).map_err(ConfigError::Plugins)
     }

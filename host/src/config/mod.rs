@@ -13,11 +13,13 @@
 //! - `storage` - `[storage]` and `[topics]`: the log on disk and the
 //!   defaults of new topics.
 //! - `auth` - `[auth]` and its principals.
+//! - `cluster` - `[cluster]`: cluster mode over NATS JetStream.
 //! - `plugins` - `[[plugin]]`, `[[pipeline]]` and `[plugins]`.
 //! - `load` - reading, parsing and checking a file, and what a reload
 //!   changes.
 
 mod auth;
+mod cluster;
 mod load;
 mod plugins;
 mod server;
@@ -34,6 +36,7 @@ pub use auth::{
     check_token_hash, AuthConfig, AuthConfigError, AuthMode, PrincipalConfig, TokenHashError,
     ADMIN_RIGHTS,
 };
+pub use cluster::{ClusterConfig, DEFAULT_REPLICAS};
 pub use load::ConfigError;
 pub use plugins::{
     OnError, PipelineConfig, PluginConfig, PluginConfigError, PluginRuntimeConfig,
@@ -69,6 +72,9 @@ pub struct Config {
     /// `[plugins]`: hot reload and version stamping.
     #[serde(rename = "plugins")]
     pub plugin_runtime: PluginRuntimeConfig,
+    /// `[cluster]`: present, the node runs in cluster mode over NATS
+    /// JetStream and keeps no state of its own.
+    pub cluster: Option<ClusterConfig>,
     /// Directory of the config file: relative plugin paths start here.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,

@@ -13,7 +13,9 @@
 //!
 //! - [`policy`]: what happens to a message after a failure; when to wake.
 //! - [`local`]: the local backend.
+//! - [`jetstream`]: the backend of cluster mode, over NATS JetStream.
 
+pub mod jetstream;
 pub mod local;
 pub mod policy;
 
@@ -23,6 +25,7 @@ use futures_util::future::BoxFuture;
 use sluice_proto::{GroupInfo, GroupOptions, SettleAction, StartPosition};
 use tokio::sync::mpsc;
 
+pub use jetstream::JetStreamGroups;
 pub use local::{GroupsOptions, LocalGroups};
 pub use policy::MAX_NACK_DELAY_MS;
 
@@ -166,4 +169,20 @@ pub trait Groups: Send + Sync + 'static {
 
     /// Stops every group, making its state durable.
     fn shutdown(&self) -> BoxFuture<'_, ()>;
+}
+
+/// Stores a dead letter made by the group (no pipeline runs, and the topic
+/// is created whatever `auto_create` says). Completes once committed.
+pub(crate) async fn store_dead_letter(
+    store: &dyn crate::store::Store,
+    topic: &str,
+    record: crate::store::NewRecord,
+) -> Result<u64, crate::store::StoreError> {
+    store.ensure_topic(topic).await?;
+    let ticket = store.append(topic, vec![record]).await?;
+    let appended = ticket.await?;
+    appended
+        .first()
+        .map(|a| a.offset())
+        .ok_or_else(|| crate::store::StoreError::Task("dead letter not appended".into()))
 }

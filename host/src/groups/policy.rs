@@ -109,6 +109,68 @@ pub fn next_wake(
         .min()
 }
 
+/// Why a settlement does not answer the delivery in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Staleness {
+    /// Nobody holds the message: its ack wait ran out or it was nacked,
+    /// and it waits to be delivered again (or to be dead-lettered).
+    NotHeld,
+    /// Another member holds it, as attempt `attempt` (it was delivered
+    /// again, or the settlement came from a connection it was not
+    /// delivered to).
+    OtherMember { attempt: u32 },
+    /// The settling member holds attempt `in_flight`, not `answered`.
+    OtherAttempt { answered: u32, in_flight: u32 },
+}
+
+impl Staleness {
+    /// Whether a settlement by one of `members` for `attempt` (any, if
+    /// `None`) is stale, given the message's `holder` and the attempt
+    /// `in_flight`.
+    pub fn of(
+        holder: Option<u64>,
+        in_flight: u32,
+        members: &[u64],
+        attempt: Option<u32>,
+    ) -> Option<Staleness> {
+        let Some(holder) = holder else {
+            return Some(Staleness::NotHeld);
+        };
+        if !members.contains(&holder) {
+            return Some(Staleness::OtherMember { attempt: in_flight });
+        }
+        match attempt {
+            Some(answered) if answered != in_flight => Some(Staleness::OtherAttempt {
+                answered,
+                in_flight,
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Staleness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Staleness::NotHeld => write!(
+                f,
+                "its delivery ended (ack wait ran out, or its member left) and it waits to be delivered again or dead-lettered"
+            ),
+            Staleness::OtherMember { attempt } => write!(
+                f,
+                "another member holds it (attempt {attempt}): settle it through the consumer it was delivered to"
+            ),
+            Staleness::OtherAttempt {
+                answered,
+                in_flight,
+            } => write!(
+                f,
+                "this settles attempt {answered}, but attempt {in_flight} is in flight"
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +272,48 @@ mod tests {
             next_wake(Some(later), None, true, Some(now)),
             Some(now),
             "the earliest of all"
+        );
+    }
+
+    #[test]
+    fn only_the_holder_settles_the_attempt_in_flight() {
+        // (holder, attempt in flight, settling members, attempt answered)
+        assert_eq!(Staleness::of(Some(1), 1, &[1], Some(1)), None);
+        assert_eq!(Staleness::of(Some(1), 3, &[1], None), None, "any attempt");
+        assert_eq!(Staleness::of(Some(2), 1, &[1, 2], None), None, "any member");
+        assert_eq!(
+            Staleness::of(Some(2), 2, &[1], Some(1)),
+            Some(Staleness::OtherMember { attempt: 2 }),
+            "redelivered to another member"
+        );
+        assert_eq!(
+            Staleness::of(Some(2), 2, &[1], None),
+            Some(Staleness::OtherMember { attempt: 2 })
+        );
+        assert_eq!(
+            Staleness::of(Some(1), 2, &[1], Some(1)),
+            Some(Staleness::OtherAttempt {
+                answered: 1,
+                in_flight: 2
+            }),
+            "redelivered to the same member"
+        );
+        assert_eq!(
+            Staleness::of(Some(1), 2, &[1], Some(3)),
+            Some(Staleness::OtherAttempt {
+                answered: 3,
+                in_flight: 2
+            })
+        );
+        assert_eq!(
+            Staleness::of(None, 1, &[1], Some(1)),
+            Some(Staleness::NotHeld),
+            "ack wait ran out"
+        );
+        assert_eq!(
+            Staleness::of(Some(1), 1, &[], None),
+            Some(Staleness::OtherMember { attempt: 1 }),
+            "no member on the connection"
         );
     }
 }

@@ -70,6 +70,10 @@ pub enum StoreError {
     /// The store is shutting down: nothing more is appended.
     #[error("the store is shutting down")]
     Closed,
+    /// The cluster's storage (NATS JetStream) did not answer or refused:
+    /// the operation may be retried.
+    #[error("cluster storage unavailable: {0}")]
+    Unavailable(String),
     /// A task of the store's failed (panicked or was cancelled).
     #[error("store task failed: {0}")]
     Task(String),

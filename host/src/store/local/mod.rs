@@ -11,15 +11,12 @@
 //!
 //! - [`topic`]: one topic's log, de-duplication and committer.
 //! - [`dedup`]: message ids within the de-duplication window.
-//! - [`registry`]: which feeds want which topics.
 
 mod dedup;
-mod registry;
 mod topic;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -36,11 +33,11 @@ use super::feed::Feed;
 use super::files::Files;
 use super::log::ReadBatch;
 use super::record::NewRecord;
+use super::registry::SubscriberRegistry;
 use crate::config::FsyncPolicy;
 use crate::disk::{self, SharedDisk};
 use crate::metrics::Metrics;
 use crate::sync::{read, write};
-use registry::SubscriberRegistry;
 use topic::{Topic, TopicFile};
 
 /// Topic events kept for receivers that fall behind.
@@ -119,7 +116,6 @@ struct Inner {
     /// which runs on the blocking pool; appends never take it).
     admin: tokio::sync::Mutex<()>,
     registry: Arc<SubscriberRegistry>,
-    next_feed: AtomicU64,
     /// Bumped after every commit.
     commits: Arc<watch::Sender<u64>>,
     events: broadcast::Sender<TopicEvent>,
@@ -156,7 +152,6 @@ impl LocalStore {
                 topics: RwLock::new(HashMap::new()),
                 admin: tokio::sync::Mutex::new(()),
                 registry: Arc::new(SubscriberRegistry::default()),
-                next_feed: AtomicU64::new(1),
                 commits: Arc::new(watch::channel(0).0),
                 events: broadcast::channel(EVENT_BUFFER).0,
                 metrics,
@@ -541,20 +536,7 @@ impl Store for LocalStore {
     }
 
     fn feed(&self, pattern: Pattern, max_queued: usize) -> Feed {
-        let id = self.inner.next_feed.fetch_add(1, Ordering::Relaxed);
-        let registry = Arc::downgrade(&self.inner.registry);
-        let (inbox, feed) = Feed::new(
-            id,
-            pattern,
-            max_queued,
-            Box::new(move |id| {
-                if let Some(registry) = registry.upgrade() {
-                    registry.unregister(id);
-                }
-            }),
-        );
-        self.inner.registry.register(inbox);
-        feed
+        self.inner.registry.feed(pattern, max_queued)
     }
 
     fn feeds(&self) -> usize {

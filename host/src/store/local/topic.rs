@@ -17,9 +17,9 @@ use tokio::sync::{oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::dedup::DedupIndex;
-use super::registry::{FanoutCache, SubscriberRegistry};
 use crate::config::FsyncPolicy;
 use crate::disk;
+use crate::store::registry::{FanoutCache, SubscriberRegistry};
 use crate::store::{
     now_ms, Appended, Files, LogConfig, NewRecord, ReadBatch, Record, Retention, StoreError,
     StoredBatch, TopicLog, TopicMeta, TopicSettings,

@@ -1,11 +1,13 @@
-//! Which feeds want which topics: the local store's fan-out of committed
-//! batches. A generation number lets each topic cache the inboxes that
+//! Which feeds want which topics: the fan-out of committed batches, shared
+//! by both backends. A generation number lets each topic cache the inboxes that
 //! match it, so a commit does no pattern matching.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::store::feed::Inbox;
+use sluice_proto::Pattern;
+
+use crate::store::feed::{Feed, Inbox};
 use crate::sync::{lock, read, write};
 
 /// Every live feed's inbox.
@@ -13,15 +15,32 @@ use crate::sync::{lock, read, write};
 pub(crate) struct SubscriberRegistry {
     inboxes: RwLock<Vec<Arc<Inbox>>>,
     generation: AtomicU64,
+    /// The id of the last feed made.
+    last_id: AtomicU64,
 }
 
 impl SubscriberRegistry {
-    pub fn register(&self, inbox: Arc<Inbox>) {
+    /// A new feed on `pattern` (see [`Feed::new`]), offered every batch of
+    /// the topics it matches until it is dropped.
+    pub fn feed(self: &Arc<Self>, pattern: Pattern, max_queued: usize) -> Feed {
+        let id = self.last_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let registry = Arc::downgrade(self);
+        let (inbox, feed) = Feed::new(
+            id,
+            pattern,
+            max_queued,
+            Box::new(move |id| {
+                if let Some(registry) = registry.upgrade() {
+                    registry.unregister(id);
+                }
+            }),
+        );
         write(&self.inboxes).push(inbox);
         self.generation.fetch_add(1, Ordering::SeqCst);
+        feed
     }
 
-    pub fn unregister(&self, id: u64) {
+    fn unregister(&self, id: u64) {
         write(&self.inboxes).retain(|s| s.id() != id);
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
