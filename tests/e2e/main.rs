@@ -9,6 +9,7 @@ mod crash;
 mod dedup;
 mod groups;
 mod metrics;
+mod nats_harness;
 mod pipelines;
 mod plugin_sdk;
 mod pubsub;

