@@ -5,6 +5,7 @@
 mod admin;
 mod bad_input;
 mod bench;
+mod cluster;
 mod crash;
 mod dedup;
 mod groups;
