@@ -17,6 +17,7 @@
 //! - [`dead_letter`] - dead-letter topics and headers.
 //! - [`sync`] - lock helpers.
 //! - [`plugin`] - the wasmtime host: plugins and pipelines.
+//! - [`cluster`] - what cluster nodes share beyond storage: plugins.
 //! - [`nats`] - cluster mode's connection to NATS JetStream and its checks.
 //! - [`metrics`] - Prometheus metrics, served by the admin listener.
 //! - [`cli`] - the subcommands of the `sluice` binary.
@@ -28,6 +29,7 @@
 pub mod auth;
 pub mod broker;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod dead_letter;
 pub mod delivery;
@@ -107,6 +109,9 @@ pub enum StartError {
     /// The topics in the data directory could not be recovered.
     #[error("failed to open the topics")]
     Store(#[source] store::StoreError),
+    /// Cluster mode: the cluster's plugins cannot be read or loaded.
+    #[error("cannot load the cluster's plugins")]
+    SharedPlugins(#[source] cluster::SharedPluginsError),
     /// Cluster mode: the NATS JetStream cluster is not usable.
     #[error("cannot start in cluster mode")]
     Cluster(#[source] nats::NatsError),
@@ -243,11 +248,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config.limits.max_connections_per_principal,
     )?);
     let quic = server::tls::quic_config(&identity, &config.limits, auth.tls_client_verifier())?;
-    let plugins = load_plugins(&config).await?;
     let metrics = std::sync::Arc::new(metrics::Metrics::default());
-    let (store, groups) = match &config.cluster {
+    let (store, groups, shared_plugins) = match &config.cluster {
         Some(cluster) => open_cluster(&config, cluster).await?,
-        None => open_local(&config, metrics.clone()).await?,
+        None => {
+            let (store, groups) = open_local(&config, metrics.clone()).await?;
+            (store, groups, None)
+        }
+    };
+    let plugins = match &shared_plugins {
+        Some((_, effective)) => load_plugins(effective).await?,
+        None => load_plugins(&config).await?,
     };
     let broker = broker::Broker::new(config.clone(), store, groups, plugins.clone(), metrics);
     let endpoint =
@@ -291,7 +302,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
 
     let shutdown = CancellationToken::new();
-    let watcher = if config.plugin_runtime.watch {
+    let watcher = if let Some((shared, _)) = shared_plugins {
+        // The cluster's plugins: reloaded from the cluster, not from files.
+        Some(tokio::spawn(
+            shared.follow(broker.plugins().clone(), shutdown.clone()),
+        ))
+    } else if config.plugin_runtime.watch {
         match plugin::watch::spawn(
             broker.plugins().clone(),
             config.plugin_runtime.debounce,
@@ -378,12 +394,20 @@ async fn open_local(
     Ok((store, std::sync::Arc::new(groups)))
 }
 
-/// Cluster mode: topics and groups in the NATS JetStream cluster, checked
-/// before the node serves.
+/// Cluster mode: topics, groups and plugins in the NATS JetStream cluster,
+/// checked before the node serves. Also returns the shared plugins and the
+/// configuration the node loads its plugins from.
 async fn open_cluster(
     config: &Config,
     cluster: &config::ClusterConfig,
-) -> Result<Backends, StartError> {
+) -> Result<
+    (
+        std::sync::Arc<dyn store::Store>,
+        std::sync::Arc<dyn groups::Groups>,
+        Option<(cluster::SharedPlugins, Config)>,
+    ),
+    StartError,
+> {
     let node = cluster
         .node
         .clone()
@@ -397,11 +421,14 @@ async fn open_cluster(
             .await
             .map_err(StartError::Store)?,
     );
-    let groups = groups::JetStreamGroups::open(nats, store.clone())
+    let groups = groups::JetStreamGroups::open(nats.clone(), store.clone())
         .await
         .map_err(StartError::Groups)?;
-    tracing::info!(%node, servers = ?cluster.nats, replicas = cluster.replicas, "cluster mode: topics and groups are kept in NATS JetStream");
-    Ok((store, std::sync::Arc::new(groups)))
+    let shared = cluster::SharedPlugins::open(&nats, config)
+        .await
+        .map_err(StartError::SharedPlugins)?;
+    tracing::info!(%node, servers = ?cluster.nats, replicas = cluster.replicas, "cluster mode: topics, groups and plugins are kept in NATS JetStream");
+    Ok((store, std::sync::Arc::new(groups), Some(shared)))
 }
 
 /// This machine's name, for the default node name.

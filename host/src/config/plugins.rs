@@ -6,14 +6,14 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Largest memory any plugin instance may have (the pooling allocator
 /// reserves address space for this per slot); per-plugin caps are lower.
 pub const MAX_PLUGIN_MEMORY: usize = 512 * 1024 * 1024;
 
 /// What a failing stage does to its batch.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OnError {
     /// Store the batch's messages in the dead-letter topic, with the error.
@@ -54,7 +54,7 @@ impl Default for PluginRuntimeConfig {
 }
 
 /// One `[[plugin]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
     /// Name used by pipelines and in logs.
@@ -85,7 +85,7 @@ fn default_plugin_memory() -> u64 {
 }
 
 /// One `[[pipeline]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     /// Topic or pattern the pipeline applies to.

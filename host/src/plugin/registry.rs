@@ -312,22 +312,36 @@ impl PluginRegistry {
         let Some(path) = self.config_path.clone() else {
             return Ok(ReloadReport::default());
         };
+        match Config::load(&path) {
+            Ok(new) => self.reload_with(new, &path.display().to_string(), since),
+            Err(e) => self.refuse(&path.display().to_string(), e.into()),
+        }
+    }
+
+    fn refuse(&self, origin: &str, reason: ReloadError) -> Result<ReloadReport, ReloadError> {
+        tracing::error!(config = %origin, error = %reason, "config change refused; the running plugins and pipelines stay");
+        *lock(&self.config_refusal) = Some(Refusal {
+            hash: String::new(),
+            at: SystemTime::now(),
+            error: reason.to_string(),
+        });
+        Err(reason)
+    }
+
+    /// Puts the plugins and pipelines of `new` (from `origin`: the config
+    /// file, or the cluster's bucket) in force, as
+    /// [`PluginRegistry::reload_config`] does (blocking).
+    pub fn reload_with(
+        &self,
+        new: Config,
+        origin: &str,
+        since: Instant,
+    ) -> Result<ReloadReport, ReloadError> {
         let mut baseline = lock(&self.baseline);
-        let refuse = |reason: ReloadError| {
-            tracing::error!(config = %path.display(), error = %reason, "config change refused; the running plugins and pipelines stay");
-            *lock(&self.config_refusal) = Some(Refusal {
-                hash: String::new(),
-                at: SystemTime::now(),
-                error: reason.to_string(),
-            });
-            Err(reason)
-        };
-        let new = match Config::load(&path) {
-            Ok(new) => new,
-            Err(e) => return refuse(e.into()),
-        };
+        let path = origin;
+        let refuse = |reason: ReloadError| self.refuse(origin, reason);
         for section in baseline.restart_needed(&new) {
-            tracing::warn!(config = %path.display(), %section, "changed in the config file; this setting takes effect only after a restart");
+            tracing::warn!(config = %path, %section, "changed in the config file; this setting takes effect only after a restart");
         }
         let old = self.current.load_full();
         let set = match self.build(&new, Some(&old)) {
@@ -363,7 +377,7 @@ impl PluginRegistry {
         let pipelines: Vec<String> = set.pipelines.iter().map(|p| p.describe()).collect();
         self.current.store(Arc::new(set));
         tracing::info!(
-            config = %path.display(),
+            config = %path,
             changed = ?report.swapped.iter().map(|(n, _, _)| n.as_str()).collect::<Vec<_>>(),
             ?removed,
             ?pipelines,

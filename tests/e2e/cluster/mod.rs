@@ -7,6 +7,7 @@
 
 mod checks;
 mod groups;
+mod plugins;
 mod topics;
 
 use std::time::Duration;
@@ -41,6 +42,14 @@ impl Cluster {
     /// certificate (the first node's), as nodes of one cluster do, so a
     /// client trusts them all with one CA.
     pub async fn start(nodes: usize) -> anyhow::Result<Cluster> {
+        Cluster::start_with(nodes, |_, _| {}).await
+    }
+
+    /// The same, with node `i`'s configuration adjusted by `configure`.
+    pub async fn start_with(
+        nodes: usize,
+        configure: impl Fn(usize, &mut sluice::Config),
+    ) -> anyhow::Result<Cluster> {
         let nats = NatsCluster::start(NatsOptions::default()).await?;
         let mut started: Vec<TestBroker> = Vec::new();
         for i in 0..nodes {
@@ -52,7 +61,9 @@ impl Cluster {
                     first.data_dir().join("tls/key.pem"),
                 )
             });
+            let configure = &configure;
             let node = TestBroker::start_with(move |c| {
+                configure(i, c);
                 c.cluster = Some(config);
                 if let Some((cert, key)) = shared {
                     c.server.cert = Some(cert);

@@ -1,0 +1,12 @@
+//! What the nodes of a cluster share beyond topics and groups: the
+//! plugins and pipelines ([`plugins`]). Builds on [`crate::nats`] and the
+//! plugin host; nothing below it calls up here.
+//!
+//! # Layout
+//!
+//! - [`plugins`]: `[[plugin]]`/`[[pipeline]]` in a bucket, wasm in an object
+//!   store, copied to and reloaded on every node.
+
+pub mod plugins;
+
+pub use plugins::{SharedPlugins, SharedPluginsError};
