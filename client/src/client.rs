@@ -1,6 +1,7 @@
 //! [`Client`]: the handle an application holds to talk to a broker, and
 //! [`Stored`], where a publish landed. Every request goes over the one
-//! connection that all clones, subscriptions and consumers share.
+//! connection that all clones, subscriptions and consumers share; when it
+//! is lost, the client fails over to a new one (see [`ClientOptions`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,25 +13,33 @@ use sluice_proto::{
     RetentionSpec, StartPosition, Subscribe, TopicInfo,
 };
 
-use crate::connection::Connection;
 use crate::consumer::{ConsumeOptions, Consumer};
 use crate::error::ClientError;
+use crate::link::{Link, Opening};
 use crate::message::Message;
 use crate::options::ClientOptions;
 use crate::subscription::Subscription;
 
-/// A connection to a sluice broker. Cheap to clone; every clone shares the
-/// one connection. Dropping the last clone (and every subscription) closes it.
+/// A connection to a sluice broker, or to one node of a cluster at a time.
+/// Cheap to clone; every clone shares the one connection. Dropping the last
+/// clone (and every subscription and consumer) closes it.
+///
+/// A lost connection is replaced without the application's help: requests
+/// wait while the client reconnects, publishes are sent again (stored once
+/// thanks to their ids), subscriptions resume and consumers rejoin. See
+/// [`ClientOptions`] for the addresses and timeouts.
 #[derive(Clone)]
 pub struct Client {
-    connection: Arc<Connection>,
+    link: Arc<Link>,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let connection = self.link.current();
         f.debug_struct("Client")
-            .field("server", &self.connection.server())
-            .field("remote", &self.connection.quic().remote_address())
+            .field("server", &connection.server())
+            .field("address", &connection.address())
+            .field("remote", &connection.quic().remote_address())
             .finish()
     }
 }
@@ -47,32 +56,42 @@ pub struct Stored {
 }
 
 impl Client {
-    /// Connects, performs the handshake and starts the connection's
-    /// background tasks.
+    /// Connects to the first address of `options.server` that answers,
+    /// performs the handshake and starts the connection's background
+    /// tasks, among them the one that reconnects when the connection is
+    /// lost.
     pub async fn connect(options: ClientOptions) -> Result<Client, ClientError> {
         Ok(Client {
-            connection: Arc::new(Connection::open(&options).await?),
+            link: Link::connect(options).await?,
         })
     }
 
-    /// The broker's name and version, from the handshake.
-    pub fn server(&self) -> &str {
-        self.connection.server()
+    /// The broker's name and version, from the handshake of the current
+    /// connection.
+    pub fn server(&self) -> String {
+        self.link.current().server().to_owned()
+    }
+
+    /// The address (one of `ClientOptions::server`) of the current
+    /// connection.
+    pub fn address(&self) -> String {
+        self.link.current().address().to_owned()
     }
 
     /// The largest frame the broker accepts.
     pub fn max_frame_bytes(&self) -> u32 {
-        self.connection.max_frame_bytes()
+        self.link.current().max_frame_bytes()
     }
 
-    /// The underlying QUIC connection (statistics, remote address).
-    pub fn connection(&self) -> &quinn::Connection {
-        self.connection.quic()
+    /// The current QUIC connection (statistics, remote address); after a
+    /// failover, a new one. Closing it closes the client.
+    pub fn connection(&self) -> quinn::Connection {
+        self.link.current().quic().clone()
     }
 
     /// Sends one request and waits for its response.
     async fn request(&self, body: RequestBody) -> Result<ResponseBody, ClientError> {
-        self.connection.request(body).await
+        self.link.request(body).await
     }
 
     /// Publishes one message with just a payload.
@@ -92,13 +111,23 @@ impl Client {
 
     /// Publishes a batch in one request; messages of one topic are stored in
     /// batch order. The ack has one outcome per message.
+    ///
+    /// Every message goes with an id, a new random one where none was set
+    /// ([`Message::id`]): when the connection is lost before the ack, the
+    /// batch is sent again on the next connection and the broker stores
+    /// each message once (an outcome may then say `duplicate`: the first
+    /// attempt had stored it).
     pub async fn publish_batch(&self, messages: Vec<Message>) -> Result<PublishAck, ClientError> {
         let count = messages.len();
-        if self.connection.compact_publish() {
+        let messages = messages.into_iter().map(|m| {
+            let mut m = m.into_wire();
+            m.id.get_or_insert_with(crate::message_id::new_id);
+            m
+        });
+        if self.link.current().compact_publish() {
             // Runs of one topic: the topic once per run, messages as arrays.
             let mut runs: Vec<PublishRun> = Vec::new();
             for m in messages {
-                let m = m.into_wire();
                 let message = CompactMessage(m.key, m.headers, m.payload, m.id);
                 match runs.last_mut() {
                     Some(run) if run.topic == m.topic => run.messages.push(message),
@@ -118,7 +147,7 @@ impl Client {
                 other => Err(ClientError::unexpected_response(other)),
             };
         }
-        let messages: Vec<_> = messages.into_iter().map(Message::into_wire).collect();
+        let messages: Vec<_> = messages.collect();
         match self
             .request(RequestBody::Publish(Publish { messages }))
             .await?
@@ -135,7 +164,8 @@ impl Client {
     /// Starts a subscription on a topic or pattern (`*` one token, `>` the
     /// rest). `StartPosition::Latest` gives live, at-most-once delivery of new
     /// messages; any other start replays stored messages first and then
-    /// follows new ones without gaps.
+    /// follows new ones without gaps. Over a failover the subscription
+    /// resumes after the last message it delivered, for each topic.
     pub async fn subscribe(
         &self,
         pattern: impl Into<String>,
@@ -154,51 +184,47 @@ impl Client {
         plugin: Option<sluice_proto::DeliveryPlugin>,
     ) -> Result<Subscription, ClientError> {
         let pattern = pattern.into();
-        let subscription = Subscription::register(self.connection.clone(), pattern.clone());
-        // If the request fails, dropping `subscription` unregisters it.
-        match self
-            .request(RequestBody::Subscribe(Subscribe {
-                subscription: subscription.id(),
-                pattern,
-                from,
-                plugin,
-            }))
-            .await?
-        {
-            ResponseBody::Subscribed { .. } => Ok(subscription),
-            other => Err(ClientError::unexpected_response(other)),
-        }
+        let stream = self
+            .link
+            .open_stream(|id| {
+                Opening::Subscribe(Subscribe {
+                    subscription: id,
+                    pattern: pattern.clone(),
+                    from,
+                    plugin,
+                    resume: Default::default(),
+                })
+            })
+            .await?;
+        Ok(Subscription::new(stream, pattern))
     }
 
     /// Joins consumer group `group` on `pattern` (creating the group with
     /// `options.group` if it does not exist). Each message of the group
-    /// goes to one member at a time; settle each delivery.
+    /// goes to one member at a time; settle each delivery. Over a failover
+    /// the consumer rejoins with the same options.
     pub async fn consume(
         &self,
         pattern: impl Into<String>,
         group: impl Into<String>,
         options: ConsumeOptions,
     ) -> Result<Consumer, ClientError> {
-        let pattern = pattern.into();
         let group: Arc<str> = group.into().into();
-        let stream = Subscription::register(self.connection.clone(), pattern.clone());
-        match self
-            .request(RequestBody::Consume(Consume {
-                consumer: stream.id(),
-                group: group.to_string(),
-                pattern,
-                options: options.group,
-                max_in_flight: options.max_in_flight,
-                limit: options.limit,
-                plugin: options.plugin,
-            }))
-            .await?
-        {
-            ResponseBody::Consuming { .. } => {
-                Ok(Consumer::new(stream, group, self.connection.clone()))
-            }
-            other => Err(ClientError::unexpected_response(other)),
-        }
+        let stream = self
+            .link
+            .open_stream(|id| {
+                Opening::Consume(Consume {
+                    consumer: id,
+                    group: group.to_string(),
+                    pattern: pattern.into(),
+                    options: options.group,
+                    max_in_flight: options.max_in_flight,
+                    limit: options.limit,
+                    plugin: options.plugin,
+                })
+            })
+            .await?;
+        Ok(Consumer::new(stream, group))
     }
 
     /// Status of every plugin loaded in the broker.
@@ -254,11 +280,7 @@ impl Client {
         from: StartPosition,
         max_messages: u32,
     ) -> Result<FetchBatch, ClientError> {
-        let max_bytes = self
-            .connection
-            .max_frame_bytes()
-            .saturating_sub(64 * 1024)
-            .max(1);
+        let max_bytes = self.max_frame_bytes().saturating_sub(64 * 1024).max(1);
         match self
             .request(RequestBody::Fetch(Fetch {
                 topic: topic.into(),
@@ -343,9 +365,10 @@ impl Client {
     }
 
     /// Closes the connection and waits (briefly) for the close to reach the
-    /// broker.
+    /// broker. The client does not reconnect after this; what waits for it
+    /// fails with [`ClientError::Closed`].
     pub async fn close(&self) {
-        self.connection.close().await;
+        self.link.close().await;
     }
 }
 

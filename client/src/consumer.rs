@@ -1,12 +1,12 @@
 //! [`Consumer`]: membership of a consumer group, as a `Stream` of
-//! [`Delivery`]s to settle.
+//! [`Delivery`]s to settle, kept across the connections of its client.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::Stream;
@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::connection::Connection;
 use crate::error::ClientError;
-use crate::subscription::Subscription;
+use crate::link::{Link, StreamHandle};
 
 /// How to join a consumer group.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,19 +109,28 @@ impl ConsumeOptions {
 
 /// A member of a consumer group. Dropping it leaves the group: its
 /// unsettled messages go to the other members at once.
-#[derive(Debug)]
+///
+/// When the client fails over, the consumer rejoins its group with the
+/// same options on the new connection. What it received over the lost
+/// connection can no longer be settled ([`ClientError::DeliveryLost`]):
+/// the broker released those messages when the connection went and the
+/// group delivers them again.
 pub struct Consumer {
-    stream: Subscription,
+    stream: StreamHandle,
     group: Arc<str>,
     settler: Settler,
+    /// Deliveries received and not yet handed out, with the generation of
+    /// the connection each came on.
+    buffered: VecDeque<(u64, Delivered)>,
 }
 
 impl Consumer {
-    pub(crate) fn new(stream: Subscription, group: Arc<str>, connection: Arc<Connection>) -> Self {
+    pub(crate) fn new(stream: StreamHandle, group: Arc<str>) -> Self {
         Consumer {
-            settler: Settler::spawn(connection, group.clone(), stream.id()),
+            settler: Settler::spawn(stream.link.clone(), group.clone(), stream.id()),
             stream,
             group,
+            buffered: VecDeque::new(),
         }
     }
 
@@ -141,14 +150,36 @@ impl Stream for Consumer {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        Pin::new(&mut this.stream).poll_next(cx).map(|item| {
-            item.map(|result| {
-                result.map(|message| Delivery {
+        loop {
+            if let Some((generation, message)) = this.buffered.pop_front() {
+                if generation < this.stream.link.generation() {
+                    // Released with its connection: it comes again.
+                    continue;
+                }
+                return Poll::Ready(Some(Ok(Delivery {
                     message,
                     settler: this.settler.clone(),
-                })
-            })
-        })
+                    generation,
+                })));
+            }
+            match this.stream.poll_batch(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(Ok(batch))) => this
+                    .buffered
+                    .extend(batch.messages.into_iter().map(|m| (batch.generation, m))),
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("id", &self.stream.id())
+            .field("group", &self.group)
+            .finish()
     }
 }
 
@@ -161,11 +192,16 @@ impl Stream for Consumer {
 /// with it): once the ack wait ran out, the consumer was dropped, or the
 /// message came back as a later attempt, the broker refuses it with
 /// [`ErrorCode::StaleSettle`] and leaves the message to its new holder.
+/// A delivery that came on a connection the client has lost since fails
+/// to settle with [`ClientError::DeliveryLost`] (whose code is
+/// `StaleSettle` too): the group delivers it again.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     /// The message (`attempt` says which delivery this is).
     pub message: Delivered,
     settler: Settler,
+    /// The connection it came on.
+    generation: u64,
 }
 
 impl std::ops::Deref for Delivery {
@@ -177,15 +213,14 @@ impl std::ops::Deref for Delivery {
 
 impl Delivery {
     async fn settle(&self, action: SettleAction) -> Result<(), ClientError> {
-        self.settler
-            .settle(SettleItem {
-                topic: self.message.topic.clone(),
-                offset: self.message.offset,
-                action,
-                // Group deliveries count from 1; 0 would be a bug's.
-                attempt: (self.message.attempt > 0).then_some(self.message.attempt),
-            })
-            .await
+        let item = SettleItem {
+            topic: self.message.topic.clone(),
+            offset: self.message.offset,
+            action,
+            // Group deliveries count from 1; 0 would be a bug's.
+            attempt: (self.message.attempt > 0).then_some(self.message.attempt),
+        };
+        self.settler.settle(item, self.generation).await
     }
 
     /// Done: the group never delivers it again.
@@ -215,8 +250,9 @@ impl Delivery {
     }
 }
 
-/// Settlements of one consumer waiting to be sent, with their callers.
-type Waiting = (SettleItem, oneshot::Sender<Result<(), ClientError>>);
+/// A settlement waiting to be sent: the item, the generation of the
+/// connection its delivery came on, and its caller.
+type Waiting = (SettleItem, u64, oneshot::Sender<Result<(), ClientError>>);
 
 /// Most settlements in one request.
 const MAX_SETTLE_BATCH: usize = 512;
@@ -227,24 +263,24 @@ const MAX_SETTLE_REQUESTS: usize = 8;
 /// requests are on the wire goes out together in one `SettleBatch`
 /// request (a caller that awaits each ack sends one `Settle` at a time,
 /// as before). Against a broker that predates batches it settles one at a
-/// time.
+/// time. A settlement goes only to the connection its delivery came on.
 #[derive(Debug, Clone)]
 struct Settler {
     tx: mpsc::UnboundedSender<Waiting>,
 }
 
-/// Where a consumer's settlements go: its connection, group and consumer id.
+/// Where a consumer's settlements go: its link, group and consumer id.
 struct SettleTarget {
-    connection: Arc<Connection>,
+    link: Arc<Link>,
     group: Arc<str>,
     consumer: u64,
 }
 
 impl Settler {
-    fn spawn(connection: Arc<Connection>, group: Arc<str>, consumer: u64) -> Settler {
+    fn spawn(link: Arc<Link>, group: Arc<str>, consumer: u64) -> Settler {
         let (tx, rx) = mpsc::unbounded_channel();
         let target = Arc::new(SettleTarget {
-            connection,
+            link,
             group,
             consumer,
         });
@@ -252,10 +288,10 @@ impl Settler {
         Settler { tx }
     }
 
-    async fn settle(&self, item: SettleItem) -> Result<(), ClientError> {
+    async fn settle(&self, item: SettleItem, generation: u64) -> Result<(), ClientError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send((item, reply))
+            .send((item, generation, reply))
             .map_err(|_| ClientError::Closed)?;
         rx.await.map_err(|_| ClientError::Closed)?
     }
@@ -268,10 +304,18 @@ async fn settle_loop(target: Arc<SettleTarget>, mut rx: mpsc::UnboundedReceiver<
         tokio::select! {
             first = rx.recv(), if in_flight.len() < MAX_SETTLE_REQUESTS => {
                 let Some(first) = first else { break };
+                let generation = first.1;
                 let mut batch = vec![first];
+                // One connection per request: a batch stops at a delivery
+                // of another connection.
                 while batch.len() < MAX_SETTLE_BATCH {
                     match rx.try_recv() {
-                        Ok(next) => batch.push(next),
+                        Ok(next) if next.1 == generation => batch.push(next),
+                        Ok(next) => {
+                            in_flight.push(send_settles(target.clone(), std::mem::take(&mut batch), batches.clone()));
+                            batch.push(next);
+                            break;
+                        }
                         Err(_) => break,
                     }
                 }
@@ -283,9 +327,11 @@ async fn settle_loop(target: Arc<SettleTarget>, mut rx: mpsc::UnboundedReceiver<
     while in_flight.next().await.is_some() {}
 }
 
-/// An error for each caller of a request that failed as a whole.
-fn copy_error(e: &ClientError) -> ClientError {
+/// An error for each caller of a request that failed as a whole: a lost
+/// connection means the delivery can no longer be settled.
+fn copy_error(e: &ClientError, item: &SettleItem) -> ClientError {
     match e {
+        e if e.is_connection_loss() => lost(item),
         ClientError::Server(body) => ClientError::Server(body.clone()),
         ClientError::Connection(c) => ClientError::Connection(c.clone()),
         ClientError::Closed => ClientError::Closed,
@@ -293,36 +339,59 @@ fn copy_error(e: &ClientError) -> ClientError {
     }
 }
 
-async fn send_one(target: &SettleTarget, item: SettleItem) -> Result<(), ClientError> {
+/// The settlement of `item` cannot be made: its connection is gone.
+fn lost(item: &SettleItem) -> ClientError {
+    ClientError::DeliveryLost {
+        topic: item.topic.clone(),
+        offset: item.offset,
+    }
+}
+
+async fn send_one(
+    target: &SettleTarget,
+    conn: &Connection,
+    item: SettleItem,
+) -> Result<(), ClientError> {
     let settle = Settle {
         group: target.group.to_string(),
-        topic: item.topic,
+        topic: item.topic.clone(),
         offset: item.offset,
-        action: item.action,
+        action: item.action.clone(),
         consumer: Some(target.consumer),
         attempt: item.attempt,
     };
     match target
-        .connection
-        .request(RequestBody::Settle(settle))
-        .await?
+        .link
+        .request_on(conn, RequestBody::Settle(settle))
+        .await
     {
-        ResponseBody::Settled => Ok(()),
-        other => Err(ClientError::unexpected_response(other)),
+        Ok(ResponseBody::Settled) => Ok(()),
+        Ok(other) => Err(ClientError::unexpected_response(other)),
+        Err(e) => Err(copy_error(&e, &item)),
     }
 }
 
+/// Sends one batch of settlements of deliveries of one connection.
 async fn send_settles(target: Arc<SettleTarget>, batch: Vec<Waiting>, batches: Arc<AtomicBool>) {
+    let Some(generation) = batch.first().map(|w| w.1) else {
+        return;
+    };
+    let Some(conn) = target.link.connection_of(generation) else {
+        for (item, _, reply) in batch {
+            let _ = reply.send(Err(lost(&item)));
+        }
+        return;
+    };
     if batch.len() > 1 && batches.load(Ordering::Relaxed) {
-        let items = batch.iter().map(|(item, _)| item.clone()).collect();
+        let items = batch.iter().map(|(item, _, _)| item.clone()).collect();
         let request = RequestBody::SettleBatch(SettleBatch {
             group: target.group.to_string(),
             items,
             consumer: Some(target.consumer),
         });
-        match target.connection.request(request).await {
+        match target.link.request_on(&conn, request).await {
             Ok(ResponseBody::SettledBatch { errors }) if errors.len() == batch.len() => {
-                for ((_, reply), error) in batch.into_iter().zip(errors) {
+                for ((_, _, reply), error) in batch.into_iter().zip(errors) {
                     let _ = reply.send(error.map_or(Ok(()), |e| Err(ClientError::Server(e))));
                 }
                 return;
@@ -335,23 +404,23 @@ async fn send_settles(target: Arc<SettleTarget>, batch: Vec<Waiting>, batches: A
             }
             Ok(other) => {
                 let e = ClientError::unexpected_response(other);
-                for (_, reply) in batch {
-                    let _ = reply.send(Err(copy_error(&e)));
+                for (item, _, reply) in batch {
+                    let _ = reply.send(Err(copy_error(&e, &item)));
                 }
                 return;
             }
             Err(e) => {
-                for (_, reply) in batch {
-                    let _ = reply.send(Err(copy_error(&e)));
+                for (item, _, reply) in batch {
+                    let _ = reply.send(Err(copy_error(&e, &item)));
                 }
                 return;
             }
         }
     }
-    let sends = batch.into_iter().map(|(item, reply)| {
-        let target = &target;
+    let sends = batch.into_iter().map(|(item, _, reply)| {
+        let (target, conn) = (&target, &conn);
         async move {
-            let _ = reply.send(send_one(target, item).await);
+            let _ = reply.send(send_one(target, conn, item).await);
         }
     });
     futures_util::future::join_all(sends).await;

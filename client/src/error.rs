@@ -39,7 +39,59 @@ pub enum ClientError {
     /// No answer in time.
     #[error("timed out after {0:?}")]
     Timeout(std::time::Duration),
+    /// The connection was lost and no broker address answered again
+    /// within `reconnect_timeout`: every operation that waited fails with
+    /// this, and subscriptions and consumers end with it.
+    #[error(transparent)]
+    Unreachable(Unreachable),
+    /// A consumer-group delivery came on a connection that was lost since:
+    /// it can no longer be settled. The broker released it when the
+    /// connection went, so the group delivers it again (to this consumer,
+    /// which rejoined, or to another member); settle that delivery.
+    #[error(
+        "delivery {topic}@{offset} came on a connection that was lost: it cannot be settled any more and the group will deliver it again"
+    )]
+    DeliveryLost {
+        /// The message's topic.
+        topic: String,
+        /// Its offset.
+        offset: u64,
+    },
 }
+
+/// Why a client stopped trying to reconnect: what was lost, why, and what
+/// the attempts to reach a broker again ran into.
+#[derive(Debug, Clone)]
+pub struct Unreachable {
+    /// The address whose connection was lost.
+    pub lost: String,
+    /// Why it was lost.
+    pub cause: String,
+    /// The broker's error code in `cause`, if it gave one (`shutting_down`).
+    pub code: Option<ErrorCode>,
+    /// The addresses the client tried.
+    pub servers: String,
+    /// How long it tried (`reconnect_timeout`).
+    pub waited: std::time::Duration,
+    /// What the last attempt ran into; `None` if reconnecting is off.
+    pub last_attempt: Option<String>,
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "lost the connection to {} ({})", self.lost, self.cause)?;
+        match &self.last_attempt {
+            Some(last) => write!(
+                f,
+                " and no broker at {} answered within {:?} (last attempt: {last}); connect again once one is reachable",
+                self.servers, self.waited
+            ),
+            None => write!(f, " (reconnecting is off)"),
+        }
+    }
+}
+
+impl std::error::Error for Unreachable {}
 
 impl ClientError {
     /// The broker's stable error code, when the broker refused.
@@ -49,7 +101,22 @@ impl ClientError {
             ClientError::NotStored(sluice_proto::MessageOutcome::Rejected(_)) => {
                 Some(ErrorCode::Rejected)
             }
+            ClientError::Unreachable(unreachable) => unreachable.code,
+            ClientError::DeliveryLost { .. } => Some(ErrorCode::StaleSettle),
             _ => None,
+        }
+    }
+
+    /// Whether this says the connection is gone (or going: the broker is
+    /// shutting down) rather than answering what was asked: a reason to
+    /// reconnect and, where that is safe, to ask again. A close by this
+    /// client, or by the broker for a reason of its own (unauthorized, a
+    /// protocol error), is not.
+    pub(crate) fn is_connection_loss(&self) -> bool {
+        match self {
+            ClientError::Connection(e) => !matches!(e, quinn::ConnectionError::LocallyClosed),
+            ClientError::Server(body) => body.error_code() == Some(ErrorCode::ShuttingDown),
+            _ => false,
         }
     }
 

@@ -28,26 +28,45 @@
 //! # }
 //! ```
 //!
+//! # Failover
+//!
+//! `ClientOptions::new("a:4433,b:4433")` names the nodes of a cluster (or
+//! one broker, `"host:port"`). When the connection is lost the client
+//! reconnects, to the next address first, for up to
+//! [`ClientOptions::reconnect_timeout`] (60 s by default): requests wait
+//! meanwhile, publishes left unanswered go again with their message ids
+//! (stored once), subscriptions resume after the last message they
+//! delivered, consumers rejoin their groups. The application changes
+//! nothing; what it may see is [`ClientError::Unreachable`] when no node
+//! came back in time, and [`ClientError::DeliveryLost`] when it settles a
+//! group delivery that came over a lost connection.
+//!
 //! # Layout
 //!
 //! - [`client`] - [`Client`], the handle an application holds: publish,
 //!   subscribe, consume, administer.
-//! - `connection` - the QUIC connection a client and its subscriptions
-//!   share: handshake, pipelined requests on the control stream, delivery
-//!   streams. Internal; everything else builds on it and it on nothing
-//!   above it.
+//! - `link` - a client's hold on its broker across connections: requests
+//!   on the current one, reconnecting, resuming subscriptions and
+//!   consumers. Internal; the public types build on it.
+//! - `connection` - one QUIC connection to one address: handshake,
+//!   pipelined requests on the control stream, delivery streams. Internal;
+//!   `link` builds on it and it on nothing above it.
 //! - [`subscription`] - [`Subscription`], a `Stream` of deliveries.
 //! - [`consumer`] - [`Consumer`], membership of a consumer group, and [`Delivery`] to settle.
-//! - [`options`] - [`ClientOptions`] and [`Trust`] (how the broker's certificate is checked).
-//! - [`message`] - [`Message`], a message to publish.
-//! - [`error`] - [`ClientError`].
+//! - [`options`] - [`ClientOptions`] (addresses, timeouts, failover) and
+//!   [`Trust`] (how the broker's certificate is checked).
+//! - [`message`] - [`Message`], a message to publish; `message_id` the ids
+//!   given to messages published without one.
+//! - [`error`] - [`ClientError`] and [`Unreachable`].
 //! - [`wire`] - reading and writing frames on QUIC streams (shared with the broker).
 
 pub mod client;
 mod connection;
 pub mod consumer;
 pub mod error;
+mod link;
 pub mod message;
+mod message_id;
 pub mod options;
 pub mod subscription;
 mod tls;
@@ -56,7 +75,7 @@ pub mod wire;
 
 pub use client::{Client, Stored};
 pub use consumer::{ConsumeOptions, Consumer, Delivery};
-pub use error::ClientError;
+pub use error::{ClientError, Unreachable};
 pub use message::Message;
 pub use options::{ClientIdentity, ClientOptions, Trust};
 pub use sluice_proto::{

@@ -38,7 +38,11 @@ impl Message {
         self
     }
 
-    /// Sets the de-duplication id.
+    /// Sets the de-duplication id: the broker stores one message per id
+    /// and topic within its de-duplication window, so a publish repeated
+    /// with the same id (by this client after a lost connection, or by the
+    /// application) is stored once. Without one, the client gives each
+    /// message a random id when it publishes it.
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.0.id = Some(id.into());
         self

@@ -1,7 +1,11 @@
-//! How to reach and trust a broker.
+//! How to reach and trust a broker: [`ClientOptions`] (where the broker
+//! or the nodes of a cluster are, timeouts, failover) and [`Trust`] (how
+//! its certificate is checked).
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::error::ClientError;
 
 /// How the client checks the broker's certificate.
 #[derive(Debug, Clone)]
@@ -59,12 +63,32 @@ impl std::fmt::Debug for ClientIdentity {
 }
 
 /// Everything [`crate::Client::connect`] needs.
+///
+/// One broker or several: `server` is `host:port`, or the nodes of a
+/// cluster separated by commas (`"a:4433,b:4433"`). The client connects to
+/// the first that answers, in order. When the connection is lost (the node
+/// stops, dies or becomes unreachable) it reconnects, to the next address
+/// first (round robin), for up to `reconnect_timeout`: requests wait
+/// meanwhile, publishes left unanswered are sent again with their message
+/// ids (stored once), subscriptions resume after the last message they
+/// delivered, and consumers rejoin their groups.
+///
+/// ```
+/// use std::time::Duration;
+/// use sluice_client::ClientOptions;
+///
+/// let options = ClientOptions::new("node-a:4433,node-b:4433")
+///     .reconnect_timeout(Duration::from_secs(30));
+/// assert_eq!(options.servers()?, ["node-a:4433", "node-b:4433"]);
+/// # Ok::<(), sluice_client::ClientError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// `host:port` of the broker.
+    /// The broker's `host:port`, or several separated by commas (the nodes
+    /// of a cluster, tried in turn).
     pub server: String,
     /// The name to check the certificate against; defaults to the host part
-    /// of `server`.
+    /// of each address.
     pub server_name: Option<String>,
     /// How to check the broker's certificate. Required.
     pub trust: Option<Trust>,
@@ -74,15 +98,28 @@ pub struct ClientOptions {
     pub identity: Option<ClientIdentity>,
     /// A name for the broker's logs.
     pub client_name: String,
-    /// Give up connecting after this long.
+    /// Give up one attempt to connect to one address after this long.
     pub connect_timeout: Duration,
+    /// After losing its connection, how long the client keeps trying to
+    /// reconnect before every waiting operation fails with
+    /// [`ClientError::Unreachable`]. Zero: do not reconnect. Keep it below
+    /// the broker's `storage.dedup_window` (2 minutes by default) so that a
+    /// publish sent again is still recognised by its id.
+    pub reconnect_timeout: Duration,
+    /// A connection that hears nothing from the broker for this long is
+    /// taken as lost. The client sends keep-alives at a third of it, so a
+    /// quiet but live broker is not; the broker's `limits.idle_timeout`
+    /// applies when it is shorter.
+    pub idle_timeout: Duration,
     /// Largest frame this client reads (deliveries); the broker's own limit
     /// for what it accepts comes back in Welcome.
     pub max_frame_bytes: u32,
 }
 
 impl ClientOptions {
-    /// Options for the broker at `server` (`host:port`).
+    /// Options for the broker at `server`: `host:port`, or several
+    /// addresses separated by commas. The addresses are checked by
+    /// [`servers`](ClientOptions::servers) when the client connects.
     pub fn new(server: impl Into<String>) -> Self {
         ClientOptions {
             server: server.into(),
@@ -92,6 +129,8 @@ impl ClientOptions {
             identity: None,
             client_name: format!("sluice-client/{}", env!("CARGO_PKG_VERSION")),
             connect_timeout: Duration::from_secs(10),
+            reconnect_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(10),
             max_frame_bytes: 16 * 1024 * 1024,
         }
     }
@@ -124,5 +163,146 @@ impl ClientOptions {
     pub fn server_name(mut self, name: impl Into<String>) -> Self {
         self.server_name = Some(name.into());
         self
+    }
+
+    /// Sets how long the client tries to reconnect after a lost connection
+    /// (zero: never).
+    pub fn reconnect_timeout(mut self, timeout: Duration) -> Self {
+        self.reconnect_timeout = timeout;
+        self
+    }
+
+    /// Sets after how long without a word from the broker a connection is
+    /// taken as lost.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// The addresses in `server`, in order: each `host:port` (an IPv6
+    /// address in brackets, `[::1]:4433`), separated by commas, spaces
+    /// around them ignored. Names are resolved at each connection attempt,
+    /// so a node that moves is found again.
+    pub fn servers(&self) -> Result<Vec<String>, ClientError> {
+        let list = self.server.trim();
+        if list.is_empty() {
+            return Err(ClientError::Config(
+                "no broker address given: expected host:port, or several separated by commas"
+                    .into(),
+            ));
+        }
+        list.split(',')
+            .map(|address| check_address(address.trim(), list))
+            .collect()
+    }
+}
+
+/// `address` if it is `host:port`; else why not, naming the whole `list`.
+fn check_address(address: &str, list: &str) -> Result<String, ClientError> {
+    let bad = |why: &str| {
+        ClientError::Config(format!(
+            "bad broker address {address:?} in {list:?}: {why} (expected host:port, several separated by commas)"
+        ))
+    };
+    if address.is_empty() {
+        return Err(bad("empty"));
+    }
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Err(bad("no port"));
+    };
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => return Err(bad("the port is not a number from 1 to 65535")),
+        Ok(_) => {}
+    }
+    let bare = match host.strip_prefix('[') {
+        Some(inner) => inner
+            .strip_suffix(']')
+            .ok_or_else(|| bad("an IPv6 address needs its closing bracket"))?,
+        None if host.contains(':') => return Err(bad("write an IPv6 address in brackets")),
+        None => host,
+    };
+    if bare.is_empty() || bare.contains(char::is_whitespace) {
+        return Err(bad("no host name"));
+    }
+    Ok(address.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn servers(list: &str) -> Result<Vec<String>, String> {
+        ClientOptions::new(list)
+            .servers()
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn one_address_or_several_in_order() {
+        assert_eq!(servers("127.0.0.1:4433").unwrap(), ["127.0.0.1:4433"]);
+        assert_eq!(
+            servers(" a.example:4433, b.example:4434 ,[::1]:5 ").unwrap(),
+            ["a.example:4433", "b.example:4434", "[::1]:5"]
+        );
+    }
+
+    #[test]
+    fn an_empty_list_is_refused_clearly() {
+        for list in ["", "   "] {
+            let err = servers(list).unwrap_err();
+            assert!(err.contains("no broker address given"), "{list:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn bad_addresses_are_refused_naming_the_address() {
+        for (list, bad, why) in [
+            ("a:1,,b:2", "\"\"", "empty"),
+            ("a:1,", "\"\"", "empty"),
+            ("broker", "\"broker\"", "no port"),
+            ("broker:http", "\"broker:http\"", "not a number"),
+            ("broker:0", "\"broker:0\"", "not a number"),
+            ("broker:70000", "\"broker:70000\"", "not a number"),
+            (":4433", "\":4433\"", "no host"),
+            ("[]:4433", "\"[]:4433\"", "no host"),
+            ("::1:4433", "\"::1:4433\"", "brackets"),
+            ("[::1:4433", "\"[::1:4433\"", "closing bracket"),
+            ("a:1,b c:2", "\"b c:2\"", "no host"),
+        ] {
+            let err = servers(list).unwrap_err();
+            assert!(
+                err.contains(&format!("bad broker address {bad}")) && err.contains(why),
+                "{list:?}: {err}"
+            );
+            assert!(err.contains("expected host:port"), "{list:?}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn connecting_with_a_bad_list_fails_clearly_before_dialing() {
+        for list in ["", "a:1,,b:2", "no-port"] {
+            let options = ClientOptions::new(list).trust(Trust::Insecure);
+            match crate::Client::connect(options).await {
+                Err(ClientError::Config(message)) => {
+                    assert!(
+                        message.contains("expected host:port"),
+                        "{list:?}: {message}"
+                    )
+                }
+                other => panic!("{list:?}: expected a configuration error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_reconnect_for_a_minute_and_notice_silence_within_seconds() {
+        let options = ClientOptions::new("a:1");
+        assert_eq!(options.reconnect_timeout, Duration::from_secs(60));
+        assert_eq!(options.idle_timeout, Duration::from_secs(10));
+        let options = options
+            .reconnect_timeout(Duration::ZERO)
+            .idle_timeout(Duration::from_secs(3));
+        assert_eq!(options.reconnect_timeout, Duration::ZERO);
+        assert_eq!(options.idle_timeout, Duration::from_secs(3));
     }
 }

@@ -208,6 +208,7 @@ async fn an_unknown_request_gets_unknown_request_and_the_connection_stays_usable
         pattern: "steady".into(),
         from: StartPosition::Latest,
         plugin: None,
+        resume: Default::default(),
     };
     control
         .send_request(11, RequestBody::Subscribe(subscribe(1)))

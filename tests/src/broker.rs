@@ -19,11 +19,18 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a graceful stop may take.
 const STOP_LIMIT: Duration = Duration::from_secs(20);
 
+/// How long a test's client tries to reconnect after losing its broker.
+/// Short: a test that stops a broker and expects its clients to say so
+/// must see the error within its bounds (a restarted test broker listens
+/// on a new port anyway). Failover tests set their own.
+const RECONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Client options for a broker at `addr` whose certificate is `cert`.
 pub fn client_options(addr: SocketAddr, cert: &Path) -> ClientOptions {
     let mut options = ClientOptions::new(addr.to_string())
         .trust(Trust::CaFile(cert.to_path_buf()))
-        .client_name("sluice-e2e");
+        .client_name("sluice-e2e")
+        .reconnect_timeout(RECONNECT_TIMEOUT);
     options.connect_timeout = CONNECT_TIMEOUT;
     options
 }

@@ -153,6 +153,7 @@ fn seed_frames() -> anyhow::Result<Vec<(&'static str, Vec<u8>)>> {
                             name: "filter".into(),
                             config: Some("{}".into()),
                         }),
+                        resume: Default::default(),
                     }),
                 ),
                 max,

@@ -8,7 +8,6 @@ use sluice_proto::{ErrorBody, ServerFrame};
 use tokio::sync::mpsc;
 
 use super::{gone_error, lock, Shared};
-use crate::error::ClientError;
 use crate::wire::FrameReader;
 
 /// Frames written at most in one call.
@@ -26,8 +25,9 @@ pub(super) async fn write_control(mut send: quinn::SendStream, mut queue: mpsc::
     let _ = send.finish();
 }
 
-/// Routes responses to their waiting requests until the stream ends, then
-/// fails whatever is still waiting.
+/// Routes responses to their waiting requests until the stream ends; then
+/// the requests are handed over to the next connection or failed (see
+/// [`Requests::end`](super::requests::Requests::end)).
 pub(super) async fn read_control(
     mut reader: FrameReader,
     shared: Arc<Shared>,
@@ -36,12 +36,7 @@ pub(super) async fn read_control(
     let failure: Option<ErrorBody> = loop {
         match reader.next_frame::<ServerFrame>().await {
             Ok(Some(ServerFrame::Response(response))) => {
-                let waiter = lock(&shared.pending)
-                    .as_mut()
-                    .and_then(|p| p.remove(&response.id));
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(response.result.map_err(ClientError::Server));
-                }
+                lock(&shared.requests).answer(response);
             }
             Ok(Some(ServerFrame::Error(error))) => break Some(error),
             Ok(Some(ServerFrame::Welcome(_))) => {
@@ -58,8 +53,6 @@ pub(super) async fn read_control(
     if let Some(failure) = &failure {
         *lock(&shared.failure) = Some(failure.clone());
     }
-    let pending = lock(&shared.pending).take().unwrap_or_default();
-    for (_, waiter) in pending {
-        let _ = waiter.send(Err(gone_error(failure.clone(), &reader_conn)));
-    }
+    let lost = gone_error(failure.clone(), &reader_conn).is_connection_loss();
+    lock(&shared.requests).end(lost, || gone_error(failure.clone(), &reader_conn));
 }

@@ -1,7 +1,9 @@
 //! The delivery streams: the broker opens one unidirectional stream per
 //! subscription; a task per stream reads its frames and hands them, as
-//! [`SubscriptionEvent`]s, to the subscription registered under the id the
-//! stream starts with.
+//! [`SubscriptionEvent`]s tagged with the connection's generation, to the
+//! subscription registered under the id the stream starts with. A stream
+//! cut by the loss of the connection says nothing: the subscription goes
+//! on over the next connection.
 
 use std::sync::Arc;
 
@@ -26,18 +28,20 @@ pub(super) async fn accept_deliveries(
     conn: quinn::Connection,
     shared: Arc<Shared>,
     max_frame_bytes: u32,
+    generation: u64,
 ) {
     while let Ok(stream) = conn.accept_uni().await {
         tokio::spawn(read_deliveries(
             FrameReader::new(stream, max_frame_bytes),
             shared.clone(),
+            generation,
         ));
     }
-    // Connection gone: dropping the senders ends every subscription stream.
+    // Connection gone: the subscriptions no longer hear from it.
     lock(&shared.subscriptions).clear();
 }
 
-async fn read_deliveries(mut reader: FrameReader, shared: Arc<Shared>) {
+async fn read_deliveries(mut reader: FrameReader, shared: Arc<Shared>, generation: u64) {
     let id = match reader.next_frame::<DeliveryFrame>().await {
         Ok(Some(DeliveryFrame::Start { subscription })) => subscription,
         _ => {
@@ -71,10 +75,13 @@ async fn read_deliveries(mut reader: FrameReader, shared: Arc<Shared>) {
                     message: "the broker ended this delivery stream".into(),
                 }))
             }
+            // The connection went: whoever resumes the subscription says
+            // what happens next.
+            Err(WireError::Read(quinn::ReadError::ConnectionLost(_))) => return,
             Err(e) => SubscriptionEvent::Failed(e.to_string()),
         };
         let last = !matches!(event, SubscriptionEvent::Messages { .. });
-        if tx.send(event).await.is_err() {
+        if tx.send((generation, event)).await.is_err() {
             let _ = reader.stream_mut().stop(0u32.into());
             return;
         }

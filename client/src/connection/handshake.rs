@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use sluice_proto::{frame, ClientFrame, Hello, ServerFrame, Welcome, PROTOCOL_VERSION};
 
@@ -11,6 +10,10 @@ use crate::error::ClientError;
 use crate::options::ClientOptions;
 use crate::tls;
 use crate::wire::FrameReader;
+
+/// Keep-alives sent within one idle timeout: one lost packet does not
+/// end a live connection.
+const KEEP_ALIVES_PER_IDLE_TIMEOUT: u32 = 3;
 
 /// A connection whose handshake succeeded, before its tasks start.
 pub(super) struct Established {
@@ -44,27 +47,36 @@ async fn resolve(server: &str) -> Result<SocketAddr, ClientError> {
         .ok_or_else(|| ClientError::Config(format!("{server:?} resolves to no address")))
 }
 
-/// Dials `options.server` and performs the handshake.
-pub(super) async fn establish(options: &ClientOptions) -> Result<Established, ClientError> {
+/// Dials `address` (one of `options.server`) and performs the handshake.
+pub(super) async fn establish(
+    options: &ClientOptions,
+    address: &str,
+) -> Result<Established, ClientError> {
     let trust = options.trust.as_ref().ok_or_else(|| {
         ClientError::Config(
             "no way to check the broker's certificate: give a CA file, the broker's data directory, or choose insecure"
                 .into(),
         )
     })?;
-    let addr = resolve(&options.server).await?;
+    let addr = resolve(address).await?;
     let server_name = options
         .server_name
         .clone()
-        .unwrap_or_else(|| host_of(&options.server));
+        .unwrap_or_else(|| host_of(address));
     tls::server_name(&server_name)?;
     let tls_config = tls::client_config(trust, options.identity.as_ref())?;
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls_config)
         .map_err(|e| ClientError::Config(format!("TLS set-up failed: {e}")))?;
     let mut config = quinn::ClientConfig::new(Arc::new(quic));
     let mut transport = crate::transport::transport_config();
+    let idle = quinn::IdleTimeout::try_from(options.idle_timeout).map_err(|e| {
+        ClientError::Config(format!("idle_timeout {:?}: {e}", options.idle_timeout))
+    })?;
     transport
-        .keep_alive_interval(Some(Duration::from_secs(5)))
+        // A quiet broker is not a lost one: keep-alives well inside the
+        // idle timeout, so that only silence of a dead node ends it.
+        .keep_alive_interval(Some(options.idle_timeout / KEEP_ALIVES_PER_IDLE_TIMEOUT))
+        .max_idle_timeout(Some(idle))
         .max_concurrent_uni_streams(4096u32.into())
         .max_concurrent_bidi_streams(0u32.into());
     config.transport_config(Arc::new(transport));
@@ -75,7 +87,7 @@ pub(super) async fn establish(options: &ClientOptions) -> Result<Established, Cl
         (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
     };
     let connect_error = |e: Box<dyn std::error::Error + Send + Sync>| ClientError::Connect {
-        addr: options.server.clone(),
+        addr: address.to_owned(),
         source: e,
     };
     let mut endpoint =

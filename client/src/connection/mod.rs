@@ -1,48 +1,55 @@
-//! [`Connection`]: one QUIC connection to a broker, shared by a
-//! [`Client`](crate::Client) and every subscription and consumer made from
-//! it. Requests are pipelined on the control stream (any number in flight,
-//! answered by id, in any order); each subscription's deliveries come on a
-//! unidirectional stream of its own.
+//! [`Connection`]: one QUIC connection to one broker address. Requests are
+//! pipelined on the control stream (any number in flight, answered by id,
+//! in any order); each subscription's deliveries come on a unidirectional
+//! stream of its own. A client goes through several connections when it
+//! fails over (`crate::link`); each knows its generation, and tags what
+//! it delivers with it.
 //!
 //! - [`handshake`]: dials the broker and exchanges `Hello` / `Welcome`.
 //! - [`control`]: the tasks writing requests to and reading responses from
 //!   the control stream.
+//! - [`requests`]: the requests waiting for their answers. One that may go
+//!   to another connection outlives its own: when the connection is lost
+//!   it is handed over ([`Connection::unanswered`]) and the link sends it,
+//!   in its first order, on the next one ([`Connection::adopt`]); its
+//!   caller just waits for the answer.
 //! - [`deliveries`]: the tasks reading the delivery streams and handing
 //!   them to their subscriptions.
 
 mod control;
 mod deliveries;
 mod handshake;
+mod requests;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sluice_proto::{frame, ClientFrame, ErrorBody, Request, RequestBody, ResponseBody};
-use tokio::sync::{mpsc, oneshot};
+use sluice_proto::ErrorBody;
+use tokio::sync::mpsc;
 
 pub(crate) use deliveries::SubscriptionEvent;
+pub(crate) use requests::{Reply, Resend, Unanswered};
 
 use crate::error::ClientError;
 use crate::options::ClientOptions;
 
-/// Frames queued for the control stream before `request` waits: enough to
+/// Frames queued for the control stream before `submit` waits: enough to
 /// keep a pipelining producer busy, small enough to bound memory.
 const WRITE_QUEUE_FRAMES: usize = 1024;
-/// Delivery frames buffered per subscription before the client stops
-/// reading its stream (QUIC flow control then slows the broker's sender).
-const SUBSCRIPTION_QUEUE_FRAMES: usize = 64;
 
-type Pending = HashMap<u64, oneshot::Sender<Result<ResponseBody, ClientError>>>;
+/// Where a subscription's events go: each tagged with the generation of
+/// the connection it came on.
+pub(crate) type EventSender = mpsc::Sender<(u64, SubscriptionEvent)>;
 
 /// State shared with the connection's background tasks.
 struct Shared {
-    /// Requests waiting for their response; `None` once the connection is gone.
-    pending: Mutex<Option<Pending>>,
+    /// Requests waiting for their response, and once the connection is
+    /// lost, those for the next.
+    requests: Mutex<requests::Requests>,
     /// Open subscriptions by id.
-    subscriptions: Mutex<HashMap<u64, mpsc::Sender<SubscriptionEvent>>>,
+    subscriptions: Mutex<HashMap<u64, EventSender>>,
     /// Why the broker ended the session, if it said.
     failure: Mutex<Option<ErrorBody>>,
 }
@@ -54,12 +61,16 @@ pub(crate) struct Connection {
     conn: quinn::Connection,
     writer: mpsc::Sender<Bytes>,
     shared: Arc<Shared>,
-    next_request: AtomicU64,
-    next_subscription: AtomicU64,
     max_frame_bytes: u32,
     server: String,
     /// The broker takes compact publishes.
     compact_publish: bool,
+    /// The address dialed.
+    address: String,
+    /// Which of its client's connections this is (the first is 1).
+    generation: u64,
+    /// The task routing responses; it ends once the connection is gone.
+    reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for Connection {
@@ -69,29 +80,34 @@ impl Drop for Connection {
 }
 
 impl Connection {
-    /// Connects, performs the handshake and starts the connection's
-    /// background tasks.
-    pub(crate) async fn open(options: &ClientOptions) -> Result<Connection, ClientError> {
+    /// Connects to `address`, performs the handshake and starts the
+    /// connection's background tasks.
+    pub(crate) async fn open(
+        options: &ClientOptions,
+        address: &str,
+        generation: u64,
+    ) -> Result<Connection, ClientError> {
         let handshake::Established {
             endpoint,
             conn,
             send,
             reader,
             welcome,
-        } = handshake::establish(options).await?;
+        } = handshake::establish(options, address).await?;
 
         let shared = Arc::new(Shared {
-            pending: Mutex::new(Some(HashMap::new())),
+            requests: Mutex::new(requests::Requests::new()),
             subscriptions: Mutex::new(HashMap::new()),
             failure: Mutex::new(None),
         });
         let (writer, queue) = mpsc::channel(WRITE_QUEUE_FRAMES);
         tokio::spawn(control::write_control(send, queue));
-        tokio::spawn(control::read_control(reader, shared.clone(), conn.clone()));
+        let reader = tokio::spawn(control::read_control(reader, shared.clone(), conn.clone()));
         tokio::spawn(deliveries::accept_deliveries(
             conn.clone(),
             shared.clone(),
             options.max_frame_bytes,
+            generation,
         ));
 
         Ok(Connection {
@@ -99,20 +115,31 @@ impl Connection {
             conn,
             writer,
             shared,
-            next_request: AtomicU64::new(1),
-            next_subscription: AtomicU64::new(1),
             max_frame_bytes: welcome.max_frame_bytes,
             compact_publish: welcome
                 .features
                 .iter()
                 .any(|f| f == sluice_proto::FEATURE_COMPACT_PUBLISH),
             server: welcome.server,
+            address: address.to_owned(),
+            generation,
+            reader: Mutex::new(Some(reader)),
         })
     }
 
     /// The broker's name and version, from the handshake.
     pub(crate) fn server(&self) -> &str {
         &self.server
+    }
+
+    /// The address this connection was dialed at.
+    pub(crate) fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Which of its client's connections this is.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The largest frame the broker accepts.
@@ -130,45 +157,61 @@ impl Connection {
         self.compact_publish
     }
 
-    /// Sends one request and waits for its response.
-    pub(crate) async fn request(&self, body: RequestBody) -> Result<ResponseBody, ClientError> {
-        let id = self.next_request.fetch_add(1, Ordering::Relaxed);
-        let frame = frame::encode(
-            &ClientFrame::Request(Request { id, body }),
-            self.max_frame_bytes,
-        )?;
-        let (tx, rx) = oneshot::channel();
-        match lock(&self.shared.pending).as_mut() {
-            Some(pending) => pending.insert(id, tx),
-            None => return Err(self.closed_error()),
-        };
-        if self.writer.send(frame).await.is_err() {
-            if let Some(pending) = lock(&self.shared.pending).as_mut() {
-                pending.remove(&id);
+    /// Sends one encoded request (whose id is `id`), to be answered on
+    /// this connection or, as `resend` allows, on the next. An error means
+    /// it was not sent and this connection takes nothing more.
+    pub(crate) async fn submit(
+        &self,
+        id: u64,
+        frame: Bytes,
+        resend: Resend,
+    ) -> Result<Reply, ClientError> {
+        let placed = lock(&self.shared.requests).place(id, frame.clone(), resend);
+        match placed {
+            requests::Placed::Pending(reply) => {
+                // A write that fails finds the connection gone: the
+                // request is then handed over or failed with the others.
+                let _ = self.writer.send(frame).await;
+                Ok(reply)
             }
-            return Err(self.closed_error());
-        }
-        rx.await.map_err(|_| self.closed_error())?
-    }
-
-    /// Queues a request whose answer nobody waits for (unsubscribe on drop).
-    pub(crate) fn request_detached(&self, body: RequestBody) {
-        let id = self.next_request.fetch_add(1, Ordering::Relaxed);
-        if let Ok(frame) = frame::encode(
-            &ClientFrame::Request(Request { id, body }),
-            self.max_frame_bytes,
-        ) {
-            let _ = self.writer.try_send(frame);
+            requests::Placed::Kept(reply) => Ok(reply),
+            requests::Placed::Gone => Err(self.closed_error()),
         }
     }
 
-    /// A new subscription id, and the events the delivery reader will hand
-    /// to it once the broker opens its stream.
-    pub(crate) fn register_subscription(&self) -> (u64, mpsc::Receiver<SubscriptionEvent>) {
-        let id = self.next_subscription.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(SUBSCRIPTION_QUEUE_FRAMES);
-        lock(&self.shared.subscriptions).insert(id, tx);
-        (id, rx)
+    /// Once the connection is gone: the requests it hands over to the next
+    /// (none if it ended for good). It takes nothing more after this.
+    pub(crate) async fn unanswered(&self) -> Unanswered {
+        let reader = lock(&self.reader).take();
+        if let Some(reader) = reader {
+            let _ = reader.await;
+        }
+        lock(&self.shared.requests).take_left()
+    }
+
+    /// Sends `unanswered` (a lost connection's) here, in their first order,
+    /// with the same ids; their callers get the answers from here. What
+    /// this connection, gone too, cannot take is handed back.
+    pub(crate) async fn adopt(&self, unanswered: Unanswered) -> Unanswered {
+        let (frames, refused) =
+            lock(&self.shared.requests).adopt_all(unanswered, self.max_frame_bytes);
+        for frame in frames {
+            if self.writer.send(frame).await.is_err() {
+                break;
+            }
+        }
+        refused
+    }
+
+    /// Queues an encoded request whose answer nobody waits for
+    /// (unsubscribe on drop).
+    pub(crate) fn submit_detached(&self, frame: Bytes) {
+        let _ = self.writer.try_send(frame);
+    }
+
+    /// Hands the broker's delivery stream for subscription `id` to `events`.
+    pub(crate) fn register_subscription(&self, id: u64, events: EventSender) {
+        lock(&self.shared.subscriptions).insert(id, events);
     }
 
     /// Forgets a subscription; false if it was already gone (ended, or the
@@ -184,7 +227,8 @@ impl Connection {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
     }
 
-    fn closed_error(&self) -> ClientError {
+    /// Why requests can no longer be answered here.
+    pub(crate) fn closed_error(&self) -> ClientError {
         let failure = lock(&self.shared.failure).clone();
         gone_error(failure, &self.conn)
     }
@@ -202,7 +246,8 @@ fn gone_error(failure: Option<ErrorBody>, conn: &quinn::Connection) -> ClientErr
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// Locks `m`, whether or not a holder panicked.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding one of these locks cannot leave the maps in a
     // state worse than the panic itself; keep going.
     m.lock().unwrap_or_else(|e| e.into_inner())

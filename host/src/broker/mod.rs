@@ -129,15 +129,14 @@ impl Broker {
         self.inner.store.feeds()
     }
 
-    /// Starts a subscription. Live (`Latest`) or replaying (anything else).
+    /// Starts the subscription `request` asks for: live (`Latest`) or
+    /// replaying (anything else, or resumed from per-topic positions).
     pub async fn subscribe(
         &self,
-        pattern: &str,
-        from: sluice_proto::StartPosition,
-        plugin: Option<&sluice_proto::DeliveryPlugin>,
+        request: &sluice_proto::Subscribe,
     ) -> Result<Subscription, BrokerError> {
-        let parsed = checks::pattern(pattern)?;
-        let filter = match plugin {
+        let parsed = checks::pattern(&request.pattern)?;
+        let filter = match &request.plugin {
             Some(spec) => Some(self.delivery_plugin(spec).await?),
             None => None,
         };
@@ -149,7 +148,8 @@ impl Broker {
         Subscription::start(
             self.inner.store.clone(),
             parsed,
-            from,
+            request.from,
+            &request.resume,
             buffer,
             filter,
             self.inner.metrics.clone(),

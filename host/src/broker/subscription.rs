@@ -5,7 +5,10 @@
 //! (at-most-once, publishers never wait). A *replaying* subscription first
 //! reads the log from its start position, then follows live batches; it
 //! tracks the next offset per topic, skips what it already sent and refills
-//! any gap (dropped batches) from the log, so it misses nothing.
+//! any gap (dropped batches) from the log, so it misses nothing. A client
+//! that resumes after a lost connection names the next offset per topic;
+//! those topics replay from there, whatever the start (a resumed live
+//! subscription replays too, so it misses nothing stored meanwhile).
 //!
 //! What is held for a subscriber is bounded in messages and in bytes
 //! ([`BufferLimits`]): the feed counts a live batch until the subscription
@@ -14,7 +17,7 @@
 //! and a catch-up after an overflow replaces the queued work it covers by
 //! one log read range per topic.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use sluice_proto::{Pattern, StartPosition};
@@ -86,14 +89,22 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// Starts a subscription on `pattern` from `from`: the feed is
-    /// registered before the topics' ends are read, so whatever commits
-    /// after this point arrives on the feed and whatever committed before
-    /// is in the log. What the feed holds is shown in `metrics`.
+    /// Starts a subscription on `pattern` from `from`, except for the
+    /// topics `resume` gives the next offset of (a client resuming after a
+    /// lost connection): the feed is registered before the topics' ends
+    /// are read, so whatever commits after this point arrives on the feed
+    /// and whatever committed before is in the log. What the feed holds is
+    /// shown in `metrics`.
+    ///
+    /// A resumed subscription replays even from `Latest`: what was stored
+    /// after the offsets the client had reached is what it came back for.
+    /// An offset past a topic's end means the log is not the one the client
+    /// read (deleted and created again): that topic starts as `from` says.
     pub(crate) async fn start(
         store: Arc<dyn Store>,
         pattern: Pattern,
         from: StartPosition,
+        resume: &BTreeMap<String, u64>,
         limits: BufferLimits,
         filter: Option<Arc<DeliveryFilter>>,
         metrics: Arc<Metrics>,
@@ -105,7 +116,7 @@ impl Subscription {
         let mut sub = Subscription {
             store,
             feed,
-            lossless: from != StartPosition::Latest,
+            lossless: from != StartPosition::Latest || !resume.is_empty(),
             next: HashMap::new(),
             work: VecDeque::new(),
             filter,
@@ -113,10 +124,16 @@ impl Subscription {
         };
         if sub.lossless {
             for topic in topics {
-                let from = match from {
-                    StartPosition::Earliest | StartPosition::Latest => topic.start_offset,
-                    StartPosition::Offset(o) => o,
-                    StartPosition::Timestamp(ts) => sub
+                let resumed = resume
+                    .get(&*topic.name)
+                    .copied()
+                    .filter(|next| *next <= topic.committed_end);
+                let from = match (resumed, from) {
+                    (Some(next), _) => next,
+                    (None, StartPosition::Earliest) => topic.start_offset,
+                    (None, StartPosition::Latest) => topic.committed_end,
+                    (None, StartPosition::Offset(o)) => o,
+                    (None, StartPosition::Timestamp(ts)) => sub
                         .store
                         .offset_for_time(&topic.name, ts)
                         .await
@@ -387,6 +404,90 @@ mod tests {
             .expect("committed");
     }
 
+    /// A subscription on `t.*` with default buffers.
+    async fn subscribe(
+        store: &Arc<dyn Store>,
+        from: StartPosition,
+        resume: &[(&str, u64)],
+    ) -> Subscription {
+        let resume = resume.iter().map(|(t, o)| (t.to_string(), *o)).collect();
+        let limits = BufferLimits {
+            messages: 1_000,
+            bytes: 64 * 1024 * 1024,
+        };
+        Subscription::start(
+            store.clone(),
+            Pattern::parse("t.*").expect("pattern"),
+            from,
+            &resume,
+            limits,
+            None,
+            Arc::new(Metrics::default()),
+        )
+        .await
+        .expect("subscribed")
+    }
+
+    /// Takes chunks until `total` messages came; per topic, their offsets.
+    async fn take_total(sub: &mut Subscription, total: usize) -> HashMap<Arc<str>, Vec<u64>> {
+        let mut seen = HashMap::new();
+        while seen.values().map(Vec::len).sum::<usize>() < total {
+            take(sub, &mut seen).await;
+        }
+        seen
+    }
+
+    fn offsets(seen: &HashMap<Arc<str>, Vec<u64>>, topic: &str) -> Vec<u64> {
+        seen.get(topic).cloned().unwrap_or_default()
+    }
+
+    /// `t.a` and `t.b` with five messages each.
+    async fn two_topics_of_five(dir: &TempDir) -> Arc<dyn Store> {
+        let store = store(dir).await;
+        for topic in ["t.a", "t.b"] {
+            store.ensure_topic(topic).await.expect("created");
+            for _ in 0..5 {
+                publish(&store, topic).await;
+            }
+        }
+        store
+    }
+
+    #[tokio::test]
+    async fn resume_positions_override_the_start_per_topic() {
+        let dir = TempDir::new().expect("temp dir");
+        let store = two_topics_of_five(&dir).await;
+        let mut sub = subscribe(&store, StartPosition::Earliest, &[("t.a", 3)]).await;
+        let seen = take_total(&mut sub, 7).await;
+        assert_eq!(offsets(&seen, "t.a"), vec![3, 4]);
+        assert_eq!(offsets(&seen, "t.b"), vec![0, 1, 2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_resumed_live_subscription_replays_what_it_missed() {
+        let dir = TempDir::new().expect("temp dir");
+        let store = two_topics_of_five(&dir).await;
+        let mut sub = subscribe(&store, StartPosition::Latest, &[("t.a", 2)]).await;
+        publish(&store, "t.a").await;
+        publish(&store, "t.b").await;
+        // t.a from its position; t.b, which it names no offset for, only
+        // from its end at the start.
+        let seen = take_total(&mut sub, 5).await;
+        assert_eq!(offsets(&seen, "t.a"), vec![2, 3, 4, 5]);
+        assert_eq!(offsets(&seen, "t.b"), vec![5]);
+    }
+
+    #[tokio::test]
+    async fn a_resume_position_past_the_end_starts_as_the_start_position_says() {
+        let dir = TempDir::new().expect("temp dir");
+        let store = two_topics_of_five(&dir).await;
+        // An offset the log never reached: not the log the client read.
+        let mut sub = subscribe(&store, StartPosition::Earliest, &[("t.a", 99)]).await;
+        let seen = take_total(&mut sub, 10).await;
+        assert_eq!(offsets(&seen, "t.a"), vec![0, 1, 2, 3, 4]);
+        assert_eq!(offsets(&seen, "t.b"), vec![0, 1, 2, 3, 4]);
+    }
+
     /// Takes a chunk; per topic, the offsets it holds.
     async fn take(sub: &mut Subscription, seen: &mut HashMap<Arc<str>, Vec<u64>>) {
         let chunk = tokio::time::timeout(WAIT, sub.next_chunk())
@@ -418,6 +519,7 @@ mod tests {
             store.clone(),
             Pattern::parse("t.*").expect("pattern"),
             StartPosition::Earliest,
+            &BTreeMap::new(),
             limits,
             None,
             metrics,

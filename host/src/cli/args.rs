@@ -150,7 +150,9 @@ pub struct ServeArgs {
 /// Flags shared by every client subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// Broker address, host:port.
+    /// Broker address, host:port; or the nodes of a cluster, separated by
+    /// commas (a:4433,b:4433): the client connects to the first that
+    /// answers and fails over to the next when its connection is lost.
     #[arg(
         long,
         env = "SLUICE_SERVER",

@@ -2,6 +2,8 @@
 //! and the stored message as it is delivered to a reader (subscriptions,
 //! fetches and consumer groups alike).
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +35,16 @@ pub struct Subscribe {
     /// receives (what is stored does not change).
     #[serde(default)]
     pub plugin: Option<DeliveryPlugin>,
+    /// Per topic, the next offset to deliver: overrides `from` for the
+    /// topics named. A client that lost its connection subscribes again
+    /// with the offset after the last message it delivered of each topic,
+    /// so nothing is skipped or delivered twice. A topic that does not
+    /// exist, or whose log ends before the offset (it was deleted and
+    /// created again), starts where `from` says. With any entry a `Latest`
+    /// subscription replays too: it misses nothing stored after these
+    /// offsets (and topics it names no offset for start at their end).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resume: BTreeMap<String, u64>,
 }
 
 /// A plugin applied to one subscription's deliveries.

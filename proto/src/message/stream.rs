@@ -153,6 +153,7 @@ mod tests {
                     name: "f".into(),
                     config: None,
                 }),
+                resume: [("orders.eu".to_owned(), 17)].into(),
             }),
             RequestBody::Fetch(Fetch {
                 topic: "a".into(),
@@ -241,6 +242,39 @@ mod tests {
             decode_body::<ClientFrame>(&[0xc1]),
             Err(crate::CodecError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn resume_positions_are_optional_both_ways() {
+        // The subscribe of a client before resume positions, field for field.
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct OldSubscribe {
+            subscription: u64,
+            pattern: String,
+            from: StartPosition,
+            plugin: Option<DeliveryPlugin>,
+        }
+        let old = OldSubscribe {
+            subscription: 3,
+            pattern: "orders.>".into(),
+            from: StartPosition::Earliest,
+            plugin: None,
+        };
+        let new: Subscribe = decode_body(&encode(&old, 1024).unwrap()[LENGTH_PREFIX_BYTES..])
+            .expect("a newer broker reads an older client's subscribe");
+        assert!(new.resume.is_empty());
+        // Without positions the frame is what older brokers always read;
+        // with them, they ignore the field.
+        let plain = encode(&new, 1024).unwrap();
+        assert_eq!(plain, encode(&old, 1024).unwrap());
+        let resumed = Subscribe {
+            resume: [("orders.eu".to_owned(), 41)].into(),
+            ..new
+        };
+        let read: OldSubscribe =
+            decode_body(&encode(&resumed, 1024).unwrap()[LENGTH_PREFIX_BYTES..])
+                .expect("an older broker reads a resuming subscribe");
+        assert_eq!((read.subscription, read.pattern), (3, "orders.>".into()));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! range.
 
 use bytes::Bytes;
-use proptest::collection::vec;
+use proptest::collection::{btree_map, vec};
 use proptest::option;
 use proptest::prelude::*;
 use sluice_proto::*;
@@ -130,14 +130,16 @@ fn request_body() -> impl Strategy<Value = RequestBody> {
             any::<u64>(),
             text(),
             start_position(),
-            option::of(delivery_plugin())
+            option::of(delivery_plugin()),
+            btree_map(topic(), any::<u64>(), 0..3)
         )
-            .prop_map(|(subscription, pattern, from, plugin)| {
+            .prop_map(|(subscription, pattern, from, plugin, resume)| {
                 RequestBody::Subscribe(Subscribe {
                     subscription,
                     pattern,
                     from,
                     plugin,
+                    resume,
                 })
             }),
         any::<u64>().prop_map(|subscription| RequestBody::Unsubscribe { subscription }),

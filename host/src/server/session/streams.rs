@@ -81,11 +81,7 @@ impl Session {
     ) -> Result<ResponseBody, BrokerError> {
         self.check_subscribe(&request.pattern)?;
         self.check_stream_slot(request.subscription, false)?;
-        let subscription = self
-            .shared
-            .broker
-            .subscribe(&request.pattern, request.from, request.plugin.as_ref())
-            .await?;
+        let subscription = self.shared.broker.subscribe(&request).await?;
         self.start_stream(request.subscription, subscription, None);
         Ok(ResponseBody::Subscribed {
             subscription: request.subscription,
