@@ -8,6 +8,7 @@ mod bench;
 mod cluster;
 mod crash;
 mod dedup;
+mod failover;
 mod groups;
 mod metrics;
 mod nats_harness;
