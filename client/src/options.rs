@@ -294,6 +294,19 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_zero_idle_timeout_is_refused() {
+        let options = ClientOptions::new("127.0.0.1:1")
+            .trust(Trust::Insecure)
+            .idle_timeout(Duration::ZERO);
+        match crate::Client::connect(options).await {
+            Err(ClientError::Config(message)) => {
+                assert!(message.contains("idle_timeout"), "{message}")
+            }
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
     #[test]
     fn defaults_reconnect_for_a_minute_and_notice_silence_within_seconds() {
         let options = ClientOptions::new("a:1");

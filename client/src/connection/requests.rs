@@ -236,3 +236,107 @@ impl Requests {
         (frames, refused)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sluice_proto::ErrorBody;
+
+    use super::*;
+
+    fn frame(id: u64) -> Bytes {
+        Bytes::from(format!("....{id}"))
+    }
+
+    fn pending(placed: Placed) -> Reply {
+        match placed {
+            Placed::Pending(reply) => reply,
+            _ => panic!("expected the request to be pending"),
+        }
+    }
+
+    fn response(id: u64, result: Result<ResponseBody, ErrorBody>) -> Response {
+        Response { id, result }
+    }
+
+    fn answered(reply: &mut Reply) -> Option<Result<ResponseBody, ClientError>> {
+        reply.0.try_recv().ok()
+    }
+
+    #[test]
+    fn a_lost_connection_keeps_what_may_go_again_in_order() {
+        let mut requests = Requests::new();
+        let mut read = pending(requests.place(1, frame(1), Resend::Unanswered));
+        let mut admin = pending(requests.place(2, frame(2), Resend::Unsent));
+        let mut settle = pending(requests.place(3, frame(3), Resend::Never));
+        let mut publish = pending(requests.place(4, frame(4), Resend::Unanswered));
+        // The broker refuses the publish as it shuts down: it stays.
+        requests.answer(response(
+            4,
+            Err(ErrorBody::new(ErrorCode::ShuttingDown, "bye")),
+        ));
+        assert!(answered(&mut publish).is_none());
+
+        requests.end(true, || ClientError::Closed);
+        assert!(matches!(answered(&mut admin), Some(Err(_))));
+        assert!(matches!(answered(&mut settle), Some(Err(_))));
+        // Asked after the loss, before the link took over: kept too, but
+        // not what must stay on this connection.
+        let _late = match requests.place(5, frame(5), Resend::Unsent) {
+            Placed::Kept(reply) => reply,
+            _ => panic!("expected the request to be kept"),
+        };
+        assert!(matches!(
+            requests.place(6, frame(6), Resend::Never),
+            Placed::Gone
+        ));
+
+        let left = requests.take_left();
+        assert_eq!(left.0.keys().copied().collect::<Vec<_>>(), [1, 4, 5]);
+        // Nothing more is kept once the link took it.
+        assert!(matches!(
+            requests.place(7, frame(7), Resend::Unanswered),
+            Placed::Gone
+        ));
+
+        let mut next = Requests::new();
+        let (frames, refused) = next.adopt_all(left, 1024);
+        assert_eq!(frames, [frame(1), frame(4), frame(5)]);
+        assert!(refused.is_empty());
+        next.answer(response(1, Ok(ResponseBody::Pong)));
+        assert!(matches!(answered(&mut read), Some(Ok(ResponseBody::Pong))));
+    }
+
+    #[test]
+    fn a_connection_ended_for_good_fails_everything() {
+        let mut requests = Requests::new();
+        let mut read = pending(requests.place(1, frame(1), Resend::Unanswered));
+        requests.end(false, || ClientError::Closed);
+        assert!(matches!(
+            answered(&mut read),
+            Some(Err(ClientError::Closed))
+        ));
+        assert!(matches!(
+            requests.place(2, frame(2), Resend::Unanswered),
+            Placed::Gone
+        ));
+        assert!(requests.take_left().is_empty());
+    }
+
+    #[test]
+    fn a_frame_over_the_next_brokers_limit_fails_and_a_gone_connection_hands_back() {
+        let mut left = Unanswered::default();
+        let mut big = left.hold(1, Bytes::from(vec![0u8; 100]), Resend::Unanswered);
+        let _small = left.hold(2, frame(2), Resend::Unanswered);
+        let mut gone = Requests::new();
+        gone.end(false, || ClientError::Closed);
+        let (frames, refused) = gone.adopt_all(left, 50);
+        assert!(frames.is_empty());
+        assert!(matches!(
+            answered(&mut big),
+            Some(Err(ClientError::Codec(
+                sluice_proto::CodecError::TooLarge { .. }
+            )))
+        ));
+        assert_eq!(refused.len(), 1);
+    }
+}

@@ -99,6 +99,11 @@ impl Link {
     /// starts watching the connection.
     pub(crate) async fn connect(options: ClientOptions) -> Result<Arc<Link>, ClientError> {
         let servers = options.servers()?;
+        if options.idle_timeout.is_zero() {
+            return Err(ClientError::Config(
+                "idle_timeout must be above zero: it is how long a silent connection lasts before it counts as lost".into(),
+            ));
+        }
         let first = dial::first_answering(&options, &servers, 0, 1, None).await?;
         let quic = first.quic().clone();
         let link = Arc::new(Link {
