@@ -85,6 +85,7 @@ pub struct SharedPlugins {
 }
 
 struct Inner {
+    nats: Nats,
     settings: kv::Store,
     wasm: object_store::ObjectStore,
     /// Where this node keeps its copies.
@@ -119,6 +120,7 @@ impl SharedPlugins {
         };
         let shared = SharedPlugins {
             inner: Arc::new(Inner {
+                nats: nats.clone(),
                 settings,
                 wasm,
                 dir: crate::plugin::watch::normalize(
@@ -148,8 +150,8 @@ impl SharedPlugins {
     async fn read_settings(&self) -> Result<Option<Settings>, SharedPluginsError> {
         let Some(bytes) = self
             .inner
-            .settings
-            .get(SETTINGS_KEY)
+            .nats
+            .retrying(|| self.inner.settings.get(SETTINGS_KEY))
             .await
             .map_err(cluster)?
         else {
@@ -239,7 +241,12 @@ impl SharedPlugins {
     /// Copies object `name` to `path` unless the copy is the same already;
     /// true when the file changed.
     async fn download(&self, name: &str, path: &Path) -> Result<bool, SharedPluginsError> {
-        let mut object = self.inner.wasm.get(name).await.map_err(cluster)?;
+        let mut object = self
+            .inner
+            .nats
+            .retrying(|| self.inner.wasm.get(name))
+            .await
+            .map_err(cluster)?;
         let mut bytes = Vec::new();
         object.read_to_end(&mut bytes).await.map_err(cluster)?;
         if let Ok(existing) = tokio::fs::read(path).await {

@@ -99,3 +99,36 @@ impl Nats {
         Ok(nats)
     }
 }
+
+/// Whether a failed request may succeed when made again in a moment: no
+/// server answered yet (a stream or bucket just created, whose responders
+/// are still being announced across the cluster; a leader being elected)
+/// or it timed out.
+pub fn is_transient(error: &dyn std::fmt::Display) -> bool {
+    let text = error.to_string().to_ascii_lowercase();
+    text.contains("no responders") || text.contains("timed out") || text.contains("timeout")
+}
+
+impl Nats {
+    /// Runs `request` until it succeeds, fails for good, or fails only
+    /// transiently ([`is_transient`]) for longer than the request timeout.
+    pub async fn retrying<T, E, F, Fut>(&self, mut request: F) -> Result<T, E>
+    where
+        E: std::fmt::Display,
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let mut delay = Duration::from_millis(20);
+        loop {
+            match request().await {
+                Err(e) if is_transient(&e) && tokio::time::Instant::now() + delay < deadline => {
+                    tracing::debug!(error = %e, "a NATS request failed for now; trying again");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(500));
+                }
+                other => return other,
+            }
+        }
+    }
+}

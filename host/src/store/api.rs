@@ -188,6 +188,14 @@ pub trait Store: Send + Sync + 'static {
         timestamp_ms: i64,
     ) -> BoxFuture<'_, Result<u64, StoreError>>;
 
+    /// Resolves once what this node knows of the topics matching `pattern`
+    /// is as recent as the storage was when called: their committed ends
+    /// and feeds include every record stored before. The local store is
+    /// always current; a replicated one follows its streams and may lag a
+    /// moment behind. A subscription from the latest position waits for it,
+    /// so it starts after what was stored before it was made.
+    fn catch_up(&self, pattern: &Pattern) -> BoxFuture<'_, Result<(), StoreError>>;
+
     /// A feed of batches committed from now on to topics matching
     /// `pattern`, holding at most `max_queued` messages (beyond, batches are
     /// dropped for this feed and counted).

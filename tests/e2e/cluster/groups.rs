@@ -158,3 +158,53 @@ async fn nack_redelivers_reject_dead_letters_and_a_foreign_settle_is_stale() -> 
     held[0].ack().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_ordered_group_keeps_each_keys_order_across_members_on_two_nodes(
+) -> anyhow::Result<()> {
+    let cluster = Cluster::start(2).await?;
+    let (a, b) = (cluster.client(0).await?, cluster.client(1).await?);
+    a.create_topic("accounts", None, None).await?;
+    let options = || ConsumeOptions::default().key_ordered(true).max_in_flight(4);
+    let mut on_a = a.consume("accounts", "ledger", options()).await?;
+    let mut on_b = b.consume("accounts", "ledger", options()).await?;
+    let total = 60u64;
+    let batch: Vec<Message> = (0..total)
+        .map(|i| Message::new("accounts", format!("{i}")).key(format!("acct-{}", i % 4)))
+        .collect();
+    a.publish_batch(batch).await?;
+
+    // Handled in the order the members see them, acked after each: per key,
+    // offsets must come in ascending order, whichever member handles them.
+    let mut handled: Vec<(String, u64)> = Vec::new();
+    let mut by_member = [0usize; 2];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while handled.len() < total as usize {
+        let (which, delivery) = tokio::select! {
+            d = on_a.recv() => (0, d),
+            d = on_b.recv() => (1, d),
+            () = tokio::time::sleep_until(deadline) => panic!("{} of {total} handled in time", handled.len()),
+        };
+        let delivery = delivery.expect("consumer open")?;
+        let key = String::from_utf8_lossy(delivery.key.as_deref().unwrap_or_default()).into_owned();
+        handled.push((key, delivery.offset));
+        by_member[which] += 1;
+        delivery.ack().await?;
+    }
+    for key in 0..4 {
+        let offsets: Vec<u64> = handled
+            .iter()
+            .filter(|(k, _)| *k == format!("acct-{key}"))
+            .map(|(_, o)| *o)
+            .collect();
+        let mut sorted = offsets.clone();
+        sorted.sort_unstable();
+        assert_eq!(offsets, sorted, "acct-{key} out of order");
+        assert_eq!(offsets.len(), 15);
+    }
+    assert!(
+        by_member.iter().all(|n| *n > 0),
+        "both members worked: {by_member:?}"
+    );
+    Ok(())
+}

@@ -139,3 +139,40 @@ async fn topic_admin_on_one_node_is_seen_by_the_other_and_ids_deduplicate_across
     assert_eq!(payloads(&all), vec!["after"]);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_maps_to_stream_limits_and_replay_from_a_time_works_on_any_node(
+) -> anyhow::Result<()> {
+    let cluster = Cluster::start(2).await?;
+    let (a, b) = (cluster.client(0).await?, cluster.client(1).await?);
+    let retention = sluice_client::RetentionSpec {
+        max_messages: Some(5),
+        ..Default::default()
+    };
+    a.create_topic("metrics", Some(retention), None).await?;
+    for i in 0..10 {
+        a.publish("metrics", format!("m-{i}")).await?;
+    }
+    let info = b.topic_info("metrics").await?;
+    assert_eq!(
+        (info.start_offset, info.next_offset, info.messages),
+        (5, 10, 5),
+        "the oldest five are gone: {info:?}"
+    );
+    let kept = fetch_all(&b, "metrics", StartPosition::Earliest).await?;
+    assert_eq!(
+        kept.iter().map(|d| d.offset).collect::<Vec<_>>(),
+        vec![5, 6, 7, 8, 9]
+    );
+
+    // A time between two publishes: replay starts at the first after it.
+    a.create_topic("audit", None, None).await?;
+    a.publish("audit", "before").await?;
+    // Timestamps are milliseconds: make the next publish a later one.
+    let marker = sluice_tests::now_ms() + 5;
+    tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_millis(10)).await;
+    a.publish("audit", "after").await?;
+    let from_time = fetch_all(&b, "audit", StartPosition::Timestamp(marker)).await?;
+    assert_eq!(payloads(&from_time), vec!["after"]);
+    Ok(())
+}

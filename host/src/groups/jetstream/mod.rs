@@ -115,10 +115,11 @@ impl JetStreamGroups {
     }
 
     async fn entry(&self, name: &str) -> Result<Option<GroupEntry>, BrokerError> {
+        let key = names::group_key(name);
         let entry = self
             .inner
-            .bucket
-            .get(names::group_key(name))
+            .nats
+            .retrying(|| self.inner.bucket.get(key.as_str()))
             .await
             .map_err(|e| unavailable("read the groups bucket", e))?;
         entry

@@ -146,8 +146,8 @@ impl JetStreamStore {
 
     async fn bucket_entry(&self, stream: &str) -> Result<Option<kv::Entry>, StoreError> {
         self.inner
-            .bucket
-            .entry(stream)
+            .nats
+            .retrying(|| self.inner.bucket.entry(stream))
             .await
             .map(|e| e.filter(|e| e.operation == kv::Operation::Put))
             .map_err(|e| StoreError::Unavailable(format!("topics bucket: {e}")))
@@ -190,14 +190,16 @@ pub(crate) async fn open_bucket(nats: &Nats, name: &str) -> Result<kv::Store, St
     if let Ok(bucket) = nats.jetstream.get_key_value(name).await {
         return Ok(bucket);
     }
-    nats.jetstream
-        .create_key_value(kv::Config {
-            bucket: name.to_owned(),
-            history: 1,
-            num_replicas: nats.replicas,
-            storage: StorageType::File,
-            ..Default::default()
-        })
+    let config = kv::Config {
+        bucket: name.to_owned(),
+        history: 1,
+        num_replicas: nats.replicas,
+        storage: StorageType::File,
+        ..Default::default()
+    };
+    // Creating a bucket that exists with this configuration returns it, so
+    // nodes starting together agree.
+    nats.retrying(|| nats.jetstream.create_key_value(config.clone()))
         .await
         .map_err(|e| StoreError::Unavailable(format!("cannot create the bucket {name}: {e}")))
 }
@@ -411,6 +413,21 @@ impl Store for JetStreamStore {
         async move {
             let topic = topic?;
             read::offset_for_time(&self.inner.nats, &topic, timestamp_ms).await
+        }
+        .boxed()
+    }
+
+    fn catch_up(&self, pattern: &Pattern) -> BoxFuture<'_, Result<(), StoreError>> {
+        let topics: Vec<Arc<Topic>> = read(&self.inner.topics)
+            .all()
+            .filter(|t| pattern.matches(&t.name))
+            .cloned()
+            .collect();
+        async move {
+            for topic in topics {
+                tail::caught_up(&self.inner, &topic).await?;
+            }
+            Ok(())
         }
         .boxed()
     }

@@ -23,7 +23,7 @@ use futures_util::StreamExt;
 use super::envelope;
 use super::topics::Topic;
 use super::Inner;
-use crate::store::{Record, StoredBatch};
+use crate::store::{Record, StoreError, StoredBatch};
 
 /// Most messages put in one batch for the feeds.
 const MAX_BATCH: usize = 1024;
@@ -119,6 +119,40 @@ async fn follow_once(inner: &Inner, topic: &Topic, from: &mut u64) -> Result<(),
         publish(inner, topic, records);
     }
     Err("the ordered consumer ended".into())
+}
+
+/// Waits until `topic`'s tail has seen every message its stream held when
+/// called (bounded by the request timeout).
+pub(super) async fn caught_up(inner: &Inner, topic: &Topic) -> Result<(), StoreError> {
+    let unavailable = |e: &dyn std::fmt::Display| {
+        StoreError::Unavailable(format!("stream {}: {e}", topic.stream))
+    };
+    let mut stream = inner
+        .nats
+        .jetstream
+        .get_stream(&topic.stream)
+        .await
+        .map_err(|e| unavailable(&e))?;
+    let end = stream
+        .info()
+        .await
+        .map_err(|e| unavailable(&e))?
+        .state
+        .last_sequence;
+    let mut commits = inner.commits.subscribe();
+    let deadline = tokio::time::Instant::now() + inner.nats.request_timeout;
+    while topic.committed_end.load(Ordering::Acquire) < end && !topic.stop.is_cancelled() {
+        match tokio::time::timeout_at(deadline, commits.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(StoreError::Closed),
+            Err(_) => {
+                return Err(unavailable(
+                    &"this node's copy of the stream did not catch up in time",
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Makes `records` (dense, ascending) visible: the committed end moves past

@@ -40,17 +40,25 @@ const RETRY_DELAY: Duration = Duration::from_millis(500);
 pub(super) async fn load(inner: &Arc<Inner>) -> Result<u64, StoreError> {
     let unavailable =
         |e: &dyn std::fmt::Display| StoreError::Unavailable(format!("topics bucket: {e}"));
-    let status = inner.bucket.status().await.map_err(|e| unavailable(&e))?;
+    let status = inner
+        .nats
+        .retrying(|| inner.bucket.status())
+        .await
+        .map_err(|e| unavailable(&e))?;
     let last_revision = status.info.state.last_sequence;
-    let mut keys = inner.bucket.keys().await.map_err(|e| unavailable(&e))?;
+    let mut keys = inner
+        .nats
+        .retrying(|| inner.bucket.keys())
+        .await
+        .map_err(|e| unavailable(&e))?;
     let mut names = Vec::new();
     while let Some(key) = keys.next().await {
         names.push(key.map_err(|e| unavailable(&e))?);
     }
     for key in names {
         let Some(entry) = inner
-            .bucket
-            .entry(&key)
+            .nats
+            .retrying(|| inner.bucket.entry(&key))
             .await
             .map_err(|e| unavailable(&e))?
         else {
@@ -113,8 +121,8 @@ pub(super) async fn follow(inner: Arc<Inner>, mut from: u64) {
 /// Reads one topic's entry now (another node created it a moment ago).
 pub(super) async fn catch_up(inner: &Arc<Inner>, stream: &str) -> Result<(), StoreError> {
     let entry = inner
-        .bucket
-        .entry(stream)
+        .nats
+        .retrying(|| inner.bucket.entry(stream))
         .await
         .map_err(|e| StoreError::Unavailable(format!("topics bucket: {e}")))?;
     if let Some(entry) = entry {
