@@ -1,6 +1,6 @@
 //! Failover of the client: several addresses, a broker restarted on the
-//! same address and data (stopped, or killed), a node that does not come
-//! back. Publishes go on through the same client and are stored once,
+//! same address and data (stopped, or killed), the nodes of a cluster on
+//! one log, a node that does not come back. Publishes go on through the same client and are stored once,
 //! subscriptions resume after the last message they delivered (per topic
 //! of a pattern), consumers rejoin and every message ends up acked.
 
@@ -383,6 +383,94 @@ async fn a_client_fails_over_to_the_next_node_when_its_node_stops() -> anyhow::R
     assert_eq!(stored.offset, 0);
     let moved = collect(&mut sub, 1, WAIT).await;
     assert_eq!(payloads(&moved), ["on the second"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_client_fails_over_between_cluster_nodes_and_goes_on_in_the_shared_log(
+) -> anyhow::Result<()> {
+    const TOPIC: &str = "fo.cluster";
+    let mut cluster = crate::cluster::Cluster::start(2).await?;
+    let (first, second) = (cluster.nodes[0].addr(), cluster.nodes[1].addr());
+    // The nodes present one certificate, as the nodes of a cluster do.
+    let options = ClientOptions::new(format!("{first},{second}"))
+        .trust(Trust::CaFile(cluster.nodes[0].cert_path().to_path_buf()))
+        .reconnect_timeout(RECONNECT);
+    let client = connect(options).await?;
+    assert_eq!(client.address(), first.to_string());
+    let reader = Reader::spawn(client.subscribe(TOPIC, StartPosition::Earliest).await?);
+    let publisher = Publisher::start(client.clone(), TOPIC);
+
+    publisher.wait_for_acks(30).await;
+    cluster.nodes[0].stop().await?;
+    let acked = publisher.acked.load(Ordering::Relaxed);
+    publisher.wait_for_acks(acked + 30).await;
+    let acks = publisher.finish().await?;
+    assert_eq!(client.address(), second.to_string());
+
+    // One log behind both nodes: every acked publish once, in order, and
+    // the subscription went on where it was.
+    let stored = fetch_all(&client, TOPIC, StartPosition::Earliest).await?;
+    assert_eq!(stored.len(), acks.len(), "every publish stored once");
+    let expected: Vec<String> = (0..acks.len()).map(|i| format!("m-{i}")).collect();
+    assert_eq!(payloads(&stored), expected);
+    let (seen, _) = reader.finish_after(stored.len()).await?;
+    assert_eq!(offsets(&seen), offsets(&stored));
+    assert_eq!(payloads(&seen), expected);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_consumer_rejoins_its_group_on_another_cluster_node() -> anyhow::Result<()> {
+    const TOPIC: &str = "fo.cluster-work";
+    let mut cluster = crate::cluster::Cluster::start(2).await?;
+    let (first, second) = (cluster.nodes[0].addr(), cluster.nodes[1].addr());
+    let options = ClientOptions::new(format!("{first},{second}"))
+        .trust(Trust::CaFile(cluster.nodes[0].cert_path().to_path_buf()))
+        .reconnect_timeout(RECONNECT);
+    let client = connect(options).await?;
+    for i in 0..10 {
+        client.publish(TOPIC, format!("job {i}")).await?;
+    }
+    let options = ConsumeOptions::default()
+        .ack_wait(Duration::from_secs(60))
+        .max_in_flight(4);
+    let mut consumer = client.consume(TOPIC, "fo-cluster", options).await?;
+    let mut first_four = Vec::new();
+    for _ in 0..4 {
+        first_four.push(
+            bounded("a delivery", consumer.recv())
+                .await
+                .expect("open")?,
+        );
+    }
+    let held = first_four.split_off(2);
+    let mut acked = HashSet::new();
+    for delivery in &first_four {
+        delivery.ack().await?;
+        acked.insert(delivery.offset);
+    }
+
+    cluster.nodes[0].stop().await?;
+    for delivery in &held {
+        let err = bounded("a stale ack", delivery.ack()).await.unwrap_err();
+        assert!(matches!(err, ClientError::DeliveryLost { .. }), "{err:?}");
+    }
+    while acked.len() < 10 {
+        let delivery = bounded_for(
+            "a delivery from the other node",
+            ACROSS_RESTART,
+            consumer.recv(),
+        )
+        .await
+        .expect("the consumer goes on")?;
+        delivery.ack().await?;
+        acked.insert(delivery.offset);
+    }
+    assert_eq!(client.address(), second.to_string());
+    let info = client.group_info("fo-cluster").await?;
+    let topic = &info.topics[0];
+    assert_eq!((topic.ack_floor, topic.pending), (10, 0), "{info:?}");
     Ok(())
 }
 
