@@ -235,6 +235,24 @@ impl Client {
         }
     }
 
+    /// Replaces configured plugin `name`'s component with `wasm` in the
+    /// broker (on every node of a cluster); the new version's hash. The
+    /// broker checks it first (it must compile and `init`).
+    pub async fn deploy_plugin(
+        &self,
+        name: impl Into<String>,
+        wasm: impl Into<Bytes>,
+    ) -> Result<String, ClientError> {
+        let body = RequestBody::DeployPlugin {
+            name: name.into(),
+            wasm: wasm.into(),
+        };
+        match self.request(body).await? {
+            ResponseBody::Deployed { hash } => Ok(hash),
+            other => Err(ClientError::unexpected_response(other)),
+        }
+    }
+
     /// Lists the consumer groups.
     pub async fn list_groups(&self) -> Result<Vec<GroupInfo>, ClientError> {
         match self.request(RequestBody::ListGroups).await? {

@@ -27,6 +27,7 @@
 //! to subscriptions → server delivery streams. Nothing below calls up.
 
 pub mod auth;
+mod backends;
 pub mod broker;
 pub mod cli;
 pub mod cluster;
@@ -249,18 +250,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     )?);
     let quic = server::tls::quic_config(&identity, &config.limits, auth.tls_client_verifier())?;
     let metrics = std::sync::Arc::new(metrics::Metrics::default());
-    let (store, groups, shared_plugins) = match &config.cluster {
-        Some(cluster) => open_cluster(&config, cluster).await?,
-        None => {
-            let (store, groups) = open_local(&config, metrics.clone()).await?;
-            (store, groups, None)
-        }
-    };
-    let plugins = match &shared_plugins {
-        Some((_, effective)) => load_plugins(effective).await?,
-        None => load_plugins(&config).await?,
-    };
-    let broker = broker::Broker::new(config.clone(), store, groups, plugins.clone(), metrics);
+    let shutdown = CancellationToken::new();
+    let backends = backends::open(&config, metrics.clone(), &shutdown).await?;
+    let plugins = backends.plugins.clone();
+    let broker = broker::Broker::new(
+        config.clone(),
+        backends.store,
+        backends.groups,
+        plugins.clone(),
+        backends.distribution,
+        metrics,
+    );
     let endpoint =
         sluice_client::transport::endpoint(config.server.listen, Some(quic)).map_err(|source| {
             StartError::Listen {
@@ -301,12 +301,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         tracing::info!("auth.mode = \"none\": development mode, every client has every right");
     }
 
-    let shutdown = CancellationToken::new();
-    let watcher = if let Some((shared, _)) = shared_plugins {
+    let watcher = if let Some(follower) = backends.follower {
         // The cluster's plugins: reloaded from the cluster, not from files.
-        Some(tokio::spawn(
-            shared.follow(broker.plugins().clone(), shutdown.clone()),
-        ))
+        Some(follower)
     } else if config.plugin_runtime.watch {
         match plugin::watch::spawn(
             broker.plugins().clone(),
@@ -367,93 +364,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         plugins,
         admin_addr,
     })
-}
-
-/// Where topics and groups are kept: the store and the groups backend.
-type Backends = (
-    std::sync::Arc<dyn store::Store>,
-    std::sync::Arc<dyn groups::Groups>,
-);
-
-/// One machine: the data directory's topics and groups (recovered off the
-/// async workers).
-async fn open_local(
-    config: &Config,
-    metrics: std::sync::Arc<metrics::Metrics>,
-) -> Result<Backends, StartError> {
-    let options = store::LocalOptions::from_config(config);
-    let store: std::sync::Arc<dyn store::Store> = std::sync::Arc::new(
-        store::LocalStore::open(options, metrics)
-            .await
-            .map_err(StartError::Store)?,
-    );
-    let groups =
-        groups::LocalGroups::open(store.clone(), groups::GroupsOptions::from_config(config))
-            .await
-            .map_err(StartError::Groups)?;
-    Ok((store, std::sync::Arc::new(groups)))
-}
-
-/// Cluster mode: topics, groups and plugins in the NATS JetStream cluster,
-/// checked before the node serves. Also returns the shared plugins and the
-/// configuration the node loads its plugins from.
-async fn open_cluster(
-    config: &Config,
-    cluster: &config::ClusterConfig,
-) -> Result<
-    (
-        std::sync::Arc<dyn store::Store>,
-        std::sync::Arc<dyn groups::Groups>,
-        Option<(cluster::SharedPlugins, Config)>,
-    ),
-    StartError,
-> {
-    let node = cluster
-        .node
-        .clone()
-        .unwrap_or_else(|| format!("{}:{}", host_name(), config.server.listen.port()));
-    let nats = nats::Nats::connect(cluster, node.clone())
-        .await
-        .map_err(StartError::Cluster)?;
-    let defaults = store::TopicSettings::defaults(config);
-    let store: std::sync::Arc<dyn store::Store> = std::sync::Arc::new(
-        store::JetStreamStore::open(nats.clone(), defaults)
-            .await
-            .map_err(StartError::Store)?,
-    );
-    let groups = groups::JetStreamGroups::open(nats.clone(), store.clone())
-        .await
-        .map_err(StartError::Groups)?;
-    let shared = cluster::SharedPlugins::open(&nats, config)
-        .await
-        .map_err(StartError::SharedPlugins)?;
-    tracing::info!(%node, servers = ?cluster.nats, replicas = cluster.replicas, "cluster mode: topics, groups and plugins are kept in NATS JetStream");
-    Ok((store, std::sync::Arc::new(groups), Some(shared)))
-}
-
-/// This machine's name, for the default node name.
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "sluice".to_owned())
-}
-
-/// Loads every configured plugin (compiling components off the async
-/// workers). A plugin that fails to load stops start-up with its error.
-async fn load_plugins(
-    config: &Config,
-) -> Result<std::sync::Arc<plugin::PluginRegistry>, StartError> {
-    let config = config.clone();
-    let registry = tokio::task::spawn_blocking(move || plugin::PluginRegistry::load(&config))
-        .await
-        .map_err(StartError::PluginTask)??;
-    for pipeline in &registry.current().pipelines {
-        tracing::info!(pipeline = %pipeline.describe(), on_error = ?pipeline.on_error, "pipeline ready");
-    }
-    Ok(std::sync::Arc::new(registry))
 }
 
 /// Runs a broker until `shutdown` completes, then stops it gracefully.

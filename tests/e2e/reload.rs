@@ -532,3 +532,45 @@ async fn compiled_components_are_cached_across_restarts() -> anyhow::Result<()> 
     assert!(m.headers.is_empty(), "no pipeline on this topic");
     Ok(())
 }
+
+#[tokio::test]
+async fn sluice_plugin_deploy_replaces_the_file_after_checking_the_new_version(
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let plugin = dir.path().join("stamp.wasm");
+    std::fs::write(&plugin, stamp_build("v1"))?;
+    let config = write_config(
+        dir.path(),
+        "\n[[pipeline]]\ntopics = \"t\"\nstages = [\"stamp\"]\n",
+    );
+    let broker = TestBroker::start_from_file(&config).await?;
+    let client = broker.client().await?;
+
+    // Refused before anything is written: init refuses the config.
+    let refuses_init = std::fs::read(dist("filter_json.wasm"))?;
+    let err = client
+        .deploy_plugin("stamp", refuses_init)
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("init refused its config"), "{err}");
+    assert_eq!(
+        std::fs::read(&plugin)?,
+        stamp_build("v1"),
+        "the file is untouched"
+    );
+
+    // Accepted: live when the call returns, and the file holds it.
+    let v2 = stamp_build("v2");
+    let hash = client.deploy_plugin("stamp", v2.clone()).await?;
+    assert_eq!(hash, sha_prefix(&v2));
+    assert_eq!(std::fs::read(&plugin)?, v2);
+    assert_eq!(status(&client, "stamp").await.hash, hash);
+    client.publish("t", "after").await?;
+    let stored = fetch_all(&client, "t", StartPosition::Earliest).await?;
+    assert_eq!(header(&stored[0], "x-stamp"), ["v2"]);
+    assert!(
+        status(&client, "stamp").await.node.is_none(),
+        "one machine: no node"
+    );
+    Ok(())
+}

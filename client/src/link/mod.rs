@@ -271,7 +271,8 @@ fn replayable(body: &RequestBody) -> bool {
         | RequestBody::Consume(_)
         | RequestBody::Settle(_)
         | RequestBody::SettleBatch(_)
-        | RequestBody::ResetGroup { .. } => false,
+        | RequestBody::ResetGroup { .. }
+        | RequestBody::DeployPlugin { .. } => false,
     }
 }
 

@@ -32,7 +32,7 @@ pub use subscription::Subscription;
 use crate::config::Config;
 use crate::groups::Groups;
 use crate::metrics::Metrics;
-use crate::plugin::PluginRegistry;
+use crate::plugin::{Distribution, PluginRegistry};
 use crate::store::Store;
 
 /// Something the server streams to a client: a subscription or a
@@ -80,6 +80,8 @@ struct Inner {
     groups: Arc<dyn Groups>,
     /// Loaded plugins and the pipelines that run them (swapped by reloads).
     plugins: Arc<PluginRegistry>,
+    /// Where deployed plugin versions go and whose status is listed.
+    distribution: Arc<dyn Distribution>,
     /// Event counters for `/metrics`.
     metrics: Arc<Metrics>,
 }
@@ -91,6 +93,7 @@ impl Broker {
         store: Arc<dyn Store>,
         groups: Arc<dyn Groups>,
         plugins: Arc<PluginRegistry>,
+        distribution: Arc<dyn Distribution>,
         metrics: Arc<Metrics>,
     ) -> Broker {
         Broker {
@@ -99,6 +102,7 @@ impl Broker {
                 store,
                 groups,
                 plugins,
+                distribution,
                 metrics,
             }),
         }
@@ -119,9 +123,28 @@ impl Broker {
         &self.inner.plugins
     }
 
-    /// Status of the loaded plugins.
-    pub fn plugin_status(&self) -> Vec<sluice_proto::PluginStatus> {
-        self.inner.plugins.status()
+    /// Status of the loaded plugins (of every node, in cluster mode).
+    pub async fn plugin_status(&self) -> Vec<sluice_proto::PluginStatus> {
+        self.inner.distribution.status().await
+    }
+
+    /// Puts `wasm` in force as plugin `name`'s new version, wherever the
+    /// plugin runs; its hash.
+    pub async fn deploy_plugin(
+        &self,
+        name: &str,
+        wasm: bytes::Bytes,
+    ) -> Result<String, BrokerError> {
+        self.inner
+            .distribution
+            .deploy(name, wasm)
+            .await
+            .map_err(|e| match e {
+                crate::plugin::PluginError::Unknown { .. } => {
+                    BrokerError::InvalidArgument(e.to_string())
+                }
+                other => BrokerError::InvalidArgument(other.to_string()),
+            })
     }
 
     /// Live subscriptions.

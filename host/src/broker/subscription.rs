@@ -109,6 +109,14 @@ impl Subscription {
         filter: Option<Arc<DeliveryFilter>>,
         metrics: Arc<Metrics>,
     ) -> Result<Subscription, BrokerError> {
+        // A replicated store's view of its topics may lag a moment: brought
+        // up to date first, so "latest" means after what is stored now, and
+        // a resume position seen through another node is within this one's
+        // committed end.
+        store
+            .catch_up(&pattern)
+            .await
+            .map_err(|e| BrokerError::store(pattern.as_str(), e))?;
         let feed = store.feed(pattern, limits.messages);
         feed.set_max_bytes(limits.bytes);
         metrics.watch_subscriber_queue(feed.queue());

@@ -65,7 +65,15 @@ async fn broker_on(disk: crate::disk::SharedDisk, extra_toml: &str) -> Harness {
     let groups = LocalGroups::open(store.clone(), GroupsOptions::from_config(&config))
         .await
         .expect("groups open");
-    let broker = Broker::new(config, store, Arc::new(groups), plugins, metrics);
+    let distribution = Arc::new(crate::plugin::LocalDistribution::new(plugins.clone()));
+    let broker = Broker::new(
+        config,
+        store,
+        Arc::new(groups),
+        plugins,
+        distribution,
+        metrics,
+    );
     Harness { broker, _dir: dir }
 }
 

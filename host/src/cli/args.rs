@@ -99,6 +99,18 @@ pub enum PluginAction {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Replace a configured plugin's component in a running broker (every
+    /// node of a cluster): checked, then hot-reloaded with no message lost.
+    Deploy {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// The `[[plugin]]` it replaces.
+        #[arg(long)]
+        name: String,
+        /// Connection flags.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Run a component over messages from a file, with the broker's engine
     /// and limits but no broker, and print each outcome.
     Test {

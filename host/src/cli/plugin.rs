@@ -44,6 +44,7 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
             Ok(())
         }
         PluginAction::List { json, client } => list(json, &client).await,
+        PluginAction::Deploy { file, name, client } => deploy(&file, &name, &client).await,
         PluginAction::Test {
             file,
             input,
@@ -64,6 +65,20 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
     }
 }
 
+async fn deploy(file: &Path, name: &str, args: &ClientArgs) -> anyhow::Result<()> {
+    let wasm = tokio::fs::read(file)
+        .await
+        .with_context(|| format!("failed to read {}", file.display()))?;
+    let client = connect(args).await?;
+    let hash = client
+        .deploy_plugin(name, wasm)
+        .await
+        .with_context(|| format!("failed to deploy {} as plugin {name}", file.display()))?;
+    client.close().await;
+    println!("deployed {name} version {hash}");
+    Ok(())
+}
+
 async fn list(json: bool, args: &ClientArgs) -> anyhow::Result<()> {
     let client = connect(args).await?;
     let plugins = client.list_plugins().await?;
@@ -79,7 +94,7 @@ async fn list(json: bool, args: &ClientArgs) -> anyhow::Result<()> {
             println!(
                 "{}",
                 serde_json::json!({
-                    "name": p.name, "path": p.path, "hash": p.hash, "loaded_at": time(p.loaded_at_ms),
+                    "node": p.node, "name": p.name, "path": p.path, "hash": p.hash, "loaded_at": time(p.loaded_at_ms),
                     "calls": p.calls, "messages": p.messages, "errors": p.errors, "busy_us": p.busy_us,
                     "p50_us": p.p50_us, "p99_us": p.p99_us, "last_error": p.last_error,
                     "last_error_at": p.last_error_at_ms.map(time),
@@ -97,7 +112,10 @@ async fn list(json: bool, args: &ClientArgs) -> anyhow::Result<()> {
         println!("no plugins loaded");
     }
     for p in &plugins {
-        println!("{}  {}  (version {})", p.name, p.path, p.hash);
+        match &p.node {
+            Some(node) => println!("[{node}] {}  {}  (version {})", p.name, p.path, p.hash),
+            None => println!("{}  {}  (version {})", p.name, p.path, p.hash),
+        }
         println!(
             "  loaded   {}  ({} in {} ms)",
             time(p.loaded_at_ms),

@@ -6,7 +6,11 @@
 //!
 //! - [`plugins`]: `[[plugin]]`/`[[pipeline]]` in a bucket, wasm in an object
 //!   store, copied to and reloaded on every node.
+//! - [`nodes`]: each node's plugin status, and the cluster's
+//!   [`crate::plugin::Distribution`] (deploy to every node, list them all).
 
+pub mod nodes;
 pub mod plugins;
 
+pub use nodes::ClusterDistribution;
 pub use plugins::{SharedPlugins, SharedPluginsError};

@@ -281,7 +281,13 @@ impl SharedPlugins {
 
     /// Follows the cluster's settings and wasm until `stop`: each change is
     /// copied here and put in force in `registry`.
-    pub async fn follow(self, registry: Arc<PluginRegistry>, stop: CancellationToken) {
+    /// `changed` is notified after each reload.
+    pub async fn follow(
+        self,
+        registry: Arc<PluginRegistry>,
+        changed: Arc<tokio::sync::Notify>,
+        stop: CancellationToken,
+    ) {
         loop {
             let watched = async {
                 let settings = self
@@ -309,11 +315,17 @@ impl SharedPlugins {
                 tokio::select! {
                     () = stop.cancelled() => return,
                     change = settings.next() => match change {
-                        Some(Ok(_)) => self.apply_settings(&registry, since).await,
+                        Some(Ok(_)) => {
+                            self.apply_settings(&registry, since).await;
+                            changed.notify_one();
+                        }
                         _ => break,
                     },
                     change = objects.next() => match change {
-                        Some(Ok(info)) if !info.deleted => self.apply_wasm(&registry, &info.name, since).await,
+                        Some(Ok(info)) if !info.deleted => {
+                            self.apply_wasm(&registry, &info.name, since).await;
+                            changed.notify_one();
+                        }
                         Some(Ok(_)) => {}
                         _ => break,
                     },

@@ -70,6 +70,20 @@ pub enum PluginError {
         reason: String,
     },
     /// The WebAssembly engine could not be created.
+    /// No loaded plugin has that name.
+    #[error("no plugin {plugin:?} is configured (deploy replaces the component of a [[plugin]]; add it to the config first)")]
+    Unknown {
+        /// The name asked for.
+        plugin: String,
+    },
+    /// The new component could not be stored.
+    #[error("plugin {plugin}: cannot store the new version: {reason}")]
+    Store {
+        /// The plugin.
+        plugin: String,
+        /// Why.
+        reason: String,
+    },
     #[error("the WebAssembly engine could not start: {reason}")]
     Engine {
         /// Why.

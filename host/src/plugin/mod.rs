@@ -20,6 +20,7 @@
 //!   (one place for publish and delivery plugins and `sluice plugin test`).
 //! - [`pipeline`] - stages on a topic pattern and what they do to messages.
 //! - [`delivery`] - plugins on a subscription's deliveries.
+//! - [`distribution`] - where a deployed version goes; whose status is shown.
 //! - [`stats`] - per-plugin counters and latency.
 //! - [`cache`] - compiled components by content hash, in memory and on disk.
 //! - [`registry`] - the set in force and how reloads swap it.
@@ -29,6 +30,7 @@ pub mod answer;
 pub mod bindings;
 pub mod cache;
 pub mod delivery;
+pub mod distribution;
 pub mod engine;
 pub mod error;
 pub mod instance;
@@ -45,6 +47,7 @@ use std::sync::Arc;
 
 use sluice_proto::Pattern;
 
+pub use distribution::{Distribution, LocalDistribution};
 pub use engine::PluginEngine;
 pub use error::PluginError;
 pub use instance::{LoadedPlugin, PluginSpec};

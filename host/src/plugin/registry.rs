@@ -202,6 +202,21 @@ impl PluginRegistry {
         }
     }
 
+    /// Loads `wasm` as a new version of plugin `name` without putting it in
+    /// force (blocking: compiles, instantiates, runs `init` with the
+    /// plugin's config): what a deploy checks before storing it. Returns
+    /// its hash and the file the running version is loaded from.
+    pub fn check_version(&self, name: &str, wasm: &[u8]) -> Result<(String, PathBuf), PluginError> {
+        let set = self.current.load_full();
+        let running = set.plugins.get(name).ok_or_else(|| PluginError::Unknown {
+            plugin: name.to_owned(),
+        })?;
+        let spec = running.spec().clone();
+        let digest: [u8; 32] = Sha256::digest(wasm).into();
+        let loaded = self.engine()?.load_digested(spec.clone(), wasm, &digest)?;
+        Ok((loaded.hash.clone(), spec.path))
+    }
+
     fn note_refused(&self, name: &str, hash: String, error: &PluginError) {
         lock(&self.history)
             .entry(name.to_owned())
@@ -427,6 +442,7 @@ impl PluginRegistry {
                         at_ms: ms(r.at),
                         error: r.error,
                     }),
+                    node: None,
                 }
             })
             .collect()

@@ -89,7 +89,7 @@ async fn handle(
             let state = crate::metrics::State {
                 topics: broker.list_topics().await,
                 groups: broker.list_groups().await,
-                plugins: broker.plugin_status(),
+                plugins: broker.plugins().status(),
             };
             let body = broker.metrics().render(&state);
             respond(

@@ -55,6 +55,9 @@ pub struct PluginStatus {
     /// while the running one stays.
     #[serde(default)]
     pub refused: Option<RefusedVersion>,
+    /// In cluster mode, the node this status is of; `None` on one machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// A plugin version the broker refused to load.

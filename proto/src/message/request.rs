@@ -63,8 +63,16 @@ pub enum RequestBody {
         /// The group.
         name: String,
     },
-    /// Status of every loaded plugin.
+    /// Status of every loaded plugin (of every node, in cluster mode).
     ListPlugins,
+    /// Replace the component of a configured plugin: on one machine its
+    /// file, in a cluster on every node. Answered with `Deployed`.
+    DeployPlugin {
+        /// The plugin's name (a `[[plugin]]` of the broker or cluster).
+        name: String,
+        /// The component.
+        wasm: bytes::Bytes,
+    },
     /// Move a group's cursor; pending deliveries are forgotten.
     ResetGroup {
         /// The group.
@@ -129,6 +137,11 @@ pub enum ResponseBody {
     GroupInfo(GroupInfo),
     /// Every loaded plugin.
     Plugins(Vec<PluginStatus>),
+    /// A plugin's new component was stored.
+    Deployed {
+        /// Its version (first 12 hex digits of its SHA-256).
+        hash: String,
+    },
     /// The acknowledgement of a `PublishCompact`.
     PublishedCompact(CompactAck),
     /// The results of a settle batch, in order: `None` settled, or why not.

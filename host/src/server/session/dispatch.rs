@@ -89,10 +89,25 @@ impl Session {
                     async move { broker.topic_info(&name).await.map(ResponseBody::TopicInfo) },
                 )
             }
-            RequestBody::ListPlugins => Answer::Now(
-                self.check_admin(AdminRight::Plugins, "see plugin status")
-                    .map(|()| ResponseBody::Plugins(broker.plugin_status())),
-            ),
+            RequestBody::ListPlugins => {
+                if let Err(e) = self.check_admin(AdminRight::Plugins, "see plugin status") {
+                    return Answer::Now(Err(e));
+                }
+                Answer::later(
+                    async move { Ok(ResponseBody::Plugins(broker.plugin_status().await)) },
+                )
+            }
+            RequestBody::DeployPlugin { name, wasm } => {
+                if let Err(e) = self.check_admin(AdminRight::Plugins, "deploy plugins") {
+                    return Answer::Now(Err(e));
+                }
+                Answer::later(async move {
+                    broker
+                        .deploy_plugin(&name, wasm)
+                        .await
+                        .map(|hash| ResponseBody::Deployed { hash })
+                })
+            }
             RequestBody::Consume(consume) => Answer::Now(self.consume(consume).await),
             RequestBody::Settle(settle) => {
                 if let Err(e) = self.check_settle(&settle.group, [settle.topic.as_str()]) {

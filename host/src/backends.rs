@@ -1,0 +1,127 @@
+//! What a broker is built on, chosen by the configuration: on one machine
+//! the data directory's log and group journals, the config file's plugins
+//! and a deploy that writes plugin files; in cluster mode ([`crate::nats`])
+//! the JetStream store and groups, the cluster's plugins and a deploy that
+//! reaches every node.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ClusterConfig, Config};
+use crate::groups::{self, Groups};
+use crate::metrics::Metrics;
+use crate::plugin::{self, Distribution, PluginRegistry};
+use crate::store::{self, Store};
+use crate::{cluster, nats, StartError};
+
+/// The parts a broker is built on.
+pub(crate) struct Backends {
+    pub store: Arc<dyn Store>,
+    pub groups: Arc<dyn Groups>,
+    pub plugins: Arc<PluginRegistry>,
+    pub distribution: Arc<dyn Distribution>,
+    /// Cluster mode: the task following the cluster's plugins (it ends
+    /// with `shutdown`).
+    pub follower: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Opens the backends `config` asks for; background work stops with
+/// `shutdown`.
+pub(crate) async fn open(
+    config: &Config,
+    metrics: Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> Result<Backends, StartError> {
+    match &config.cluster {
+        Some(cluster) => open_cluster(config, cluster, shutdown).await,
+        None => open_local(config, metrics).await,
+    }
+}
+
+/// One machine: the data directory's topics and groups (recovered off the
+/// async workers), the config file's plugins.
+async fn open_local(config: &Config, metrics: Arc<Metrics>) -> Result<Backends, StartError> {
+    let options = store::LocalOptions::from_config(config);
+    let store: Arc<dyn Store> = Arc::new(
+        store::LocalStore::open(options, metrics)
+            .await
+            .map_err(StartError::Store)?,
+    );
+    let groups =
+        groups::LocalGroups::open(store.clone(), groups::GroupsOptions::from_config(config))
+            .await
+            .map_err(StartError::Groups)?;
+    let plugins = load_plugins(config).await?;
+    Ok(Backends {
+        store,
+        groups: Arc::new(groups),
+        distribution: Arc::new(plugin::LocalDistribution::new(plugins.clone())),
+        plugins,
+        follower: None,
+    })
+}
+
+/// Cluster mode: topics, groups and plugins in the NATS JetStream cluster,
+/// checked before the node serves.
+async fn open_cluster(
+    config: &Config,
+    cluster: &ClusterConfig,
+    shutdown: &CancellationToken,
+) -> Result<Backends, StartError> {
+    let node = cluster
+        .node
+        .clone()
+        .unwrap_or_else(|| format!("{}:{}", host_name(), config.server.listen.port()));
+    let nats = nats::Nats::connect(cluster, node.clone())
+        .await
+        .map_err(StartError::Cluster)?;
+    let defaults = store::TopicSettings::defaults(config);
+    let store: Arc<dyn Store> = Arc::new(
+        store::JetStreamStore::open(nats.clone(), defaults)
+            .await
+            .map_err(StartError::Store)?,
+    );
+    let groups = groups::JetStreamGroups::open(nats.clone(), store.clone())
+        .await
+        .map_err(StartError::Groups)?;
+    let (shared, effective) = cluster::SharedPlugins::open(&nats, config)
+        .await
+        .map_err(StartError::SharedPlugins)?;
+    let plugins = load_plugins(&effective).await?;
+    let (distribution, follower) =
+        cluster::ClusterDistribution::start(nats, shared, plugins.clone(), shutdown.clone())
+            .await
+            .map_err(StartError::SharedPlugins)?;
+    tracing::info!(%node, servers = ?cluster.nats, replicas = cluster.replicas, "cluster mode: topics, groups and plugins are kept in NATS JetStream");
+    Ok(Backends {
+        store,
+        groups: Arc::new(groups),
+        plugins,
+        distribution,
+        follower: Some(follower),
+    })
+}
+
+/// Loads every configured plugin (compiling components off the async
+/// workers). A plugin that fails to load stops start-up with its error.
+async fn load_plugins(config: &Config) -> Result<Arc<PluginRegistry>, StartError> {
+    let config = config.clone();
+    let registry = tokio::task::spawn_blocking(move || PluginRegistry::load(&config))
+        .await
+        .map_err(StartError::PluginTask)??;
+    for pipeline in &registry.current().pipelines {
+        tracing::info!(pipeline = %pipeline.describe(), on_error = ?pipeline.on_error, "pipeline ready");
+    }
+    Ok(Arc::new(registry))
+}
+
+/// This machine's name, for the default node name.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "sluice".to_owned())
+}
