@@ -14,9 +14,9 @@
 //! swapped between two batches, so every message is handled by exactly one
 //! version.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{kv, object_store};
@@ -29,6 +29,11 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, PipelineConfig, PluginConfig};
 use crate::nats::Nats;
 use crate::plugin::PluginRegistry;
+use crate::sync::lock;
+
+/// How often a node looks at the cluster's plugins even when no watch
+/// said they changed.
+const RESYNC_EVERY: Duration = Duration::from_secs(5);
 
 /// The bucket of the shared `[[plugin]]` and `[[pipeline]]` sections.
 pub const SETTINGS_BUCKET: &str = "sluice-config";
@@ -92,6 +97,8 @@ struct Inner {
     dir: PathBuf,
     /// This node's configuration (its own sections are only seeds).
     node_config: Config,
+    /// The object id of each plugin's version copied here.
+    copied: Mutex<HashMap<String, String>>,
 }
 
 impl SharedPlugins {
@@ -109,11 +116,12 @@ impl SharedPlugins {
         let wasm = match nats.jetstream.get_object_store(WASM_BUCKET).await {
             Ok(store) => store,
             Err(_) => nats
-                .jetstream
-                .create_object_store(object_store::Config {
-                    bucket: WASM_BUCKET.to_owned(),
-                    num_replicas: nats.replicas,
-                    ..Default::default()
+                .retrying(|| {
+                    nats.jetstream.create_object_store(object_store::Config {
+                        bucket: WASM_BUCKET.to_owned(),
+                        num_replicas: nats.replicas,
+                        ..Default::default()
+                    })
                 })
                 .await
                 .map_err(cluster)?,
@@ -132,6 +140,7 @@ impl SharedPlugins {
                     )?,
                 ),
                 node_config: config.clone(),
+                copied: Mutex::new(HashMap::new()),
             }),
         };
         let current = match shared.read_settings().await? {
@@ -178,7 +187,13 @@ impl SharedPlugins {
         }
         let settings = own_settings(config);
         let value = serde_json::to_vec(&settings).map_err(cluster)?;
-        match self.inner.settings.create(SETTINGS_KEY, value.into()).await {
+        let value = bytes::Bytes::from(value);
+        match self
+            .inner
+            .nats
+            .retrying(|| self.inner.settings.create(SETTINGS_KEY, value.clone()))
+            .await
+        {
             Ok(_) => {
                 tracing::info!(
                     plugins = settings.plugins.len(),
@@ -196,10 +211,12 @@ impl SharedPlugins {
     }
 
     async fn put_wasm(&self, name: &str, bytes: &[u8]) -> Result<(), SharedPluginsError> {
-        let mut reader = bytes;
         self.inner
-            .wasm
-            .put(name, &mut reader)
+            .nats
+            .retrying(|| async {
+                let mut reader = bytes;
+                self.inner.wasm.put(name, &mut reader).await
+            })
             .await
             .map_err(cluster)?;
         Ok(())
@@ -238,9 +255,19 @@ impl SharedPlugins {
         self.inner.dir.join(format!("{name}.wasm"))
     }
 
-    /// Copies object `name` to `path` unless the copy is the same already;
-    /// true when the file changed.
+    /// Copies object `name` to `path` unless this node has that version
+    /// already (by the object's id, so an unchanged plugin costs one
+    /// request); true when the file changed.
     async fn download(&self, name: &str, path: &Path) -> Result<bool, SharedPluginsError> {
+        let info = self
+            .inner
+            .nats
+            .retrying(|| self.inner.wasm.info(name))
+            .await
+            .map_err(cluster)?;
+        if lock(&self.inner.copied).get(name) == Some(&info.nuid) && path.exists() {
+            return Ok(false);
+        }
         let mut object = self
             .inner
             .nats
@@ -249,19 +276,20 @@ impl SharedPlugins {
             .map_err(cluster)?;
         let mut bytes = Vec::new();
         object.read_to_end(&mut bytes).await.map_err(cluster)?;
-        if let Ok(existing) = tokio::fs::read(path).await {
-            if Sha256::digest(&existing) == Sha256::digest(&bytes) {
-                return Ok(false);
-            }
+        let unchanged = tokio::fs::read(path)
+            .await
+            .is_ok_and(|existing| Sha256::digest(&existing) == Sha256::digest(&bytes));
+        if !unchanged {
+            let tmp = path.with_extension("wasm.tmp");
+            let write = |source| SharedPluginsError::Write {
+                path: path.to_path_buf(),
+                source,
+            };
+            tokio::fs::write(&tmp, &bytes).await.map_err(write)?;
+            tokio::fs::rename(&tmp, path).await.map_err(write)?;
         }
-        let tmp = path.with_extension("wasm.tmp");
-        let write = |source| SharedPluginsError::Write {
-            path: path.to_path_buf(),
-            source,
-        };
-        tokio::fs::write(&tmp, &bytes).await.map_err(write)?;
-        tokio::fs::rename(&tmp, path).await.map_err(write)?;
-        Ok(true)
+        lock(&self.inner.copied).insert(name.to_owned(), info.nuid);
+        Ok(!unchanged)
     }
 
     /// Replaces the wasm of plugin `name` for every node; returns the new
@@ -280,8 +308,10 @@ impl SharedPlugins {
     }
 
     /// Follows the cluster's settings and wasm until `stop`: each change is
-    /// copied here and put in force in `registry`.
-    /// `changed` is notified after each reload.
+    /// copied here and put in force in `registry`; `changed` is notified
+    /// after each look. The buckets' watches make a change take effect at
+    /// once; a look every [`RESYNC_EVERY`] catches what a watch missed (a
+    /// watch re-created after a lost connection, a server restarting).
     pub async fn follow(
         self,
         registry: Arc<PluginRegistry>,
@@ -293,7 +323,7 @@ impl SharedPlugins {
                 let settings = self
                     .inner
                     .settings
-                    .watch(SETTINGS_KEY)
+                    .watch_with_history(SETTINGS_KEY)
                     .await
                     .map_err(cluster)?;
                 let objects = self.inner.wasm.watch().await.map_err(cluster)?;
@@ -310,26 +340,16 @@ impl SharedPlugins {
                     }
                 },
             };
+            let mut resync = tokio::time::interval(RESYNC_EVERY);
             loop {
-                let since = Instant::now();
                 tokio::select! {
                     () = stop.cancelled() => return,
-                    change = settings.next() => match change {
-                        Some(Ok(_)) => {
-                            self.apply_settings(&registry, since).await;
-                            changed.notify_one();
-                        }
-                        _ => break,
-                    },
-                    change = objects.next() => match change {
-                        Some(Ok(info)) if !info.deleted => {
-                            self.apply_wasm(&registry, &info.name, since).await;
-                            changed.notify_one();
-                        }
-                        Some(Ok(_)) => {}
-                        _ => break,
-                    },
+                    change = settings.next() => if !matches!(change, Some(Ok(_))) { break },
+                    change = objects.next() => if !matches!(change, Some(Ok(_))) { break },
+                    _ = resync.tick() => {}
                 }
+                self.apply(&registry, Instant::now()).await;
+                changed.notify_one();
             }
             if pause(&stop).await {
                 return;
@@ -337,7 +357,9 @@ impl SharedPlugins {
         }
     }
 
-    async fn apply_settings(&self, registry: &Arc<PluginRegistry>, since: Instant) {
+    /// Copies what changed in the cluster's settings and wasm here and puts
+    /// it in force (a reload that changes nothing does nothing).
+    async fn apply(&self, registry: &Arc<PluginRegistry>, since: Instant) {
         let config = match self.read_settings().await {
             Ok(Some(settings)) => self.materialize(&settings).await,
             Ok(None) => return,
@@ -346,7 +368,7 @@ impl SharedPlugins {
         let config = match config {
             Ok(config) => config,
             Err(e) => {
-                tracing::error!(error = %e, "the cluster's new plugin settings are refused; the running plugins and pipelines stay");
+                tracing::error!(error = %e, "the cluster's plugin settings or wasm cannot be used; the running plugins and pipelines stay");
                 return;
             }
         };
@@ -355,21 +377,6 @@ impl SharedPlugins {
             registry.reload_with(config, "the cluster's settings", since)
         })
         .await;
-    }
-
-    async fn apply_wasm(&self, registry: &Arc<PluginRegistry>, name: &str, since: Instant) {
-        let path = self.local_path(name);
-        match self.download(name, &path).await {
-            Ok(true) => {}
-            Ok(false) => return, // this node has it already
-            Err(e) => {
-                tracing::error!(plugin = %name, error = %e, "cannot copy the plugin's new version; the running version stays");
-                return;
-            }
-        }
-        let registry = registry.clone();
-        let changed: HashSet<PathBuf> = [crate::plugin::watch::normalize(&path)].into();
-        let _ = tokio::task::spawn_blocking(move || registry.reload_files(&changed, since)).await;
     }
 }
 

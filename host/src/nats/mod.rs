@@ -102,23 +102,37 @@ impl Nats {
 
 /// Whether a failed request may succeed when made again in a moment: no
 /// server answered yet (a stream or bucket just created, whose responders
-/// are still being announced across the cluster; a leader being elected)
-/// or it timed out.
+/// are still being announced across the cluster; a leader being elected),
+/// it timed out, or the servers do not all see each other yet (a server
+/// starting or rejoining: placement finds no peers).
 pub fn is_transient(error: &dyn std::fmt::Display) -> bool {
     let text = error.to_string().to_ascii_lowercase();
-    text.contains("no responders") || text.contains("timed out") || text.contains("timeout")
+    [
+        "no responders",
+        "timed out",
+        "timeout",
+        "peer offline",
+        "no suitable peers",
+        "leader not found",
+        // A publish to a stream created a moment ago, before its subject's
+        // interest reached this server.
+        "no stream found",
+    ]
+    .iter()
+    .any(|t| text.contains(t))
 }
 
 impl Nats {
     /// Runs `request` until it succeeds, fails for good, or fails only
-    /// transiently ([`is_transient`]) for longer than the request timeout.
+    /// transiently ([`is_transient`]) for longer than three request
+    /// timeouts (a server restarting, an election, a busy machine).
     pub async fn retrying<T, E, F, Fut>(&self, mut request: F) -> Result<T, E>
     where
         E: std::fmt::Display,
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, E>>,
     {
-        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let deadline = tokio::time::Instant::now() + self.request_timeout * 3;
         let mut delay = Duration::from_millis(20);
         loop {
             match request().await {

@@ -180,10 +180,11 @@ impl JetStreamGroups {
             options: options.clone(),
         };
         let value = serde_json::to_vec(&entry).map_err(|e| unavailable("encode a group", e))?;
+        let (key, value) = (names::group_key(name), bytes::Bytes::from(value));
         match self
             .inner
-            .bucket
-            .create(names::group_key(name), value.into())
+            .nats
+            .retrying(|| self.inner.bucket.create(key.as_str(), value.clone()))
             .await
         {
             Ok(_) => {
@@ -224,8 +225,10 @@ impl JetStreamGroups {
             options,
             deliver,
         );
-        stream
-            .get_or_create_consumer(&names::consumer(group, topic), config)
+        let name = names::consumer(group, topic);
+        self.inner
+            .nats
+            .retrying(|| stream.get_or_create_consumer(&name, config.clone()))
             .await
             .map_err(|e| unavailable("create a group's consumer", e))?;
         Ok(())

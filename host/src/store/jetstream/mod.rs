@@ -31,7 +31,6 @@ mod topics;
 mod watch;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -118,7 +117,9 @@ impl JetStreamStore {
         let stream = names::stream(name);
         let config = stream_config(&self.inner.nats, name, &stream, &settings);
         let js = &self.inner.nats.jetstream;
-        js.get_or_create_stream(config)
+        self.inner
+            .nats
+            .retrying(|| js.get_or_create_stream(config.clone()))
             .await
             .map_err(|e| unavailable("create the stream of", name, e))?;
         let value = serde_json::to_vec(&TopicEntryValue {
@@ -126,7 +127,13 @@ impl JetStreamStore {
             settings,
         })
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let revision = match self.inner.bucket.create(&stream, value.into()).await {
+        let value = bytes::Bytes::from(value);
+        let revision = match self
+            .inner
+            .nats
+            .retrying(|| self.inner.bucket.create(&stream, value.clone()))
+            .await
+        {
             Ok(revision) => revision,
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                 return Err(StoreError::TopicExists(name.to_owned()))
@@ -398,8 +405,7 @@ impl Store for JetStreamStore {
         });
         async move {
             let topic = topic?;
-            let end = topic.committed_end.load(Ordering::Acquire);
-            read::read(&self.inner.nats, &topic, from, max_records, max_bytes, end).await
+            read::read(&self.inner.nats, &topic, from, max_records, max_bytes).await
         }
         .boxed()
     }

@@ -4,9 +4,10 @@
 //!
 //! A follower may lag behind the leader: it answers with a prefix of what
 //! is committed, which is never wrong, only short. When it has nothing from
-//! the sequence asked for while this node knows more is committed, the
-//! first message is read from the leader (`STREAM.MSG.GET`), so a read of
-//! committed data always returns at least one record.
+//! the sequence asked for, the first message is read from the leader
+//! (`STREAM.MSG.GET`), so a read of committed data always returns at least
+//! one record, whichever node it goes through (a client reads what it
+//! published through another node).
 
 use std::time::Duration;
 
@@ -30,17 +31,16 @@ struct DirectGet {
 
 /// Reads up to `max_records` (about `max_bytes` of payload, at least one
 /// record when any is stored at or after `from`) of `topic` from offset
-/// `from`. `committed_end` is what this node knows to be stored.
+/// `from`.
 pub(super) async fn read(
     nats: &Nats,
     topic: &Topic,
     from: u64,
     max_records: usize,
     max_bytes: usize,
-    committed_end: u64,
 ) -> Result<ReadBatch, StoreError> {
     let records = direct_get(nats, topic, from, max_records.max(1), max_bytes.max(1)).await?;
-    let records = if records.is_empty() && from < committed_end {
+    let records = if records.is_empty() {
         leader_get(nats, topic, from).await?.into_iter().collect()
     } else {
         records
