@@ -11,8 +11,18 @@
 //!   (the NATS cluster tests run it).
 //! - `cargo xtask run [ARGS...]`: plugins, then the broker with
 //!   `examples/sluice.toml` (extra arguments go to `sluice serve`).
+//! - `cargo xtask cluster`: a local cluster in `sluice-cluster/`: three
+//!   nats-servers (JetStream R3, `sync_interval: always`) and two sluice
+//!   nodes (QUIC 127.0.0.1:4433 and :4434) with `examples/sluice.toml`'s
+//!   pipeline and certificates from one CA (`sluice-cluster/tls/ca.pem`);
+//!   prints the addresses and runs until Ctrl-C, which stops the nodes and
+//!   then the servers. A second run restarts on the same data. See
+//!   `cluster.rs` and examples/cluster/README.md.
 //! - `cargo xtask bench-vs-nats [--count N]`: sluice and NATS side by side
 //!   (against the nats-server that `setup` installs); see BENCHMARKS.md.
+//!   `--cluster [--count N] [--rate R]`: a sluice cluster node against
+//!   JetStream R3 driven directly, on one 3-server cluster, with and without
+//!   `sync_interval: always`.
 //! - `cargo xtask fuzz [--time SECS] [TARGET...]`: each cargo-fuzz target in
 //!   `fuzz/` (the frame decoder, log recovery) for SECS seconds (default
 //!   60), installing cargo-fuzz if missing; prints executions and verdict
@@ -26,6 +36,7 @@
 //!   workspace crates and the example plugins (or in the DIRs named);
 //!   fails if it finds any.
 
+mod cluster;
 mod crash_test;
 mod fuzz;
 mod house;
@@ -171,18 +182,19 @@ fn main() -> anyhow::Result<()> {
         "plugins" => plugins(),
         "test" => test(rest),
         "run" => serve(rest),
+        "cluster" => cluster::cluster(rest),
         "bench-vs-nats" => vs_nats::bench_vs_nats(rest),
         "fuzz" => fuzz::fuzz(rest),
         "crash-test" => crash_test::crash_test(rest),
         "house" => house::house(rest),
         "help" | "--help" | "-h" => {
             eprintln!(
-                "usage: cargo xtask <setup | plugins | test [cargo test args] | run [sluice serve args] | bench-vs-nats [--count N] | fuzz [--time SECS] [TARGET...] | crash-test [--rounds N] [--seconds-per-round S] [--seed N] | house [--max-lines N] [DIR...]>"
+                "usage: cargo xtask <setup | plugins | test [cargo test args] | run [sluice serve args] | cluster | bench-vs-nats [--cluster] [--count N] [--rate R] | fuzz [--time SECS] [TARGET...] | crash-test [--rounds N] [--seconds-per-round S] [--seed N] | house [--max-lines N] [DIR...]>"
             );
             Ok(())
         }
         other => {
-            bail!("unknown xtask command {other:?}; try: setup, plugins, test, run, bench-vs-nats, fuzz, crash-test, house")
+            bail!("unknown xtask command {other:?}; try: setup, plugins, test, run, cluster, bench-vs-nats, fuzz, crash-test, house")
         }
     }
 }

@@ -1,17 +1,24 @@
 //! NATS side of `cargo xtask bench-vs-nats`.
 //!
 //! ```text
-//! nats-harness SERVER SCENARIO SIZE COUNT [WORKERS|RATE]
+//! nats-harness SERVERS SCENARIO SIZE COUNT [WORKERS|RATE] [--replicas N] [--in-flight N]
 //! ```
+//!
+//! SERVERS is one server or a cluster's servers, separated by commas
+//! (`127.0.0.1:4222,127.0.0.1:4223`); the client connects to one of them.
 //!
 //! Scenarios (the NATS counterparts of `sluice bench`):
 //! - `core-pubsub`: core NATS, one publisher, one subscriber, received rate.
 //! - `js-publish`: JetStream async publish to a file stream, acks awaited
-//!   with a bounded window (64 x 16 in flight, as `sluice bench publish`).
+//!   with a bounded window (`--in-flight`, default 1,024: 64 x 16, as
+//!   `sluice bench publish`).
 //! - `js-consume`: preload a stream, then WORKERS pull consumers on one
 //!   durable consumer, each message acked.
 //! - `js-latency`: JetStream publish at RATE per second, open loop, ack
 //!   round trip percentiles.
+//!
+//! The JetStream scenarios create their stream with `--replicas` copies
+//! (default 1; 3 on a 3-server cluster is what sluice's cluster mode uses).
 //!
 //! Prints one JSON object in `sluice bench --json`'s schema.
 
@@ -60,18 +67,92 @@ fn outcome(
     }
 }
 
-const WINDOW: usize = 64 * 16;
+/// Publishes awaiting their ack by default: `sluice bench publish`'s 16
+/// requests of 64 messages.
+const DEFAULT_IN_FLIGHT: usize = 64 * 16;
 
-async fn stream(js: &jetstream::Context, name: &str) -> anyhow::Result<jetstream::stream::Stream> {
-    let _ = js.delete_stream(name).await;
-    js.create_stream(jetstream::stream::Config {
-        name: name.to_owned(),
-        subjects: vec![format!("{name}.>")],
-        storage: jetstream::stream::StorageType::File,
-        ..Default::default()
+/// The command line, positional arguments and options apart.
+struct Args {
+    servers: Vec<String>,
+    scenario: String,
+    size: usize,
+    count: u64,
+    /// WORKERS (`js-consume`) or RATE (`js-latency`).
+    extra: u64,
+    replicas: usize,
+    in_flight: usize,
+}
+
+const USAGE: &str =
+    "usage: nats-harness SERVERS SCENARIO SIZE COUNT [WORKERS|RATE] [--replicas N] [--in-flight N]";
+
+fn parse_args(raw: Vec<String>) -> anyhow::Result<Args> {
+    let mut positional = Vec::new();
+    let (mut replicas, mut in_flight) = (1, DEFAULT_IN_FLIGHT);
+    let mut raw = raw.into_iter();
+    while let Some(arg) = raw.next() {
+        let mut value = |name: &str| -> anyhow::Result<usize> {
+            let v = raw
+                .next()
+                .with_context(|| format!("{name} needs a value"))?;
+            v.parse()
+                .with_context(|| format!("{name} {v:?} is not a number"))
+        };
+        match arg.as_str() {
+            "--replicas" => replicas = value("--replicas")?,
+            "--in-flight" => in_flight = value("--in-flight")?.max(1),
+            _ => positional.push(arg),
+        }
+    }
+    if positional.len() < 4 {
+        bail!("{USAGE}");
+    }
+    Ok(Args {
+        servers: positional[0].split(',').map(str::to_owned).collect(),
+        scenario: positional[1].clone(),
+        size: positional[2].parse().context("SIZE")?,
+        count: positional[3].parse().context("COUNT")?,
+        extra: positional
+            .get(4)
+            .map(|a| a.parse())
+            .transpose()?
+            .unwrap_or(4),
+        replicas,
+        in_flight,
     })
-    .await
-    .context("creating the JetStream stream")
+}
+
+/// A new file stream `name` (any old one deleted first) on subjects
+/// `name.>`, once it has a leader: in a cluster the stream exists before
+/// its replicas have elected one, and a publish meanwhile finds no stream.
+async fn stream(
+    js: &jetstream::Context,
+    name: &str,
+    replicas: usize,
+) -> anyhow::Result<jetstream::stream::Stream> {
+    let _ = js.delete_stream(name).await;
+    let mut stream = js
+        .create_stream(jetstream::stream::Config {
+            name: name.to_owned(),
+            subjects: vec![format!("{name}.>")],
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        })
+        .await
+        .context("creating the JetStream stream")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = stream.info().await.context("reading the stream's info")?;
+        let leader = info.cluster.as_ref().and_then(|c| c.leader.as_deref());
+        if replicas <= 1 || leader.is_some_and(|l| !l.is_empty()) {
+            return Ok(stream);
+        }
+        if Instant::now() > deadline {
+            bail!("stream {name} has no leader after 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn js_publish(
@@ -79,6 +160,7 @@ async fn js_publish(
     subject: &str,
     size: usize,
     count: u64,
+    window: usize,
 ) -> anyhow::Result<(u64, Duration, Vec<u64>)> {
     let body = Bytes::from(vec![b'x'; size]);
     let mut in_flight = FuturesUnordered::new();
@@ -87,7 +169,7 @@ async fn js_publish(
     let mut sent = 0;
     let mut acked = 0;
     while acked < count {
-        while sent < count && in_flight.len() < WINDOW {
+        while sent < count && in_flight.len() < window {
             let sent_at = Instant::now();
             let ack = js.publish(subject.to_owned(), body.clone()).await?;
             in_flight.push(async move { (ack.await, sent_at.elapsed()) });
@@ -105,15 +187,11 @@ async fn js_publish(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.len() < 4 {
-        bail!("usage: nats-harness SERVER SCENARIO SIZE COUNT [WORKERS|RATE]");
-    }
-    let (server, scenario) = (&args[0], args[1].as_str());
-    let size: usize = args[2].parse()?;
-    let count: u64 = args[3].parse()?;
-    let extra: u64 = args.get(4).map(|a| a.parse()).transpose()?.unwrap_or(4);
-    let client = async_nats::connect(server.as_str())
+    let args = parse_args(std::env::args().skip(1).collect())?;
+    let (scenario, size, count, extra) =
+        (args.scenario.as_str(), args.size, args.count, args.extra);
+    let (replicas, window) = (args.replicas, args.in_flight);
+    let client = async_nats::connect(args.servers.as_slice())
         .await
         .context("connecting to NATS")?;
     let result = match scenario {
@@ -154,14 +232,14 @@ async fn main() -> anyhow::Result<()> {
         }
         "js-publish" => {
             let js = jetstream::new(client.clone());
-            stream(&js, "benchpub").await?;
-            let (n, took, lat) = js_publish(&js, "benchpub.x", size, count).await?;
+            stream(&js, "benchpub", replicas).await?;
+            let (n, took, lat) = js_publish(&js, "benchpub.x", size, count, window).await?;
             outcome("jetstream publish", size, n, took, lat)
         }
         "js-consume" => {
             let js = jetstream::new(client.clone());
-            let s = stream(&js, "benchq").await?;
-            js_publish(&js, "benchq.x", size, count).await?;
+            let s = stream(&js, "benchq", replicas).await?;
+            js_publish(&js, "benchq.x", size, count, window).await?;
             let consumer: jetstream::consumer::PullConsumer = s
                 .get_or_create_consumer(
                     "workers",
@@ -219,7 +297,7 @@ async fn main() -> anyhow::Result<()> {
         }
         "js-latency" => {
             let js = jetstream::new(client.clone());
-            stream(&js, "benchlat").await?;
+            stream(&js, "benchlat", replicas).await?;
             let body = Bytes::from(vec![b'x'; size]);
             let interval = Duration::from_secs_f64(1.0 / extra as f64);
             let start = Instant::now();
