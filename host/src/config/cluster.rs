@@ -106,3 +106,67 @@ impl ClusterConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn parse(cluster: &str) -> Result<Config, String> {
+        Config::parse(&format!("[cluster]\n{cluster}"), "<test>").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_cluster_table_gets_its_defaults() {
+        let config =
+            parse("nats = [\"nats://a:4222\", \"tls://b:4222\"]\nmonitor = [\"http://a:8222\"]\n")
+                .expect("valid");
+        let cluster = config.cluster.expect("cluster mode");
+        assert_eq!(cluster.replicas, 3);
+        assert!(cluster.require_fsync);
+        assert_eq!(cluster.request_timeout, std::time::Duration::from_secs(10));
+        assert!(Config::parse("", "<test>")
+            .expect("valid")
+            .cluster
+            .is_none());
+    }
+
+    #[test]
+    fn bad_cluster_settings_are_refused_naming_the_key() {
+        let cases = [
+            ("nats = []\nrequire_fsync = false", "cluster.nats must name"),
+            (
+                "nats = [\"http://a:4222\"]\nrequire_fsync = false",
+                "is not a NATS URL",
+            ),
+            (
+                "nats = [\"nats://a:4222\"]\nreplicas = 2\nrequire_fsync = false",
+                "cluster.replicas must be 1, 3 or 5",
+            ),
+            (
+                "nats = [\"nats://a:4222\"]\ncreds = \"c\"\ntoken = \"t\"\nrequire_fsync = false",
+                "cannot both be set",
+            ),
+            ("nats = [\"nats://a:4222\"]", "cluster.monitor must list"),
+            (
+                "nats = [\"nats://a:4222\"]\nmonitor = [\"a:8222\"]",
+                "is not an http:// or https:// URL",
+            ),
+            (
+                "nats = [\"nats://a:4222\"]\nrequire_fsync = false\nrequest_timeout = \"0s\"",
+                "request_timeout must be above zero",
+            ),
+            (
+                "nats = [\"nats://a:4222\"]\nrequire_fsync = false\nnode = \"\"",
+                "cluster.node must not be empty",
+            ),
+            (
+                "nats = [\"nats://a:4222\"]\nrequire_fsync = false\nreplica = 3",
+                "unknown field",
+            ),
+        ];
+        for (table, expected) in cases {
+            let err = parse(table).expect_err(table);
+            assert!(err.contains(expected), "{table}: {err}");
+        }
+    }
+}

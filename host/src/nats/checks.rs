@@ -65,10 +65,18 @@ pub async fn server_state(url: &str, timeout: Duration) -> Result<ServerState, N
         url: varz_url.clone(),
         reason: e.to_string(),
     })?;
-    let varz: Varz = serde_json::from_str(&body).map_err(|e| NatsError::Monitor {
+    parse_varz(&body).map_err(|reason| NatsError::Monitor {
         url: varz_url,
-        reason: format!("not a NATS /varz document: {e}"),
-    })?;
+        reason,
+    })
+}
+
+/// What a `/varz` document says of its server. nats-server 2.15 leaves
+/// `sync_always` out when it is off, and `jetstream.config` out when
+/// JetStream is.
+fn parse_varz(body: &str) -> Result<ServerState, String> {
+    let varz: Varz =
+        serde_json::from_str(body).map_err(|e| format!("not a NATS /varz document: {e}"))?;
     let config = varz.jetstream.and_then(|js| js.config);
     Ok(ServerState {
         name: varz.server_name,
@@ -125,4 +133,31 @@ pub(super) async fn before_serving(nats: &Nats, config: &ClusterConfig) -> Resul
         "NATS JetStream cluster checked"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varz_of_2_15_tells_jetstream_and_fsync() {
+        let always = r#"{"server_name":"n1","jetstream":{"config":{"max_memory":1,"store_dir":"/x","sync_interval":120000000000,"sync_always":true,"strict":true},"stats":{}}}"#;
+        let lazy = r#"{"server_name":"n2","jetstream":{"config":{"max_memory":1,"store_dir":"/x","sync_interval":120000000000,"strict":true}}}"#;
+        let off = r#"{"server_name":"n3","jetstream":{}}"#;
+        let none = r#"{"server_name":"n4"}"#;
+        let state = |body| parse_varz(body).expect("parses");
+        assert_eq!(
+            state(always),
+            ServerState {
+                name: "n1".into(),
+                jetstream: true,
+                sync_always: true
+            }
+        );
+        assert!(state(lazy).jetstream && !state(lazy).sync_always);
+        assert!(!state(off).jetstream && !state(off).sync_always);
+        assert!(!state(none).jetstream);
+        let err = parse_varz("<html>not found</html>").expect_err("refused");
+        assert!(err.contains("not a NATS /varz document"), "{err}");
+    }
 }
