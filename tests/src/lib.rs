@@ -20,16 +20,22 @@
 //!   [`fetch_all`] ([`fetch_all_within`] for long logs), and short forms
 //!   for assertions.
 //! - `command.rs`: [`run_command`], the command line run to its end, bounded.
-//! - `nats.rs`: [`NatsCluster`], real nats-server 2.15 processes (the
-//!   binary `cargo xtask setup` installs, or [`NATS_SERVER_ENV`]) on
-//!   127.0.0.1 forming one JetStream cluster, each with its own store and
-//!   log in a temp dir; started with [`NatsOptions`] and waited for until
-//!   healthy with a meta leader; servers can be killed, restarted on the
-//!   same store, paused and resumed, and asked for `/varz`, `/jsz`, the
-//!   meta leader and a stream's leader.
-//! - `history/`: the history checker of crash tests (`e2e/crash.rs` and the
-//!   `sluice-crash-test` binary): what clients sent and were acked, what a
-//!   group delivered and confirmed, checked against what the broker holds.
+//! - `nats.rs` (and `nats/`): [`NatsCluster`], real nats-server 2.15
+//!   processes (the binary `cargo xtask setup` installs, or
+//!   [`NATS_SERVER_ENV`]) forming one JetStream cluster, each with its own
+//!   store and log in a temp dir; started with [`NatsOptions`] and waited
+//!   for until healthy with a meta leader; servers can be killed,
+//!   restarted on the same store, paused and resumed, and asked for
+//!   `/varz`, `/jsz`, the meta leader, a stream's leader and their client
+//!   connections. On 127.0.0.1, or ([`Network::Namespaces`]) each in a
+//!   network namespace of its own on a bridge, where one can be cut off
+//!   and joined again; [`namespaces_unavailable`] says why not, here.
+//! - `history/`: the history checkers. Of crash tests (`e2e/crash.rs` and
+//!   the `sluice-crash-test` binary): what clients sent and were acked,
+//!   what a group delivered and confirmed, checked against what the broker
+//!   holds. Of cluster fault tests (`e2e/cluster_faults/`): a `Recorder`
+//!   of every client operation, and `check`, the history against the
+//!   topic, the dead letters and the group at the end.
 //! - here: [`init_tracing`] (logs of the broker and client, filtered by
 //!   `RUST_LOG`, captured per test) and [`plugin_dist`].
 //!
@@ -54,7 +60,9 @@ pub use broker::{client_options, TestBroker};
 pub use child::{free_udp_port, ChildBroker};
 pub use command::{run_command, CommandOutput};
 pub use messages::{collect, collect_until, fetch_all, fetch_all_within, now_ms, offsets, summary};
-pub use nats::{nats_server_binary, NatsCluster, NatsOptions, NATS_SERVER_ENV};
+pub use nats::{
+    namespaces_unavailable, nats_server_binary, NatsCluster, NatsOptions, Network, NATS_SERVER_ENV,
+};
 pub use raw::{raw_tls_config, RawClient, RawControl};
 pub use steady::Steady;
 pub use wait::{bounded, bounded_for, wait_until, WAIT};

@@ -1,14 +1,26 @@
-//! [`NatsCluster`]: real nats-server processes on 127.0.0.1 forming one
-//! JetStream cluster, for the tests of sluice's cluster mode and their
-//! faults (SIGKILL, SIGSTOP, restart on the same store).
+//! [`NatsCluster`]: real nats-server processes forming one JetStream
+//! cluster, for the tests of sluice's cluster mode and their faults
+//! (SIGKILL, SIGSTOP, restart on the same store, and in
+//! [`Network::Namespaces`] a server cut off from the others).
 //!
 //! The binary is the one `cargo xtask setup` installs (nats-server 2.15.1,
 //! `xtask/src/nats.rs`); `cargo xtask test` passes its path in
 //! [`NATS_SERVER_ENV`]. Health and leadership are read from each server's
-//! HTTP monitoring port (`/healthz`, `/varz`, `/jsz`), over a plain HTTP/1.0
-//! GET on loopback.
+//! HTTP monitoring port (`/healthz`, `/varz`, `/jsz`, `/connz`).
+//!
+//! # Layout
+//!
+//! - here: [`NatsCluster`], [`NatsOptions`], [`Network`].
+//! - `config.rs`: a server's configuration file.
+//! - `monitor.rs`: GETs on the monitoring port and what is read from them.
+//! - `netns.rs`: the namespaces, veth pairs and bridge of
+//!   [`Network::Namespaces`], removed when dropped.
 
-use std::net::TcpListener;
+mod config;
+mod monitor;
+mod netns;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,7 +29,11 @@ use anyhow::{bail, Context};
 use rustix::process::{kill_process, Pid, Signal};
 use serde_json::Value;
 use tempfile::TempDir;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use self::config::{config_text, Listen};
+use self::monitor::{connection_names, http_get, meta_leader_seen_by, stream_leader_seen_by};
+pub use self::netns::namespaces_unavailable;
+use self::netns::Namespaces;
 
 /// The variable naming the nats-server binary; `cargo xtask test` sets it
 /// (`xtask/src/nats.rs` has the same name).
@@ -26,12 +42,8 @@ pub const NATS_SERVER_ENV: &str = "SLUICE_NATS_SERVER";
 /// Where `cargo xtask setup` installs the binary, from this crate's folder.
 const INSTALLED_BINARY: &str = "../target/nats-server/bin/nats-server";
 
-/// The `cluster { name }` of every test cluster.
-const CLUSTER_NAME: &str = "sluice-test";
-
-/// How long one monitoring request may take; a paused server never
-/// answers, so requests to it end here.
-const HTTP_LIMIT: Duration = Duration::from_secs(2);
+/// The ports of a server alone in its namespace: the usual ones.
+const NAMESPACE_PORTS: [u16; 3] = [4222, 6222, 8222];
 
 /// How often readiness is probed: each probe is a few loopback requests,
 /// rare enough not to crowd servers that run on one thread each.
@@ -51,6 +63,22 @@ pub struct NatsOptions {
     pub sync_always: bool,
     /// How long starting or restarting may take until healthy.
     pub ready_limit: Duration,
+    /// Where the servers listen.
+    pub network: Network,
+}
+
+/// Where the servers of a [`NatsCluster`] listen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Network {
+    /// On 127.0.0.1, each on ports of its own.
+    #[default]
+    Loopback,
+    /// Each in a network namespace of its own, joined to a bridge by a
+    /// veth pair, on the usual ports of its own address; the root
+    /// namespace (the sluice nodes, the test) reaches them over the
+    /// bridge, and [`NatsCluster::cut`] cuts one off. Needs root and
+    /// iproute2: see [`namespaces_unavailable`].
+    Namespaces,
 }
 
 impl Default for NatsOptions {
@@ -59,26 +87,35 @@ impl Default for NatsOptions {
             servers: 3,
             sync_always: true,
             ready_limit: Duration::from_secs(30),
+            network: Network::Loopback,
         }
     }
 }
 
-/// One server of the cluster: its ports and files, and its process while
-/// it runs.
+/// One server of the cluster: its addresses and files, and its process
+/// while it runs.
 struct Server {
     name: String,
-    client_port: u16,
-    http_port: u16,
+    listen: Listen,
     config_path: PathBuf,
     log_path: PathBuf,
     child: Option<Child>,
     paused: bool,
+    /// Cut off from the network ([`NatsCluster::cut`]).
+    cut: bool,
 }
 
-/// Real nats-server processes on 127.0.0.1 forming one JetStream cluster,
-/// each with its own store in a temporary directory. Every process is
-/// killed when dropped; when dropped during a panic, the directory (logs
-/// and stores) is kept and its path printed.
+impl Server {
+    fn http(&self) -> SocketAddr {
+        SocketAddr::new(self.listen.host, self.listen.http)
+    }
+}
+
+/// Real nats-server processes forming one JetStream cluster (on
+/// 127.0.0.1, or each in a namespace of its own), each with its own store
+/// in a temporary directory. Every process is killed when dropped, then
+/// the namespaces are removed; when dropped during a panic, the directory
+/// (logs and stores) is kept and its path printed.
 pub struct NatsCluster {
     binary: PathBuf,
     servers: Vec<Server>,
@@ -86,6 +123,8 @@ pub struct NatsCluster {
     path: PathBuf,
     /// `None` once kept, after a failure.
     dir: Option<TempDir>,
+    /// In [`Network::Namespaces`]; dropped after the servers are killed.
+    namespaces: Option<Namespaces>,
 }
 
 /// The nats-server to run: [`NATS_SERVER_ENV`] when it names a file, else
@@ -119,52 +158,30 @@ fn free_tcp_ports(count: usize) -> anyhow::Result<Vec<u16>> {
         .collect()
 }
 
-/// The configuration file of one server.
-fn config_text(
-    name: &str,
-    [client, cluster, http]: [u16; 3],
-    routes: &[u16],
-    store_dir: &Path,
-    sync_always: bool,
-) -> String {
-    let sync = if sync_always {
-        "  sync_interval: always\n"
-    } else {
-        ""
-    };
-    let routes: String = routes
-        .iter()
-        .map(|port| format!("    nats-route://127.0.0.1:{port}\n"))
-        .collect();
-    format!(
-        "server_name: {name}\nlisten: 127.0.0.1:{client}\nhttp: 127.0.0.1:{http}\n\
-         jetstream {{\n  store_dir: {store:?}\n{sync}}}\n\
-         cluster {{\n  name: {CLUSTER_NAME}\n  listen: 127.0.0.1:{cluster}\n  routes: [\n{routes}  ]\n}}\n",
-        store = store_dir.display().to_string(),
-    )
-}
-
-/// A GET on a loopback monitoring port: the status and the body.
-async fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
-    let what = format!("GET 127.0.0.1:{port}{path}");
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        // HTTP/1.0: the server closes after one response, never chunked.
-        let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await?;
-        anyhow::Ok(String::from_utf8_lossy(&response).into_owned())
-    };
-    let response = tokio::time::timeout(HTTP_LIMIT, exchange)
-        .await
-        .with_context(|| format!("{what} timed out after {HTTP_LIMIT:?}"))?
-        .with_context(|| format!("{what} failed"))?;
-    let status = (response.split_whitespace().nth(1)).and_then(|s| s.parse().ok());
-    match (status, response.split_once("\r\n\r\n")) {
-        (Some(status), Some((_, body))) => Ok((status, body.to_owned())),
-        _ => bail!("{what}: not an HTTP response: {response:?}"),
+/// Where each of `count` servers listens: free ports on 127.0.0.1, or
+/// the usual ports on the address of its namespace.
+fn listen_addresses(count: usize, namespaces: Option<&Namespaces>) -> anyhow::Result<Vec<Listen>> {
+    let [client, cluster, http] = NAMESPACE_PORTS;
+    if let Some(namespaces) = namespaces {
+        return Ok((0..count)
+            .map(|i| Listen {
+                host: IpAddr::V4(namespaces.addr(i)),
+                client,
+                cluster,
+                http,
+            })
+            .collect());
     }
+    let ports = free_tcp_ports(3 * count)?;
+    Ok(ports
+        .chunks_exact(3)
+        .map(|p| Listen {
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            client: p[0],
+            cluster: p[1],
+            http: p[2],
+        })
+        .collect())
 }
 
 impl NatsCluster {
@@ -173,6 +190,8 @@ impl NatsCluster {
     /// elections) and waits, at most `options.ready_limit`, until every one
     /// is healthy with JetStream and knows a meta leader, and the leader
     /// counts every other server as current (the meta group has formed).
+    /// In [`Network::Namespaces`] the namespaces are made first; that
+    /// failing is an error (ask [`namespaces_unavailable`] beforehand).
     pub async fn start(options: NatsOptions) -> anyhow::Result<NatsCluster> {
         // nats-server refuses a JetStream cluster without routes.
         anyhow::ensure!(
@@ -185,31 +204,34 @@ impl NatsCluster {
             .prefix("sluice-nats-")
             .tempdir()
             .context("failed to create the cluster's temp dir")?;
-        let ports = free_tcp_ports(3 * options.servers)?;
-        let ports: Vec<[u16; 3]> = ports.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect();
+        let namespaces = match options.network {
+            Network::Loopback => None,
+            Network::Namespaces => Some(Namespaces::create(options.servers)?),
+        };
+        let listens = listen_addresses(options.servers, namespaces.as_ref())?;
         let mut servers = Vec::with_capacity(options.servers);
-        for (i, &server_ports) in ports.iter().enumerate() {
+        for (i, &listen) in listens.iter().enumerate() {
             let name = format!("n{}", i + 1);
-            let routes: Vec<u16> = (ports.iter().enumerate())
+            let routes: Vec<SocketAddr> = (listens.iter().enumerate())
                 .filter(|&(j, _)| j != i)
-                .map(|(_, p)| p[1])
+                .map(|(_, other)| other.route())
                 .collect();
             let config_path = dir.path().join(format!("{name}.conf"));
             let store_dir = dir.path().join(&name);
             let sync = options.sync_always;
             std::fs::write(
                 &config_path,
-                config_text(&name, server_ports, &routes, &store_dir, sync),
+                config_text(&name, listen, &routes, &store_dir, sync),
             )
             .with_context(|| format!("failed to write {}", config_path.display()))?;
             servers.push(Server {
                 log_path: dir.path().join(format!("{name}.log")),
                 name,
-                client_port: server_ports[0],
-                http_port: server_ports[2],
+                listen,
                 config_path,
                 child: None,
                 paused: false,
+                cut: false,
             });
         }
         let mut cluster = NatsCluster {
@@ -218,6 +240,7 @@ impl NatsCluster {
             ready_limit: options.ready_limit,
             path: dir.path().to_path_buf(),
             dir: Some(dir),
+            namespaces,
         };
         for i in 0..cluster.servers.len() {
             cluster.spawn(i)?;
@@ -234,7 +257,11 @@ impl NatsCluster {
             .append(true)
             .open(&server.log_path)
             .with_context(|| format!("failed to open {}", server.log_path.display()))?;
-        let child = Command::new(&self.binary)
+        let mut command = match &self.namespaces {
+            Some(namespaces) => namespaces.command(i, &self.binary),
+            None => Command::new(&self.binary),
+        };
+        let child = command
             .arg("-c")
             .arg(&server.config_path)
             .env("GOMAXPROCS", "1")
@@ -248,10 +275,11 @@ impl NatsCluster {
         Ok(())
     }
 
-    /// Whether server `i` runs and is not paused: the servers that answer.
+    /// Whether server `i` runs, is not paused and not cut off: the servers
+    /// that answer.
     fn serving(&self, i: usize) -> bool {
         let server = &self.servers[i];
-        server.child.is_some() && !server.paused
+        server.child.is_some() && !server.paused && !server.cut
     }
 
     /// One readiness probe of server `i`: `Ok(Err(state))` while it is not
@@ -267,7 +295,7 @@ impl NatsCluster {
             bail!("{} exited with {status}", server.name);
         }
         let name = server.name.clone();
-        match http_get(server.http_port, "/healthz?js-enabled-only=true").await {
+        match http_get(server.http(), "/healthz?js-enabled-only=true").await {
             Ok((200, _)) => {}
             Ok((status, body)) => return Ok(Err(format!("{name}: healthz {status} {body}"))),
             Err(e) => return Ok(Err(format!("{name}: {e:#}"))),
@@ -377,18 +405,26 @@ impl NatsCluster {
         self.servers.iter().position(|s| s.name == name)
     }
 
-    /// The client URLs, `nats://127.0.0.1:<port>`, in server order.
+    /// The client URLs, `nats://<address>:<port>`, in server order.
     pub fn urls(&self) -> Vec<String> {
         (self.servers.iter())
-            .map(|s| format!("nats://127.0.0.1:{}", s.client_port))
+            .map(|s| format!("nats://{}:{}", s.listen.host, s.listen.client))
             .collect()
     }
 
-    /// The monitoring URLs, `http://127.0.0.1:<port>`, in server order.
+    /// The monitoring URLs, `http://<address>:<port>`, in server order.
     pub fn monitor_urls(&self) -> Vec<String> {
         (self.servers.iter())
-            .map(|s| format!("http://127.0.0.1:{}", s.http_port))
+            .map(|s| format!("http://{}", s.http()))
             .collect()
+    }
+
+    /// Where the servers listen.
+    pub fn network(&self) -> Network {
+        match self.namespaces {
+            Some(_) => Network::Namespaces,
+            None => Network::Loopback,
+        }
     }
 
     /// The process id of server `i`, while it runs.
@@ -453,11 +489,39 @@ impl NatsCluster {
         Ok(())
     }
 
+    /// Cuts server `i` off from the other servers and from every client
+    /// (its veth goes down); it keeps running. Only in
+    /// [`Network::Namespaces`].
+    pub fn cut(&mut self, i: usize) -> anyhow::Result<()> {
+        self.namespaces_for("cut a server off")?.cut(i)?;
+        self.servers[i].cut = true;
+        Ok(())
+    }
+
+    /// Joins server `i` to the network again after [`cut`](Self::cut).
+    pub fn heal(&mut self, i: usize) -> anyhow::Result<()> {
+        self.namespaces_for("heal a cut")?.heal(i)?;
+        self.servers[i].cut = false;
+        Ok(())
+    }
+
+    fn namespaces_for(&self, what: &str) -> anyhow::Result<&Namespaces> {
+        self.namespaces.as_ref().with_context(|| {
+            format!("cannot {what}: the servers are on loopback; start them in Network::Namespaces")
+        })
+    }
+
+    /// The names of the client connections server `i` holds (sluice nodes
+    /// name theirs `sluice <node>`), from its `/connz`.
+    pub async fn connections(&self, i: usize) -> anyhow::Result<Vec<String>> {
+        Ok(connection_names(&self.monitor(i, "/connz").await?))
+    }
+
     /// A monitoring endpoint of server `i` as JSON; fails unless it answers
     /// 200.
     async fn monitor(&self, i: usize, path: &str) -> anyhow::Result<Value> {
         let server = &self.servers[i];
-        let (status, body) = http_get(server.http_port, path).await?;
+        let (status, body) = http_get(server.http(), path).await?;
         anyhow::ensure!(status == 200, "{} {path}: {status} {body}", server.name);
         serde_json::from_str(&body).with_context(|| format!("{} {path}: not JSON", server.name))
     }
@@ -509,23 +573,6 @@ impl NatsCluster {
     }
 }
 
-/// `meta_cluster.leader` of a `/jsz`, empty when there is none.
-fn meta_leader_seen_by(jsz: &Value) -> &str {
-    jsz["meta_cluster"]["leader"].as_str().unwrap_or("")
-}
-
-/// The leader of `stream` in a `/jsz?accounts=true&streams=true`.
-fn stream_leader_seen_by<'a>(jsz: &'a Value, stream: &str) -> Option<&'a str> {
-    let accounts = jsz["account_details"].as_array()?;
-    accounts
-        .iter()
-        .filter_map(|account| account["stream_detail"].as_array())
-        .flatten()
-        .find(|detail| detail["name"] == stream)
-        .and_then(|detail| detail["cluster"]["leader"].as_str())
-        .filter(|leader| !leader.is_empty())
-}
-
 impl Drop for NatsCluster {
     fn drop(&mut self) {
         for i in 0..self.servers.len() {
@@ -542,50 +589,5 @@ impl Drop for NatsCluster {
                 );
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_names_the_other_servers_as_routes() {
-        let text = config_text(
-            "n2",
-            [4222, 6222, 8222],
-            &[6221, 6223],
-            Path::new("/tmp/x/n2"),
-            true,
-        );
-        assert!(text.contains("server_name: n2\n"));
-        assert!(text.contains("listen: 127.0.0.1:4222\n"));
-        assert!(text.contains("http: 127.0.0.1:8222\n"));
-        assert!(text.contains("store_dir: \"/tmp/x/n2\"\n"));
-        assert!(text.contains("sync_interval: always"));
-        assert!(text.contains("nats-route://127.0.0.1:6221\n"));
-        assert!(text.contains("nats-route://127.0.0.1:6223\n"));
-        assert!(!text.contains("nats-route://127.0.0.1:6222"));
-        let relaxed = config_text("n1", [1, 2, 3], &[], Path::new("/s"), false);
-        assert!(!relaxed.contains("sync_interval"));
-    }
-
-    #[test]
-    fn stream_leader_is_read_from_the_account_details() {
-        // The shape of nats-server 2.15.1's /jsz?accounts=true&streams=true.
-        let jsz = serde_json::json!({
-            "meta_cluster": {"name": "sluice-test", "leader": "n1"},
-            "account_details": [{
-                "name": "$G",
-                "stream_detail": [
-                    {"name": "OTHER", "cluster": {"name": "sluice-test"}},
-                    {"name": "ORDERS", "cluster": {"name": "sluice-test", "leader": "n3"}}
-                ]
-            }]
-        });
-        assert_eq!(meta_leader_seen_by(&jsz), "n1");
-        assert_eq!(stream_leader_seen_by(&jsz, "ORDERS"), Some("n3"));
-        assert_eq!(stream_leader_seen_by(&jsz, "OTHER"), None);
-        assert_eq!(stream_leader_seen_by(&jsz, "MISSING"), None);
     }
 }

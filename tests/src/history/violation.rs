@@ -1,5 +1,8 @@
 //! [`Violation`]: one way in which what the broker stores or delivers
-//! differs from what it acknowledged, as the history checker reports it.
+//! differs from what it acknowledged, as the history checkers report it.
+//! The crash checker knows messages by their bytes; the cluster checker
+//! by their ids (`*Id`, `Subscription*`, `Group*` and the variants after
+//! [`Violation::Other`]).
 
 use std::fmt;
 
@@ -139,6 +142,137 @@ pub enum Violation {
     },
     /// Something else the broker answered that contradicts the history.
     Other(String),
+    /// An acked publish is not in its topic.
+    LostWrite {
+        /// Its id.
+        id: String,
+        /// Where its ack said it is.
+        acked: At,
+    },
+    /// An acked publish is stored, but not at the offset its ack named.
+    AckedElsewhere {
+        /// Its id.
+        id: String,
+        /// Where its ack said it is.
+        acked: At,
+        /// Where it is.
+        stored: u64,
+    },
+    /// One message id is stored at several offsets: a duplicate.
+    DuplicateId {
+        /// The topic.
+        topic: String,
+        /// The id.
+        id: String,
+        /// Every offset holding it.
+        offsets: Vec<u64>,
+    },
+    /// The topic holds a message that no publish of the history sent.
+    StrangerStored {
+        /// Where it is.
+        at: At,
+        /// Its id, if it has one.
+        id: Option<String>,
+    },
+    /// Two messages of one key are in the opposite order of their
+    /// publishing (in the topic, or as a subscription received them).
+    KeyOrder {
+        /// The key.
+        key: String,
+        /// Where: `the topic`, or a subscription.
+        place: String,
+        /// The message published first: its offset and id.
+        published_first: (u64, String),
+        /// The one published after it, found before it.
+        found_before: (u64, String),
+    },
+    /// A subscription received an offset it had received already.
+    SubscriptionRepeat {
+        /// The subscription.
+        subscription: String,
+        /// The offset.
+        at: At,
+    },
+    /// A subscription went back to a lower offset.
+    SubscriptionBackwards {
+        /// The subscription.
+        subscription: String,
+        /// The highest offset it had received.
+        after: u64,
+        /// The lower one that came next.
+        at: At,
+    },
+    /// A subscription skipped offsets the topic holds.
+    SubscriptionGap {
+        /// The subscription.
+        subscription: String,
+        /// The topic.
+        topic: String,
+        /// The offset that should have come next.
+        expected: u64,
+        /// The one that came (the topic's end if none did).
+        found: u64,
+    },
+    /// A subscription received other than the topic holds at an offset
+    /// (`stored` is `None` past the topic's end).
+    SubscriptionDiffers {
+        /// The subscription.
+        subscription: String,
+        /// The offset.
+        at: At,
+        /// The id received.
+        received: Option<String>,
+        /// The id stored there.
+        stored: Option<String>,
+    },
+    /// A subscription failed or ended.
+    SubscriptionEnded {
+        /// The subscription.
+        subscription: String,
+        /// How.
+        error: String,
+    },
+    /// A group delivered other than the topic holds at an offset
+    /// (`stored` is `None` past the topic's end).
+    GroupDeliveryDiffers {
+        /// The message.
+        at: At,
+        /// The delivery attempt.
+        attempt: u32,
+        /// The id delivered.
+        delivered: Option<String>,
+        /// The id stored there.
+        stored: Option<String>,
+    },
+    /// A message of the group's topic was neither acked nor dead-lettered
+    /// by the end of the run.
+    NeverSettled {
+        /// The message.
+        at: At,
+        /// How often it was delivered.
+        deliveries: usize,
+    },
+    /// A message is in the dead-letter topic more than once.
+    DeadLetteredTwice {
+        /// The message.
+        at: At,
+        /// Its dead letters.
+        copies: usize,
+    },
+    /// The group still had messages pending or unread at the end.
+    GroupNotDrained {
+        /// Delivered and not yet settled, as the broker counts them.
+        pending: u64,
+        /// Not yet settled, read or not.
+        lag: u64,
+    },
+    /// A group member's consumer failed or ended.
+    MemberEnded {
+        /// The member.
+        member: usize,
+        /// How.
+        error: String,
+    },
 }
 
 impl Violation {
@@ -157,6 +291,21 @@ impl Violation {
             Violation::DeliveredPastEnd { .. } => "group delivery past the end of the log",
             Violation::NeverAcked { .. } => "group message never acked",
             Violation::Other(_) => "other",
+            Violation::LostWrite { .. } => "acked publish lost",
+            Violation::AckedElsewhere { .. } => "acked publish stored elsewhere",
+            Violation::DuplicateId { .. } => "message id stored twice",
+            Violation::StrangerStored { .. } => "message never published",
+            Violation::KeyOrder { .. } => "key order broken",
+            Violation::SubscriptionRepeat { .. } => "subscription repeated an offset",
+            Violation::SubscriptionBackwards { .. } => "subscription went backwards",
+            Violation::SubscriptionGap { .. } => "subscription skipped offsets",
+            Violation::SubscriptionDiffers { .. } => "subscription differs from the log",
+            Violation::SubscriptionEnded { .. } => "subscription ended",
+            Violation::GroupDeliveryDiffers { .. } => "group delivery differs from the log",
+            Violation::NeverSettled { .. } => "group message never settled",
+            Violation::DeadLetteredTwice { .. } => "message dead-lettered twice",
+            Violation::GroupNotDrained { .. } => "group not drained",
+            Violation::MemberEnded { .. } => "group member ended",
         }
     }
 }
@@ -238,6 +387,84 @@ impl fmt::Display for Violation {
                 "{at} was never acked by the group ({deliveries} deliveries) but the group has nothing left to deliver"
             ),
             Violation::Other(what) => f.write_str(what),
+            Violation::LostWrite { id, acked } => {
+                write!(f, "acked publish {id:?} (acked at {acked}) is not in the topic")
+            }
+            Violation::AckedElsewhere { id, acked, stored } => write!(
+                f,
+                "acked publish {id:?} was acked at {acked} but is stored at offset {stored}"
+            ),
+            Violation::DuplicateId { topic, id, offsets } => {
+                write!(f, "message {id:?} is stored more than once in {topic}, at offsets {offsets:?}")
+            }
+            Violation::StrangerStored { at, id } => {
+                write!(f, "{at} holds id {id:?}, which no publish of the history sent")
+            }
+            Violation::KeyOrder {
+                key,
+                place,
+                published_first: (first_offset, first),
+                found_before: (before_offset, before),
+            } => write!(
+                f,
+                "key {key:?} out of order in {place}: {first:?} was published before {before:?} but is at offset {first_offset}, after {before_offset}"
+            ),
+            Violation::SubscriptionRepeat { subscription, at } => {
+                write!(f, "subscription {subscription} received {at} twice in a row")
+            }
+            Violation::SubscriptionBackwards {
+                subscription,
+                after,
+                at,
+            } => write!(
+                f,
+                "subscription {subscription} received {at} after offset {after}"
+            ),
+            Violation::SubscriptionGap {
+                subscription,
+                topic,
+                expected,
+                found,
+            } => write!(
+                f,
+                "subscription {subscription} skipped {topic}@{expected}..{found}: expected {expected}, received {found}"
+            ),
+            Violation::SubscriptionDiffers {
+                subscription,
+                at,
+                received,
+                stored,
+            } => write!(
+                f,
+                "subscription {subscription} received {received:?} at {at}, where the topic holds {stored:?}"
+            ),
+            Violation::SubscriptionEnded {
+                subscription,
+                error,
+            } => write!(f, "subscription {subscription} ended: {error}"),
+            Violation::GroupDeliveryDiffers {
+                at,
+                attempt,
+                delivered,
+                stored,
+            } => write!(
+                f,
+                "group delivered {delivered:?} at {at} (attempt {attempt}), where the topic holds {stored:?}"
+            ),
+            Violation::NeverSettled { at, deliveries } => write!(
+                f,
+                "{at} was neither acked nor dead-lettered by the end ({deliveries} deliveries)"
+            ),
+            Violation::DeadLetteredTwice { at, copies } => {
+                write!(f, "{at} is in the dead-letter topic {copies} times")
+            }
+            Violation::GroupNotDrained { pending, lag } => write!(
+                f,
+                "the group was not drained at the end: {pending} pending, {lag} not settled"
+            ),
+            Violation::MemberEnded { member, error } => {
+                write!(f, "group member {member} ended: {error}")
+            }
         }
     }
 }
