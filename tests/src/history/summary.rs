@@ -4,7 +4,7 @@
 //! again, how many dead letters, and how long the publisher went without
 //! an ack (the time the cluster took to recover, as a client saw it).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -44,6 +44,8 @@ pub struct Summary {
     /// at-least-once group may do this when an ack is lost with a leader;
     /// counted, not a violation).
     pub delivered_after_ack: u64,
+    /// The first of them, described, for a closer look.
+    pub first_delivered_after_ack: Option<String>,
     /// Settlements answered.
     pub settles: u64,
     /// Of them refused as stale (the delivery had moved on).
@@ -114,28 +116,44 @@ impl Summary {
 
     fn count_group(&mut self, history: &History) {
         let mut delivered = HashSet::new();
-        let mut acked = HashSet::new();
+        // Per offset: the attempt whose ack was confirmed, by whom, when.
+        let mut acked: HashMap<u64, (u32, usize, Duration)> = HashMap::new();
         for event in &history.group {
             match event {
-                GroupEvent::Delivered { offset, .. } => {
+                GroupEvent::Delivered {
+                    offset,
+                    attempt,
+                    member,
+                    at,
+                    ..
+                } => {
                     self.group_deliveries += 1;
                     if !delivered.insert(*offset) {
                         self.redeliveries += 1;
                     }
-                    if acked.contains(offset) {
+                    if let Some((acked_attempt, by, when)) = acked.get(offset) {
                         self.delivered_after_ack += 1;
+                        self.first_delivered_after_ack.get_or_insert_with(|| {
+                            format!(
+                                "offset {offset}: attempt {acked_attempt}'s ack by member {by} confirmed at {}, attempt {attempt} delivered to member {member} at {}",
+                                seconds(*when),
+                                seconds(*at)
+                            )
+                        });
                     }
                 }
                 GroupEvent::Settled {
+                    member,
                     offset,
+                    attempt,
                     answer,
                     verdict,
-                    ..
+                    at,
                 } => {
                     self.settles += 1;
                     match answer {
                         SettleAnswer::Confirmed if *verdict == Verdict::Ack => {
-                            acked.insert(*offset);
+                            acked.insert(*offset, (*attempt, *member, *at));
                         }
                         SettleAnswer::Confirmed => {}
                         SettleAnswer::Refused => self.refused_settles += 1,
@@ -185,6 +203,9 @@ impl fmt::Display for Summary {
                 Some(d) => write!(f, "; acked {} after {what}", seconds(*d))?,
                 None => write!(f, "; nothing acked after {what}")?,
             }
+        }
+        if let Some(first) = &self.first_delivered_after_ack {
+            write!(f, "; first delivery after a confirmed ack: {first}")?;
         }
         for (error, n) in &self.failures {
             write!(f, "; {n} publishes failed with: {error}")?;
@@ -282,6 +303,10 @@ mod tests {
             vec![("timed out".to_owned(), 2), ("refused".to_owned(), 1)]
         );
         assert_eq!((summary.redeliveries, summary.delivered_after_ack), (1, 1));
+        assert_eq!(
+            summary.first_delivered_after_ack.as_deref(),
+            Some("offset 0: attempt 1's ack by member 0 confirmed at 0.0s, attempt 2 delivered to member 1 at 0.0s")
+        );
         assert_eq!(summary.longest_stall, Duration::from_millis(3_000));
         assert_eq!(
             summary.recoveries,
@@ -295,7 +320,7 @@ mod tests {
         );
         assert!(
             line.ends_with(
-                "longest ack stall 3.0s; acked 3.0s after SIGKILL n1; 2 publishes failed with: timed out; 1 publishes failed with: refused"
+                "acked 3.0s after SIGKILL n1; first delivery after a confirmed ack: offset 0: attempt 1's ack by member 0 confirmed at 0.0s, attempt 2 delivered to member 1 at 0.0s; 2 publishes failed with: timed out; 1 publishes failed with: refused"
             ),
             "{line}"
         );
