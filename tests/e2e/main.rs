@@ -6,6 +6,7 @@ mod admin;
 mod bad_input;
 mod bench;
 mod cluster;
+mod cluster_faults;
 mod crash;
 mod dedup;
 mod failover;
