@@ -27,6 +27,17 @@ impl Broker {
             )));
         }
         let store = &self.inner.store;
+        if store.topic(topic).is_none() {
+            return Err(BrokerError::TopicNotFound(topic.to_owned()));
+        }
+        // A replicated store's view may lag: brought up to what is stored
+        // now, so the fetch sees what was published through any node.
+        let literal = sluice_proto::Pattern::parse(topic)
+            .map_err(|reason| BrokerError::InvalidArgument(format!("topic {topic:?}: {reason}")))?;
+        store
+            .catch_up(&literal)
+            .await
+            .map_err(|e| BrokerError::store(topic, e))?;
         let meta = store
             .topic(topic)
             .ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;

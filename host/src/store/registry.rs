@@ -45,6 +45,13 @@ impl SubscriberRegistry {
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// Whether a live feed wants `topic`.
+    pub fn wants(&self, topic: &str) -> bool {
+        read(&self.inboxes)
+            .iter()
+            .any(|s| s.pattern().matches(topic))
+    }
+
     /// Live feeds, for metrics.
     pub fn len(&self) -> usize {
         read(&self.inboxes).len()

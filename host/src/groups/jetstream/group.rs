@@ -192,14 +192,15 @@ impl Group {
                 taken.push(self.take_for_settle(&mut state, members, item));
             }
         }
-        let mut results = Vec::with_capacity(taken.len());
-        for taken in taken {
-            results.push(match taken {
+        // Each is confirmed by the server; they go out together, so a batch
+        // costs one round trip, not one per message.
+        futures_util::future::join_all(taken.into_iter().map(|taken| async move {
+            match taken {
                 Ok((id, flight, outcome)) => self.finish(id, flight, outcome).await,
                 Err(e) => Err(e),
-            });
-        }
-        results
+            }
+        }))
+        .await
     }
 
     fn take_for_settle(

@@ -257,7 +257,7 @@ impl JetStreamGroups {
                 topic: topic.name.to_string(),
                 ack_floor: info.ack_floor.stream_sequence,
                 cursor: info.delivered.stream_sequence,
-                end_offset: topic.committed_end,
+                end_offset: info.delivered.stream_sequence + info.num_pending,
                 lag: info.num_pending + info.num_ack_pending as u64,
                 pending: info.num_ack_pending as u64,
             });

@@ -13,7 +13,9 @@
 //!   servers stored it. A record's id is its `Nats-Msg-Id`, so a retry
 //!   through any node within the topic's window is stored once.
 //! - Which topics exist: [`topics`], from a key-value bucket.
-//! - Feeds: [`tail`], an ordered consumer per topic per node.
+//! - Feeds: [`tail`], an ordered consumer per topic per node, started
+//!   once a feed (a subscription) wants the topic: a node that only
+//!   publishes reads nothing back.
 //! - Reads: [`read`], batched direct gets.
 //!
 //! # Layout
@@ -439,7 +441,18 @@ impl Store for JetStreamStore {
     }
 
     fn feed(&self, pattern: Pattern, max_queued: usize) -> Feed {
-        self.inner.registry.feed(pattern, max_queued)
+        let feed = self.inner.registry.feed(pattern, max_queued);
+        // Registered first: a topic created from now on sees the feed and
+        // starts its own tail; those known now are started here.
+        let wanted: Vec<Arc<Topic>> = read(&self.inner.topics)
+            .all()
+            .filter(|t| feed.pattern().matches(&t.name))
+            .cloned()
+            .collect();
+        for topic in &wanted {
+            tail::start(&self.inner, topic, None);
+        }
+        feed
     }
 
     fn feeds(&self) -> usize {

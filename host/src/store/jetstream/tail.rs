@@ -1,6 +1,7 @@
 //! A topic's tail: how a node learns of messages stored through any node.
 //!
-//! Each node follows every topic's stream with an ordered consumer (R1, in
+//! A node follows a topic's stream, once one of its feeds wants the topic,
+//! with an ordered consumer (R1, in
 //! memory, no acks; the client re-creates it from the last sequence seen
 //! when it misses a message or a heartbeat, so what it delivers is in order
 //! with no gaps). The node turns what arrives into committed batches for
@@ -121,9 +122,25 @@ async fn follow_once(inner: &Inner, topic: &Topic, from: &mut u64) -> Result<(),
     Err("the ordered consumer ended".into())
 }
 
+/// Starts `topic`'s tail unless it runs already: from `end` (the stream's
+/// last sequence, which the committed end moves to) when given, else from
+/// the committed end as known.
+pub(super) fn start(inner: &Arc<Inner>, topic: &Arc<Topic>, end: Option<u64>) {
+    if topic.tailing.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    if let Some(end) = end {
+        topic.committed_end.fetch_max(end, Ordering::AcqRel);
+    }
+    let from = topic.committed_end.load(Ordering::Acquire) + 1;
+    inner
+        .tasks
+        .spawn(follow(inner.clone(), topic.clone(), from));
+}
+
 /// Waits until `topic`'s tail has seen every message its stream held when
-/// called (bounded by the request timeout).
-pub(super) async fn caught_up(inner: &Inner, topic: &Topic) -> Result<(), StoreError> {
+/// called (bounded by the request timeout), starting the tail if needed.
+pub(super) async fn caught_up(inner: &Arc<Inner>, topic: &Arc<Topic>) -> Result<(), StoreError> {
     let unavailable = |e: &dyn std::fmt::Display| {
         StoreError::Unavailable(format!("stream {}: {e}", topic.stream))
     };
@@ -133,12 +150,14 @@ pub(super) async fn caught_up(inner: &Inner, topic: &Topic) -> Result<(), StoreE
         .get_stream(&topic.stream)
         .await
         .map_err(|e| unavailable(&e))?;
-    let end = stream
-        .info()
-        .await
-        .map_err(|e| unavailable(&e))?
-        .state
-        .last_sequence;
+    let state = &stream.info().await.map_err(|e| unavailable(&e))?.state;
+    let end = state.last_sequence;
+    // Retention moves the start; the stream knows where it is now.
+    topic.start_offset.store(
+        state.first_sequence.saturating_sub(1).min(end),
+        Ordering::Release,
+    );
+    start(inner, topic, Some(end));
     let mut commits = inner.commits.subscribe();
     let deadline = tokio::time::Instant::now() + inner.nats.request_timeout;
     while topic.committed_end.load(Ordering::Acquire) < end && !topic.stop.is_cancelled() {

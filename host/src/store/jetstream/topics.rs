@@ -9,7 +9,7 @@
 //! stream second: an entry always names a stream that exists or existed.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -45,6 +45,8 @@ pub(super) struct Topic {
     pub committed_end: AtomicU64,
     /// Which feeds want it.
     pub fanout: FanoutCache,
+    /// Whether its tail was started (once a feed wanted it).
+    pub tailing: AtomicBool,
     /// Stops its tail.
     pub stop: CancellationToken,
 }
@@ -115,6 +117,7 @@ impl Topics {
             start_offset: AtomicU64::new(start_offset),
             committed_end: AtomicU64::new(committed_end),
             fanout: FanoutCache::default(),
+            tailing: AtomicBool::new(false),
             stop: CancellationToken::new(),
         });
         let replaced = self.by_name.insert(value.name, topic.clone());

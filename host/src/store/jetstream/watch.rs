@@ -15,7 +15,7 @@ use super::{tail, Inner, Topic};
 use crate::store::StoreError;
 use crate::sync::write;
 
-/// Where a topic's tail starts.
+/// Where a topic's tail would start.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Position {
     /// The oldest offset stored.
@@ -178,11 +178,11 @@ pub(super) fn apply_put(
                     incarnation: old.incarnation,
                 });
             }
-            inner.tasks.spawn(tail::follow(
-                inner.clone(),
-                topic.clone(),
-                position.committed_end + 1,
-            ));
+            // Followed once a feed wants it (a subscription's catch-up, or
+            // a feed whose pattern it matches).
+            if inner.registry.wants(&topic.name) {
+                tail::start(inner, topic, None);
+            }
             Some(topic.clone())
         }
         _ => None,
