@@ -44,12 +44,15 @@ pub enum ClientError {
     /// this, and subscriptions and consumers end with it.
     #[error(transparent)]
     Unreachable(Unreachable),
-    /// A consumer-group delivery came on a connection that was lost since:
-    /// it can no longer be settled. The broker released it when the
-    /// connection went, so the group delivers it again (to this consumer,
-    /// which rejoined, or to another member); settle that delivery.
+    /// A consumer-group delivery came on a connection that was lost since
+    /// (or was lost while the settlement was on its way): it can no longer
+    /// be settled. A settlement that reached the broker before the loss
+    /// was applied; otherwise the broker released the delivery and the
+    /// group delivers it again (to this consumer, which rejoined, or to
+    /// another member): settle that delivery. Handling must be idempotent
+    /// either way (at-least-once).
     #[error(
-        "delivery {topic}@{offset} came on a connection that was lost: it cannot be settled any more and the group will deliver it again"
+        "delivery {topic}@{offset} came on a connection that was lost: it cannot be settled any more; unless a settlement reached the broker before the loss, the group will deliver it again"
     )]
     DeliveryLost {
         /// The message's topic.

@@ -50,6 +50,13 @@ impl Nats {
             .name(format!("sluice {node}"))
             .connection_timeout(config.request_timeout)
             .request_timeout(Some(config.request_timeout))
+            // The ping interval stays at its default (a minute). A shorter
+            // one moves the node off a hung or cut-off server sooner, but
+            // publishes still in that server's buffers are then stored when
+            // it comes back, after later ones sent through another server:
+            // the fault tests measured keys out of order. A hung server
+            // makes this node's publishes fail (clients send them again with
+            // the same ids) rather than reorder them.
             // Reconnect for ever: a node whose NATS servers restart keeps
             // its clients and waits for them.
             .max_reconnects(None);

@@ -21,11 +21,13 @@
 //! # Layout
 //!
 //! - here: [`JetStreamStore`], opening, topic admin and the [`Store`] impl.
+//! - [`append`]: publishing a batch, riding out elections.
 //! - [`envelope`]: a record in a JetStream message.
 //! - [`topics`]: the topic cache and its bucket entries.
 //! - [`tail`]: following a stream into the feeds.
 //! - [`read`]: reading a stream from an offset.
 
+mod append;
 mod envelope;
 mod read;
 mod tail;
@@ -37,7 +39,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
-use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{Config as StreamConfig, DiscardPolicy, StorageType};
 use futures_util::future::{BoxFuture, FutureExt};
 use sluice_proto::{Pattern, TopicInfo};
@@ -47,7 +48,7 @@ use tokio_util::task::TaskTracker;
 
 pub use self::envelope::{decode, BadEnvelope};
 use self::topics::{Change, Topic, TopicEntryValue, Topics};
-use super::api::{AppendTicket, Appended, Store, TopicEvent, TopicMeta, TopicSettings};
+use super::api::{AppendTicket, Store, TopicEvent, TopicMeta, TopicSettings};
 use super::error::StoreError;
 use super::feed::Feed;
 use super::log::ReadBatch;
@@ -348,44 +349,7 @@ impl Store for JetStreamStore {
             if self.inner.stop.is_cancelled() {
                 return Err(StoreError::Closed);
             }
-            let timestamp_ms = super::now_ms();
-            let dedup = topic.settings.dedup_window_ms > 0;
-            let mut acks = Vec::with_capacity(records.len());
-            for record in &records {
-                let mut message = PublishMessage::build()
-                    .payload(envelope::encode(record, timestamp_ms))
-                    .expected_stream(topic.stream.as_str());
-                if let (true, Some(id)) = (dedup, &record.id) {
-                    message = message.message_id(id.as_str());
-                }
-                let ack = self
-                    .inner
-                    .nats
-                    .jetstream
-                    .send_publish(topic.subject.clone(), message)
-                    .await
-                    .map_err(|e| unavailable("append to", &topic.name, e))?;
-                acks.push(ack);
-            }
-            let name = topic.name.clone();
-            let ticket: AppendTicket = async move {
-                let mut outcomes = Vec::with_capacity(acks.len());
-                for ack in acks {
-                    let ack = ack.await.map_err(|e| unavailable("append to", &name, e))?;
-                    let offset = ack.sequence.saturating_sub(1);
-                    outcomes.push(if ack.duplicate {
-                        Appended::Duplicate { offset }
-                    } else {
-                        Appended::Stored {
-                            offset,
-                            timestamp_ms,
-                        }
-                    });
-                }
-                Ok(outcomes)
-            }
-            .boxed();
-            Ok(ticket)
+            append::append(&self.inner.nats, &topic, &records).await
         }
         .boxed()
     }
