@@ -19,7 +19,7 @@
 //! ```
 //!
 //! [`LocalCluster`] is also what `cargo xtask bench-vs-nats --cluster`
-//! starts, on free ports in a temporary directory.
+//! ([`bench`]) starts, on free ports in a temporary directory.
 //!
 //! # Layout
 //!
@@ -27,7 +27,9 @@
 //! - [`spec`]: the ports, each server's `nats.conf`, each node's `sluice.toml`.
 //! - [`tls`]: the CA and the node certificates.
 //! - [`process`]: the child processes and the signals that stop them.
+//! - [`bench`]: `cargo xtask bench-vs-nats --cluster`.
 
+mod bench;
 mod process;
 mod spec;
 mod tls;
@@ -43,6 +45,7 @@ use serde_json::Value;
 
 use super::nats::ensure_nats_server;
 use super::{cargo, plugins, root, run};
+pub use bench::bench_cluster;
 use process::{terminate, Process, Signals};
 pub use spec::ClusterSpec;
 use spec::{nats_config, node_config};
@@ -304,6 +307,32 @@ impl LocalCluster {
     pub fn pids(&self) -> (Vec<u32>, Vec<u32>) {
         let ids = |ps: &[Process]| ps.iter().filter_map(Process::id).collect();
         (ids(&self.nodes), ids(&self.servers))
+    }
+
+    /// The index of the server a client named `name` is connected to, from
+    /// each server's `/connz`.
+    pub fn server_of(&self, name: &str) -> Option<usize> {
+        (self.spec.nats.iter().enumerate()).find_map(|(i, ports)| {
+            let connz = monitor(ports.http, "/connz").ok()?;
+            let clients = connz["connections"].as_array()?;
+            clients.iter().any(|c| c["name"] == name).then_some(i)
+        })
+    }
+
+    /// The server (`nats-N`) leading the first stream whose name starts
+    /// with `prefix`, as the servers' `/jsz` say.
+    pub fn stream_leader(&self, prefix: &str) -> Option<String> {
+        self.spec.nats.iter().find_map(|ports| {
+            let jsz = monitor(ports.http, "/jsz?accounts=true&streams=true").ok()?;
+            let accounts = jsz["account_details"].as_array()?.iter();
+            let streams = accounts
+                .filter_map(|a| a["stream_detail"].as_array())
+                .flatten();
+            let mut found =
+                streams.filter(|s| s["name"].as_str().is_some_and(|n| n.starts_with(prefix)));
+            let leader = found.next()?["cluster"]["leader"].as_str()?;
+            (!leader.is_empty()).then(|| leader.to_owned())
+        })
     }
 
     /// Node `i`'s log file.

@@ -183,6 +183,7 @@ fn main() -> anyhow::Result<()> {
         "test" => test(rest),
         "run" => serve(rest),
         "cluster" => cluster::cluster(rest),
+        "bench-vs-nats" if rest.iter().any(|a| a == "--cluster") => cluster::bench_cluster(rest),
         "bench-vs-nats" => vs_nats::bench_vs_nats(rest),
         "fuzz" => fuzz::fuzz(rest),
         "crash-test" => crash_test::crash_test(rest),

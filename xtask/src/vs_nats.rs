@@ -8,14 +8,8 @@
 //! and prints one table with sluice/NATS ratios (also written to
 //! `target/bench-vs-nats.md`).
 //!
-//! With `--cluster`: cluster mode instead. For `sync_interval: always` and
-//! then nats-server's default, a 3-server JetStream cluster
-//! ([`LocalCluster`], `GOMAXPROCS=1` per server) is driven directly by the
-//! harness (an R3 stream), then through one sluice node on the same
-//! cluster with no pipeline: publish throughput (1 KiB, 1,024 in flight on
-//! both sides), open-loop publish latency and consume with acks. Then one
-//! lone server (R1) under each sync setting, for the record. The table goes
-//! to `target/bench-vs-nats-cluster.md`.
+//! `--cluster` runs the cluster-mode comparison instead
+//! (`cluster/bench.rs`); it shares the helpers here.
 
 use std::io::Write;
 use std::net::{TcpListener, UdpSocket};
@@ -26,7 +20,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::Value;
 
-use super::cluster::{ClusterSpec, LocalCluster};
 use super::nats::ensure_nats_server;
 use super::{cargo, root, run};
 
@@ -59,7 +52,7 @@ fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) -> any
 }
 
 /// Runs a command that prints one JSON object per line; returns them.
-fn json_lines(cmd: &mut Command) -> anyhow::Result<Vec<Value>> {
+pub(crate) fn json_lines(cmd: &mut Command) -> anyhow::Result<Vec<Value>> {
     eprintln!("xtask: {cmd:?}");
     let out = cmd
         .stderr(Stdio::inherit())
@@ -130,7 +123,12 @@ fn sluice_bench(bin: &Path, s: &Sluice, args: &[&str]) -> anyhow::Result<Value> 
 }
 
 /// `sluice bench ARGS --json` against the broker at `server`.
-fn bench_node(bin: &Path, server: &str, ca: &Path, args: &[&str]) -> anyhow::Result<Value> {
+pub(crate) fn bench_node(
+    bin: &Path,
+    server: &str,
+    ca: &Path,
+    args: &[&str],
+) -> anyhow::Result<Value> {
     let mut cmd = Command::new(bin);
     cmd.arg("bench")
         .args(args)
@@ -142,7 +140,7 @@ fn bench_node(bin: &Path, server: &str, ca: &Path, args: &[&str]) -> anyhow::Res
         .context("sluice bench printed nothing")
 }
 
-fn nats(harness: &Path, server: &str, args: &[&str]) -> anyhow::Result<Value> {
+pub(crate) fn nats(harness: &Path, server: &str, args: &[&str]) -> anyhow::Result<Value> {
     let mut cmd = Command::new(harness);
     cmd.arg(server).args(args);
     json_lines(&mut cmd)?
@@ -151,7 +149,7 @@ fn nats(harness: &Path, server: &str, args: &[&str]) -> anyhow::Result<Value> {
         .context("the NATS harness printed nothing")
 }
 
-fn rate(v: &Value) -> f64 {
+pub(crate) fn rate(v: &Value) -> f64 {
     v["msgs_per_s"].as_f64().unwrap_or(0.0)
 }
 
@@ -160,7 +158,7 @@ fn p99(v: &Value) -> f64 {
 }
 
 /// The value of option `name` in `extra`, or `default`.
-fn option(extra: &[String], name: &str, default: u64) -> anyhow::Result<u64> {
+pub(crate) fn option(extra: &[String], name: &str, default: u64) -> anyhow::Result<u64> {
     match extra.iter().position(|a| a == name) {
         Some(i) => {
             let value = extra
@@ -176,7 +174,7 @@ fn option(extra: &[String], name: &str, default: u64) -> anyhow::Result<u64> {
 
 /// The binaries every comparison runs: nats-server, `sluice` and the
 /// harness, installed and built (release) when needed.
-fn binaries() -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+pub(crate) fn binaries() -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
     let nats_server = ensure_nats_server()?;
     run(cargo().args(["build", "--release", "-p", "sluice", "--bin", "sluice"]))?;
     let target = root().join("target");
@@ -192,12 +190,9 @@ fn binaries() -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
     Ok((nats_server, bin, harness))
 }
 
-/// Runs the comparison (`--cluster`: the cluster-mode one).
+/// Runs the comparison.
 pub fn bench_vs_nats(extra: &[String]) -> anyhow::Result<()> {
     let count = option(extra, "--count", 100_000)?;
-    if extra.iter().any(|a| a == "--cluster") {
-        return bench_cluster(count, option(extra, "--rate", CLUSTER_RATE)?);
-    }
     let n = count.to_string();
     let latency_n = (count / 4).clamp(1000, 25_000).to_string();
     let (nats_server, bin, harness) = binaries()?;
@@ -406,7 +401,7 @@ pub fn bench_vs_nats(extra: &[String]) -> anyhow::Result<()> {
 }
 
 /// Prints `table` and writes it to `target/NAME`.
-fn write_table(table: &str, name: &str) -> anyhow::Result<()> {
+pub(crate) fn write_table(table: &str, name: &str) -> anyhow::Result<()> {
     println!("\n{table}");
     let out = root().join("target").join(name);
     std::fs::File::create(&out)?.write_all(table.as_bytes())?;
@@ -415,7 +410,7 @@ fn write_table(table: &str, name: &str) -> anyhow::Result<()> {
 }
 
 /// This machine's CPU model and core count, for the tables.
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
@@ -426,163 +421,4 @@ fn machine() -> String {
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!("{cpu}, {cores} cores")
-}
-
-/// Open-loop publish rate of the cluster latency rows (messages per
-/// second): below what JetStream R3 with `sync_interval: always` sustains
-/// here, so that the figures are round trips, not queueing.
-const CLUSTER_RATE: u64 = 1_000;
-
-/// CPU seconds (user + system) a process has used so far, from
-/// `/proc/PID/stat` (in USER_HZ = 100 ticks per second).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) in parentheses.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-/// CPU seconds of the cluster's nodes and servers while `work` runs.
-fn cpu_during<T>(
-    cluster: &LocalCluster,
-    work: impl FnOnce() -> anyhow::Result<T>,
-) -> anyhow::Result<(T, f64, f64)> {
-    let (nodes, servers) = cluster.pids();
-    let total = |pids: &[u32]| pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>();
-    let (n0, s0) = (total(&nodes), total(&servers));
-    let value = work()?;
-    Ok((value, total(&nodes) - n0, total(&servers) - s0))
-}
-
-/// One sync setting's measurements: direct, then through the node.
-struct ClusterRun {
-    sync: &'static str,
-    js_publish: Value,
-    js_latency: Value,
-    js_consume: Value,
-    js_cpu: (f64, f64),
-    node_publish: Value,
-    node_latency: Value,
-    node_consume: Value,
-    node_cpu: (f64, f64),
-}
-
-/// `--cluster`: see the module's documentation.
-fn bench_cluster(count: u64, per_second: u64) -> anyhow::Result<()> {
-    let n = count.to_string();
-    let latency_n = (per_second * 10).clamp(1000, count.max(1000)).to_string();
-    let rate_s = per_second.to_string();
-    let (nats_server, bin, harness) = binaries()?;
-    let dir = std::env::temp_dir().join(format!("sluice-vs-nats-cluster-{}", std::process::id()));
-    let version = Command::new(&nats_server).arg("--version").output()?;
-    let nats_version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
-    let mut runs = Vec::new();
-    for (sync_always, sync) in [(true, "sync_interval: always"), (false, "default sync")] {
-        let mut spec = ClusterSpec::on_free_ports(dir.join(&sync[..4]), 3, 1)?;
-        spec.sync_always = sync_always;
-        let mut cluster = LocalCluster::start_nats(spec, &nats_server, None)?;
-        let urls = cluster.spec.nats_urls().join(",");
-        let js = |args: &[&str]| nats(&harness, &urls, &[args, &["--replicas", "3"]].concat());
-        let (js_publish, js_nodes, js_servers) =
-            cpu_during(&cluster, || js(&["js-publish", "1024", &n]))?;
-        let js_latency = js(&["js-latency", "1024", &latency_n, &rate_s])?;
-        let js_consume = js(&["js-consume", "1024", &n, "4"])?;
-        cluster.start_nodes(&bin)?;
-        let (server, ca) = (cluster.spec.node_addrs()[0].clone(), cluster.spec.ca_path());
-        let node = |args: &[&str]| bench_node(&bin, &server, &ca, args);
-        // 64 messages per request, 16 requests in flight: 1,024 messages.
-        let (node_publish, nodes_cpu, servers_cpu) = cpu_during(&cluster, || {
-            node(&["publish", "--size", "1024", "--count", &n])
-        })?;
-        let node_latency = node(&[
-            "latency", "--size", "1024", "--count", &latency_n, "--rate", &rate_s,
-        ])?;
-        let node_consume = node(&["queue", "--size", "1024", "--count", &n, "--workers", "4"])?;
-        cluster.stop();
-        runs.push(ClusterRun {
-            sync,
-            js_publish,
-            js_latency,
-            js_consume,
-            js_cpu: (js_nodes, js_servers),
-            node_publish,
-            node_latency,
-            node_consume,
-            node_cpu: (nodes_cpu, servers_cpu),
-        });
-    }
-    let mut lone = Vec::new();
-    for sync_always in [true, false] {
-        let name = if sync_always {
-            "r1-always"
-        } else {
-            "r1-default"
-        };
-        let mut spec = ClusterSpec::on_free_ports(dir.join(name), 1, 0)?;
-        spec.sync_always = sync_always;
-        let cluster = LocalCluster::start_nats(spec, &nats_server, None)?;
-        let url = cluster.spec.nats_urls().join(",");
-        lone.push(nats(
-            &harness,
-            &url,
-            &["js-publish", "1024", &n, "--replicas", "1"],
-        )?);
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut table = format!(
-        "Machine: {}; {nats_version}; 3 servers on loopback (GOMAXPROCS=1 each), one sluice node with no pipeline; {count} messages of 1 KiB per throughput run, 1,024 in flight; latency open loop at {per_second} msg/s.\n\n",
-        machine()
-    );
-    table.push_str("| scenario | sluice node | JetStream R3 direct | sluice/JetStream | goal |\n|---|---:|---:|---:|---|\n");
-    for r in &runs {
-        let (s, j) = (rate(&r.node_publish), rate(&r.js_publish));
-        table.push_str(&format!(
-            "| publish 1 KiB, 1,024 in flight, {} | {s:.0} msg/s | {j:.0} msg/s | {:.2}x | >= 0.8x |\n",
-            r.sync,
-            s / j
-        ));
-        for q in ["p50_us", "p99_us"] {
-            let (s, j) = (
-                r.node_latency[q].as_f64().unwrap_or(f64::NAN),
-                r.js_latency[q].as_f64().unwrap_or(f64::NAN),
-            );
-            table.push_str(&format!(
-                "| publish latency {} at {per_second} msg/s, {} | {s:.0} µs | {j:.0} µs | {:.2}x | |\n",
-                &q[..3],
-                r.sync,
-                s / j
-            ));
-        }
-        let (s, j) = (rate(&r.node_consume), rate(&r.js_consume));
-        table.push_str(&format!(
-            "| consume with acks, 4 workers, {} | {s:.0} msg/s | {j:.0} msg/s | {:.2}x | |\n",
-            r.sync,
-            s / j
-        ));
-    }
-    table.push_str(&format!(
-        "\nJetStream R1 (one server), publish 1 KiB, 1,024 in flight: sync_interval always {:.0} msg/s, default {:.0} msg/s.\n",
-        rate(&lone[0]),
-        rate(&lone[1])
-    ));
-    for r in &runs {
-        let per = |cpu: f64, v: &Value| cpu * 1e6 / v["messages"].as_f64().unwrap_or(f64::NAN);
-        table.push_str(&format!(
-            "\n{}: CPU per published message: through the node {:.0} µs in the node + {:.0} µs in the servers; direct {:.0} µs in the servers. Latency p50/p99/p99.9 µs: node {}/{}/{}, direct {}/{}/{}.\n",
-            r.sync,
-            per(r.node_cpu.0, &r.node_publish),
-            per(r.node_cpu.1, &r.node_publish),
-            per(r.js_cpu.1, &r.js_publish),
-            r.node_latency["p50_us"], r.node_latency["p99_us"], r.node_latency["p999_us"],
-            r.js_latency["p50_us"], r.js_latency["p99_us"], r.js_latency["p999_us"],
-        ));
-    }
-    write_table(&table, "bench-vs-nats-cluster.md")
 }

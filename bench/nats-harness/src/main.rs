@@ -1,7 +1,7 @@
 //! NATS side of `cargo xtask bench-vs-nats`.
 //!
 //! ```text
-//! nats-harness SERVERS SCENARIO SIZE COUNT [WORKERS|RATE] [--replicas N] [--in-flight N]
+//! nats-harness SERVERS SCENARIO SIZE COUNT [WORKERS|RATE] [OPTIONS]
 //! ```
 //!
 //! SERVERS is one server or a cluster's servers, separated by commas
@@ -12,24 +12,45 @@
 //! - `js-publish`: JetStream async publish to a file stream, acks awaited
 //!   with a bounded window (`--in-flight`, default 1,024: 64 x 16, as
 //!   `sluice bench publish`).
+//! - `js-batch`: the same messages in atomic batches of `--batch` (default
+//!   64; one ack per batch), `--in-flight` messages' worth of batches in
+//!   flight, on a stream with `allow_atomic`.
 //! - `js-consume`: preload a stream, then WORKERS pull consumers on one
 //!   durable consumer, each message acked.
 //! - `js-latency`: JetStream publish at RATE per second, open loop, ack
 //!   round trip percentiles.
 //!
-//! The JetStream scenarios create their stream with `--replicas` copies
-//! (default 1; 3 on a 3-server cluster is what sluice's cluster mode uses).
+//! Options:
+//! - `--replicas N`: copies of the stream (default 1; 3 on a 3-server
+//!   cluster is what sluice's cluster mode uses).
+//! - `--in-flight N`, `--batch N`: above.
+//! - `--msg-id`: a unique `Nats-Msg-Id` on every message (`js-publish`,
+//!   `js-batch`), as sluice's nodes send.
+//! - `--expect-stream`: `Nats-Expected-Stream` on every message
+//!   (`js-publish`), as sluice's nodes send.
+//! - `--follow`: while publishing, an ordered consumer reads the stream
+//!   from its start (`js-publish`, `js-batch`), as every sluice node
+//!   follows every topic.
 //!
 //! Prints one JSON object in `sluice bench --json`'s schema.
+//!
+//! # Layout
+//!
+//! - here: arguments, streams, results, `core-pubsub`.
+//! - [`publish`] holds the JetStream publishers and `--follow`.
+//! - [`consume`] holds `js-consume`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+mod consume;
+mod publish;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use async_nats::jetstream;
 use bytes::Bytes;
-use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::stream::StreamExt;
+
+use publish::{Published, Shape};
 
 #[derive(serde::Serialize)]
 struct Outcome {
@@ -80,15 +101,22 @@ struct Args {
     /// WORKERS (`js-consume`) or RATE (`js-latency`).
     extra: u64,
     replicas: usize,
-    in_flight: usize,
+    shape: Shape,
+    follow: bool,
 }
 
-const USAGE: &str =
-    "usage: nats-harness SERVERS SCENARIO SIZE COUNT [WORKERS|RATE] [--replicas N] [--in-flight N]";
+const USAGE: &str = "usage: nats-harness SERVERS SCENARIO SIZE COUNT [WORKERS|RATE] [--replicas N] [--in-flight N] [--batch N] [--msg-id] [--expect-stream] [--follow]";
 
 fn parse_args(raw: Vec<String>) -> anyhow::Result<Args> {
     let mut positional = Vec::new();
-    let (mut replicas, mut in_flight) = (1, DEFAULT_IN_FLIGHT);
+    let mut replicas = 1;
+    let mut shape = Shape {
+        window: DEFAULT_IN_FLIGHT,
+        batch: 64,
+        msg_id: false,
+        expect_stream: false,
+    };
+    let mut follow = false;
     let mut raw = raw.into_iter();
     while let Some(arg) = raw.next() {
         let mut value = |name: &str| -> anyhow::Result<usize> {
@@ -100,7 +128,11 @@ fn parse_args(raw: Vec<String>) -> anyhow::Result<Args> {
         };
         match arg.as_str() {
             "--replicas" => replicas = value("--replicas")?,
-            "--in-flight" => in_flight = value("--in-flight")?.max(1),
+            "--in-flight" => shape.window = value("--in-flight")?.max(1),
+            "--batch" => shape.batch = value("--batch")?.max(1),
+            "--msg-id" => shape.msg_id = true,
+            "--expect-stream" => shape.expect_stream = true,
+            "--follow" => follow = true,
             _ => positional.push(arg),
         }
     }
@@ -118,7 +150,8 @@ fn parse_args(raw: Vec<String>) -> anyhow::Result<Args> {
             .transpose()?
             .unwrap_or(4),
         replicas,
-        in_flight,
+        shape,
+        follow,
     })
 }
 
@@ -129,6 +162,7 @@ async fn stream(
     js: &jetstream::Context,
     name: &str,
     replicas: usize,
+    atomic: bool,
 ) -> anyhow::Result<jetstream::stream::Stream> {
     let _ = js.delete_stream(name).await;
     let mut stream = js
@@ -137,6 +171,7 @@ async fn stream(
             subjects: vec![format!("{name}.>")],
             storage: jetstream::stream::StorageType::File,
             num_replicas: replicas,
+            allow_atomic_publish: atomic,
             ..Default::default()
         })
         .await
@@ -155,34 +190,51 @@ async fn stream(
     }
 }
 
-async fn js_publish(
-    js: &jetstream::Context,
-    subject: &str,
+/// `core-pubsub`: one publisher, one subscriber, the received rate.
+async fn core_pubsub(
+    client: &async_nats::Client,
     size: usize,
     count: u64,
-    window: usize,
-) -> anyhow::Result<(u64, Duration, Vec<u64>)> {
-    let body = Bytes::from(vec![b'x'; size]);
-    let mut in_flight = FuturesUnordered::new();
-    let mut latencies = Vec::with_capacity(count as usize);
-    let start = Instant::now();
-    let mut sent = 0;
-    let mut acked = 0;
-    while acked < count {
-        while sent < count && in_flight.len() < window {
-            let sent_at = Instant::now();
-            let ack = js.publish(subject.to_owned(), body.clone()).await?;
-            in_flight.push(async move { (ack.await, sent_at.elapsed()) });
-            sent += 1;
+) -> anyhow::Result<Outcome> {
+    let mut sub = client.subscribe("bench.core").await?;
+    client.flush().await?;
+    let receiver = tokio::spawn(async move {
+        // As sluice bench: the clock is read every 64 messages.
+        let mut got = 0u64;
+        let mut last = Instant::now();
+        let idle = tokio::time::sleep(Duration::from_secs(2));
+        tokio::pin!(idle);
+        while got < count {
+            tokio::select! {
+                m = sub.next() => match m {
+                    Some(_) => {
+                        got += 1;
+                        if got.is_multiple_of(64) || got == count {
+                            last = Instant::now();
+                            idle.as_mut().reset((last + Duration::from_secs(2)).into());
+                        }
+                    }
+                    None => break,
+                },
+                () = &mut idle => break,
+            }
         }
-        let Some((ack, took)) = in_flight.next().await else {
-            break;
-        };
-        ack.context("JetStream publish failed")?;
-        latencies.push(took.as_micros() as u64);
-        acked += 1;
+        (got, last)
+    });
+    let body = Bytes::from(vec![b'x'; size]);
+    let start = Instant::now();
+    for _ in 0..count {
+        client.publish("bench.core", body.clone()).await?;
     }
-    Ok((acked, start.elapsed(), latencies))
+    client.flush().await?;
+    let (got, last) = receiver.await?;
+    Ok(outcome(
+        "nats core pubsub 1:1",
+        size,
+        got,
+        last - start,
+        Vec::new(),
+    ))
 }
 
 #[tokio::main]
@@ -190,149 +242,43 @@ async fn main() -> anyhow::Result<()> {
     let args = parse_args(std::env::args().skip(1).collect())?;
     let (scenario, size, count, extra) =
         (args.scenario.as_str(), args.size, args.count, args.extra);
-    let (replicas, window) = (args.replicas, args.in_flight);
+    let (replicas, shape) = (args.replicas, args.shape);
     let client = async_nats::connect(args.servers.as_slice())
         .await
         .context("connecting to NATS")?;
+    let js = jetstream::new(client.clone());
     let result = match scenario {
-        "core-pubsub" => {
-            let mut sub = client.subscribe("bench.core").await?;
-            client.flush().await?;
-            let receiver = tokio::spawn(async move {
-                // As sluice bench: the clock is read every 64 messages.
-                let mut got = 0u64;
-                let mut last = Instant::now();
-                let idle = tokio::time::sleep(Duration::from_secs(2));
-                tokio::pin!(idle);
-                while got < count {
-                    tokio::select! {
-                        m = sub.next() => match m {
-                            Some(_) => {
-                                got += 1;
-                                if got % 64 == 0 || got == count {
-                                    last = Instant::now();
-                                    idle.as_mut().reset((last + Duration::from_secs(2)).into());
-                                }
-                            }
-                            None => break,
-                        },
-                        () = &mut idle => break,
-                    }
-                }
-                (got, last)
-            });
-            let body = Bytes::from(vec![b'x'; size]);
-            let start = Instant::now();
-            for _ in 0..count {
-                client.publish("bench.core", body.clone()).await?;
+        "core-pubsub" => core_pubsub(&client, size, count).await?,
+        "js-publish" | "js-batch" => {
+            let atomic = scenario == "js-batch";
+            let s = stream(&js, "benchpub", replicas, atomic).await?;
+            let follower = args.follow.then(|| tokio::spawn(publish::follow(s, count)));
+            let (n, took, lat): Published = if atomic {
+                publish::js_batch(&client, "benchpub.x", size, count, shape).await?
+            } else {
+                publish::js_publish(&js, "benchpub.x", size, count, shape).await?
+            };
+            if let Some(follower) = follower {
+                let seen = follower.await??;
+                eprintln!("nats-harness: the follower read {seen} of {n} messages");
             }
-            client.flush().await?;
-            let (got, last) = receiver.await?;
-            outcome("nats core pubsub 1:1", size, got, last - start, Vec::new())
-        }
-        "js-publish" => {
-            let js = jetstream::new(client.clone());
-            stream(&js, "benchpub", replicas).await?;
-            let (n, took, lat) = js_publish(&js, "benchpub.x", size, count, window).await?;
-            outcome("jetstream publish", size, n, took, lat)
+            let name = match atomic {
+                true => format!("jetstream atomic batches of {}", shape.batch),
+                false => "jetstream publish".to_owned(),
+            };
+            outcome(&name, size, n, took, lat)
         }
         "js-consume" => {
-            let js = jetstream::new(client.clone());
-            let s = stream(&js, "benchq", replicas).await?;
-            js_publish(&js, "benchq.x", size, count, window).await?;
-            let consumer: jetstream::consumer::PullConsumer = s
-                .get_or_create_consumer(
-                    "workers",
-                    jetstream::consumer::pull::Config {
-                        durable_name: Some("workers".into()),
-                        ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                        max_ack_pending: 256 * extra as i64,
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            let acked = Arc::new(AtomicU64::new(0));
-            let last = Arc::new(AtomicU64::new(0));
-            let start = Instant::now();
-            let mut workers = FuturesUnordered::new();
-            for _ in 0..extra {
-                let consumer = consumer.clone();
-                let (acked, last) = (acked.clone(), last.clone());
-                workers.push(tokio::spawn(async move {
-                    let mut messages = consumer.stream().max_messages_per_batch(256).messages().await?;
-                    let mut acks = FuturesUnordered::new();
-                    while acked.load(Ordering::Relaxed) < count {
-                        tokio::select! {
-                            m = messages.next() => match m {
-                                Some(Ok(m)) => acks.push(async move { m.ack().await }),
-                                _ => break,
-                            },
-                            Some(r) = acks.next(), if !acks.is_empty() => {
-                                r.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
-                                acked.fetch_add(1, Ordering::Relaxed);
-                                last.fetch_max(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                            }
-                            () = tokio::time::sleep(Duration::from_secs(2)) => break,
-                        }
-                    }
-                    while let Some(r) = acks.next().await {
-                        r.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
-                        acked.fetch_add(1, Ordering::Relaxed);
-                        last.fetch_max(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                    }
-                    anyhow::Ok(())
-                }));
-            }
-            while let Some(w) = workers.next().await {
-                w??;
-            }
-            let took = Duration::from_nanos(last.load(Ordering::Relaxed));
-            outcome(
-                &format!("jetstream pull consume {extra} workers"),
-                size,
-                acked.load(Ordering::Relaxed),
-                took,
-                Vec::new(),
-            )
+            let s = stream(&js, "benchq", replicas, false).await?;
+            publish::js_publish(&js, "benchq.x", size, count, shape).await?;
+            let (acked, took) = consume::js_consume(&s, count, extra).await?;
+            let name = format!("jetstream pull consume {extra} workers");
+            outcome(&name, size, acked, took, Vec::new())
         }
         "js-latency" => {
-            let js = jetstream::new(client.clone());
-            stream(&js, "benchlat", replicas).await?;
-            let body = Bytes::from(vec![b'x'; size]);
-            let interval = Duration::from_secs_f64(1.0 / extra as f64);
-            let start = Instant::now();
-            let mut in_flight = FuturesUnordered::new();
-            let mut lat = Vec::with_capacity(count as usize);
-            let mut sent = 0u64;
-            while sent < count || !in_flight.is_empty() {
-                let due = start + interval.mul_f64(sent as f64);
-                tokio::select! {
-                    () = tokio::time::sleep_until(due.into()), if sent < count => {
-                        let js = js.clone();
-                        let body = body.clone();
-                        let sent_at = Instant::now();
-                        in_flight.push(async move {
-                            let r = match js.publish("benchlat.x", body).await {
-                                Ok(ack) => ack.await.map(|_| ()).map_err(anyhow::Error::from),
-                                Err(e) => Err(anyhow::Error::from(e)),
-                            };
-                            (r, sent_at.elapsed())
-                        });
-                        sent += 1;
-                    }
-                    Some((r, took)) = in_flight.next(), if !in_flight.is_empty() => {
-                        r?;
-                        lat.push(took.as_micros() as u64);
-                    }
-                }
-            }
-            outcome(
-                &format!("jetstream latency @{extra}/s"),
-                size,
-                lat.len() as u64,
-                start.elapsed(),
-                lat,
-            )
+            stream(&js, "benchlat", replicas, false).await?;
+            let (n, took, lat) = publish::js_latency(&js, "benchlat.x", size, count, extra).await?;
+            outcome(&format!("jetstream latency @{extra}/s"), size, n, took, lat)
         }
         other => bail!("unknown scenario {other:?}"),
     };

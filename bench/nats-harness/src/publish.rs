@@ -1,0 +1,202 @@
+//! The JetStream publishers: `js-publish` (one message per publish, acks
+//! awaited within a window), `js-batch` (atomic batches, one ack per
+//! batch), `js-latency` (open loop at a fixed rate), and `--follow`: an
+//! ordered consumer reading the stream while it is written.
+//!
+//! `--msg-id` and `--follow` add what sluice's cluster mode does on top of
+//! a plain JetStream publish (a `Nats-Msg-Id` per message; every node
+//! following every stream to feed its subscribers), so that each cost can
+//! be measured on its own.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use async_nats::jetstream::{self, consumer::pull::OrderedConfig, message::PublishMessage};
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+
+/// How the publishers publish.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    /// Messages awaiting their ack at once.
+    pub window: usize,
+    /// Messages per atomic batch (`js-batch`).
+    pub batch: usize,
+    /// A unique `Nats-Msg-Id` on every message (JetStream de-duplication).
+    pub msg_id: bool,
+    /// `Nats-Expected-Stream` on every message (`js-publish`).
+    pub expect_stream: bool,
+}
+
+/// Messages acked, the time taken, and one latency per ack (µs).
+pub type Published = (u64, Duration, Vec<u64>);
+
+/// A prefix that makes this run's ids unique.
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{nanos:x}")
+}
+
+/// `count` messages of `size` bytes to `subject`, one JetStream publish
+/// each, at most `shape.window` awaiting their ack.
+pub async fn js_publish(
+    js: &jetstream::Context,
+    subject: &str,
+    size: usize,
+    count: u64,
+    shape: Shape,
+) -> anyhow::Result<Published> {
+    let body = Bytes::from(vec![b'x'; size]);
+    let run = run_id();
+    let mut in_flight = FuturesUnordered::new();
+    let mut latencies = Vec::with_capacity(count as usize);
+    let start = Instant::now();
+    let (mut sent, mut acked) = (0, 0);
+    while acked < count {
+        while sent < count && in_flight.len() < shape.window {
+            let sent_at = Instant::now();
+            let mut message = PublishMessage::build().payload(body.clone());
+            if shape.msg_id {
+                message = message.message_id(format!("{run}-{sent}"));
+            }
+            if shape.expect_stream {
+                let stream = subject.split('.').next().unwrap_or(subject);
+                message = message.expected_stream(stream);
+            }
+            let ack = js.send_publish(subject.to_owned(), message).await?;
+            in_flight.push(async move { (ack.await, sent_at.elapsed()) });
+            sent += 1;
+        }
+        let Some((ack, took)) = in_flight.next().await else {
+            break;
+        };
+        ack.context("JetStream publish failed")?;
+        latencies.push(took.as_micros() as u64);
+        acked += 1;
+    }
+    Ok((acked, start.elapsed(), latencies))
+}
+
+/// `count` messages in atomic batches of `shape.batch` (headers
+/// `Nats-Batch-Id`, `Nats-Batch-Sequence`, `Nats-Batch-Commit` on the last,
+/// which alone is a request: one ack per batch), `shape.window / batch`
+/// batches in flight. The stream needs `allow_atomic`.
+pub async fn js_batch(
+    client: &async_nats::Client,
+    subject: &str,
+    size: usize,
+    count: u64,
+    shape: Shape,
+) -> anyhow::Result<Published> {
+    let body = Bytes::from(vec![b'x'; size]);
+    let run = run_id();
+    let batch = shape.batch.clamp(1, 1000) as u64;
+    let batches_in_flight = (shape.window / batch as usize).max(1);
+    let mut in_flight = FuturesUnordered::new();
+    let mut latencies = Vec::new();
+    let start = Instant::now();
+    let (mut next, mut acked, mut number) = (0, 0, 0);
+    loop {
+        while next < count && in_flight.len() < batches_in_flight {
+            let len = (count - next).min(batch);
+            next += len;
+            number += 1;
+            let id = format!("{run}-{number}");
+            let (client, body, subject) = (client.clone(), body.clone(), subject.to_owned());
+            in_flight.push(async move {
+                let sent_at = Instant::now();
+                for seq in 1..=len {
+                    let mut headers = HeaderMap::new();
+                    headers.insert("Nats-Batch-Id", id.as_str());
+                    headers.insert("Nats-Batch-Sequence", seq.to_string().as_str());
+                    if shape.msg_id {
+                        headers.insert("Nats-Msg-Id", format!("{id}-{seq}").as_str());
+                    }
+                    if seq < len {
+                        client
+                            .publish_with_headers(subject.clone(), headers, body.clone())
+                            .await?;
+                        continue;
+                    }
+                    headers.insert("Nats-Batch-Commit", "1");
+                    let reply = client
+                        .request_with_headers(subject.clone(), headers, body.clone())
+                        .await
+                        .context("committing a batch")?;
+                    let ack: serde_json::Value = serde_json::from_slice(&reply.payload)?;
+                    if ack.get("error").is_some() || ack["count"] != len {
+                        bail!("batch {id} refused: {ack}");
+                    }
+                }
+                anyhow::Ok((len, sent_at.elapsed()))
+            });
+        }
+        let Some(done) = in_flight.next().await else {
+            break;
+        };
+        let (len, took) = done?;
+        acked += len;
+        latencies.push(took.as_micros() as u64);
+    }
+    Ok((acked, start.elapsed(), latencies))
+}
+
+/// Reads `stream` from its start with an ordered consumer (as each sluice
+/// node follows each topic) until `count` messages arrived; how many did.
+pub async fn follow(stream: jetstream::stream::Stream, count: u64) -> anyhow::Result<u64> {
+    let consumer = stream
+        .create_consumer(OrderedConfig::default())
+        .await
+        .context("creating the ordered consumer")?;
+    let mut messages = consumer.messages().await?.ready_chunks(1024);
+    let mut seen = 0;
+    while seen < count {
+        match tokio::time::timeout(Duration::from_secs(10), messages.next()).await {
+            Ok(Some(chunk)) => seen += chunk.len() as u64,
+            Ok(None) | Err(_) => break,
+        }
+    }
+    Ok(seen)
+}
+
+/// `count` messages at `rate` per second, each published when due whatever
+/// the acks do (open loop); latency from send to ack.
+pub async fn js_latency(
+    js: &jetstream::Context,
+    subject: &str,
+    size: usize,
+    count: u64,
+    rate: u64,
+) -> anyhow::Result<Published> {
+    let body = Bytes::from(vec![b'x'; size]);
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let start = Instant::now();
+    let mut in_flight = FuturesUnordered::new();
+    let mut latencies = Vec::with_capacity(count as usize);
+    let mut sent = 0u64;
+    while sent < count || !in_flight.is_empty() {
+        let due = start + interval.mul_f64(sent as f64);
+        tokio::select! {
+            () = tokio::time::sleep_until(due.into()), if sent < count => {
+                let (js, body, subject) = (js.clone(), body.clone(), subject.to_owned());
+                let sent_at = Instant::now();
+                in_flight.push(async move {
+                    let result = match js.publish(subject, body).await {
+                        Ok(ack) => ack.await.map(|_| ()).map_err(anyhow::Error::from),
+                        Err(e) => Err(anyhow::Error::from(e)),
+                    };
+                    (result, sent_at.elapsed())
+                });
+                sent += 1;
+            }
+            Some((result, took)) = in_flight.next(), if !in_flight.is_empty() => {
+                result?;
+                latencies.push(took.as_micros() as u64);
+            }
+        }
+    }
+    Ok((latencies.len() as u64, start.elapsed(), latencies))
+}
