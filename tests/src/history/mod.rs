@@ -25,6 +25,8 @@
 //!   holds at the end ([`Observed`]): a [`Report`] of violations; the
 //!   topic and the publishes here, `readers.rs` the subscriptions and the
 //!   group. `seeded.rs`: the clean history their tests seed faults into.
+//! - `observed.rs`: [`Observed`], what the cluster holds at the end, and
+//!   the per-key order rule every check shares.
 //! - `summary.rs`: [`Summary`], a run's counts and times in one line.
 //! - `violation.rs`: [`Violation`], what the checks report.
 //!
@@ -37,6 +39,7 @@
 mod check;
 mod group;
 mod ledger;
+mod observed;
 mod publisher;
 mod readers;
 mod record;
@@ -45,9 +48,10 @@ mod seeded;
 mod summary;
 mod violation;
 
-pub use check::{check, GroupEnd, Observed, Report};
+pub use check::{check, Report};
 pub use group::{GroupLedger, SettleAnswer, SettleKind};
 pub use ledger::Ledger;
+pub use observed::{GroupEnd, Observed};
 pub use publisher::{publish_until_failure, AckedAt, Outgoing, PublishEnd};
 pub use record::{
     GroupEvent, History, Mark, Publish, PublishOutcome, Recorder, Seen, SubscriptionLog, Verdict,

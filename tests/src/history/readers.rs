@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use super::check::{check_key_order, GroupEnd, Log, Observed};
+use super::observed::{check_key_order, GroupEnd, Log, Observed};
 use super::record::{GroupEvent, History, SubscriptionLog, Verdict};
 use super::violation::Violation;
 use super::SettleAnswer;

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use super::check::{check, GroupEnd, Observed};
+use super::check::check;
+use super::observed::{GroupEnd, Observed};
 use super::record::{
     GroupEvent, History, Mark, Publish, PublishOutcome, Seen, SubscriptionLog, Verdict,
 };

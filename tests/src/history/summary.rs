@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::time::Duration;
 
-use super::check::Observed;
+use super::observed::Observed;
 use super::record::Verdict;
 use super::record::{GroupEvent, History, PublishOutcome};
 use super::SettleAnswer;
