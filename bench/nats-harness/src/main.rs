@@ -24,13 +24,12 @@
 //! - `--replicas N`: copies of the stream (default 1; 3 on a 3-server
 //!   cluster is what sluice's cluster mode uses).
 //! - `--in-flight N`, `--batch N`: above.
-//! - `--msg-id`: a unique `Nats-Msg-Id` on every message (`js-publish`,
-//!   `js-batch`), as sluice's nodes send.
+//! - `--msg-id`: a unique `Nats-Msg-Id` on every message, as sluice's
+//!   nodes send.
 //! - `--expect-stream`: `Nats-Expected-Stream` on every message
-//!   (`js-publish`), as sluice's nodes send.
+//!   (`js-publish`, `js-latency`), as sluice's nodes send.
 //! - `--follow`: while publishing, an ordered consumer reads the stream
-//!   from its start (`js-publish`, `js-batch`), as every sluice node
-//!   follows every topic.
+//!   from its start, as every sluice node follows every topic.
 //!
 //! Prints one JSON object in `sluice bench --json`'s schema.
 //!
@@ -276,8 +275,13 @@ async fn main() -> anyhow::Result<()> {
             outcome(&name, size, acked, took, Vec::new())
         }
         "js-latency" => {
-            stream(&js, "benchlat", replicas, false).await?;
-            let (n, took, lat) = publish::js_latency(&js, "benchlat.x", size, count, extra).await?;
+            let s = stream(&js, "benchlat", replicas, false).await?;
+            let follower = args.follow.then(|| tokio::spawn(publish::follow(s, count)));
+            let (n, took, lat) =
+                publish::js_latency(&js, "benchlat.x", size, count, extra, shape).await?;
+            if let Some(follower) = follower {
+                follower.await??;
+            }
             outcome(&format!("jetstream latency @{extra}/s"), size, n, took, lat)
         }
         other => bail!("unknown scenario {other:?}"),

@@ -40,6 +40,19 @@ fn run_id() -> String {
     format!("{nanos:x}")
 }
 
+/// Message `n` of a run: `body`, with the headers `shape` asks for.
+fn publish_message(body: Bytes, subject: &str, shape: Shape, run: &str, n: u64) -> PublishMessage {
+    let mut message = PublishMessage::build().payload(body);
+    if shape.msg_id {
+        message = message.message_id(format!("{run}-{n}"));
+    }
+    if shape.expect_stream {
+        let stream = subject.split('.').next().unwrap_or(subject);
+        message = message.expected_stream(stream);
+    }
+    message
+}
+
 /// `count` messages of `size` bytes to `subject`, one JetStream publish
 /// each, at most `shape.window` awaiting their ack.
 pub async fn js_publish(
@@ -58,14 +71,7 @@ pub async fn js_publish(
     while acked < count {
         while sent < count && in_flight.len() < shape.window {
             let sent_at = Instant::now();
-            let mut message = PublishMessage::build().payload(body.clone());
-            if shape.msg_id {
-                message = message.message_id(format!("{run}-{sent}"));
-            }
-            if shape.expect_stream {
-                let stream = subject.split('.').next().unwrap_or(subject);
-                message = message.expected_stream(stream);
-            }
+            let message = publish_message(body.clone(), subject, shape, &run, sent);
             let ack = js.send_publish(subject.to_owned(), message).await?;
             in_flight.push(async move { (ack.await, sent_at.elapsed()) });
             sent += 1;
@@ -163,15 +169,18 @@ pub async fn follow(stream: jetstream::stream::Stream, count: u64) -> anyhow::Re
 }
 
 /// `count` messages at `rate` per second, each published when due whatever
-/// the acks do (open loop); latency from send to ack.
+/// the acks do (open loop); latency from send to ack. `shape.msg_id` and
+/// `shape.expect_stream` as for [`js_publish`].
 pub async fn js_latency(
     js: &jetstream::Context,
     subject: &str,
     size: usize,
     count: u64,
     rate: u64,
+    shape: Shape,
 ) -> anyhow::Result<Published> {
     let body = Bytes::from(vec![b'x'; size]);
+    let run = run_id();
     let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
     let start = Instant::now();
     let mut in_flight = FuturesUnordered::new();
@@ -181,10 +190,11 @@ pub async fn js_latency(
         let due = start + interval.mul_f64(sent as f64);
         tokio::select! {
             () = tokio::time::sleep_until(due.into()), if sent < count => {
-                let (js, body, subject) = (js.clone(), body.clone(), subject.to_owned());
+                let message = publish_message(body.clone(), subject, shape, &run, sent);
+                let (js, subject) = (js.clone(), subject.to_owned());
                 let sent_at = Instant::now();
                 in_flight.push(async move {
-                    let result = match js.publish(subject, body).await {
+                    let result = match js.send_publish(subject, message).await {
                         Ok(ack) => ack.await.map(|_| ()).map_err(anyhow::Error::from),
                         Err(e) => Err(anyhow::Error::from(e)),
                     };
