@@ -204,7 +204,17 @@ impl Puller {
         tokio::pin!(batch);
         loop {
             let next = tokio::select! {
-                () = self.stop.cancelled() => None,
+                () = self.stop.cancelled() => {
+                    // The member left (or the node stops) with this pull
+                    // still open: what JetStream sends to it until it
+                    // expires is handed back now, not after the ack wait.
+                    while let Ok(Some(Ok(message))) =
+                        tokio::time::timeout(PULL_WAIT + PULL_WAIT, batch.next()).await
+                    {
+                        nak(&message, Duration::ZERO).await;
+                    }
+                    return Ok(());
+                }
                 next = batch.next() => next,
             };
             let Some(message) = next else {

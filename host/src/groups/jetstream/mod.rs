@@ -111,7 +111,7 @@ impl JetStreamGroups {
             .entry(name)
             .await?
             .ok_or_else(|| BrokerError::GroupNotFound(name.to_owned()))?;
-        Ok(self.cache(entry))
+        self.cache(entry)
     }
 
     async fn entry(&self, name: &str) -> Result<Option<GroupEntry>, BrokerError> {
@@ -128,13 +128,18 @@ impl JetStreamGroups {
             .map_err(|e| unavailable("read a group entry", e))
     }
 
-    fn cache(&self, entry: GroupEntry) -> Arc<Group> {
+    /// The group of `entry`, kept on this node from now on. An entry whose
+    /// pattern does not parse (written outside sluice) is refused.
+    fn cache(&self, entry: GroupEntry) -> Result<Arc<Group>, BrokerError> {
         let mut groups = lock(&self.inner.groups);
         if let Some(group) = groups.get(&entry.name) {
-            return group.clone();
+            return Ok(group.clone());
         }
-        let pattern = Pattern::parse(&entry.pattern)
-            .unwrap_or_else(|_| Pattern::parse(">").expect("`>` is a valid pattern"));
+        let pattern =
+            Pattern::parse(&entry.pattern).map_err(|reason| BrokerError::InvalidPattern {
+                pattern: entry.pattern.clone(),
+                reason,
+            })?;
         let group = Arc::new(Group::new(
             &entry.name,
             pattern,
@@ -143,7 +148,7 @@ impl JetStreamGroups {
         ));
         self.inner.tasks.spawn(group.clone().expire());
         groups.insert(entry.name, group.clone());
-        group
+        Ok(group)
     }
 
     async fn create(
@@ -154,7 +159,10 @@ impl JetStreamGroups {
     ) -> Result<GroupOptions, BrokerError> {
         let _admin = self.inner.admin.lock().await;
         if let Some(existing) = self.entry(name).await? {
-            return same_pattern(name, pattern, existing).map(|e| self.cache(e).options.clone());
+            return Ok(self
+                .cache(same_pattern(name, pattern, existing)?)?
+                .options
+                .clone());
         }
         let parsed = Pattern::parse(pattern).map_err(|reason| BrokerError::InvalidPattern {
             pattern: pattern.to_owned(),
@@ -189,14 +197,17 @@ impl JetStreamGroups {
         {
             Ok(_) => {
                 tracing::info!(group = %name, %pattern, "consumer group created");
-                Ok(self.cache(entry).options.clone())
+                Ok(self.cache(entry)?.options.clone())
             }
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                 let existing = self
                     .entry(name)
                     .await?
                     .ok_or_else(|| BrokerError::GroupNotFound(name.to_owned()))?;
-                same_pattern(name, pattern, existing).map(|e| self.cache(e).options.clone())
+                Ok(self
+                    .cache(same_pattern(name, pattern, existing)?)?
+                    .options
+                    .clone())
             }
             Err(e) => Err(unavailable("record the group", e)),
         }
@@ -422,8 +433,12 @@ impl Groups for JetStreamGroups {
             }
             let mut infos = Vec::with_capacity(names.len());
             for entry in names {
-                let group = self.cache(entry);
-                infos.push(self.group_info(&group).await);
+                match self.cache(entry) {
+                    Ok(group) => infos.push(self.group_info(&group).await),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a group entry sluice cannot use; not listed")
+                    }
+                }
             }
             infos.sort_by(|a, b| a.name.cmp(&b.name));
             infos
