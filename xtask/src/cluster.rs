@@ -49,7 +49,8 @@ pub use bench::bench_cluster;
 use process::{terminate, Process, Signals};
 pub use spec::ClusterSpec;
 use spec::{nats_config, node_config};
-use tls::{ensure_tls, write_file};
+pub(crate) use tls::ensure_tls;
+use tls::write_file;
 
 /// How long the NATS cluster and the nodes may take to become ready; a
 /// restart replays the servers' Raft logs first.

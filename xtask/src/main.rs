@@ -18,8 +18,11 @@
 //!   prints the addresses and runs until Ctrl-C, which stops the nodes and
 //!   then the servers. A second run restarts on the same data. See
 //!   `cluster.rs` and examples/cluster/README.md.
-//! - `cargo xtask bench-vs-nats [--count N]`: sluice and NATS side by side
-//!   (against the nats-server that `setup` installs); see BENCHMARKS.md.
+//! - `cargo xtask bench-vs-nats [--runs N] [--duration D] [--warmup D]`:
+//!   sluice and NATS 2.15 side by side (the nats-server that `setup`
+//!   installs), every figure the median of N runs (3) of a warm-up (1s)
+//!   and a steady window (3s); the table goes to `target/bench-vs-nats.md`,
+//!   the runs to `target/bench-vs-nats.json`; see BENCHMARKS.md.
 //!   `--cluster [--count N] [--rate R]`: a sluice cluster node against
 //!   JetStream R3 driven directly, on one 3-server cluster, with and without
 //!   `sync_interval: always`.
@@ -184,13 +187,13 @@ fn main() -> anyhow::Result<()> {
         "run" => serve(rest),
         "cluster" => cluster::cluster(rest),
         "bench-vs-nats" if rest.iter().any(|a| a == "--cluster") => cluster::bench_cluster(rest),
-        "bench-vs-nats" => vs_nats::bench_vs_nats(rest),
+        "bench-vs-nats" => vs_nats::bench_vs_nats(rest, cluster::ensure_tls),
         "fuzz" => fuzz::fuzz(rest),
         "crash-test" => crash_test::crash_test(rest),
         "house" => house::house(rest),
         "help" | "--help" | "-h" => {
             eprintln!(
-                "usage: cargo xtask <setup | plugins | test [cargo test args] | run [sluice serve args] | cluster | bench-vs-nats [--cluster] [--count N] [--rate R] | fuzz [--time SECS] [TARGET...] | crash-test [--rounds N] [--seconds-per-round S] [--seed N] | house [--max-lines N] [DIR...]>"
+                "usage: cargo xtask <setup | plugins | test [cargo test args] | run [sluice serve args] | cluster | bench-vs-nats [--runs N] [--duration D] [--warmup D] | bench-vs-nats --cluster [--count N] [--rate R] | fuzz [--time SECS] [TARGET...] | crash-test [--rounds N] [--seconds-per-round S] [--seed N] | house [--max-lines N] [DIR...]>"
             );
             Ok(())
         }

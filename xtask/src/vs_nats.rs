@@ -1,54 +1,125 @@
 //! `cargo xtask bench-vs-nats`: sluice and NATS side by side, in one run,
-//! on this machine, each broker its own process on loopback.
+//! on this machine, each broker its own process on loopback, one at a
+//! time, the clients in another.
 //!
-//! Installs the pinned `nats-server` (`nats.rs`) when it is missing, builds
-//! `sluice` (release) and the NATS harness (`bench/nats-harness`), runs the
-//! NATS scenarios against `nats-server -js` on a temp dir, then the sluice
-//! scenarios against `sluice serve` under each fsync policy, stops both,
-//! and prints one table with sluice/NATS ratios (also written to
-//! `target/bench-vs-nats.md`).
+//! ```text
+//! cargo xtask bench-vs-nats [--runs N] [--duration D] [--warmup D]
+//! ```
+//!
+//! Installs the pinned `nats-server` (`nats.rs`) when it is missing,
+//! builds `sluice` (release), the example plugins and the NATS harness
+//! (`bench/nats-harness`), then runs [`plan::stages`]: NATS core plaintext
+//! and with TLS on its client port (a throwaway CA from
+//! `cluster/tls.rs`), JetStream by default and with `sync_interval:
+//! always`; then `sluice serve` under each fsync policy, and the pipeline
+//! rows with a broker embedded in `sluice bench`. Every throughput run
+//! has a warm-up (`--warmup`, default 1s) and then a steady window
+//! (`--duration`, default 3s): its figure is what the clients received
+//! (pub/sub) or had acked (publish, consume) inside the window, per
+//! second. Each figure is the median of `--runs` runs (default 3), with
+//! min and max beside it.
+//!
+//! Prints one table pairing each sluice figure with its like-for-like
+//! NATS figure, the ratio, issue 17's goal and whether it is met, and
+//! writes it to `target/bench-vs-nats.md`; every raw run goes to
+//! `target/bench-vs-nats.json`.
 //!
 //! `--cluster` runs the cluster-mode comparison instead
 //! (`cluster/bench.rs`); it shares the helpers here.
+//!
+//! # Layout
+//!
+//! - here: the command, its options, and the helpers `--cluster` shares.
+//! - [`plan`]: every figure ([`plan::Key`]) and the stages that measure them.
+//! - [`servers`]: nats-server in each mode, `sluice serve` per policy.
+//! - [`runner`]: runs the stages, repeats each job, collects the runs.
+//! - [`table`]: the rows, ratios and goals; markdown and JSON.
+//! - [`stats`]: median, min and max.
+
+mod plan;
+mod runner;
+mod servers;
+mod stats;
+mod table;
 
 use std::io::Write;
-use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::nats::ensure_nats_server;
-use super::{cargo, root, run};
+use super::{cargo, plugins, root, run};
+use runner::{Programs, Runner, Timing};
+use servers::NatsTls;
 
-struct Killed(Child);
+/// Makes a CA and a server certificate for 127.0.0.1 in a directory
+/// (`ca.pem`, `node-1.pem`, `node-1-key.pem`): `cluster/tls.rs`'s
+/// `ensure_tls`, handed in by `main.rs`, since `cluster/bench.rs` uses
+/// this module and an import back would make the two a circle.
+pub type MakeCertificates = fn(&Path, usize) -> anyhow::Result<()>;
 
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// The command's options.
+#[derive(Debug, Clone, PartialEq)]
+struct Options {
+    runs: usize,
+    warmup: String,
+    duration: String,
 }
 
-fn free_tcp_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// Options and their defaults, for the help and the errors.
+const USAGE: &str = "cargo xtask bench-vs-nats [--runs N (3)] [--duration D (3s)] [--warmup D (1s)]; D as 3s, 500ms, 0.5s";
+
+/// Whether `text` is a duration both tools read: a number, then `ms`,
+/// `s` or `m` (`3s`, `500ms`, `0.5s`); the seconds it stands for.
+fn seconds(text: &str) -> Option<f64> {
+    let (number, scale) = [("ms", 1e-3), ("s", 1.0), ("m", 60.0)]
+        .iter()
+        .find_map(|&(unit, scale)| Some((text.strip_suffix(unit)?, scale)))?;
+    let n: f64 = number.parse().ok()?;
+    (n.is_finite() && n >= 0.0).then_some(n * scale)
 }
 
-fn free_udp_port() -> anyhow::Result<u16> {
-    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) -> anyhow::Result<()> {
-    let deadline = Instant::now() + limit;
-    while !ready() {
-        if Instant::now() > deadline {
-            bail!("{what} did not become ready within {limit:?}");
+impl Options {
+    fn parse(extra: &[String]) -> anyhow::Result<Options> {
+        let mut options = Options {
+            runs: 3,
+            warmup: "1s".into(),
+            duration: "3s".into(),
+        };
+        let mut args = extra.iter();
+        while let Some(arg) = args.next() {
+            let mut value = || {
+                args.next()
+                    .with_context(|| format!("{arg} needs a value; {USAGE}"))
+            };
+            match arg.as_str() {
+                "--runs" => {
+                    let v = value()?;
+                    options.runs = v.parse().ok().filter(|&n| n > 0).with_context(|| {
+                        format!("--runs {v:?} is not a number of runs (1 or more)")
+                    })?;
+                }
+                "--warmup" | "--duration" => {
+                    let v = value()?.clone();
+                    match seconds(&v) {
+                        Some(s) if s > 0.0 || arg == "--warmup" => {}
+                        _ => bail!("{arg} {v:?} is not a duration; {USAGE}"),
+                    }
+                    match arg.as_str() {
+                        "--warmup" => options.warmup = v,
+                        _ => options.duration = v,
+                    }
+                }
+                "--count" => bail!(
+                    "bench-vs-nats runs for a time, not a count: use --duration (--count is for --cluster); {USAGE}"
+                ),
+                other => bail!("unknown option {other:?}; {USAGE}"),
+            }
         }
-        std::thread::sleep(Duration::from_millis(50));
+        Ok(options)
     }
-    Ok(())
 }
 
 /// Runs a command that prints one JSON object per line; returns them.
@@ -66,60 +137,6 @@ pub(crate) fn json_lines(cmd: &mut Command) -> anyhow::Result<Vec<Value>> {
         .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).context("bench output is not JSON"))
         .collect()
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-struct Sluice {
-    child: Killed,
-    server: String,
-    admin: String,
-    ca: PathBuf,
-}
-
-fn start_sluice(bin: &Path, dir: &Path, fsync: &str) -> anyhow::Result<Sluice> {
-    let port = free_udp_port()?;
-    let admin = free_tcp_port()?;
-    let data = dir.join(format!("sluice-{fsync}"));
-    std::fs::create_dir_all(&data)?;
-    let config = data.join("sluice.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n[storage]\nfsync = \"{fsync}\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n[plugins]\nwatch = false\n[limits]\n# 1000 messages of 1 KiB in one publish frame.\nmax_frame_bytes = 4194304\n",
-            data.join("data").display()
-        ),
-    )?;
-    let log = std::fs::File::create(data.join("broker.log"))?;
-    let child = Command::new(bin)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .context("failed to start sluice serve")?;
-    let child = Killed(child);
-    let log_path = data.join("broker.log");
-    wait_for("sluice", Duration::from_secs(30), || {
-        std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("sluice is listening"))
-    })?;
-    Ok(Sluice {
-        child,
-        admin: format!("127.0.0.1:{admin}"),
-        server: format!("127.0.0.1:{port}"),
-        ca: data.join("data").join("tls").join("cert.pem"),
-    })
-}
-
-fn sluice_bench(bin: &Path, s: &Sluice, args: &[&str]) -> anyhow::Result<Value> {
-    bench_node(bin, &s.server, &s.ca, args)
 }
 
 /// `sluice bench ARGS --json` against the broker at `server`.
@@ -151,10 +168,6 @@ pub(crate) fn nats(harness: &Path, server: &str, args: &[&str]) -> anyhow::Resul
 
 pub(crate) fn rate(v: &Value) -> f64 {
     v["msgs_per_s"].as_f64().unwrap_or(0.0)
-}
-
-fn p99(v: &Value) -> f64 {
-    v["p99_us"].as_f64().unwrap_or(f64::NAN)
 }
 
 /// The value of option `name` in `extra`, or `default`.
@@ -191,214 +204,100 @@ pub(crate) fn binaries() -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
 }
 
 /// Runs the comparison.
-pub fn bench_vs_nats(extra: &[String]) -> anyhow::Result<()> {
-    let count = option(extra, "--count", 100_000)?;
-    let n = count.to_string();
-    let latency_n = (count / 4).clamp(1000, 25_000).to_string();
-    let (nats_server, bin, harness) = binaries()?;
-    let dir = std::env::temp_dir().join(format!("sluice-vs-nats-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-
-    // NATS first, then it is stopped before sluice starts.
-    let port = free_tcp_port()?;
-    let nats_dir = dir.join("nats");
-    std::fs::create_dir_all(&nats_dir)?;
-    let version = Command::new(&nats_server).arg("--version").output()?;
+pub fn bench_vs_nats(extra: &[String], make_certificates: MakeCertificates) -> anyhow::Result<()> {
+    let options = Options::parse(extra)?;
+    let (nats_server, sluice, harness) = binaries()?;
+    plugins()?;
+    let programs = Programs {
+        nats_server,
+        sluice,
+        harness,
+        plugins: root().join("plugins").join("dist"),
+    };
+    let version = Command::new(&programs.nats_server)
+        .arg("--version")
+        .output()?;
     let nats_version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
-    let nats_child = Killed(
-        Command::new(&nats_server)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(&nats_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("failed to start nats-server")?,
-    );
-    let url = format!("127.0.0.1:{port}");
-    wait_for("nats-server", Duration::from_secs(20), || {
-        std::net::TcpStream::connect(&url).is_ok()
-    })?;
-    let nats_idle = rss_kib(nats_child.0.id());
-    let n_core_128 = nats(&harness, &url, &["core-pubsub", "128", &n])?;
-    let n_core_1k = nats(&harness, &url, &["core-pubsub", "1024", &n])?;
-    let n_js_128 = nats(&harness, &url, &["js-publish", "128", &n])?;
-    let n_js_1k = nats(&harness, &url, &["js-publish", "1024", &n])?;
-    let n_consume = nats(&harness, &url, &["js-consume", "1024", &n, "4"])?;
-    let n_latency = nats(&harness, &url, &["js-latency", "1024", &latency_n, "5000"])?;
-    drop(nats_child);
-
-    let always = start_sluice(&bin, &dir, "always")?;
-    let sluice_idle = rss_kib(always.child.0.id());
-    let s_always_1k = sluice_bench(&bin, &always, &["publish", "--size", "1024", "--count", &n])?;
-    let s_always_128 = sluice_bench(&bin, &always, &["publish", "--size", "128", "--count", &n])?;
-    let s_consume = sluice_bench(
-        &bin,
-        &always,
-        &["queue", "--size", "1024", "--count", &n, "--workers", "4"],
-    )?;
-    let s_conns = sluice_bench(
-        &bin,
-        &always,
-        &[
-            "connections",
-            "--connections",
-            "1000",
-            "--admin",
-            &always.admin,
-        ],
-    )?;
-    let s_latency = sluice_bench(
-        &bin,
-        &always,
-        &[
-            "latency", "--size", "1024", "--count", &latency_n, "--rate", "5000",
-        ],
-    )?;
-    drop(always);
-    let interval = start_sluice(&bin, &dir, "interval")?;
-    let s_interval_1k = sluice_bench(
-        &bin,
-        &interval,
-        &["publish", "--size", "1024", "--count", &n],
-    )?;
-    let s_latency_interval = sluice_bench(
-        &bin,
-        &interval,
-        &[
-            "latency", "--size", "1024", "--count", &latency_n, "--rate", "5000",
-        ],
-    )?;
-    drop(interval);
-    let never = start_sluice(&bin, &dir, "never")?;
-    let s_sub_128 = sluice_bench(&bin, &never, &["pubsub", "--size", "128", "--count", &n])?;
-    let s_sub_1k = sluice_bench(&bin, &never, &["pubsub", "--size", "1024", "--count", &n])?;
-    let big = (count * 10).to_string();
-    let s_batch_128 = sluice_bench(
-        &bin,
-        &never,
-        &[
-            "publish", "--size", "128", "--batch", "1000", "--window", "8", "--count", &big,
-        ],
-    )?;
-    let s_batch_1k = sluice_bench(
-        &bin,
-        &never,
-        &[
-            "publish", "--size", "1024", "--batch", "1000", "--window", "8", "--count", &big,
-        ],
-    )?;
-    drop(never);
+    let dir = std::env::temp_dir().join(format!("sluice-vs-nats-{}", std::process::id()));
+    let tls_dir = dir.join("tls");
+    make_certificates(&tls_dir, 1)?;
+    let tls = NatsTls {
+        ca: tls_dir.join("ca.pem"),
+        cert: tls_dir.join("node-1.pem"),
+        key: tls_dir.join("node-1-key.pem"),
+    };
+    let timing = Timing {
+        warmup: options.warmup.clone(),
+        duration: options.duration.clone(),
+    };
+    let stages = plan::stages();
+    let mut runner = Runner::new(&programs, &timing, options.runs, &stages);
+    let started = std::time::Instant::now();
+    let outcome = stages
+        .iter()
+        .try_for_each(|stage| runner.stage(stage, &dir, &tls));
     let _ = std::fs::remove_dir_all(&dir);
+    outcome?;
+    eprintln!(
+        "xtask: measured in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
 
-    let mut table = String::new();
-    table.push_str(&format!(
-        "Machine: {}; {nats_version}; {count} messages per throughput run, loopback, one process per broker and one for the clients.\n\n",
-        machine()
-    ));
-    table.push_str("| scenario | sluice | NATS | sluice/NATS | goal |\n|---|---:|---:|---:|---|\n");
-    let mut row = |name: &str, s: f64, n: f64, unit: &str, goal: &str| {
-        let ratio = if n > 0.0 { s / n } else { f64::NAN };
-        table.push_str(&format!(
-            "| {name} | {s:.0} {unit} | {n:.0} {unit} | {ratio:.2}x | {goal} |\n"
-        ));
-    };
-    row(
-        "durable publish 1 KiB: sluice fsync=always vs JetStream default",
-        rate(&s_always_1k),
-        rate(&n_js_1k),
-        "msg/s",
-        ">= 1.0x",
+    let header = format!(
+        "Machine: {}; {nats_version}; each figure the median of {} run(s), (min–max) beside it; each throughput run a {} warm-up, then a {} steady window, counting what the clients received (pub/sub) or had acked (publish, consume) inside it. Loopback, one broker process at a time, the clients in their own process.",
+        machine(),
+        options.runs,
+        options.warmup,
+        options.duration
     );
-    row(
-        "durable publish 1 KiB: sluice fsync=interval vs JetStream default",
-        rate(&s_interval_1k),
-        rate(&n_js_1k),
-        "msg/s",
-        ">= 1.5x",
-    );
-    row(
-        "durable publish 128 B: sluice fsync=always vs JetStream default",
-        rate(&s_always_128),
-        rate(&n_js_128),
-        "msg/s",
-        "",
-    );
-    row(
-        "live pub/sub 1:1, 128 B",
-        rate(&s_sub_128),
-        rate(&n_core_128),
-        "msg/s",
-        ">= 1.0x",
-    );
-    row(
-        "live pub/sub 1:1, 1 KiB",
-        rate(&s_sub_1k),
-        rate(&n_core_1k),
-        "msg/s",
-        ">= 0.6x",
-    );
-    row(
-        "consume with acks, 4 workers, 1 KiB (fsync=always vs JetStream pull)",
-        rate(&s_consume),
-        rate(&n_consume),
-        "msg/s",
-        ">= 1.5x",
-    );
-    let (sp, np) = (p99(&s_latency), p99(&n_latency));
-    table.push_str(&format!(
-        "| acked publish p99 at 5,000 msg/s, 1 KiB (fsync=always vs JetStream) | {sp:.0} µs | {np:.0} µs | {:.2}x | <= 1.0x |\n",
-        sp / np
-    ));
-    let sp = p99(&s_latency_interval);
-    table.push_str(&format!(
-        "| acked publish p99 at 5,000 msg/s, 1 KiB (fsync=interval vs JetStream: comparable durability) | {sp:.0} µs | {np:.0} µs | {:.2}x | <= 1.0x |\n",
-        sp / np
-    ));
-    table.push_str(&format!(
-        "| batched produce (1000/batch, fsync=never), 128 B, vs Iggy TCP 1.58M msg/s (reference, not run here) | {:.0} msg/s | 1580000 msg/s | {:.2}x | >= 1.0x |\n",
-        rate(&s_batch_128),
-        rate(&s_batch_128) / 1_580_000.0
-    ));
-    table.push_str(&format!(
-        "| batched produce (1000/batch, fsync=never), 1 KiB, vs Iggy QUIC 31k msg/s (reference, not run here) | {:.0} msg/s | 31000 msg/s | {:.2}x | >= 5.0x |\n",
-        rate(&s_batch_1k),
-        rate(&s_batch_1k) / 31_000.0
-    ));
-    table.push_str(&format!(
-        "| idle broker RSS | {} MiB | {} MiB | | sluice <= 30 MiB |\n",
-        sluice_idle.map_or("?".into(), |k| (k / 1024).to_string()),
-        nats_idle.map_or("?".into(), |k| (k / 1024).to_string()),
-    ));
-    let mib = |v: &Value| {
-        v.as_f64()
-            .map_or("?".to_owned(), |b| format!("{:.1}", b / 1048576.0))
-    };
-    let added = match (
-        s_conns["rss_held_bytes"].as_f64(),
-        s_conns["rss_before_bytes"].as_f64(),
-    ) {
-        (Some(h), Some(b)) => format!("{:.1}", (h - b) / 1048576.0),
-        _ => "?".into(),
-    };
-    table.push_str(&format!(
-        "| 1,000 idle connections: broker RSS {} -> {} MiB | +{added} MiB | | | <= +100 MiB |\n",
-        mib(&s_conns["rss_before_bytes"]),
-        mib(&s_conns["rss_held_bytes"]),
-    ));
-    table.push_str(&format!(
-        "\nLatency detail (p50/p99/p99.9 µs): sluice fsync=always {}/{}/{}, fsync=interval {}/{}/{}; JetStream {}/{}/{}.\n",
-        s_latency["p50_us"],
-        s_latency["p99_us"],
-        s_latency["p999_us"],
-        s_latency_interval["p50_us"],
-        s_latency_interval["p99_us"],
-        s_latency_interval["p999_us"],
-        n_latency["p50_us"],
-        n_latency["p99_us"],
-        n_latency["p999_us"],
-    ));
-    write_table(&table, "bench-vs-nats.md")
+    let rows = table::rows(&runner.results);
+    let mut notes = vec![table::details(&runner.results), SETTINGS.to_owned()];
+    if !runner.warnings.is_empty() {
+        notes.push(format!("Warnings:\n\n- {}", runner.warnings.join("\n- ")));
+    }
+    write_table(&table::markdown(&header, &rows, &notes), "bench-vs-nats.md")?;
+    let everything = json!({
+        "machine": machine(),
+        "nats_server": nats_version,
+        "runs": options.runs,
+        "warmup": options.warmup,
+        "duration": options.duration,
+        "rows": table::json_rows(&rows),
+        "measured": table::json_runs(&runner.results),
+        "warnings": runner.warnings,
+    });
+    let out = root().join("target").join("bench-vs-nats.json");
+    std::fs::write(&out, serde_json::to_string_pretty(&everything)?)
+        .with_context(|| format!("failed to write {}", out.display()))?;
+    eprintln!("xtask: every run written to {}", out.display());
+    Ok(())
 }
+
+/// Every setting of both sides, under the table.
+const SETTINGS: &str = "Settings:
+
+- NATS: nats-server with JetStream (file store) on every server, \
+  configured by file. Core pub/sub: one publisher, and each subscriber on \
+  its own connection (async-nats 0.51, default options). TLS: a throwaway \
+  CA and a certificate for 127.0.0.1, TLS required on the client port. \
+  JetStream publish: async publish, at most 1,024 acks awaited. Consume: \
+  a durable pull consumer with explicit acks, each worker fetching \
+  batches of 256 (max_ack_pending 256 per worker), over a stream \
+  preloaded for twice the warm-up and window. Latency: open loop at 5,000 \
+  msg/s, send to ack, of what was sent inside the window.
+- sluice: `sluice serve` (release), max_frame_bytes 4 MiB, plugins not \
+  watched, one process per fsync policy. Publish: one producer, 16 \
+  requests of 64 messages in flight. Pub/sub: fsync=never, each \
+  subscriber on its own connection, from the latest message. Consume: a \
+  consumer group, 256 unacked per worker, over a topic preloaded for \
+  twice the warm-up and window. Latency: one message per request, open \
+  loop at 5,000 msg/s. Idle RSS: one second after start, from /proc, one \
+  reading per broker started (three each). 1,000 idle connections: each \
+  pinged, then held; the broker's RSS from its /metrics before and while.
+- Pipeline rows: `sluice bench pipeline --embedded --fsync never` (the \
+  broker in the bench process): the publish load above through no \
+  plugin, one pass-through stage (test_hostile, mode pass) and the \
+  example order pipeline.";
 
 /// Prints `table` and writes it to `target/NAME`.
 pub(crate) fn write_table(table: &str, name: &str) -> anyhow::Result<()> {
@@ -421,4 +320,47 @@ pub(crate) fn machine() -> String {
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!("{cpu}, {cores} cores")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> anyhow::Result<Options> {
+        Options::parse(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn options_default_and_parse() {
+        let defaults = parse(&[]).unwrap();
+        assert_eq!(
+            (
+                defaults.runs,
+                defaults.warmup.as_str(),
+                defaults.duration.as_str()
+            ),
+            (3, "1s", "3s")
+        );
+        let short = parse(&["--runs", "1", "--duration", "1s", "--warmup", "0.5s"]).unwrap();
+        assert_eq!(
+            (short.runs, short.warmup.as_str(), short.duration.as_str()),
+            (1, "0.5s", "1s")
+        );
+        assert!(parse(&["--runs", "0"]).is_err());
+        assert!(parse(&["--duration", "0s"]).is_err());
+        assert!(parse(&["--duration", "3"]).is_err());
+        assert!(parse(&["--count", "100"]).is_err());
+        assert!(parse(&["--runs"]).is_err());
+    }
+
+    #[test]
+    fn durations_read_as_both_tools_read_them() {
+        assert_eq!(seconds("3s"), Some(3.0));
+        assert_eq!(seconds("500ms"), Some(0.5));
+        assert_eq!(seconds("0.5s"), Some(0.5));
+        assert_eq!(seconds("2m"), Some(120.0));
+        assert_eq!(seconds("3"), None);
+        assert_eq!(seconds("-1s"), None);
+        assert_eq!(seconds("s"), None);
+    }
 }

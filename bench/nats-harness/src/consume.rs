@@ -1,6 +1,6 @@
 //! `js-consume`: a durable pull consumer with explicit acks, shared by
-//! WORKERS tasks, over a preloaded stream (the counterpart of `sluice
-//! bench queue`: 256 unacked messages per worker).
+//! WORKERS tasks, fetching batches of 256 over a preloaded stream (the
+//! counterpart of `sluice bench queue`: 256 unacked messages per worker).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use futures_util::stream::{FuturesUnordered, StreamExt};
+
+use crate::window::Span;
 
 /// Unacked messages each worker may hold (as `sluice bench queue`).
 const WORKER_IN_FLIGHT: usize = 256;
@@ -20,6 +22,9 @@ const IDLE: Duration = Duration::from_secs(2);
 /// How long the first message may take: a new replicated consumer elects
 /// its leader first.
 const FIRST_MESSAGE: Duration = Duration::from_secs(15);
+
+/// Counted (no window), the workers stop only when done or idle.
+const FOREVER: Duration = Duration::from_secs(86_400 * 365);
 
 /// The durable consumer `workers` on `stream`, once it has a leader.
 async fn consumer(
@@ -57,17 +62,20 @@ async fn consumer(
     }
 }
 
-/// `workers` workers ack `count` messages of `stream`; messages acked and
-/// the time from the start to the last ack.
+/// `workers` workers ack the `loaded` messages of `stream` over `span`
+/// (timed: until the window closes), each ack added to `acked`; when the
+/// last ack came.
 pub async fn js_consume(
     stream: &jetstream::stream::Stream,
-    count: u64,
+    loaded: u64,
     workers: u64,
-) -> anyhow::Result<(u64, Duration)> {
+    span: Span,
+    acked: Arc<AtomicU64>,
+) -> anyhow::Result<Instant> {
     let consumer = consumer(stream, workers).await?;
-    let acked = Arc::new(AtomicU64::new(0));
-    let last = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
+    let last = Arc::new(AtomicU64::new(0));
+    let stop = span.phases().map(|p| p.close);
     let mut tasks = FuturesUnordered::new();
     for _ in 0..workers {
         let consumer = consumer.clone();
@@ -83,8 +91,10 @@ pub async fn js_consume(
                 acked.fetch_add(1, Ordering::Relaxed);
                 last.fetch_max(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
             };
+            let closed = tokio::time::sleep_until(stop.unwrap_or(start + FOREVER).into());
+            tokio::pin!(closed);
             let mut idle = FIRST_MESSAGE;
-            while acked.load(Ordering::Relaxed) < count {
+            while acked.load(Ordering::Relaxed) < loaded {
                 tokio::select! {
                     m = messages.next() => match m {
                         Some(Ok(m)) => {
@@ -100,11 +110,16 @@ pub async fn js_consume(
                         record();
                     }
                     () = tokio::time::sleep(idle) => break,
+                    () = &mut closed => break,
                 }
             }
-            while let Some(r) = acks.next().await {
-                r.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
-                record();
+            // Counted, every ack in flight belongs to the figure; timed, the
+            // window has closed and what is left does not count.
+            if stop.is_none() {
+                while let Some(r) = acks.next().await {
+                    r.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+                    record();
+                }
             }
             anyhow::Ok(())
         }));
@@ -112,6 +127,5 @@ pub async fn js_consume(
     while let Some(task) = tasks.next().await {
         task??;
     }
-    let took = Duration::from_nanos(last.load(Ordering::Relaxed));
-    Ok((acked.load(Ordering::Relaxed), took))
+    Ok(start + Duration::from_nanos(last.load(Ordering::Relaxed)))
 }

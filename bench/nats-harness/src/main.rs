@@ -8,19 +8,30 @@
 //! (`127.0.0.1:4222,127.0.0.1:4223`); the client connects to one of them.
 //!
 //! Scenarios (the NATS counterparts of `sluice bench`):
-//! - `core-pubsub`: core NATS, one publisher, one subscriber, received rate.
+//! - `core-pubsub`: core NATS, one publisher and `--subscribers`
+//!   subscribers, each on its own connection; received rate.
 //! - `js-publish`: JetStream async publish to a file stream, acks awaited
 //!   with a bounded window (`--in-flight`, default 1,024: 64 x 16, as
 //!   `sluice bench publish`).
 //! - `js-batch`: the same messages in atomic batches of `--batch` (default
 //!   64; one ack per batch), `--in-flight` messages' worth of batches in
-//!   flight, on a stream with `allow_atomic`.
-//! - `js-consume`: preload a stream, then WORKERS pull consumers on one
-//!   durable consumer, each message acked.
+//!   flight, on a stream with `allow_atomic`. COUNT only.
+//! - `js-consume`: preload a stream, then WORKERS (default 4) workers on
+//!   one durable pull consumer, fetching batches, each message acked.
 //! - `js-latency`: JetStream publish at RATE per second, open loop, ack
 //!   round trip percentiles.
 //!
+//! How long (see [`window`]): without `--duration`, COUNT messages.
+//! With `--duration D`, a warm-up (`--warmup`, default 1s) and then a
+//! window of D; the figure is what was received or acked inside the window
+//! per second of it, COUNT is the most a scenario sends (0: no bound), and
+//! `js-consume` preloads COUNT messages, or with 0 publishes for twice the
+//! warm-up and window first. Timed runs delete their stream afterwards.
+//!
 //! Options:
+//! - `--duration D`, `--warmup D`: above (`3s`, `500ms`, `0.5s`).
+//! - `--tls-ca PEM`: connect over TLS (required), trusting this CA.
+//! - `--subscribers N`: `core-pubsub`'s subscribers (default 1).
 //! - `--replicas N`: copies of the stream (default 1; 3 on a 3-server
 //!   cluster is what sluice's cluster mode uses).
 //! - `--in-flight N`, `--batch N`: above.
@@ -29,27 +40,33 @@
 //! - `--expect-stream`: `Nats-Expected-Stream` on every message
 //!   (`js-publish`, `js-latency`), as sluice's nodes send.
 //! - `--follow`: while publishing, an ordered consumer reads the stream
-//!   from its start, as every sluice node follows every topic.
+//!   from its start, as every sluice node follows every topic. COUNT only.
 //!
 //! Prints one JSON object in `sluice bench --json`'s schema.
 //!
 //! # Layout
 //!
-//! - here: arguments, streams, results, `core-pubsub`.
+//! - here: arguments, connections, streams, results, the dispatch.
+//! - [`window`]: how long a scenario runs and what its figure counts.
+//! - [`core`] holds `core-pubsub`.
 //! - [`publish`] holds the JetStream publishers and `--follow`.
 //! - [`consume`] holds `js-consume`.
 
 mod consume;
+mod core;
 mod publish;
+mod window;
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use async_nats::jetstream;
-use bytes::Bytes;
-use futures_util::stream::StreamExt;
 
-use publish::{Published, Shape};
+use publish::Shape;
+use window::{measure, Phases, Span, Steady};
 
 #[derive(serde::Serialize)]
 struct Outcome {
@@ -61,35 +78,41 @@ struct Outcome {
     p50_us: Option<u64>,
     p99_us: Option<u64>,
     p999_us: Option<u64>,
+    /// Timed: the steady window the figure covers (seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    window_s: Option<f64>,
+    /// Timed: the window was cut short (the work ran out first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    short_window: Option<bool>,
 }
 
-fn outcome(
-    scenario: &str,
-    size: usize,
-    messages: u64,
-    took: Duration,
-    mut lat: Vec<u64>,
-) -> Outcome {
-    let secs = took.as_secs_f64().max(1e-9);
+fn outcome(scenario: &str, size: usize, steady: Steady, mut lat: Vec<u64>) -> Outcome {
     lat.sort_unstable();
     let at = |q: f64| {
         (!lat.is_empty()).then(|| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)])
     };
+    let timed = steady.planned.is_some();
     Outcome {
         scenario: scenario.to_owned(),
         payload_bytes: size,
-        messages,
-        msgs_per_s: messages as f64 / secs,
-        mb_per_s: messages as f64 * size as f64 / secs / 1e6,
+        messages: steady.messages,
+        msgs_per_s: steady.rate(),
+        mb_per_s: steady.rate() * size as f64 / 1e6,
         p50_us: at(0.5),
         p99_us: at(0.99),
         p999_us: at(0.999),
+        window_s: timed.then_some(steady.took.as_secs_f64()),
+        short_window: timed.then_some(steady.short),
     }
 }
 
 /// Publishes awaiting their ack by default: `sluice bench publish`'s 16
 /// requests of 64 messages.
 const DEFAULT_IN_FLIGHT: usize = 64 * 16;
+
+/// Timed `js-consume` with COUNT 0: the stream is loaded for this many
+/// times the warm-up and the window (as `sluice bench queue`).
+const PRELOAD_FACTOR: u32 = 2;
 
 /// The command line, positional arguments and options apart.
 struct Args {
@@ -102,9 +125,20 @@ struct Args {
     replicas: usize,
     shape: Shape,
     follow: bool,
+    /// `--warmup` and `--duration`, when timed.
+    timed: Option<(Duration, Duration)>,
+    tls_ca: Option<PathBuf>,
+    subscribers: usize,
 }
 
-const USAGE: &str = "usage: nats-harness SERVERS SCENARIO SIZE COUNT [WORKERS|RATE] [--replicas N] [--in-flight N] [--batch N] [--msg-id] [--expect-stream] [--follow]";
+impl Args {
+    /// The span the arguments ask for, its warm-up starting now.
+    fn span(&self) -> Span {
+        Span::new(self.count, self.timed)
+    }
+}
+
+const USAGE: &str = "usage: nats-harness SERVERS SCENARIO SIZE COUNT [WORKERS|RATE] [--duration D] [--warmup D] [--tls-ca PEM] [--subscribers N] [--replicas N] [--in-flight N] [--batch N] [--msg-id] [--expect-stream] [--follow]";
 
 fn parse_args(raw: Vec<String>) -> anyhow::Result<Args> {
     let mut positional = Vec::new();
@@ -116,19 +150,27 @@ fn parse_args(raw: Vec<String>) -> anyhow::Result<Args> {
         expect_stream: false,
     };
     let mut follow = false;
+    let (mut duration, mut warmup) = (None, Duration::from_secs(1));
+    let (mut tls_ca, mut subscribers) = (None, 1);
     let mut raw = raw.into_iter();
     while let Some(arg) = raw.next() {
-        let mut value = |name: &str| -> anyhow::Result<usize> {
-            let v = raw
-                .next()
-                .with_context(|| format!("{name} needs a value"))?;
+        let mut text = |name: &str| raw.next().with_context(|| format!("{name} needs a value"));
+        let number = |name: &str, v: String| -> anyhow::Result<usize> {
             v.parse()
                 .with_context(|| format!("{name} {v:?} is not a number"))
         };
+        let time = |name: &str, v: String| {
+            humantime::parse_duration(&v)
+                .with_context(|| format!("{name} {v:?} is not a duration (3s, 500ms)"))
+        };
         match arg.as_str() {
-            "--replicas" => replicas = value("--replicas")?,
-            "--in-flight" => shape.window = value("--in-flight")?.max(1),
-            "--batch" => shape.batch = value("--batch")?.max(1),
+            "--replicas" => replicas = number(&arg, text(&arg)?)?,
+            "--in-flight" => shape.window = number(&arg, text(&arg)?)?.max(1),
+            "--batch" => shape.batch = number(&arg, text(&arg)?)?.max(1),
+            "--subscribers" => subscribers = number(&arg, text(&arg)?)?.max(1),
+            "--duration" => duration = Some(time(&arg, text(&arg)?)?),
+            "--warmup" => warmup = time(&arg, text(&arg)?)?,
+            "--tls-ca" => tls_ca = Some(PathBuf::from(text(&arg)?)),
             "--msg-id" => shape.msg_id = true,
             "--expect-stream" => shape.expect_stream = true,
             "--follow" => follow = true,
@@ -151,7 +193,22 @@ fn parse_args(raw: Vec<String>) -> anyhow::Result<Args> {
         replicas,
         shape,
         follow,
+        timed: duration.map(|d| (warmup, d)),
+        tls_ca,
+        subscribers,
     })
+}
+
+/// A new connection to SERVERS; over TLS, trusting `--tls-ca`, with it.
+async fn connect(args: &Args) -> anyhow::Result<async_nats::Client> {
+    let mut options = async_nats::ConnectOptions::new();
+    if let Some(ca) = &args.tls_ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    options
+        .connect(args.servers.as_slice())
+        .await
+        .context("connecting to NATS")
 }
 
 /// A new file stream `name` (any old one deleted first) on subjects
@@ -189,51 +246,45 @@ async fn stream(
     }
 }
 
-/// `core-pubsub`: one publisher, one subscriber, the received rate.
-async fn core_pubsub(
-    client: &async_nats::Client,
-    size: usize,
-    count: u64,
-) -> anyhow::Result<Outcome> {
-    let mut sub = client.subscribe("bench.core").await?;
-    client.flush().await?;
-    let receiver = tokio::spawn(async move {
-        // As sluice bench: the clock is read every 64 messages.
-        let mut got = 0u64;
-        let mut last = Instant::now();
-        let idle = tokio::time::sleep(Duration::from_secs(2));
-        tokio::pin!(idle);
-        while got < count {
-            tokio::select! {
-                m = sub.next() => match m {
-                    Some(_) => {
-                        got += 1;
-                        if got.is_multiple_of(64) || got == count {
-                            last = Instant::now();
-                            idle.as_mut().reset((last + Duration::from_secs(2)).into());
-                        }
-                    }
-                    None => break,
-                },
-                () = &mut idle => break,
-            }
-        }
-        (got, last)
-    });
-    let body = Bytes::from(vec![b'x'; size]);
-    let start = Instant::now();
-    for _ in 0..count {
-        client.publish("bench.core", body.clone()).await?;
-    }
-    client.flush().await?;
-    let (got, last) = receiver.await?;
-    Ok(outcome(
-        "nats core pubsub 1:1",
-        size,
-        got,
-        last - start,
-        Vec::new(),
-    ))
+/// `js-publish`, measured over the span the arguments ask for.
+async fn js_publish(
+    js: &jetstream::Context,
+    subject: &str,
+    args: &Args,
+) -> anyhow::Result<(Vec<u64>, Steady)> {
+    let acked = AtomicU64::new(0);
+    let span = args.span();
+    let work = async {
+        let loaded = publish::js_publish(js, subject, args.size, span, args.shape, &acked).await?;
+        Ok((loaded.latencies, loaded.last_ack))
+    };
+    measure(span, || acked.load(Ordering::Relaxed), work).await
+}
+
+/// `js-consume`: loads `stream`, then measures the workers acking it.
+async fn js_consume(
+    js: &jetstream::Context,
+    stream: &jetstream::stream::Stream,
+    args: &Args,
+) -> anyhow::Result<Steady> {
+    let preload = match args.timed {
+        Some((warmup, window)) if args.count == 0 => Span::Timed {
+            phases: Phases::starting_now(Duration::ZERO, (warmup + window) * PRELOAD_FACTOR),
+            limit: None,
+        },
+        _ => Span::Count(args.count),
+    };
+    let loaded = AtomicU64::new(0);
+    publish::js_publish(js, "benchq.x", args.size, preload, args.shape, &loaded).await?;
+    let loaded = loaded.into_inner();
+    let acked = Arc::new(AtomicU64::new(0));
+    let span = args.span();
+    let work = async {
+        let last = consume::js_consume(stream, loaded, args.extra, span, acked.clone()).await?;
+        Ok(((), last))
+    };
+    let ((), steady) = measure(span, || acked.load(Ordering::Relaxed), work).await?;
+    Ok(steady)
 }
 
 #[tokio::main]
@@ -242,50 +293,84 @@ async fn main() -> anyhow::Result<()> {
     let (scenario, size, count, extra) =
         (args.scenario.as_str(), args.size, args.count, args.extra);
     let (replicas, shape) = (args.replicas, args.shape);
-    let client = async_nats::connect(args.servers.as_slice())
-        .await
-        .context("connecting to NATS")?;
+    if args.timed.is_some() && (args.follow || scenario == "js-batch") {
+        bail!("--follow and js-batch run COUNT messages; leave out --duration");
+    }
+    let client = connect(&args).await?;
     let js = jetstream::new(client.clone());
-    let result = match scenario {
-        "core-pubsub" => core_pubsub(&client, size, count).await?,
-        "js-publish" | "js-batch" => {
-            let atomic = scenario == "js-batch";
-            let s = stream(&js, "benchpub", replicas, atomic).await?;
+    let (result, stream) = match scenario {
+        "core-pubsub" => {
+            let publisher = connect(&args).await?;
+            let mut subscribers = Vec::with_capacity(args.subscribers);
+            for _ in 0..args.subscribers {
+                subscribers.push(connect(&args).await?);
+            }
+            let steady = core::core_pubsub(publisher, subscribers, size, args.span()).await?;
+            let name = format!("nats core pubsub 1:{}", args.subscribers);
+            (outcome(&name, size, steady, Vec::new()), None)
+        }
+        "js-publish" => {
+            let s = stream(&js, "benchpub", replicas, false).await?;
             let follower = args.follow.then(|| tokio::spawn(publish::follow(s, count)));
-            let (n, took, lat): Published = if atomic {
-                publish::js_batch(&client, "benchpub.x", size, count, shape).await?
-            } else {
-                publish::js_publish(&js, "benchpub.x", size, count, shape).await?
-            };
+            let (lat, steady) = js_publish(&js, "benchpub.x", &args).await?;
             if let Some(follower) = follower {
                 let seen = follower.await??;
-                eprintln!("nats-harness: the follower read {seen} of {n} messages");
+                eprintln!(
+                    "nats-harness: the follower read {seen} of {} messages",
+                    steady.messages
+                );
             }
-            let name = match atomic {
-                true => format!("jetstream atomic batches of {}", shape.batch),
-                false => "jetstream publish".to_owned(),
+            (
+                outcome("jetstream publish", size, steady, lat),
+                Some("benchpub"),
+            )
+        }
+        "js-batch" => {
+            stream(&js, "benchpub", replicas, true).await?;
+            let (messages, took, lat) =
+                publish::js_batch(&client, "benchpub.x", size, count, shape).await?;
+            let steady = Steady {
+                messages,
+                took,
+                planned: None,
+                short: false,
             };
-            outcome(&name, size, n, took, lat)
+            let name = format!("jetstream atomic batches of {}", shape.batch);
+            (outcome(&name, size, steady, lat), Some("benchpub"))
         }
         "js-consume" => {
             let s = stream(&js, "benchq", replicas, false).await?;
-            publish::js_publish(&js, "benchq.x", size, count, shape).await?;
-            let (acked, took) = consume::js_consume(&s, count, extra).await?;
+            let steady = js_consume(&js, &s, &args).await?;
             let name = format!("jetstream pull consume {extra} workers");
-            outcome(&name, size, acked, took, Vec::new())
+            (outcome(&name, size, steady, Vec::new()), Some("benchq"))
         }
         "js-latency" => {
             let s = stream(&js, "benchlat", replicas, false).await?;
             let follower = args.follow.then(|| tokio::spawn(publish::follow(s, count)));
-            let (n, took, lat) =
-                publish::js_latency(&js, "benchlat.x", size, count, extra, shape).await?;
+            let start = Instant::now();
+            let span = args.span();
+            let lat = publish::js_latency(&js, "benchlat.x", size, span, extra, shape).await?;
             if let Some(follower) = follower {
                 follower.await??;
             }
-            outcome(&format!("jetstream latency @{extra}/s"), size, n, took, lat)
+            let steady = Steady {
+                messages: lat.len() as u64,
+                took: span.phases().map_or(start.elapsed(), |p| p.window()),
+                planned: span.phases().map(|p| p.window()),
+                short: false,
+            };
+            let name = format!("jetstream latency @{extra}/s");
+            (outcome(&name, size, steady, lat), Some("benchlat"))
         }
         other => bail!("unknown scenario {other:?}"),
     };
+    // A timed run at full speed writes gigabytes; a counted one keeps its
+    // stream (`bench-vs-nats --cluster` reads its placement afterwards).
+    if let (Some(name), Some(_)) = (stream, args.timed) {
+        if let Err(e) = js.delete_stream(name).await {
+            eprintln!("nats-harness: could not delete stream {name}: {e}");
+        }
+    }
     println!("{}", serde_json::to_string(&result)?);
     Ok(())
 }

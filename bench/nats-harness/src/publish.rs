@@ -1,13 +1,15 @@
 //! The JetStream publishers: `js-publish` (one message per publish, acks
 //! awaited within a window), `js-batch` (atomic batches, one ack per
-//! batch), `js-latency` (open loop at a fixed rate), and `--follow`: an
-//! ordered consumer reading the stream while it is written.
+//! batch; COUNT only), `js-latency` (open loop at a fixed rate), and
+//! `--follow`: an ordered consumer reading the stream while it is written
+//! (COUNT only).
 //!
 //! `--msg-id` and `--follow` add what sluice's cluster mode does on top of
 //! a plain JetStream publish (a `Nats-Msg-Id` per message; every node
 //! following every stream to feed its subscribers), so that each cost can
 //! be measured on its own.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -15,6 +17,8 @@ use async_nats::jetstream::{self, consumer::pull::OrderedConfig, message::Publis
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+
+use crate::window::Span;
 
 /// How the publishers publish.
 #[derive(Debug, Clone, Copy)]
@@ -28,9 +32,6 @@ pub struct Shape {
     /// `Nats-Expected-Stream` on every message (`js-publish`).
     pub expect_stream: bool,
 }
-
-/// Messages acked, the time taken, and one latency per ack (µs).
-pub type Published = (u64, Duration, Vec<u64>);
 
 /// A prefix that makes this run's ids unique.
 fn run_id() -> String {
@@ -53,37 +54,56 @@ fn publish_message(body: Bytes, subject: &str, shape: Shape, run: &str, n: u64) 
     message
 }
 
-/// `count` messages of `size` bytes to `subject`, one JetStream publish
-/// each, at most `shape.window` awaiting their ack.
+/// What a publisher did: per-ack latencies (µs) of the messages its span
+/// samples, and when the last ack came.
+pub struct Loaded {
+    pub latencies: Vec<u64>,
+    pub last_ack: Instant,
+}
+
+/// Messages of `size` bytes to `subject` over `span`, one JetStream
+/// publish each, at most `shape.window` awaiting their ack; each ack is
+/// added to `acked`.
 pub async fn js_publish(
     js: &jetstream::Context,
     subject: &str,
     size: usize,
-    count: u64,
+    span: Span,
     shape: Shape,
-) -> anyhow::Result<Published> {
+    acked: &AtomicU64,
+) -> anyhow::Result<Loaded> {
     let body = Bytes::from(vec![b'x'; size]);
     let run = run_id();
+    let limit = span.limit();
     let mut in_flight = FuturesUnordered::new();
-    let mut latencies = Vec::with_capacity(count as usize);
-    let start = Instant::now();
-    let (mut sent, mut acked) = (0, 0);
-    while acked < count {
-        while sent < count && in_flight.len() < shape.window {
+    let mut latencies = Vec::new();
+    let mut last_ack = Instant::now();
+    let mut sent = 0;
+    loop {
+        while sent < limit && in_flight.len() < shape.window {
             let sent_at = Instant::now();
+            if !span.sending(sent_at) {
+                break;
+            }
             let message = publish_message(body.clone(), subject, shape, &run, sent);
             let ack = js.send_publish(subject.to_owned(), message).await?;
-            in_flight.push(async move { (ack.await, sent_at.elapsed()) });
+            in_flight.push(async move { (ack.await, sent_at, sent_at.elapsed()) });
             sent += 1;
         }
-        let Some((ack, took)) = in_flight.next().await else {
+        let Some((ack, sent_at, took)) = in_flight.next().await else {
             break;
         };
         ack.context("JetStream publish failed")?;
-        latencies.push(took.as_micros() as u64);
-        acked += 1;
+        acked.fetch_add(1, Ordering::Relaxed);
+        last_ack = Instant::now();
+        if span.samples(sent_at) {
+            latencies.push(took.as_micros() as u64);
+        }
     }
-    Ok((acked, start.elapsed(), latencies))
+    Ok(Loaded {
+        latencies,
+        last_ack,
+    })
 }
 
 /// `count` messages in atomic batches of `shape.batch` (headers
@@ -96,7 +116,7 @@ pub async fn js_batch(
     size: usize,
     count: u64,
     shape: Shape,
-) -> anyhow::Result<Published> {
+) -> anyhow::Result<(u64, Duration, Vec<u64>)> {
     let body = Bytes::from(vec![b'x'; size]);
     let run = run_id();
     let batch = shape.batch.clamp(1, 1000) as u64;
@@ -168,20 +188,30 @@ pub async fn follow(stream: jetstream::stream::Stream, count: u64) -> anyhow::Re
     Ok(seen)
 }
 
-/// `count` messages at `rate` per second, each published when due whatever
-/// the acks do (open loop); latency from send to ack. `shape.msg_id` and
-/// `shape.expect_stream` as for [`js_publish`].
+/// Messages at `rate` per second over `span`, each published when due
+/// whatever the acks do (open loop); latency from send to ack, of what
+/// `span` samples. `shape.msg_id` and `shape.expect_stream` as for
+/// [`js_publish`].
 pub async fn js_latency(
     js: &jetstream::Context,
     subject: &str,
     size: usize,
-    count: u64,
+    span: Span,
     rate: u64,
     shape: Shape,
-) -> anyhow::Result<Published> {
+) -> anyhow::Result<Vec<u64>> {
     let body = Bytes::from(vec![b'x'; size]);
     let run = run_id();
     let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let count = match span.phases() {
+        // Through the warm-up and the window.
+        Some(phases) => {
+            let total = phases.close.saturating_duration_since(Instant::now());
+            let due = (total.as_secs_f64() * rate as f64).ceil() as u64;
+            due.min(span.limit())
+        }
+        None => span.limit(),
+    };
     let start = Instant::now();
     let mut in_flight = FuturesUnordered::new();
     let mut latencies = Vec::with_capacity(count as usize);
@@ -198,15 +228,17 @@ pub async fn js_latency(
                         Ok(ack) => ack.await.map(|_| ()).map_err(anyhow::Error::from),
                         Err(e) => Err(anyhow::Error::from(e)),
                     };
-                    (result, sent_at.elapsed())
+                    (result, sent_at, sent_at.elapsed())
                 });
                 sent += 1;
             }
-            Some((result, took)) = in_flight.next(), if !in_flight.is_empty() => {
+            Some((result, sent_at, took)) = in_flight.next(), if !in_flight.is_empty() => {
                 result?;
-                latencies.push(took.as_micros() as u64);
+                if span.samples(sent_at) {
+                    latencies.push(took.as_micros() as u64);
+                }
             }
         }
     }
-    Ok((latencies.len() as u64, start.elapsed(), latencies))
+    Ok(latencies)
 }

@@ -415,9 +415,24 @@ pub struct BenchArgs {
     /// Payload bytes per message.
     #[arg(long, default_value_t = 1024)]
     pub size: usize,
-    /// Messages per scenario (per run of a pipeline variant).
-    #[arg(long, short = 'n', default_value_t = 100_000)]
-    pub count: u64,
+    /// Messages per scenario (per run of a pipeline variant): 100,000
+    /// when neither this nor --duration is given. With --duration, the
+    /// most a scenario sends (its window ends early when they are through)
+    /// and what `queue` preloads; without it, there is no bound and
+    /// `queue` preloads for twice the warm-up and the window.
+    #[arg(long, short = 'n')]
+    pub count: Option<u64>,
+    /// Run each scenario for --warmup, then this long a steady window, and
+    /// report what the clients received or had acked inside the window
+    /// only, per second of it (`latency`: the round trips of what was sent
+    /// inside it). Without it a scenario runs --count messages and reports
+    /// from its start to its last message.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// With --duration: how long each scenario runs before its window
+    /// opens (connections, buffers and caches settle).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub warmup: Duration,
     /// Messages per publish request.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,

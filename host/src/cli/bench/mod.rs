@@ -1,6 +1,8 @@
 //! `sluice bench`: throughput and latency scenarios, against a running
 //! broker or one started in this process on a temporary directory
-//! (`--embedded`). Every scenario is bounded in messages and in time.
+//! (`--embedded`). Every scenario is bounded in messages (`--count`) or
+//! runs a warm-up and a steady window (`--duration`, see [`window`]), and
+//! is bounded in time (`--max-time`).
 //!
 //! - `publish`: acked durable publishes (producers, batch, window, payload).
 //! - `pubsub`: live fan-out, one publisher to N subscribers, as received;
@@ -18,6 +20,7 @@
 //! # Layout
 //!
 //! - [`target`]: where clients connect; the embedded broker and its config.
+//! - [`window`]: how long a scenario runs and what its figure counts.
 //! - [`load`]: the pipelined publisher every throughput scenario shares.
 //! - [`publish`], [`pubsub`], [`queue`], [`connections`]: the scenarios.
 //! - [`report`]: one [`report::Outcome`] per scenario, as JSON or a table.
@@ -29,6 +32,7 @@ mod pubsub;
 mod queue;
 mod report;
 mod target;
+mod window;
 
 use anyhow::bail;
 
@@ -47,8 +51,21 @@ const ALL: [Scenario; 6] = [
 
 /// Runs `sluice bench`.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if args.batch == 0 || args.window == 0 || args.count == 0 {
+    if args.batch == 0 || args.window == 0 || args.count == Some(0) {
         bail!("--batch, --window and --count must be at least 1");
+    }
+    if let Some(window) = args.duration {
+        if window.is_zero() {
+            bail!("--duration must be longer than 0 s");
+        }
+        if args.warmup + window > args.max_time {
+            bail!(
+                "--warmup {} and --duration {} run longer than --max-time {}; raise --max-time",
+                humantime::format_duration(args.warmup),
+                humantime::format_duration(window),
+                humantime::format_duration(args.max_time)
+            );
+        }
     }
     if args.producers == 0 || args.subscribers == 0 || args.workers == 0 || args.rate == 0 {
         bail!("--producers, --subscribers, --workers and --rate must be at least 1");
@@ -67,7 +84,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut results: Vec<Outcome> = Vec::new();
     for scenario in scenarios {
         let rows = match scenario {
-            Scenario::Publish => vec![publish::publish(&args, &target, "publish", None).await?],
+            Scenario::Publish => vec![publish::publish(&args, &target).await?],
             Scenario::Pubsub => vec![pubsub::pubsub(&args, &target).await?],
             Scenario::Queue => vec![queue::queue(&args, &target).await?],
             Scenario::Latency => vec![publish::latency(&args, &target).await?],

@@ -10,24 +10,39 @@ use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use sluice_client::Message;
 
-use super::load::{bar, publish_load, run_id};
+use super::load::{bar, publish_load, run_id, Load, MakeMessage};
 use super::report::Outcome;
 use super::target::Target;
+use super::window::{measure, Span, Steady};
 use crate::cli::args::BenchArgs;
 
-/// `publish`: `--count` messages of `--size` bytes to `topic` (a fresh
-/// one by default), reported under `label`.
-pub async fn publish(
+/// `publish`: messages of `--size` bytes to a fresh topic.
+pub async fn publish(args: &BenchArgs, target: &Target) -> anyhow::Result<Outcome> {
+    let topic = format!("bench.publish.{}", run_id());
+    let body = Bytes::from(vec![b'x'; args.size]);
+    let t = topic.clone();
+    let make = Arc::new(move |_: u64| Message::new(t.clone(), body.clone()));
+    let row = publish_measured(args, target, "publish", make).await?;
+    target.clean_up(args, &topic).await;
+    Ok(row)
+}
+
+/// Publishes what `make` makes over the span the flags ask for and
+/// measures the acks, reported under `label`.
+async fn publish_measured(
     args: &BenchArgs,
     target: &Target,
     label: &str,
-    topic: Option<String>,
+    make: MakeMessage,
 ) -> anyhow::Result<Outcome> {
-    let topic = topic.unwrap_or_else(|| format!("bench.publish.{}", run_id()));
-    let body = Bytes::from(vec![b'x'; args.size]);
-    let make = Arc::new(move |_: u64| Message::new(topic.clone(), body.clone()));
-    let (n, took, latencies) = publish_load(args, target, label, make).await?;
-    Ok(Outcome::new(label, args.size, n, took).latencies(latencies))
+    let load = Load::from_args(args);
+    let span = Span::from_args(args);
+    let work = async {
+        let loaded = publish_load(args, target, label, make, span, &load).await?;
+        Ok((loaded.latencies, loaded.last_ack))
+    };
+    let (latencies, steady) = measure(span, || load.acked(), work).await?;
+    Ok(Outcome::measured(label, args.size, steady).latencies(latencies))
 }
 
 /// `pipeline`: one row per variant (none, pass-through, order pipeline).
@@ -36,22 +51,13 @@ pub async fn pipeline(args: &BenchArgs, target: &Target) -> anyhow::Result<Vec<O
         bail!("the pipeline scenario needs --embedded");
     }
     let id = run_id();
-    let mut rows = vec![
-        publish(
-            args,
-            target,
-            "pipeline none",
-            Some(format!("bench.plain.{id}")),
-        )
-        .await?,
-        publish(
-            args,
-            target,
-            "pipeline pass-through",
-            Some(format!("bench.pipeline.pass.{id}")),
-        )
-        .await?,
-    ];
+    let body = Bytes::from(vec![b'x'; args.size]);
+    let to = |topic: String| -> MakeMessage {
+        let body = body.clone();
+        Arc::new(move |_: u64| Message::new(topic.clone(), body.clone()))
+    };
+    let none = to(format!("bench.plain.{id}"));
+    let pass = to(format!("bench.pipeline.pass.{id}"));
     // A valid order of about --size bytes, routed to bench.orders.eu.
     let filler = args.size.saturating_sub(120);
     let order = Bytes::from(format!(
@@ -59,20 +65,30 @@ pub async fn pipeline(args: &BenchArgs, target: &Target) -> anyhow::Result<Vec<O
         "n".repeat(filler)
     ));
     let topic = format!("bench.pipeline.orders.{id}");
-    let make =
+    let orders: MakeMessage =
         Arc::new(move |_: u64| Message::new(topic.clone(), order.clone()).header("region", "eu"));
-    let (n, took, latencies) = publish_load(args, target, "pipeline orders", make).await?;
-    rows.push(Outcome::new("pipeline orders (4 stages)", args.size, n, took).latencies(latencies));
-    Ok(rows)
+    Ok(vec![
+        publish_measured(args, target, "pipeline none", none).await?,
+        publish_measured(args, target, "pipeline pass-through", pass).await?,
+        publish_measured(args, target, "pipeline orders (4 stages)", orders).await?,
+    ])
 }
 
-/// `latency`: one message at a time at `--rate`, ack round trips.
+/// `latency`: one message at a time at `--rate`, ack round trips. Timed,
+/// it sends through the warm-up and the window and keeps the round trips
+/// of what it sent inside the window.
 pub async fn latency(args: &BenchArgs, target: &Target) -> anyhow::Result<Outcome> {
     let topic = format!("bench.latency.{}", run_id());
     let client = target.client().await?;
-    let count = args
-        .count
-        .min(args.rate.saturating_mul(args.max_time.as_secs().max(1)));
+    let span = Span::from_args(args);
+    let count = match span {
+        Span::Count(count) => count.min(args.rate.saturating_mul(args.max_time.as_secs().max(1))),
+        Span::Timed { phases, limit } => {
+            let total = phases.close.saturating_duration_since(Instant::now());
+            let due = (total.as_secs_f64() * args.rate as f64).ceil() as u64;
+            due.min(limit.unwrap_or(u64::MAX))
+        }
+    };
     let progress = bar(count, "latency");
     let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
     let body = Bytes::from(vec![b'x'; args.size]);
@@ -92,20 +108,32 @@ pub async fn latency(args: &BenchArgs, target: &Target) -> anyhow::Result<Outcom
                 let sent_at = Instant::now();
                 in_flight.push(async move {
                     let result = client.publish_message(message).await;
-                    (result, sent_at.elapsed())
+                    (result, sent_at, sent_at.elapsed())
                 });
                 sent += 1;
             }
-            Some((result, took)) = in_flight.next(), if !in_flight.is_empty() => {
+            Some((result, sent_at, took)) = in_flight.next(), if !in_flight.is_empty() => {
                 result.context("publish failed")?;
-                latencies.push(took.as_micros() as u64);
+                if span.samples(sent_at) {
+                    latencies.push(took.as_micros() as u64);
+                }
                 progress.inc(1);
             }
         }
     }
     progress.finish_and_clear();
-    let took = start.elapsed();
+    let took = match span.phases() {
+        Some(phases) => phases.window(),
+        None => start.elapsed(),
+    };
     client.close().await;
+    target.clean_up(args, &topic).await;
+    let steady = Steady {
+        messages: latencies.len() as u64,
+        took,
+        planned: span.phases().map(|p| p.window()),
+        short: false,
+    };
     let label = format!("latency @{}/s", args.rate);
-    Ok(Outcome::new(&label, args.size, latencies.len() as u64, took).latencies(latencies))
+    Ok(Outcome::measured(&label, args.size, steady).latencies(latencies))
 }

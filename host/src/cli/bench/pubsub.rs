@@ -2,6 +2,7 @@
 //! `--subscribers` subscribers, measured as received; latency is publish
 //! to receive, from send times carried in sampled payloads.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,9 +10,10 @@ use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use sluice_client::{Message, StartPosition};
 
-use super::load::{publish_load, run_id};
+use super::load::{publish_load, run_id, Load};
 use super::report::Outcome;
 use super::target::Target;
+use super::window::{measure, Span};
 use crate::cli::args::BenchArgs;
 
 /// One message in this many carries its send time (pub/sub latency samples).
@@ -35,41 +37,57 @@ fn sent_at(payload: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(payload.get(..8)?.try_into().ok()?))
 }
 
-/// `pubsub`: subscribers first, then `--count` messages published.
+/// `pubsub`: subscribers first, then the publisher, over the span the
+/// flags ask for; counted as received by the subscribers.
 pub async fn pubsub(args: &BenchArgs, target: &Target) -> anyhow::Result<Outcome> {
     let topic = format!("bench.pubsub.{}", run_id());
-    let count = args.count;
     let epoch = Instant::now();
     let deadline = epoch + args.max_time;
-    let mut receivers = FuturesUnordered::new();
+    let mut subscribers = Vec::with_capacity(args.subscribers);
     for _ in 0..args.subscribers {
         let client = target.client().await?;
-        let mut sub = client
+        let sub = client
             .subscribe(topic.clone(), StartPosition::Latest)
             .await?;
+        subscribers.push((client, sub));
+    }
+    let span = Span::from_args(args);
+    let wanted = span.limit();
+    let counters: Vec<Arc<AtomicU64>> = (0..args.subscribers).map(|_| Arc::default()).collect();
+    let mut receivers = FuturesUnordered::new();
+    for ((client, mut sub), received) in subscribers.into_iter().zip(counters.clone()) {
         receivers.push(tokio::spawn(async move {
             let mut got = 0u64;
-            let mut latencies = Vec::with_capacity((count / SAMPLE_EVERY + 1) as usize);
+            let mut latencies = Vec::new();
             let mut last = epoch;
-            // Quiet for 2 s (messages dropped for a slow subscriber never
-            // come) or past the deadline: done. The clock is read only for
-            // sampled messages, so measuring costs the receiver little.
-            let idle = tokio::time::sleep(QUIET);
+            // Timed, a subscriber stops when the window closes; counted,
+            // when it has them all or nothing came for QUIET. The clock is
+            // read only for sampled messages, so measuring costs the
+            // receiver little.
+            let stop = match span.phases() {
+                Some(phases) => phases.close,
+                None => Instant::now() + QUIET,
+            };
+            let idle = tokio::time::sleep_until(stop.min(deadline).into());
             tokio::pin!(idle);
-            while got < count {
+            while got < wanted {
                 tokio::select! {
                     m = sub.recv() => match m {
                         Some(Ok(m)) => {
                             got += 1;
-                            if m.offset.is_multiple_of(SAMPLE_EVERY) || got == count {
+                            received.store(got, Ordering::Relaxed);
+                            let sampled = m.offset.is_multiple_of(SAMPLE_EVERY);
+                            if sampled || got == wanted {
                                 let now = Instant::now();
                                 last = now;
-                                if let Some(sent) = sent_at(&m.payload).filter(|_| m.offset.is_multiple_of(SAMPLE_EVERY)) {
+                                let in_window = sampled && span.samples(now);
+                                if let Some(sent) = sent_at(&m.payload).filter(|_| in_window) {
                                     let at = now.duration_since(epoch).as_micros() as u64;
                                     latencies.push(at.saturating_sub(sent));
                                 }
-                                let until = (now + QUIET).min(deadline);
-                                idle.as_mut().reset(until.into());
+                                if span.phases().is_none() {
+                                    idle.as_mut().reset((now + QUIET).min(deadline).into());
+                                }
                             }
                         }
                         _ => break,
@@ -78,40 +96,46 @@ pub async fn pubsub(args: &BenchArgs, target: &Target) -> anyhow::Result<Outcome
                 }
             }
             client.close().await;
-            (got, last, latencies)
+            (last, latencies)
         }));
     }
     let size = args.size;
     let plain = Bytes::from(vec![b'x'; size]);
     // Every SAMPLE_EVERY-th message (by offset: the topic is fresh) carries
     // its send time; the rest share one buffer.
+    let t = topic.clone();
     let make = Arc::new(move |i: u64| {
         let body = if i.is_multiple_of(SAMPLE_EVERY) {
             payload(size, epoch)
         } else {
             plain.clone()
         };
-        Message::new(topic.clone(), body)
+        Message::new(t.clone(), body)
     });
-    let start = Instant::now();
-    let (sent, _, _) = publish_load(args, target, "pubsub", make).await?;
-    let mut received = 0;
-    let mut latencies = Vec::new();
-    let mut last = start;
-    while let Some(joined) = receivers.next().await {
-        let (got, at, lat) = joined?;
-        received += got;
-        last = last.max(at);
-        latencies.extend(lat);
-    }
-    let expected = sent * args.subscribers as u64;
-    if received < expected {
+    let load = Load::from_args(args);
+    let work = async {
+        publish_load(args, target, "pubsub", make, span, &load).await?;
+        let mut latencies = Vec::new();
+        let mut last = epoch;
+        while let Some(joined) = receivers.next().await {
+            let (at, lat) = joined?;
+            last = last.max(at);
+            latencies.extend(lat);
+        }
+        Ok((latencies, last))
+    };
+    let received = || counters.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+    let (latencies, steady) = measure(span, received, work).await?;
+    let expected = load.acked() * args.subscribers as u64;
+    if span.phases().is_none() && steady.messages < expected {
         eprintln!(
-            "pubsub: {received} of {expected} messages received (live subscriptions drop for a subscriber that falls behind)"
+            "pubsub: {} of {expected} messages received (live subscriptions drop for a subscriber that falls behind)",
+            steady.messages
         );
     }
+    target.clean_up(args, &topic).await;
     let label = format!("pubsub 1:{}", args.subscribers);
-    Ok(Outcome::new(&label, args.size, received, last - start).latencies(latencies))
+    Ok(Outcome::measured(&label, args.size, steady).latencies(latencies))
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::window::Steady;
 use crate::cli::args::BenchArgs;
 
 /// One row of results.
@@ -31,6 +32,13 @@ pub struct Outcome {
     /// See `rss_before_bytes`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rss_held_bytes: Option<u64>,
+    /// With `--duration`: the steady window the figure covers (seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_s: Option<f64>,
+    /// With `--duration`: the window was cut short (the work ran out
+    /// first: a `queue` topic ran dry, or `--count` was reached).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub short_window: Option<bool>,
 }
 
 impl Outcome {
@@ -48,7 +56,22 @@ impl Outcome {
             p999_us: None,
             rss_before_bytes: None,
             rss_held_bytes: None,
+            window_s: None,
+            short_window: None,
         }
+    }
+
+    /// What `steady` counted; timed, with its window.
+    pub fn measured(scenario: &str, size: usize, steady: Steady) -> Outcome {
+        let mut row = Outcome::new(scenario, size, steady.messages, steady.took);
+        // 0 over an empty window, not a count over a nanosecond.
+        row.msgs_per_s = steady.rate();
+        row.mb_per_s = steady.rate() * size as f64 / 1e6;
+        if steady.planned.is_some() {
+            row.window_s = Some(steady.took.as_secs_f64());
+            row.short_window = Some(steady.short);
+        }
+        row
     }
 
     /// The percentiles of `samples` (µs); none when there are none.
@@ -85,6 +108,13 @@ pub fn print_table(args: &BenchArgs, results: &[Outcome]) {
             opt(r.p999_us)
         );
     }
+    if let Some(window) = args.duration {
+        println!(
+            "(each figure: what was received or acked in a {} window after a {} warm-up)",
+            humantime::format_duration(window),
+            humantime::format_duration(args.warmup)
+        );
+    }
     if args.embedded {
         println!(
             "(embedded broker, fsync={:?}; broker and clients share this machine's cores)",
@@ -109,5 +139,26 @@ mod tests {
         );
         let none = Outcome::new("queue", 1, 1, Duration::ZERO).latencies(Vec::new());
         assert_eq!(none.p50_us, None);
+        let short = Steady {
+            messages: 500,
+            took: Duration::from_millis(500),
+            planned: Some(Duration::from_secs(3)),
+            short: true,
+        };
+        let timed = Outcome::measured("queue", 1, short);
+        assert_eq!(timed.msgs_per_s, 1000.0);
+        assert_eq!(
+            (timed.window_s, timed.short_window),
+            (Some(0.5), Some(true))
+        );
+        let counted = Outcome::measured(
+            "queue",
+            1,
+            Steady {
+                planned: None,
+                ..short
+            },
+        );
+        assert_eq!((counted.window_s, counted.short_window), (None, None));
     }
 }

@@ -63,6 +63,30 @@ impl Target {
             .with_context(|| format!("failed to connect to {}", self.options.server))
     }
 
+    /// Deletes `topic` after a timed run (`--duration`): seconds at full
+    /// speed write gigabytes, and the next run should not start on a full
+    /// disk. A run of `--count` keeps it (`cargo xtask bench-vs-nats
+    /// --cluster` reads where its stream was placed afterwards).
+    pub async fn clean_up(&self, args: &BenchArgs, topic: &str) {
+        if args.duration.is_none() {
+            return;
+        }
+        let deleted = match self.client().await {
+            Ok(client) => {
+                let deleted = client
+                    .delete_topic(topic)
+                    .await
+                    .map_err(anyhow::Error::from);
+                client.close().await;
+                deleted
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = deleted {
+            eprintln!("bench: could not delete {topic} after the run: {e:#}");
+        }
+    }
+
     /// Stops the embedded broker, if there is one.
     pub async fn stop(self) -> anyhow::Result<()> {
         if let Some((running, _dir)) = self.embedded {
