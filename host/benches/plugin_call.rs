@@ -1,5 +1,7 @@
 //! Cost of a plugin call per message, by batch size: a pass-through
-//! plugin (the boundary alone) and the example router. Needs the example
+//! plugin (the boundary alone) and the example router; and each stage of
+//! the example order pipeline (`sluice bench pipeline`) on 1 KiB orders,
+//! so a slow pipeline can be pinned on its stage. Needs the example
 //! components: `cargo xtask plugins`, then `cargo bench -p sluice`.
 
 use std::path::PathBuf;
@@ -76,9 +78,70 @@ fn bench_plugins(c: &mut Criterion) {
     }
 }
 
+/// 64 orders of about 1 KiB, as `sluice bench pipeline` publishes them.
+fn orders() -> Vec<NewRecord> {
+    let order = Bytes::from(format!(
+        r#"{{"id":"o-1","region":"eu","total":42.5,"customer":{{"email":"ann@example.com","phone":"+44 20 7946 0000"}},"note":"{}"}}"#,
+        "n".repeat(1024 - 120)
+    ));
+    (0..64)
+        .map(|_| NewRecord {
+            key: None,
+            headers: vec![("region".into(), "eu".into())],
+            payload: order.clone(),
+            id: None,
+        })
+        .collect()
+}
+
+fn bench_order_stages(c: &mut Criterion) {
+    let engine = PluginEngine::new().expect("engine");
+    let stages = [
+        (
+            "validate",
+            "validate_json_schema.wasm",
+            r#"{"schema": {"type": "object", "required": ["id", "region", "total"], "properties": {"id": {"type": "string"}, "region": {"type": "string", "enum": ["eu", "us", "apac"]}, "total": {"type": "number", "minimum": 0}}}}"#,
+        ),
+        (
+            "filter",
+            "filter_json.wasm",
+            r#"{"conditions": [{"field": "test", "exists": false}]}"#,
+        ),
+        (
+            "redact",
+            "redact_pii.wasm",
+            r#"{"fields": ["customer.phone"]}"#,
+        ),
+        (
+            "route",
+            "route_by_header.wasm",
+            r#"{"header": "region", "prefix": "bench.orders."}"#,
+        ),
+    ];
+    let recs = orders();
+    let batch = to_batch("bench.pipeline.orders", recs.iter(), 0);
+    let mut group = c.benchmark_group("order pipeline stage, 64 x 1 KiB");
+    group.throughput(Throughput::Elements(recs.len() as u64));
+    for (label, file, config) in stages {
+        let plugin = engine
+            .load(PluginSpec {
+                name: label.into(),
+                path: component(file),
+                config_json: config.into(),
+                timeout: Duration::from_secs(5),
+                memory_bytes: 64 * 1024 * 1024,
+            })
+            .expect("plugin loads");
+        group.bench_function(label, |b| {
+            b.iter(|| plugin.call(&batch).expect("call succeeds"))
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = bench_plugins
+    targets = bench_plugins, bench_order_stages
 }
 criterion_main!(benches);

@@ -117,7 +117,7 @@ fn rebuild_dedup(log: &TopicLog, window_ms: u64, max_bytes: usize) -> DedupIndex
             };
             from = last.offset + 1;
             for record in batch.records {
-                if let Some(id) = record.id {
+                if let Some(id) = &record.id {
                     index.insert(id, record.offset, record.timestamp_ms);
                 }
             }
@@ -273,7 +273,7 @@ impl Topic {
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut fresh = Vec::with_capacity(batch.len());
         // Index into `fresh` of ids first seen in this very batch.
-        let mut in_batch: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        let mut in_batch: hashbrown::HashMap<&str, usize> = hashbrown::HashMap::new();
         let mut slots = Vec::with_capacity(batch.len());
         for record in &batch {
             match record.id.as_deref() {
@@ -290,6 +290,7 @@ impl Topic {
                 None => slots.push(Ok((slots.len(), false))),
             }
         }
+        drop(in_batch);
         // Positions (in `batch`) that are stored, in order.
         let keep: Vec<bool> = slots.iter().map(|s| matches!(s, Ok((_, false)))).collect();
         let mut position_in_fresh = vec![0usize; batch.len()];
@@ -315,7 +316,7 @@ impl Topic {
         }
         for record in &records {
             if let Some(id) = &record.id {
-                let evicted = dedup.insert(id.clone(), record.offset, record.timestamp_ms);
+                let evicted = dedup.insert(id, record.offset, record.timestamp_ms);
                 if evicted > 0 {
                     self.dedup_evicted(evicted);
                 }
