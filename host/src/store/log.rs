@@ -87,7 +87,10 @@ pub struct TopicLog {
     /// Oldest first; the last one is the active segment. Never empty.
     segments: RwLock<Vec<Arc<Segment>>>,
     pub(super) writer: Mutex<Writer>,
-    pub(super) sync_lock: Mutex<()>,
+    /// Held while fsyncing, so fsyncs run one at a time and a delete can
+    /// move the files with none in progress; true once the log is retired
+    /// ([`TopicLog::retire`]), after which fsyncs have nothing to do.
+    pub(super) sync_lock: Mutex<bool>,
     /// Published after the records below it are readable.
     pub(super) next_offset: AtomicU64,
     start_offset: AtomicU64,
@@ -185,7 +188,7 @@ impl TopicLog {
                 dir_dirty: false,
                 failed: None,
             }),
-            sync_lock: Mutex::new(()),
+            sync_lock: Mutex::new(false),
             next_offset: AtomicU64::new(next_offset),
             start_offset: AtomicU64::new(start_offset),
         })

@@ -255,7 +255,11 @@ impl TopicLog {
     /// A failed fsync fails the log: what it was to make durable may be lost while later
     /// fsyncs succeed, so nothing after it may be called durable.
     pub fn sync(&self) -> Result<(), StoreError> {
-        let _serial = lock(&self.sync_lock);
+        let serial = lock(&self.sync_lock);
+        if *serial {
+            // Retired by a delete: the files were moved away to be removed.
+            return Ok(());
+        }
         let (sealed, active, dir_dirty) = {
             let mut w = lock(&self.writer);
             if let Some(reason) = &w.failed {
@@ -277,6 +281,17 @@ impl TopicLog {
             Err(e) => self.fail(&mut lock(&self.writer), &format!("fsync failed: {e}")),
         }
         result
+    }
+
+    /// Runs `move_away` (a delete renaming the log's directory) with no
+    /// fsync in progress; if it succeeds, the log is retired: later fsyncs
+    /// (a committer stopping, the interval flusher) return at once instead
+    /// of failing on files that are no longer where they were.
+    pub fn retire<E>(&self, move_away: impl FnOnce() -> Result<(), E>) -> Result<(), E> {
+        let mut retired = lock(&self.sync_lock);
+        move_away()?;
+        *retired = true;
+        Ok(())
     }
 
     pub(super) fn sync_dir(&self) -> Result<(), StoreError> {

@@ -368,9 +368,12 @@ impl LocalStore {
                 .join(format!(".deleted-{}-{}", dir_name(name), super::now_ms()));
         let store = self.clone();
         let (from, to) = (topic.dir.clone(), graveyard.clone());
+        let retiring = topic.clone();
         tokio::task::spawn_blocking(move || {
             let disk = store.disk();
-            disk.rename(&from, &to)
+            retiring
+                .log
+                .retire(|| disk.rename(&from, &to))
                 .map_err(|e| StoreError::io("rename", &from, e))?;
             let topics = &store.inner.topics_dir;
             if let Err(e) = disk.sync_dir(topics) {

@@ -217,3 +217,31 @@ fn sealed_segments_hold_a_bounded_number_of_open_files() {
     append_n(&log, 5, 2);
     assert_eq!(read_all(&log).len(), 65);
 }
+
+#[test]
+fn a_retired_log_has_nothing_to_fsync_after_its_directory_moved() {
+    let dir = TempDir::new().unwrap();
+    let moved_under_it = dir.path().join("a");
+    let log = TopicLog::open(Files::real(), &moved_under_it, small(200)).unwrap();
+    // Rolls: sealed segments and a directory still to fsync.
+    append_n(&log, 30, 1);
+    fs::rename(&moved_under_it, dir.path().join(".deleted-a")).unwrap();
+    assert!(
+        log.sync().is_err(),
+        "the files are not where the log left them"
+    );
+
+    let retired = dir.path().join("b");
+    let log = TopicLog::open(Files::real(), &retired, small(200)).unwrap();
+    append_n(&log, 30, 1);
+    log.retire(|| fs::rename(&retired, dir.path().join(".deleted-b")))
+        .unwrap();
+    log.sync().expect("a retired log's fsync does nothing");
+    // A rename that fails retires nothing.
+    let kept = dir.path().join("c");
+    let log = TopicLog::open(Files::real(), &kept, small(200)).unwrap();
+    append_n(&log, 30, 1);
+    let refused = log.retire(|| fs::rename(dir.path().join("missing"), dir.path().join("x")));
+    assert!(refused.is_err());
+    log.sync().expect("the log still syncs");
+}
