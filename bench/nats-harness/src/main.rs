@@ -55,6 +55,8 @@
 mod consume;
 mod core;
 mod publish;
+/// The same rules as `sluice bench`: one file, compiled by both.
+#[path = "../../../host/src/cli/bench/window.rs"]
 mod window;
 
 use std::path::PathBuf;
@@ -134,7 +136,7 @@ struct Args {
 impl Args {
     /// The span the arguments ask for, its warm-up starting now.
     fn span(&self) -> Span {
-        Span::new(self.count, self.timed)
+        Span::new((self.count > 0).then_some(self.count), self.timed)
     }
 }
 

@@ -19,6 +19,15 @@ use crate::cli::display::{describe, progress_bar};
 /// Makes message `i` (0-based) of a load.
 pub type MakeMessage = Arc<dyn Fn(u64) -> Message + Send + Sync>;
 
+/// The span `--count`, `--duration` and `--warmup` ask for, its warm-up
+/// starting now.
+pub fn span(args: &BenchArgs) -> Span {
+    Span::new(
+        args.count,
+        args.duration.map(|window| (args.warmup, window)),
+    )
+}
+
 /// A short random suffix so runs against one broker do not share topics.
 pub fn run_id() -> String {
     let nanos = std::time::SystemTime::now()

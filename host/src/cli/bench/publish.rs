@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use sluice_client::Message;
 
-use super::load::{bar, publish_load, run_id, Load, MakeMessage};
+use super::load::{bar, publish_load, run_id, span, Load, MakeMessage};
 use super::report::Outcome;
 use super::target::Target;
 use super::window::{measure, Span, Steady};
@@ -36,7 +36,7 @@ async fn publish_measured(
     make: MakeMessage,
 ) -> anyhow::Result<Outcome> {
     let load = Load::from_args(args);
-    let span = Span::from_args(args);
+    let span = span(args);
     let work = async {
         let loaded = publish_load(args, target, label, make, span, &load).await?;
         Ok((loaded.latencies, loaded.last_ack))
@@ -80,7 +80,7 @@ pub async fn pipeline(args: &BenchArgs, target: &Target) -> anyhow::Result<Vec<O
 pub async fn latency(args: &BenchArgs, target: &Target) -> anyhow::Result<Outcome> {
     let topic = format!("bench.latency.{}", run_id());
     let client = target.client().await?;
-    let span = Span::from_args(args);
+    let span = span(args);
     let count = match span {
         Span::Count(count) => count.min(args.rate.saturating_mul(args.max_time.as_secs().max(1))),
         Span::Timed { phases, limit } => {

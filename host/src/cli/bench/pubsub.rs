@@ -10,10 +10,10 @@ use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use sluice_client::{Message, StartPosition};
 
-use super::load::{publish_load, run_id, Load};
+use super::load::{publish_load, run_id, span, Load};
 use super::report::Outcome;
 use super::target::Target;
-use super::window::{measure, Span};
+use super::window::measure;
 use crate::cli::args::BenchArgs;
 
 /// One message in this many carries its send time (pub/sub latency samples).
@@ -51,7 +51,7 @@ pub async fn pubsub(args: &BenchArgs, target: &Target) -> anyhow::Result<Outcome
             .await?;
         subscribers.push((client, sub));
     }
-    let span = Span::from_args(args);
+    let span = span(args);
     let wanted = span.limit();
     let counters: Vec<Arc<AtomicU64>> = (0..args.subscribers).map(|_| Arc::default()).collect();
     let mut receivers = FuturesUnordered::new();

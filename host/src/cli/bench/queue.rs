@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use sluice_client::{ConsumeOptions, Message, StartPosition};
 
-use super::load::{bar, publish_load, run_id, Load};
+use super::load::{bar, publish_load, run_id, span, Load};
 use super::report::Outcome;
 use super::target::Target;
 use super::window::{measure, Phases, Span};
@@ -77,7 +77,7 @@ pub async fn queue(args: &BenchArgs, target: &Target) -> anyhow::Result<Outcome>
     )
     .await?;
     let loaded = preloading.acked();
-    let span = Span::from_args(args);
+    let span = span(args);
     let progress = match span {
         Span::Count(_) => bar(loaded, "queue"),
         Span::Timed { .. } => indicatif::ProgressBar::hidden(),

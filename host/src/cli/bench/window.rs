@@ -1,4 +1,7 @@
-//! How long a scenario runs and what its figure covers.
+//! How long a scenario runs and what its figure covers. The NATS side of
+//! `cargo xtask bench-vs-nats` (`bench/nats-harness`) compiles this same
+//! file, so that both sides' figures mean the same: it depends on nothing
+//! of this crate.
 //!
 //! Without `--duration` a scenario sends `--count` messages and its figure
 //! covers all of them, from its start to the last message counted. With
@@ -14,8 +17,6 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
-
-use crate::cli::args::BenchArgs;
 
 /// Messages per scenario without `--duration` or `--count`.
 pub const DEFAULT_COUNT: u64 = 100_000;
@@ -59,20 +60,22 @@ pub enum Span {
     Timed {
         /// The warm-up and the window.
         phases: Phases,
-        /// `--count` when it was given.
+        /// The count, when one was given.
         limit: Option<u64>,
     },
 }
 
 impl Span {
-    /// The span the flags ask for, its warm-up starting now.
-    pub fn from_args(args: &BenchArgs) -> Span {
-        match args.duration {
-            Some(window) => Span::Timed {
-                phases: Phases::starting_now(args.warmup, window),
-                limit: args.count,
+    /// `count` messages ([`DEFAULT_COUNT`] when none is given), or with
+    /// `timed` (warm-up, window) a warm-up starting now, the window, and
+    /// at most `count` messages.
+    pub fn new(count: Option<u64>, timed: Option<(Duration, Duration)>) -> Span {
+        match timed {
+            Some((warmup, window)) => Span::Timed {
+                phases: Phases::starting_now(warmup, window),
+                limit: count,
             },
-            None => Span::Count(args.count.unwrap_or(DEFAULT_COUNT)),
+            None => Span::Count(count.unwrap_or(DEFAULT_COUNT)),
         }
     }
 
