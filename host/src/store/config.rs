@@ -22,6 +22,14 @@ pub struct LogConfig {
     pub index_interval_bytes: u64,
     /// What `apply_retention` removes.
     pub retention: Retention,
+    /// fsync a segment as it is sealed, before the next one takes records,
+    /// so that what a power loss leaves is always a prefix of the log. On
+    /// under `fsync = "always"`, where it costs little (the group commits
+    /// have synced most of the segment). Off under `interval` and `never`:
+    /// there the sealed segment is fsynced by the next periodic sync,
+    /// off the append path, instead of stalling every append while a whole
+    /// segment (64 MiB by default) goes to disk.
+    pub sync_on_roll: bool,
 }
 
 impl LogConfig {
@@ -42,6 +50,7 @@ impl Default for LogConfig {
             segment_bytes: Self::DEFAULT_SEGMENT_BYTES,
             index_interval_bytes: Self::DEFAULT_INDEX_INTERVAL_BYTES,
             retention: Retention::default(),
+            sync_on_roll: true,
         }
     }
 }

@@ -44,6 +44,7 @@ fn log_config() -> impl Strategy<Value = LogConfig> {
         segment_bytes,
         index_interval_bytes,
         retention: Retention::default(),
+        sync_on_roll: true,
     })
 }
 

@@ -111,10 +111,13 @@ impl TopicLog {
                     }
                 }
                 // A sealed segment is durable before any record goes to the next one, so
-                // recovery never finds a later segment holding records after a short one.
-                if let Err(e) = part.segment.sync_now() {
-                    self.fail(w, &format!("fsync failed: {e}"));
-                    return Err((e, created));
+                // recovery never finds a later segment holding records after a short one
+                // (see `LogConfig::sync_on_roll` for when it waits for the next sync).
+                if self.config.sync_on_roll {
+                    if let Err(e) = part.segment.sync_now() {
+                        self.fail(w, &format!("fsync failed: {e}"));
+                        return Err((e, created));
+                    }
                 }
                 if !part.bytes.is_empty() {
                     parts.push(part);
@@ -255,6 +258,18 @@ impl TopicLog {
     /// A failed fsync fails the log: what it was to make durable may be lost while later
     /// fsyncs succeed, so nothing after it may be called durable.
     pub fn sync(&self) -> Result<(), StoreError> {
+        self.sync_segments(true)
+    }
+
+    /// fsyncs only the segments sealed since the last sync (and the
+    /// directory if segments were created), not the active one: what
+    /// `fsync = "never"` does periodically, so sealed segments become
+    /// durable and their files can be closed (see `LogConfig::sync_on_roll`).
+    pub fn sync_sealed(&self) -> Result<(), StoreError> {
+        self.sync_segments(false)
+    }
+
+    fn sync_segments(&self, with_active: bool) -> Result<(), StoreError> {
         let serial = lock(&self.sync_lock);
         if *serial {
             // Retired by a delete: the files were moved away to be removed.
@@ -271,9 +286,10 @@ impl TopicLog {
                 std::mem::take(&mut w.dir_dirty),
             )
         };
+        let active = with_active.then_some(active);
         let result = sealed
             .iter()
-            .chain(std::iter::once(&active))
+            .chain(active.as_ref())
             .try_for_each(|seg| seg.sync())
             .and_then(|()| if dir_dirty { self.sync_dir() } else { Ok(()) });
         match &result {

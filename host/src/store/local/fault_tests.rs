@@ -385,6 +385,76 @@ async fn what_recovery_finds_is_made_durable_before_it_counts() {
     store.shutdown().await;
 }
 
+/// Publishes `m00`..`m11` to a topic of 200-byte segments (several rolls).
+async fn publish_across_rolls(store: &LocalStore) -> Vec<String> {
+    store
+        .create_topic("t", small_segments())
+        .await
+        .expect("topic");
+    let sent: Vec<String> = (0..12).map(|i| format!("m{i:02}")).collect();
+    for payload in &sent {
+        publish(store, "t", vec![record(payload, None)])
+            .await
+            .expect("acked");
+    }
+    sent
+}
+
+/// What a power loss now would leave of topic `t`.
+async fn after_power_loss(disk: &SimDisk, data: &Path) -> Vec<String> {
+    let after = SimDisk::crash(&disk.now(), Crash::DurableOnly);
+    let store = open_with(options(shared(after), data))
+        .await
+        .expect("reopens");
+    let found = match store.topic("t") {
+        Some(_) => payloads(&store, "t").await,
+        None => Vec::new(),
+    };
+    store.shutdown().await;
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_fsync_never_a_roll_does_not_wait_for_an_fsync() {
+    let disk = SimDisk::new();
+    let data = sim_data_dir(&disk);
+    let mut never = options(shared(disk.clone()), data);
+    never.fsync = crate::config::FsyncPolicy::Never;
+    // The first periodic sync of sealed segments is an hour away.
+    never.fsync_interval = Duration::from_secs(3600);
+    let store = open_with(never).await.expect("opens");
+    publish_across_rolls(&store).await;
+    // Nothing was fsynced on the way: the rolls left it to the OS.
+    assert_eq!(after_power_loss(&disk, data).await, Vec::<String>::new());
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_fsync_never_sealed_segments_become_durable_within_the_interval() {
+    let disk = SimDisk::new();
+    let data = sim_data_dir(&disk);
+    let mut never = options(shared(disk.clone()), data);
+    never.fsync = crate::config::FsyncPolicy::Never;
+    never.fsync_interval = Duration::from_millis(10);
+    let store = open_with(never).await.expect("opens");
+    let sent = publish_across_rolls(&store).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let durable = loop {
+        let durable = after_power_loss(&disk, data).await;
+        // The segment holding m11 is active: only a roll seals it.
+        if durable.len() >= sent.len() / 2 || tokio::time::Instant::now() > deadline {
+            break durable;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        durable.len() >= sent.len() / 2 && durable.len() < sent.len(),
+        "the sealed segments and not the active one are durable: {durable:?}"
+    );
+    assert_eq!(durable[..], sent[..durable.len()], "a prefix of the log");
+    store.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_record_in_the_dedup_window_does_not_stop_startup() {
     let dir = TempDir::new().expect("temp dir");

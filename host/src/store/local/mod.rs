@@ -218,7 +218,7 @@ impl LocalStore {
             name,
             dir,
             file,
-            self.inner.options.dedup_max_bytes,
+            &self.inner.options,
             self.inner.stop.child_token(),
             self.inner.metrics.topic(name),
         )
@@ -266,25 +266,41 @@ impl LocalStore {
 
     fn start_background_jobs(&self) {
         let options = &self.inner.options;
-        self.every(options.retention_check_interval, |store| async move {
+        // Retention runs at start too: a restart may find old segments.
+        let retention = options.retention_check_interval;
+        self.every(Duration::ZERO, retention, |store| async move {
             store.apply_retention().await
         });
-        if options.fsync == FsyncPolicy::Interval {
-            self.every(options.fsync_interval, |store| async move {
-                store.sync_all().await
-            });
+        let period = options.fsync_interval;
+        match options.fsync {
+            FsyncPolicy::Interval => {
+                self.every(
+                    period,
+                    period,
+                    |store| async move { store.sync_all().await },
+                )
+            }
+            // Segments sealed by a roll (see `LogConfig::sync_on_roll`).
+            FsyncPolicy::Never => {
+                self.every(
+                    period,
+                    period,
+                    |store| async move { store.sync_sealed().await },
+                )
+            }
+            FsyncPolicy::Always => {}
         }
     }
 
-    /// Runs `job` every `period` until the store stops.
-    fn every<F, Fut>(&self, period: Duration, job: F)
+    /// Runs `job` after `first`, then every `period`, until the store stops.
+    fn every<F, Fut>(&self, first: Duration, period: Duration, job: F)
     where
         F: Fn(LocalStore) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send,
     {
         let store = self.clone();
         self.inner.tasks.spawn(async move {
-            let mut tick = tokio::time::interval(period);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + first, period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
@@ -322,11 +338,20 @@ impl LocalStore {
     }
 
     async fn sync_all(&self) {
+        self.sync_each(Topic::sync).await;
+    }
+
+    async fn sync_sealed(&self) {
+        self.sync_each(Topic::sync_sealed).await;
+    }
+
+    /// Runs `sync` on every topic on the blocking pool; a failure fails
+    /// that topic's log (and is logged there).
+    async fn sync_each(&self, sync: fn(&Topic) -> Result<(), StoreError>) {
         let topics = self.all_topics();
         let result = tokio::task::spawn_blocking(move || {
             for topic in topics {
-                // A failure fails the topic (logged there).
-                let _ = topic.sync();
+                let _ = sync(&topic);
             }
         })
         .await;

@@ -32,8 +32,9 @@ static NEXT_INCARNATION: AtomicU64 = AtomicU64::new(1);
 /// Name of the per-topic settings file.
 pub(crate) const SETTINGS_FILE: &str = "topic.json";
 
-fn log_config(settings: &TopicSettings) -> LogConfig {
+fn log_config(settings: &TopicSettings, fsync: FsyncPolicy) -> LogConfig {
     LogConfig {
+        sync_on_roll: fsync == FsyncPolicy::Always,
         segment_bytes: settings.segment_bytes,
         retention: Retention {
             max_age_ms: settings.retention.max_age_ms,
@@ -175,7 +176,7 @@ impl Topic {
         name: &str,
         dir: PathBuf,
         file: TopicFile,
-        dedup_max_bytes: usize,
+        options: &super::LocalOptions,
         stop: CancellationToken,
         counters: crate::metrics::TopicCounters,
     ) -> Result<Topic, StoreError> {
@@ -194,9 +195,9 @@ impl Topic {
             }
         };
         let settings = file.settings;
-        let log = TopicLog::open(files, &dir, log_config(&settings))?;
+        let log = TopicLog::open(files, &dir, log_config(&settings, options.fsync))?;
         let end = log.next_offset();
-        let dedup = rebuild_dedup(&log, settings.dedup_window_ms, dedup_max_bytes);
+        let dedup = rebuild_dedup(&log, settings.dedup_window_ms, options.dedup_max_bytes);
         Ok(Topic {
             name: name.into(),
             incarnation,
@@ -328,7 +329,15 @@ impl Topic {
     /// fsyncs the log (blocking). A failure fails the topic: it refuses
     /// writes until a restart, and the metric says so.
     pub fn sync(&self) -> Result<(), StoreError> {
-        let result = self.log.sync();
+        self.counted(self.log.sync())
+    }
+
+    /// fsyncs the segments sealed since the last sync (`fsync = "never"`).
+    pub fn sync_sealed(&self) -> Result<(), StoreError> {
+        self.counted(self.log.sync_sealed())
+    }
+
+    fn counted(&self, result: Result<(), StoreError>) -> Result<(), StoreError> {
         if result.is_err() {
             self.counters.storage_failed();
         }

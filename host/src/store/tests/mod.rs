@@ -30,6 +30,7 @@ fn small(segment_bytes: u64) -> LogConfig {
         segment_bytes,
         index_interval_bytes: 64,
         retention: Retention::default(),
+        sync_on_roll: true,
     }
 }
 
