@@ -83,17 +83,6 @@ impl Actor {
             let compacted = state.map(|state| journal.compact(&state));
             (journal, result, compacted)
         };
-        if tokio::runtime::Handle::current().runtime_flavor()
-            == tokio::runtime::RuntimeFlavor::MultiThread
-        {
-            // The worker hands its other tasks to another thread first, so
-            // the write blocks nothing else, and no hop to the blocking
-            // pool and back lies on the way of every delivery and answer.
-            let written = tokio::task::block_in_place(write);
-            self.land_written(Ok(written));
-            self.release(outbox, replies);
-            return None;
-        }
         Some(Flight {
             task: tokio::task::spawn_blocking(write),
             outbox,
