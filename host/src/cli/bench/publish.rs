@@ -56,23 +56,36 @@ pub async fn pipeline(args: &BenchArgs, target: &Target) -> anyhow::Result<Vec<O
         let body = body.clone();
         Arc::new(move |_: u64| Message::new(topic.clone(), body.clone()))
     };
-    let none = to(format!("bench.plain.{id}"));
-    let pass = to(format!("bench.pipeline.pass.{id}"));
+    let (plain, passed) = (
+        format!("bench.plain.{id}"),
+        format!("bench.pipeline.pass.{id}"),
+    );
+    let (none, pass) = (to(plain.clone()), to(passed.clone()));
     // A valid order of about --size bytes, routed to bench.orders.eu.
     let filler = args.size.saturating_sub(120);
     let order = Bytes::from(format!(
         r#"{{"id":"o-1","region":"eu","total":42.5,"customer":{{"email":"ann@example.com","phone":"+44 20 7946 0000"}},"note":"{}"}}"#,
         "n".repeat(filler)
     ));
-    let topic = format!("bench.pipeline.orders.{id}");
+    let ordered = format!("bench.pipeline.orders.{id}");
+    let topic = ordered.clone();
     let orders: MakeMessage =
         Arc::new(move |_: u64| Message::new(topic.clone(), order.clone()).header("region", "eu"));
-    Ok(vec![
-        publish_measured(args, target, "pipeline none", none).await?,
-        publish_measured(args, target, "pipeline pass-through", pass).await?,
-        publish_measured(args, target, "pipeline orders (4 stages)", orders).await?,
-    ])
+    // Each variant's topics go before the next runs, so every variant
+    // starts from the same disk and page cache.
+    let none = publish_measured(args, target, "pipeline none", none).await?;
+    target.clean_up(args, &plain).await;
+    let pass = publish_measured(args, target, "pipeline pass-through", pass).await?;
+    target.clean_up(args, &passed).await;
+    let orders = publish_measured(args, target, "pipeline orders (4 stages)", orders).await?;
+    // The order pipeline stores the orders where its router sends them.
+    target.clean_up(args, ORDERS_ROUTED_TO).await;
+    Ok(vec![none, pass, orders])
 }
+
+/// Where the bench's order pipeline routes the orders it publishes
+/// (`region` = `eu`; see `target.rs`).
+const ORDERS_ROUTED_TO: &str = "bench.orders.eu";
 
 /// `latency`: one message at a time at `--rate`, ack round trips. Timed,
 /// it sends through the warm-up and the window and keeps the round trips
