@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sluice::plugin::pipeline::to_batch;
-use sluice::plugin::{PluginEngine, PluginSpec};
+use sluice::plugin::{LoadedPlugin, PluginEngine, PluginSpec};
 use sluice::store::NewRecord;
 
 fn component(file: &str) -> PathBuf {
@@ -23,6 +23,19 @@ fn component(file: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Loads an example plugin from `plugins/dist` as the broker would.
+fn load(engine: &PluginEngine, label: &str, file: &str, config: &str) -> LoadedPlugin {
+    engine
+        .load(PluginSpec {
+            name: label.into(),
+            path: component(file),
+            config_json: config.into(),
+            timeout: Duration::from_secs(5),
+            memory_bytes: 64 * 1024 * 1024,
+        })
+        .expect("plugin loads")
 }
 
 fn records(n: usize) -> Vec<NewRecord> {
@@ -47,15 +60,7 @@ fn bench_plugins(c: &mut Criterion) {
         ),
     ];
     for (label, file, config) in plugins {
-        let plugin = engine
-            .load(PluginSpec {
-                name: label.into(),
-                path: component(file),
-                config_json: config.into(),
-                timeout: Duration::from_secs(5),
-                memory_bytes: 64 * 1024 * 1024,
-            })
-            .expect("plugin loads");
+        let plugin = load(&engine, label, file, config);
         let mut group = c.benchmark_group(format!("plugin call/{label}"));
         for size in [1usize, 16, 256] {
             let recs = records(size);
@@ -123,15 +128,7 @@ fn bench_order_stages(c: &mut Criterion) {
     let mut group = c.benchmark_group("order pipeline stage, 64 x 1 KiB");
     group.throughput(Throughput::Elements(recs.len() as u64));
     for (label, file, config) in stages {
-        let plugin = engine
-            .load(PluginSpec {
-                name: label.into(),
-                path: component(file),
-                config_json: config.into(),
-                timeout: Duration::from_secs(5),
-                memory_bytes: 64 * 1024 * 1024,
-            })
-            .expect("plugin loads");
+        let plugin = load(&engine, label, file, config);
         group.bench_function(label, |b| {
             b.iter(|| plugin.call(&batch).expect("call succeeds"))
         });
