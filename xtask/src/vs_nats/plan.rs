@@ -187,6 +187,9 @@ pub struct Job {
     pub args: Vec<String>,
     /// Run with `--warmup` and `--duration`.
     pub timed: bool,
+    /// Each run gets a broker of its own, started for it: the job reads
+    /// the broker's memory, which the runs before it would have grown.
+    pub fresh_broker: bool,
 }
 
 fn job(key: Key, args: &[&str]) -> Job {
@@ -195,6 +198,7 @@ fn job(key: Key, args: &[&str]) -> Job {
         keys: vec![key],
         args: args.iter().map(|a| a.to_string()).collect(),
         timed: true,
+        fresh_broker: false,
     }
 }
 
@@ -285,8 +289,8 @@ pub fn stages() -> Vec<Stage> {
             CONNECTIONS.to_string(),
         ],
         timed: false,
+        fresh_broker: true,
     };
-    // On a fresh broker, before the throughput runs grow its heap.
     let mut always = vec![connections];
     always.extend(sluice_durable_jobs(Fsync::Always));
     let fan = FAN_OUT.to_string();

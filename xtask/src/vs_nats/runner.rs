@@ -4,6 +4,7 @@
 //! runs`). A run that fails or comes back with a short window is a
 //! warning, not the end of the comparison: its figure has one run fewer.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -82,13 +83,12 @@ impl<'a> Runner<'a> {
                 let sluice = Sluice::start(&p.sluice, dir, fsync.name())?;
                 self.results.sluice_idle_kib.extend(sluice.idle_rss_kib());
                 for job in &stage.jobs {
-                    let mut job = job.clone();
-                    if !job.timed {
-                        // `connections` reads the broker's memory.
-                        job.args.extend(["--admin".into(), sluice.admin.clone()]);
+                    if job.fresh_broker {
+                        self.fresh_broker_runs(job, dir, fsync.name());
+                        continue;
                     }
                     let (server, ca) = (&sluice.server, &sluice.ca);
-                    self.repeat(&job, "sluice bench", |args| {
+                    self.repeat(job, "sluice bench", |args| {
                         Ok(vec![bench_node(&p.sluice, server, ca, args)?])
                     });
                 }
@@ -110,6 +110,21 @@ impl<'a> Runner<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Runs `job` (which reads the broker's memory, `--admin`) on a
+    /// broker started for each run, its files under `dir`.
+    fn fresh_broker_runs(&mut self, job: &Job, dir: &Path, fsync: &str) {
+        let sluice = &self.programs.sluice;
+        let started = Cell::new(0);
+        self.repeat(job, "sluice bench", |args| {
+            started.set(started.get() + 1);
+            let dir = dir.join(format!("fresh-{}", started.get()));
+            let broker = Sluice::start(sluice, &dir, fsync)?;
+            let mut args = args.to_vec();
+            args.extend(["--admin", &broker.admin]);
+            Ok(vec![bench_node(sluice, &broker.server, &broker.ca, &args)?])
+        });
     }
 
     /// Runs `job` `--runs` times with `run`, which gets its arguments and
