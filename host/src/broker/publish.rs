@@ -284,11 +284,15 @@ impl Broker {
                 continue;
             };
             let (origins, records): (Vec<usize>, Vec<NewRecord>) = items.into_iter().unzip();
+            let quick = plugins.pipelines[pipeline].runs_quickly();
             let plugins = plugins.clone();
             let name = topic.clone();
             let run =
                 move || plugins.pipelines[pipeline].run(&name, records, crate::store::now_ms());
-            let dispositions = if tokio::runtime::Handle::current().runtime_flavor()
+            // A quick pipeline runs here; handing the worker over costs more.
+            let dispositions = if quick {
+                run()
+            } else if tokio::runtime::Handle::current().runtime_flavor()
                 == tokio::runtime::RuntimeFlavor::MultiThread
             {
                 tokio::task::block_in_place(run)

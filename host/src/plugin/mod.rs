@@ -108,6 +108,7 @@ impl PluginSet {
                         .collect(),
                     on_error: p.on_error,
                     version_header,
+                    last_run: Default::default(),
                 })
             })
             .collect();
@@ -136,6 +137,7 @@ impl PluginSet {
                     stages: p.stages.iter().map(pick).collect(),
                     on_error: p.on_error,
                     version_header: p.version_header,
+                    last_run: Default::default(),
                 })
                 .collect(),
             version_header: self.version_header,

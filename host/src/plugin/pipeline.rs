@@ -9,7 +9,9 @@
 //! outcomes, a malformed replacement: see [`super::answer`]) is handled by
 //! the pipeline's `on_error` for that batch only.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sluice_proto::Pattern;
 
@@ -45,6 +47,34 @@ pub struct Disposition {
     pub outputs: Vec<(Destination, NewRecord)>,
 }
 
+/// A run that took less than this may run on an async worker: handing the
+/// worker over (`block_in_place`) costs more than a pass-through stage's
+/// whole run of a 64-message batch (BENCHMARKS.md, "Pass-through stage").
+pub const QUICK_RUN: Duration = Duration::from_micros(200);
+
+/// How long a pipeline's last run took, in nanoseconds. A new pipeline
+/// (or one over new plugin versions) starts as slow, so a stage that
+/// spins does not hold an async worker even once.
+#[derive(Debug)]
+pub struct LastRun(AtomicU64);
+
+impl Default for LastRun {
+    fn default() -> Self {
+        LastRun(AtomicU64::new(u64::MAX))
+    }
+}
+
+impl LastRun {
+    fn record(&self, took: Duration) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.0.store(nanos, Ordering::Relaxed);
+    }
+
+    fn quick(&self) -> bool {
+        self.0.load(Ordering::Relaxed) < QUICK_RUN.as_nanos() as u64
+    }
+}
+
 /// One pipeline from the config.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -56,6 +86,7 @@ pub struct Pipeline {
     pub on_error: OnError,
     /// Stamp [`VERSIONS_HEADER`] on outputs.
     pub version_header: bool,
+    pub last_run: LastRun,
 }
 
 struct Item {
@@ -163,9 +194,23 @@ impl Pipeline {
         format!("{}: {}", self.pattern, stages.join(" -> "))
     }
 
-    /// Runs every stage over `records` published to `topic` (blocking: call
-    /// it on a blocking thread). Returns one disposition per record.
+    /// True if the last run took under [`QUICK_RUN`]: the next may run on
+    /// an async worker; otherwise it should leave the worker.
+    pub fn runs_quickly(&self) -> bool {
+        self.last_run.quick()
+    }
+
+    /// Runs every stage over `records` published to `topic`, blocking for
+    /// as long as the stages take (see [`Pipeline::runs_quickly`]).
+    /// Returns one disposition per record.
     pub fn run(&self, topic: &str, records: Vec<NewRecord>, now_ms: i64) -> Vec<Disposition> {
+        let started = Instant::now();
+        let dispositions = self.run_stages(topic, records, now_ms);
+        self.last_run.record(started.elapsed());
+        dispositions
+    }
+
+    fn run_stages(&self, topic: &str, records: Vec<NewRecord>, now_ms: i64) -> Vec<Disposition> {
         let mut dispositions = vec![Disposition::default(); records.len()];
         let mut active: Vec<Item> = records
             .into_iter()
@@ -325,6 +370,7 @@ mod tests {
             stages: vec![registry.current().plugins["hostile"].clone()],
             on_error,
             version_header: false,
+            last_run: LastRun::default(),
         };
         let records: Vec<NewRecord> = ["a", "b", "c"]
             .into_iter()
@@ -336,6 +382,26 @@ mod tests {
             .collect();
         let dispositions = pipeline.run("t", records.clone(), 0);
         (records, dispositions)
+    }
+
+    #[test]
+    fn a_pipeline_runs_on_an_async_worker_only_after_a_quick_run() {
+        let (registry, _dir) = hostile("loop");
+        let pipeline = Pipeline {
+            pattern: Pattern::parse("t").unwrap(),
+            stages: vec![registry.current().plugins["hostile"].clone()],
+            on_error: OnError::Drop,
+            version_header: false,
+            last_run: LastRun::default(),
+        };
+        assert!(!pipeline.runs_quickly(), "a new pipeline's cost is unknown");
+        pipeline.last_run.record(Duration::from_micros(20));
+        assert!(pipeline.runs_quickly());
+        // A stage that spins to its deadline (100 ms) makes it slow again.
+        let records = vec![NewRecord::default()];
+        let dispositions = pipeline.run("t", records, 0);
+        assert!(dispositions[0].outputs.is_empty(), "dropped on the timeout");
+        assert!(!pipeline.runs_quickly());
     }
 
     #[test]
