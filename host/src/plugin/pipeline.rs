@@ -49,7 +49,7 @@ pub struct Disposition {
 
 /// A run that took less than this may run on an async worker: handing the
 /// worker over (`block_in_place`) costs more than a pass-through stage's
-/// whole run of a 64-message batch (BENCHMARKS.md, "Pass-through stage").
+/// whole run of a 64-message batch (BENCHMARKS.md, "Latest run").
 pub const QUICK_RUN: Duration = Duration::from_micros(200);
 
 /// How long a pipeline's last run took, in nanoseconds. A new pipeline
