@@ -284,22 +284,24 @@ impl Broker {
                 continue;
             };
             let (origins, records): (Vec<usize>, Vec<NewRecord>) = items.into_iter().unzip();
-            let quick = plugins.pipelines[pipeline].runs_quickly();
-            let plugins = plugins.clone();
-            let name = topic.clone();
-            let run =
-                move || plugins.pipelines[pipeline].run(&name, records, crate::store::now_ms());
+            let chosen = &plugins.pipelines[pipeline];
             // A quick pipeline runs here; handing the worker over costs more.
-            let dispositions = if quick {
-                run()
-            } else if tokio::runtime::Handle::current().runtime_flavor()
-                == tokio::runtime::RuntimeFlavor::MultiThread
-            {
-                tokio::task::block_in_place(run)
+            let dispositions = if chosen.runs_quickly() {
+                chosen.run(&topic, records, crate::store::now_ms())
             } else {
-                tokio::task::spawn_blocking(run)
-                    .await
-                    .map_err(|e| BrokerError::Internal(format!("pipeline task failed: {e}")))?
+                let plugins = plugins.clone();
+                let name = topic.clone();
+                let run =
+                    move || plugins.pipelines[pipeline].run(&name, records, crate::store::now_ms());
+                if tokio::runtime::Handle::current().runtime_flavor()
+                    == tokio::runtime::RuntimeFlavor::MultiThread
+                {
+                    tokio::task::block_in_place(run)
+                } else {
+                    tokio::task::spawn_blocking(run)
+                        .await
+                        .map_err(|e| BrokerError::Internal(format!("pipeline task failed: {e}")))?
+                }
             };
             for (origin, disposition) in origins.into_iter().zip(dispositions) {
                 if let Some(reason) = disposition.rejected {

@@ -86,6 +86,7 @@ pub struct Pipeline {
     pub on_error: OnError,
     /// Stamp [`VERSIONS_HEADER`] on outputs.
     pub version_header: bool,
+    /// How long its last run took: where the next one runs.
     pub last_run: LastRun,
 }
 
