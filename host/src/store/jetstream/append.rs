@@ -8,8 +8,17 @@
 //! topic's acknowledged records would break. The client decides: it sends
 //! the batch again with the same ids (de-duplicated), after the appends it
 //! made before it, or gives up.
+//!
+//! One failure is sent again: the first record a node publishes to a topic
+//! it just learnt of can find no stream (JetStream's "no responders"), as
+//! the stream's subject reaches that node's server a moment after the
+//! stream is created. No stream stored such a record, so sending it again
+//! stores it once; it is awaited before the rest go out, so they follow it.
 
-use async_nats::jetstream::context::{PublishAckFuture, PublishError};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::publish::PublishAck;
 use bytes::Bytes;
@@ -44,8 +53,17 @@ pub(super) async fn append(
             id: record.id.clone().filter(|_| dedup),
         })
         .collect();
-    let mut acks = Vec::with_capacity(outgoing.len());
-    for record in &outgoing {
+    let (first, rest) = match outgoing.split_first() {
+        Some((record, rest)) if !topic.reachable.load(Ordering::Acquire) => {
+            let ack = reach(nats, topic, record)
+                .await
+                .map_err(|e| failed(topic, e))?;
+            (Some(ack), rest)
+        }
+        _ => (None, &outgoing[..]),
+    };
+    let mut acks = Vec::with_capacity(rest.len());
+    for record in rest {
         acks.push(
             send(nats, topic, record)
                 .await
@@ -54,7 +72,8 @@ pub(super) async fn append(
     }
     let name = topic.name.clone();
     Ok(async move {
-        let mut outcomes = Vec::with_capacity(acks.len());
+        let mut outcomes = Vec::with_capacity(acks.len() + 1);
+        outcomes.extend(first.map(|ack| outcome(&ack, timestamp_ms)));
         for ack in acks {
             let ack = ack.await.map_err(|e| {
                 StoreError::Unavailable(format!("cannot append to topic {name:?}: {e}"))
@@ -64,6 +83,31 @@ pub(super) async fn append(
         Ok(outcomes)
     }
     .boxed())
+}
+
+/// Publishes `record` and awaits its ack, sending it again while no stream
+/// answers, for up to three request timeouts: the first publish to `topic`
+/// through this node.
+async fn reach(nats: &Nats, topic: &Topic, record: &Outgoing) -> Result<PublishAck, PublishError> {
+    let deadline = tokio::time::Instant::now() + nats.request_timeout * 3;
+    let mut delay = Duration::from_millis(10);
+    loop {
+        match send(nats, topic, record).await?.await {
+            Ok(ack) => {
+                topic.reachable.store(true, Ordering::Release);
+                return Ok(ack);
+            }
+            Err(e)
+                if e.kind() == PublishErrorKind::StreamNotFound
+                    && tokio::time::Instant::now() + delay < deadline =>
+            {
+                tracing::debug!(topic = %topic.name, "no stream answered yet; publishing again");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(200));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn failed(topic: &Topic, e: PublishError) -> StoreError {

@@ -47,6 +47,9 @@ pub(super) struct Topic {
     pub fanout: FanoutCache,
     /// Whether its tail was started (once a feed wanted it).
     pub tailing: AtomicBool,
+    /// Whether a publish through this node's server reached its stream:
+    /// until then the stream's subject may not be known there yet.
+    pub reachable: AtomicBool,
     /// Stops its tail.
     pub stop: CancellationToken,
 }
@@ -118,6 +121,7 @@ impl Topics {
             committed_end: AtomicU64::new(committed_end),
             fanout: FanoutCache::default(),
             tailing: AtomicBool::new(false),
+            reachable: AtomicBool::new(false),
             stop: CancellationToken::new(),
         });
         let replaced = self.by_name.insert(value.name, topic.clone());
