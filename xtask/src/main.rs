@@ -8,7 +8,11 @@
 //!   `plugins/dist/` (one shared target dir with the rest of the project).
 //! - `cargo xtask test`: setup, plugins, their native tests, then the whole
 //!   test suite, with the nats-server binary's path in `SLUICE_NATS_SERVER`
-//!   (the NATS cluster tests run it).
+//!   (the NATS cluster tests run it), then the Python package's: a
+//!   virtualenv in `target/python-venv/` (maturin and pytest, pinned), the
+//!   wheel built with the dev profile, its pytest suite against the
+//!   `sluice` binary (see `python.rs`).
+//! - `cargo xtask python-test [PYTEST ARGS...]`: that last step alone.
 //! - `cargo xtask run [ARGS...]`: plugins, then the broker with
 //!   `examples/sluice.toml` (extra arguments go to `sluice serve`).
 //! - `cargo xtask cluster`: a local cluster in `sluice-cluster/`: three
@@ -44,6 +48,7 @@ mod crash_test;
 mod fuzz;
 mod house;
 mod nats;
+mod python;
 mod vs_nats;
 
 use std::path::{Path, PathBuf};
@@ -154,7 +159,8 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     run(cargo()
         .args(["test", "--workspace"])
         .args(extra)
-        .env(nats::NATS_SERVER_ENV, &nats_server))
+        .env(nats::NATS_SERVER_ENV, &nats_server))?;
+    python::test(&[])
 }
 
 fn serve(extra: &[String]) -> anyhow::Result<()> {
@@ -184,6 +190,7 @@ fn main() -> anyhow::Result<()> {
         "setup" => setup(),
         "plugins" => plugins(),
         "test" => test(rest),
+        "python-test" => python::test(rest),
         "run" => serve(rest),
         "cluster" => cluster::cluster(rest),
         "bench-vs-nats" if rest.iter().any(|a| a == "--cluster") => cluster::bench_cluster(rest),
@@ -193,12 +200,12 @@ fn main() -> anyhow::Result<()> {
         "house" => house::house(rest),
         "help" | "--help" | "-h" => {
             eprintln!(
-                "usage: cargo xtask <setup | plugins | test [cargo test args] | run [sluice serve args] | cluster | bench-vs-nats [--runs N] [--duration D] [--warmup D] | bench-vs-nats --cluster [--count N] [--rate R] | fuzz [--time SECS] [TARGET...] | crash-test [--rounds N] [--seconds-per-round S] [--seed N] | house [--max-lines N] [DIR...]>"
+                "usage: cargo xtask <setup | plugins | test [cargo test args] | python-test [pytest args] | run [sluice serve args] | cluster | bench-vs-nats [--runs N] [--duration D] [--warmup D] | bench-vs-nats --cluster [--count N] [--rate R] | fuzz [--time SECS] [TARGET...] | crash-test [--rounds N] [--seconds-per-round S] [--seed N] | house [--max-lines N] [DIR...]>"
             );
             Ok(())
         }
         other => {
-            bail!("unknown xtask command {other:?}; try: setup, plugins, test, run, cluster, bench-vs-nats, fuzz, crash-test, house")
+            bail!("unknown xtask command {other:?}; try: setup, plugins, test, python-test, run, cluster, bench-vs-nats, fuzz, crash-test, house")
         }
     }
 }

@@ -1,0 +1,289 @@
+//! One definition of the client's methods for both APIs. [`Api`] says how
+//! a call runs (blocking: wait with the GIL released; asyncio: hand back
+//! an awaitable) and which wrapper types it returns; [`client_methods!`]
+//! writes the methods of `Client` and `AsyncClient` from it.
+
+use std::future::Future;
+
+use pyo3::prelude::*;
+
+use crate::ops::{SharedConsumer, SharedSubscription};
+use crate::types::Stored;
+
+/// How one API runs calls and what it wraps results in.
+pub trait Api {
+    /// Its client class.
+    type Client: From<sluice_client::Client> + for<'py> IntoPyObject<'py> + Send + 'static;
+    /// Its subscription class.
+    type Subscription: From<SharedSubscription> + for<'py> IntoPyObject<'py> + Send + 'static;
+    /// Its consumer class.
+    type Consumer: From<SharedConsumer> + for<'py> IntoPyObject<'py> + Send + 'static;
+
+    /// Runs `future`: its result (blocking) or an awaitable of it.
+    fn run<'py, F, T>(py: Python<'py>, future: F) -> PyResult<Bound<'py, PyAny>>
+    where
+        F: Future<Output = PyResult<T>> + Send + 'static,
+        T: for<'a> IntoPyObject<'a> + Send + 'static;
+}
+
+/// What `publish_many` answers: a list with one `Stored` per message,
+/// raising the first message's exception unless `return_exceptions`, where
+/// the list holds the exceptions in place.
+pub struct Outcomes {
+    pub items: Vec<Result<Stored, PyErr>>,
+    pub return_exceptions: bool,
+}
+
+impl<'py> IntoPyObject<'py> for Outcomes {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let mut list = Vec::with_capacity(self.items.len());
+        for item in self.items {
+            list.push(match item {
+                Ok(stored) => stored.into_pyobject(py)?.into_any(),
+                Err(e) if self.return_exceptions => e.into_value(py).into_bound(py).into_any(),
+                Err(e) => return Err(e),
+            });
+        }
+        Ok(pyo3::types::PyList::new(py, list)?.into_any())
+    }
+}
+
+/// The methods of a client class `$class` (holding `inner:
+/// sluice_client::Client`) run by `$api`.
+macro_rules! client_methods {
+    ($class:ident, $api:ty) => {
+        #[pymethods]
+        impl $class {
+            /// Connects to the first of `servers` ("host:port", or a list of
+            /// them: the nodes of a cluster) that answers. `ca` is the PEM
+            /// file of the CA that signed the broker's certificate (a
+            /// development broker writes `<data dir>/tls/cert.pem`); `token`
+            /// a bearer token; `cert` and `key` a client certificate for
+            /// mutual TLS. A lost connection is replaced by itself, for up to
+            /// `reconnect_timeout` seconds (60 by default).
+            #[staticmethod]
+            #[pyo3(signature = (servers, *, ca=None, token=None, cert=None, key=None, insecure=false, name=None, server_name=None, reconnect_timeout=None))]
+            #[allow(clippy::too_many_arguments)]
+            fn connect<'py>(
+                py: Python<'py>,
+                servers: &Bound<'py, PyAny>,
+                ca: Option<std::path::PathBuf>,
+                token: Option<String>,
+                cert: Option<std::path::PathBuf>,
+                key: Option<std::path::PathBuf>,
+                insecure: bool,
+                name: Option<String>,
+                server_name: Option<String>,
+                reconnect_timeout: Option<f64>,
+            ) -> PyResult<Bound<'py, PyAny>> {
+                let options = $crate::convert::Connect {
+                    servers, ca, token, cert, key, insecure, name, server_name, reconnect_timeout,
+                }
+                .options()?;
+                <$api>::run(py, async move {
+                    $crate::ops::connect(options)
+                        .await
+                        .map(<$api as $crate::api::Api>::Client::from)
+                })
+            }
+
+            /// The broker's name and version.
+            #[getter]
+            fn server(&self) -> String {
+                self.inner.server()
+            }
+
+            /// Publishes one message and waits for the broker's ack: a
+            /// `Stored`. Raises `Rejected` or `NotStored` when a plugin did
+            /// not let it be stored.
+            #[pyo3(signature = (topic, payload, *, key=None, headers=None, message_id=None))]
+            fn publish<'py>(
+                &self,
+                py: Python<'py>,
+                topic: String,
+                payload: &Bound<'py, PyAny>,
+                key: Option<&Bound<'py, PyAny>>,
+                headers: Option<&Bound<'py, PyAny>>,
+                message_id: Option<String>,
+            ) -> PyResult<Bound<'py, PyAny>> {
+                let message = $crate::convert::message(topic, payload, key, headers, message_id)?;
+                <$api>::run(py, $crate::ops::publish(self.inner.clone(), message))
+            }
+
+            /// Publishes many messages in one pipelined request: `(topic,
+            /// payload)` tuples or dicts with `topic`, `payload`, `key`,
+            /// `headers`, `message_id`. One `Stored` per message, in order.
+            #[pyo3(signature = (messages, *, return_exceptions=false))]
+            fn publish_many<'py>(
+                &self,
+                py: Python<'py>,
+                messages: &Bound<'py, PyAny>,
+                return_exceptions: bool,
+            ) -> PyResult<Bound<'py, PyAny>> {
+                let messages = messages
+                    .try_iter()?
+                    .map(|m| $crate::convert::batch_item(&m?))
+                    .collect::<PyResult<Vec<_>>>()?;
+                let client = self.inner.clone();
+                <$api>::run(py, async move {
+                    let items = $crate::ops::publish_many(client, messages).await?;
+                    Ok($crate::api::Outcomes { items, return_exceptions })
+                })
+            }
+
+            /// Subscribes to a topic or pattern (`*` one token, `>` the
+            /// rest) from `start`: "earliest", "latest" (live only), an
+            /// offset, or a datetime.
+            #[pyo3(signature = (pattern, start=None))]
+            fn subscribe<'py>(
+                &self,
+                py: Python<'py>,
+                pattern: String,
+                start: Option<&Bound<'py, PyAny>>,
+            ) -> PyResult<Bound<'py, PyAny>> {
+                let start = match start {
+                    Some(s) => $crate::convert::start(s)?,
+                    None => sluice_proto::StartPosition::Latest,
+                };
+                let client = self.inner.clone();
+                <$api>::run(py, async move {
+                    $crate::ops::subscribe(client, pattern, start)
+                        .await
+                        .map(<$api as $crate::api::Api>::Subscription::from)
+                })
+            }
+
+            /// Joins consumer group `group` on `pattern`, creating the group
+            /// with these settings if it does not exist. Each message goes
+            /// to one member at a time; settle each delivery.
+            #[pyo3(signature = (pattern, group, *, max_in_flight=64, max_deliver=None, key_order=false, ack_wait=None, backoff=None, dead_letter_topic=None, start=None, limit=None))]
+            #[allow(clippy::too_many_arguments)]
+            fn consume<'py>(
+                &self,
+                py: Python<'py>,
+                pattern: String,
+                group: String,
+                max_in_flight: u32,
+                max_deliver: Option<u32>,
+                key_order: bool,
+                ack_wait: Option<f64>,
+                backoff: Option<Vec<f64>>,
+                dead_letter_topic: Option<String>,
+                start: Option<&Bound<'py, PyAny>>,
+                limit: Option<u64>,
+            ) -> PyResult<Bound<'py, PyAny>> {
+                let options = $crate::convert::Consume {
+                    start: start.map($crate::convert::start).transpose()?,
+                    max_in_flight,
+                    max_deliver,
+                    key_order,
+                    ack_wait,
+                    backoff,
+                    dead_letter_topic,
+                    limit,
+                }
+                .options()?;
+                let client = self.inner.clone();
+                <$api>::run(py, async move {
+                    $crate::ops::consume(client, pattern, group, options)
+                        .await
+                        .map(<$api as $crate::api::Api>::Consumer::from)
+                })
+            }
+
+            /// Creates a topic; retention limits in seconds, bytes and
+            /// messages (None: the broker's default).
+            #[pyo3(signature = (name, *, max_age=None, max_bytes=None, max_messages=None))]
+            fn create_topic<'py>(
+                &self,
+                py: Python<'py>,
+                name: String,
+                max_age: Option<f64>,
+                max_bytes: Option<u64>,
+                max_messages: Option<u64>,
+            ) -> PyResult<Bound<'py, PyAny>> {
+                let retention = $crate::convert::retention(max_age, max_bytes, max_messages)?;
+                self.admin(py, $crate::ops::Admin::CreateTopic { name, retention })
+            }
+
+            /// Deletes a topic and everything stored in it.
+            fn delete_topic<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
+                self.admin(py, $crate::ops::Admin::DeleteTopic(name))
+            }
+
+            /// Every topic.
+            fn list_topics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+                self.admin(py, $crate::ops::Admin::ListTopics)
+            }
+
+            /// One topic.
+            fn topic_info<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
+                self.admin(py, $crate::ops::Admin::TopicInfo(name))
+            }
+
+            /// Every consumer group.
+            fn list_groups<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+                self.admin(py, $crate::ops::Admin::ListGroups)
+            }
+
+            /// One consumer group.
+            fn group_info<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
+                self.admin(py, $crate::ops::Admin::GroupInfo(name))
+            }
+
+            /// Moves a group to `start` on every topic it reads.
+            fn reset_group<'py>(
+                &self,
+                py: Python<'py>,
+                name: String,
+                start: &Bound<'py, PyAny>,
+            ) -> PyResult<Bound<'py, PyAny>> {
+                let to = $crate::convert::start(start)?;
+                self.admin(py, $crate::ops::Admin::ResetGroup(name, to))
+            }
+
+            /// A round trip to the broker, in seconds.
+            fn ping<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+                let client = self.inner.clone();
+                <$api>::run(py, async move {
+                    $crate::errors::py(client.ping().await).map(|d| d.as_secs_f64())
+                })
+            }
+
+            /// Closes the connection. What waits on it fails with `Closed`.
+            fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+                let client = self.inner.clone();
+                <$api>::run(py, async move {
+                    client.close().await;
+                    Ok(())
+                })
+            }
+
+            fn __repr__(&self) -> String {
+                format!("<sluice client of {}>", self.inner.address())
+            }
+        }
+
+        impl $class {
+            fn admin<'py>(
+                &self,
+                py: Python<'py>,
+                request: $crate::ops::Admin,
+            ) -> PyResult<Bound<'py, PyAny>> {
+                <$api>::run(py, $crate::ops::admin(self.inner.clone(), request))
+            }
+        }
+
+        impl From<sluice_client::Client> for $class {
+            fn from(inner: sluice_client::Client) -> Self {
+                $class { inner }
+            }
+        }
+    };
+}
+
+pub(crate) use client_methods;

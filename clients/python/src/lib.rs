@@ -1,0 +1,57 @@
+//! `sluice._native`: the Python extension behind `import sluice`, over the
+//! Rust client (`sluice-client`), so Python gets its behaviour and speed:
+//! pipelined publishes, failover, credits, batched settlements.
+//!
+//! The Python package (`python/sluice/`) re-exports these classes:
+//! `sluice` the blocking ones, `sluice.aio` the asyncio ones. Both run the
+//! same futures ([`ops`]) on one tokio runtime (pyo3-async-runtimes'):
+//! a blocking call waits with the GIL released ([`wait`]); an asyncio
+//! call hands Python an awaitable that drops the future when its task is
+//! cancelled.
+//!
+//! # Layout
+//!
+//! - [`convert`] - Python arguments to the client's types, checked.
+//! - [`errors`] - client errors to the exceptions of `sluice.errors`.
+//! - [`types`] - what calls return: `Stored`, `Message`, `TopicInfo`,
+//!   `GroupInfo`.
+//! - [`ops`] - the futures both APIs run.
+//! - [`wait`] - running a future from a blocking call.
+//! - [`blocking`] - `Client`, `Subscription`, `Consumer`, `Delivery`.
+//! - [`asyncio`] - `AsyncClient`, `AsyncSubscription`, `AsyncConsumer`,
+//!   `AsyncDelivery`.
+
+mod api;
+mod asyncio;
+mod blocking;
+mod convert;
+mod errors;
+mod ops;
+mod types;
+mod wait;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<types::Stored>()?;
+    m.add_class::<types::Place>()?;
+    m.add_class::<types::Message>()?;
+    m.add_class::<types::TopicInfo>()?;
+    m.add_class::<types::GroupInfo>()?;
+    m.add_class::<blocking::Client>()?;
+    m.add_class::<blocking::Subscription>()?;
+    m.add_class::<blocking::Consumer>()?;
+    m.add_class::<blocking::Delivery>()?;
+    // Named like their blocking twins in `sluice.aio`; prefixed here.
+    let py = m.py();
+    m.add("AsyncClient", py.get_type::<asyncio::AsyncClient>())?;
+    m.add(
+        "AsyncSubscription",
+        py.get_type::<asyncio::AsyncSubscription>(),
+    )?;
+    m.add("AsyncConsumer", py.get_type::<asyncio::AsyncConsumer>())?;
+    m.add("AsyncDelivery", py.get_type::<asyncio::AsyncDelivery>())?;
+    Ok(())
+}

@@ -1,0 +1,105 @@
+"""The asyncio API against a real broker: the same calls awaited, async
+iteration, and cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+import sluice
+import sluice.aio
+
+SOON = 10.0
+
+
+def run(coroutine):
+    return asyncio.run(asyncio.wait_for(coroutine, 60))
+
+
+def test_publish_subscribe_and_consume_with_async_for(broker):
+    async def scenario():
+        async with await sluice.aio.Client.connect(broker.address, ca=broker.ca) as client:
+            topic = f"py.aio.{uuid.uuid4().hex[:8]}"
+            await client.create_topic(topic)
+            stored = await client.publish(topic, b"first", key="k")
+            assert (stored.topic, stored.offset) == (topic, 0)
+            await client.publish_many([(topic, f"m-{i}") for i in range(1, 4)])
+
+            subscription = await client.subscribe(topic, start="earliest")
+            got = []
+            async for message in subscription:
+                got.append(message.offset)
+                if len(got) == 4:
+                    break
+            subscription.close()
+            assert got == [0, 1, 2, 3]
+
+            consumer = await client.consume(topic, f"g-{uuid.uuid4().hex[:8]}")
+            acked = []
+            async for delivery in consumer:
+                assert isinstance(delivery, sluice.aio.Delivery)
+                await delivery.ack()
+                acked.append(delivery.offset)
+                if len(acked) == 4:
+                    break
+            consumer.close()
+            assert sorted(acked) == [0, 1, 2, 3]
+
+            with pytest.raises(sluice.NoSuchTopic):
+                await client.topic_info(f"{topic}.missing")
+
+    run(scenario())
+
+
+def test_cancelling_a_task_cancels_its_call_and_the_connection_stays_usable(broker):
+    async def scenario():
+        client = await sluice.aio.Client.connect(broker.address, ca=broker.ca)
+        topic = f"py.aio.{uuid.uuid4().hex[:8]}"
+        await client.create_topic(topic)
+        subscription = await client.subscribe(topic, start="earliest")
+
+        waiting = asyncio.ensure_future(subscription.receive())
+        done, _ = await asyncio.wait({waiting}, timeout=0.2)
+        assert not done, "nothing was published: the receive waits"
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+
+        # Timeouts through asyncio cancel the same way.
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(subscription.receive(), 0.1)
+
+        await client.publish(topic, b"after the cancel")
+        message = await subscription.receive(timeout=SOON)
+        assert message.payload == b"after the cancel"
+        assert await client.ping() >= 0
+        await client.close()
+
+    run(scenario())
+
+
+def test_concurrent_calls_share_one_connection(broker):
+    async def scenario():
+        client = await sluice.aio.Client.connect(broker.address, ca=broker.ca)
+        topic = f"py.aio.{uuid.uuid4().hex[:8]}"
+        await client.create_topic(topic)
+        stored = await asyncio.gather(*(client.publish(topic, f"m-{i}") for i in range(100)))
+        assert sorted(s.offset for s in stored) == list(range(100))
+        info = await client.topic_info(topic)
+        assert info.messages == 100
+        await client.close()
+
+    run(scenario())
+
+
+def test_a_receive_with_a_timeout_raises_timeout(broker):
+    async def scenario():
+        client = await sluice.aio.Client.connect(broker.address, ca=broker.ca)
+        subscription = await client.subscribe(f"py.aio.{uuid.uuid4().hex[:8]}")
+        with pytest.raises(sluice.Timeout):
+            await subscription.receive(timeout=0.1)
+        await client.close()
+
+    run(scenario())

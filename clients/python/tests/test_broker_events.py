@@ -1,0 +1,55 @@
+"""Authentication, and a broker restart under a subscription."""
+
+from __future__ import annotations
+
+import pytest
+
+import sluice
+
+SOON = 10.0
+SECRET = "py-orders-secret-0123456789"
+
+
+def test_clients_without_a_valid_token_are_refused_and_rights_are_enforced(fresh_broker, tmp_path):
+    probe = fresh_broker()
+    token_hash = probe.run("token", "hash", SECRET).strip().splitlines()[-1]
+    probe.stop()
+    broker = fresh_broker(
+        f"""
+[auth]
+mode = "required"
+[[auth.principal]]
+name = "orders"
+token_hash = '{token_hash}'
+publish = ["orders.>"]
+subscribe = ["orders.>"]
+"""
+    )
+    with pytest.raises(sluice.Unauthorized) as none:
+        broker.connect(reconnect_timeout=0)
+    assert none.value.code == "unauthorized"
+    with pytest.raises(sluice.Unauthorized):
+        broker.connect(token="not-the-secret", reconnect_timeout=0)
+    with broker.connect(token=SECRET) as client:
+        assert client.publish("orders.eu", b"o-1").offset == 0
+        with pytest.raises(sluice.Forbidden) as forbidden:
+            client.publish("billing.eu", b"b-1")
+        assert forbidden.value.code == "forbidden"
+
+
+def test_a_subscription_resumes_after_a_broker_restart_without_gaps_or_repeats(fresh_broker):
+    broker = fresh_broker()
+    topic = "orders.restart"
+    with broker.connect(reconnect_timeout=30) as client:
+        client.create_topic(topic)
+        client.publish_many([(topic, f"before-{i}") for i in range(3)])
+        subscription = client.subscribe(topic, start="earliest")
+        got = [subscription.receive(timeout=SOON).text() for _ in range(3)]
+
+        broker.stop()
+        broker.start()
+        # The client reconnects by itself; this publish waits for it.
+        client.publish_many([(topic, f"after-{i}") for i in range(3)])
+        got += [subscription.receive(timeout=SOON).text() for _ in range(3)]
+        subscription.close()
+    assert got == [f"before-{i}" for i in range(3)] + [f"after-{i}" for i in range(3)]

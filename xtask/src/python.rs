@@ -1,0 +1,111 @@
+//! The Python package (`clients/python`, `import sluice`): a virtualenv
+//! under `target/python-venv/` with maturin and pytest from PyPI (pinned
+//! and hash-checked in `clients/python/requirements-dev.txt`), a wheel
+//! built with the dev profile into the shared `target/`, and its pytest
+//! suite against the `sluice` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context;
+
+use super::{cargo, root, run};
+
+fn package_dir() -> PathBuf {
+    root().join("clients").join("python")
+}
+
+fn venv_dir() -> PathBuf {
+    root().join("target").join("python-venv")
+}
+
+/// The virtualenv's interpreter.
+fn python() -> PathBuf {
+    venv_dir().join("bin").join("python")
+}
+
+/// Creates the virtualenv if it is missing and installs the pinned tools
+/// when the requirements changed since the last install.
+pub fn ensure_venv() -> anyhow::Result<PathBuf> {
+    let python = python();
+    if !python.exists() {
+        eprintln!("xtask: creating a virtualenv in {}", venv_dir().display());
+        run(Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(venv_dir()))
+        .context("python3 -m venv failed (python3 with venv is needed for the Python client)")?;
+    }
+    let requirements = package_dir().join("requirements-dev.txt");
+    let wanted = std::fs::read_to_string(&requirements)
+        .with_context(|| format!("failed to read {}", requirements.display()))?;
+    let stamp = venv_dir().join("requirements-installed.txt");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        run(Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(["--require-hashes", "--only-binary=:all:", "-r"])
+            .arg(&requirements))?;
+        std::fs::write(&stamp, wanted)?;
+    }
+    Ok(python)
+}
+
+/// Builds the wheel (dev profile, shared `target/`) and installs it into
+/// the virtualenv.
+pub fn install_package(python: &Path) -> anyhow::Result<()> {
+    let wheels = root().join("target").join("wheels");
+    if wheels.exists() {
+        std::fs::remove_dir_all(&wheels)
+            .with_context(|| format!("failed to clear {}", wheels.display()))?;
+    }
+    let bin = venv_dir().join("bin");
+    let path = std::env::join_paths(std::iter::once(bin.clone()).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))?;
+    run(Command::new(bin.join("maturin"))
+        .current_dir(root())
+        .env("VIRTUAL_ENV", venv_dir())
+        .env("PATH", path)
+        .args(["build", "--profile", "dev", "--manifest-path"])
+        .arg(package_dir().join("Cargo.toml"))
+        .arg("--out")
+        .arg(&wheels)
+        .arg("--interpreter")
+        .arg(python))?;
+    let wheel = std::fs::read_dir(&wheels)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "whl"))
+        .context("maturin built no wheel")?;
+    run(Command::new(python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(["--force-reinstall", "--no-deps"])
+        .arg(wheel))
+}
+
+/// Builds the broker (debug) and the package, then runs the pytest suite
+/// against that broker.
+pub fn test(extra: &[String]) -> anyhow::Result<()> {
+    let python = ensure_venv()?;
+    run(cargo().args(["build", "-p", "sluice", "--bin", "sluice"]))?;
+    install_package(&python)?;
+    run(Command::new(&python)
+        .current_dir(package_dir())
+        .env(
+            "SLUICE_BIN",
+            root().join("target").join("debug").join("sluice"),
+        )
+        .args(["-m", "pytest", "-q", "tests"])
+        .args(extra))
+}
