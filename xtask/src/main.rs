@@ -13,6 +13,9 @@
 //!   wheel built with the dev profile, its pytest suite against the
 //!   `sluice` binary (see `python.rs`).
 //! - `cargo xtask python-test [PYTEST ARGS...]`: that last step alone.
+//! - `cargo xtask bench-python [--runs N] [--duration S] [--fsync P]`: the
+//!   Python package (release) against nats-py on JetStream, acked publish
+//!   and consume at 128 B and 1 KiB; see BENCHMARKS.md.
 //! - `cargo xtask run [ARGS...]`: plugins, then the broker with
 //!   `examples/sluice.toml` (extra arguments go to `sluice serve`).
 //! - `cargo xtask cluster`: a local cluster in `sluice-cluster/`: three
@@ -191,6 +194,7 @@ fn main() -> anyhow::Result<()> {
         "plugins" => plugins(),
         "test" => test(rest),
         "python-test" => python::test(rest),
+        "bench-python" => python::bench(rest, &nats::ensure_nats_server()?),
         "run" => serve(rest),
         "cluster" => cluster::cluster(rest),
         "bench-vs-nats" if rest.iter().any(|a| a == "--cluster") => cluster::bench_cluster(rest),
@@ -200,12 +204,12 @@ fn main() -> anyhow::Result<()> {
         "house" => house::house(rest),
         "help" | "--help" | "-h" => {
             eprintln!(
-                "usage: cargo xtask <setup | plugins | test [cargo test args] | python-test [pytest args] | run [sluice serve args] | cluster | bench-vs-nats [--runs N] [--duration D] [--warmup D] | bench-vs-nats --cluster [--count N] [--rate R] | fuzz [--time SECS] [TARGET...] | crash-test [--rounds N] [--seconds-per-round S] [--seed N] | house [--max-lines N] [DIR...]>"
+                "usage: cargo xtask <setup | plugins | test [cargo test args] | python-test [pytest args] | bench-python [--runs N] [--duration S] | run [sluice serve args] | cluster | bench-vs-nats [--runs N] [--duration D] [--warmup D] | bench-vs-nats --cluster [--count N] [--rate R] | fuzz [--time SECS] [TARGET...] | crash-test [--rounds N] [--seconds-per-round S] [--seed N] | house [--max-lines N] [DIR...]>"
             );
             Ok(())
         }
         other => {
-            bail!("unknown xtask command {other:?}; try: setup, plugins, test, python-test, run, cluster, bench-vs-nats, fuzz, crash-test, house")
+            bail!("unknown xtask command {other:?}; try: setup, plugins, test, python-test, bench-python, run, cluster, bench-vs-nats, fuzz, crash-test, house")
         }
     }
 }

@@ -56,9 +56,9 @@ pub fn ensure_venv() -> anyhow::Result<PathBuf> {
     Ok(python)
 }
 
-/// Builds the wheel (dev profile, shared `target/`) and installs it into
-/// the virtualenv.
-pub fn install_package(python: &Path) -> anyhow::Result<()> {
+/// Builds the wheel with cargo profile `profile` into the shared
+/// `target/` and installs it into the virtualenv.
+fn build_and_install(python: &Path, profile: &str) -> anyhow::Result<()> {
     let wheels = root().join("target").join("wheels");
     if wheels.exists() {
         std::fs::remove_dir_all(&wheels)
@@ -72,7 +72,7 @@ pub fn install_package(python: &Path) -> anyhow::Result<()> {
         .current_dir(root())
         .env("VIRTUAL_ENV", venv_dir())
         .env("PATH", path)
-        .args(["build", "--profile", "dev", "--manifest-path"])
+        .args(["build", "--profile", profile, "--manifest-path"])
         .arg(package_dir().join("Cargo.toml"))
         .arg("--out")
         .arg(&wheels)
@@ -99,7 +99,7 @@ pub fn install_package(python: &Path) -> anyhow::Result<()> {
 pub fn test(extra: &[String]) -> anyhow::Result<()> {
     let python = ensure_venv()?;
     run(cargo().args(["build", "-p", "sluice", "--bin", "sluice"]))?;
-    install_package(&python)?;
+    build_and_install(&python, "dev")?;
     run(Command::new(&python)
         .current_dir(package_dir())
         .env(
@@ -107,5 +107,34 @@ pub fn test(extra: &[String]) -> anyhow::Result<()> {
             root().join("target").join("debug").join("sluice"),
         )
         .args(["-m", "pytest", "-q", "tests"])
+        .args(extra))
+}
+
+/// `cargo xtask bench-python`: the package (release) against nats-py on
+/// JetStream, acked publish and consume at 128 B and 1 KiB; the table
+/// goes to `target/bench-python.md`.
+pub fn bench(extra: &[String], nats_server: &Path) -> anyhow::Result<()> {
+    let python = ensure_venv()?;
+    run(Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(["--require-hashes", "--only-binary=:all:", "-r"])
+        .arg(package_dir().join("requirements-bench.txt")))?;
+    run(cargo().args(["build", "--release", "-p", "sluice", "--bin", "sluice"]))?;
+    build_and_install(&python, "release")?;
+    let target = root().join("target");
+    run(Command::new(&python)
+        .arg(package_dir().join("bench").join("vs_nats_py.py"))
+        .arg("--sluice")
+        .arg(target.join("release").join("sluice"))
+        .arg("--nats-server")
+        .arg(nats_server)
+        .arg("--out")
+        .arg(target.join("bench-python.md"))
         .args(extra))
 }

@@ -86,6 +86,9 @@ impl Subscription {
         let timeout = timeout
             .map(|t| crate::convert::seconds("timeout", t))
             .transpose()?;
+        if let Some(ready) = self.inner.ready() {
+            return ready.map(|inner| Some(Message { inner }));
+        }
         let next = wait(py, self.inner.clone().next(timeout))?;
         Ok(next.map(|inner| Message { inner }))
     }
@@ -144,8 +147,18 @@ impl Consumer {
         let timeout = timeout
             .map(|t| crate::convert::seconds("timeout", t))
             .transpose()?;
-        let next = wait(py, self.inner.clone().next(timeout))?;
+        let next = match self.inner.ready() {
+            Some(ready) => Some(ready?),
+            None => wait(py, self.inner.clone().next(timeout))?,
+        };
         next.map(|d| Delivery::wrap(py, d)).transpose()
+    }
+
+    /// Acks every delivery of the list in one go: for many, much cheaper
+    /// than one `ack()` each. Raises the first error after trying all.
+    fn ack_many(&self, py: Python<'_>, deliveries: Vec<PyRef<'_, Delivery>>) -> PyResult<()> {
+        let deliveries = deliveries.iter().map(|d| d.inner.clone()).collect();
+        wait(py, ops::ack_all(deliveries))
     }
 
     /// Leaves the group.

@@ -16,6 +16,8 @@
 //! - [`types`] - what calls return: `Stored`, `Message`, `TopicInfo`,
 //!   `GroupInfo`.
 //! - [`ops`] - the futures both APIs run.
+//! - [`shared`] - a subscription or consumer shared with the calls
+//!   waiting on it, handing out what arrived in batches.
 //! - [`wait`] - running a future from a blocking call.
 //! - [`blocking`] - `Client`, `Subscription`, `Consumer`, `Delivery`.
 //! - [`asyncio`] - `AsyncClient`, `AsyncSubscription`, `AsyncConsumer`,
@@ -27,6 +29,7 @@ mod blocking;
 mod convert;
 mod errors;
 mod ops;
+mod shared;
 mod types;
 mod wait;
 

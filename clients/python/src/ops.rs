@@ -8,89 +8,10 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use sluice_client::{ClientError, ConsumeOptions, Message};
 use sluice_proto::{MessageOutcome, RetentionSpec, StartPosition};
-use tokio::sync::{watch, Mutex};
 
-use crate::errors::{local, py, to_py};
+use crate::errors::{py, to_py};
+use crate::shared::Shared;
 use crate::types::{GroupInfo, Stored, TopicInfo};
-
-/// A subscription or consumer, shared by its Python object and the calls
-/// waiting on it. Closing it ends the waits at once and drops it (which
-/// unsubscribes, or leaves the group).
-pub struct Shared<T> {
-    inner: Mutex<Option<T>>,
-    closed: watch::Sender<bool>,
-}
-
-impl<T: Send + 'static> Shared<T> {
-    fn new(value: T) -> Arc<Self> {
-        Arc::new(Shared {
-            inner: Mutex::new(Some(value)),
-            closed: watch::Sender::new(false),
-        })
-    }
-
-    /// Ends every wait and drops the subscription or consumer.
-    pub fn close(self: &Arc<Self>) {
-        if self.closed.send_replace(true) {
-            return;
-        }
-        let this = self.clone();
-        crate::wait::runtime().spawn(async move {
-            this.inner.lock().await.take();
-        });
-    }
-
-    /// The next item, waiting up to `timeout` (forever if `None`);
-    /// `None` once it ended or was closed.
-    pub async fn next(self: Arc<Self>, timeout: Option<Duration>) -> PyResult<Option<T::Item>>
-    where
-        T: Next,
-    {
-        within(timeout, async move {
-            let mut closed = self.closed.subscribe();
-            let next = async {
-                let mut guard = self.inner.lock().await;
-                match guard.as_mut() {
-                    None => Ok(None),
-                    Some(source) => source.next().await.transpose().map_err(to_py),
-                }
-            };
-            tokio::select! {
-                _ = closed.wait_for(|closed| *closed) => Ok(None),
-                next = next => next,
-            }
-        })
-        .await
-    }
-}
-
-/// What a [`Shared`] yields.
-pub trait Next: Send + 'static {
-    /// One item.
-    type Item: Send;
-    /// The next one; `None` at the end.
-    fn next(
-        &mut self,
-    ) -> impl std::future::Future<Output = Option<Result<Self::Item, ClientError>>> + Send;
-}
-
-impl Next for sluice_client::Subscription {
-    type Item = sluice_proto::Delivered;
-    fn next(
-        &mut self,
-    ) -> impl std::future::Future<Output = Option<Result<Self::Item, ClientError>>> + Send {
-        self.recv()
-    }
-}
-
-impl Next for sluice_client::Consumer {
-    type Item = sluice_client::Delivery;
-    fn next(
-        &mut self,
-    ) -> impl std::future::Future<Output = Option<Result<Self::Item, ClientError>>> + Send {
-        self.recv()
-    }
-}
 
 pub type SharedSubscription = Arc<Shared<sluice_client::Subscription>>;
 pub type SharedConsumer = Arc<Shared<sluice_client::Consumer>>;
@@ -161,20 +82,6 @@ pub async fn consume(
     Ok(Shared::new(consumer))
 }
 
-/// Waits up to `timeout` (forever if `None`) for `next`; a `Timeout`
-/// exception when it runs out.
-async fn within<T>(
-    timeout: Option<Duration>,
-    next: impl std::future::Future<Output = PyResult<T>>,
-) -> PyResult<T> {
-    match timeout {
-        None => next.await,
-        Some(limit) => tokio::time::timeout(limit, next)
-            .await
-            .map_err(|_| local("timeout", format!("nothing arrived within {limit:?}")))?,
-    }
-}
-
 /// How to settle a delivery.
 pub enum Settle {
     Ack,
@@ -190,6 +97,13 @@ pub async fn settle(delivery: sluice_client::Delivery, how: Settle) -> PyResult<
         Settle::Reject(reason) => delivery.reject(reason).await,
         Settle::InProgress => delivery.in_progress().await,
     })
+}
+
+/// Acks every delivery in one go (the client sends them in as few
+/// requests as it can); the first error, if any, after all were tried.
+pub async fn ack_all(deliveries: Vec<Arc<sluice_client::Delivery>>) -> PyResult<()> {
+    let acks = futures_util::future::join_all(deliveries.iter().map(|d| d.ack())).await;
+    py(acks.into_iter().collect::<Result<Vec<()>, _>>().map(drop))
 }
 
 /// Topic and group administration.

@@ -103,3 +103,31 @@ def test_a_receive_with_a_timeout_raises_timeout(broker):
         await client.close()
 
     run(scenario())
+
+
+def test_async_iteration_keeps_order_and_ack_many_settles(broker):
+    async def scenario():
+        async with await sluice.aio.Client.connect(broker.address, ca=broker.ca) as client:
+            topic = f"py.aio.{uuid.uuid4().hex[:8]}"
+            await client.publish_many([(topic, f"m-{i}") for i in range(500)])
+            subscription = await client.subscribe(topic, start="earliest")
+            offsets = []
+            async for message in subscription:
+                offsets.append(message.offset)
+                if len(offsets) == 500:
+                    break
+            assert offsets == list(range(500))
+            group = f"g-{uuid.uuid4().hex[:8]}"
+            consumer = await client.consume(topic, group, max_in_flight=128)
+            batch, acked = [], 0
+            async for delivery in consumer:
+                batch.append(delivery)
+                if len(batch) == 100:
+                    await consumer.ack_many(batch)
+                    acked, batch = acked + 100, []
+                    if acked == 500:
+                        break
+            info = await client.group_info(group)
+            assert (info.pending, info.lag) == (0, 0)
+
+    run(scenario())

@@ -183,13 +183,40 @@ def test_a_blocking_wait_releases_the_gil(client, topic):
     import threading
 
     got = []
-    waiter = threading.Thread(target=lambda: got.append(subscription.receive(timeout=SOON)))
+    waiting = threading.Event()
+
+    def wait_for_one():
+        waiting.set()
+        got.append(subscription.receive(timeout=SOON))
+
+    waiter = threading.Thread(target=wait_for_one)
     subscription = client.subscribe(topic)
     client.ping()
     waiter.start()
+    assert waiting.wait(SOON)
     # This thread runs Python while the other waits on the network: had the
     # wait held the GIL, this publish would come only after its timeout,
     # and the waiter would have raised Timeout instead.
     client.publish(topic, b"while you wait")
     waiter.join(SOON * 2)
     assert [m.payload for m in got] == [b"while you wait"]
+
+
+def test_many_messages_come_in_order_and_ack_many_settles_them_all(client, topic):
+    client.publish_many([(topic, f"m-{i}") for i in range(600)])
+    with client.subscribe(topic, start="earliest") as subscription:
+        assert [m.offset for m in receive_n(subscription, 600)] == list(range(600))
+    group = f"bulk-{uuid.uuid4().hex[:8]}"
+    with client.consume(topic, group, max_in_flight=256) as consumer:
+        seen = []
+        while len(seen) < 600:
+            batch = [consumer.receive(timeout=SOON)]
+            while len(batch) < 100:
+                batch.append(consumer.receive(timeout=SOON))
+            consumer.ack_many(batch)
+            seen += [d.offset for d in batch]
+        assert sorted(seen) == list(range(600))
+        info = client.group_info(group)
+        assert (info.pending, info.lag) == (0, 0)
+        with pytest.raises(sluice.UnknownDelivery):
+            consumer.ack_many(batch)  # settled already
