@@ -3,98 +3,96 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Why a request or a connection failed. The numeric value of each variant
-/// is stable across releases; new codes may be added.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u16)]
-#[non_exhaustive]
-pub enum ErrorCode {
+/// Defines [`ErrorCode`] from one list of `Variant = wire value => "name"`,
+/// so that the enum, [`ErrorCode::ALL`] and [`ErrorCode::name`] cannot
+/// disagree: a new code is in all three (and in PROTOCOL.md's table, which
+/// `tests/protocol_doc.rs` checks against `ALL`).
+macro_rules! error_codes {
+    ($(
+        $(#[doc = $doc:literal])*
+        $variant:ident = $value:literal => $name:literal,
+    )*) => {
+        /// Why a request or a connection failed. The numeric value of each variant
+        /// is stable across releases; new codes may be added.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u16)]
+        #[non_exhaustive]
+        pub enum ErrorCode {
+            $($(#[doc = $doc])* $variant = $value,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, by wire value, for tables and tests.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            /// A short stable name, as shown by the CLI (`topic_not_found`).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
     /// A frame could not be decoded.
-    MalformedFrame = 1,
+    MalformedFrame = 1 => "malformed_frame",
     /// A frame's length prefix is above the negotiated maximum.
-    FrameTooLarge = 2,
+    FrameTooLarge = 2 => "frame_too_large",
     /// The client speaks a protocol version this broker does not.
-    UnsupportedVersion = 3,
+    UnsupportedVersion = 3 => "unsupported_version",
     /// A request arrived before the Hello handshake.
-    HandshakeRequired = 4,
+    HandshakeRequired = 4 => "handshake_required",
     /// The frame is well formed but not allowed here (a second Hello, ...).
-    ProtocolViolation = 5,
+    ProtocolViolation = 5 => "protocol_violation",
     /// The request kind is unknown to this broker.
-    UnknownRequest = 6,
+    UnknownRequest = 6 => "unknown_request",
     /// Authentication failed or is missing.
-    Unauthorized = 7,
+    Unauthorized = 7 => "unauthorized",
     /// The principal may not do this.
-    Forbidden = 8,
+    Forbidden = 8 => "forbidden",
     /// A topic name is not valid.
-    InvalidTopic = 100,
+    InvalidTopic = 100 => "invalid_topic",
     /// A subscription pattern is not valid.
-    InvalidPattern = 101,
+    InvalidPattern = 101 => "invalid_pattern",
     /// The topic does not exist (and is not auto-created).
-    TopicNotFound = 102,
+    TopicNotFound = 102 => "topic_not_found",
     /// The topic already exists.
-    TopicExists = 103,
+    TopicExists = 103 => "topic_exists",
     /// A request field has a value the broker cannot accept.
-    InvalidArgument = 104,
+    InvalidArgument = 104 => "invalid_argument",
     /// The subscription id is not known on this connection.
-    UnknownSubscription = 105,
+    UnknownSubscription = 105 => "unknown_subscription",
     /// A configured limit was reached.
-    LimitExceeded = 106,
+    LimitExceeded = 106 => "limit_exceeded",
     /// The subscription id is already in use on this connection.
-    SubscriptionExists = 107,
+    SubscriptionExists = 107 => "subscription_exists",
     /// A consumer group name is not valid.
-    InvalidGroup = 108,
+    InvalidGroup = 108 => "invalid_group",
     /// The settled message is not pending in that group (never delivered, or already settled).
-    UnknownDelivery = 109,
+    UnknownDelivery = 109 => "unknown_delivery",
     /// The consumer group does not exist.
-    GroupNotFound = 110,
+    GroupNotFound = 110 => "group_not_found",
     /// A plugin rejected the message.
-    Rejected = 111,
+    Rejected = 111 => "rejected",
     /// The settlement answers a delivery that is no longer in flight: the
     /// ack wait ran out, the message went to another member, or it came
     /// back as a later attempt. Nothing was changed; the message's current
     /// holder settles it.
-    StaleSettle = 112,
+    StaleSettle = 112 => "stale_settle",
     /// The storage layer failed; the request had no effect or its effect is unknown.
-    Storage = 200,
+    Storage = 200 => "storage",
     /// The broker is shutting down.
-    ShuttingDown = 201,
+    ShuttingDown = 201 => "shutting_down",
     /// The disk (or the quota) is full: nothing was stored. Writing
     /// resumes by itself when space comes back, so a later retry can work.
-    StorageFull = 202,
+    StorageFull = 202 => "storage_full",
     /// An unexpected broker error.
-    Internal = 255,
+    Internal = 255 => "internal",
 }
 
 impl ErrorCode {
-    /// Every code, for tables and tests.
-    pub const ALL: &'static [ErrorCode] = &[
-        ErrorCode::MalformedFrame,
-        ErrorCode::FrameTooLarge,
-        ErrorCode::UnsupportedVersion,
-        ErrorCode::HandshakeRequired,
-        ErrorCode::ProtocolViolation,
-        ErrorCode::UnknownRequest,
-        ErrorCode::Unauthorized,
-        ErrorCode::Forbidden,
-        ErrorCode::InvalidTopic,
-        ErrorCode::InvalidPattern,
-        ErrorCode::TopicNotFound,
-        ErrorCode::TopicExists,
-        ErrorCode::InvalidArgument,
-        ErrorCode::UnknownSubscription,
-        ErrorCode::LimitExceeded,
-        ErrorCode::SubscriptionExists,
-        ErrorCode::InvalidGroup,
-        ErrorCode::UnknownDelivery,
-        ErrorCode::GroupNotFound,
-        ErrorCode::Rejected,
-        ErrorCode::StaleSettle,
-        ErrorCode::Storage,
-        ErrorCode::ShuttingDown,
-        ErrorCode::StorageFull,
-        ErrorCode::Internal,
-    ];
-
     /// The wire value.
     pub fn as_u16(self) -> u16 {
         self as u16
@@ -103,37 +101,6 @@ impl ErrorCode {
     /// The code for a wire value, if this version knows it.
     pub fn from_u16(value: u16) -> Option<ErrorCode> {
         Self::ALL.iter().copied().find(|c| c.as_u16() == value)
-    }
-
-    /// A short stable name, as shown by the CLI (`topic_not_found`).
-    pub fn name(self) -> &'static str {
-        match self {
-            ErrorCode::MalformedFrame => "malformed_frame",
-            ErrorCode::FrameTooLarge => "frame_too_large",
-            ErrorCode::UnsupportedVersion => "unsupported_version",
-            ErrorCode::HandshakeRequired => "handshake_required",
-            ErrorCode::ProtocolViolation => "protocol_violation",
-            ErrorCode::UnknownRequest => "unknown_request",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::InvalidTopic => "invalid_topic",
-            ErrorCode::InvalidPattern => "invalid_pattern",
-            ErrorCode::TopicNotFound => "topic_not_found",
-            ErrorCode::TopicExists => "topic_exists",
-            ErrorCode::InvalidArgument => "invalid_argument",
-            ErrorCode::UnknownSubscription => "unknown_subscription",
-            ErrorCode::LimitExceeded => "limit_exceeded",
-            ErrorCode::SubscriptionExists => "subscription_exists",
-            ErrorCode::InvalidGroup => "invalid_group",
-            ErrorCode::UnknownDelivery => "unknown_delivery",
-            ErrorCode::GroupNotFound => "group_not_found",
-            ErrorCode::Rejected => "rejected",
-            ErrorCode::StaleSettle => "stale_settle",
-            ErrorCode::Storage => "storage",
-            ErrorCode::ShuttingDown => "shutting_down",
-            ErrorCode::StorageFull => "storage_full",
-            ErrorCode::Internal => "internal",
-        }
     }
 }
 
@@ -186,6 +153,10 @@ mod tests {
 
     #[test]
     fn codes_are_unique_and_round_trip() {
+        // Defined in wire-value order, so tables made from `ALL` are too.
+        assert!(ErrorCode::ALL
+            .windows(2)
+            .all(|w| w[0].as_u16() < w[1].as_u16()));
         let mut seen = std::collections::HashSet::new();
         for code in ErrorCode::ALL {
             assert!(seen.insert(code.as_u16()), "duplicate code {code}");
