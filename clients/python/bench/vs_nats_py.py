@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 import nats
@@ -146,7 +147,18 @@ def sluice_publish(server: Sluice, size: int, timing: tuple) -> float:
     return window.rate()
 
 
-def sluice_consume(server: Sluice, size: int, timing: tuple, preload: int) -> float:
+def sluice_publish_each(server: Sluice, size: int, timing: tuple) -> float:
+    window = Window(*timing)
+    with sluice.Client.connect(server.address, ca=server.ca) as client:
+        topic = f"bench.{uuid.uuid4().hex[:8]}"
+        body = b"x" * size
+        while not window.done():
+            client.publish(topic, body)
+            window.add(1)
+    return window.rate()
+
+
+def sluice_consume(server: Sluice, size: int, timing: tuple, *, preload: int) -> float:
     async def run():
         client = await sluice.aio.Client.connect(server.address, ca=server.ca)
         topic = f"bench.{uuid.uuid4().hex[:8]}"
@@ -196,7 +208,25 @@ def nats_publish(server: Nats, size: int, timing: tuple) -> float:
     return window.rate()
 
 
-def nats_consume(server: Nats, size: int, timing: tuple, preload: int) -> float:
+def nats_publish_each(server: Nats, size: int, timing: tuple) -> float:
+    window = Window(*timing)
+
+    async def run():
+        nc = await nats.connect(server.url)
+        js = nc.jetstream()
+        subject = f"bench.{uuid.uuid4().hex[:8]}"
+        await js.add_stream(name=subject.replace(".", "_"), subjects=[subject])
+        body = b"x" * size
+        while not window.done():
+            await js.publish(subject, body)
+            window.add(1)
+        await nc.close()
+
+    asyncio.run(run())
+    return window.rate()
+
+
+def nats_consume(server: Nats, size: int, timing: tuple, *, preload: int) -> float:
     async def run():
         nc = await nats.connect(server.url)
         js = nc.jetstream()
@@ -241,45 +271,36 @@ def main():
     args = parser.parse_args()
 
     timing = (args.warmup, args.duration)
+    # Preloads: enough for the warm-up and the window at the rates measured
+    # here, each side its own (nats-py preloads at a tenth of the speed).
+    scenarios = [
+        # (what, payload bytes, sluice's fsync (None: --fsync), sluice side, NATS side)
+        ("acked publish, 128 B (publish_many / gathered js.publish)", 128, None, sluice_publish, nats_publish),
+        ("acked publish, 1 KiB (publish_many / gathered js.publish)", 1024, None, sluice_publish, nats_publish),
+        ("acked publish, 128 B, one at a time", 128, None, sluice_publish_each, nats_publish_each),
+        ("acked publish, 128 B, one at a time, fsync=interval", 128, "interval", sluice_publish_each, nats_publish_each),
+        ("acked consume, 128 B", 128, None, partial(sluice_consume, preload=600_000), partial(nats_consume, preload=150_000)),
+        ("acked consume, 1 KiB", 1024, None, partial(sluice_consume, preload=400_000), partial(nats_consume, preload=120_000)),
+    ]
     rows = []
-    for size in (128, 1024):
-        # Enough for the warm-up and the window at the rates measured here:
-        # each side's own, since nats-py preloads at a tenth of the speed.
-        sluice_preload = 600_000 if size == 128 else 400_000
-        nats_preload = 150_000 if size == 128 else 120_000
-        figures = {}
-        for name, kind in (("publish", "publish"), ("consume", "consume")):
-            sluice_runs, nats_runs = [], []
-            for _ in range(args.runs):
-                with tempfile.TemporaryDirectory() as d:
-                    server = Sluice(args.sluice, Path(d), args.fsync)
-                    try:
-                        if kind == "publish":
-                            sluice_runs.append(sluice_publish(server, size, timing))
-                        else:
-                            sluice_runs.append(sluice_consume(server, size, timing, sluice_preload))
-                    finally:
-                        server.stop()
-                with tempfile.TemporaryDirectory() as d:
-                    server = Nats(args.nats_server, Path(d))
-                    try:
-                        if kind == "publish":
-                            nats_runs.append(nats_publish(server, size, timing))
-                        else:
-                            nats_runs.append(nats_consume(server, size, timing, nats_preload))
-                    finally:
-                        server.stop()
-                print(f"{kind} {size} B: sluice {fmt(sluice_runs[-1])}/s, nats-py {fmt(nats_runs[-1])}/s", file=sys.stderr)
-            figures[name] = (summary(sluice_runs), summary(nats_runs))
-            s, n = figures[name]
-            rows.append(
-                {
-                    "scenario": f"acked {name}, {size} B",
-                    "sluice": s,
-                    "nats": n,
-                    "ratio": s["median"] / n["median"] if n["median"] else float("inf"),
-                }
-            )
+    for label, size, fsync, on_sluice, on_nats in scenarios:
+        sluice_runs, nats_runs = [], []
+        for _ in range(args.runs):
+            with tempfile.TemporaryDirectory() as d:
+                server = Sluice(args.sluice, Path(d), fsync or args.fsync)
+                try:
+                    sluice_runs.append(on_sluice(server, size, timing))
+                finally:
+                    server.stop()
+            with tempfile.TemporaryDirectory() as d:
+                server = Nats(args.nats_server, Path(d))
+                try:
+                    nats_runs.append(on_nats(server, size, timing))
+                finally:
+                    server.stop()
+            print(f"{label}: sluice {fmt(sluice_runs[-1])}/s, nats-py {fmt(nats_runs[-1])}/s", file=sys.stderr)
+        s, n = summary(sluice_runs), summary(nats_runs)
+        rows.append({"scenario": label, "sluice": s, "nats": n, "ratio": s["median"] / n["median"]})
 
     lines = [
         "| scenario | sluice (Python) | nats-py on JetStream | ratio |",

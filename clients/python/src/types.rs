@@ -56,9 +56,10 @@ impl Stored {
 #[pymethods]
 impl Stored {
     fn __repr__(&self) -> String {
+        let duplicate = if self.duplicate { "True" } else { "False" };
         format!(
-            "Stored(topic={:?}, offset={}, duplicate={})",
-            self.topic, self.offset, self.duplicate
+            "Stored(topic={:?}, offset={}, duplicate={duplicate})",
+            self.topic, self.offset
         )
     }
 }

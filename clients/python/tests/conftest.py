@@ -18,6 +18,16 @@ import sluice
 # How long a broker may take to start or stop.
 START_LIMIT = 30.0
 LISTENING = re.compile(r"sluice is listening addr=(\S+)")
+# A broker's config: @LISTEN@ and @DATA@ are filled in at each start.
+DEFAULT_CONFIG = """
+[server]
+listen = "@LISTEN@"
+data_dir = "@DATA@"
+[admin]
+enabled = false
+[plugins]
+watch = false
+"""
 
 
 def sluice_binary() -> str:
@@ -30,9 +40,9 @@ def sluice_binary() -> str:
 class Broker:
     """A `sluice serve` child process."""
 
-    def __init__(self, directory: Path, extra_toml: str = ""):
+    def __init__(self, directory: Path, extra_toml: str = "", template: str = ""):
         self.directory = directory
-        self.extra_toml = extra_toml
+        self.template = template or DEFAULT_CONFIG + extra_toml
         self.listen = "127.0.0.1:0"
         self.process: subprocess.Popen | None = None
         self.address = ""
@@ -45,16 +55,7 @@ class Broker:
     def start(self) -> "Broker":
         config = self.directory / "sluice.toml"
         config.write_text(
-            f"""
-[server]
-listen = "{self.listen}"
-data_dir = "{self.directory / 'data'}"
-[admin]
-enabled = false
-[plugins]
-watch = false
-{self.extra_toml}
-"""
+            self.template.replace("@LISTEN@", self.listen).replace("@DATA@", str(self.directory / "data"))
         )
         offset = self.log.stat().st_size if self.log.exists() else 0
         log = open(self.log, "ab")
@@ -112,8 +113,8 @@ def fresh_broker(tmp_path):
     """A broker of the test's own (for tests that stop it, or configure it)."""
     brokers = []
 
-    def start(extra_toml: str = "") -> Broker:
-        broker = Broker(tmp_path / f"broker-{len(brokers)}", extra_toml)
+    def start(extra_toml: str = "", template: str = "") -> Broker:
+        broker = Broker(tmp_path / f"broker-{len(brokers)}", extra_toml, template)
         broker.directory.mkdir()
         brokers.append(broker)
         return broker.start()
