@@ -1,6 +1,9 @@
-"""Authentication, and a broker restart under a subscription."""
+"""Authentication (tokens and client certificates), and a broker restart
+under a subscription."""
 
 from __future__ import annotations
+
+import subprocess
 
 import pytest
 
@@ -53,3 +56,37 @@ def test_a_subscription_resumes_after_a_broker_restart_without_gaps_or_repeats(f
         got += [subscription.receive(timeout=SOON).text() for _ in range(3)]
         subscription.close()
     assert got == [f"before-{i}" for i in range(3)] + [f"after-{i}" for i in range(3)]
+
+
+def openssl(*args: str, cwd) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
+
+
+def test_a_client_certificate_names_the_principal(fresh_broker, tmp_path):
+    # A CA and a client certificate for principal "orders" (subject CN).
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=py-test-ca",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign",
+            cwd=tmp_path)
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=orders", cwd=tmp_path)
+    (tmp_path / "client.ext").write_text("basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n")
+    openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "client.pem", "-days", "2", "-extfile", "client.ext", cwd=tmp_path)
+    broker = fresh_broker(
+        f"""
+[auth]
+mode = "required"
+client_ca = "{tmp_path / 'ca.pem'}"
+[[auth.principal]]
+name = "orders"
+publish = ["orders.>"]
+"""
+    )
+    cert, key = str(tmp_path / "client.pem"), str(tmp_path / "client.key")
+    with broker.connect(cert=cert, key=key) as client:
+        assert client.publish("orders.eu", b"o-1").offset == 0
+        with pytest.raises(sluice.Forbidden):
+            client.publish("billing.eu", b"b-1")
+    with pytest.raises(sluice.Unauthorized):
+        broker.connect(reconnect_timeout=0)
