@@ -53,6 +53,30 @@ pub struct Stored {
     pub offset: u64,
     /// True if the broker had already stored a message with the same id.
     pub duplicate: bool,
+    /// Every place it was stored, in order: one, unless a routing plugin
+    /// stored it in several (`topic` and `offset` are the first).
+    pub routed: Vec<sluice_proto::StoredAt>,
+}
+
+impl Stored {
+    /// Where one message's outcome says it was stored, or why it was not
+    /// ([`ClientError::NotStored`]).
+    pub fn from_outcome(outcome: MessageOutcome) -> Result<Stored, ClientError> {
+        match outcome {
+            MessageOutcome::Stored(routed) => {
+                let first = routed
+                    .first()
+                    .ok_or_else(|| ClientError::Protocol("publish ack names no place".into()))?;
+                Ok(Stored {
+                    topic: first.topic.clone(),
+                    offset: first.offset,
+                    duplicate: first.duplicate,
+                    routed,
+                })
+            }
+            other => Err(ClientError::NotStored(other)),
+        }
+    }
 }
 
 impl Client {
@@ -391,20 +415,7 @@ impl Client {
 }
 
 fn first_stored(ack: PublishAck) -> Result<Stored, ClientError> {
-    match ack.outcomes.into_iter().next() {
-        Some(
-            other @ (MessageOutcome::Dropped
-            | MessageOutcome::Rejected(_)
-            | MessageOutcome::DeadLettered { .. }),
-        ) => Err(ClientError::NotStored(other)),
-        Some(MessageOutcome::Stored(places)) => match places.into_iter().next() {
-            Some(at) => Ok(Stored {
-                topic: at.topic,
-                offset: at.offset,
-                duplicate: at.duplicate,
-            }),
-            None => Err(ClientError::Protocol("publish ack names no place".into())),
-        },
-        None => Err(ClientError::Protocol("publish ack has no outcome".into())),
-    }
+    let outcome = (ack.outcomes.into_iter().next())
+        .ok_or_else(|| ClientError::Protocol("publish ack has no outcome".into()))?;
+    Stored::from_outcome(outcome)
 }

@@ -160,6 +160,7 @@ impl Stream for Consumer {
                     message,
                     settler: this.settler.clone(),
                     generation,
+                    link: this.stream.link.clone(),
                 })));
             }
             match this.stream.poll_batch(cx) {
@@ -195,13 +196,24 @@ impl std::fmt::Debug for Consumer {
 /// A delivery that came on a connection the client has lost since fails
 /// to settle with [`ClientError::DeliveryLost`] (whose code is
 /// `StaleSettle` too): the group delivers it again.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Delivery {
     /// The message (`attempt` says which delivery this is).
     pub message: Delivered,
     settler: Settler,
     /// The connection it came on.
     generation: u64,
+    /// Its client's hold on the broker (which connection is current).
+    link: Arc<Link>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("message", &self.message)
+            .field("generation", &self.generation)
+            .finish()
+    }
 }
 
 impl std::ops::Deref for Delivery {
@@ -221,6 +233,13 @@ impl Delivery {
             attempt: (self.message.attempt > 0).then_some(self.message.attempt),
         };
         self.settler.settle(item, self.generation).await
+    }
+
+    /// Whether it came on the client's current connection, so that it can
+    /// still be settled. One that came on a connection lost since was
+    /// released by the broker and comes again ([`ClientError::DeliveryLost`]).
+    pub fn is_current(&self) -> bool {
+        self.generation >= self.link.generation()
     }
 
     /// Done: the group never delivers it again.

@@ -193,7 +193,11 @@ fn main() -> anyhow::Result<()> {
         "setup" => setup(),
         "plugins" => plugins(),
         "test" => test(rest),
-        "python-test" => python::test(rest),
+        "python-test" => {
+            // The README test loads the example plugins.
+            plugins()?;
+            python::test(rest)
+        }
         "bench-python" => python::bench(rest, &nats::ensure_nats_server()?),
         "run" => serve(rest),
         "cluster" => cluster::cluster(rest),

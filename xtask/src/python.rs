@@ -41,17 +41,9 @@ pub fn ensure_venv() -> anyhow::Result<PathBuf> {
         .with_context(|| format!("failed to read {}", requirements.display()))?;
     let stamp = venv_dir().join("requirements-installed.txt");
     if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
-        run(Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(["--require-hashes", "--only-binary=:all:", "-r"])
-            .arg(&requirements))?;
-        std::fs::write(&stamp, wanted)?;
+        install_pinned(&python, &requirements)?;
+        std::fs::write(&stamp, wanted)
+            .with_context(|| format!("failed to write {}", stamp.display()))?;
     }
     Ok(python)
 }
@@ -67,7 +59,8 @@ fn build_and_install(python: &Path, profile: &str) -> anyhow::Result<()> {
     let bin = venv_dir().join("bin");
     let path = std::env::join_paths(std::iter::once(bin.clone()).chain(std::env::split_paths(
         &std::env::var_os("PATH").unwrap_or_default(),
-    )))?;
+    )))
+    .context("failed to put the virtualenv on PATH")?;
     run(Command::new(bin.join("maturin"))
         .current_dir(root())
         .env("VIRTUAL_ENV", venv_dir())
@@ -78,27 +71,37 @@ fn build_and_install(python: &Path, profile: &str) -> anyhow::Result<()> {
         .arg(&wheels)
         .arg("--interpreter")
         .arg(python))?;
-    let wheel = std::fs::read_dir(&wheels)?
+    let wheel = std::fs::read_dir(&wheels)
+        .with_context(|| format!("failed to list {}", wheels.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|e| e == "whl"))
         .context("maturin built no wheel")?;
-    run(Command::new(python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
+    run(pip_install(python)
         .args(["--force-reinstall", "--no-deps"])
         .arg(wheel))
+}
+
+/// `python -m pip install`, quietly.
+fn pip_install(python: &Path) -> Command {
+    let mut pip = Command::new(python);
+    pip.args(["-m", "pip", "install", "--quiet"])
+        .arg("--disable-pip-version-check");
+    pip
+}
+
+/// Installs a requirements file whose every line is pinned with its hash.
+fn install_pinned(python: &Path, requirements: &Path) -> anyhow::Result<()> {
+    run(pip_install(python)
+        .args(["--require-hashes", "--only-binary=:all:", "-r"])
+        .arg(requirements))
 }
 
 /// Builds the broker (debug) and the package, then runs the pytest suite
 /// against that broker.
 pub fn test(extra: &[String]) -> anyhow::Result<()> {
     let python = ensure_venv()?;
-    run(cargo().args(["build", "-p", "sluice", "--bin", "sluice"]))?;
+    // --workspace: the features `cargo test --workspace` built it with.
+    run(cargo().args(["build", "--workspace", "--bin", "sluice"]))?;
     build_and_install(&python, "dev")?;
     run(Command::new(&python)
         .current_dir(package_dir())
@@ -115,16 +118,7 @@ pub fn test(extra: &[String]) -> anyhow::Result<()> {
 /// goes to `target/bench-python.md`.
 pub fn bench(extra: &[String], nats_server: &Path) -> anyhow::Result<()> {
     let python = ensure_venv()?;
-    run(Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
-        .args(["--require-hashes", "--only-binary=:all:", "-r"])
-        .arg(package_dir().join("requirements-bench.txt")))?;
+    install_pinned(&python, &package_dir().join("requirements-bench.txt"))?;
     run(cargo().args(["build", "--release", "-p", "sluice", "--bin", "sluice"]))?;
     build_and_install(&python, "release")?;
     let target = root().join("target");

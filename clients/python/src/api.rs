@@ -22,7 +22,7 @@ pub trait Api {
     /// Runs `future`: its result (blocking) or an awaitable of it.
     fn run<'py, F, T>(py: Python<'py>, future: F) -> PyResult<Bound<'py, PyAny>>
     where
-        F: Future<Output = PyResult<T>> + Send + 'static,
+        F: Future<Output = crate::errors::Result<T>> + Send + 'static,
         T: for<'a> IntoPyObject<'a> + Send + 'static;
 }
 
@@ -30,7 +30,7 @@ pub trait Api {
 /// raising the first message's exception unless `return_exceptions`, where
 /// the list holds the exceptions in place.
 pub struct Outcomes {
-    pub items: Vec<Result<Stored, PyErr>>,
+    pub items: Vec<crate::errors::Result<Stored>>,
     pub return_exceptions: bool,
 }
 
@@ -44,8 +44,10 @@ impl<'py> IntoPyObject<'py> for Outcomes {
         for item in self.items {
             list.push(match item {
                 Ok(stored) => stored.into_pyobject(py)?.into_any(),
-                Err(e) if self.return_exceptions => e.into_value(py).into_bound(py).into_any(),
-                Err(e) => return Err(e),
+                Err(e) if self.return_exceptions => {
+                    e.into_py(py).into_value(py).into_bound(py).into_any()
+                }
+                Err(e) => return Err(e.into_py(py)),
             });
         }
         Ok(pyo3::types::PyList::new(py, list)?.into_any())
@@ -136,38 +138,48 @@ macro_rules! client_methods {
             }
 
             /// Subscribes to a topic or pattern (`*` one token, `>` the
-            /// rest) from `start`: "earliest", "latest" (live only), an
-            /// offset, or a datetime.
-            #[pyo3(signature = (pattern, start=None))]
+            /// rest) from `start`: "latest" (live only, the default),
+            /// "earliest", an offset, or a datetime. `plugin` names a
+            /// plugin loaded in the broker that filters or transforms what
+            /// this subscription receives (with its own JSON
+            /// `plugin_config`, or the configured one).
+            #[pyo3(signature = (pattern, start=None, *, plugin=None, plugin_config=None))]
+            #[pyo3(text_signature = "(self, pattern, start='latest', *, plugin=None, plugin_config=None)")]
             fn subscribe<'py>(
                 &self,
                 py: Python<'py>,
                 pattern: String,
                 start: Option<&Bound<'py, PyAny>>,
+                plugin: Option<String>,
+                plugin_config: Option<String>,
             ) -> PyResult<Bound<'py, PyAny>> {
                 let start = match start {
                     Some(s) => $crate::convert::start(s)?,
                     None => sluice_proto::StartPosition::Latest,
                 };
+                let plugin = $crate::convert::plugin(plugin, plugin_config)?;
                 let client = self.inner.clone();
                 <$api>::run(py, async move {
-                    $crate::ops::subscribe(client, pattern, start)
+                    $crate::ops::subscribe(client, pattern, start, plugin)
                         .await
                         .map(<$api as $crate::api::Api>::Subscription::from)
                 })
             }
 
             /// Joins consumer group `group` on `pattern`, creating the group
-            /// with these settings if it does not exist. Each message goes
-            /// to one member at a time; settle each delivery.
-            #[pyo3(signature = (pattern, group, *, max_in_flight=64, max_deliver=None, key_order=false, ack_wait=None, backoff=None, dead_letter_topic=None, start=None, limit=None))]
+            /// with these settings if it does not exist (a new group starts
+            /// at "earliest" unless `start` says otherwise). Each message
+            /// goes to one member at a time; settle each delivery. None
+            /// takes the default: 64 in flight, 5 deliveries, a 30 s ack
+            /// wait, backoff 1, 5, 30 s, dead letters to `dlq.<topic>`.
+            #[pyo3(signature = (pattern, group, *, max_in_flight=None, max_deliver=None, key_order=false, ack_wait=None, backoff=None, dead_letter_topic=None, start=None, limit=None, plugin=None, plugin_config=None))]
             #[allow(clippy::too_many_arguments)]
             fn consume<'py>(
                 &self,
                 py: Python<'py>,
                 pattern: String,
                 group: String,
-                max_in_flight: u32,
+                max_in_flight: Option<u32>,
                 max_deliver: Option<u32>,
                 key_order: bool,
                 ack_wait: Option<f64>,
@@ -175,6 +187,8 @@ macro_rules! client_methods {
                 dead_letter_topic: Option<String>,
                 start: Option<&Bound<'py, PyAny>>,
                 limit: Option<u64>,
+                plugin: Option<String>,
+                plugin_config: Option<String>,
             ) -> PyResult<Bound<'py, PyAny>> {
                 let options = $crate::convert::Consume {
                     start: start.map($crate::convert::start).transpose()?,
@@ -185,6 +199,7 @@ macro_rules! client_methods {
                     backoff,
                     dead_letter_topic,
                     limit,
+                    plugin: $crate::convert::plugin(plugin, plugin_config)?,
                 }
                 .options()?;
                 let client = self.inner.clone();
@@ -250,7 +265,7 @@ macro_rules! client_methods {
             fn ping<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
                 let client = self.inner.clone();
                 <$api>::run(py, async move {
-                    $crate::errors::py(client.ping().await).map(|d| d.as_secs_f64())
+                    Ok(client.ping().await?.as_secs_f64())
                 })
             }
 

@@ -1,19 +1,23 @@
 //! The asyncio API (`sluice.aio.Client`): each call returns an awaitable
 //! of a Rust future on the shared runtime (no thread per call);
 //! cancelling the task drops the future, and the connection stays usable.
-//! Subscriptions and consumers are async iterators.
+//! Subscriptions and consumers are async iterators whose receive loop is
+//! `sluice/_aio.py`: it awaits [`Shared::fill`] and then takes an item with
+//! a plain call, so a cancelled receive loses nothing.
 
 use std::future::Future;
 use std::sync::Arc;
 
-use pyo3::exceptions::PyStopAsyncIteration;
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 use pyo3_async_runtimes::tokio::future_into_py;
 
 use crate::api::{client_methods, Api};
+use crate::convert::timeout;
+use crate::errors::{Answer, Result};
 use crate::ops::{self, Settle, SharedConsumer, SharedSubscription};
-use crate::types::Message;
+use crate::shared::{Next, Shared};
+use crate::types::{delivery_object, Message};
 
 /// Hands calls to asyncio.
 pub struct Asyncio;
@@ -25,11 +29,44 @@ impl Api for Asyncio {
 
     fn run<'py, F, T>(py: Python<'py>, future: F) -> PyResult<Bound<'py, PyAny>>
     where
-        F: Future<Output = PyResult<T>> + Send + 'static,
+        F: Future<Output = Result<T>> + Send + 'static,
         T: for<'a> IntoPyObject<'a> + Send + 'static,
     {
-        future_into_py(py, future)
+        // The error becomes an exception where pyo3-async-runtimes hands
+        // the result to asyncio, with the GIL held.
+        future_into_py(py, async move { Ok(Answer(future.await)) })
     }
+}
+
+/// The receive loop's coroutine function `sluice._aio.<name>`.
+fn aio<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    py.import("sluice._aio")?.getattr(name)
+}
+
+/// `fill` of [`Shared`] as an awaitable.
+fn fill<'py, T: Next>(
+    py: Python<'py>,
+    shared: &Arc<Shared<T>>,
+    limit: Option<f64>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let limit = timeout(limit)?;
+    Asyncio::run(py, shared.clone().fill(limit))
+}
+
+/// `close` of [`Shared`] as an awaitable.
+fn close<'py, T: Next>(py: Python<'py>, shared: &Arc<Shared<T>>) -> PyResult<Bound<'py, PyAny>> {
+    let shared = shared.clone();
+    Asyncio::run(py, async move {
+        shared.close().await;
+        Ok(())
+    })
+}
+
+/// An awaitable of `value`, already done.
+fn ready(value: Bound<'_, PyAny>) -> PyResult<Bound<'_, PyAny>> {
+    let py = value.py();
+    let value = value.unbind();
+    future_into_py(py, async move { Ok(value) })
 }
 
 /// A connection to a sluice broker, for asyncio: `await
@@ -45,9 +82,7 @@ client_methods!(AsyncClient, Asyncio);
 #[pymethods]
 impl AsyncClient {
     fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        let me = slf.unbind();
-        future_into_py(py, async move { Ok(me) })
+        ready(slf.into_any())
     }
 
     fn __aexit__<'py>(
@@ -61,6 +96,70 @@ impl AsyncClient {
     }
 }
 
+/// Declares an asyncio source class: `$class` holding `inner:
+/// Arc<Shared<_>>`, whose items Python gets as `$item` objects.
+macro_rules! async_source {
+    ($class:ident, $shared:ty, $what:literal) => {
+        impl From<$shared> for $class {
+            fn from(inner: $shared) -> Self {
+                $class { inner }
+            }
+        }
+
+        #[pymethods]
+        impl $class {
+            fn __aiter__(slf: Py<Self>) -> Py<Self> {
+                slf
+            }
+
+            fn __anext__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+                aio(slf.py(), "anext")?.call1((slf,))
+            }
+
+            #[doc = concat!("The next ", $what, ", waiting up to `timeout` seconds (forever if None); raises `Timeout` when none came, None once it ended.")]
+            #[pyo3(signature = (timeout=None))]
+            fn receive<'py>(
+                slf: &Bound<'py, Self>,
+                timeout: Option<f64>,
+            ) -> PyResult<Bound<'py, PyAny>> {
+                self::timeout(timeout)?;
+                aio(slf.py(), "receive")?.call1((slf, timeout))
+            }
+
+            /// Waits until an item is at hand (internal: `sluice._aio`).
+            #[pyo3(signature = (timeout=None))]
+            fn _fill<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+                fill(py, &self.inner, timeout)
+            }
+
+            /// Whether nothing more comes (internal: `sluice._aio`).
+            #[getter]
+            fn _over(&self) -> bool {
+                self.inner.is_over()
+            }
+
+            /// Ends it; the awaitable is done once the broker was told.
+            fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+                close(py, &self.inner)
+            }
+
+            fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+                ready(slf.into_any())
+            }
+
+            fn __aexit__<'py>(
+                &self,
+                py: Python<'py>,
+                _kind: Option<Bound<'py, PyType>>,
+                _value: Option<Bound<'py, PyAny>>,
+                _traceback: Option<Bound<'py, PyAny>>,
+            ) -> PyResult<Bound<'py, PyAny>> {
+                close(py, &self.inner)
+            }
+        }
+    };
+}
+
 /// A subscription, for asyncio: `async for message in subscription`, or
 /// `await receive(timeout)`.
 #[pyclass(module = "sluice.aio", name = "Subscription", frozen)]
@@ -68,48 +167,25 @@ pub struct AsyncSubscription {
     inner: SharedSubscription,
 }
 
-impl From<SharedSubscription> for AsyncSubscription {
-    fn from(inner: SharedSubscription) -> Self {
-        AsyncSubscription { inner }
-    }
-}
+async_source!(AsyncSubscription, SharedSubscription, "message");
 
 #[pymethods]
 impl AsyncSubscription {
-    fn __aiter__(slf: Py<Self>) -> Py<Self> {
-        slf
+    /// Live messages the broker dropped because this subscriber fell
+    /// behind (a `"latest"` subscription only; replays never drop).
+    #[getter]
+    fn dropped(&self) -> u64 {
+        self.inner.dropped()
     }
 
-    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        if let Some(ready) = self.inner.ready() {
-            return resolved(py, ready.map(|inner| Message { inner }));
+    /// A message at hand, or None (internal: `sluice._aio`).
+    fn _take(&self, py: Python<'_>) -> PyResult<Option<Message>> {
+        match self.inner.take() {
+            None => Ok(None),
+            Some(item) => item
+                .map(|inner| Some(Message { inner }))
+                .map_err(|e| e.into_py(py)),
         }
-        let next = self.inner.clone().next(None);
-        future_into_py(py, async move {
-            match next.await? {
-                Some(inner) => Ok(Message { inner }),
-                None => Err(PyStopAsyncIteration::new_err(())),
-            }
-        })
-    }
-
-    /// The next message, waiting up to `timeout` seconds (forever if
-    /// None); raises `Timeout` when none came, None once it ended.
-    #[pyo3(signature = (timeout=None))]
-    fn receive<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
-        let timeout = timeout
-            .map(|t| crate::convert::seconds("timeout", t))
-            .transpose()?;
-        let next = self.inner.clone().next(timeout);
-        future_into_py(
-            py,
-            async move { Ok(next.await?.map(|inner| Message { inner })) },
-        )
-    }
-
-    /// Ends the subscription.
-    fn close(&self) {
-        self.inner.close();
     }
 }
 
@@ -120,76 +196,17 @@ pub struct AsyncConsumer {
     inner: SharedConsumer,
 }
 
-impl From<SharedConsumer> for AsyncConsumer {
-    fn from(inner: SharedConsumer) -> Self {
-        AsyncConsumer { inner }
-    }
-}
-
-/// An awaitable already done: what arrived already is handed out without
-/// crossing to the runtime.
-fn resolved<'py, T: IntoPyObject<'py>>(
-    py: Python<'py>,
-    result: PyResult<T>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let future = pyo3_async_runtimes::get_running_loop(py)?.call_method0("create_future")?;
-    match result {
-        Ok(value) => future.call_method1("set_result", (value,))?,
-        Err(e) => future.call_method1("set_exception", (e.into_value(py),))?,
-    };
-    Ok(future)
-}
-
-/// A delivery on its way to Python (built there, with its message).
-struct NewDelivery(sluice_client::Delivery);
-
-impl<'py> IntoPyObject<'py> for NewDelivery {
-    type Target = AsyncDelivery;
-    type Output = Bound<'py, AsyncDelivery>;
-    type Error = PyErr;
-
-    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, AsyncDelivery>> {
-        let message = Message {
-            inner: self.0.message.clone(),
-        };
-        let init = PyClassInitializer::from(message).add_subclass(AsyncDelivery {
-            inner: Arc::new(self.0),
-        });
-        Bound::new(py, init)
-    }
-}
+async_source!(AsyncConsumer, SharedConsumer, "delivery");
 
 #[pymethods]
 impl AsyncConsumer {
-    fn __aiter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        if let Some(ready) = self.inner.ready() {
-            return resolved(py, ready.map(NewDelivery));
+    /// A delivery at hand, or None (internal: `sluice._aio`).
+    fn _take<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, AsyncDelivery>>> {
+        match self.inner.take() {
+            None => Ok(None),
+            Some(Err(e)) => Err(e.into_py(py)),
+            Some(Ok(d)) => delivery_object(py, d, |inner| AsyncDelivery { inner }).map(Some),
         }
-        let next = self.inner.clone().next(None);
-        future_into_py(py, async move {
-            match next.await? {
-                Some(delivery) => Ok(NewDelivery(delivery)),
-                None => Err(PyStopAsyncIteration::new_err(())),
-            }
-        })
-    }
-
-    /// The next delivery, waiting up to `timeout` seconds (forever if
-    /// None); raises `Timeout` when none came, None once it ended.
-    #[pyo3(signature = (timeout=None))]
-    fn receive<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
-        let timeout = timeout
-            .map(|t| crate::convert::seconds("timeout", t))
-            .transpose()?;
-        if let Some(ready) = self.inner.ready() {
-            return resolved(py, ready.map(|d| Some(NewDelivery(d))));
-        }
-        let next = self.inner.clone().next(timeout);
-        future_into_py(py, async move { Ok(next.await?.map(NewDelivery)) })
     }
 
     /// Acks every delivery of the list in one go: for many, much cheaper
@@ -201,12 +218,7 @@ impl AsyncConsumer {
         deliveries: Vec<PyRef<'py, AsyncDelivery>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let deliveries = deliveries.iter().map(|d| d.inner.clone()).collect();
-        future_into_py(py, ops::ack_all(deliveries))
-    }
-
-    /// Leaves the group.
-    fn close(&self) {
-        self.inner.close();
+        Asyncio::run(py, ops::ack_all(deliveries))
     }
 }
 
@@ -219,7 +231,7 @@ pub struct AsyncDelivery {
 
 impl AsyncDelivery {
     fn settle<'py>(&self, py: Python<'py>, how: Settle) -> PyResult<Bound<'py, PyAny>> {
-        future_into_py(py, ops::settle((*self.inner).clone(), how))
+        Asyncio::run(py, ops::settle(self.inner.clone(), how))
     }
 }
 

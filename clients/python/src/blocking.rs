@@ -1,17 +1,65 @@
 //! The blocking API (`sluice.Client`): each call waits for its answer
-//! with the GIL released; subscriptions and consumers are iterators.
+//! with the GIL released ([`wait`]); subscriptions and consumers are
+//! iterators.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 use pyo3::IntoPyObjectExt;
 
 use crate::api::{client_methods, Api};
+use crate::convert::timeout;
+use crate::errors::Result;
 use crate::ops::{self, Settle, SharedConsumer, SharedSubscription};
-use crate::types::Message;
-use crate::wait::wait;
+use crate::shared::{Next, Shared};
+use crate::types::{delivery_object, Message};
+
+/// How often a blocking call looks for pending signals.
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+
+/// Runs `future` to its end on the shared runtime without holding the
+/// GIL, waking every [`SIGNAL_CHECK`] to let Python handle signals
+/// (Ctrl-C raises `KeyboardInterrupt` and drops the future).
+pub fn wait<F, T>(py: Python<'_>, future: F) -> PyResult<T>
+where
+    F: Future<Output = Result<T>> + Send,
+    T: Send,
+{
+    let runtime = crate::runtime();
+    let mut future = std::pin::pin!(future);
+    loop {
+        let step = py.detach(|| {
+            // The timer is made inside the runtime: it needs its clock.
+            runtime.block_on(async { tokio::time::timeout(SIGNAL_CHECK, future.as_mut()).await })
+        });
+        match step {
+            Ok(done) => return done.map_err(|e| e.into_py(py)),
+            Err(_) => py.check_signals()?,
+        }
+    }
+}
+
+/// The next item of `shared`, waiting up to `limit`; `None` once nothing
+/// more comes.
+fn receive<T: Next>(
+    py: Python<'_>,
+    shared: &Arc<Shared<T>>,
+    limit: Option<Duration>,
+) -> PyResult<Option<T::Item>> {
+    // Each turn hands out an item, ends, or waits until one is at hand.
+    loop {
+        if let Some(item) = shared.take() {
+            return item.map(Some).map_err(|e| e.into_py(py));
+        }
+        if shared.is_over() {
+            return Ok(None);
+        }
+        wait(py, shared.clone().fill(limit))?;
+    }
+}
 
 /// Runs calls to the end.
 pub struct Blocking;
@@ -23,7 +71,7 @@ impl Api for Blocking {
 
     fn run<'py, F, T>(py: Python<'py>, future: F) -> PyResult<Bound<'py, PyAny>>
     where
-        F: Future<Output = PyResult<T>> + Send + 'static,
+        F: Future<Output = Result<T>> + Send + 'static,
         T: for<'a> IntoPyObject<'a> + Send + 'static,
     {
         wait(py, future)?.into_bound_py_any(py)
@@ -83,19 +131,24 @@ impl Subscription {
     /// None); raises `Timeout` when none came, None once it ended.
     #[pyo3(signature = (timeout=None))]
     fn receive(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Message>> {
-        let timeout = timeout
-            .map(|t| crate::convert::seconds("timeout", t))
-            .transpose()?;
-        if let Some(ready) = self.inner.ready() {
-            return ready.map(|inner| Some(Message { inner }));
-        }
-        let next = wait(py, self.inner.clone().next(timeout))?;
+        let next = receive(py, &self.inner, self::timeout(timeout)?)?;
         Ok(next.map(|inner| Message { inner }))
     }
 
-    /// Ends the subscription.
-    fn close(&self) {
-        self.inner.close();
+    /// Live messages the broker dropped because this subscriber fell
+    /// behind (a `"latest"` subscription only; replays never drop).
+    #[getter]
+    fn dropped(&self) -> u64 {
+        self.inner.dropped()
+    }
+
+    /// Ends the subscription; returns once the broker was told.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let inner = self.inner.clone();
+        wait(py, async move {
+            inner.close().await;
+            Ok(())
+        })
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -104,11 +157,12 @@ impl Subscription {
 
     fn __exit__(
         &self,
+        py: Python<'_>,
         _kind: Option<Bound<'_, PyType>>,
         _value: Option<Bound<'_, PyAny>>,
         _traceback: Option<Bound<'_, PyAny>>,
-    ) {
-        self.inner.close();
+    ) -> PyResult<()> {
+        self.close(py)
     }
 }
 
@@ -144,14 +198,9 @@ impl Consumer {
         py: Python<'py>,
         timeout: Option<f64>,
     ) -> PyResult<Option<Bound<'py, Delivery>>> {
-        let timeout = timeout
-            .map(|t| crate::convert::seconds("timeout", t))
-            .transpose()?;
-        let next = match self.inner.ready() {
-            Some(ready) => Some(ready?),
-            None => wait(py, self.inner.clone().next(timeout))?,
-        };
-        next.map(|d| Delivery::wrap(py, d)).transpose()
+        let next = receive(py, &self.inner, self::timeout(timeout)?)?;
+        next.map(|d| delivery_object(py, d, |inner| Delivery { inner }))
+            .transpose()
     }
 
     /// Acks every delivery of the list in one go: for many, much cheaper
@@ -161,9 +210,13 @@ impl Consumer {
         wait(py, ops::ack_all(deliveries))
     }
 
-    /// Leaves the group.
-    fn close(&self) {
-        self.inner.close();
+    /// Leaves the group; returns once the broker was told.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let inner = self.inner.clone();
+        wait(py, async move {
+            inner.close().await;
+            Ok(())
+        })
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -172,11 +225,12 @@ impl Consumer {
 
     fn __exit__(
         &self,
+        py: Python<'_>,
         _kind: Option<Bound<'_, PyType>>,
         _value: Option<Bound<'_, PyAny>>,
         _traceback: Option<Bound<'_, PyAny>>,
-    ) {
-        self.inner.close();
+    ) -> PyResult<()> {
+        self.close(py)
     }
 }
 
@@ -189,18 +243,8 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    fn wrap(py: Python<'_>, delivery: sluice_client::Delivery) -> PyResult<Bound<'_, Delivery>> {
-        let message = Message {
-            inner: delivery.message.clone(),
-        };
-        let init = PyClassInitializer::from(message).add_subclass(Delivery {
-            inner: Arc::new(delivery),
-        });
-        Bound::new(py, init)
-    }
-
     fn settle(&self, py: Python<'_>, how: Settle) -> PyResult<()> {
-        wait(py, ops::settle((*self.inner).clone(), how))
+        wait(py, ops::settle(self.inner.clone(), how))
     }
 }
 

@@ -8,7 +8,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
 use sluice_client::{ClientIdentity, ClientOptions, Message, Trust};
-use sluice_proto::StartPosition;
+use sluice_proto::{DeliveryPlugin, StartPosition};
 
 /// Bytes from `bytes`, `bytearray` or `str` (as UTF-8).
 pub fn bytes(what: &str, value: &Bound<'_, PyAny>) -> PyResult<Bytes> {
@@ -141,6 +141,21 @@ pub fn seconds(what: &str, value: f64) -> PyResult<Duration> {
     })
 }
 
+/// A `timeout` argument: seconds, or None for no limit.
+pub fn timeout(value: Option<f64>) -> PyResult<Option<Duration>> {
+    value.map(|t| seconds("timeout", t)).transpose()
+}
+
+/// A `plugin` argument: a plugin loaded in the broker, with an optional
+/// JSON config of its own.
+pub fn plugin(name: Option<String>, config: Option<String>) -> PyResult<Option<DeliveryPlugin>> {
+    match (name, config) {
+        (Some(name), config) => Ok(Some(DeliveryPlugin { name, config })),
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(PyValueError::new_err("plugin_config= needs plugin=")),
+    }
+}
+
 /// What `Client.connect` takes.
 pub struct Connect<'py> {
     pub servers: &'py Bound<'py, PyAny>,
@@ -192,8 +207,10 @@ impl Connect<'_> {
         }
         match (self.cert, self.key) {
             (Some(cert), Some(key)) => {
-                options = options
-                    .identity(ClientIdentity::from_files(cert, key).map_err(crate::errors::to_py)?)
+                options = options.identity(
+                    ClientIdentity::from_files(cert, key)
+                        .map_err(|e| crate::errors::Error::from(e).into_py(self.servers.py()))?,
+                )
             }
             (None, None) => {}
             _ => {
@@ -226,23 +243,30 @@ fn type_name(value: &Bound<'_, PyAny>) -> String {
 /// What `consume` takes besides the pattern and group.
 pub struct Consume {
     pub start: Option<StartPosition>,
-    pub max_in_flight: u32,
+    pub max_in_flight: Option<u32>,
     pub max_deliver: Option<u32>,
     pub key_order: bool,
     pub ack_wait: Option<f64>,
     pub backoff: Option<Vec<f64>>,
     pub dead_letter_topic: Option<String>,
     pub limit: Option<u64>,
+    pub plugin: Option<DeliveryPlugin>,
 }
 
 impl Consume {
     /// The client's options, checked.
     pub fn options(self) -> PyResult<sluice_client::ConsumeOptions> {
-        if self.max_in_flight == 0 {
-            return Err(PyValueError::new_err("max_in_flight must be 1 or more"));
+        let mut options = sluice_client::ConsumeOptions {
+            limit: self.limit,
+            plugin: self.plugin,
+            ..Default::default()
+        };
+        if let Some(n) = self.max_in_flight {
+            if n == 0 {
+                return Err(PyValueError::new_err("max_in_flight must be 1 or more"));
+            }
+            options.max_in_flight = n;
         }
-        let mut options =
-            sluice_client::ConsumeOptions::default().max_in_flight(self.max_in_flight);
         let group = &mut options.group;
         if let Some(start) = self.start {
             group.start = start;
@@ -255,13 +279,11 @@ impl Consume {
         }
         group.key_ordered = self.key_order;
         if let Some(wait) = self.ack_wait {
-            let wait = seconds("ack_wait", wait)?;
-            if wait.is_zero() {
-                return Err(PyValueError::new_err(
-                    "ack_wait must be more than 0 seconds",
-                ));
+            let wait = seconds("ack_wait", wait)?.as_millis() as u64;
+            if wait == 0 {
+                return Err(PyValueError::new_err("ack_wait must be 1 ms or more"));
             }
-            group.ack_wait_ms = wait.as_millis() as u64;
+            group.ack_wait_ms = wait;
         }
         if let Some(delays) = self.backoff {
             group.backoff_ms = delays
@@ -270,7 +292,6 @@ impl Consume {
                 .collect::<PyResult<_>>()?;
         }
         group.dead_letter_topic = self.dead_letter_topic;
-        options.limit = self.limit;
         Ok(options)
     }
 }

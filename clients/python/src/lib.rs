@@ -4,22 +4,22 @@
 //!
 //! The Python package (`python/sluice/`) re-exports these classes:
 //! `sluice` the blocking ones, `sluice.aio` the asyncio ones. Both run the
-//! same futures ([`ops`]) on one tokio runtime (pyo3-async-runtimes'):
-//! a blocking call waits with the GIL released ([`wait`]); an asyncio
-//! call hands Python an awaitable that drops the future when its task is
-//! cancelled.
+//! same futures ([`ops`]) on one tokio runtime ([`runtime`]): a blocking
+//! call waits with the GIL released; an asyncio call hands Python an
+//! awaitable that drops the future when its task is cancelled.
 //!
 //! # Layout
 //!
 //! - [`convert`] - Python arguments to the client's types, checked.
-//! - [`errors`] - client errors to the exceptions of `sluice.errors`.
+//! - [`errors`] - errors, made exceptions of `sluice.errors` where the
+//!   GIL is held.
 //! - [`types`] - what calls return: `Stored`, `Message`, `TopicInfo`,
 //!   `GroupInfo`.
 //! - [`ops`] - the futures both APIs run.
 //! - [`shared`] - a subscription or consumer shared with the calls
-//!   waiting on it, handing out what arrived in batches.
-//! - [`wait`] - running a future from a blocking call.
-//! - [`blocking`] - `Client`, `Subscription`, `Consumer`, `Delivery`.
+//!   waiting on it: waits take items in, plain calls hand them out.
+//! - [`blocking`] - `Client`, `Subscription`, `Consumer`, `Delivery`, and
+//!   running a future from a blocking call.
 //! - [`asyncio`] - `AsyncClient`, `AsyncSubscription`, `AsyncConsumer`,
 //!   `AsyncDelivery`.
 
@@ -31,9 +31,14 @@ mod errors;
 mod ops;
 mod shared;
 mod types;
-mod wait;
 
 use pyo3::prelude::*;
+
+/// The runtime every call runs on: pyo3-async-runtimes' own, so that
+/// blocking and asyncio calls share the connections' background tasks.
+pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
+    pyo3_async_runtimes::tokio::get_runtime()
+}
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {

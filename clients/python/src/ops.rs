@@ -1,65 +1,50 @@
 //! The futures behind both APIs: each takes owned arguments, runs on the
-//! shared runtime, and ends in the package's own types or a Python
-//! exception.
+//! shared runtime and ends in the package's own types or an [`Error`],
+//! which becomes an exception where the GIL is held.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use sluice_client::{ClientError, ConsumeOptions, Message};
-use sluice_proto::{MessageOutcome, RetentionSpec, StartPosition};
+use sluice_client::{ClientError, ConsumeOptions, DeliveryPlugin, Message};
+use sluice_proto::{RetentionSpec, StartPosition};
 
-use crate::errors::{py, to_py};
+use crate::errors::{Error, Result};
 use crate::shared::Shared;
 use crate::types::{GroupInfo, Stored, TopicInfo};
 
 pub type SharedSubscription = Arc<Shared<sluice_client::Subscription>>;
 pub type SharedConsumer = Arc<Shared<sluice_client::Consumer>>;
 
-/// The outcome of one published message: where it was stored, or why not.
-fn stored(outcome: MessageOutcome) -> Result<Stored, ClientError> {
-    match outcome {
-        MessageOutcome::Stored(places) => Stored::new(places)
-            .ok_or_else(|| ClientError::Protocol("a stored message with no place".into())),
-        other => Err(ClientError::NotStored(other)),
-    }
+pub async fn connect(options: sluice_client::ClientOptions) -> Result<sluice_client::Client> {
+    Ok(sluice_client::Client::connect(options).await?)
 }
 
-pub async fn connect(options: sluice_client::ClientOptions) -> PyResult<sluice_client::Client> {
-    py(sluice_client::Client::connect(options).await)
+pub async fn publish(client: sluice_client::Client, message: Message) -> Result<Stored> {
+    Ok(client.publish_message(message).await?.into())
 }
 
-pub async fn publish(client: sluice_client::Client, message: Message) -> PyResult<Stored> {
-    let ack = py(client.publish_batch(vec![message]).await)?;
-    let outcome = ack
-        .outcomes
-        .into_iter()
-        .next()
-        .ok_or_else(|| to_py(ClientError::Protocol("an ack with no outcome".into())))?;
-    py(stored(outcome))
-}
-
-/// Each message's outcome: a `Stored`, or the exception saying why it was
-/// not stored.
+/// Each message's outcome: where it was stored, or why it was not.
 pub async fn publish_many(
     client: sluice_client::Client,
     messages: Vec<Message>,
-) -> PyResult<Vec<Result<Stored, PyErr>>> {
+) -> Result<Vec<Result<Stored>>> {
     let count = messages.len();
     if count == 0 {
         return Ok(Vec::new());
     }
-    let ack = py(client.publish_batch(messages).await)?;
+    let ack = client.publish_batch(messages).await?;
     if ack.outcomes.len() != count {
-        return Err(to_py(ClientError::Protocol(format!(
+        return Err(ClientError::Protocol(format!(
             "{count} messages published, {} outcomes",
             ack.outcomes.len()
-        ))));
+        ))
+        .into());
     }
     Ok(ack
         .outcomes
         .into_iter()
-        .map(|o| stored(o).map_err(to_py))
+        .map(|o| Ok(sluice_client::Stored::from_outcome(o)?.into()))
         .collect())
 }
 
@@ -67,9 +52,11 @@ pub async fn subscribe(
     client: sluice_client::Client,
     pattern: String,
     start: StartPosition,
-) -> PyResult<SharedSubscription> {
-    let subscription = py(client.subscribe(pattern, start).await)?;
-    Ok(Shared::new(subscription))
+    plugin: Option<DeliveryPlugin>,
+) -> Result<SharedSubscription> {
+    Ok(Shared::new(
+        client.subscribe_with(pattern, start, plugin).await?,
+    ))
 }
 
 pub async fn consume(
@@ -77,9 +64,8 @@ pub async fn consume(
     pattern: String,
     group: String,
     options: ConsumeOptions,
-) -> PyResult<SharedConsumer> {
-    let consumer = py(client.consume(pattern, group, options).await)?;
-    Ok(Shared::new(consumer))
+) -> Result<SharedConsumer> {
+    Ok(Shared::new(client.consume(pattern, group, options).await?))
 }
 
 /// How to settle a delivery.
@@ -90,20 +76,23 @@ pub enum Settle {
     InProgress,
 }
 
-pub async fn settle(delivery: sluice_client::Delivery, how: Settle) -> PyResult<()> {
-    py(match how {
+pub async fn settle(delivery: Arc<sluice_client::Delivery>, how: Settle) -> Result<()> {
+    Ok(match how {
         Settle::Ack => delivery.ack().await,
         Settle::Nack(delay) => delivery.nack(delay).await,
         Settle::Reject(reason) => delivery.reject(reason).await,
         Settle::InProgress => delivery.in_progress().await,
-    })
+    }?)
 }
 
 /// Acks every delivery in one go (the client sends them in as few
 /// requests as it can); the first error, if any, after all were tried.
-pub async fn ack_all(deliveries: Vec<Arc<sluice_client::Delivery>>) -> PyResult<()> {
+pub async fn ack_all(deliveries: Vec<Arc<sluice_client::Delivery>>) -> Result<()> {
     let acks = futures_util::future::join_all(deliveries.iter().map(|d| d.ack())).await;
-    py(acks.into_iter().collect::<Result<Vec<()>, _>>().map(drop))
+    acks.into_iter()
+        .collect::<std::result::Result<Vec<()>, _>>()
+        .map(drop)
+        .map_err(Error::from)
 }
 
 /// Topic and group administration.
@@ -145,11 +134,7 @@ impl<'py> IntoPyObject<'py> for Answer {
     }
 }
 
-pub async fn admin(client: sluice_client::Client, request: Admin) -> PyResult<Answer> {
-    py(answer(client, request).await)
-}
-
-async fn answer(client: sluice_client::Client, request: Admin) -> Result<Answer, ClientError> {
+pub async fn admin(client: sluice_client::Client, request: Admin) -> Result<Answer> {
     Ok(match request {
         Admin::CreateTopic { name, retention } => {
             Answer::Topic(client.create_topic(name, retention, None).await?.into())

@@ -1,34 +1,44 @@
 //! [`Shared`]: a subscription or consumer as its Python object and the
-//! calls waiting on it hold it. Each wait for the network takes every item
-//! that already arrived with it, so the items after it are handed out
-//! without crossing to the runtime again ([`Shared::ready`]): crossing
-//! costs tens of microseconds a call, an item a few nanoseconds.
+//! calls waiting on it hold it.
+//!
+//! Receiving is two steps. [`Shared::fill`] waits until an item is at
+//! hand, taking every item that arrived with the one it waited for, and
+//! never hands one out; [`Shared::take`] hands out an item at hand, as a
+//! plain call. A wait that is cancelled (an asyncio task, a timeout,
+//! Ctrl-C) therefore loses nothing: what it took waits for the next
+//! `take`. And the items after the first are handed out without crossing
+//! to the runtime: crossing costs tens of microseconds a call, an item at
+//! hand a few hundred nanoseconds.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use pyo3::prelude::*;
 use sluice_client::ClientError;
 use tokio::sync::{watch, Mutex};
 
-use crate::errors::{local, to_py};
+use crate::errors::{Error, Result};
 
 /// Most items taken at once behind the one waited for.
-const READY_MAX: usize = 1024;
+const AT_HAND_MAX: usize = 1024;
 
 /// A subscription or consumer. Closing it ends the waits at once and
 /// drops it (which unsubscribes, or leaves the group).
 pub struct Shared<T: Next> {
     inner: Mutex<Option<Source<T>>>,
     closed: watch::Sender<bool>,
+    /// The broker ended it (or it failed for good): nothing more comes.
+    ended: AtomicBool,
+    /// Live messages dropped because this subscriber fell behind.
+    dropped: AtomicU64,
 }
 
 struct Source<T: Next> {
     source: T,
     /// Arrived and not handed out yet, in order.
-    ready: VecDeque<Result<T::Item, ClientError>>,
+    at_hand: VecDeque<std::result::Result<T::Item, ClientError>>,
 }
 
 /// What a [`Shared`] yields.
@@ -38,15 +48,27 @@ pub trait Next: Send + 'static {
     /// The next one; `None` at the end.
     fn next(
         &mut self,
-    ) -> impl std::future::Future<Output = Option<Result<Self::Item, ClientError>>> + Send;
+    ) -> impl std::future::Future<Output = Option<std::result::Result<Self::Item, ClientError>>> + Send;
+    /// Whether `item` may still be handed out.
+    fn usable(_item: &Self::Item) -> bool {
+        true
+    }
+    /// Messages it dropped so far.
+    fn dropped(&self) -> u64 {
+        0
+    }
 }
 
 impl Next for sluice_client::Subscription {
     type Item = sluice_proto::Delivered;
     fn next(
         &mut self,
-    ) -> impl std::future::Future<Output = Option<Result<Self::Item, ClientError>>> + Send {
+    ) -> impl std::future::Future<Output = Option<std::result::Result<Self::Item, ClientError>>> + Send
+    {
         self.recv()
+    }
+    fn dropped(&self) -> u64 {
+        sluice_client::Subscription::dropped(self)
     }
 }
 
@@ -54,8 +76,15 @@ impl Next for sluice_client::Consumer {
     type Item = sluice_client::Delivery;
     fn next(
         &mut self,
-    ) -> impl std::future::Future<Output = Option<Result<Self::Item, ClientError>>> + Send {
+    ) -> impl std::future::Future<Output = Option<std::result::Result<Self::Item, ClientError>>> + Send
+    {
         self.recv()
+    }
+    /// A delivery that came on a connection lost since was released by the
+    /// broker, which delivers it again: handing it out would only make it
+    /// fail to settle.
+    fn usable(item: &Self::Item) -> bool {
+        item.is_current()
     }
 }
 
@@ -64,69 +93,97 @@ impl<T: Next> Shared<T> {
         Arc::new(Shared {
             inner: Mutex::new(Some(Source {
                 source,
-                ready: VecDeque::new(),
+                at_hand: VecDeque::new(),
             })),
             closed: watch::Sender::new(false),
+            ended: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
         })
     }
 
-    /// Ends every wait and drops the subscription or consumer.
-    pub fn close(self: &Arc<Self>) {
-        if self.closed.send_replace(true) {
-            return;
-        }
-        let this = self.clone();
-        crate::wait::runtime().spawn(async move {
-            this.inner.lock().await.take();
-        });
+    /// Live messages dropped because this subscriber fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
-    /// An item that arrived already, without waiting; `None` when there is
-    /// none at hand (or a call is waiting for the next: it takes them).
-    pub fn ready(&self) -> Option<PyResult<T::Item>> {
+    /// An item at hand, without waiting; `None` when there is none (or a
+    /// wait is taking them in right now: [`Shared::fill`] then returns at
+    /// once).
+    pub fn take(&self) -> Option<Result<T::Item>> {
         if *self.closed.borrow() {
             return None;
         }
         let mut guard = self.inner.try_lock().ok()?;
-        let item = guard.as_mut()?.ready.pop_front()?;
-        Some(item.map_err(to_py))
+        let at_hand = &mut guard.as_mut()?.at_hand;
+        loop {
+            match at_hand.pop_front()? {
+                Ok(item) if !T::usable(&item) => continue,
+                item => return Some(item.map_err(Error::from)),
+            }
+        }
     }
 
-    /// The next item, waiting up to `timeout` (forever if `None`);
-    /// `None` once it ended or was closed.
-    pub async fn next(self: Arc<Self>, timeout: Option<Duration>) -> PyResult<Option<T::Item>> {
-        let next = async {
+    /// Whether nothing more comes: closed, or ended with nothing at hand.
+    pub fn is_over(&self) -> bool {
+        *self.closed.borrow()
+            || (self.ended.load(Ordering::Acquire)
+                && self
+                    .inner
+                    .try_lock()
+                    .is_ok_and(|g| g.as_ref().is_none_or(|s| s.at_hand.is_empty())))
+    }
+
+    /// Waits up to `timeout` (forever if `None`) until an item is at hand
+    /// or nothing more comes. Takes in items; hands none out.
+    pub async fn fill(self: Arc<Self>, timeout: Option<Duration>) -> Result<()> {
+        let fill = async {
             let mut closed = self.closed.subscribe();
             tokio::select! {
-                _ = closed.wait_for(|closed| *closed) => Ok(None),
-                next = self.take() => next,
+                biased;
+                _ = closed.wait_for(|closed| *closed) => {}
+                () = self.take_in() => {}
             }
         };
         match timeout {
-            None => next.await,
-            Some(limit) => tokio::time::timeout(limit, next)
+            None => {
+                fill.await;
+                Ok(())
+            }
+            Some(limit) => tokio::time::timeout(limit, fill)
                 .await
-                .map_err(|_| local("timeout", format!("nothing arrived within {limit:?}")))?,
+                .map_err(|_| Error::Timeout(limit)),
         }
     }
 
-    async fn take(&self) -> PyResult<Option<T::Item>> {
+    async fn take_in(&self) {
         let mut guard = self.inner.lock().await;
         let Some(source) = guard.as_mut() else {
-            return Ok(None);
+            return;
         };
-        if let Some(item) = source.ready.pop_front() {
-            return item.map(Some).map_err(to_py);
+        if !source.at_hand.is_empty() {
+            return;
         }
-        let first = source.source.next().await.transpose().map_err(to_py)?;
-        if first.is_some() {
-            while source.ready.len() < READY_MAX {
-                match source.source.next().now_or_never() {
-                    Some(Some(item)) => source.ready.push_back(item),
-                    _ => break,
+        match source.source.next().await {
+            None => self.ended.store(true, Ordering::Release),
+            Some(first) => {
+                let failed = first.is_err();
+                source.at_hand.push_back(first);
+                while !failed && source.at_hand.len() < AT_HAND_MAX {
+                    match source.source.next().now_or_never() {
+                        Some(Some(item)) => source.at_hand.push_back(item),
+                        _ => break,
+                    }
                 }
             }
         }
-        Ok(first)
+        self.dropped
+            .store(source.source.dropped(), Ordering::Relaxed);
+    }
+
+    /// Ends every wait, then drops the subscription or consumer, and
+    /// returns once it is dropped.
+    pub async fn close(self: Arc<Self>) {
+        self.closed.send_replace(true);
+        self.inner.lock().await.take();
     }
 }

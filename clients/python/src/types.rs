@@ -2,7 +2,8 @@
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use sluice_proto::{Delivered, GroupInfo as WireGroup, StoredAt, TopicInfo as WireTopic};
+use pyo3::PyClass;
+use sluice_proto::{Delivered, GroupInfo as WireGroup, TopicInfo as WireTopic};
 
 /// Where a published message was stored. When a routing plugin stored it
 /// in several places, `topic` and `offset` are the first and `routed`
@@ -33,15 +34,14 @@ pub struct Place {
     pub duplicate: bool,
 }
 
-impl Stored {
-    /// From the places of one stored message (at least one).
-    pub fn new(places: Vec<StoredAt>) -> Option<Stored> {
-        let first = places.first()?.clone();
-        Some(Stored {
-            topic: first.topic,
-            offset: first.offset,
-            duplicate: first.duplicate,
-            routed: places
+impl From<sluice_client::Stored> for Stored {
+    fn from(stored: sluice_client::Stored) -> Self {
+        Stored {
+            topic: stored.topic,
+            offset: stored.offset,
+            duplicate: stored.duplicate,
+            routed: stored
+                .routed
                 .into_iter()
                 .map(|p| Place {
                     topic: p.topic,
@@ -49,7 +49,7 @@ impl Stored {
                     duplicate: p.duplicate,
                 })
                 .collect(),
-        })
+        }
     }
 }
 
@@ -238,4 +238,18 @@ impl GroupInfo {
             self.name, self.pattern, self.members, self.lag, self.pending
         )
     }
+}
+
+/// A group delivery as a Python object of class `S`: a `Message` that
+/// also settles it (`sluice.Delivery`, `sluice.aio.Delivery`).
+pub fn delivery_object<'py, S: PyClass<BaseType = Message>>(
+    py: Python<'py>,
+    delivery: sluice_client::Delivery,
+    make: impl FnOnce(std::sync::Arc<sluice_client::Delivery>) -> S,
+) -> PyResult<Bound<'py, S>> {
+    let message = Message {
+        inner: delivery.message.clone(),
+    };
+    let settles = make(std::sync::Arc::new(delivery));
+    Bound::new(py, PyClassInitializer::from(message).add_subclass(settles))
 }

@@ -37,6 +37,12 @@ def sluice_binary() -> str:
     return binary
 
 
+def run_sluice(*args: str) -> str:
+    """Runs the sluice command line; its standard output."""
+    done = subprocess.run([sluice_binary(), *args], capture_output=True, text=True, timeout=START_LIMIT, check=True)
+    return done.stdout
+
+
 class Broker:
     """A `sluice serve` child process."""
 
@@ -93,12 +99,6 @@ class Broker:
     def connect(self, **options) -> sluice.Client:
         return sluice.Client.connect(self.address, ca=self.ca, **options)
 
-    def run(self, *args: str) -> str:
-        """Runs the sluice command line; its standard output."""
-        done = subprocess.run(
-            [sluice_binary(), *args], capture_output=True, text=True, timeout=START_LIMIT, check=True
-        )
-        return done.stdout
 
 
 @pytest.fixture(scope="session")

@@ -33,19 +33,22 @@ def test_publish_subscribe_and_consume_with_async_for(broker):
                 got.append(message.offset)
                 if len(got) == 4:
                     break
-            subscription.close()
+            await subscription.close()
             assert got == [0, 1, 2, 3]
 
-            consumer = await client.consume(topic, f"g-{uuid.uuid4().hex[:8]}")
+            group = f"g-{uuid.uuid4().hex[:8]}"
             acked = []
-            async for delivery in consumer:
-                assert isinstance(delivery, sluice.aio.Delivery)
-                await delivery.ack()
-                acked.append(delivery.offset)
-                if len(acked) == 4:
-                    break
-            consumer.close()
+            async with await client.consume(topic, group) as consumer:
+                async for delivery in consumer:
+                    assert isinstance(delivery, sluice.aio.Delivery)
+                    await delivery.ack()
+                    acked.append(delivery.offset)
+                    if len(acked) == 4:
+                        break
             assert sorted(acked) == [0, 1, 2, 3]
+            info = await client.group_info(group)
+            assert info.members == 0, "leaving the async with block left the group"
+
 
             with pytest.raises(sluice.NoSuchTopic):
                 await client.topic_info(f"{topic}.missing")
@@ -129,5 +132,28 @@ def test_async_iteration_keeps_order_and_ack_many_settles(broker):
                         break
             info = await client.group_info(group)
             assert (info.pending, info.lag) == (0, 0)
+
+    run(scenario())
+
+
+def test_receives_cut_short_by_timeouts_lose_no_message(broker):
+    async def scenario():
+        async with await sluice.aio.Client.connect(broker.address, ca=broker.ca) as client:
+            topic = f"py.aio.{uuid.uuid4().hex[:8]}"
+            await client.publish_many([(topic, f"m-{i}") for i in range(300)])
+            async with await client.subscribe(topic, start="earliest") as subscription:
+                got, cut_short = [], 0
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 30
+                while len(got) < 300 and loop.time() < deadline:
+                    # A timeout this short cancels many receives part-way:
+                    # while waiting, or after the wait took messages in.
+                    try:
+                        message = await asyncio.wait_for(subscription.receive(), 0.0005)
+                    except asyncio.TimeoutError:
+                        cut_short += 1
+                        continue
+                    got.append(message.offset)
+            assert got == list(range(300)), f"gaps or repeats after {cut_short} cancelled receives"
 
     run(scenario())

@@ -8,15 +8,14 @@ import subprocess
 import pytest
 
 import sluice
+from conftest import run_sluice
 
 SOON = 10.0
 SECRET = "py-orders-secret-0123456789"
 
 
 def test_clients_without_a_valid_token_are_refused_and_rights_are_enforced(fresh_broker, tmp_path):
-    probe = fresh_broker()
-    token_hash = probe.run("token", "hash", SECRET).strip().splitlines()[-1]
-    probe.stop()
+    token_hash = run_sluice("token", "hash", SECRET).strip().splitlines()[-1]
     broker = fresh_broker(
         f"""
 [auth]

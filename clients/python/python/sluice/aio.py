@@ -7,8 +7,9 @@ usable::
 
     async with await sluice.aio.Client.connect("127.0.0.1:4433", ca="cert.pem") as client:
         await client.publish("orders.created", b"order 1")
-        async for delivery in await client.consume("orders.>", "billing"):
-            await delivery.ack()
+        async with await client.consume("orders.>", "billing") as billing:
+            async for delivery in billing:
+                await delivery.ack()
 """
 
 from ._native import AsyncClient as Client
@@ -16,6 +17,7 @@ from ._native import AsyncConsumer as Consumer
 from ._native import AsyncDelivery as Delivery
 from ._native import AsyncSubscription as Subscription
 from ._native import GroupInfo, Message, Place, Stored, TopicInfo
+from . import errors
 from .errors import *  # noqa: F401,F403
 
 __all__ = [
@@ -28,4 +30,4 @@ __all__ = [
     "Stored",
     "Subscription",
     "TopicInfo",
-]
+] + errors.__all__
