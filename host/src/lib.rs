@@ -20,6 +20,7 @@
 //! - [`cluster`] - what cluster nodes share beyond storage: plugins.
 //! - [`nats`] - cluster mode's connection to NATS JetStream and its checks.
 //! - [`metrics`] - Prometheus metrics, served by the admin listener.
+//! - [`console`] - the web console, served by the admin listener.
 //! - [`cli`] - the subcommands of the `sluice` binary.
 //!
 //! A published message goes one way: server connection task → broker
@@ -32,6 +33,7 @@ pub mod broker;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod dead_letter;
 pub mod delivery;
 pub mod disk;
@@ -282,7 +284,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 source,
             })?;
         let admin_addr = listener.local_addr().map_err(StartError::AdminAddr)?;
-        tracing::info!(%admin_addr, "metrics at http://{admin_addr}/metrics, health at /healthz");
+        if config.admin.console {
+            tracing::info!(%admin_addr, "console at http://{admin_addr}/, metrics at /metrics, health at /healthz");
+        } else {
+            tracing::info!(%admin_addr, "metrics at http://{admin_addr}/metrics, health at /healthz");
+        }
         Some((listener, admin_addr))
     } else {
         None
@@ -320,9 +326,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         None
     };
     let admin_task = admin.map(|(listener, _)| {
+        let console = config.admin.console.then(|| {
+            console::Console::start(
+                broker.clone(),
+                auth.clone(),
+                config.admin.console_allow_remote,
+                shutdown.clone(),
+            )
+        });
         tokio::spawn(server::admin::serve(
             listener,
             broker.clone(),
+            console,
             shutdown.clone(),
         ))
     });

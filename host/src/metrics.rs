@@ -130,6 +130,8 @@ pub struct Metrics {
     dedup_evicted: Family<Labels, Counter>,
     messages_out: Family<Labels, Counter>,
     bytes_out: Family<Labels, Counter>,
+    /// `messages_out` summed over topics (the console's deliver rate).
+    delivered_total: Counter,
     publish_latency: Histogram,
     publish_errors: Counter,
     connections: Gauge,
@@ -152,6 +154,7 @@ impl Default for Metrics {
             dedup_evicted: Family::default(),
             messages_out: Family::default(),
             bytes_out: Family::default(),
+            delivered_total: Counter::default(),
             // 50 µs .. ~1.6 s
             publish_latency: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             publish_errors: Counter::default(),
@@ -211,6 +214,22 @@ impl Metrics {
         let l = labels(&[("topic", topic)]);
         self.messages_out.get_or_create(&l).inc_by(messages as u64);
         self.bytes_out.get_or_create(&l).inc_by(bytes as u64);
+        self.delivered_total.inc_by(messages as u64);
+    }
+
+    /// Messages delivered since start, over all topics.
+    pub fn delivered_total(&self) -> u64 {
+        self.delivered_total.get()
+    }
+
+    /// Client connections open now.
+    pub fn open_connections(&self) -> i64 {
+        self.connections.get()
+    }
+
+    /// Publish requests that failed since start.
+    pub fn publish_errors(&self) -> u64 {
+        self.publish_errors.get()
     }
 
     /// Records one publish request: receipt to ack.

@@ -7,6 +7,7 @@ mod bad_input;
 mod bench;
 mod cluster;
 mod cluster_faults;
+mod console;
 mod crash;
 mod dedup;
 mod failover;

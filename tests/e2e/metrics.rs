@@ -69,7 +69,11 @@ async fn metrics_count_known_traffic() -> anyhow::Result<()> {
         );
     }
 
-    let (status, text) = get(admin, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let (status, text) = get(
+        admin,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert_eq!(status, 200, "{text}");
     let expect = [
         ("sluice_messages_in_total{topic=\"m.t\"}", 10.0),
@@ -107,7 +111,7 @@ async fn metrics_count_known_traffic() -> anyhow::Result<()> {
             .await
             .expect("open")?,
     );
-    let (_, text) = get(admin, "GET /metrics HTTP/1.1\r\n\r\n").await;
+    let (_, text) = get(admin, "GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n").await;
     for (name, value) in [
         ("sluice_messages_out_total{topic=\"m.t\"}", 14.0),
         ("sluice_group_pending{group=\"g\",topic=\"m.t\"}", 3.0),
@@ -127,11 +131,21 @@ async fn metrics_count_known_traffic() -> anyhow::Result<()> {
     );
     drop(other);
     assert_eq!(
-        get(admin, "GET /healthz HTTP/1.1\r\n\r\n").await,
+        get(admin, "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n").await,
         (200, "ok\n".into())
     );
-    assert_eq!(get(admin, "GET /nope HTTP/1.1\r\n\r\n").await.0, 404);
-    assert_eq!(get(admin, "POST /metrics HTTP/1.1\r\n\r\n").await.0, 405);
-    assert_eq!(get(admin, "garbage\r\n\r\n").await.0, 405);
+    assert_eq!(
+        get(admin, "GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        get(admin, "POST /metrics HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .await
+            .0,
+        405
+    );
+    assert_eq!(get(admin, "garbage\r\n\r\n").await.0, 400);
     Ok(())
 }

@@ -32,7 +32,7 @@ async fn scrape(admin: SocketAddr) -> String {
         .await
         .expect("admin listener reachable");
     stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .expect("request written");
     let mut response = Vec::new();

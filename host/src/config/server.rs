@@ -37,10 +37,18 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
-    /// Serve `/metrics` (Prometheus) and `/healthz` over plain HTTP.
+    /// Serve `/metrics` (Prometheus), `/healthz` and the console over
+    /// plain HTTP.
     pub enabled: bool,
-    /// Where (keep it on loopback or a private interface: it has no auth).
+    /// Where (keep it on loopback or a private interface: `/metrics` and
+    /// `/healthz` have no auth, and the console's cookies are not `Secure`).
     pub listen: SocketAddr,
+    /// Serve the web console at `/`.
+    pub console: bool,
+    /// With `auth.mode = "none"`, serve the console to clients beyond this
+    /// machine too. Off, it answers loopback clients only: without auth,
+    /// whoever opens it has every right.
+    pub console_allow_remote: bool,
 }
 
 impl Default for AdminConfig {
@@ -48,6 +56,8 @@ impl Default for AdminConfig {
         AdminConfig {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            console: true,
+            console_allow_remote: false,
         }
     }
 }

@@ -18,6 +18,7 @@ use sluice_proto::Pattern;
 use super::answer;
 use super::bindings::{Batch, Outcome};
 use super::instance::LoadedPlugin;
+use super::stats::OUTCOMES;
 use crate::store::NewRecord;
 
 /// Header stamped on what a pipeline stores when `[plugins]
@@ -72,6 +73,18 @@ impl LastRun {
 
     fn quick(&self) -> bool {
         self.0.load(Ordering::Relaxed) < QUICK_RUN.as_nanos() as u64
+    }
+}
+
+/// Where `outcome` is counted in [`super::stats::Outcomes`].
+fn outcome_index(outcome: &Outcome) -> usize {
+    match outcome {
+        Outcome::Pass => 0,
+        Outcome::Drop => 1,
+        Outcome::Replace(_) => 2,
+        Outcome::Route(_) => 3,
+        Outcome::Reject(_) => 4,
+        Outcome::DeadLetter(_) => 5,
     }
 }
 
@@ -255,6 +268,8 @@ impl Pipeline {
                 }
             };
             let mut next = Vec::with_capacity(active.len());
+            // Counted per batch, added to the shared counters once.
+            let mut counts = [0u64; OUTCOMES];
             let outcomes = answer.results.into_iter().zip(answer.replacements);
             for (mut item, (outcome, mut replacements)) in active.drain(..).zip(outcomes) {
                 item.handled |= bit;
@@ -262,6 +277,7 @@ impl Pipeline {
                 if self.version_header {
                     stamp(&self.stages, item.handled, &mut item.record);
                 }
+                counts[outcome_index(&outcome)] += 1;
                 match outcome {
                     Outcome::Pass => next.push(item),
                     Outcome::Drop => {}
@@ -310,6 +326,7 @@ impl Pipeline {
                     }
                 }
             }
+            stage.stats.record_outcomes(&counts);
             active = next;
         }
         for mut item in active {

@@ -34,6 +34,24 @@ struct Refusal {
     error: String,
 }
 
+/// Version events kept per plugin.
+const EVENTS_KEPT: usize = 20;
+
+/// A version of a plugin taken into service or refused.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VersionEvent {
+    /// First 12 hex digits of the component's SHA-256.
+    pub hash: String,
+    /// When (ms since the Unix epoch).
+    pub at_ms: i64,
+    /// `compiled` or `cached` for a version taken into service.
+    pub loaded_from: Option<String>,
+    /// Why it was refused, for a refused version.
+    pub refused: Option<String>,
+    /// File change to the version taking traffic (hot reloads, ms).
+    pub reload_ms: Option<u64>,
+}
+
 /// What happened to one plugin name over this run.
 #[derive(Debug, Clone, Default)]
 struct History {
@@ -47,6 +65,17 @@ struct History {
     refused: Option<Refusal>,
     /// File change to new version live, of the last reload (ms).
     last_reload_ms: Option<u64>,
+    /// The last [`EVENTS_KEPT`] versions loaded or refused, oldest first.
+    events: std::collections::VecDeque<VersionEvent>,
+}
+
+impl History {
+    fn push(&mut self, event: VersionEvent) {
+        if self.events.len() == EVENTS_KEPT {
+            self.events.pop_front();
+        }
+        self.events.push_back(event);
+    }
 }
 
 /// What a reload did, for logs and tests.
@@ -200,6 +229,22 @@ impl PluginRegistry {
         if reload_ms.is_some() {
             h.last_reload_ms = reload_ms;
         }
+        h.push(VersionEvent {
+            hash: plugin.hash.clone(),
+            at_ms: ms(plugin.loaded_at),
+            loaded_from: Some(plugin.source.as_str().to_owned()),
+            refused: None,
+            reload_ms,
+        });
+    }
+
+    /// The versions of plugin `name` loaded or refused since start (the
+    /// last few), oldest first.
+    pub fn version_events(&self, name: &str) -> Vec<VersionEvent> {
+        lock(&self.history)
+            .get(name)
+            .map(|h| h.events.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Loads `wasm` as a new version of plugin `name` without putting it in
@@ -218,12 +263,19 @@ impl PluginRegistry {
     }
 
     fn note_refused(&self, name: &str, hash: String, error: &PluginError) {
-        lock(&self.history)
-            .entry(name.to_owned())
-            .or_default()
-            .refused = Some(Refusal {
+        let at = SystemTime::now();
+        let mut history = lock(&self.history);
+        let h = history.entry(name.to_owned()).or_default();
+        h.push(VersionEvent {
+            hash: hash.clone(),
+            at_ms: ms(at),
+            loaded_from: None,
+            refused: Some(error.to_string()),
+            reload_ms: None,
+        });
+        h.refused = Some(Refusal {
             hash,
-            at: SystemTime::now(),
+            at,
             error: error.to_string(),
         });
     }

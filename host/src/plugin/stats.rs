@@ -11,6 +11,35 @@ use crate::sync::lock;
 /// Latency buckets: bucket `i` counts calls that took under `2^i` µs.
 const BUCKETS: usize = 32;
 
+/// The outcomes a pipeline stage gives, in [`Outcomes`] order.
+pub const OUTCOMES: usize = 6;
+
+/// How many messages a plugin version passed, dropped, replaced, routed,
+/// rejected and dead-lettered (as a pipeline stage).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Outcomes {
+    pub pass: u64,
+    pub drop: u64,
+    pub replace: u64,
+    pub route: u64,
+    pub reject: u64,
+    pub dead_letter: u64,
+}
+
+impl Outcomes {
+    fn from_counts(c: [u64; OUTCOMES]) -> Outcomes {
+        let [pass, drop, replace, route, reject, dead_letter] = c;
+        Outcomes {
+            pass,
+            drop,
+            replace,
+            route,
+            reject,
+            dead_letter,
+        }
+    }
+}
+
 /// Counters of one plugin version.
 #[derive(Debug, Default)]
 pub struct PluginStats {
@@ -19,6 +48,7 @@ pub struct PluginStats {
     errors: AtomicU64,
     busy_ns: AtomicU64,
     latency: [AtomicU64; BUCKETS],
+    outcomes: [AtomicU64; OUTCOMES],
     last_error: Mutex<Option<(SystemTime, String)>>,
 }
 
@@ -39,6 +69,8 @@ pub struct StatsSnapshot {
     pub p99: Duration,
     /// The last error and when.
     pub last_error: Option<(SystemTime, String)>,
+    /// Outcomes given as a pipeline stage.
+    pub outcomes: Outcomes,
 }
 
 impl PluginStats {
@@ -54,6 +86,15 @@ impl PluginStats {
         if let Some(error) = error {
             self.errors.fetch_add(1, Ordering::Relaxed);
             *lock(&self.last_error) = Some((SystemTime::now(), error.to_string()));
+        }
+    }
+
+    /// Adds one batch's outcome counts, indexed as [`Outcomes`]' fields.
+    pub fn record_outcomes(&self, counts: &[u64; OUTCOMES]) {
+        for (total, n) in self.outcomes.iter().zip(counts) {
+            if *n > 0 {
+                total.fetch_add(*n, Ordering::Relaxed);
+            }
         }
     }
 
@@ -88,6 +129,9 @@ impl PluginStats {
             p50: self.percentile(&counts, 0.50),
             p99: self.percentile(&counts, 0.99),
             last_error: lock(&self.last_error).clone(),
+            outcomes: Outcomes::from_counts(
+                self.outcomes.each_ref().map(|c| c.load(Ordering::Relaxed)),
+            ),
         }
     }
 }
@@ -116,5 +160,9 @@ mod tests {
         assert_eq!(s.p50, Duration::from_micros(4));
         assert_eq!(s.p99, Duration::from_micros(8192));
         assert!(s.last_error.unwrap().1.contains("boom"));
+        stats.record_outcomes(&[3, 0, 1, 0, 0, 2]);
+        stats.record_outcomes(&[1, 0, 0, 0, 0, 0]);
+        let o = stats.snapshot().outcomes;
+        assert_eq!((o.pass, o.replace, o.dead_letter, o.drop), (4, 1, 2, 0));
     }
 }
