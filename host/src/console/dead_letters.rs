@@ -2,8 +2,9 @@
 //! redrive messages to their original topic, or discard them.
 //!
 //! A log is not edited: a redriven or discarded dead letter stays stored,
-//! and what was done to it is recorded in the topic [`LEDGER`], one JSON
-//! entry per action, which the page reads back to mark it. A redrive
+//! and what was done to it is recorded in the topic
+//! [`super::ledger::LEDGER`], one JSON entry per action, which the page
+//! reads back to mark it. A redrive
 //! publishes the message again, through the original topic's pipeline, as
 //! the signed-in principal (who needs publish rights there), without the
 //! `sluice-dlq-*` headers and with the message id
@@ -12,52 +13,28 @@
 //! window. Discarding needs read rights on the dead-letter topic and the
 //! `topics` admin right.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use bytes::Bytes;
 use sluice_proto::{MessageOutcome, PublishMessage, StartPosition};
 
 use super::error::{bad_request, ConsoleError};
+use super::ledger::{marks, record, Handled};
 use super::topics::{last_messages, publish_one, Shown};
 use super::{Console, Signed};
 use crate::auth::{authorize, Action, AdminRight};
 use crate::dead_letter;
-use crate::store::NewRecord;
 
-/// Where redrives and discards are recorded.
-pub const LEDGER: &str = "_sluice.console.dead-letters";
-/// Ledger entries read back, newest first (older actions are not shown).
-const LEDGER_READ: u32 = 10_000;
 /// Dead letters a page shows by default, and at most.
 const DEFAULT_LAST: u32 = 50;
 const MAX_LAST: u32 = 500;
-/// Dead letters one action takes at most.
-const MAX_SELECTED: usize = 500;
+/// Dead letters one action takes at most (each is a durable publish and
+/// a durable ledger entry, well within the request timeout).
+const MAX_SELECTED: usize = 100;
 /// The header a redriven message carries: `<dead-letter topic>@<offset>`.
 pub const REDRIVEN_FROM: &str = "sluice-redriven-from";
-
-/// What was done to one dead letter.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Handled {
-    /// The dead-letter topic.
-    pub dlq: String,
-    /// The dead letter's offset.
-    pub offset: u64,
-    /// `redriven` or `discarded`.
-    pub action: String,
-    /// The principal.
-    pub by: String,
-    pub at_ms: i64,
-    /// Where a redrive stored it.
-    #[serde(default)]
-    pub to_topic: Option<String>,
-    #[serde(default)]
-    pub to_offset: Option<u64>,
-}
 
 /// A dead-letter topic in the list.
 #[derive(Debug, serde::Serialize)]
@@ -123,34 +100,6 @@ fn check_dead_letter_topic(topic: &str) -> Result<(), ConsoleError> {
     }
 }
 
-/// What the ledger says of `dlq`'s dead letters, by offset (the last
-/// action wins).
-async fn ledger(console: &Console, dlq: &str) -> Result<HashMap<u64, Handled>, ConsoleError> {
-    let Some(meta) = console.broker.store().topic(LEDGER) else {
-        return Ok(HashMap::new());
-    };
-    let read = last_messages(console, &meta.name, LEDGER_READ).await?;
-    let mut by_offset = HashMap::new();
-    for m in read.messages {
-        let Ok(bytes) = base64::Engine::decode(
-            &base64::engine::general_purpose::STANDARD,
-            m.payload.as_bytes(),
-        ) else {
-            continue;
-        };
-        match serde_json::from_slice::<Handled>(&bytes) {
-            Ok(h) if h.dlq == dlq => {
-                by_offset.insert(h.offset, h);
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(offset = m.offset, error = %e, "unreadable console ledger entry skipped")
-            }
-        }
-    }
-    Ok(by_offset)
-}
-
 /// `GET /api/dead-letters/{topic}?last=N`: needs read rights on it.
 pub async fn show(
     State(console): State<Arc<Console>>,
@@ -167,7 +116,7 @@ pub async fn show(
     }
     check_dead_letter_topic(&topic)?;
     signed.check(&console, Action::Subscribe, &topic)?;
-    let mut handled = ledger(&console, &topic).await?;
+    let mut handled = marks(&console, &topic).await?;
     let read = last_messages(&console, &topic, last).await?;
     Ok(Json(
         read.messages
@@ -251,31 +200,39 @@ async fn read_one(
         .ok_or_else(|| ConsoleError::NotFound(format!("{dlq} has no message at offset {offset}")))
 }
 
-/// Appends an action to the ledger (as the broker: its own bookkeeping,
-/// past every pipeline).
-async fn record(console: &Console, entry: &Handled) -> Result<(), ConsoleError> {
-    let store = console.broker.store();
-    let failed = |e| ConsoleError::Broker(crate::error::BrokerError::store(LEDGER, e));
-    store.ensure_topic(LEDGER).await.map_err(failed)?;
-    let record = NewRecord {
-        key: Some(Bytes::from(entry.dlq.clone())),
-        headers: Vec::new(),
-        payload: Bytes::from(serde_json::to_vec(entry).unwrap_or_default()),
-        id: None,
-    };
-    store
-        .append(LEDGER, vec![record])
-        .await
-        .map_err(failed)?
-        .await
-        .map_err(failed)?;
-    Ok(())
-}
-
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Refuses to redrive a message whose headers name a topic that does not
+/// send its dead letters to `dlq`: anyone who may publish to `dlq` could
+/// otherwise write a "dead letter" that an operator's redrive would
+/// publish, with the operator's rights, wherever its header says.
+async fn check_origin(
+    console: &Console,
+    headers: &[(String, String)],
+    topic: &str,
+    dlq: &str,
+) -> Result<(), ConsoleError> {
+    if dead_letter::topic_for(topic) == dlq {
+        return Ok(());
+    }
+    // A group with a dead-letter topic of its own.
+    if let Some(group) = header(headers, dead_letter::GROUP) {
+        if let Ok(info) = console.broker.group_info(group).await {
+            let pattern = sluice_proto::Pattern::parse(&info.pattern).ok();
+            if info.options.dead_letter_topic.as_deref() == Some(dlq)
+                && pattern.is_some_and(|p| p.matches(topic))
+            {
+                return Ok(());
+            }
+        }
+    }
+    Err(ConsoleError::BadRequest(format!(
+        "refused: this message names {topic:?} as its topic, whose dead letters do not go to {dlq:?}; it may not be a dead letter the broker wrote"
+    )))
 }
 
 async fn redrive_one(
@@ -293,6 +250,7 @@ async fn redrive_one(
             ))
         })?
         .to_owned();
+    check_origin(console, &letter.headers, &topic, dlq).await?;
     let mut headers: Vec<(String, String)> = letter
         .headers
         .into_iter()
@@ -313,7 +271,9 @@ async fn redrive_one(
             .find(|s| s.topic == topic)
             .or(at.first())
             .map(|s| s.offset),
-        _ => None,
+        // Not stored (a plugin dropped, rejected or dead-lettered it
+        // again): not redriven; the answer says what happened.
+        _ => return Ok(outcome),
     };
     record(
         console,

@@ -31,6 +31,9 @@ pub enum ConsoleError {
     /// A request the console cannot read.
     #[error("{0}")]
     BadRequest(String),
+    /// Too many of these at once; try again.
+    #[error("{0}")]
+    Busy(&'static str),
     /// A request body over the admin listener's limit.
     #[error("{0}")]
     TooLarge(String),
@@ -53,6 +56,7 @@ impl ConsoleError {
             ConsoleError::LocalOnly => "local_only",
             ConsoleError::BadRequest(_) => "bad_request",
             ConsoleError::TooLarge(_) => "too_large",
+            ConsoleError::Busy(_) => "busy",
             ConsoleError::NotFound(_) => "not_found",
             ConsoleError::Broker(e) => e.code().name(),
         }
@@ -66,6 +70,7 @@ impl ConsoleError {
             }
             ConsoleError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ConsoleError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ConsoleError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
             ConsoleError::NotFound(_) => StatusCode::NOT_FOUND,
             ConsoleError::Broker(e) => match e.code() {
                 ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -73,6 +78,7 @@ impl ConsoleError {
                 ErrorCode::TopicNotFound | ErrorCode::GroupNotFound => StatusCode::NOT_FOUND,
                 ErrorCode::TopicExists => StatusCode::CONFLICT,
                 ErrorCode::Rejected => StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
                 ErrorCode::ShuttingDown | ErrorCode::Storage | ErrorCode::StorageFull => {
                     StatusCode::SERVICE_UNAVAILABLE
                 }

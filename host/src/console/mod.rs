@@ -36,6 +36,7 @@ mod assets;
 mod dead_letters;
 mod error;
 mod groups;
+mod ledger;
 mod overview;
 mod plugins;
 mod rates;
@@ -55,6 +56,10 @@ pub struct Console {
     auth: Arc<Auth>,
     sessions: session::Sessions,
     rates: rates::Rates,
+    ledger: tokio::sync::Mutex<ledger::Ledger>,
+    /// Sign-ins checked at once; more are refused as busy (token checks
+    /// are argon2 hashes on the pool QUIC sign-ins also use).
+    sign_ins: tokio::sync::Semaphore,
     allow_remote: bool,
 }
 
@@ -71,6 +76,8 @@ impl Console {
             auth,
             sessions: session::Sessions::default(),
             rates: rates::Rates::default(),
+            ledger: tokio::sync::Mutex::default(),
+            sign_ins: tokio::sync::Semaphore::new(1),
             allow_remote,
         });
         tokio::spawn(rates::sample(console.clone(), shutdown));
@@ -146,7 +153,8 @@ async fn local_only(
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    if peer.ip().is_loopback() && loopback_host(host) {
+    // `::ffff:127.0.0.1` on a dual-stack listener is loopback too.
+    if peer.ip().to_canonical().is_loopback() && loopback_host(host) {
         next.run(request).await
     } else {
         ConsoleError::LocalOnly.into_response()

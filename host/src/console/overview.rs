@@ -1,7 +1,8 @@
 //! The overview page: rates and their chart, connections, topics, the
 //! groups that lag most and the plugins that fail. Each part shows only
 //! where the principal may look: topics it may describe, groups with the
-//! `groups` admin right, plugins with the `plugins` admin right.
+//! `groups` admin right, plugins with the `plugins` admin right, and the
+//! broker-wide rates and connections with any admin right.
 
 use std::sync::Arc;
 
@@ -39,10 +40,11 @@ pub struct Failing {
 #[derive(Debug, serde::Serialize)]
 pub struct Overview {
     /// The last minutes, oldest first.
-    pub points: Vec<Point>,
-    pub published_per_sec: f64,
-    pub delivered_per_sec: f64,
-    pub connections: i64,
+    /// `None` without an admin right (they cover every topic).
+    pub points: Option<Vec<Point>>,
+    pub published_per_sec: Option<f64>,
+    pub delivered_per_sec: Option<f64>,
+    pub connections: Option<i64>,
     pub topics: usize,
     pub messages: u64,
     pub bytes: u64,
@@ -56,8 +58,13 @@ pub struct Overview {
 /// `GET /api/overview`.
 pub async fn show(State(console): State<Arc<Console>>, signed: Signed) -> Json<Overview> {
     let broker = &console.broker;
-    let points = console.rates.points();
-    let last = points.last().copied();
+    let broker_wide = [AdminRight::Topics, AdminRight::Groups, AdminRight::Plugins]
+        .into_iter()
+        .any(|right| signed.may(right));
+    let points = broker_wide.then(|| console.rates.points());
+    let last = points
+        .as_ref()
+        .map(|p| p.last().copied().unwrap_or_default());
     let mut topics = broker.list_topics().await;
     topics.retain(|t| authorize(&signed.principal, Action::Describe, &t.name).is_ok());
     let (groups, lagging_groups) = if signed.may(AdminRight::Groups) {
@@ -77,10 +84,10 @@ pub async fn show(State(console): State<Arc<Console>>, signed: Signed) -> Json<O
     } else {
         (None, None)
     };
-    let failing_plugins = signed.may(AdminRight::Plugins).then(|| {
+    let failing_plugins = if signed.may(AdminRight::Plugins) {
         let mut failing: Vec<Failing> = broker
-            .plugins()
-            .status()
+            .plugin_status()
+            .await
             .into_iter()
             .filter(|p| p.errors > 0 || p.refused.is_some())
             .map(|p| Failing {
@@ -93,12 +100,14 @@ pub async fn show(State(console): State<Arc<Console>>, signed: Signed) -> Json<O
             })
             .collect();
         failing.sort_by_key(|p| std::cmp::Reverse(p.last_error_at_ms));
-        failing
-    });
+        Some(failing)
+    } else {
+        None
+    };
     Json(Overview {
-        published_per_sec: last.map_or(0.0, |p| p.published),
-        delivered_per_sec: last.map_or(0.0, |p| p.delivered),
-        connections: broker.metrics().open_connections(),
+        published_per_sec: last.map(|p| p.published),
+        delivered_per_sec: last.map(|p| p.delivered),
+        connections: broker_wide.then(|| broker.metrics().open_connections()),
         topics: topics.len(),
         messages: topics.iter().map(|t| t.messages).sum(),
         bytes: topics.iter().map(|t| t.bytes).sum(),

@@ -36,8 +36,9 @@ pub struct PipelineRow {
 pub struct PluginRow {
     #[serde(flatten)]
     pub status: PluginStatus,
-    /// Outcomes given as a pipeline stage, by this version.
-    pub outcomes: Outcomes,
+    /// Outcomes given as a pipeline stage, by this version (`None` for
+    /// another node's plugin in cluster mode).
+    pub outcomes: Option<Outcomes>,
     /// Versions loaded or refused since start, oldest first.
     pub history: Vec<VersionEvent>,
 }
@@ -79,17 +80,28 @@ pub async fn show(
             on_error: p.on_error,
         })
         .collect();
-    let plugins = registry
-        .status()
+    // Every node's status (as `sluice plugin list` shows it); outcomes and
+    // version history are kept by each node for itself.
+    let plugins = console
+        .broker
+        .plugin_status()
+        .await
         .into_iter()
-        .map(|status| PluginRow {
-            outcomes: set
-                .plugins
-                .get(&status.name)
-                .map(|p| p.stats.snapshot().outcomes)
-                .unwrap_or_default(),
-            history: registry.version_events(&status.name),
-            status,
+        .map(|status| {
+            let local = status.node.is_none();
+            PluginRow {
+                outcomes: set
+                    .plugins
+                    .get(&status.name)
+                    .filter(|_| local)
+                    .map(|p| p.stats.snapshot().outcomes),
+                history: if local {
+                    registry.version_events(&status.name)
+                } else {
+                    Vec::new()
+                },
+                status,
+            }
         })
         .collect();
     Ok(Json(Plugins {

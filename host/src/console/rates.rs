@@ -2,9 +2,10 @@
 //! once a second while the console is on, for the overview's chart and
 //! the topics' rates.
 //!
-//! The publish rate of a topic is how fast its next offset moves (so it
-//! counts what any node of a cluster stored); the deliver rate is the
-//! broker's delivered-messages counter.
+//! The publish rate of a topic is how fast its committed end moves, read
+//! from the store's in-memory view of its topics (no I/O, also in cluster
+//! mode, where it counts what this node has seen stored); the deliver rate
+//! is the broker's delivered-messages counter.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -21,7 +22,7 @@ pub const EVERY: Duration = Duration::from_secs(1);
 const KEPT: usize = 300;
 
 /// One point of the chart.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct Point {
     /// When (ms since the Unix epoch).
     pub at_ms: i64,
@@ -104,11 +105,11 @@ pub async fn sample(console: Arc<Console>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
         }
         let broker = &console.broker;
-        let offsets = broker
-            .list_topics()
-            .await
+        let offsets = sluice_proto::Pattern::parse(">")
+            .map(|every| broker.store().topics(&every))
+            .unwrap_or_default()
             .into_iter()
-            .map(|t| (t.name, t.next_offset))
+            .map(|t| (t.name.to_string(), t.committed_end))
             .collect();
         let metrics = broker.metrics();
         let totals = Totals {

@@ -34,8 +34,11 @@ pub const COOKIE: &str = "sluice_console";
 pub const CSRF_HEADER: &str = "x-sluice-csrf";
 /// A session ends this long after sign-in.
 const LIFETIME: Duration = Duration::from_secs(12 * 3600);
-/// Sessions held at once; signing in past it ends the oldest.
+/// Sessions held at once, and per principal: signing in past either ends
+/// the oldest one (the principal's own first), so that a principal signing
+/// in again and again ends no one else's session.
 const MAX_SESSIONS: usize = 4096;
+const MAX_SESSIONS_PER_PRINCIPAL: usize = 64;
 
 struct Entry {
     principal: Arc<Principal>,
@@ -66,10 +69,22 @@ impl Sessions {
         let (id, csrf) = (random_token(), random_token());
         let mut map = lock(&self.0);
         map.retain(|_, e| e.started.elapsed() < LIFETIME);
-        if map.len() >= MAX_SESSIONS {
-            if let Some(oldest) = map.iter().min_by_key(|(_, e)| e.started).map(|(k, _)| *k) {
-                map.remove(&oldest);
-            }
+        let own = |e: &Entry| e.principal.name == principal.name;
+        let oldest = |map: &HashMap<[u8; 32], Entry>, only_own: bool| {
+            map.iter()
+                .filter(|(_, e)| !only_own || own(e))
+                .min_by_key(|(_, e)| e.started)
+                .map(|(k, _)| *k)
+        };
+        let evict = if map.values().filter(|e| own(e)).count() >= MAX_SESSIONS_PER_PRINCIPAL {
+            oldest(&map, true)
+        } else if map.len() >= MAX_SESSIONS {
+            oldest(&map, false)
+        } else {
+            None
+        };
+        if let Some(key) = evict {
+            map.remove(&key);
         }
         map.insert(
             digest(&id),
@@ -267,6 +282,11 @@ pub async fn sign_in(
             "a token is needed to sign in".into(),
         ));
     }
+    let Ok(_turn) = console.sign_ins.try_acquire() else {
+        return Err(ConsoleError::Busy(
+            "another sign-in is being checked; try again in a moment",
+        ));
+    };
     let principal = console
         .auth
         .authenticate(Some(&body.token), None)
@@ -335,5 +355,21 @@ mod tests {
         assert!(sessions.find("forged").is_none());
         sessions.close(&id);
         assert!(sessions.find(&id).is_none());
+    }
+
+    #[test]
+    fn one_principal_signing_in_often_ends_only_its_own_sessions() {
+        let sessions = Sessions::default();
+        let (other, _) = sessions.open(Arc::new(Principal::anonymous()));
+        let p: crate::config::PrincipalConfig =
+            toml::from_str("name = \"eager\"").expect("a principal");
+        let eager = Arc::new(Principal::configured(&p));
+        let (first, _) = sessions.open(eager.clone());
+        for _ in 0..MAX_SESSIONS_PER_PRINCIPAL {
+            sessions.open(eager.clone());
+        }
+        assert!(sessions.find(&first).is_none(), "its oldest ended");
+        assert!(sessions.find(&other).is_some(), "another's stays");
+        assert_eq!(lock(&sessions.0).len(), MAX_SESSIONS_PER_PRINCIPAL + 1);
     }
 }

@@ -241,10 +241,11 @@ pub async fn publish_one(
         .await?
         .wait()
         .await?;
-    ack.outcomes
-        .into_iter()
-        .next()
-        .ok_or_else(|| ConsoleError::BadRequest("the broker answered no outcome".into()))
+    ack.outcomes.into_iter().next().ok_or_else(|| {
+        ConsoleError::Broker(crate::error::BrokerError::Internal(
+            "the broker answered a publish with no outcome".into(),
+        ))
+    })
 }
 
 /// `POST /api/topics/{name}/messages`: publishes a test message.

@@ -9,8 +9,8 @@
 //!
 //! `/metrics` and `/healthz` carry no credentials and change nothing; the
 //! console signs in with a sluice token. Request heads are limited by
-//! hyper, request bodies to [`crate::console::MAX_BODY`], and a request that takes longer
-//! than [`REQUEST_TIMEOUT`] is answered 408.
+//! hyper, request bodies to [`crate::console::MAX_BODY`], and a request
+//! that takes longer than [`REQUEST_TIMEOUT`] is answered 503.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -66,7 +66,7 @@ pub async fn serve(
             crate::console::MAX_BODY,
         ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
+            StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ));
     let stopping = shutdown.clone();

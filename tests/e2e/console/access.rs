@@ -374,9 +374,11 @@ async fn every_action_is_allowed_or_refused_by_the_principals_rights() -> anyhow
     assert_eq!(
         (
             overview["groups"].is_null(),
-            overview["failing_plugins"].is_null()
+            overview["failing_plugins"].is_null(),
+            overview["points"].is_null(),
+            overview["connections"].is_null()
         ),
-        (true, true)
+        (true, true, true, true)
     );
     Ok(())
 }

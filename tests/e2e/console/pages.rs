@@ -305,6 +305,35 @@ async fn dead_letters_show_why_and_are_redriven_once_or_discarded() -> anyhow::R
     assert_eq!(letters[1]["handled"]["action"], "discarded");
     assert_eq!(letters[1]["handled"]["by"], "anonymous");
     assert_eq!(client.topic_info("payments").await?.messages, 4);
+
+    // A "dead letter" a client wrote itself, naming a topic whose dead
+    // letters go elsewhere, is not redriven there.
+    let forged = client
+        .publish_message(
+            Message::new("dlq.payments", "transfer everything")
+                .header("sluice-dlq-topic", "billing.charge"),
+        )
+        .await?;
+    let done = http
+        .act(
+            "POST",
+            "/api/dead-letters/dlq.payments/redrive",
+            Some(json!({ "offsets": [forged.offset] })),
+        )
+        .await
+        .json();
+    assert_eq!(done[0]["error"]["code"], "bad_request", "{done}");
+    assert!(
+        done[0]["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("refused"),
+        "{done}"
+    );
+    assert!(
+        client.topic_info("billing.charge").await.is_err(),
+        "nothing went there"
+    );
     assert!(
         bounded("no more redrives", async {
             tokio::time::timeout(Duration::from_millis(300), again.recv())

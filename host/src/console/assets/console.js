@@ -158,7 +158,12 @@ async function refresh(v) {
 function route() {
   if (!session) return;
   stopPolling();
-  const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  let parts;
+  try {
+    parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  } catch (_) {
+    parts = ["overview"];
+  }
   const page = parts[0] || "overview";
   const arg = parts.slice(1).join("/");
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.page === page);
@@ -206,14 +211,15 @@ function Overview() {
   const root = h("section", {}, h("h1", {}, "Overview"), body);
   return live(root, body, () => api("GET", "/overview"), (o) => h("div", {},
     h("div", { class: "cards" },
-      card("published / s", rate(o.published_per_sec), "published-rate"),
-      card("delivered / s", rate(o.delivered_per_sec), "delivered-rate"),
-      card("connections", fmt(o.connections), "connections"),
+      o.points === null ? null : [
+        card("published / s", rate(o.published_per_sec), "published-rate"),
+        card("delivered / s", rate(o.delivered_per_sec), "delivered-rate"),
+        card("connections", fmt(o.connections), "connections")],
       card("topics", fmt(o.topics), "topic-count"),
       card("messages stored", fmt(o.messages), "message-count"),
       card("bytes stored", bytes(o.bytes)),
       o.groups === null ? null : card("groups", fmt(o.groups), "group-count")),
-    chart(o.points),
+    o.points === null ? null : chart(o.points),
     o.lagging_groups === null ? null : [h("h2", {}, "Groups lagging most"),
       table([
         { title: "group", cell: (g) => h("a", { href: "#/groups/" + enc(g.name) }, g.name) },
@@ -356,6 +362,10 @@ function resetForm(name) {
   return h("form", {
     class: "inline", id: "reset-form", onsubmit: async (e) => {
       e.preventDefault();
+      if (to.value === "offset" && !/^\d+$/.test(offset.value.trim())) {
+        note(result, "give the offset to move to", true);
+        return;
+      }
       const target = to.value === "offset" ? { offset: Number(offset.value) } : to.value;
       try {
         await api("POST", `/groups/${enc(name)}/reset`, { to: target, confirm: confirm.value });
@@ -427,7 +437,7 @@ function DeadLetters(topic) {
       h("button", { id: "discard", class: "secondary", type: "button", onclick: act("discard") }, "Discard selected"),
       h("label", {}, "show redriven and discarded", showHandled)),
     result, body);
-  return live(root, body, () => api("GET", `/dead-letters/${enc(topic)}?last=100`), (letters) => table([
+  return live(root, body, () => api("GET", `/dead-letters/${enc(topic)}?last=500`), (letters) => table([
     { title: "", cell: (l) => l.handled ? "" : h("input", { type: "checkbox", class: "pick", checked: selected.has(l.offset), onchange: (e) => { if (e.target.checked) selected.add(l.offset); else selected.delete(l.offset); } }) },
     { title: "offset", num: true, field: "offset", cell: (l) => l.offset },
     { title: "from", cell: (l) => l.original_topic ? [h("a", { href: "#/topics/" + enc(l.original_topic) }, l.original_topic), l.original_offset === null ? "" : "@" + l.original_offset] : "–" },
@@ -460,7 +470,7 @@ function Plugins() {
       { title: "messages", num: true, cell: (x) => fmt(x.messages) },
       { title: "errors", num: true, field: "errors", cell: (x) => h("span", { class: x.errors ? "error" : "" }, fmt(x.errors)) },
       { title: "p50 / p99 per batch", num: true, cell: (x) => `${x.p50_us} / ${x.p99_us} µs` },
-      { title: "outcomes", cell: (x) => Object.entries(x.outcomes).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${fmt(n)}`).join(", ") || "–" },
+      { title: "outcomes", cell: (x) => Object.entries(x.outcomes || {}).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${fmt(n)}`).join(", ") || "–" },
       { title: "last error", field: "last-error", cell: (x) => x.last_error ? [when(x.last_error_at_ms), " ", short(x.last_error)] : "–" },
     ], p.plugins, (x) => ({ "data-plugin": x.name })),
     h("h2", {}, "Versions loaded and refused"),
