@@ -155,20 +155,55 @@ fn plugins() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `step`, noting how long it took under `name`.
+fn timed<T>(
+    times: &mut Vec<(&'static str, std::time::Duration)>,
+    name: &'static str,
+    step: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let start = std::time::Instant::now();
+    let result = step();
+    times.push((name, start.elapsed()));
+    result
+}
+
+/// Every test suite, with the time of each step printed at the end (also
+/// when one fails).
 fn test(extra: &[String]) -> anyhow::Result<()> {
-    let nats_server = nats::ensure_nats_server()?;
-    browser::ensure_chromium()?;
-    plugins()?;
-    run(cargo()
-        .args(["test", "--manifest-path"])
-        .arg(plugins_manifest())
-        .arg("--target-dir")
-        .arg(root().join("target")))?;
-    run(cargo()
-        .args(["test", "--workspace"])
-        .args(extra)
-        .env(nats::NATS_SERVER_ENV, &nats_server))?;
-    python::test(&[])
+    let mut times = Vec::new();
+    let result = test_steps(&mut times, extra);
+    for (name, took) in &times {
+        eprintln!("xtask test: {:6.1}s  {name}", took.as_secs_f64());
+    }
+    result
+}
+
+fn test_steps(
+    times: &mut Vec<(&'static str, std::time::Duration)>,
+    extra: &[String],
+) -> anyhow::Result<()> {
+    let nats_server = timed(times, "setup", || {
+        let nats_server = nats::ensure_nats_server()?;
+        browser::ensure_chromium()?;
+        Ok(nats_server)
+    })?;
+    timed(times, "plugins", plugins)?;
+    timed(times, "plugin tests", || {
+        run(cargo()
+            .args(["test", "--manifest-path"])
+            .arg(plugins_manifest())
+            .arg("--target-dir")
+            .arg(root().join("target")))
+    })?;
+    timed(times, "workspace tests (build and run)", || {
+        run(cargo()
+            .args(["test", "--workspace"])
+            .args(extra)
+            .env(nats::NATS_SERVER_ENV, &nats_server))
+    })?;
+    timed(times, "python package (build and pytest)", || {
+        python::test(&[])
+    })
 }
 
 fn serve(extra: &[String]) -> anyhow::Result<()> {

@@ -6,6 +6,7 @@
 //! One module per theme; the cluster they start is here.
 
 mod checks;
+mod console;
 mod groups;
 mod plugins;
 mod topics;

@@ -251,12 +251,25 @@ async fn walk(browser: &Browser, admin: SocketAddr, client: &Client) -> anyhow::
     }
     shows(browser, "the lag after acks", "#group-lag", |t| t == "0").await;
     shows(browser, "nothing pending", "#group-pending", |t| t == "0").await;
+    // A reset, confirmed by typing the group's name, brings the work back.
+    drop(member);
+    shows(browser, "the member gone", "#group-members", |t| t == "0").await;
+    type_into(browser, "#reset-confirm", "workers").await?;
+    click(browser, "#reset-form button").await?;
+    shows(browser, "the reset", "#reset-result", |t| {
+        t == "reset to earliest"
+    })
+    .await;
+    shows(browser, "the lag after the reset", "#group-lag", |t| {
+        t == "5"
+    })
+    .await;
     go(browser, admin, "#/groups").await?;
     shows(
         browser,
         "the group list",
         "tr[data-group='workers'] td[data-field='lag']",
-        |t| t == "0",
+        |t| t == "5",
     )
     .await;
     screenshot(browser, "groups").await?;

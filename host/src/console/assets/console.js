@@ -355,25 +355,38 @@ function Groups() {
 
 function resetForm(name) {
   const to = h("select", { id: "reset-to" }, h("option", { value: "earliest" }, "earliest"),
-    h("option", { value: "latest" }, "latest"), h("option", { value: "offset" }, "offset"));
+    h("option", { value: "latest" }, "latest"), h("option", { value: "offset" }, "offset"),
+    h("option", { value: "time" }, "time (UTC)"));
   const offset = h("input", { id: "reset-offset", type: "number", min: 0, placeholder: "offset" });
+  const time = h("input", { id: "reset-time", type: "datetime-local", step: 1 });
   const confirm = h("input", { id: "reset-confirm", placeholder: "type the group's name" });
   const result = h("span", { id: "reset-result" });
+  // The position to send, or an error to show.
+  const target = () => {
+    if (to.value === "offset") {
+      return /^\d+$/.test(offset.value.trim()) ? { offset: Number(offset.value) } : "give the offset to move to";
+    }
+    if (to.value === "time") {
+      const ms = Date.parse(time.value + "Z");
+      return Number.isNaN(ms) ? "give the time to move to" : { time_ms: ms };
+    }
+    return to.value;
+  };
   return h("form", {
     class: "inline", id: "reset-form", onsubmit: async (e) => {
       e.preventDefault();
-      if (to.value === "offset" && !/^\d+$/.test(offset.value.trim())) {
-        note(result, "give the offset to move to", true);
+      const position = target();
+      if (typeof position === "string" && !["earliest", "latest"].includes(position)) {
+        note(result, position, true);
         return;
       }
-      const target = to.value === "offset" ? { offset: Number(offset.value) } : to.value;
       try {
-        await api("POST", `/groups/${enc(name)}/reset`, { to: target, confirm: confirm.value });
+        await api("POST", `/groups/${enc(name)}/reset`, { to: position, confirm: confirm.value });
         confirm.value = "";
-        note(result, "reset to " + (to.value === "offset" ? "offset " + offset.value : to.value));
+        note(result, "reset to " + (typeof position === "string" ? position : JSON.stringify(position)));
       } catch (err) { note(result, err.message, true); }
     },
-  }, h("label", {}, "move to", to), h("label", {}, "offset", offset),
+  }, h("label", {}, "move to", to), h("label", {}, "offset", offset), h("label", {}, "time", time),
   h("label", {}, "confirm: the group's name", confirm), h("button", { class: "danger", type: "submit" }, "Reset"), result);
 }
 
