@@ -138,7 +138,8 @@ macro_rules! async_source {
                 self.inner.is_over()
             }
 
-            /// Ends it; the awaitable is done once the broker was told.
+            /// Ends it; the awaitable is done once the request to end it is on its
+            /// way (the broker drops it as soon as it reads that).
             fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
                 close(py, &self.inner)
             }

@@ -142,7 +142,8 @@ impl Subscription {
         self.inner.dropped()
     }
 
-    /// Ends the subscription; returns once the broker was told.
+    /// Ends the subscription; returns once the request to end it is on its
+    /// way (the broker drops it as soon as it reads that).
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let inner = self.inner.clone();
         wait(py, async move {
@@ -210,7 +211,8 @@ impl Consumer {
         wait(py, ops::ack_all(deliveries))
     }
 
-    /// Leaves the group; returns once the broker was told.
+    /// Leaves the group; returns once the request to leave is on its way
+    /// (the broker drops the member as soon as it reads that).
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let inner = self.inner.clone();
         wait(py, async move {
