@@ -20,12 +20,13 @@ use axum::extract::{Path, Query, State};
 use axum::Json;
 use sluice_proto::{MessageOutcome, PublishMessage, StartPosition};
 
-use super::error::{bad_request, ConsoleError};
+use super::error::{bad_request, ConsoleError, ErrorBody};
 use super::ledger::{marks, record, Handled};
 use super::topics::{last_messages, publish_one, Shown};
 use super::{Console, Signed};
 use crate::auth::{authorize, Action, AdminRight};
 use crate::dead_letter;
+use crate::store::now_ms;
 
 /// Dead letters a page shows by default, and at most.
 const DEFAULT_LAST: u32 = 50;
@@ -152,21 +153,22 @@ pub struct Done {
     /// A redrive's outcome in the original topic.
     pub outcome: Option<MessageOutcome>,
     /// Why it was not done.
-    pub error: Option<ConsoleErrorBody>,
+    pub error: Option<ErrorBody>,
 }
 
-/// An error of one item.
-#[derive(Debug, serde::Serialize)]
-pub struct ConsoleErrorBody {
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl From<ConsoleError> for ConsoleErrorBody {
-    fn from(e: ConsoleError) -> Self {
-        ConsoleErrorBody {
-            code: e.code(),
-            message: e.to_string(),
+impl Done {
+    fn of(offset: u64, result: Result<Option<MessageOutcome>, ConsoleError>) -> Done {
+        match result {
+            Ok(outcome) => Done {
+                offset,
+                outcome,
+                error: None,
+            },
+            Err(e) => Done {
+                offset,
+                outcome: None,
+                error: Some(ErrorBody::from(&e)),
+            },
         }
     }
 }
@@ -198,12 +200,6 @@ async fn read_one(
         .next()
         .filter(|m| m.offset == offset)
         .ok_or_else(|| ConsoleError::NotFound(format!("{dlq} has no message at offset {offset}")))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Refuses to redrive a message whose headers name a topic that does not
@@ -305,18 +301,7 @@ pub async fn redrive(
     let mut done = Vec::with_capacity(offsets.len());
     for offset in offsets {
         let result = redrive_one(&console, &signed, &dlq, offset).await;
-        done.push(match result {
-            Ok(outcome) => Done {
-                offset,
-                outcome: Some(outcome),
-                error: None,
-            },
-            Err(e) => Done {
-                offset,
-                outcome: None,
-                error: Some(e.into()),
-            },
-        });
+        done.push(Done::of(offset, result.map(Some)));
     }
     Ok(Json(done))
 }
@@ -338,26 +323,21 @@ pub async fn discard(
     )?;
     let mut done = Vec::with_capacity(offsets.len());
     for offset in offsets {
-        let result = match read_one(&console, &dlq, offset).await {
-            Ok(_) => {
-                let entry = Handled {
-                    dlq: dlq.clone(),
-                    offset,
-                    action: "discarded".into(),
-                    by: signed.principal.name.clone(),
-                    at_ms: now_ms(),
-                    to_topic: None,
-                    to_offset: None,
-                };
-                record(&console, &entry).await
-            }
-            Err(e) => Err(e),
-        };
-        done.push(Done {
-            offset,
-            outcome: None,
-            error: result.err().map(Into::into),
-        });
+        let result = async {
+            read_one(&console, &dlq, offset).await?;
+            let entry = Handled {
+                dlq: dlq.clone(),
+                offset,
+                action: "discarded".into(),
+                by: signed.principal.name.clone(),
+                at_ms: now_ms(),
+                to_topic: None,
+                to_offset: None,
+            };
+            record(&console, &entry).await
+        }
+        .await;
+        done.push(Done::of(offset, result.map(|()| None)));
     }
     Ok(Json(done))
 }

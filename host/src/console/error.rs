@@ -89,20 +89,25 @@ impl ConsoleError {
     }
 }
 
-/// The JSON body of an error.
+/// The JSON body of an error (also of one item of a batch action).
 #[derive(Debug, serde::Serialize)]
-struct Body<'a> {
-    code: &'a str,
-    message: String,
+pub struct ErrorBody {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl From<&ConsoleError> for ErrorBody {
+    fn from(e: &ConsoleError) -> ErrorBody {
+        ErrorBody {
+            code: e.code(),
+            message: e.to_string(),
+        }
+    }
 }
 
 impl IntoResponse for ConsoleError {
     fn into_response(self) -> Response {
-        let body = Body {
-            code: self.code(),
-            message: self.to_string(),
-        };
-        (self.status(), Json(body)).into_response()
+        (self.status(), Json(ErrorBody::from(&self))).into_response()
     }
 }
 

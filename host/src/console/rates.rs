@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -78,9 +78,7 @@ impl Rates {
                 per_topic.insert(topic.clone(), stored as f64 / secs);
             }
             inner.per_topic = per_topic;
-            let at_ms = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
+            let at_ms = crate::store::now_ms();
             if inner.points.len() == KEPT {
                 inner.points.pop_front();
             }
