@@ -285,6 +285,19 @@ impl Client {
         }
     }
 
+    /// What happened to the messages `key` names (their stages, places,
+    /// deliveries, acks and dead letters), from the broker's event record;
+    /// only messages of topics this principal may read are reported.
+    pub async fn trace(
+        &self,
+        key: sluice_proto::TraceKey,
+    ) -> Result<sluice_proto::TraceReport, ClientError> {
+        match self.request(RequestBody::Trace(key)).await? {
+            ResponseBody::Traced(report) => Ok(report),
+            other => Err(ClientError::unexpected_response(other)),
+        }
+    }
+
     /// Describes one consumer group: members, lag, pending, redeliveries.
     pub async fn group_info(&self, name: impl Into<String>) -> Result<GroupInfo, ClientError> {
         match self

@@ -13,6 +13,7 @@ use crate::groups::{self, Groups};
 use crate::metrics::Metrics;
 use crate::plugin::{self, Distribution, PluginRegistry};
 use crate::store::{self, Store};
+use crate::trace::Journal;
 use crate::{cluster, nats, StartError};
 
 /// The parts a broker is built on.
@@ -31,27 +32,35 @@ pub(crate) struct Backends {
 pub(crate) async fn open(
     config: &Config,
     metrics: Arc<Metrics>,
+    record: Arc<Journal>,
     shutdown: &CancellationToken,
 ) -> Result<Backends, StartError> {
     match &config.cluster {
-        Some(cluster) => open_cluster(config, cluster, shutdown).await,
-        None => open_local(config, metrics).await,
+        Some(cluster) => open_cluster(config, cluster, record, shutdown).await,
+        None => open_local(config, metrics, record).await,
     }
 }
 
 /// One machine: the data directory's topics and groups (recovered off the
 /// async workers), the config file's plugins.
-async fn open_local(config: &Config, metrics: Arc<Metrics>) -> Result<Backends, StartError> {
+async fn open_local(
+    config: &Config,
+    metrics: Arc<Metrics>,
+    record: Arc<Journal>,
+) -> Result<Backends, StartError> {
     let options = store::LocalOptions::from_config(config);
     let store: Arc<dyn Store> = Arc::new(
         store::LocalStore::open(options, metrics)
             .await
             .map_err(StartError::Store)?,
     );
-    let groups =
-        groups::LocalGroups::open(store.clone(), groups::GroupsOptions::from_config(config))
-            .await
-            .map_err(StartError::Groups)?;
+    let options = groups::GroupsOptions {
+        record,
+        ..groups::GroupsOptions::from_config(config)
+    };
+    let groups = groups::LocalGroups::open(store.clone(), options)
+        .await
+        .map_err(StartError::Groups)?;
     let plugins = load_plugins(config).await?;
     Ok(Backends {
         store,
@@ -67,6 +76,7 @@ async fn open_local(config: &Config, metrics: Arc<Metrics>) -> Result<Backends, 
 async fn open_cluster(
     config: &Config,
     cluster: &ClusterConfig,
+    record: Arc<Journal>,
     shutdown: &CancellationToken,
 ) -> Result<Backends, StartError> {
     let node = cluster
@@ -82,7 +92,7 @@ async fn open_cluster(
             .await
             .map_err(StartError::Store)?,
     );
-    let groups = groups::JetStreamGroups::open(nats.clone(), store.clone())
+    let groups = groups::JetStreamGroups::open(nats.clone(), store.clone(), record)
         .await
         .map_err(StartError::Groups)?;
     let (shared, effective) = cluster::SharedPlugins::open(&nats, config)

@@ -16,6 +16,8 @@
 //! - [`delivery`] - what a subscriber or group member gets at a time.
 //! - [`dead_letter`] - dead-letter topics and headers.
 //! - [`sync`] - lock helpers.
+//! - [`trace`] - trace context, OpenTelemetry spans and the per-message
+//!   event record behind `sluice trace`.
 //! - [`plugin`] - the wasmtime host: plugins and pipelines.
 //! - [`cluster`] - what cluster nodes share beyond storage: plugins.
 //! - [`nats`] - cluster mode's connection to NATS JetStream and its checks.
@@ -45,6 +47,7 @@ pub mod plugin;
 pub mod server;
 pub mod store;
 pub mod sync;
+pub mod trace;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -68,6 +71,9 @@ pub enum StartError {
     /// The configuration is not valid.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    /// Telemetry could not start.
+    #[error(transparent)]
+    Telemetry(#[from] trace::TelemetryError),
     /// The data directory could not be created.
     #[error("failed to create data directory {path}")]
     CreateDataDir {
@@ -253,7 +259,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let quic = server::tls::quic_config(&identity, &config.limits, auth.tls_client_verifier())?;
     let metrics = std::sync::Arc::new(metrics::Metrics::default());
     let shutdown = CancellationToken::new();
-    let backends = backends::open(&config, metrics.clone(), &shutdown).await?;
+    let observer = std::sync::Arc::new(trace::Observer::start(&config.telemetry)?);
+    let backends =
+        backends::open(&config, metrics.clone(), observer.record.clone(), &shutdown).await?;
     let plugins = backends.plugins.clone();
     let broker = broker::Broker::new(
         config.clone(),
@@ -262,6 +270,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         plugins.clone(),
         backends.distribution,
         metrics,
+        observer,
     );
     let endpoint =
         sluice_client::transport::endpoint(config.server.listen, Some(quic)).map_err(|source| {

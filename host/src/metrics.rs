@@ -118,6 +118,10 @@ pub struct State {
     pub groups: Vec<sluice_proto::GroupInfo>,
     /// Every loaded plugin.
     pub plugins: Vec<sluice_proto::PluginStatus>,
+    /// Spans exported, dropped on a full queue, and failed to export.
+    pub spans: [u64; 3],
+    /// Published messages and estimated bytes the event record holds.
+    pub record: [u64; 2],
 }
 
 /// The broker's event counters.
@@ -372,6 +376,46 @@ impl Metrics {
             "Messages dropped for subscribers past limits.subscriber_buffer_messages or _bytes: lost for live subscriptions (and reported to them), read back from the log for replaying ones",
             self.subscriber_dropped.clone(),
         );
+
+        let [exported, dropped, failed] = state.spans;
+        for (name, help, value) in [
+            (
+                "telemetry_spans_exported",
+                "Spans of traced messages the OTLP collector accepted",
+                exported,
+            ),
+            (
+                "telemetry_spans_dropped",
+                "Spans dropped because telemetry.queue_spans were waiting for export",
+                dropped,
+            ),
+            (
+                "telemetry_spans_failed",
+                "Spans whose export failed (collector down, refused or slow)",
+                failed,
+            ),
+        ] {
+            let counter = Counter::<u64>::default();
+            counter.inc_by(value);
+            registry.register(name, help, counter);
+        }
+        let [messages, bytes] = state.record;
+        for (name, help, value) in [
+            (
+                "trace_record_messages",
+                "Published messages the event record behind `sluice trace` covers",
+                messages,
+            ),
+            (
+                "trace_record_bytes",
+                "Estimated memory of the event record behind `sluice trace`",
+                bytes,
+            ),
+        ] {
+            let gauge = Gauge::<i64>::default();
+            gauge.set(value as i64);
+            registry.register(name, help, gauge);
+        }
 
         // State, read now.
         let (queued_messages, queued_bytes, most_bytes) = self.subscriber_queues.held();

@@ -11,6 +11,7 @@ mod console;
 mod crash;
 mod dedup;
 mod failover;
+mod following;
 mod groups;
 mod metrics;
 mod nats_harness;

@@ -52,6 +52,7 @@ pub mod history;
 mod http;
 mod messages;
 mod nats;
+mod otlp;
 mod raw;
 mod steady;
 mod wait;
@@ -67,6 +68,7 @@ pub use messages::{collect, collect_until, fetch_all, fetch_all_within, now_ms, 
 pub use nats::{
     namespaces_unavailable, nats_server_binary, NatsCluster, NatsOptions, Network, NATS_SERVER_ENV,
 };
+pub use otlp::{Collector, ReceivedSpan};
 pub use raw::{raw_tls_config, RawClient, RawControl};
 pub use steady::Steady;
 pub use wait::{bounded, bounded_for, wait_until, WAIT};

@@ -263,7 +263,8 @@ fn replayable(body: &RequestBody) -> bool {
         | RequestBody::Ping
         | RequestBody::ListGroups
         | RequestBody::GroupInfo { .. }
-        | RequestBody::ListPlugins => true,
+        | RequestBody::ListPlugins
+        | RequestBody::Trace(_) => true,
         RequestBody::Subscribe(_)
         | RequestBody::Unsubscribe { .. }
         | RequestBody::CreateTopic(_)

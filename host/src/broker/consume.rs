@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use sluice_proto::{ErrorBody, GroupInfo, Settle, SettleBatch, StartPosition};
+use sluice_proto::{ErrorBody, GroupInfo, Settle, SettleAction, SettleBatch, StartPosition};
 
 use super::checks;
 use super::consumer::Consumer;
@@ -13,6 +13,7 @@ use super::Broker;
 use crate::auth::{Action, LogLimit, Principal};
 use crate::error::BrokerError;
 use crate::groups::{JoinRequest, SettleItem};
+use crate::trace::record::{Event, Settled};
 
 /// Rate limit of the log lines about dead-letter topics refused by
 /// permissions.
@@ -107,15 +108,20 @@ impl Broker {
             action: settle.action,
             attempt: settle.attempt,
         };
+        let recorded = self.settle_event(&settle.group, &members, std::slice::from_ref(&item));
         let results = self
             .inner
             .groups
             .settle(&settle.group, members, vec![item])
             .await?;
-        results
+        let result = results
             .into_iter()
             .next()
-            .unwrap_or_else(|| Err(BrokerError::Internal("settlement not answered".into())))
+            .unwrap_or_else(|| Err(BrokerError::Internal("settlement not answered".into())));
+        if let (Ok(()), Some(event)) = (&result, recorded) {
+            self.inner.observer.record.push(Event::Settled(event));
+        }
+        result
     }
 
     /// Settles several messages of one group for one of `members`; one
@@ -143,11 +149,20 @@ impl Broker {
             });
         }
         if !valid.is_empty() {
+            let mut recorded = self.settle_event(&batch.group, &members, &valid);
             let results = self
                 .inner
                 .groups
                 .settle(&batch.group, members, valid)
                 .await?;
+            if let Some(event) = &mut recorded {
+                // Only what was settled.
+                let mut settled = results.iter().map(Result::is_ok);
+                event.items.retain(|_| settled.next().unwrap_or(false));
+            }
+            if let Some(event) = recorded.filter(|e| !e.items.is_empty()) {
+                self.inner.observer.record.push(Event::Settled(event));
+            }
             for (i, result) in positions.into_iter().zip(results) {
                 errors[i] = result.err().map(|e| e.to_body());
             }
@@ -174,5 +189,30 @@ impl Broker {
     ) -> Result<GroupInfo, BrokerError> {
         checks::group(name)?;
         self.inner.groups.reset(name, to).await
+    }
+
+    /// The record's event for settling `items` of `group`, if the record
+    /// is kept.
+    fn settle_event(&self, group: &str, members: &[u64], items: &[SettleItem]) -> Option<Settled> {
+        if !self.inner.observer.record.is_on() {
+            return None;
+        }
+        Some(Settled {
+            at_ms: crate::store::now_ms(),
+            group: group.to_owned(),
+            member: members.first().copied(),
+            items: items
+                .iter()
+                .map(|i| {
+                    let action = match i.action {
+                        SettleAction::Ack => "ack",
+                        SettleAction::Nack { .. } => "nack",
+                        SettleAction::Reject { .. } => "dead-letter",
+                        SettleAction::InProgress => "in-progress",
+                    };
+                    (i.topic.clone(), i.offset, action)
+                })
+                .collect(),
+        })
     }
 }

@@ -34,6 +34,7 @@ use crate::groups::Groups;
 use crate::metrics::Metrics;
 use crate::plugin::{Distribution, PluginRegistry};
 use crate::store::Store;
+use crate::trace::Observer;
 
 /// Something the server streams to a client: a subscription or a
 /// consumer-group member.
@@ -84,6 +85,8 @@ struct Inner {
     distribution: Arc<dyn Distribution>,
     /// Event counters for `/metrics`.
     metrics: Arc<Metrics>,
+    /// Spans of traced messages and the event record behind `sluice trace`.
+    observer: Arc<Observer>,
 }
 
 impl Broker {
@@ -95,6 +98,7 @@ impl Broker {
         plugins: Arc<PluginRegistry>,
         distribution: Arc<dyn Distribution>,
         metrics: Arc<Metrics>,
+        observer: Arc<Observer>,
     ) -> Broker {
         Broker {
             inner: Arc::new(Inner {
@@ -104,6 +108,7 @@ impl Broker {
                 plugins,
                 distribution,
                 metrics,
+                observer,
             }),
         }
     }
@@ -116,6 +121,11 @@ impl Broker {
     /// Event counters for `/metrics`.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
+    }
+
+    /// Spans of traced messages and the event record.
+    pub fn observer(&self) -> &Arc<Observer> {
+        &self.inner.observer
     }
 
     /// The plugins and pipelines in force, and their reloads.
@@ -200,6 +210,19 @@ impl Broker {
     pub async fn shutdown(&self) {
         self.inner.groups.shutdown().await;
         self.inner.store.shutdown().await;
+        // Exports what spans wait, up to the export timeout (blocking).
+        let observer = self.inner.observer.clone();
+        let _ = tokio::task::spawn_blocking(move || observer.spans.shutdown()).await;
+    }
+
+    /// What the event record says of the messages `key` names, keeping
+    /// those published to topics `may_read` allows.
+    pub fn trace(
+        &self,
+        key: &sluice_proto::TraceKey,
+        may_read: impl Fn(&str) -> bool,
+    ) -> sluice_proto::TraceReport {
+        crate::trace::query::find(&self.inner.observer.record, key, may_read)
     }
 }
 

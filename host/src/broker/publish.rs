@@ -16,6 +16,7 @@ use crate::dead_letter;
 use crate::error::BrokerError;
 use crate::plugin::{Destination, PluginSet};
 use crate::store::{AppendTicket, NewRecord};
+use crate::trace::PublishTrace;
 
 /// Rate limit of the log lines about routes refused by permissions.
 static ROUTE_DENIALS_LOG: LogLimit = LogLimit::new(std::time::Duration::from_secs(1));
@@ -146,6 +147,8 @@ pub struct PendingPublish {
     appends: Vec<Append>,
     /// Per published message: the reason it was rejected, if it was.
     rejected: Vec<Option<String>>,
+    /// What the event record and the spans keep of it.
+    trace: Option<PublishTrace>,
 }
 
 impl PendingPublish {
@@ -185,6 +188,9 @@ impl PendingPublish {
         }
         if let (false, Some(error)) = (stored_any, first_error) {
             return Err(error);
+        }
+        if let Some(trace) = self.trace {
+            trace.finish(&places, &rejected);
         }
         let outcomes = places
             .into_iter()
@@ -230,9 +236,17 @@ impl Broker {
             ));
         }
         let mut rejected = vec![None; batch.total];
+        let mut trace = PublishTrace::begin(
+            &self.inner.observer,
+            &publisher.name,
+            batch.total,
+            batch.groups.iter().flat_map(|(topic, records)| {
+                records.iter().map(move |(i, r)| (*i, topic.as_str(), r))
+            }),
+        );
         let plan = match self.pipelines_for(&batch) {
             Some(set) => {
-                self.run_pipelines(set, batch, publisher, &mut rejected)
+                self.run_pipelines(set, batch, publisher, &mut rejected, trace.as_mut())
                     .await?
             }
             None => Plan {
@@ -246,8 +260,14 @@ impl Broker {
                     .collect(),
             },
         };
-        let appends = self.append_plan(plan, &mut rejected).await?;
-        Ok(PendingPublish { appends, rejected })
+        let appends = self
+            .append_plan(plan, &mut rejected, trace.as_mut())
+            .await?;
+        Ok(PendingPublish {
+            appends,
+            rejected,
+            trace,
+        })
     }
 
     /// The plugins in force if a pipeline runs on one of the batch's
@@ -270,6 +290,7 @@ impl Broker {
         batch: PublishBatch,
         publisher: &Principal,
         rejected: &mut [Option<String>],
+        mut trace: Option<&mut PublishTrace>,
     ) -> Result<Plan, BrokerError> {
         let mut plan = Plan::default();
         for (topic, items) in batch.groups {
@@ -286,7 +307,7 @@ impl Broker {
             let (origins, records): (Vec<usize>, Vec<NewRecord>) = items.into_iter().unzip();
             let chosen = &plugins.pipelines[pipeline];
             // A quick pipeline runs here; handing the worker over costs more.
-            let dispositions = if chosen.runs_quickly() {
+            let (dispositions, report) = if chosen.runs_quickly() {
                 chosen.run(&topic, records, crate::store::now_ms())
             } else {
                 let plugins = plugins.clone();
@@ -303,6 +324,9 @@ impl Broker {
                         .map_err(|e| BrokerError::Internal(format!("pipeline task failed: {e}")))?
                 }
             };
+            if let Some(trace) = trace.as_deref_mut() {
+                trace.pipeline_ran(report, &origins);
+            }
             for (origin, disposition) in origins.into_iter().zip(dispositions) {
                 if let Some(reason) = disposition.rejected {
                     rejected[origin] = Some(reason);
@@ -353,6 +377,7 @@ impl Broker {
         &self,
         plan: Plan,
         rejected: &mut [Option<String>],
+        mut trace: Option<&mut PublishTrace>,
     ) -> Result<Vec<Append>, BrokerError> {
         for (destination, _) in &plan.by_topic {
             self.resolve_topic(destination, dead_letter::is_dead_letter_topic(destination))
@@ -362,7 +387,12 @@ impl Broker {
         for (destination, entries) in plan.by_topic {
             let (meta, records): (Vec<Origin>, Vec<NewRecord>) = entries
                 .into_iter()
-                .map(|(origin, record, dead)| ((origin, dead), record))
+                .map(|(origin, mut record, dead)| {
+                    if let Some(trace) = trace.as_deref_mut() {
+                        trace.appending(origin, &destination, &mut record);
+                    }
+                    ((origin, dead), record)
+                })
                 .unzip();
             match self.inner.store.append(&destination, records).await {
                 Ok(ticket) => appends.push((destination, meta, ticket)),

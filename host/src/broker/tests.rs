@@ -73,6 +73,7 @@ async fn broker_on(disk: crate::disk::SharedDisk, extra_toml: &str) -> Harness {
         plugins,
         distribution,
         metrics,
+        Arc::new(crate::trace::Observer::off()),
     );
     Harness { broker, _dir: dir }
 }

@@ -36,6 +36,30 @@ pub enum Command {
     Bench(BenchArgs),
     /// Make tokens and their hashes for `[[auth.principal]]`.
     Token(TokenArgs),
+    /// Show what happened to a message: its stages, where it was stored,
+    /// its deliveries, acks, nacks and dead letters.
+    Trace(TraceArgs),
+}
+
+/// `sluice trace`
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["at", "id", "trace"])))]
+pub struct TraceArgs {
+    /// The stored message, as TOPIC@OFFSET.
+    pub at: Option<String>,
+    /// Messages published with this message id (also those a stage
+    /// rejected or dropped, which have no offset).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Messages of this W3C trace id (32 hex digits).
+    #[arg(long)]
+    pub trace: Option<String>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Connection flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 /// `sluice token`

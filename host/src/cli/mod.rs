@@ -11,7 +11,7 @@
 //! - [`display`]: publish outcomes as text, progress bars.
 //! - [`payload`]: what `sluice pub` sends (templates, `--size`, files).
 //! - [`serve`], [`publish`], [`subscribe`], [`topics`], [`groups`],
-//!   [`plugin`] (with [`scaffold`]), [`bench`], [`token`]: one per subcommand.
+//!   [`plugin`] (with [`scaffold`]), [`bench`], [`token`], [`trace`]: one per subcommand.
 
 pub mod args;
 pub mod bench;
@@ -26,6 +26,7 @@ pub mod serve;
 pub mod subscribe;
 pub mod token;
 pub mod topics;
+pub mod trace;
 
 use std::process::ExitCode;
 
@@ -69,6 +70,7 @@ pub fn main() -> ExitCode {
             Command::Plugin(args) => plugin::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Token(args) => token::run(args),
+            Command::Trace(args) => trace::run(args).await,
         }
     });
     match result {

@@ -79,6 +79,9 @@ impl Config {
         if differ(&self.auth, &new.auth) {
             changed.push("[auth]");
         }
+        if differ(&self.telemetry, &new.telemetry) {
+            changed.push("[telemetry]");
+        }
         if self.plugin_runtime.watch != new.plugin_runtime.watch
             || self.plugin_runtime.debounce != new.plugin_runtime.debounce
         {
@@ -114,6 +117,9 @@ impl Config {
         }
         if self.storage.retention_check_interval.is_zero() {
             return invalid("storage.retention_check_interval must be above zero");
+        }
+        if let Some(problem) = self.telemetry.problem() {
+            return Err(ConfigError::Invalid(problem));
         }
         if self.plugin_runtime.debounce > Duration::from_secs(10) {
             return invalid("plugins.debounce must be at most 10s");

@@ -15,6 +15,8 @@
 //! - `auth` - `[auth]` and its principals.
 //! - `cluster` - `[cluster]`: cluster mode over NATS JetStream.
 //! - `plugins` - `[[plugin]]`, `[[pipeline]]` and `[plugins]`.
+//! - `telemetry` - `[telemetry]`: OpenTelemetry export and the
+//!   per-message event record.
 //! - `load` - reading, parsing and checking a file, and what a reload
 //!   changes.
 
@@ -24,6 +26,7 @@ mod load;
 mod plugins;
 mod server;
 mod storage;
+mod telemetry;
 
 #[cfg(test)]
 mod tests;
@@ -46,6 +49,7 @@ pub use server::{AdminConfig, LimitsConfig, ServerConfig};
 pub use storage::{
     FsyncPolicy, RetentionConfig, StorageConfig, TopicsConfig, DEFAULT_MAX_OPEN_FILES,
 };
+pub use telemetry::{RecordConfig, TelemetryConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -75,6 +79,9 @@ pub struct Config {
     /// `[cluster]`: present, the node runs in cluster mode over NATS
     /// JetStream and keeps no state of its own.
     pub cluster: Option<ClusterConfig>,
+    /// `[telemetry]`: spans of messages over OTLP, and the event record
+    /// behind `sluice trace`.
+    pub telemetry: TelemetryConfig,
     /// Directory of the config file: relative plugin paths start here.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,

@@ -11,7 +11,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use sluice_proto::Pattern;
 
@@ -20,6 +20,7 @@ use super::bindings::{Batch, Outcome};
 use super::instance::LoadedPlugin;
 use super::stats::OUTCOMES;
 use crate::store::NewRecord;
+use crate::trace::record::{RunReport, StageRun, Step, StepOutcome};
 
 /// Header stamped on what a pipeline stores when `[plugins]
 /// version_header` is on: `name@hash` of each stage that handled the
@@ -76,15 +77,16 @@ impl LastRun {
     }
 }
 
-/// Where `outcome` is counted in [`super::stats::Outcomes`].
-fn outcome_index(outcome: &Outcome) -> usize {
+/// Where `outcome` is counted in [`super::stats::Outcomes`], and its
+/// name in the event record.
+fn outcome_index(outcome: &Outcome) -> (usize, StepOutcome) {
     match outcome {
-        Outcome::Pass => 0,
-        Outcome::Drop => 1,
-        Outcome::Replace(_) => 2,
-        Outcome::Route(_) => 3,
-        Outcome::Reject(_) => 4,
-        Outcome::DeadLetter(_) => 5,
+        Outcome::Pass => (0, StepOutcome::Pass),
+        Outcome::Drop => (1, StepOutcome::Drop),
+        Outcome::Replace(_) => (2, StepOutcome::Replace),
+        Outcome::Route(_) => (3, StepOutcome::Route),
+        Outcome::Reject(_) => (4, StepOutcome::Reject),
+        Outcome::DeadLetter(_) => (5, StepOutcome::DeadLetter),
     }
 }
 
@@ -216,15 +218,27 @@ impl Pipeline {
 
     /// Runs every stage over `records` published to `topic`, blocking for
     /// as long as the stages take (see [`Pipeline::runs_quickly`]).
-    /// Returns one disposition per record.
-    pub fn run(&self, topic: &str, records: Vec<NewRecord>, now_ms: i64) -> Vec<Disposition> {
+    /// Returns one disposition per record, and what each stage did.
+    pub fn run(
+        &self,
+        topic: &str,
+        records: Vec<NewRecord>,
+        now_ms: i64,
+    ) -> (Vec<Disposition>, RunReport) {
         let started = Instant::now();
-        let dispositions = self.run_stages(topic, records, now_ms);
+        let mut report = RunReport::default();
+        let dispositions = self.run_stages(topic, records, now_ms, &mut report);
         self.last_run.record(started.elapsed());
-        dispositions
+        (dispositions, report)
     }
 
-    fn run_stages(&self, topic: &str, records: Vec<NewRecord>, now_ms: i64) -> Vec<Disposition> {
+    fn run_stages(
+        &self,
+        topic: &str,
+        records: Vec<NewRecord>,
+        now_ms: i64,
+        report: &mut RunReport,
+    ) -> Vec<Disposition> {
         let mut dispositions = vec![Disposition::default(); records.len()];
         let mut active: Vec<Item> = records
             .into_iter()
@@ -241,10 +255,25 @@ impl Pipeline {
             }
             let bit = 1u64 << index.min(63);
             let batch = to_batch(topic, active.iter().map(|i| &i.record), now_ms);
-            let answer = match answer::call(stage, &batch) {
+            let (started, clock) = (SystemTime::now(), Instant::now());
+            let called = answer::call(stage, &batch);
+            let run = report.runs.len() as u16;
+            report.runs.push(StageRun {
+                plugin: stage.name().to_owned(),
+                version: stage.hash.clone(),
+                started,
+                took_us: clock.elapsed().as_micros() as u64,
+                error: called.as_ref().err().map(|e| e.to_string()),
+            });
+            let answer = match called {
                 Ok(answer) => answer,
                 Err(error) => {
                     let reason = error.to_string();
+                    report.steps.extend(active.iter().map(|item| Step {
+                        origin: item.origin as u32,
+                        run,
+                        outcome: StepOutcome::Failed,
+                    }));
                     tracing::warn!(plugin = stage.name(), %topic, messages = active.len(), on_error = ?self.on_error, error = %reason, "pipeline stage failed");
                     match self.on_error {
                         OnError::Pass => continue,
@@ -277,7 +306,13 @@ impl Pipeline {
                 if self.version_header {
                     stamp(&self.stages, item.handled, &mut item.record);
                 }
-                counts[outcome_index(&outcome)] += 1;
+                let (counted, step) = outcome_index(&outcome);
+                counts[counted] += 1;
+                report.steps.push(Step {
+                    origin: item.origin as u32,
+                    run,
+                    outcome: step,
+                });
                 match outcome {
                     Outcome::Pass => next.push(item),
                     Outcome::Drop => {}
@@ -398,7 +433,7 @@ mod tests {
                 ..NewRecord::default()
             })
             .collect();
-        let dispositions = pipeline.run("t", records.clone(), 0);
+        let (dispositions, _) = pipeline.run("t", records.clone(), 0);
         (records, dispositions)
     }
 
@@ -417,8 +452,14 @@ mod tests {
         assert!(pipeline.runs_quickly());
         // A stage that spins to its deadline (100 ms) makes it slow again.
         let records = vec![NewRecord::default()];
-        let dispositions = pipeline.run("t", records, 0);
+        let (dispositions, report) = pipeline.run("t", records, 0);
         assert!(dispositions[0].outputs.is_empty(), "dropped on the timeout");
+        assert!(
+            report.runs[0].error.is_some(),
+            "the stage's error is reported"
+        );
+        assert_eq!(report.steps.len(), 1);
+        assert_eq!(report.steps[0].outcome, StepOutcome::Failed);
         assert!(!pipeline.runs_quickly());
     }
 

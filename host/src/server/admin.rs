@@ -95,6 +95,14 @@ async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {
         topics: broker.list_topics().await,
         groups: broker.list_groups().await,
         plugins: broker.plugins().status(),
+        spans: {
+            let c = broker.observer().spans.counts();
+            [c.exported, c.dropped, c.failed]
+        },
+        record: {
+            let r = broker.observer().record.size();
+            [r.messages as u64, r.bytes as u64]
+        },
     };
     let body = broker.metrics().render(&state);
     (

@@ -107,3 +107,20 @@ pub struct Delivered {
     #[serde(default)]
     pub attempt: u32,
 }
+
+impl Delivered {
+    /// The value of header `name`, matched without regard to case.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Its W3C `traceparent`: the publisher's trace, with the broker's
+    /// delivery span as the parent when the broker traced it. Start the
+    /// consumer's span from it to continue the trace.
+    pub fn traceparent(&self) -> Option<&str> {
+        self.header("traceparent")
+    }
+}

@@ -20,6 +20,7 @@
 //! - `delivery` - reading: [`Subscribe`], [`Fetch`], [`Delivered`].
 //! - `topic` - topic administration: [`CreateTopic`], [`TopicInfo`].
 //! - `plugin` - what the broker reports about plugins: [`PluginStatus`].
+//! - `trace` - what happened to one message: [`TraceKey`], [`TraceReport`].
 //!
 //! Every type is re-exported here and at the crate root, so the files are
 //! a way to read the protocol, not part of its paths.
@@ -33,6 +34,7 @@ mod publish;
 mod request;
 mod stream;
 mod topic;
+mod trace;
 
 pub use compact::{
     CompactAck, CompactDelivered, CompactMessage, DeliveryRun, PublishCompact, PublishRun,
@@ -49,3 +51,7 @@ pub use publish::{MessageOutcome, Publish, PublishAck, PublishMessage, StoredAt}
 pub use request::{Request, RequestBody, Response, ResponseBody};
 pub use stream::{request_id_of, ClientFrame, DeliveryFrame, ServerFrame};
 pub use topic::{CreateTopic, RetentionSpec, TopicInfo};
+pub use trace::{
+    DeadLetterTrace, DeliveryTrace, MessageTrace, PlaceTrace, SettleTrace, StageTrace, TraceKey,
+    TraceReport,
+};

@@ -10,6 +10,7 @@ use super::group::{Consume, GroupInfo, Settle, SettleBatch};
 use super::plugin::PluginStatus;
 use super::publish::{Publish, PublishAck};
 use super::topic::{CreateTopic, TopicInfo};
+use super::trace::{TraceKey, TraceReport};
 use crate::error::ErrorBody;
 
 /// One request.
@@ -89,6 +90,9 @@ pub enum RequestBody {
     /// an array); answered with `PublishedCompact`. Sent only to brokers
     /// whose `Welcome` lists [`FEATURE_COMPACT_PUBLISH`](crate::FEATURE_COMPACT_PUBLISH).
     PublishCompact(PublishCompact),
+    /// What happened to a message: its stages, places, deliveries and
+    /// settlements, from the broker's event record. Answered with `Traced`.
+    Trace(TraceKey),
 }
 
 /// The answer to one request.
@@ -149,4 +153,6 @@ pub enum ResponseBody {
         /// One per item.
         errors: Vec<Option<ErrorBody>>,
     },
+    /// The answer to `Trace`.
+    Traced(TraceReport),
 }

@@ -66,6 +66,8 @@ pub(super) struct Group {
     pub pattern: Pattern,
     pub options: GroupOptions,
     store: Arc<dyn Store>,
+    /// Where dead letters are recorded for `sluice trace`.
+    record: Arc<crate::trace::Journal>,
     state: Mutex<State>,
     /// Woken when an earlier deadline is set.
     wake: Notify,
@@ -91,8 +93,10 @@ impl Group {
         pattern: Pattern,
         options: GroupOptions,
         store: Arc<dyn Store>,
+        record: Arc<crate::trace::Journal>,
     ) -> Group {
         Group {
+            record,
             name: Arc::from(name),
             pattern,
             options,
@@ -340,7 +344,15 @@ impl Group {
             "sluice-dlq:{}:{topic}:{}",
             self.name, record.offset
         ));
-        store_dead_letter(&*self.store, &dlq, letter).await?;
+        let at = store_dead_letter(&*self.store, &dlq, letter).await?;
+        crate::trace::record::dead_lettered(
+            &self.record,
+            &self.name,
+            (topic, record.offset),
+            attempt,
+            reason,
+            (&dlq, at),
+        );
         self.dead_lettered.fetch_add(1, Ordering::Relaxed);
         tracing::info!(group = %self.name, %topic, offset = record.offset, dead_letter_topic = %dlq, %reason, "message dead-lettered");
         Ok(())

@@ -64,6 +64,8 @@ pub struct JetStreamGroups {
 struct Inner {
     nats: Nats,
     store: Arc<dyn Store>,
+    /// Where dead letters are recorded for `sluice trace`.
+    record: Arc<crate::trace::Journal>,
     bucket: kv::Store,
     groups: Mutex<HashMap<String, Arc<Group>>>,
     /// Serialises group creation on this node.
@@ -80,7 +82,11 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> BrokerError {
 impl JetStreamGroups {
     /// Opens the groups of the cluster behind `nats`, reading topics from
     /// `store`.
-    pub async fn open(nats: Nats, store: Arc<dyn Store>) -> Result<JetStreamGroups, BrokerError> {
+    pub async fn open(
+        nats: Nats,
+        store: Arc<dyn Store>,
+        record: Arc<crate::trace::Journal>,
+    ) -> Result<JetStreamGroups, BrokerError> {
         let bucket = crate::store::jetstream::open_bucket(&nats, names::GROUPS_BUCKET)
             .await
             .map_err(|e| unavailable("open the groups bucket", e))?;
@@ -88,6 +94,7 @@ impl JetStreamGroups {
             inner: Arc::new(Inner {
                 nats,
                 store,
+                record,
                 bucket,
                 groups: Mutex::new(HashMap::new()),
                 admin: tokio::sync::Mutex::new(()),
@@ -145,6 +152,7 @@ impl JetStreamGroups {
             pattern,
             entry.options,
             self.inner.store.clone(),
+            self.inner.record.clone(),
         ));
         self.inner.tasks.spawn(group.clone().expire());
         groups.insert(entry.name, group.clone());

@@ -239,6 +239,8 @@ pub struct GroupsOptions {
     pub fsync: FsyncPolicy,
     /// Period of the journal fsync under [`FsyncPolicy::Interval`].
     pub fsync_interval: Duration,
+    /// Where dead letters are recorded for `sluice trace`.
+    pub record: Arc<crate::trace::Journal>,
 }
 
 impl GroupsOptions {
@@ -249,6 +251,7 @@ impl GroupsOptions {
             dir: config.server.data_dir.join("groups"),
             fsync: config.storage.fsync,
             fsync_interval: config.storage.fsync_interval,
+            record: Arc::new(crate::trace::Journal::off()),
         }
     }
 }
@@ -323,6 +326,7 @@ impl LocalGroups {
             disk: self.disk(),
             fsync: self.inner.options.fsync,
             fsync_interval: self.inner.options.fsync_interval,
+            record: self.inner.options.record.clone(),
             name,
             dir,
             settings,

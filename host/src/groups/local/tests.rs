@@ -53,6 +53,7 @@ pub(super) async fn groups(store: Arc<dyn Store>, disk: SharedDisk, data: &Path)
             dir: data.join("groups"),
             fsync: FsyncPolicy::Always,
             fsync_interval: Duration::from_millis(100),
+            record: Arc::new(crate::trace::Journal::off()),
         },
     )
     .await
@@ -309,6 +310,7 @@ async fn under_interval_the_journal_is_fsynced_within_the_interval() {
             dir: data.join("groups"),
             fsync: FsyncPolicy::Interval,
             fsync_interval: Duration::from_millis(20),
+            record: Arc::new(crate::trace::Journal::off()),
         },
     )
     .await

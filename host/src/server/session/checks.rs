@@ -38,6 +38,33 @@ impl Session {
         self.shared.broker.publish(batch, &self.principal).await
     }
 
+    /// A trace request: a valid key, and for a place the right to read
+    /// its topic (other keys report only topics the principal may read).
+    pub(super) fn check_trace(&self, key: &sluice_proto::TraceKey) -> Result<(), BrokerError> {
+        use sluice_proto::TraceKey;
+        match key {
+            TraceKey::At { topic, .. } => {
+                sluice_proto::validate_topic(topic).map_err(|reason| {
+                    BrokerError::InvalidArgument(format!("invalid topic {topic:?}: {reason}"))
+                })?;
+                self.authorize(Action::Subscribe, topic)
+            }
+            TraceKey::Id(id) if id.is_empty() || id.len() > 1024 => Err(
+                BrokerError::InvalidArgument("a message id has 1 to 1024 bytes".into()),
+            ),
+            TraceKey::Trace(hex)
+                if hex.len() != 32
+                    || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+                    || hex.bytes().all(|b| b == b'0') =>
+            {
+                Err(BrokerError::InvalidArgument(format!(
+                    "{hex:?} is not a trace id: it has 32 hex digits, not all zero"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub(super) fn check_subscribe(&self, pattern: &str) -> Result<(), BrokerError> {
         if let Err(reason) = sluice_proto::Pattern::parse(pattern) {
             return Err(BrokerError::InvalidPattern {

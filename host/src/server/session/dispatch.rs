@@ -152,6 +152,16 @@ impl Session {
                     broker.group_info(&name).await.map(ResponseBody::GroupInfo)
                 }),
             },
+            RequestBody::Trace(key) => {
+                if let Err(e) = self.check_trace(&key) {
+                    return Answer::Now(Err(e));
+                }
+                let principal = self.principal.clone();
+                let report = broker.trace(&key, |topic| {
+                    crate::auth::authorize(&principal, Action::Subscribe, topic).is_ok()
+                });
+                Answer::Now(Ok(ResponseBody::Traced(report)))
+            }
             RequestBody::ResetGroup { name, to } => match self.check_group_admin() {
                 Err(e) => Answer::Now(Err(e)),
                 Ok(()) => Answer::later(async move {

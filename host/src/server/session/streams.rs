@@ -38,7 +38,7 @@ impl Session {
         lock(&self.subscriptions).insert(
             id,
             Stream {
-                member,
+                member: member.clone(),
                 cancel: cancel.clone(),
                 marker: marker.clone(),
             },
@@ -48,6 +48,16 @@ impl Session {
         let shutdown = self.shared.shutdown.clone();
         let max = self.shared.config.limits.max_frame_bytes;
         let metrics = self.shared.broker.metrics().clone();
+        let observer = self.shared.broker.observer().clone();
+        let principal: Arc<str> = self.principal.name.as_str().into();
+        let receiver = Arc::new(match &member {
+            Some((group, member)) => crate::trace::Receiver::Member {
+                group: group.clone(),
+                member: *member,
+                principal,
+            },
+            None => crate::trace::Receiver::Subscription { id, principal },
+        });
         let layout = if self.compact {
             delivery::Layout::Compact
         } else {
@@ -60,6 +70,8 @@ impl Session {
                     max_frame_bytes: max,
                     layout,
                     metrics,
+                    observer,
+                    receiver,
                 };
                 delivery::run(conn, id, source, cancel, shutdown, settings).await;
                 // Unless the id was unsubscribed and taken again meanwhile.

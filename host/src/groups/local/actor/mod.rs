@@ -86,6 +86,8 @@ struct Actor {
     store: Arc<dyn Store>,
     fsync: FsyncPolicy,
     fsync_interval: Duration,
+    /// Where dead letters are recorded for `sluice trace`.
+    record: Arc<crate::trace::Journal>,
     /// Journal writes made without an fsync (`fsync = "interval"`).
     unsynced: bool,
     /// Why the group refuses work after its journal failed (see `journaling`).
@@ -134,6 +136,8 @@ pub(crate) struct Spawn {
     pub disk: crate::disk::SharedDisk,
     pub fsync: FsyncPolicy,
     pub fsync_interval: Duration,
+    /// Where dead letters are recorded for `sluice trace`.
+    pub record: Arc<crate::trace::Journal>,
     pub name: String,
     pub dir: std::path::PathBuf,
     pub settings: GroupSettings,
@@ -151,6 +155,7 @@ pub(crate) async fn spawn(spawn: Spawn) -> Result<Arc<GroupHandle>, BrokerError>
         disk,
         fsync,
         fsync_interval,
+        record,
         name,
         dir,
         settings,
@@ -183,6 +188,7 @@ pub(crate) async fn spawn(spawn: Spawn) -> Result<Arc<GroupHandle>, BrokerError>
         store,
         fsync,
         fsync_interval,
+        record,
         unsynced: false,
         failed: None,
         journal: Some(journal),

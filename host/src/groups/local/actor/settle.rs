@@ -179,7 +179,15 @@ impl Actor {
                 crate::dead_letter::from_group(&p.record, &id.0, &self.name, p.attempt, &reason);
             let stored = store_dead_letter(&*self.store, &dlq_topic, record).await;
             match stored {
-                Ok(_) => {
+                Ok(at) => {
+                    crate::trace::record::dead_lettered(
+                        &self.record,
+                        &self.name,
+                        (&id.0, id.1),
+                        p.attempt,
+                        &reason,
+                        (&dlq_topic, at),
+                    );
                     tracing::info!(group = %self.name, topic = %id.0, offset = id.1, dead_letter_topic = %dlq_topic, %reason, "message dead-lettered");
                     self.dead_lettered += 1;
                     self.finish(&id);

@@ -9,12 +9,15 @@
 //! stream in `write_all` (QUIC flow control), and the broker then stops
 //! asking its source for chunks.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 use sluice_proto::{frame, DeliveryFrame, ErrorBody, ErrorCode};
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Chunk, DeliverySource};
 use crate::store::Record;
+use crate::trace::deliver::{self, Delivering};
 
 /// Encoded payload bytes after which a delivery frame is sent.
 const FRAME_TARGET_BYTES: usize = 256 * 1024;
@@ -28,7 +31,7 @@ struct DeliveredRef<'a> {
     timestamp_ms: i64,
     #[serde(with = "serde_bytes")]
     key: Option<&'a [u8]>,
-    headers: &'a [(String, String)],
+    headers: Cow<'a, [(String, String)]>,
     #[serde(with = "serde_bytes")]
     payload: &'a [u8],
     id: Option<&'a str>,
@@ -41,7 +44,7 @@ struct CompactRef<'a>(
     u64,
     i64,
     #[serde(with = "serde_bytes")] Option<&'a [u8]>,
-    &'a [(String, String)],
+    Cow<'a, [(String, String)]>,
     #[serde(with = "serde_bytes")] &'a [u8],
     Option<&'a str>,
     u32,
@@ -99,15 +102,21 @@ impl<'a> Pending<'a> {
         }
     }
 
-    fn push(&mut self, topic: &'a str, r: &'a Record, attempt: u32) {
+    fn push(
+        &mut self,
+        topic: &'a str,
+        r: &'a Record,
+        headers: Cow<'a, [(String, String)]>,
+        attempt: u32,
+    ) {
         match self {
-            Pending::Named(m) => m.push(delivered_ref(topic, r, attempt)),
+            Pending::Named(m) => m.push(delivered_ref(topic, r, headers, attempt)),
             Pending::Compact(runs) => {
                 let m = CompactRef(
                     r.offset,
                     r.timestamp_ms,
                     r.key.as_deref(),
-                    &r.headers,
+                    headers,
                     &r.payload,
                     r.id.as_deref(),
                     attempt,
@@ -131,13 +140,18 @@ impl<'a> Pending<'a> {
     }
 }
 
-fn delivered_ref<'a>(topic: &'a str, r: &'a Record, attempt: u32) -> DeliveredRef<'a> {
+fn delivered_ref<'a>(
+    topic: &'a str,
+    r: &'a Record,
+    headers: Cow<'a, [(String, String)]>,
+    attempt: u32,
+) -> DeliveredRef<'a> {
     DeliveredRef {
         topic,
         offset: r.offset,
         timestamp_ms: r.timestamp_ms,
         key: r.key.as_deref(),
-        headers: &r.headers,
+        headers,
         payload: &r.payload,
         id: r.id.as_deref(),
         attempt,
@@ -169,10 +183,17 @@ struct ChunkFrames<'c> {
     record: usize,
     /// Sent in the first frame.
     dropped: u64,
+    /// The deliver spans of traced messages, when spans are on.
+    delivering: Option<Delivering<'c>>,
 }
 
 impl<'c> ChunkFrames<'c> {
-    fn new(chunk: &'c Chunk, max_frame_bytes: u32, layout: Layout) -> Self {
+    fn new(
+        chunk: &'c Chunk,
+        max_frame_bytes: u32,
+        layout: Layout,
+        delivering: Option<Delivering<'c>>,
+    ) -> Self {
         ChunkFrames {
             chunk,
             max_frame_bytes,
@@ -180,6 +201,7 @@ impl<'c> ChunkFrames<'c> {
             slice: 0,
             record: 0,
             dropped: chunk.dropped,
+            delivering,
         }
     }
 
@@ -200,7 +222,11 @@ impl<'c> ChunkFrames<'c> {
                 break;
             }
             size += estimate;
-            pending.push(&slice.batch.topic, record, slice.attempt);
+            let headers = match &mut self.delivering {
+                Some(d) => d.headers(&slice.batch.topic, record, slice.attempt),
+                None => Cow::Borrowed(record.headers.as_slice()),
+            };
+            pending.push(&slice.batch.topic, record, headers, slice.attempt);
             self.record += 1;
         }
         if pending.is_empty() && self.dropped == 0 {
@@ -221,7 +247,7 @@ fn encode_chunk(
     layout: Layout,
     out: &mut Vec<u8>,
 ) -> Result<(), sluice_proto::CodecError> {
-    let mut frames = ChunkFrames::new(chunk, max_frame_bytes, layout);
+    let mut frames = ChunkFrames::new(chunk, max_frame_bytes, layout, None);
     while frames.next_frame(out)? {}
     Ok(())
 }
@@ -243,7 +269,12 @@ async fn write_chunk(
     cancel: &CancellationToken,
     buf: &mut Vec<u8>,
 ) -> Result<(), Unwritten> {
-    let mut frames = ChunkFrames::new(chunk, settings.max_frame_bytes, settings.layout);
+    let delivering = settings
+        .observer
+        .spans
+        .is_on()
+        .then(|| Delivering::new(&settings.observer, &settings.receiver));
+    let mut frames = ChunkFrames::new(chunk, settings.max_frame_bytes, settings.layout, delivering);
     loop {
         buf.clear();
         match frames.next_frame(buf) {
@@ -287,6 +318,10 @@ pub(crate) struct StreamSettings {
     pub layout: Layout,
     /// Where delivered messages are counted.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Spans of traced messages and the event record.
+    pub observer: std::sync::Arc<crate::trace::Observer>,
+    /// Who receives, for the record and the spans.
+    pub receiver: std::sync::Arc<crate::trace::Receiver>,
 }
 
 /// Runs one subscription's stream until the client stops it, the
@@ -323,6 +358,7 @@ pub(crate) async fn run<S: DeliverySource>(
             chunk = subscription.next_chunk() => match chunk {
                 Ok(chunk) => match write_chunk(&mut send, &chunk, &settings, &cancel, &mut buf).await {
                     Ok(()) => {
+                        deliver::delivered(&settings.observer, &settings.receiver, &chunk);
                         for slice in &chunk.slices {
                             let records = slice.records();
                             settings.metrics.delivered(
@@ -361,229 +397,4 @@ pub(crate) async fn run<S: DeliverySource>(
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use bytes::Bytes;
-    use sluice_proto::frame::FrameDecoder;
-
-    use super::*;
-    use crate::broker::{Slice, StoredBatch};
-
-    fn record(offset: u64, payload: &[u8]) -> Record {
-        Record {
-            offset,
-            timestamp_ms: 1_700_000_000_000 + offset as i64,
-            key: offset.is_multiple_of(2).then(|| Bytes::from_static(b"k")),
-            headers: vec![("h".into(), offset.to_string())],
-            payload: Bytes::copy_from_slice(payload),
-            id: Some(format!("id-{offset}")),
-        }
-    }
-
-    #[test]
-    fn borrowed_frames_decode_as_proto_frames() {
-        let batch = Arc::new(StoredBatch {
-            topic: "orders.eu".into(),
-            incarnation: 1,
-            records: (0..5).map(|i| record(i, &[i as u8; 100])).collect(),
-        });
-        let chunk = Chunk {
-            slices: vec![Slice {
-                batch,
-                skip: 2,
-                attempt: 3,
-            }],
-            dropped: 7,
-        };
-        let mut out = Vec::new();
-        encode_chunk(&chunk, 1024 * 1024, Layout::Named, &mut out).unwrap();
-        let mut decoder = FrameDecoder::new(2 * 1024 * 1024);
-        decoder.extend(&out);
-        let frame: DeliveryFrame = decoder.next_frame().unwrap().unwrap();
-        let DeliveryFrame::Messages { messages, dropped } = frame else {
-            panic!("expected Messages, got {frame:?}");
-        };
-        assert_eq!(dropped, 7);
-        assert_eq!(
-            messages.iter().map(|m| m.offset).collect::<Vec<_>>(),
-            vec![2, 3, 4]
-        );
-        assert_eq!(messages[0].topic, "orders.eu");
-        assert_eq!(messages[0].key.as_deref(), Some(&b"k"[..]));
-        assert_eq!(messages[1].key, None);
-        assert_eq!(messages[0].payload.as_ref(), &[2u8; 100][..]);
-        assert_eq!(messages[0].id.as_deref(), Some("id-2"));
-        assert_eq!(messages[0].attempt, 3);
-        assert_eq!(messages[2].headers, vec![("h".to_owned(), "4".to_owned())]);
-    }
-
-    #[test]
-    fn compact_frames_decode_as_proto_frames_with_one_run_per_topic() {
-        let eu = Arc::new(StoredBatch {
-            topic: "orders.eu".into(),
-            incarnation: 1,
-            records: (0..3).map(|i| record(i, &[i as u8; 10])).collect(),
-        });
-        let us = Arc::new(StoredBatch {
-            topic: "orders.us".into(),
-            incarnation: 1,
-            records: (0..2).map(|i| record(i, b"us")).collect(),
-        });
-        let chunk = Chunk {
-            slices: vec![
-                Slice {
-                    batch: eu.clone(),
-                    skip: 1,
-                    attempt: 2,
-                },
-                Slice {
-                    batch: us,
-                    skip: 0,
-                    attempt: 0,
-                },
-                Slice {
-                    batch: eu,
-                    skip: 2,
-                    attempt: 0,
-                },
-            ],
-            dropped: 4,
-        };
-        let mut out = Vec::new();
-        encode_chunk(&chunk, 1024 * 1024, Layout::Compact, &mut out).unwrap();
-        let mut decoder = FrameDecoder::new(2 * 1024 * 1024);
-        decoder.extend(&out);
-        let frame: DeliveryFrame = decoder.next_frame().unwrap().unwrap();
-        let DeliveryFrame::Compact { runs, dropped } = frame else {
-            panic!("expected Compact, got {frame:?}");
-        };
-        assert_eq!(dropped, 4);
-        let topics: Vec<&str> = runs.iter().map(|r| r.topic.as_str()).collect();
-        assert_eq!(topics, ["orders.eu", "orders.us", "orders.eu"]);
-        let all: Vec<sluice_proto::Delivered> =
-            runs.into_iter().flat_map(|r| r.into_delivered()).collect();
-        assert_eq!(
-            all.iter()
-                .map(|m| (m.topic.as_str(), m.offset))
-                .collect::<Vec<_>>(),
-            [
-                ("orders.eu", 1),
-                ("orders.eu", 2),
-                ("orders.us", 0),
-                ("orders.us", 1),
-                ("orders.eu", 2)
-            ]
-        );
-        assert_eq!(all[0].attempt, 2);
-        assert_eq!(all[0].payload.as_ref(), &[1u8; 10][..]);
-        assert_eq!(all[0].key, None);
-        assert_eq!(all[1].key.as_deref(), Some(&b"k"[..]));
-        assert_eq!(all[1].id.as_deref(), Some("id-2"));
-        assert_eq!(all[1].headers, vec![("h".to_owned(), "2".to_owned())]);
-        assert_eq!(all[1].timestamp_ms, 1_700_000_000_002);
-    }
-
-    #[test]
-    fn compact_frames_are_split_within_the_limit_too() {
-        let batch = Arc::new(StoredBatch {
-            topic: "t".into(),
-            incarnation: 1,
-            records: (0..100).map(|i| record(i, &[0u8; 10_000])).collect(),
-        });
-        let chunk = Chunk {
-            slices: vec![Slice {
-                batch,
-                skip: 0,
-                attempt: 0,
-            }],
-            dropped: 0,
-        };
-        let mut out = Vec::new();
-        encode_chunk(&chunk, 64 * 1024, Layout::Compact, &mut out).unwrap();
-        let mut decoder = FrameDecoder::new(64 * 1024 + FRAME_SLACK_BYTES);
-        decoder.extend(&out);
-        let mut offsets = Vec::new();
-        let mut frames = 0;
-        while let Some(DeliveryFrame::Compact { runs, .. }) = decoder.next_frame().unwrap() {
-            frames += 1;
-            offsets.extend(
-                runs.into_iter()
-                    .flat_map(|r| r.into_delivered())
-                    .map(|m| m.offset),
-            );
-        }
-        assert!(frames > 10, "{frames} frames");
-        assert_eq!(offsets, (0..100).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn a_chunk_is_encoded_one_frame_at_a_time() {
-        let batch = Arc::new(StoredBatch {
-            topic: "t".into(),
-            incarnation: 1,
-            records: (0..100).map(|i| record(i, &[0u8; 10_000])).collect(),
-        });
-        let chunk = Chunk {
-            slices: vec![Slice {
-                batch,
-                skip: 0,
-                attempt: 0,
-            }],
-            dropped: 3,
-        };
-        let mut frames = ChunkFrames::new(&chunk, 64 * 1024, Layout::Named);
-        let (mut offsets, mut dropped) = (Vec::new(), 0);
-        let mut buf = Vec::new();
-        while frames.next_frame(&mut buf).unwrap() {
-            assert!(buf.len() <= 64 * 1024 + FRAME_SLACK_BYTES as usize);
-            let mut decoder = FrameDecoder::new(64 * 1024 + FRAME_SLACK_BYTES);
-            decoder.extend(&buf);
-            let Some(DeliveryFrame::Messages {
-                messages,
-                dropped: d,
-            }) = decoder.next_frame().unwrap()
-            else {
-                panic!("expected one Messages frame");
-            };
-            assert!(
-                decoder.next_frame::<DeliveryFrame>().unwrap().is_none(),
-                "one frame"
-            );
-            offsets.extend(messages.iter().map(|m| m.offset));
-            dropped += d;
-            buf.clear();
-        }
-        assert_eq!(offsets, (0..100).collect::<Vec<_>>());
-        assert_eq!(dropped, 3, "the drops are told once");
-    }
-
-    #[test]
-    fn large_chunks_are_split_into_frames_within_the_limit() {
-        let batch = Arc::new(StoredBatch {
-            topic: "t".into(),
-            incarnation: 1,
-            records: (0..100).map(|i| record(i, &[0u8; 10_000])).collect(),
-        });
-        let chunk = Chunk {
-            slices: vec![Slice {
-                batch,
-                skip: 0,
-                attempt: 0,
-            }],
-            dropped: 0,
-        };
-        let mut out = Vec::new();
-        encode_chunk(&chunk, 64 * 1024, Layout::Named, &mut out).unwrap();
-        let mut decoder = FrameDecoder::new(64 * 1024 + FRAME_SLACK_BYTES);
-        decoder.extend(&out);
-        let mut offsets = Vec::new();
-        let mut frames = 0;
-        while let Some(DeliveryFrame::Messages { messages, .. }) = decoder.next_frame().unwrap() {
-            frames += 1;
-            offsets.extend(messages.iter().map(|m| m.offset));
-        }
-        assert!(frames > 10, "{frames} frames");
-        assert_eq!(offsets, (0..100).collect::<Vec<_>>());
-    }
-}
+mod tests;

@@ -1,0 +1,274 @@
+//! [`PublishTrace`]: what one publish leaves behind: its event in the
+//! record and the spans of its traced messages. The broker feeds it as the
+//! publish goes (received, each pipeline's report, each record about to
+//! be appended) and finishes it with the acks.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt};
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::trace::Span;
+use sluice_proto::StoredAt;
+
+use super::context;
+use super::record::{Event, Fate, Place, Published, RunReport, StageRun, Step, StepOutcome};
+use super::telemetry::child_of;
+use super::Observer;
+use crate::store::NewRecord;
+
+/// The spans of one traced message.
+struct MessageSpans {
+    receive: Span,
+    /// True if the broker started the trace (no `traceparent` came).
+    started_here: bool,
+    /// Store spans not yet ended, by destination topic.
+    stores: Vec<(String, Span)>,
+}
+
+/// One publish being followed.
+pub struct PublishTrace {
+    observer: Arc<Observer>,
+    event: Published,
+    /// By message index; empty when no message is traced.
+    spans: Vec<Option<MessageSpans>>,
+}
+
+impl PublishTrace {
+    /// Starts following a publish of `total` messages by `principal`,
+    /// given as (message index, topic, record); `None` when there is
+    /// neither a record nor spans to keep.
+    pub fn begin<'a>(
+        observer: &Arc<Observer>,
+        principal: &str,
+        total: usize,
+        messages: impl Iterator<Item = (usize, &'a str, &'a NewRecord)>,
+    ) -> Option<PublishTrace> {
+        let telemetry = &observer.spans;
+        if !observer.record.is_on() && !telemetry.is_on() {
+            return None;
+        }
+        let received = SystemTime::now();
+        let mut event = Published {
+            at_ms: crate::store::now_ms(),
+            principal: principal.into(),
+            topics: Vec::new(),
+            messages: vec![(0, Fate::Dropped); total],
+            ids: Vec::new(),
+            traces: Vec::new(),
+            runs: Vec::new(),
+            steps: Vec::new(),
+            places: Vec::new(),
+            rejections: Vec::new(),
+        };
+        let mut spans: Vec<Option<MessageSpans>> = Vec::new();
+        for (index, topic, record) in messages {
+            let at = index as u32;
+            let t = match event.topics.iter().position(|x| x == topic) {
+                Some(t) => t,
+                None => {
+                    event.topics.push(topic.to_owned());
+                    event.topics.len() - 1
+                }
+            };
+            event.messages[index].0 = t as u16;
+            if let Some(id) = &record.id {
+                event.ids.push((at, id.clone()));
+            }
+            if context::has_traceparent(&record.headers) {
+                if let Some(trace) = context::trace_id(&record.headers) {
+                    event.traces.push((at, trace));
+                }
+            }
+            let Some(parent) = telemetry.parent_of(&record.headers) else {
+                continue;
+            };
+            let started_here = !parent.has_active_span();
+            let mut attributes = vec![
+                KeyValue::new("messaging.system", "sluice"),
+                KeyValue::new("messaging.operation.type", "receive"),
+                KeyValue::new("messaging.destination.name", topic.to_owned()),
+                KeyValue::new("enduser.id", principal.to_owned()),
+            ];
+            if let Some(id) = &record.id {
+                attributes.push(KeyValue::new("messaging.message.id", id.clone()));
+            }
+            let Some(receive) =
+                telemetry.span("receive", SpanKind::Consumer, &parent, received, attributes)
+            else {
+                continue;
+            };
+            if started_here {
+                event.traces.push((at, receive.span_context().trace_id()));
+            }
+            spans.resize_with(total, || None);
+            spans[index] = Some(MessageSpans {
+                receive,
+                started_here,
+                stores: Vec::new(),
+            });
+        }
+        Some(PublishTrace {
+            observer: observer.clone(),
+            event,
+            spans,
+        })
+    }
+
+    /// Takes a pipeline's report on the messages `origins` (the message
+    /// index of each record the pipeline ran on, in order).
+    pub fn pipeline_ran(&mut self, report: RunReport, origins: &[usize]) {
+        let first_run = self.event.runs.len();
+        for step in &report.steps {
+            let Some(&origin) = origins.get(step.origin as usize) else {
+                continue;
+            };
+            let run = &report.runs[step.run as usize];
+            self.event.steps.push(Step {
+                origin: origin as u32,
+                run: (first_run + step.run as usize) as u16,
+                outcome: step.outcome,
+            });
+            if let Some(Some(spans)) = self.spans.get(origin) {
+                stage_span(&self.observer, spans, run, step.outcome);
+            }
+        }
+        self.event.runs.extend(report.runs);
+    }
+
+    /// Called with each record of message `origin` about to be appended to
+    /// `topic`: a traced message gets its store span, whose id the stored
+    /// record carries (and, if the broker started its trace, a
+    /// `traceparent` naming its receive span).
+    pub fn appending(&mut self, origin: usize, topic: &str, record: &mut NewRecord) {
+        let Some(Some(spans)) = self.spans.get_mut(origin) else {
+            return;
+        };
+        let attributes = vec![
+            KeyValue::new("messaging.system", "sluice"),
+            KeyValue::new("messaging.destination.name", topic.to_owned()),
+        ];
+        let Some(store) = self.observer.spans.span(
+            "store",
+            SpanKind::Internal,
+            &child_of(&spans.receive),
+            SystemTime::now(),
+            attributes,
+        ) else {
+            return;
+        };
+        if spans.started_here {
+            context::inject(&mut record.headers, spans.receive.span_context());
+        }
+        let id = store.span_context().span_id().to_string();
+        match record
+            .headers
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(context::STORE_SPAN))
+        {
+            Some((_, value)) => *value = id,
+            None => record.headers.push((context::STORE_SPAN.to_owned(), id)),
+        }
+        spans.stores.push((topic.to_owned(), store));
+    }
+
+    /// Finishes with the publish's result: per message, where it was
+    /// stored (and the dead-letter reason of each place) or why it was
+    /// rejected. Ends the spans and keeps the event.
+    pub fn finish(
+        mut self,
+        places: &[Vec<(StoredAt, Option<String>)>],
+        rejected: &[Option<String>],
+    ) {
+        for (index, (t, fate)) in self.event.messages.iter_mut().enumerate() {
+            let at = index as u32;
+            let own = &self.event.topics[*t as usize];
+            let places = places.get(index).map_or(&[][..], Vec::as_slice);
+            *fate = if let Some(Some(reason)) = rejected.get(index) {
+                self.event.rejections.push((at, reason.clone()));
+                Fate::Rejected
+            } else {
+                match places {
+                    [] => Fate::Dropped,
+                    [(stored, None)] if stored.topic == *own => {
+                        if stored.duplicate {
+                            Fate::Duplicate(stored.offset)
+                        } else {
+                            Fate::Stored(stored.offset)
+                        }
+                    }
+                    several => {
+                        for (stored, dead) in several {
+                            self.event.places.push((
+                                at,
+                                Place {
+                                    topic: stored.topic.clone(),
+                                    offset: stored.offset,
+                                    duplicate: stored.duplicate,
+                                    dead_letter: dead.clone(),
+                                },
+                            ));
+                        }
+                        Fate::Elsewhere
+                    }
+                }
+            };
+        }
+        let now = SystemTime::now();
+        for (index, spans) in self.spans.iter_mut().enumerate() {
+            let Some(spans) = spans else {
+                continue;
+            };
+            let mine = places.get(index).map_or(&[][..], Vec::as_slice);
+            for (topic, mut store) in spans.stores.drain(..) {
+                if let Some((at, _)) = mine.iter().find(|(at, _)| at.topic == topic) {
+                    store.set_attribute(KeyValue::new("sluice.offset", at.offset as i64));
+                    store.set_attribute(KeyValue::new("sluice.duplicate", at.duplicate));
+                } else {
+                    store.set_status(Status::error("not stored"));
+                }
+                store.end_with_timestamp(now);
+            }
+            let outcome = match self.event.messages[index].1 {
+                Fate::Stored(_) | Fate::Duplicate(_) => "stored",
+                Fate::Elsewhere if mine.iter().all(|(_, dead)| dead.is_some()) => "dead-lettered",
+                Fate::Elsewhere => "routed",
+                Fate::Rejected => "rejected",
+                Fate::Dropped => "dropped",
+            };
+            spans
+                .receive
+                .set_attribute(KeyValue::new("sluice.outcome", outcome));
+            if let Some(Some(reason)) = rejected.get(index) {
+                spans.receive.set_status(Status::error(reason.clone()));
+            }
+            spans.receive.end_with_timestamp(now);
+        }
+        self.observer.record.push(Event::Published(self.event));
+    }
+}
+
+/// The span of one stage's call, for one traced message.
+fn stage_span(observer: &Observer, spans: &MessageSpans, run: &StageRun, outcome: StepOutcome) {
+    let mut attributes = vec![
+        KeyValue::new("sluice.plugin", run.plugin.clone()),
+        KeyValue::new("sluice.plugin.version", run.version.clone()),
+        KeyValue::new("sluice.outcome", outcome.name()),
+    ];
+    if let Some(error) = &run.error {
+        attributes.push(KeyValue::new("sluice.error", error.clone()));
+    }
+    let Some(mut span) = observer.spans.span(
+        "stage",
+        SpanKind::Internal,
+        &child_of(&spans.receive),
+        run.started,
+        attributes,
+    ) else {
+        return;
+    };
+    if let Some(error) = &run.error {
+        span.set_status(Status::error(error.clone()));
+    }
+    span.end_with_timestamp(run.started + Duration::from_micros(run.took_us));
+}
