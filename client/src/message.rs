@@ -38,6 +38,26 @@ impl Message {
         self
     }
 
+    /// Sets the W3C trace context (`traceparent`, and `tracestate` when
+    /// given) the message carries: a broker exporting spans traces it, and
+    /// its consumers get the same trace (`Delivered::traceparent`).
+    pub fn trace_context(
+        mut self,
+        traceparent: impl Into<String>,
+        tracestate: Option<String>,
+    ) -> Self {
+        self.0.headers.retain(|(n, _)| {
+            !n.eq_ignore_ascii_case("traceparent") && !n.eq_ignore_ascii_case("tracestate")
+        });
+        self.0
+            .headers
+            .push(("traceparent".into(), traceparent.into()));
+        if let Some(state) = tracestate {
+            self.0.headers.push(("tracestate".into(), state));
+        }
+        self
+    }
+
     /// Sets the de-duplication id: the broker stores one message per id
     /// and topic within its de-duplication window, so a publish repeated
     /// with the same id (by this client after a lost connection, or by the

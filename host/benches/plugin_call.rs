@@ -67,14 +67,14 @@ fn bench_plugins(c: &mut Criterion) {
             group.throughput(Throughput::Elements(size as u64));
             // The boundary alone: lowering the flat batch, the guest's
             // work, lifting the outcomes.
-            let batch = to_batch("orders.incoming", recs.iter(), 0);
+            let batch = std::sync::Arc::new(to_batch("orders.incoming", recs.iter(), 0));
             group.bench_with_input(BenchmarkId::new("call", size), &batch, |b, batch| {
                 b.iter(|| plugin.call(batch).expect("call succeeds"))
             });
             // What a publish pays: laying the messages out flat, then the call.
             group.bench_with_input(BenchmarkId::new("layout+call", size), &recs, |b, recs| {
                 b.iter(|| {
-                    let batch = to_batch("orders.incoming", recs.iter(), 0);
+                    let batch = std::sync::Arc::new(to_batch("orders.incoming", recs.iter(), 0));
                     plugin.call(&batch).expect("call succeeds")
                 })
             });
@@ -124,7 +124,7 @@ fn bench_order_stages(c: &mut Criterion) {
         ),
     ];
     let recs = orders();
-    let batch = to_batch("bench.pipeline.orders", recs.iter(), 0);
+    let batch = std::sync::Arc::new(to_batch("bench.pipeline.orders", recs.iter(), 0));
     let mut group = c.benchmark_group("order pipeline stage, 64 x 1 KiB");
     group.throughput(Throughput::Elements(recs.len() as u64));
     for (label, file, config) in stages {

@@ -350,6 +350,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             shutdown.clone(),
         ))
     });
+    let log_writer = tokio::spawn(plugin::logs::write_logs(
+        plugins.logs().clone(),
+        broker.store().clone(),
+        shutdown.clone(),
+    ));
     let shared = server::shared(config, broker.clone(), auth, shutdown.clone());
     let stopping = shutdown.clone();
     let task = tokio::spawn(async move {
@@ -368,6 +373,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             u32::from(sluice_proto::ErrorCode::ShuttingDown.as_u16()).into(),
             b"broker is shutting down",
         );
+        let _ = log_writer.await;
         broker.shutdown().await;
         if let Some(watcher) = watcher {
             let _ = watcher.await;

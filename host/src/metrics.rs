@@ -499,8 +499,12 @@ impl Metrics {
         let latency = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         let reloads = Family::<Labels, Counter>::default();
         let refused = Family::<Labels, Gauge>::default();
+        let log_lines = Family::<Labels, Counter>::default();
+        let logs_dropped = Family::<Labels, Counter>::default();
         for p in &state.plugins {
             let l = labels(&[("plugin", &p.name)]);
+            log_lines.get_or_create(&l).inc_by(p.log_lines);
+            logs_dropped.get_or_create(&l).inc_by(p.logs_dropped);
             calls.get_or_create(&l).inc_by(p.calls);
             messages.get_or_create(&l).inc_by(p.messages);
             errors.get_or_create(&l).inc_by(p.errors);
@@ -516,6 +520,16 @@ impl Metrics {
                 .get_or_create(&l)
                 .set(i64::from(p.refused.is_some()));
         }
+        registry.register(
+            "plugin_log_lines",
+            "Lines plugins wrote to _sluice.logs.<plugin>",
+            log_lines,
+        );
+        registry.register(
+            "plugin_logs_dropped",
+            "Plugin log lines dropped past plugins.log_rate or a full queue",
+            logs_dropped,
+        );
         registry.register(
             "plugin_calls",
             "Plugin handle calls (one per batch), current version",

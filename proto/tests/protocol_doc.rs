@@ -193,6 +193,14 @@ fn wire_types() -> Vec<(&'static str, Shape)> {
         ("GroupTopicInfo", describe::<GroupTopicInfo>()),
         ("PluginStatus", describe::<PluginStatus>()),
         ("RefusedVersion", describe::<RefusedVersion>()),
+        ("TraceKey", describe::<TraceKey>()),
+        ("TraceReport", describe::<TraceReport>()),
+        ("MessageTrace", describe::<MessageTrace>()),
+        ("StageTrace", describe::<StageTrace>()),
+        ("PlaceTrace", describe::<PlaceTrace>()),
+        ("DeliveryTrace", describe::<DeliveryTrace>()),
+        ("SettleTrace", describe::<SettleTrace>()),
+        ("DeadLetterTrace", describe::<DeadLetterTrace>()),
     ]
 }
 

@@ -18,6 +18,7 @@
 //! ```
 
 use crate::batch::{encode_headers, FLAG_KEY, FLAG_OFFSET};
+pub use crate::log::LogLine;
 use crate::output::{FlatMessages, Outcome};
 use crate::{Batch, Output, Plugin};
 
@@ -191,4 +192,18 @@ pub fn run_plugin<P: Plugin>(config: &str, batch: &Batch) -> Result<Vec<TestOutc
     let plugin = crate::plugin::instantiate::<P>(config)?;
     let out = crate::plugin::run(&plugin, batch);
     Ok(out.decoded())
+}
+
+/// The lines the plugin logged on this thread since the last call (the
+/// macros keep them natively, and print them to standard error).
+///
+/// ```
+/// use sluice_sdk::log::Level;
+/// sluice_sdk::info!("hello {}", 1);
+/// let lines = sluice_sdk::testing::take_logs();
+/// assert_eq!((lines[0].level, lines[0].text.as_str()), (Level::Info, "hello 1"));
+/// ```
+#[cfg(not(target_arch = "wasm32"))]
+pub fn take_logs() -> Vec<LogLine> {
+    crate::log::take()
 }

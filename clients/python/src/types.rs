@@ -118,6 +118,13 @@ impl Message {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
+    /// Its W3C `traceparent` header, if it has one: the publisher's trace,
+    /// with the broker's delivery span as the parent when the broker traced
+    /// it. Publish with `headers={"traceparent": ...}` to start one.
+    #[getter]
+    fn traceparent(&self) -> Option<&str> {
+        self.inner.traceparent()
+    }
     /// The producer's message id.
     #[getter]
     fn message_id(&self) -> Option<&str> {

@@ -38,6 +38,18 @@ def test_publish_then_subscribe_replays_in_order_with_keys_headers_and_ids(clien
     assert one.timestamp_ms <= two.timestamp_ms
 
 
+def test_trace_context_goes_with_the_message(client, topic):
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    client.publish(topic, b"traced", headers={"traceparent": parent, "tracestate": "v=1"})
+    client.publish(topic, b"plain")
+    with client.subscribe(topic, start="earliest") as subscription:
+        traced, plain = receive_n(subscription, 2)
+    # This broker exports no spans: the context arrives as it was sent.
+    assert traced.traceparent == parent
+    assert traced.header("tracestate") == "v=1"
+    assert plain.traceparent is None
+
+
 def test_a_live_subscription_gets_what_is_published_after_it(client, topic):
     client.publish(topic, b"before")
     subscription = client.subscribe(topic)  # "latest" by default

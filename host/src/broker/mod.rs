@@ -216,7 +216,7 @@ impl Broker {
     }
 
     /// What the event record says of the messages `key` names, keeping
-    /// those published to topics `may_read` allows.
+    /// those published to or stored in topics `may_read` allows.
     pub fn trace(
         &self,
         key: &sluice_proto::TraceKey,

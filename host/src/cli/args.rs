@@ -123,6 +123,24 @@ pub enum PluginAction {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Print what a plugin logged (`_sluice.logs.NAME`): its log lines,
+    /// stdout and stderr, with version, topic and message.
+    Logs {
+        /// The plugin.
+        name: String,
+        /// Keep printing new lines as they come.
+        #[arg(long)]
+        follow: bool,
+        /// Only lines since then: a duration ago (10m) or an RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Connection flags.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Replace a configured plugin's component in a running broker (every
     /// node of a cluster): checked, then hot-reloaded with no message lost.
     Deploy {
@@ -436,6 +454,15 @@ pub struct BenchArgs {
     /// With --embedded: the broker's fsync policy.
     #[arg(long, value_enum, default_value = "always")]
     pub fsync: FsyncArg,
+    /// With --embedded: trace this fraction of messages, spans to --otlp.
+    #[arg(long)]
+    pub sampling: Option<f64>,
+    /// With --sampling: the OTLP/HTTP endpoint.
+    #[arg(long, default_value = "http://127.0.0.1:4318")]
+    pub otlp: String,
+    /// With --embedded: keep no event record (`sluice trace`), to measure it.
+    #[arg(long)]
+    pub no_record: bool,
     /// Payload bytes per message.
     #[arg(long, default_value_t = 1024)]
     pub size: usize,

@@ -11,7 +11,7 @@
 //! - [`display`]: publish outcomes as text, progress bars.
 //! - [`payload`]: what `sluice pub` sends (templates, `--size`, files).
 //! - [`serve`], [`publish`], [`subscribe`], [`topics`], [`groups`],
-//!   [`plugin`] (with [`scaffold`]), [`bench`], [`token`], [`trace`]: one per subcommand.
+//!   [`plugin`] (with [`scaffold`] and [`plugin_logs`]), [`bench`], [`token`], [`trace`]: one per subcommand.
 
 pub mod args;
 pub mod bench;
@@ -20,6 +20,7 @@ pub mod display;
 pub mod groups;
 pub mod payload;
 pub mod plugin;
+pub mod plugin_logs;
 pub mod publish;
 pub mod scaffold;
 pub mod serve;

@@ -44,6 +44,13 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
             Ok(())
         }
         PluginAction::List { json, client } => list(json, &client).await,
+        PluginAction::Logs {
+            name,
+            follow,
+            since,
+            json,
+            client,
+        } => super::plugin_logs::run(&name, follow, since.as_deref(), json, &client).await,
         PluginAction::Deploy { file, name, client } => deploy(&file, &name, &client).await,
         PluginAction::Test {
             file,
@@ -235,7 +242,7 @@ pub fn test_plugin(
     let batch = crate::plugin::pipeline::to_batch(topic, records.iter(), crate::store::now_ms());
     // The same check of the answer as the broker's: a malformed
     // replacement is an error here too, not a truncated line.
-    let answer = crate::plugin::answer::call(&plugin, &batch)?;
+    let answer = crate::plugin::answer::call(&plugin, &std::sync::Arc::new(batch))?;
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
     let mut lines = Vec::new();
     for (i, (outcome, replacements)) in answer.results.iter().zip(&answer.replacements).enumerate()

@@ -87,6 +87,11 @@ impl Config {
         {
             changed.push("[plugins] watch/debounce");
         }
+        if self.plugin_runtime.log_rate != new.plugin_runtime.log_rate
+            || self.plugin_runtime.log_burst != new.plugin_runtime.log_burst
+        {
+            changed.push("[plugins] log_rate/log_burst");
+        }
         changed
     }
 

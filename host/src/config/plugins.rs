@@ -41,6 +41,11 @@ pub struct PluginRuntimeConfig {
     /// Stamp `sluice-plugin-versions` (`name@hash,...` of the stages that
     /// handled it) on every message a pipeline stores.
     pub version_header: bool,
+    /// Log lines each plugin may write a second (to `_sluice.logs.<plugin>`);
+    /// lines past it are dropped and counted. 0 drops them all.
+    pub log_rate: u32,
+    /// Log lines a plugin may write at once before `log_rate` applies.
+    pub log_burst: u32,
 }
 
 impl Default for PluginRuntimeConfig {
@@ -49,6 +54,8 @@ impl Default for PluginRuntimeConfig {
             watch: true,
             debounce: Duration::from_millis(20),
             version_header: false,
+            log_rate: 100,
+            log_burst: 1000,
         }
     }
 }

@@ -95,7 +95,7 @@ pub struct Answer {
 
 /// Calls `plugin` on `batch` and checks its answer (blocking: run it on a
 /// blocking thread).
-pub fn call(plugin: &LoadedPlugin, batch: &Batch) -> Result<Answer, CallError> {
+pub fn call(plugin: &LoadedPlugin, batch: &std::sync::Arc<Batch>) -> Result<Answer, CallError> {
     let outcomes = plugin.call(batch)?;
     Answer::new(outcomes).map_err(|error| CallError::Malformed {
         plugin: plugin.name().to_owned(),
@@ -403,7 +403,7 @@ mod tests {
     fn a_malformed_answer_from_a_component_is_a_failed_call() {
         let (registry, _dir) = hostile("replace-past-end");
         let plugin = registry.current().plugins["hostile"].clone();
-        let batch = lay_out(
+        let batch = std::sync::Arc::new(lay_out(
             "t",
             ["a", "b"].iter().map(|p| BatchEntry {
                 key: None,
@@ -412,7 +412,7 @@ mod tests {
                 timestamp_ms: 0,
                 offset: None,
             }),
-        );
+        ));
         match call(&plugin, &batch) {
             Err(CallError::Malformed { plugin, error }) => {
                 assert_eq!(plugin, "hostile");

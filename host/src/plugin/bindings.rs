@@ -1,5 +1,7 @@
 //! The one `bindgen!` of the host: Rust types and calls for the
-//! `sluice:plugin/plugin` world in `wit/`, and the host side of its import.
+//! `sluice:plugin/plugin` world in `wit/` (0.1.1; components of 0.1.0
+//! link too, wasmtime matching imports by semver track), and the host side
+//! of its import: lines go to the plugin's log (see [`super::logs`]).
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -8,9 +10,10 @@ wasmtime::component::bindgen!({
 
 // `self::` because the generated module `sluice` shares its name with
 // this crate, which rustdoc puts in scope when it runs doc tests.
+pub use self::sluice::plugin::host::Level;
 pub use self::sluice::plugin::types::{Messages, Outcome, Span};
 
-use self::sluice::plugin::host::{Host, Level};
+use self::sluice::plugin::host::Host;
 use super::state::StoreState;
 
 /// The types interface has no functions to implement.
@@ -18,13 +21,10 @@ impl self::sluice::plugin::types::Host for StoreState {}
 
 impl Host for StoreState {
     fn log(&mut self, level: Level, message: String) {
-        let plugin = &*self.plugin;
-        match level {
-            Level::Trace => tracing::trace!(plugin, "{message}"),
-            Level::Debug => tracing::debug!(plugin, "{message}"),
-            Level::Info => tracing::info!(plugin, "{message}"),
-            Level::Warn => tracing::warn!(plugin, "{message}"),
-            Level::Error => tracing::error!(plugin, "{message}"),
-        }
+        self.log.line(level, "log", None, message);
+    }
+
+    fn log_for_message(&mut self, level: Level, index: u32, message: String) {
+        self.log.line(level, "log", Some(index), message);
     }
 }

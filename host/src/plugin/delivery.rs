@@ -145,7 +145,7 @@ fn run(
     topic: &str,
     records: &[&Record],
 ) -> Result<Vec<Vec<Record>>, CallError> {
-    let answer = answer::call(plugin, &to_batch(topic, records))?;
+    let answer = answer::call(plugin, &std::sync::Arc::new(to_batch(topic, records)))?;
     let outcomes = answer.results.into_iter().zip(answer.replacements);
     Ok(records
         .iter()

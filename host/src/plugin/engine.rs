@@ -24,6 +24,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllo
 use super::bindings::{Plugin, PluginPre};
 use super::cache::{ComponentCache, LoadSource};
 use super::error::PluginError;
+use super::logs::PluginLogs;
 use super::state::StoreState;
 
 /// Epoch tick: the resolution of call deadlines.
@@ -41,6 +42,8 @@ pub struct PluginEngine {
     linker: Arc<Linker<StoreState>>,
     cache: Arc<ComponentCache>,
     ticker_stop: Arc<AtomicBool>,
+    /// Where plugins' log lines go; none: to `tracing`.
+    logs: Option<Arc<PluginLogs>>,
 }
 
 impl std::fmt::Debug for PluginEngine {
@@ -113,7 +116,19 @@ impl PluginEngine {
             engine,
             linker: Arc::new(linker),
             ticker_stop,
+            logs: None,
         })
+    }
+
+    /// The same engine, sending plugins' log lines to `logs`.
+    pub fn with_logs(mut self, logs: Arc<PluginLogs>) -> PluginEngine {
+        self.logs = Some(logs);
+        self
+    }
+
+    /// Where plugins' log lines go, if not to `tracing`.
+    pub fn logs(&self) -> Option<&Arc<PluginLogs>> {
+        self.logs.as_ref()
     }
 
     /// The wasmtime engine.

@@ -16,6 +16,7 @@ use wasmtime::Store;
 use super::bindings::{Batch, Outcomes, Plugin, PluginPre};
 use super::cache::LoadSource;
 use super::engine::{PluginEngine, TICK};
+use super::logs::LogContext;
 use super::state::StoreState;
 use super::stats::PluginStats;
 use crate::sync::lock;
@@ -185,7 +186,12 @@ impl LoadedPlugin {
     }
 
     fn instantiate(&self) -> Result<Live, PluginError> {
-        let state = StoreState::new(self.name.clone(), self.spec.memory_bytes);
+        let log = LogContext::new(
+            self.name.clone(),
+            self.hash.as_str().into(),
+            self.engine.logs().cloned(),
+        );
+        let state = StoreState::new(Arc::new(log), self.spec.memory_bytes);
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|state| state);
         store.set_epoch_deadline(self.deadline_ticks());
@@ -232,7 +238,8 @@ impl LoadedPlugin {
     }
 
     /// Calls `handle` on one batch (blocking; run it on a blocking thread).
-    pub fn call(&self, batch: &Batch) -> Result<Outcomes, PluginError> {
+    /// The plugin's log lines name the batch's topic and messages.
+    pub fn call(&self, batch: &Arc<Batch>) -> Result<Outcomes, PluginError> {
         let start = Instant::now();
         let result = self.call_once(batch);
         self.stats.record(
@@ -243,14 +250,18 @@ impl LoadedPlugin {
         result
     }
 
-    fn call_once(&self, batch: &Batch) -> Result<Outcomes, PluginError> {
+    fn call_once(&self, batch: &Arc<Batch>) -> Result<Outcomes, PluginError> {
         let idle = lock(&self.idle).pop();
         let mut live = match idle {
             Some(live) => live,
             None => self.instantiate()?,
         };
         live.store.set_epoch_deadline(self.deadline_ticks());
-        match live.plugin.call_handle(&mut live.store, batch) {
+        let log = live.store.data().log.clone();
+        log.handling(Some(batch.clone()));
+        let called = live.plugin.call_handle(&mut live.store, batch);
+        log.handling(None);
+        match called {
             Ok(outcomes) => {
                 let expected = batch.payload_ends.len();
                 let got = outcomes.results.len();

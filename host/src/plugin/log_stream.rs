@@ -1,4 +1,5 @@
-//! A plugin's stdout and stderr, line by line into `tracing`.
+//! A plugin's stdout and stderr, line by line into its log (stdout at
+//! info level, stderr at warn).
 
 use std::io;
 use std::pin::Pin;
@@ -9,21 +10,24 @@ use crate::sync::lock;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
+use super::bindings::Level;
+use super::logs::LogContext;
+
 /// Longest line kept; the rest of a longer line is cut.
 const MAX_LINE: usize = 4096;
 
 /// Where a plugin's output stream goes.
 #[derive(Clone)]
 pub struct LogStream {
-    plugin: Arc<str>,
+    log: Arc<LogContext>,
     stream: &'static str,
     partial: Arc<Mutex<Vec<u8>>>,
 }
 
 impl LogStream {
-    pub fn new(plugin: Arc<str>, stream: &'static str) -> Self {
+    pub fn new(log: Arc<LogContext>, stream: &'static str) -> Self {
         LogStream {
-            plugin,
+            log,
             stream,
             partial: Arc::new(Mutex::new(Vec::new())),
         }
@@ -34,8 +38,13 @@ impl LogStream {
         for &b in bytes {
             if b == b'\n' {
                 let line = String::from_utf8_lossy(&partial).into_owned();
-                tracing::info!(plugin = &*self.plugin, stream = self.stream, "{line}");
                 partial.clear();
+                let level = if self.stream == "stderr" {
+                    Level::Warn
+                } else {
+                    Level::Info
+                };
+                self.log.line(level, self.stream, None, line);
             } else if partial.len() < MAX_LINE {
                 partial.push(b);
             }

@@ -11,7 +11,7 @@
 //!
 //! # Layout
 //!
-//! - [`bindings`] - the one `bindgen!` and the host's `log`.
+//! - [`bindings`] - the one `bindgen!` and the host's `log` functions.
 //! - [`engine`] - the shared engine, linker and epoch ticker.
 //! - [`error`] - why loading or calling a plugin failed.
 //! - [`instance`] - one loaded plugin version, its instance pool, and how
@@ -22,6 +22,7 @@
 //! - [`delivery`] - plugins on a subscription's deliveries.
 //! - [`distribution`] - where a deployed version goes; whose status is shown.
 //! - [`stats`] - per-plugin counters and latency.
+//! - [`logs`] - plugins' log lines, rate-limited, to `_sluice.logs.<plugin>`.
 //! - [`cache`] - compiled components by content hash, in memory and on disk.
 //! - [`registry`] - the set in force and how reloads swap it.
 //! - [`watch`] - file watching and debouncing that drive reloads.
@@ -35,6 +36,7 @@ pub mod engine;
 pub mod error;
 pub mod instance;
 mod log_stream;
+pub mod logs;
 pub mod pipeline;
 pub mod registry;
 mod state;

@@ -254,7 +254,7 @@ impl Pipeline {
                 break;
             }
             let bit = 1u64 << index.min(63);
-            let batch = to_batch(topic, active.iter().map(|i| &i.record), now_ms);
+            let batch = Arc::new(to_batch(topic, active.iter().map(|i| &i.record), now_ms));
             let (started, clock) = (SystemTime::now(), Instant::now());
             let called = answer::call(stage, &batch);
             let run = report.runs.len() as u16;

@@ -23,8 +23,9 @@ use sluice_proto::{PluginStatus, RefusedVersion};
 
 use super::cache::LoadSource;
 use super::instance::short_hash;
+use super::logs::PluginLogs;
 use super::{spec_from_config, LoadedPlugin, PluginEngine, PluginError, PluginSet, PluginSpec};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, PluginRuntimeConfig};
 
 /// A version that was refused.
 #[derive(Debug, Clone)]
@@ -110,6 +111,8 @@ pub struct PluginRegistry {
     baseline: Mutex<Config>,
     history: Mutex<BTreeMap<String, History>>,
     config_refusal: Mutex<Option<Refusal>>,
+    /// Where plugins' log lines go.
+    logs: Arc<PluginLogs>,
 }
 
 impl std::fmt::Debug for PluginRegistry {
@@ -138,7 +141,16 @@ impl PluginRegistry {
             baseline: Mutex::new(Config::default()),
             history: Mutex::new(BTreeMap::new()),
             config_refusal: Mutex::new(None),
+            logs: Arc::new(PluginLogs::new(
+                PluginRuntimeConfig::default().log_rate,
+                PluginRuntimeConfig::default().log_burst,
+            )),
         }
+    }
+
+    /// Where plugins' log lines go (the broker starts their writer).
+    pub fn logs(&self) -> &Arc<PluginLogs> {
+        &self.logs
     }
 
     /// Loads every `[[plugin]]` and `[[pipeline]]` of `config` (blocking:
@@ -154,6 +166,10 @@ impl PluginRegistry {
             cache_dir: Some(config.server.data_dir.join("plugin-cache")),
             config_path: config.source.clone(),
             baseline: Mutex::new(baseline),
+            logs: Arc::new(PluginLogs::new(
+                config.plugin_runtime.log_rate,
+                config.plugin_runtime.log_burst,
+            )),
             ..PluginRegistry::empty()
         };
         if !config.plugins.is_empty() {
@@ -193,7 +209,8 @@ impl PluginRegistry {
         if let Some(engine) = engine.as_ref() {
             return Ok(engine.clone());
         }
-        let made = PluginEngine::with_cache_dir(self.cache_dir.clone())?;
+        let made =
+            PluginEngine::with_cache_dir(self.cache_dir.clone())?.with_logs(self.logs.clone());
         *engine = Some(made.clone());
         Ok(made)
     }
@@ -470,6 +487,7 @@ impl PluginRegistry {
             .map(|p| {
                 let s = p.stats.snapshot();
                 let h = history.get(p.name()).cloned().unwrap_or_default();
+                let (log_lines, logs_dropped) = self.logs.counts(p.name());
                 PluginStatus {
                     name: p.name().to_owned(),
                     path: p.spec().path.display().to_string(),
@@ -495,6 +513,8 @@ impl PluginRegistry {
                         error: r.error,
                     }),
                     node: None,
+                    log_lines,
+                    logs_dropped,
                 }
             })
             .collect()

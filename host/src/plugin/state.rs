@@ -1,5 +1,5 @@
 //! [`StoreState`]: what each plugin instance's `Store` owns: its WASI
-//! context (nothing granted), its memory cap, and its name for logs.
+//! context (nothing granted), its memory cap, and its log.
 
 use std::sync::Arc;
 
@@ -8,10 +8,12 @@ use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::log_stream::LogStream;
+use super::logs::LogContext;
 
 /// Data of one plugin instance's store.
 pub struct StoreState {
-    pub plugin: Arc<str>,
+    /// Where its lines go, and the batch being handled.
+    pub log: Arc<LogContext>,
     wasi: WasiCtx,
     table: ResourceTable,
     memory_cap: usize,
@@ -22,15 +24,15 @@ pub struct StoreState {
 
 impl StoreState {
     /// A fresh state: no files, no sockets, no environment, no arguments;
-    /// stdout and stderr go to the log under the plugin's name.
-    pub fn new(plugin: Arc<str>, memory_cap: usize) -> Self {
+    /// stdout and stderr go to the plugin's log, line by line.
+    pub fn new(log: Arc<LogContext>, memory_cap: usize) -> Self {
         let wasi = WasiCtx::builder()
-            .stdout(LogStream::new(plugin.clone(), "stdout"))
-            .stderr(LogStream::new(plugin.clone(), "stderr"))
+            .stdout(LogStream::new(log.clone(), "stdout"))
+            .stderr(LogStream::new(log.clone(), "stderr"))
             .allow_blocking_current_thread(true)
             .build();
         StoreState {
-            plugin,
+            log,
             wasi,
             table: ResourceTable::new(),
             memory_cap,

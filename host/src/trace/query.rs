@@ -13,7 +13,9 @@ use super::record::{Event, Fate, Journal, Published, Receiver};
 pub const UNRECORDED: &str = "unrecorded";
 
 /// What the record says of the messages `key` names, keeping only those
-/// published to topics `may_read` allows.
+/// published to or stored in topics `may_read` allows. The record is
+/// scanned under its lock (bounded by its size): publishes wait for the
+/// scan, which takes milliseconds for a full record.
 pub fn find(journal: &Journal, key: &TraceKey, may_read: impl Fn(&str) -> bool) -> TraceReport {
     let trace_hex = match key {
         TraceKey::Trace(hex) => Some(hex.to_ascii_lowercase()),
@@ -52,7 +54,9 @@ pub fn find(journal: &Journal, key: &TraceKey, may_read: impl Fn(&str) -> bool) 
             });
         }
     }
-    found.retain(|m| may_read(&m.topic));
+    // A message is shown to whoever may read where it was published or
+    // any place it was stored.
+    found.retain(|m| may_read(&m.topic) || m.stored.iter().any(|p| may_read(&p.topic)));
     if !found.is_empty() {
         journal.scan(|event| attach(event, &mut found));
     }
@@ -254,5 +258,154 @@ fn attach(event: &Event, found: &mut [MessageTrace]) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::config::RecordConfig;
+    use crate::trace::record::{
+        Delivered, GroupDeadLetter, Place, Settled, StageRun, Step, StepOutcome,
+    };
+
+    /// A routed message (0), a rejected one (1), each with an id.
+    fn journal() -> Journal {
+        let journal = Journal::new(&RecordConfig::default());
+        let run = |plugin: &str| StageRun {
+            plugin: plugin.into(),
+            version: "v1".into(),
+            started: SystemTime::now(),
+            took_us: 3,
+            error: None,
+        };
+        let step = |origin, run, outcome| Step {
+            origin,
+            run,
+            outcome,
+        };
+        journal.push(Event::Published(Published {
+            at_ms: 10,
+            principal: "ann".into(),
+            topics: vec!["in".into()],
+            messages: vec![(0, Fate::Elsewhere), (0, Fate::Rejected)],
+            ids: vec![(0, "a".into()), (1, "b".into())],
+            traces: Vec::new(),
+            runs: vec![run("check"), run("route")],
+            steps: vec![
+                step(0, 0, StepOutcome::Pass),
+                step(1, 0, StepOutcome::Reject),
+                step(0, 1, StepOutcome::Route),
+            ],
+            places: vec![(
+                0,
+                Place {
+                    topic: "out".into(),
+                    offset: 4,
+                    duplicate: false,
+                    dead_letter: None,
+                },
+            )],
+            rejections: vec![(1, "bad".into())],
+        }));
+        journal.push(Event::Delivered(Delivered {
+            at_ms: 11,
+            topic: "out".into(),
+            offsets: vec![(3, 5)],
+            attempt: 1,
+            to: Arc::new(Receiver::Member {
+                group: "g".into(),
+                member: 2,
+                principal: "bob".into(),
+            }),
+        }));
+        journal.push(Event::Settled(Settled {
+            at_ms: 12,
+            group: "g".into(),
+            member: Some(2),
+            items: vec![("out".into(), 4, "nack"), ("out".into(), 5, "ack")],
+        }));
+        journal.push(Event::DeadLettered(GroupDeadLetter {
+            at_ms: 13,
+            group: "g".into(),
+            topic: "out".into(),
+            offset: 4,
+            attempt: 1,
+            reason: "max".into(),
+            dead_letter: ("dlq.out".into(), 0),
+        }));
+        journal
+    }
+
+    #[test]
+    fn a_routed_message_is_found_by_its_place_with_what_followed() {
+        let report = find(
+            &journal(),
+            &TraceKey::At {
+                topic: "out".into(),
+                offset: 4,
+            },
+            |_| true,
+        );
+        let [m] = &report.messages[..] else {
+            panic!("{report:?}")
+        };
+        assert_eq!((m.topic.as_str(), m.outcome.as_str()), ("in", "routed"));
+        let stages: Vec<(&str, &str)> = m
+            .stages
+            .iter()
+            .map(|s| (s.plugin.as_str(), s.outcome.as_str()))
+            .collect();
+        assert_eq!(stages, [("check", "pass"), ("route", "route")]);
+        assert_eq!(m.deliveries.len(), 1);
+        assert_eq!(m.deliveries[0].member, Some(2));
+        let actions: Vec<&str> = m.settlements.iter().map(|s| s.action.as_str()).collect();
+        assert_eq!(actions, ["nack"], "only its own offset's settlement");
+        assert_eq!(m.dead_letters[0].topic, "dlq.out");
+        assert_eq!(report.record_messages, 2);
+    }
+
+    #[test]
+    fn a_rejected_message_is_found_by_its_id_and_hidden_without_rights() {
+        let journal = journal();
+        let report = find(&journal, &TraceKey::Id("b".into()), |_| true);
+        let m = &report.messages[0];
+        assert_eq!(
+            (m.outcome.as_str(), m.reason.as_deref()),
+            ("rejected", Some("bad"))
+        );
+        assert_eq!(m.stages.len(), 1);
+        let hidden = find(&journal, &TraceKey::Id("b".into()), |t| t != "in");
+        assert!(hidden.messages.is_empty());
+        // The routed one stays visible to a reader of where it went.
+        let routed = find(&journal, &TraceKey::Id("a".into()), |t| t == "out");
+        assert_eq!(routed.messages.len(), 1);
+    }
+
+    #[test]
+    fn a_place_known_only_from_deliveries_is_shown_as_unrecorded() {
+        let report = find(
+            &journal(),
+            &TraceKey::At {
+                topic: "out".into(),
+                offset: 5,
+            },
+            |_| true,
+        );
+        let m = &report.messages[0];
+        assert_eq!(m.outcome, UNRECORDED);
+        assert_eq!(m.settlements[0].action, "ack");
+        let nothing = find(
+            &journal(),
+            &TraceKey::At {
+                topic: "out".into(),
+                offset: 9,
+            },
+            |_| true,
+        );
+        assert!(nothing.messages.is_empty());
     }
 }

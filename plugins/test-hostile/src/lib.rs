@@ -3,6 +3,7 @@
 //! component. `mode` is one of `pass`, `loop` (never returns), `oom`
 //! (allocates without end), `trap` (panics), `wrong-count` (answers no
 //! outcome), `fail-init` (refuses to start), `log` (logs and passes),
+//! `noisy` (logs `lines` lines per message and passes),
 //! `stamp` (passes each message on with an `x-stamp` header holding the
 //! build stamp below), `replace-past-end` and `replace-bad-headers`
 //! (malformed replacements, see [`Mode`]).
@@ -41,8 +42,12 @@ pub enum Mode {
     WrongCount,
     /// Refuse the config.
     FailInit,
-    /// Log a line per batch, then pass.
+    /// Log a line per batch (and one to stdout), a warning about each
+    /// message, then pass.
     Log,
+    /// Log `lines` debug lines about each message, then pass (a plugin
+    /// that floods its log).
+    Noisy,
     /// Replace each message by itself with header `x-stamp: <build stamp>`.
     Stamp,
     /// Replace each message by a copy of itself, but the last outcome's
@@ -61,12 +66,16 @@ pub enum Mode {
 pub struct Config {
     /// The misbehaviour.
     pub mode: Mode,
+    /// Lines per message in `noisy` mode.
+    #[serde(default)]
+    pub lines: u32,
 }
 
 /// The fixture.
 #[derive(Debug)]
 pub struct Hostile {
     mode: Mode,
+    lines: u32,
 }
 
 impl Plugin for Hostile {
@@ -76,7 +85,10 @@ impl Plugin for Hostile {
         if config.mode == Mode::FailInit {
             return Err("refusing to start, as configured".into());
         }
-        Ok(Hostile { mode: config.mode })
+        Ok(Hostile {
+            mode: config.mode,
+            lines: config.lines,
+        })
     }
 
     fn handle(&self, batch: &Batch, out: &mut Output) {
@@ -102,7 +114,17 @@ impl Plugin for Hostile {
                     batch.len(),
                     batch.topic()
                 );
-                for _ in batch.messages() {
+                println!("hostile plugin stdout: {} messages", batch.len());
+                for message in batch.messages() {
+                    sluice_sdk::warn!(message: message, "about message {}", message.index());
+                    out.pass();
+                }
+            }
+            Mode::Noisy => {
+                for message in batch.messages() {
+                    for line in 0..self.lines {
+                        sluice_sdk::debug!(message: message, "noise {line}");
+                    }
                     out.pass();
                 }
             }
@@ -186,6 +208,17 @@ mod tests {
     use sluice_sdk::testing::{run_plugin, BatchBuilder, TestOutcome};
 
     use super::*;
+
+    #[test]
+    fn the_log_mode_logs_about_the_batch_and_each_message() {
+        let batch = BatchBuilder::new("t").message("a").message("b").build();
+        sluice_sdk::testing::take_logs();
+        run_plugin::<Hostile>(r#"{"mode": "log"}"#, &batch).unwrap();
+        let lines = sluice_sdk::testing::take_logs();
+        let about: Vec<Option<usize>> = lines.iter().map(|l| l.index).collect();
+        assert_eq!(about, [None, Some(0), Some(1)], "{lines:?}");
+        assert_eq!(lines[2].text, "about message 1");
+    }
 
     #[test]
     fn modes_that_return_behave_as_configured() {

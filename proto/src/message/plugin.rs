@@ -58,6 +58,12 @@ pub struct PluginStatus {
     /// In cluster mode, the node this status is of; `None` on one machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Log lines the plugin wrote to `_sluice.logs.<plugin>` (all versions).
+    #[serde(default)]
+    pub log_lines: u64,
+    /// Log lines dropped past `[plugins] log_rate` or a full queue.
+    #[serde(default)]
+    pub logs_dropped: u64,
 }
 
 /// A plugin version the broker refused to load.

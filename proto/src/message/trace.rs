@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 
 /// Which message (or messages) to trace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
 pub enum TraceKey {
     /// The message stored at this place.
     At {

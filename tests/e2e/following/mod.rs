@@ -1,7 +1,9 @@
 //! Following one message: `sluice trace` over the broker's event record
-//! (`record`), and OpenTelemetry spans sent to an in-test OTLP collector
-//! (`spans`), through a two-stage pipeline to a consumer group.
+//! (`record`), OpenTelemetry spans sent to an in-test OTLP collector
+//! (`spans`), through a two-stage pipeline to a consumer group, and what
+//! plugins log (`logs`).
 
+mod logs;
 mod record;
 mod spans;
 

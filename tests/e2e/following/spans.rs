@@ -28,8 +28,10 @@ async fn a_traced_publish_yields_connected_spans_to_the_delivery() -> anyhow::Re
     client
         .publish_batch(vec![Message::new("orders.in", r#"{"id":"o-1","total":5}"#)
             .header("region", "eu")
-            .header("traceparent", format!("00-{TRACE}-{PUBLISHER_SPAN}-01"))
-            .header("tracestate", "vendor=1")])
+            .trace_context(
+                format!("00-{TRACE}-{PUBLISHER_SPAN}-01"),
+                Some("vendor=1".into()),
+            )])
         .await?;
     // An untraced message makes no span (sampling is off by default).
     client

@@ -171,5 +171,11 @@ stages = ["validate-order", "drop-test-orders", "redact-pii", "route-by-region"]
     config.server.data_dir = dir.join("data");
     config.storage.fsync = args.fsync.into();
     config.admin.enabled = false;
+    if let Some(sampling) = args.sampling {
+        config.telemetry.sampling = sampling;
+        config.telemetry.endpoint = Some(args.otlp.clone());
+    }
+    config.telemetry.record.enabled = !args.no_record;
+    config.validate()?;
     Ok(config)
 }

@@ -1,0 +1,396 @@
+//! Plugin logs: what a plugin writes through the contract's `log` and
+//! `log-for-message`, or to stdout and stderr, goes to the topic
+//! `_sluice.logs.<plugin>` as one JSON entry per line, with the plugin's
+//! version and the topic of the batch it was handling (and, for a line
+//! about one message, its trace id and offset where known).
+//!
+//! Each plugin may write `[plugins] log_rate` lines a second (a token
+//! bucket holding `log_burst`); lines past it are dropped and counted, so
+//! a plugin logging in a loop costs the broker a lock and a counter per
+//! line, not a write. Accepted lines go through a bounded queue to one
+//! writer task that appends them in batches; when the queue is full they
+//! are dropped and counted too. Without a broker (`sluice plugin test`),
+//! lines go to the `tracing` output instead.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::bindings::{Batch, Level};
+use crate::store::{NewRecord, Store};
+use crate::sync::lock;
+
+/// Topics of plugin logs start with this; the plugin's name follows.
+pub const TOPIC_PREFIX: &str = "_sluice.logs.";
+
+/// Lines waiting for the writer at most.
+const QUEUE_LINES: usize = 8192;
+
+/// Lines appended in one write at most.
+const WRITE_LINES: usize = 512;
+
+/// The log topic of plugin `name`.
+pub fn topic_for(plugin: &str) -> String {
+    format!("{TOPIC_PREFIX}{plugin}")
+}
+
+/// One line of a plugin's log, as stored (JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// When it was written (ms since the Unix epoch).
+    pub time_ms: i64,
+    /// `trace`, `debug`, `info`, `warn` or `error`.
+    pub level: String,
+    /// The plugin.
+    pub plugin: String,
+    /// Its version (content hash).
+    pub version: String,
+    /// `log` (the contract's functions), `stdout` or `stderr`.
+    pub stream: String,
+    /// The topic of the batch being handled; none during `init`.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// The line.
+    pub message: String,
+    /// The message of the batch the line is about, if it names one.
+    #[serde(default)]
+    pub index: Option<u32>,
+    /// That message's W3C trace id, if it has a `traceparent`.
+    #[serde(default)]
+    pub trace_id: Option<String>,
+    /// That message's offset, if known (not on the publish path).
+    #[serde(default)]
+    pub offset: Option<u64>,
+}
+
+/// A level's name in entries.
+pub fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Trace => "trace",
+        Level::Debug => "debug",
+        Level::Info => "info",
+        Level::Warn => "warn",
+        Level::Error => "error",
+    }
+}
+
+/// One plugin's token bucket and counts.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    refilled: Instant,
+    written: u64,
+    dropped: u64,
+}
+
+/// Where every plugin's lines go: the rate limit, the counts and the
+/// queue to the writer.
+#[derive(Debug)]
+pub struct PluginLogs {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, Bucket>>,
+    queue: mpsc::Sender<LogEntry>,
+    receiver: Mutex<Option<mpsc::Receiver<LogEntry>>>,
+}
+
+impl PluginLogs {
+    /// `rate` lines a second per plugin, `burst` at once.
+    pub fn new(rate: u32, burst: u32) -> PluginLogs {
+        let (queue, receiver) = mpsc::channel(QUEUE_LINES);
+        PluginLogs {
+            rate: f64::from(rate),
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+            queue,
+            receiver: Mutex::new(Some(receiver)),
+        }
+    }
+
+    /// Whether `plugin` may write a line now: true within its rate (the
+    /// line is counted as written), false past it (counted as dropped).
+    /// Checked before the line is made, so a flood costs little.
+    pub fn admit(&self, plugin: &str) -> bool {
+        let mut buckets = lock(&self.buckets);
+        let now = Instant::now();
+        if !buckets.contains_key(plugin) {
+            buckets.insert(
+                plugin.to_owned(),
+                Bucket {
+                    tokens: self.burst,
+                    refilled: now,
+                    written: 0,
+                    dropped: 0,
+                },
+            );
+        }
+        let Some(bucket) = buckets.get_mut(plugin) else {
+            return false;
+        };
+        let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * self.rate).min(self.burst);
+        bucket.refilled = now;
+        if bucket.tokens < 1.0 {
+            bucket.dropped += 1;
+            return false;
+        }
+        bucket.tokens -= 1.0;
+        bucket.written += 1;
+        true
+    }
+
+    /// Queues an admitted line for the writer; when the queue is full it
+    /// is dropped, and counted as dropped instead of written.
+    pub fn send(&self, entry: LogEntry) {
+        if let Err(e) = self.queue.try_send(entry) {
+            let entry = match e {
+                mpsc::error::TrySendError::Full(entry)
+                | mpsc::error::TrySendError::Closed(entry) => entry,
+            };
+            if let Some(bucket) = lock(&self.buckets).get_mut(&entry.plugin) {
+                bucket.written -= 1;
+                bucket.dropped += 1;
+            }
+        }
+    }
+
+    /// Lines of `plugin` written and dropped so far.
+    pub fn counts(&self, plugin: &str) -> (u64, u64) {
+        lock(&self.buckets)
+            .get(plugin)
+            .map_or((0, 0), |b| (b.written, b.dropped))
+    }
+
+    /// The writer's end of the queue (once).
+    fn take_receiver(&self) -> Option<mpsc::Receiver<LogEntry>> {
+        lock(&self.receiver).take()
+    }
+}
+
+/// Appends queued lines to their plugins' log topics until `shutdown`,
+/// then what is queued by then. Lines that cannot be stored are dropped
+/// with a rate-limited warning: a log never stops the broker.
+pub async fn write_logs(logs: Arc<PluginLogs>, store: Arc<dyn Store>, shutdown: CancellationToken) {
+    let Some(mut queue) = logs.take_receiver() else {
+        return;
+    };
+    let mut batch = Vec::with_capacity(WRITE_LINES);
+    loop {
+        tokio::select! {
+            got = queue.recv_many(&mut batch, WRITE_LINES) => {
+                if got == 0 {
+                    return;
+                }
+            }
+            () = shutdown.cancelled() => {
+                while batch.len() < WRITE_LINES {
+                    match queue.try_recv() {
+                        Ok(entry) => batch.push(entry),
+                        Err(_) => break,
+                    }
+                }
+                append(&*store, std::mem::take(&mut batch)).await;
+                return;
+            }
+        }
+        append(&*store, std::mem::take(&mut batch)).await;
+    }
+}
+
+/// Rate limit of the warnings about log lines that could not be stored.
+static STORE_FAILURES_LOG: crate::auth::LogLimit =
+    crate::auth::LogLimit::new(std::time::Duration::from_secs(10));
+
+async fn append(store: &dyn Store, entries: Vec<LogEntry>) {
+    let mut by_topic: Vec<(String, Vec<NewRecord>)> = Vec::new();
+    for entry in entries {
+        let topic = topic_for(&entry.plugin);
+        let record = NewRecord {
+            key: Some(Bytes::from(entry.plugin.clone().into_bytes())),
+            headers: vec![("sluice-log-level".to_owned(), entry.level.clone())],
+            payload: Bytes::from(serde_json::to_vec(&entry).unwrap_or_default()),
+            id: None,
+        };
+        match by_topic.iter_mut().find(|(t, _)| *t == topic) {
+            Some((_, records)) => records.push(record),
+            None => by_topic.push((topic, vec![record])),
+        }
+    }
+    for (topic, records) in by_topic {
+        let n = records.len();
+        let stored = async {
+            if store.topic(&topic).is_none() {
+                store.ensure_topic(&topic).await?;
+            }
+            store.append(&topic, records).await?.await
+        };
+        if let Err(error) = stored.await {
+            if let Some(held) = STORE_FAILURES_LOG.allow() {
+                tracing::warn!(%topic, lines = n, held_back = held, %error, "cannot store plugin log lines; dropped");
+            }
+        }
+    }
+}
+
+/// What one plugin instance's lines are tagged with, and where they go:
+/// shared by its store (the contract's `log`) and its stdout and stderr.
+#[derive(Debug)]
+pub struct LogContext {
+    plugin: Arc<str>,
+    version: Arc<str>,
+    sink: Option<Arc<PluginLogs>>,
+    /// The batch being handled, while a call runs.
+    batch: Mutex<Option<Arc<Batch>>>,
+}
+
+impl LogContext {
+    /// For an instance of `plugin` at `version`; without a sink lines go
+    /// to `tracing`.
+    pub fn new(plugin: Arc<str>, version: Arc<str>, sink: Option<Arc<PluginLogs>>) -> LogContext {
+        LogContext {
+            plugin,
+            version,
+            sink,
+            batch: Mutex::new(None),
+        }
+    }
+
+    /// The plugin's name.
+    pub fn plugin(&self) -> &Arc<str> {
+        &self.plugin
+    }
+
+    /// Sets (or clears) the batch being handled.
+    pub fn handling(&self, batch: Option<Arc<Batch>>) {
+        *lock(&self.batch) = batch;
+    }
+
+    /// Writes one line from `stream`, about message `index` if given.
+    pub fn line(&self, level: Level, stream: &str, index: Option<u32>, message: String) {
+        let Some(sink) = &self.sink else {
+            let plugin = &*self.plugin;
+            match level {
+                Level::Trace => tracing::trace!(plugin, stream, "{message}"),
+                Level::Debug => tracing::debug!(plugin, stream, "{message}"),
+                Level::Info => tracing::info!(plugin, stream, "{message}"),
+                Level::Warn => tracing::warn!(plugin, stream, "{message}"),
+                Level::Error => tracing::error!(plugin, stream, "{message}"),
+            }
+            return;
+        };
+        if !sink.admit(&self.plugin) {
+            return;
+        }
+        let batch = lock(&self.batch).clone();
+        let about = batch.as_deref().zip(index).and_then(|(b, i)| about(b, i));
+        let entry = LogEntry {
+            time_ms: crate::store::now_ms(),
+            level: level_name(level).to_owned(),
+            plugin: self.plugin.to_string(),
+            version: self.version.to_string(),
+            stream: stream.to_owned(),
+            topic: batch.as_ref().map(|b| b.topic.clone()),
+            message,
+            index,
+            trace_id: about.as_ref().and_then(|a| a.0.clone()),
+            offset: about.and_then(|a| a.1),
+        };
+        sink.send(entry);
+    }
+}
+
+/// Message `index` of `batch`: its trace id and offset, where known.
+fn about(batch: &Batch, index: u32) -> Option<(Option<String>, Option<u64>)> {
+    let i = index as usize;
+    let end = *batch.header_ends.get(i)? as usize;
+    let start = if i == 0 {
+        0
+    } else {
+        batch.header_ends[i - 1] as usize
+    };
+    let headers = batch
+        .headers
+        .get(start..end)
+        .and_then(super::answer::decode_headers)
+        .unwrap_or_default();
+    let trace = crate::trace::context::trace_id(&headers).map(|t| t.to_string());
+    let offset = (batch.flags.get(i).copied().unwrap_or(0) & 2 != 0)
+        .then(|| batch.offsets.get(i).copied())
+        .flatten();
+    Some((trace, offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(plugin: &str) -> LogEntry {
+        LogEntry {
+            time_ms: 0,
+            level: "info".into(),
+            plugin: plugin.into(),
+            version: "v".into(),
+            stream: "log".into(),
+            topic: None,
+            message: "m".into(),
+            index: None,
+            trace_id: None,
+            offset: None,
+        }
+    }
+
+    #[test]
+    fn each_plugin_writes_its_burst_then_drops_and_counts() {
+        // A rate of 1 line a second: the test's few microseconds add none.
+        let logs = PluginLogs::new(1, 5);
+        let written = (0..50).filter(|_| logs.admit("noisy")).count();
+        assert_eq!(written, 5);
+        assert_eq!(logs.counts("noisy"), (5, 45));
+        // Another plugin has a bucket of its own.
+        assert!(logs.admit("quiet"));
+        logs.send(entry("quiet"));
+        assert_eq!(logs.counts("quiet"), (1, 0));
+    }
+
+    #[test]
+    fn lines_past_a_full_queue_are_counted_as_dropped() {
+        let logs = PluginLogs::new(1, 10_000);
+        for _ in 0..QUEUE_LINES + 10 {
+            assert!(logs.admit("p"));
+            logs.send(entry("p"));
+        }
+        assert_eq!(logs.counts("p"), (QUEUE_LINES as u64, 10));
+    }
+
+    #[test]
+    fn a_line_about_a_message_names_its_trace_and_offset() {
+        let mut batch = super::super::pipeline::to_batch(
+            "t",
+            [
+                crate::store::NewRecord::default(),
+                crate::store::NewRecord {
+                    headers: vec![(
+                        "traceparent".into(),
+                        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+                    )],
+                    ..Default::default()
+                },
+            ]
+            .iter(),
+            0,
+        );
+        batch.flags[1] |= 2;
+        batch.offsets[1] = 7;
+        assert_eq!(about(&batch, 0), Some((None, None)));
+        assert_eq!(
+            about(&batch, 1),
+            Some((Some("4bf92f3577b34da6a3ce929d0e0e4736".into()), Some(7)))
+        );
+        assert_eq!(about(&batch, 2), None);
+    }
+}
