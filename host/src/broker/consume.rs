@@ -200,7 +200,9 @@ impl Broker {
         Some(Settled {
             at_ms: crate::store::now_ms(),
             group: group.to_owned(),
-            member: members.first().copied(),
+            // Without the consumer's id, the settling member is one of
+            // several the connection has: unknown.
+            member: (members.len() == 1).then(|| members[0]),
             items: items
                 .iter()
                 .map(|i| {

@@ -161,6 +161,7 @@ impl PendingPublish {
         let several = self.appends.len() > 1;
         let mut stored_any = false;
         let mut first_error = None;
+        let mut trace = self.trace;
         for (topic, meta, ticket) in self.appends {
             let appended = match ticket.await {
                 Ok(appended) => appended,
@@ -174,7 +175,13 @@ impl PendingPublish {
                     first_error.get_or_insert(error);
                     continue;
                 }
-                Err(e) => return Err(BrokerError::store(&topic, e)),
+                Err(e) => {
+                    let error = BrokerError::store(&topic, e);
+                    if let Some(trace) = trace.take() {
+                        trace.failed(&error);
+                    }
+                    return Err(error);
+                }
             };
             stored_any = true;
             for ((origin, dead), appended) in meta.into_iter().zip(appended) {
@@ -187,9 +194,12 @@ impl PendingPublish {
             }
         }
         if let (false, Some(error)) = (stored_any, first_error) {
+            if let Some(trace) = trace {
+                trace.failed(&error);
+            }
             return Err(error);
         }
-        if let Some(trace) = self.trace {
+        if let Some(trace) = trace {
             trace.finish(&places, &rejected);
         }
         let outcomes = places
@@ -244,12 +254,12 @@ impl Broker {
                 records.iter().map(move |(i, r)| (*i, topic.as_str(), r))
             }),
         );
-        let plan = match self.pipelines_for(&batch) {
+        let planned = match self.pipelines_for(&batch) {
             Some(set) => {
                 self.run_pipelines(set, batch, publisher, &mut rejected, trace.as_mut())
-                    .await?
+                    .await
             }
-            None => Plan {
+            None => Ok(Plan {
                 by_topic: batch
                     .groups
                     .into_iter()
@@ -258,11 +268,21 @@ impl Broker {
                         (topic, entries)
                     })
                     .collect(),
-            },
+            }),
         };
-        let appends = self
-            .append_plan(plan, &mut rejected, trace.as_mut())
-            .await?;
+        let appended = match planned {
+            Ok(plan) => self.append_plan(plan, &mut rejected, trace.as_mut()).await,
+            Err(e) => Err(e),
+        };
+        let appends = match appended {
+            Ok(appends) => appends,
+            Err(e) => {
+                if let Some(trace) = trace {
+                    trace.failed(&e);
+                }
+                return Err(e);
+            }
+        };
         Ok(PendingPublish {
             appends,
             rejected,

@@ -21,14 +21,10 @@ pub async fn run(
     json: bool,
     args: &ClientArgs,
 ) -> anyhow::Result<()> {
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        bail!("{name:?} is not a plugin name (letters, digits, '-' and '_')");
-    }
     let topic = topic_for(name);
+    if sluice_proto::validate_topic(&topic).is_err() {
+        bail!("{name:?} is not a plugin name (one a topic name can end with)");
+    }
     let from = match since {
         Some(since) => parse_start(since).with_context(|| format!("--since {since:?}"))?,
         None => StartPosition::Earliest,

@@ -43,6 +43,12 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
             print_message(message);
         }
     }
+    if report.truncated && !args.json {
+        eprintln!(
+            "more messages matched; these are the oldest {}",
+            report.messages.len()
+        );
+    }
     if report.messages.is_empty() {
         bail!("{}", not_found(&key, &report));
     }

@@ -11,10 +11,7 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
 use super::bindings::Level;
-use super::logs::LogContext;
-
-/// Longest line kept; the rest of a longer line is cut.
-const MAX_LINE: usize = 4096;
+use super::logs::{LogContext, MAX_LINE};
 
 /// Where a plugin's output stream goes.
 #[derive(Clone)]

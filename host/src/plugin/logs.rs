@@ -34,6 +34,38 @@ const QUEUE_LINES: usize = 8192;
 /// Lines appended in one write at most.
 const WRITE_LINES: usize = 512;
 
+/// Longest line kept, in bytes; the rest of a longer one is cut.
+pub const MAX_LINE: usize = 4096;
+
+/// How long a log topic keeps lines, and how many bytes at most.
+const KEEP_FOR: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+const KEEP_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The settings a log topic is created with: a week, at most 64 MiB.
+fn topic_settings() -> crate::store::TopicSettings {
+    crate::store::TopicSettings {
+        retention: sluice_proto::RetentionSpec {
+            max_age_ms: Some(KEEP_FOR.as_millis() as u64),
+            max_bytes: Some(KEEP_BYTES),
+            max_messages: None,
+        },
+        segment_bytes: 8 * 1024 * 1024,
+        dedup_window_ms: 0,
+    }
+}
+
+/// `line` cut to [`MAX_LINE`] bytes, at a character boundary.
+fn cut(mut line: String) -> String {
+    if line.len() > MAX_LINE {
+        let mut end = MAX_LINE;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line.truncate(end);
+    }
+    line
+}
+
 /// The log topic of plugin `name`.
 pub fn topic_for(plugin: &str) -> String {
     format!("{TOPIC_PREFIX}{plugin}")
@@ -117,6 +149,17 @@ impl PluginLogs {
     /// Checked before the line is made, so a flood costs little.
     pub fn admit(&self, plugin: &str) -> bool {
         let mut buckets = lock(&self.buckets);
+        if self.rate == 0.0 {
+            // `log_rate = 0`: logging is off; every line is dropped.
+            let bucket = buckets.entry(plugin.to_owned()).or_insert(Bucket {
+                tokens: 0.0,
+                refilled: Instant::now(),
+                written: 0,
+                dropped: 0,
+            });
+            bucket.dropped += 1;
+            return false;
+        }
         let now = Instant::now();
         if !buckets.contains_key(plugin) {
             buckets.insert(
@@ -225,7 +268,10 @@ async fn append(store: &dyn Store, entries: Vec<LogEntry>) {
         let n = records.len();
         let stored = async {
             if store.topic(&topic).is_none() {
-                store.ensure_topic(&topic).await?;
+                match store.create_topic(&topic, topic_settings()).await {
+                    Ok(_) | Err(crate::store::StoreError::TopicExists(_)) => {}
+                    Err(e) => return Err(e),
+                }
             }
             store.append(&topic, records).await?.await
         };
@@ -295,7 +341,7 @@ impl LogContext {
             version: self.version.to_string(),
             stream: stream.to_owned(),
             topic: batch.as_ref().map(|b| b.topic.clone()),
-            message,
+            message: cut(message),
             index,
             trace_id: about.as_ref().and_then(|a| a.0.clone()),
             offset: about.and_then(|a| a.1),
@@ -355,6 +401,16 @@ mod tests {
         assert!(logs.admit("quiet"));
         logs.send(entry("quiet"));
         assert_eq!(logs.counts("quiet"), (1, 0));
+    }
+
+    #[test]
+    fn a_rate_of_zero_drops_every_line_and_long_lines_are_cut() {
+        let logs = PluginLogs::new(0, 1000);
+        assert!(!logs.admit("p"));
+        assert_eq!(logs.counts("p"), (0, 1));
+        let long = "é".repeat(MAX_LINE);
+        let cut = cut(long);
+        assert!(cut.len() <= MAX_LINE && cut.len() > MAX_LINE - 2);
     }
 
     #[test]

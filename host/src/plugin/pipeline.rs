@@ -257,7 +257,7 @@ impl Pipeline {
             let batch = Arc::new(to_batch(topic, active.iter().map(|i| &i.record), now_ms));
             let (started, clock) = (SystemTime::now(), Instant::now());
             let called = answer::call(stage, &batch);
-            let run = report.runs.len() as u16;
+            let run = report.runs.len() as u32;
             report.runs.push(StageRun {
                 plugin: stage.name().to_owned(),
                 version: stage.hash.clone(),

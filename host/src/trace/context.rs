@@ -38,6 +38,11 @@ struct HeadersMut<'a>(&'a mut Vec<(String, String)>);
 
 impl Injector for HeadersMut<'_> {
     fn set(&mut self, key: &str, value: String) {
+        // The propagator writes an empty `tracestate` for a context with
+        // none; a message that had none keeps having none.
+        if value.is_empty() {
+            return;
+        }
         match self
             .0
             .iter_mut()

@@ -49,7 +49,7 @@ impl<'o> Delivering<'o> {
         }
         let (Some(store), Some(sent)) = (
             context::store_span(&record.headers),
-            context::extract(&record.headers),
+            context::extract(&record.headers).filter(SpanContext::is_sampled),
         ) else {
             return stored;
         };

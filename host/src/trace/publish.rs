@@ -71,7 +71,7 @@ impl PublishTrace {
                     event.topics.len() - 1
                 }
             };
-            event.messages[index].0 = t as u16;
+            event.messages[index].0 = t as u32;
             if let Some(id) = &record.id {
                 event.ids.push((at, id.clone()));
             }
@@ -126,7 +126,7 @@ impl PublishTrace {
             let run = &report.runs[step.run as usize];
             self.event.steps.push(Step {
                 origin: origin as u32,
-                run: (first_run + step.run as usize) as u16,
+                run: (first_run + step.run as usize) as u32,
                 outcome: step.outcome,
             });
             if let Some(Some(spans)) = self.spans.get(origin) {
@@ -142,6 +142,13 @@ impl PublishTrace {
     /// `traceparent` naming its receive span).
     pub fn appending(&mut self, origin: usize, topic: &str, record: &mut NewRecord) {
         let Some(Some(spans)) = self.spans.get_mut(origin) else {
+            // Only the broker names a store span: one a publisher sent (or
+            // a consumer forwarded) would hang deliveries from a stranger.
+            if !record.headers.is_empty() {
+                record
+                    .headers
+                    .retain(|(n, _)| !n.eq_ignore_ascii_case(context::STORE_SPAN));
+            }
             return;
         };
         let attributes = vec![
@@ -170,6 +177,14 @@ impl PublishTrace {
             None => record.headers.push((context::STORE_SPAN.to_owned(), id)),
         }
         spans.stores.push((topic.to_owned(), store));
+    }
+
+    /// Finishes a publish that failed whole: every message is recorded as
+    /// not stored, with `error`.
+    pub fn failed(self, error: &dyn std::fmt::Display) {
+        let reason = Some(format!("not stored: {error}"));
+        let rejected = vec![reason; self.event.messages.len()];
+        self.finish(&[], &rejected);
     }
 
     /// Finishes with the publish's result: per message, where it was
@@ -220,8 +235,16 @@ impl PublishTrace {
                 continue;
             };
             let mine = places.get(index).map_or(&[][..], Vec::as_slice);
+            // Store spans and places of one topic pair up in order (a
+            // message replaced by several goes to one topic several times).
+            let mut used = vec![false; mine.len()];
             for (topic, mut store) in spans.stores.drain(..) {
-                if let Some((at, _)) = mine.iter().find(|(at, _)| at.topic == topic) {
+                let place = mine
+                    .iter()
+                    .enumerate()
+                    .find(|(i, (at, _))| !used[*i] && at.topic == topic);
+                if let Some((i, (at, _))) = place {
+                    used[i] = true;
                     store.set_attribute(KeyValue::new("sluice.offset", at.offset as i64));
                     store.set_attribute(KeyValue::new("sluice.duplicate", at.duplicate));
                 } else {

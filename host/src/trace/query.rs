@@ -6,59 +6,60 @@ use sluice_proto::{
     TraceReport,
 };
 
+use opentelemetry::trace::TraceId;
+
 use super::record::{Event, Fate, Journal, Published, Receiver};
 
 /// Set on a message found only through its deliveries: its publish is no
 /// longer (or never was) in this broker's record.
 pub const UNRECORDED: &str = "unrecorded";
 
-/// What the record says of the messages `key` names, keeping only those
-/// published to or stored in topics `may_read` allows. The record is
-/// scanned under its lock (bounded by its size): publishes wait for the
-/// scan, which takes milliseconds for a full record.
+/// Messages reported at most; a key that names more (a trace id shared by
+/// a bulk publish) gets the oldest and `truncated`.
+pub const MAX_FOUND: usize = 100;
+
+/// What the record says of the messages `key` names. Only what happened in
+/// topics `may_read` allows is shown: a message is reported if its topic
+/// or one of its places is readable, and its places, deliveries,
+/// settlements and dead letters in other topics are left out.
+///
+/// The record is scanned under its lock, twice, in time linear in its
+/// size (milliseconds for a full record); publishes wait meanwhile, so the
+/// server runs it off the async workers.
 pub fn find(journal: &Journal, key: &TraceKey, may_read: impl Fn(&str) -> bool) -> TraceReport {
-    let trace_hex = match key {
-        TraceKey::Trace(hex) => Some(hex.to_ascii_lowercase()),
+    let trace = match key {
+        TraceKey::Trace(hex) => TraceId::from_hex(hex).ok(),
         _ => None,
     };
     let mut found: Vec<MessageTrace> = Vec::new();
+    let mut truncated = false;
     journal.scan(|event| {
-        if let Event::Published(publish) = event {
-            for index in 0..publish.messages.len() {
-                if matches(publish, index, key, trace_hex.as_deref()) {
-                    found.push(message(publish, index));
-                }
+        let Event::Published(publish) = event else {
+            return;
+        };
+        for index in matching(publish, key, trace) {
+            if found.len() == MAX_FOUND {
+                truncated = true;
+                return;
             }
+            found.push(message(publish, index));
         }
     });
     if found.is_empty() {
         if let TraceKey::At { topic, offset } = key {
-            found.push(MessageTrace {
-                topic: topic.clone(),
-                id: None,
-                trace_id: None,
-                received_ms: 0,
-                principal: String::new(),
-                stages: Vec::new(),
-                outcome: UNRECORDED.into(),
-                reason: None,
-                stored: vec![PlaceTrace {
-                    topic: topic.clone(),
-                    offset: *offset,
-                    duplicate: false,
-                    dead_letter: None,
-                }],
-                deliveries: Vec::new(),
-                settlements: Vec::new(),
-                dead_letters: Vec::new(),
-            });
+            found.push(unrecorded(topic, *offset));
         }
     }
-    // A message is shown to whoever may read where it was published or
-    // any place it was stored.
     found.retain(|m| may_read(&m.topic) || m.stored.iter().any(|p| may_read(&p.topic)));
+    for m in &mut found {
+        m.stored.retain(|p| may_read(&p.topic));
+    }
     if !found.is_empty() {
         journal.scan(|event| attach(event, &mut found));
+    }
+    for m in &mut found {
+        // Dead letters are in topics of their own.
+        m.dead_letters.retain(|l| may_read(&l.topic));
     }
     found.retain(|m| {
         m.outcome != UNRECORDED
@@ -70,30 +71,75 @@ pub fn find(journal: &Journal, key: &TraceKey, may_read: impl Fn(&str) -> bool) 
         record_messages: size.messages as u64,
         record_oldest_ms: size.oldest_ms,
         record_off: !journal.is_on(),
+        truncated,
     }
 }
 
-fn matches(publish: &Published, index: usize, key: &TraceKey, trace_hex: Option<&str>) -> bool {
-    let at = index as u32;
-    match key {
+/// A place known only from what followed its publish.
+fn unrecorded(topic: &str, offset: u64) -> MessageTrace {
+    MessageTrace {
+        topic: topic.to_owned(),
+        id: None,
+        trace_id: None,
+        received_ms: 0,
+        principal: String::new(),
+        stages: Vec::new(),
+        outcome: UNRECORDED.into(),
+        reason: None,
+        stored: vec![PlaceTrace {
+            topic: topic.to_owned(),
+            offset,
+            duplicate: false,
+            dead_letter: None,
+        }],
+        deliveries: Vec::new(),
+        settlements: Vec::new(),
+        dead_letters: Vec::new(),
+    }
+}
+
+/// The indexes of the messages of `publish` that `key` names, in order,
+/// in one pass over each of its lists.
+fn matching(publish: &Published, key: &TraceKey, trace: Option<TraceId>) -> Vec<usize> {
+    let mut indexes: Vec<usize> = match key {
         TraceKey::At { topic, offset } => {
-            let (t, fate) = publish.messages[index];
-            let own = &publish.topics[t as usize] == topic;
-            match fate {
-                Fate::Stored(o) | Fate::Duplicate(o) => own && o == *offset,
-                Fate::Elsewhere => publish
+            let own = publish.topics.iter().position(|t| t == topic);
+            let mut at: Vec<usize> = publish
+                .messages
+                .iter()
+                .enumerate()
+                .filter(|(_, (t, fate))| {
+                    Some(*t as usize) == own
+                        && matches!(fate, Fate::Stored(o) | Fate::Duplicate(o) if o == offset)
+                })
+                .map(|(i, _)| i)
+                .collect();
+            at.extend(
+                publish
                     .places
                     .iter()
-                    .any(|(i, p)| *i == at && p.topic == *topic && p.offset == *offset),
-                Fate::Rejected | Fate::Dropped => false,
-            }
+                    .filter(|(_, p)| p.topic == *topic && p.offset == *offset)
+                    .map(|(i, _)| *i as usize),
+            );
+            at
         }
-        TraceKey::Id(id) => publish.ids.iter().any(|(i, x)| *i == at && x == id),
+        TraceKey::Id(id) => publish
+            .ids
+            .iter()
+            .filter(|(_, x)| x == id)
+            .map(|(i, _)| *i as usize)
+            .collect(),
         TraceKey::Trace(_) => publish
             .traces
             .iter()
-            .any(|(i, t)| *i == at && Some(t.to_string().as_str()) == trace_hex),
-    }
+            .filter(|(_, t)| Some(*t) == trace)
+            .map(|(i, _)| *i as usize)
+            .collect(),
+    };
+    indexes.sort_unstable();
+    indexes.dedup();
+    indexes.retain(|i| *i < publish.messages.len());
+    indexes
 }
 
 fn message(publish: &Published, index: usize) -> MessageTrace {
@@ -192,14 +238,14 @@ fn attach(event: &Event, found: &mut [MessageTrace]) {
         Event::Published(_) => {}
         Event::Delivered(d) => {
             for m in found.iter_mut() {
-                for place in m.stored.clone() {
-                    let delivered = place.topic == *d.topic
-                        && d.offsets
-                            .iter()
-                            .any(|(a, b)| (*a..=*b).contains(&place.offset));
-                    if !delivered {
-                        continue;
-                    }
+                let places: Vec<u64> = m
+                    .stored
+                    .iter()
+                    .filter(|p| p.topic == *d.topic)
+                    .map(|p| p.offset)
+                    .filter(|o| d.offsets.iter().any(|(a, b)| (*a..=*b).contains(o)))
+                    .collect();
+                for offset in places {
                     let (principal, subscription, group, member) = match &*d.to {
                         Receiver::Subscription { id, principal } => {
                             (principal.to_string(), Some(*id), None, None)
@@ -217,8 +263,8 @@ fn attach(event: &Event, found: &mut [MessageTrace]) {
                     };
                     m.deliveries.push(DeliveryTrace {
                         at_ms: d.at_ms,
-                        topic: place.topic.clone(),
-                        offset: place.offset,
+                        topic: d.topic.to_string(),
+                        offset,
                         principal,
                         subscription,
                         group,
@@ -275,6 +321,7 @@ mod tests {
     /// A routed message (0), a rejected one (1), each with an id.
     fn journal() -> Journal {
         let journal = Journal::new(&RecordConfig::default());
+        let now = crate::store::now_ms();
         let run = |plugin: &str| StageRun {
             plugin: plugin.into(),
             version: "v1".into(),
@@ -288,7 +335,7 @@ mod tests {
             outcome,
         };
         journal.push(Event::Published(Published {
-            at_ms: 10,
+            at_ms: now,
             principal: "ann".into(),
             topics: vec!["in".into()],
             messages: vec![(0, Fate::Elsewhere), (0, Fate::Rejected)],
@@ -312,7 +359,7 @@ mod tests {
             rejections: vec![(1, "bad".into())],
         }));
         journal.push(Event::Delivered(Delivered {
-            at_ms: 11,
+            at_ms: now + 1,
             topic: "out".into(),
             offsets: vec![(3, 5)],
             attempt: 1,
@@ -323,13 +370,13 @@ mod tests {
             }),
         }));
         journal.push(Event::Settled(Settled {
-            at_ms: 12,
+            at_ms: now + 2,
             group: "g".into(),
             member: Some(2),
             items: vec![("out".into(), 4, "nack"), ("out".into(), 5, "ack")],
         }));
         journal.push(Event::DeadLettered(GroupDeadLetter {
-            at_ms: 13,
+            at_ms: now + 3,
             group: "g".into(),
             topic: "out".into(),
             offset: 4,

@@ -74,7 +74,7 @@ pub struct Step {
     /// the records the pipeline ran on).
     pub origin: u32,
     /// The stage run (index into [`Published::runs`]).
-    pub run: u16,
+    pub run: u32,
     /// What the stage did.
     pub outcome: StepOutcome,
 }
@@ -127,7 +127,7 @@ pub struct Published {
     /// The topics published to.
     pub topics: Vec<String>,
     /// Per message: the index of its topic in `topics`, and its fate.
-    pub messages: Vec<(u16, Fate)>,
+    pub messages: Vec<(u32, Fate)>,
     /// Message ids, of the messages that have one.
     pub ids: Vec<(u32, String)>,
     /// Trace ids, of the messages with a valid `traceparent`.
@@ -330,16 +330,24 @@ impl Journal {
             return;
         };
         let size = event.bytes();
-        let cutoff = event.at_ms() - self.config.window.as_millis() as i64;
+        let at_ms = event.at_ms();
         let mut ring = lock(ring);
         ring.messages += event.messages();
         ring.bytes += size;
         ring.events.push_back((event, size));
+        self.forget_old(&mut ring, at_ms);
+    }
+
+    /// Forgets the oldest events past the bounds, `now_ms` being now (an
+    /// event's time, on the publish path, saves reading the clock). The
+    /// newest event stays, whatever its size.
+    fn forget_old(&self, ring: &mut Ring, now_ms: i64) {
+        let cutoff = now_ms - self.config.window.as_millis() as i64;
         while let Some((oldest, size)) = ring.events.front() {
             let over = ring.messages > self.config.messages
                 || ring.bytes > self.config.max_bytes
                 || oldest.at_ms() < cutoff;
-            if !over || ring.events.len() == 1 {
+            if !over || ring.events.len() == 1 && oldest.at_ms() >= cutoff {
                 break;
             }
             let (messages, size) = (oldest.messages(), *size);
@@ -349,10 +357,13 @@ impl Journal {
         }
     }
 
-    /// Calls `f` with every event kept, oldest first, under the lock.
+    /// Calls `f` with every event kept, oldest first, under the lock
+    /// (events past the window are forgotten first).
     pub fn scan(&self, mut f: impl FnMut(&Event)) {
         if let Some(ring) = &self.ring {
-            for (event, _) in &lock(ring).events {
+            let mut ring = lock(ring);
+            self.forget_old(&mut ring, crate::store::now_ms());
+            for (event, _) in &ring.events {
                 f(event);
             }
         }
@@ -363,7 +374,8 @@ impl Journal {
         let Some(ring) = &self.ring else {
             return RecordSize::default();
         };
-        let ring = lock(ring);
+        let mut ring = lock(ring);
+        self.forget_old(&mut ring, crate::store::now_ms());
         RecordSize {
             events: ring.events.len(),
             messages: ring.messages,
@@ -425,16 +437,20 @@ mod tests {
             window: Duration::from_secs(60),
             max_bytes: 1 << 20,
         };
+        let now = crate::store::now_ms();
         let journal = Journal::new(&config);
         for i in 0..5 {
-            journal.push(published(1_000 + i, 4));
+            journal.push(published(now - 5 + i, 4));
         }
         let size = journal.size();
         assert!(size.messages <= 10, "{size:?}");
-        assert_eq!(size.oldest_ms, Some(1_003));
+        assert_eq!(size.oldest_ms, Some(now - 2));
 
-        // Past the window: everything older goes.
-        journal.push(published(1_000 + 61_000, 1));
+        // Past the window: everything older goes, also without a new event.
+        let old = Journal::new(&config);
+        old.push(published(now - 61_000, 1));
+        assert_eq!(old.size().events, 0, "an idle record forgets too");
+        journal.push(published(now + 61_000, 1));
         assert_eq!(journal.size().events, 1);
 
         // Past the bytes: the oldest goes even if few messages.
@@ -444,7 +460,7 @@ mod tests {
             ..config
         });
         for i in 0..100 {
-            small.push(published(i, 1));
+            small.push(published(now + i, 1));
         }
         let size = small.size();
         assert!(size.bytes <= 2_000 && size.events < 100, "{size:?}");

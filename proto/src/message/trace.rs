@@ -160,4 +160,8 @@ pub struct TraceReport {
     /// Set if the broker keeps no record (`[telemetry.record] enabled = false`).
     #[serde(default)]
     pub record_off: bool,
+    /// Set if more messages matched than the broker reports (100): these
+    /// are the oldest.
+    #[serde(default)]
+    pub truncated: bool,
 }

@@ -117,7 +117,9 @@ async fn plugin_lines_carry_version_topic_and_message_and_the_cli_prints_them() 
         .subscribe_with("logs.in", StartPosition::Earliest, Some(plugin))
         .await?;
     for _ in 0..2 {
-        sluice_tests::bounded("a delivery", sub.recv()).await.expect("open")?;
+        sluice_tests::bounded("a delivery", sub.recv())
+            .await
+            .expect("open")?;
     }
     let lines = wait_lines(&client, "chatty", 8).await;
     let delivered = lines

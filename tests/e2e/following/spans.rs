@@ -135,3 +135,112 @@ async fn a_traced_publish_yields_connected_spans_to_the_delivery() -> anyhow::Re
     );
     Ok(())
 }
+
+/// Without a `traceparent`, a sampled message gets a trace the broker
+/// starts: its stored copy carries the broker's `traceparent`, and the
+/// receive span is the root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_starts_a_trace_for_sampled_messages_without_one() -> anyhow::Result<()> {
+    let collector = Collector::start().await?;
+    let endpoint = collector.endpoint();
+    let broker = TestBroker::start_with(move |c| {
+        c.telemetry.endpoint = Some(endpoint);
+        c.telemetry.sampling = 1.0;
+    })
+    .await?;
+    let client = broker.client().await?;
+    let mut sub = client.subscribe("sampled", StartPosition::Earliest).await?;
+    client
+        .publish_batch(vec![Message::new("sampled", "x")])
+        .await?;
+    let delivered = bounded("the delivery", sub.recv()).await.expect("open")?;
+    let parent = delivered.traceparent().expect("a trace was started");
+    let trace = parent.split('-').nth(1).expect("a trace id").to_owned();
+    let stored = client
+        .fetch("sampled", StartPosition::Earliest, 1)
+        .await?
+        .messages
+        .remove(0);
+    let stored_parent = stored
+        .traceparent()
+        .expect("stored with the broker's context");
+    assert!(stored_parent.contains(&trace), "{stored_parent}");
+
+    let spans: Vec<ReceivedSpan> = wait_until("the started trace", Duration::from_secs(15), || {
+        let spans: Vec<ReceivedSpan> = collector
+            .spans()
+            .into_iter()
+            .filter(|s| s.trace_id == trace)
+            .collect();
+        async move {
+            if spans.len() >= 3 {
+                Ok(spans)
+            } else {
+                Err(spans)
+            }
+        }
+    })
+    .await;
+    let receive = spans.iter().find(|s| s.name == "receive").expect("receive");
+    assert_eq!(
+        receive.parent_id, "",
+        "the broker's receive span is the root"
+    );
+    assert!(stored_parent.contains(&receive.span_id), "{stored_parent}");
+    let deliver = spans.iter().find(|s| s.name == "deliver").expect("deliver");
+    assert!(parent.contains(&deliver.span_id));
+    Ok(())
+}
+
+/// A collector that takes connections and never answers: spans pile up to
+/// `queue_spans`, the rest are dropped and counted, and publishes go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_past_the_queue_are_dropped_and_counted_without_slowing_publishes(
+) -> anyhow::Result<()> {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let endpoint = format!("http://{}", silent.local_addr()?);
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let broker = TestBroker::start_with(move |c| {
+        c.telemetry.endpoint = Some(endpoint);
+        c.telemetry.sampling = 1.0;
+        c.telemetry.queue_spans = 8;
+        c.telemetry.export_timeout = Duration::from_secs(2);
+        c.admin.enabled = true;
+    })
+    .await?;
+    let client = broker.client().await?;
+    for i in 0..50 {
+        client
+            .publish_batch(vec![Message::new("dropped.spans", format!("{i}"))])
+            .await?;
+    }
+    let admin = sluice_tests::Http::new(broker.admin_addr().expect("admin on"));
+    let dropped = wait_until(
+        "spans counted as dropped",
+        Duration::from_secs(10),
+        || async {
+            let metrics = admin.get("/metrics").await.body;
+            let dropped = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("sluice_telemetry_spans_dropped_total "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            if dropped > 0 {
+                Ok(dropped)
+            } else {
+                Err(metrics)
+            }
+        },
+    )
+    .await;
+    // 50 messages made 100 spans (receive and store); at most the queue
+    // and one export batch were taken.
+    assert!(dropped >= 100 - 8 - 8, "{dropped}");
+    held.abort();
+    Ok(())
+}

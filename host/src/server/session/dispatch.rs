@@ -157,10 +157,17 @@ impl Session {
                     return Answer::Now(Err(e));
                 }
                 let principal = self.principal.clone();
-                let report = broker.trace(&key, |topic| {
-                    crate::auth::authorize(&principal, Action::Subscribe, topic).is_ok()
-                });
-                Answer::Now(Ok(ResponseBody::Traced(report)))
+                // The record is scanned under its lock: off the async workers.
+                Answer::later(async move {
+                    tokio::task::spawn_blocking(move || {
+                        broker.trace(&key, |topic| {
+                            crate::auth::authorize(&principal, Action::Subscribe, topic).is_ok()
+                        })
+                    })
+                    .await
+                    .map(ResponseBody::Traced)
+                    .map_err(|e| BrokerError::Internal(format!("trace task failed: {e}")))
+                })
             }
             RequestBody::ResetGroup { name, to } => match self.check_group_admin() {
                 Err(e) => Answer::Now(Err(e)),
