@@ -21,10 +21,22 @@ impl self::sluice::plugin::types::Host for StoreState {}
 
 impl Host for StoreState {
     fn log(&mut self, level: Level, message: String) {
-        self.log.line(level, "log", None, message);
+        self.log.line(level_name(level), "log", None, message);
     }
 
     fn log_for_message(&mut self, level: Level, index: u32, message: String) {
-        self.log.line(level, "log", Some(index), message);
+        self.log
+            .line(level_name(level), "log", Some(index), message);
+    }
+}
+
+/// A level's name in log entries.
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Trace => "trace",
+        Level::Debug => "debug",
+        Level::Info => "info",
+        Level::Warn => "warn",
+        Level::Error => "error",
     }
 }

@@ -258,7 +258,7 @@ impl LoadedPlugin {
         };
         live.store.set_epoch_deadline(self.deadline_ticks());
         let log = live.store.data().log.clone();
-        log.handling(Some(batch.clone()));
+        log.handling(Some(batch.clone() as Arc<dyn super::logs::Handling>));
         let called = live.plugin.call_handle(&mut live.store, batch);
         log.handling(None);
         match called {

@@ -10,7 +10,6 @@ use crate::sync::lock;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
-use super::bindings::Level;
 use super::logs::{LogContext, MAX_LINE};
 
 /// Where a plugin's output stream goes.
@@ -37,9 +36,9 @@ impl LogStream {
                 let line = String::from_utf8_lossy(&partial).into_owned();
                 partial.clear();
                 let level = if self.stream == "stderr" {
-                    Level::Warn
+                    "warn"
                 } else {
-                    Level::Info
+                    "info"
                 };
                 self.log.line(level, self.stream, None, line);
             } else if partial.len() < MAX_LINE {

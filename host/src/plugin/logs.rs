@@ -21,7 +21,6 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::bindings::{Batch, Level};
 use crate::store::{NewRecord, Store};
 use crate::sync::lock;
 
@@ -98,17 +97,6 @@ pub struct LogEntry {
     /// That message's offset, if known (not on the publish path).
     #[serde(default)]
     pub offset: Option<u64>,
-}
-
-/// A level's name in entries.
-pub fn level_name(level: Level) -> &'static str {
-    match level {
-        Level::Trace => "trace",
-        Level::Debug => "debug",
-        Level::Info => "info",
-        Level::Warn => "warn",
-        Level::Error => "error",
-    }
 }
 
 /// One plugin's token bucket and counts.
@@ -283,6 +271,17 @@ async fn append(store: &dyn Store, entries: Vec<LogEntry>) {
     }
 }
 
+/// The batch a plugin instance is handling, as its log lines name it
+/// (implemented by the contract's batch, in `pipeline`, which knows its
+/// layout).
+pub trait Handling: Send + Sync {
+    /// The batch's topic.
+    fn topic(&self) -> &str;
+    /// Message `index` of the batch: its trace id and offset, where known;
+    /// `None` if the batch has no such message.
+    fn message(&self, index: u32) -> Option<(Option<String>, Option<u64>)>;
+}
+
 /// What one plugin instance's lines are tagged with, and where they go:
 /// shared by its store (the contract's `log`) and its stdout and stderr.
 #[derive(Debug)]
@@ -291,7 +290,13 @@ pub struct LogContext {
     version: Arc<str>,
     sink: Option<Arc<PluginLogs>>,
     /// The batch being handled, while a call runs.
-    batch: Mutex<Option<Arc<Batch>>>,
+    batch: Mutex<Option<Arc<dyn Handling>>>,
+}
+
+impl std::fmt::Debug for dyn Handling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "batch of {}", self.topic())
+    }
 }
 
 impl LogContext {
@@ -312,20 +317,21 @@ impl LogContext {
     }
 
     /// Sets (or clears) the batch being handled.
-    pub fn handling(&self, batch: Option<Arc<Batch>>) {
+    pub fn handling(&self, batch: Option<Arc<dyn Handling>>) {
         *lock(&self.batch) = batch;
     }
 
-    /// Writes one line from `stream`, about message `index` if given.
-    pub fn line(&self, level: Level, stream: &str, index: Option<u32>, message: String) {
+    /// Writes one line at `level` (`trace` to `error`) from `stream`,
+    /// about message `index` if given.
+    pub fn line(&self, level: &'static str, stream: &str, index: Option<u32>, message: String) {
         let Some(sink) = &self.sink else {
             let plugin = &*self.plugin;
             match level {
-                Level::Trace => tracing::trace!(plugin, stream, "{message}"),
-                Level::Debug => tracing::debug!(plugin, stream, "{message}"),
-                Level::Info => tracing::info!(plugin, stream, "{message}"),
-                Level::Warn => tracing::warn!(plugin, stream, "{message}"),
-                Level::Error => tracing::error!(plugin, stream, "{message}"),
+                "trace" => tracing::trace!(plugin, stream, "{message}"),
+                "debug" => tracing::debug!(plugin, stream, "{message}"),
+                "info" => tracing::info!(plugin, stream, "{message}"),
+                "warn" => tracing::warn!(plugin, stream, "{message}"),
+                _ => tracing::error!(plugin, stream, "{message}"),
             }
             return;
         };
@@ -333,14 +339,14 @@ impl LogContext {
             return;
         }
         let batch = lock(&self.batch).clone();
-        let about = batch.as_deref().zip(index).and_then(|(b, i)| about(b, i));
+        let about = batch.as_deref().zip(index).and_then(|(b, i)| b.message(i));
         let entry = LogEntry {
             time_ms: crate::store::now_ms(),
-            level: level_name(level).to_owned(),
+            level: level.to_owned(),
             plugin: self.plugin.to_string(),
             version: self.version.to_string(),
             stream: stream.to_owned(),
-            topic: batch.as_ref().map(|b| b.topic.clone()),
+            topic: batch.as_ref().map(|b| b.topic().to_owned()),
             message: cut(message),
             index,
             trace_id: about.as_ref().and_then(|a| a.0.clone()),
@@ -348,27 +354,6 @@ impl LogContext {
         };
         sink.send(entry);
     }
-}
-
-/// Message `index` of `batch`: its trace id and offset, where known.
-fn about(batch: &Batch, index: u32) -> Option<(Option<String>, Option<u64>)> {
-    let i = index as usize;
-    let end = *batch.header_ends.get(i)? as usize;
-    let start = if i == 0 {
-        0
-    } else {
-        batch.header_ends[i - 1] as usize
-    };
-    let headers = batch
-        .headers
-        .get(start..end)
-        .and_then(super::answer::decode_headers)
-        .unwrap_or_default();
-    let trace = crate::trace::context::trace_id(&headers).map(|t| t.to_string());
-    let offset = (batch.flags.get(i).copied().unwrap_or(0) & 2 != 0)
-        .then(|| batch.offsets.get(i).copied())
-        .flatten();
-    Some((trace, offset))
 }
 
 #[cfg(test)]
@@ -421,32 +406,5 @@ mod tests {
             logs.send(entry("p"));
         }
         assert_eq!(logs.counts("p"), (QUEUE_LINES as u64, 10));
-    }
-
-    #[test]
-    fn a_line_about_a_message_names_its_trace_and_offset() {
-        let mut batch = super::super::pipeline::to_batch(
-            "t",
-            [
-                crate::store::NewRecord::default(),
-                crate::store::NewRecord {
-                    headers: vec![(
-                        "traceparent".into(),
-                        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
-                    )],
-                    ..Default::default()
-                },
-            ]
-            .iter(),
-            0,
-        );
-        batch.flags[1] |= 2;
-        batch.offsets[1] = 7;
-        assert_eq!(about(&batch, 0), Some((None, None)));
-        assert_eq!(
-            about(&batch, 1),
-            Some((Some("4bf92f3577b34da6a3ce929d0e0e4736".into()), Some(7)))
-        );
-        assert_eq!(about(&batch, 2), None);
     }
 }

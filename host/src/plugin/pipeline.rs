@@ -186,6 +186,34 @@ pub fn to_batch<'a>(
     )
 }
 
+/// What a plugin's log lines say of the batch it handles: its topic, and a
+/// message's trace id (from its `traceparent`) and offset, where known.
+impl super::logs::Handling for Batch {
+    fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    fn message(&self, index: u32) -> Option<(Option<String>, Option<u64>)> {
+        let i = index as usize;
+        let end = *self.header_ends.get(i)? as usize;
+        let start = if i == 0 {
+            0
+        } else {
+            self.header_ends[i - 1] as usize
+        };
+        let headers = self
+            .headers
+            .get(start..end)
+            .and_then(answer::decode_headers)
+            .unwrap_or_default();
+        let trace = crate::trace::context::trace_id(&headers).map(|t| t.to_string());
+        let offset = (self.flags.get(i).copied().unwrap_or(0) & 2 != 0)
+            .then(|| self.offsets.get(i).copied())
+            .flatten();
+        Some((trace, offset))
+    }
+}
+
 /// Sets the versions header of `record` to the stages in `handled`.
 fn stamp(stages: &[Arc<LoadedPlugin>], handled: u64, record: &mut NewRecord) {
     let mut value = String::new();
@@ -387,6 +415,30 @@ mod tests {
 
     use super::super::answer::{decode_headers, hostile};
     use super::*;
+
+    #[test]
+    fn a_log_line_about_a_message_names_its_trace_and_offset() {
+        use super::super::logs::Handling;
+        let records = [
+            NewRecord::default(),
+            NewRecord {
+                headers: vec![(
+                    "traceparent".into(),
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+                )],
+                ..NewRecord::default()
+            },
+        ];
+        let mut batch = to_batch("t", records.iter(), 0);
+        batch.flags[1] |= 2;
+        batch.offsets[1] = 7;
+        assert_eq!(batch.message(0), Some((None, None)));
+        assert_eq!(
+            batch.message(1),
+            Some((Some("4bf92f3577b34da6a3ce929d0e0e4736".into()), Some(7)))
+        );
+        assert_eq!(batch.message(2), None);
+    }
 
     #[test]
     fn batches_are_laid_out_flat() {
