@@ -107,6 +107,7 @@ async fn list(json: bool, args: &ClientArgs) -> anyhow::Result<()> {
                     "last_error_at": p.last_error_at_ms.map(time),
                     "loaded_from": p.loaded_from, "load_ms": p.load_ms, "versions": p.versions,
                     "compiles": p.compiles, "cache_hits": p.cache_hits, "last_reload_ms": p.last_reload_ms,
+                    "log_lines": p.log_lines, "logs_dropped": p.logs_dropped,
                     "refused": p.refused.as_ref().map(|r| serde_json::json!({
                         "hash": r.hash, "at": time(r.at_ms), "error": r.error,
                     })),
@@ -147,6 +148,14 @@ async fn list(json: bool, args: &ClientArgs) -> anyhow::Result<()> {
             p.p50_us,
             p.p99_us
         );
+        if p.log_lines + p.logs_dropped > 0 {
+            println!(
+                "  logs     {} lines in {}  {} dropped past the rate limit",
+                p.log_lines,
+                crate::plugin::logs::topic_for(&p.name),
+                p.logs_dropped
+            );
+        }
         if let Some(error) = &p.last_error {
             println!(
                 "  last error {}: {error}",

@@ -31,7 +31,9 @@ pub struct PublishTrace {
     observer: Arc<Observer>,
     event: Published,
     /// By message index; empty when no message is traced.
-    spans: Vec<Option<MessageSpans>>,
+    /// The traced messages' spans, by message index (sorted): few at a
+    /// low sampling rate, so a publish with one traced message pays for one.
+    spans: Vec<(usize, MessageSpans)>,
 }
 
 impl PublishTrace {
@@ -61,7 +63,7 @@ impl PublishTrace {
             places: Vec::new(),
             rejections: Vec::new(),
         };
-        let mut spans: Vec<Option<MessageSpans>> = Vec::new();
+        let mut spans: Vec<(usize, MessageSpans)> = Vec::new();
         for (index, topic, record) in messages {
             let at = index as u32;
             let t = match event.topics.iter().position(|x| x == topic) {
@@ -101,13 +103,16 @@ impl PublishTrace {
             if started_here {
                 event.traces.push((at, receive.span_context().trace_id()));
             }
-            spans.resize_with(total, || None);
-            spans[index] = Some(MessageSpans {
-                receive,
-                started_here,
-                stores: Vec::new(),
-            });
+            spans.push((
+                index,
+                MessageSpans {
+                    receive,
+                    started_here,
+                    stores: Vec::new(),
+                },
+            ));
         }
+        spans.sort_unstable_by_key(|(index, _)| *index);
         Some(PublishTrace {
             observer: observer.clone(),
             event,
@@ -129,7 +134,7 @@ impl PublishTrace {
                 run: (first_run + step.run as usize) as u32,
                 outcome: step.outcome,
             });
-            if let Some(Some(spans)) = self.spans.get(origin) {
+            if let Some(spans) = self.traced(origin) {
                 stage_span(&self.observer, spans, run, step.outcome);
             }
         }
@@ -141,7 +146,10 @@ impl PublishTrace {
     /// record carries (and, if the broker started its trace, a
     /// `traceparent` naming its receive span).
     pub fn appending(&mut self, origin: usize, topic: &str, record: &mut NewRecord) {
-        let Some(Some(spans)) = self.spans.get_mut(origin) else {
+        let at = self
+            .spans
+            .binary_search_by_key(&origin, |(index, _)| *index);
+        let Some((_, spans)) = at.ok().and_then(|at| self.spans.get_mut(at)) else {
             // Only the broker names a store span: one a publisher sent (or
             // a consumer forwarded) would hang deliveries from a stranger.
             if !record.headers.is_empty() {
@@ -177,6 +185,14 @@ impl PublishTrace {
             None => record.headers.push((context::STORE_SPAN.to_owned(), id)),
         }
         spans.stores.push((topic.to_owned(), store));
+    }
+
+    /// The spans of message `origin`, if it is traced.
+    fn traced(&self, origin: usize) -> Option<&MessageSpans> {
+        let at = self
+            .spans
+            .binary_search_by_key(&origin, |(index, _)| *index);
+        at.ok().map(|at| &self.spans[at].1)
     }
 
     /// Finishes a publish that failed whole: every message is recorded as
@@ -230,10 +246,8 @@ impl PublishTrace {
             };
         }
         let now = SystemTime::now();
-        for (index, spans) in self.spans.iter_mut().enumerate() {
-            let Some(spans) = spans else {
-                continue;
-            };
+        for (index, spans) in &mut self.spans {
+            let index = *index;
             let mine = places.get(index).map_or(&[][..], Vec::as_slice);
             // Store spans and places of one topic pair up in order (a
             // message replaced by several goes to one topic several times).
