@@ -32,7 +32,8 @@ pub async fn run(
     let client = connect(args).await?;
     let next = print_stored(&client, &topic, from, json).await?;
     if follow {
-        let start = next.map_or(StartPosition::Latest, StartPosition::Offset);
+        // A topic that does not exist yet is followed from its first line.
+        let start = next.map_or(StartPosition::Earliest, StartPosition::Offset);
         let mut lines = client
             .subscribe(topic.as_str(), start)
             .await

@@ -253,3 +253,49 @@ stages = ["legacy"]
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn sluice_plugin_logs_follows_new_lines() -> anyhow::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let toml = hostile("chatty", r#"{ mode = "log" }"#, "follow.in");
+    let broker = TestBroker::start_with(super::configure(&toml, |_| {})).await?;
+    let client = broker.client().await?;
+    let mut follow = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
+        .args(["plugin", "logs", "chatty", "--follow", "--server"])
+        .arg(broker.addr().to_string())
+        .arg("--ca")
+        .arg(broker.cert_path())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = tokio::io::BufReader::new(follow.stdout.take().expect("piped")).lines();
+    // Published after the command started: whenever its subscription
+    // begins, the log topic is read from its first line.
+    for n in 1..=2 {
+        let batch = (0..n)
+            .map(|i| Message::new("follow.in", format!("{i}")))
+            .collect();
+        client.publish_batch(batch).await?;
+    }
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await? {
+            let done = line.contains("hostile plugin saw 2 messages on follow.in");
+            seen.push(line);
+            if done {
+                return anyhow::Ok(true);
+            }
+        }
+        Ok(false)
+    })
+    .await;
+    assert!(matches!(found, Ok(Ok(true))), "{seen:#?}");
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("hostile plugin saw 1 messages on follow.in")),
+        "{seen:#?}"
+    );
+    follow.kill().await?;
+    Ok(())
+}
