@@ -40,17 +40,21 @@ impl Injector for HeadersMut<'_> {
     fn set(&mut self, key: &str, value: String) {
         // The propagator writes an empty `tracestate` for a context with
         // none; a message that had none keeps having none.
-        if value.is_empty() {
-            return;
+        if !value.is_empty() {
+            set_header(self.0, key, value);
         }
-        match self
-            .0
-            .iter_mut()
-            .find(|(name, _)| name.eq_ignore_ascii_case(key))
-        {
-            Some((_, old)) => *old = value,
-            None => self.0.push((key.to_owned(), value)),
-        }
+    }
+}
+
+/// Sets header `name` to `value`, replacing one of the same name (matched
+/// without regard to case).
+pub fn set_header(headers: &mut Vec<(String, String)>, name: &str, value: String) {
+    match headers
+        .iter_mut()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+    {
+        Some((_, old)) => *old = value,
+        None => headers.push((name.to_owned(), value)),
     }
 }
 

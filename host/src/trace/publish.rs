@@ -51,18 +51,7 @@ impl PublishTrace {
             return None;
         }
         let received = SystemTime::now();
-        let mut event = Published {
-            at_ms: crate::store::now_ms(),
-            principal: principal.into(),
-            topics: Vec::new(),
-            messages: vec![(0, Fate::Dropped); total],
-            ids: Vec::new(),
-            traces: Vec::new(),
-            runs: Vec::new(),
-            steps: Vec::new(),
-            places: Vec::new(),
-            rejections: Vec::new(),
-        };
+        let mut event = Published::new(crate::store::now_ms(), principal.into(), total);
         let mut spans: Vec<(usize, MessageSpans)> = Vec::new();
         for (index, topic, record) in messages {
             let at = index as u32;
@@ -77,12 +66,13 @@ impl PublishTrace {
             if let Some(id) = &record.id {
                 event.ids.push((at, id.clone()));
             }
-            if context::has_traceparent(&record.headers) {
-                if let Some(trace) = context::trace_id(&record.headers) {
-                    event.traces.push((at, trace));
-                }
+            // Read once, for the record and for the spans.
+            let sent = context::has_traceparent(&record.headers)
+                .then(|| context::extract(&record.headers));
+            if let Some(Some(sent)) = &sent {
+                event.traces.push((at, sent.trace_id()));
             }
-            let Some(parent) = telemetry.parent_of(&record.headers) else {
+            let Some(parent) = telemetry.parent_of(sent) else {
                 continue;
             };
             let started_here = !parent.has_active_span();
@@ -176,14 +166,7 @@ impl PublishTrace {
             context::inject(&mut record.headers, spans.receive.span_context());
         }
         let id = store.span_context().span_id().to_string();
-        match record
-            .headers
-            .iter_mut()
-            .find(|(n, _)| n.eq_ignore_ascii_case(context::STORE_SPAN))
-        {
-            Some((_, value)) => *value = id,
-            None => record.headers.push((context::STORE_SPAN.to_owned(), id)),
-        }
+        context::set_header(&mut record.headers, context::STORE_SPAN, id);
         spans.stores.push((topic.to_owned(), store));
     }
 

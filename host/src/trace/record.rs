@@ -142,6 +142,25 @@ pub struct Published {
     pub rejections: Vec<(u32, String)>,
 }
 
+impl Published {
+    /// A publish of `total` messages received at `at_ms` from `principal`,
+    /// each dropped until its fate is known.
+    pub fn new(at_ms: i64, principal: Arc<str>, total: usize) -> Published {
+        Published {
+            at_ms,
+            principal,
+            topics: Vec::new(),
+            messages: vec![(0, Fate::Dropped); total],
+            ids: Vec::new(),
+            traces: Vec::new(),
+            runs: Vec::new(),
+            steps: Vec::new(),
+            places: Vec::new(),
+            rejections: Vec::new(),
+        }
+    }
+}
+
 /// Who received a delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Receiver {
@@ -415,18 +434,12 @@ mod tests {
     use super::*;
 
     fn published(at_ms: i64, messages: usize) -> Event {
-        Event::Published(Published {
-            at_ms,
-            principal: "p".into(),
-            topics: vec!["t".into()],
-            messages: (0..messages as u64).map(|o| (0, Fate::Stored(o))).collect(),
-            ids: Vec::new(),
-            traces: Vec::new(),
-            runs: Vec::new(),
-            steps: Vec::new(),
-            places: Vec::new(),
-            rejections: Vec::new(),
-        })
+        let mut publish = Published::new(at_ms, "p".into(), messages);
+        publish.topics.push("t".into());
+        for (offset, message) in publish.messages.iter_mut().enumerate() {
+            message.1 = Fate::Stored(offset as u64);
+        }
+        Event::Published(publish)
     }
 
     #[test]

@@ -19,7 +19,6 @@ use opentelemetry_sdk::trace::{
 };
 use opentelemetry_sdk::Resource;
 
-use super::context;
 use super::export::{Bounded, Counting, ExportCounts, OnRuntime};
 use crate::config::TelemetryConfig;
 
@@ -149,17 +148,18 @@ impl Telemetry {
         self.exporting.is_some()
     }
 
-    /// The context a published message's spans hang from, if it is traced:
-    /// its sampled `traceparent`, or a new trace for the configured fraction
-    /// of messages without one.
-    pub fn parent_of(&self, headers: &[(String, String)]) -> Option<Context> {
+    /// The context a published message's spans hang from, if it is traced,
+    /// given what its `traceparent` says (`None`: it has none; `Some(None)`:
+    /// one that is not valid): its sampled context, or a new trace for the
+    /// configured fraction of messages without one.
+    pub fn parent_of(&self, sent: Option<Option<SpanContext>>) -> Option<Context> {
         self.exporting.as_ref()?;
-        if context::has_traceparent(headers) {
-            return context::extract(headers)
+        match sent {
+            Some(sent) => sent
                 .filter(SpanContext::is_sampled)
-                .map(|c| Context::new().with_remote_span_context(c));
+                .map(|c| Context::new().with_remote_span_context(c)),
+            None => (self.sampling > 0.0 && fastrand::f64() < self.sampling).then(Context::new),
         }
-        (self.sampling > 0.0 && fastrand::f64() < self.sampling).then(Context::new)
     }
 
     /// Starts a span of `kind` named `name` under `parent`, begun at `start`.

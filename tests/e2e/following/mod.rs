@@ -41,10 +41,9 @@ fn configure(
     toml: &str,
     telemetry: impl FnOnce(&mut sluice::config::TelemetryConfig),
 ) -> impl FnOnce(&mut sluice::Config) {
-    let parsed = sluice::Config::parse(toml, "<test>").expect("test config parses");
+    let plugins = crate::pipelines::with_plugins(toml);
     move |c| {
-        c.plugins = parsed.plugins;
-        c.pipelines = parsed.pipelines;
+        plugins(c);
         telemetry(&mut c.telemetry);
     }
 }

@@ -27,7 +27,7 @@ fn dist(file: &str) -> String {
 }
 
 /// Applies the `[[plugin]]` and `[[pipeline]]` tables of `toml`.
-fn with_plugins(toml: &str) -> impl FnOnce(&mut sluice::Config) {
+pub(crate) fn with_plugins(toml: &str) -> impl FnOnce(&mut sluice::Config) {
     let parsed = sluice::Config::parse(toml, "<test>").expect("test config parses");
     move |c| {
         c.plugins = parsed.plugins;
