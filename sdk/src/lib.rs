@@ -54,6 +54,10 @@
 //! assert_eq!(outcomes, vec![TestOutcome::Route(vec!["orders.eu".into()]), TestOutcome::Pass]);
 //! ```
 //!
+//! A plugin that must remember things across messages (counters,
+//! messages seen, a lookup table) keeps them in the broker with
+//! [`state`]: durable, per plugin, kept across reloads and restarts.
+//!
 //! The plugin's configuration is the `config` table of its `[[plugin]]`
 //! entry, passed as JSON and deserialized into your `Config` type; a bad
 //! config refuses the plugin at load with serde's message.
@@ -71,6 +75,7 @@ mod batch;
 pub mod log;
 mod output;
 mod plugin;
+pub mod state;
 pub mod testing;
 
 #[cfg(target_arch = "wasm32")]
@@ -91,6 +96,25 @@ pub use serde_json;
 /// Re-exported so plugins need no direct dependency on it.
 #[doc(hidden)]
 pub use wit_bindgen;
+
+/// A field of a JSON payload as plugins' configs name it, as the JSON
+/// pointer `serde_json::Value::pointer` takes: a dotted path
+/// (`customer.tier` → `/customer/tier`, escaping applied) or a pointer
+/// already (`/customer/tier`, kept).
+///
+/// ```
+/// assert_eq!(sluice_sdk::json_pointer("items.0.sku"), "/items/0/sku");
+/// assert_eq!(sluice_sdk::json_pointer("/a~1b"), "/a~1b");
+/// ```
+pub fn json_pointer(field: &str) -> String {
+    if field.starts_with('/') {
+        return field.to_owned();
+    }
+    field
+        .split('.')
+        .map(|part| format!("/{}", part.replace('~', "~0").replace('/', "~1")))
+        .collect()
+}
 
 /// `Config` type of a plugin that takes no configuration: accepts any JSON.
 pub type NoConfig = serde::de::IgnoredAny;

@@ -207,3 +207,80 @@ pub fn run_plugin<P: Plugin>(config: &str, batch: &Batch) -> Result<Vec<TestOutc
 pub fn take_logs() -> Vec<LogLine> {
     crate::log::take()
 }
+
+/// Empties the state fake of this thread and sets its clock and limits
+/// back (the broker's defaults). Call it at the start of a test that uses
+/// [`crate::state`].
+#[cfg(not(target_arch = "wasm32"))]
+pub fn reset_state() {
+    crate::state::imp::FAKE.with(|f| *f.borrow_mut() = Default::default());
+}
+
+/// Moves the state fake's clock forward: entries whose TTL ran out are
+/// gone, as they would be in the broker.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn advance_time(by: std::time::Duration) {
+    let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+    crate::state::imp::FAKE.with(|f| {
+        let mut f = f.borrow_mut();
+        f.now_ms = f.now_ms.saturating_add(ms);
+    });
+}
+
+/// Sets the state fake's quota (`[plugins] state_max_bytes`; keys, values
+/// and 32 bytes per entry), to test what your plugin does past it.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn state_quota(max_bytes: u64) {
+    crate::state::imp::FAKE.with(|f| f.borrow_mut().limits.max_bytes = max_bytes);
+}
+
+/// What the state fake of this thread holds (live entries), sorted by key.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn state_entries() -> Vec<(String, Vec<u8>)> {
+    crate::state::imp::FAKE.with(|f| {
+        let f = f.borrow();
+        let mut out: Vec<_> = f
+            .entries
+            .iter()
+            .filter(|(_, (_, at))| at.is_none_or(|at| at > f.now_ms))
+            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .collect();
+        out.sort();
+        out
+    })
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod state_fake_tests {
+    use std::time::Duration;
+
+    use super::{advance_time, reset_state, state_quota};
+    use crate::state::*;
+
+    #[test]
+    fn the_fake_behaves_like_the_broker() {
+        reset_state();
+        assert_eq!(get("a"), Ok(None));
+        set("a", "1").unwrap();
+        assert_eq!(incr("a", 2), Ok(3));
+        assert_eq!(get("a"), Ok(Some(b"3".to_vec())));
+        set("t", "x").unwrap();
+        assert_eq!(incr("t", 1), Err(StateError::NotANumber));
+        assert_eq!(delete("a"), Ok(true));
+        assert_eq!(delete("a"), Ok(false));
+        assert_eq!(get(""), Err(StateError::KeyTooLong(512)));
+
+        assert_eq!(incr_with_ttl("w", 1, Duration::from_secs(60)), Ok(1));
+        advance_time(Duration::from_secs(30));
+        assert_eq!(incr_with_ttl("w", 1, Duration::from_secs(60)), Ok(2));
+        advance_time(Duration::from_secs(30));
+        assert_eq!(get("w"), Ok(None), "expired 60 s after the first increment");
+        assert_eq!(incr_with_ttl("w", 1, Duration::from_secs(60)), Ok(1));
+
+        reset_state();
+        state_quota(100);
+        set("k", [0u8; 60]).unwrap();
+        assert_eq!(set("j", [0u8; 60]), Err(StateError::QuotaExceeded(100)));
+        assert!(StateError::QuotaExceeded(100).to_string().contains("quota"));
+    }
+}

@@ -17,6 +17,7 @@ mod metrics;
 mod nats_harness;
 mod pipelines;
 mod plugin_sdk;
+mod plugin_state;
 mod pubsub;
 mod readme;
 mod regressions;

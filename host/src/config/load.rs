@@ -92,6 +92,9 @@ impl Config {
         {
             changed.push("[plugins] log_rate/log_burst");
         }
+        if self.plugin_runtime.state_limits() != new.plugin_runtime.state_limits() {
+            changed.push("[plugins] state_max_key_bytes/state_max_value_bytes/state_max_bytes");
+        }
         changed
     }
 
@@ -128,6 +131,10 @@ impl Config {
         }
         if self.plugin_runtime.debounce > Duration::from_secs(10) {
             return invalid("plugins.debounce must be at most 10s");
+        }
+        let state = self.plugin_runtime.state_limits();
+        if state.max_key == 0 || state.max_value == 0 || state.max_bytes == 0 {
+            return invalid("plugins.state_max_key_bytes, state_max_value_bytes and state_max_bytes must be above zero");
         }
         if self.limits.max_in_flight_requests == 0
             || self.limits.max_connections == 0

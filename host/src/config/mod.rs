@@ -42,7 +42,7 @@ pub use auth::{
 pub use cluster::{ClusterConfig, DEFAULT_REPLICAS};
 pub use load::ConfigError;
 pub use plugins::{
-    OnError, PipelineConfig, PluginConfig, PluginConfigError, PluginRuntimeConfig,
+    OnError, PipelineConfig, PluginConfig, PluginConfigError, PluginRuntimeConfig, StateLimits,
     MAX_PLUGIN_MEMORY,
 };
 pub use server::{AdminConfig, LimitsConfig, ServerConfig};

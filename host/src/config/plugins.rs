@@ -46,6 +46,45 @@ pub struct PluginRuntimeConfig {
     pub log_rate: u32,
     /// Log lines a plugin may write at once before `log_rate` applies.
     pub log_burst: u32,
+    /// Longest key of a plugin's state, in bytes.
+    pub state_max_key_bytes: usize,
+    /// Largest value of a plugin's state, in bytes.
+    pub state_max_value_bytes: usize,
+    /// Most bytes one plugin's state may hold (keys, values and 32 bytes
+    /// per entry).
+    pub state_max_bytes: u64,
+}
+
+/// How much one plugin may keep in its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateLimits {
+    /// Longest key, in bytes.
+    pub max_key: usize,
+    /// Largest value, in bytes.
+    pub max_value: usize,
+    /// Most bytes of keys, values and 32 bytes per entry in one namespace.
+    pub max_bytes: u64,
+}
+
+impl Default for StateLimits {
+    fn default() -> Self {
+        StateLimits {
+            max_key: 512,
+            max_value: 64 * 1024,
+            max_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl PluginRuntimeConfig {
+    /// The limits of each plugin's state.
+    pub fn state_limits(&self) -> StateLimits {
+        StateLimits {
+            max_key: self.state_max_key_bytes,
+            max_value: self.state_max_value_bytes,
+            max_bytes: self.state_max_bytes,
+        }
+    }
 }
 
 impl Default for PluginRuntimeConfig {
@@ -56,6 +95,9 @@ impl Default for PluginRuntimeConfig {
             version_header: false,
             log_rate: 100,
             log_burst: 1000,
+            state_max_key_bytes: StateLimits::default().max_key,
+            state_max_value_bytes: StateLimits::default().max_value,
+            state_max_bytes: StateLimits::default().max_bytes,
         }
     }
 }

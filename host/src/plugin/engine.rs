@@ -24,6 +24,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllo
 use super::bindings::{Plugin, PluginPre};
 use super::cache::{ComponentCache, LoadSource};
 use super::error::PluginError;
+use super::kv::{KvStores, Limits};
 use super::logs::PluginLogs;
 use super::state::StoreState;
 
@@ -44,6 +45,8 @@ pub struct PluginEngine {
     ticker_stop: Arc<AtomicBool>,
     /// Where plugins' log lines go; none: to `tracing`.
     logs: Option<Arc<PluginLogs>>,
+    /// Plugins' key-value state (in memory unless given a store).
+    kv: Arc<KvStores>,
 }
 
 impl std::fmt::Debug for PluginEngine {
@@ -117,6 +120,7 @@ impl PluginEngine {
             linker: Arc::new(linker),
             ticker_stop,
             logs: None,
+            kv: Arc::new(KvStores::in_memory(Limits::default())),
         })
     }
 
@@ -124,6 +128,17 @@ impl PluginEngine {
     pub fn with_logs(mut self, logs: Arc<PluginLogs>) -> PluginEngine {
         self.logs = Some(logs);
         self
+    }
+
+    /// The same engine, keeping plugins' state in `kv`.
+    pub fn with_kv(mut self, kv: Arc<KvStores>) -> PluginEngine {
+        self.kv = kv;
+        self
+    }
+
+    /// Plugins' key-value state.
+    pub fn kv(&self) -> &Arc<KvStores> {
+        &self.kv
     }
 
     /// Where plugins' log lines go, if not to `tracing`.

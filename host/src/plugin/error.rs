@@ -69,7 +69,6 @@ pub enum PluginError {
         /// The trap.
         reason: String,
     },
-    /// The WebAssembly engine could not be created.
     /// No loaded plugin has that name.
     #[error("no plugin {plugin:?} is configured (deploy replaces the component of a [[plugin]]; add it to the config first)")]
     Unknown {
@@ -84,6 +83,7 @@ pub enum PluginError {
         /// Why.
         reason: String,
     },
+    /// The WebAssembly engine could not be created.
     #[error("the WebAssembly engine could not start: {reason}")]
     Engine {
         /// Why.
@@ -98,5 +98,14 @@ pub enum PluginError {
         expected: usize,
         /// Outcomes received.
         got: usize,
+    },
+    /// What a batch wrote to the plugin's state could not be made durable
+    /// (the batch fails: its messages follow the pipeline's `on_error`).
+    #[error("plugin {plugin}: its state could not be made durable: {reason}")]
+    State {
+        /// The plugin.
+        plugin: String,
+        /// Why.
+        reason: String,
     },
 }

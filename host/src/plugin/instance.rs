@@ -16,6 +16,7 @@ use wasmtime::Store;
 use super::bindings::{Batch, Outcomes, Plugin, PluginPre};
 use super::cache::LoadSource;
 use super::engine::{PluginEngine, TICK};
+use super::kv::{KvHandle, Overlay};
 use super::logs::LogContext;
 use super::state::StoreState;
 use super::stats::PluginStats;
@@ -98,6 +99,8 @@ pub struct LoadedPlugin {
     pre: PluginPre<StoreState>,
     name: Arc<str>,
     idle: Mutex<Vec<Live>>,
+    /// Set for a shadow version: its state writes stay here.
+    overlay: Option<Arc<Overlay>>,
     /// Calls, errors, latency.
     pub stats: PluginStats,
 }
@@ -140,6 +143,7 @@ impl LoadedPlugin {
             load_took: Duration::ZERO,
             pre,
             idle: Mutex::new(Vec::new()),
+            overlay: None,
             stats: PluginStats::default(),
         };
         let first = loaded.instantiate()?;
@@ -151,6 +155,33 @@ impl LoadedPlugin {
     /// The same version with another config (a subscription's own
     /// instance); its `init` must accept the config.
     pub fn reconfigured(&self, config_json: &str) -> Result<LoadedPlugin, PluginError> {
+        self.variant(config_json, self.overlay.clone())
+    }
+
+    /// The same version run as a shadow: with `config_json`, its state
+    /// writes kept in a throwaway overlay over the live namespace.
+    pub fn shadowed(&self, config_json: &str) -> Result<LoadedPlugin, PluginError> {
+        let live = self
+            .engine
+            .kv()
+            .namespace(&self.spec.name)
+            .map_err(|e| PluginError::State {
+                plugin: self.spec.name.clone(),
+                reason: e.to_string(),
+            })?;
+        self.variant(config_json, Some(Arc::new(Overlay::new(live))))
+    }
+
+    /// Whether this is a shadow version.
+    pub fn is_shadow(&self) -> bool {
+        self.overlay.is_some()
+    }
+
+    fn variant(
+        &self,
+        config_json: &str,
+        overlay: Option<Arc<Overlay>>,
+    ) -> Result<LoadedPlugin, PluginError> {
         let loaded = LoadedPlugin {
             engine: self.engine.clone(),
             spec: PluginSpec {
@@ -164,6 +195,7 @@ impl LoadedPlugin {
             pre: self.pre.clone(),
             name: self.name.clone(),
             idle: Mutex::new(Vec::new()),
+            overlay,
             stats: PluginStats::default(),
         };
         let first = loaded.instantiate()?;
@@ -191,7 +223,11 @@ impl LoadedPlugin {
             self.hash.as_str().into(),
             self.engine.logs().cloned(),
         );
-        let state = StoreState::new(Arc::new(log), self.spec.memory_bytes);
+        let kv = match &self.overlay {
+            Some(overlay) => KvHandle::Shadow(overlay.clone()),
+            None => self.engine.kv().handle(&self.spec.name),
+        };
+        let state = StoreState::new(Arc::new(log), kv, self.spec.memory_bytes);
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|state| state);
         store.set_epoch_deadline(self.deadline_ticks());
@@ -274,7 +310,14 @@ impl LoadedPlugin {
                         got,
                     });
                 }
+                // What the batch wrote to its state is made durable
+                // before any of its outcomes is acted on.
+                let flushed = live.store.data().kv.flush();
                 self.give_back(live);
+                flushed.map_err(|e| PluginError::State {
+                    plugin: self.spec.name.clone(),
+                    reason: e.to_string(),
+                })?;
                 Ok(outcomes)
             }
             // The instance is dropped here: a fresh one serves the next call.

@@ -23,6 +23,7 @@
 //! - [`distribution`] - where a deployed version goes; whose status is shown.
 //! - [`stats`] - per-plugin counters and latency.
 //! - [`logs`] - plugins' log lines, rate-limited, to `_sluice.logs.<plugin>`.
+//! - [`kv`] - plugins' key-value state, durable, one namespace per plugin.
 //! - [`cache`] - compiled components by content hash, in memory and on disk.
 //! - [`registry`] - the set in force and how reloads swap it.
 //! - [`watch`] - file watching and debouncing that drive reloads.
@@ -35,6 +36,7 @@ pub mod distribution;
 pub mod engine;
 pub mod error;
 pub mod instance;
+pub mod kv;
 mod log_stream;
 pub mod logs;
 pub mod pipeline;

@@ -23,6 +23,8 @@ use sluice_proto::{PluginStatus, RefusedVersion};
 
 use super::cache::LoadSource;
 use super::instance::short_hash;
+use super::kv::local::LocalOpener;
+use super::kv::{KvStores, Limits};
 use super::logs::PluginLogs;
 use super::{spec_from_config, LoadedPlugin, PluginEngine, PluginError, PluginSet, PluginSpec};
 use crate::config::{Config, ConfigError, PluginRuntimeConfig};
@@ -113,6 +115,8 @@ pub struct PluginRegistry {
     config_refusal: Mutex<Option<Refusal>>,
     /// Where plugins' log lines go.
     logs: Arc<PluginLogs>,
+    /// Plugins' key-value state.
+    kv: Arc<KvStores>,
 }
 
 impl std::fmt::Debug for PluginRegistry {
@@ -145,6 +149,7 @@ impl PluginRegistry {
                 PluginRuntimeConfig::default().log_rate,
                 PluginRuntimeConfig::default().log_burst,
             )),
+            kv: Arc::new(KvStores::in_memory(Limits::default())),
         }
     }
 
@@ -169,6 +174,15 @@ impl PluginRegistry {
             logs: Arc::new(PluginLogs::new(
                 config.plugin_runtime.log_rate,
                 config.plugin_runtime.log_burst,
+            )),
+            kv: Arc::new(KvStores::new(
+                Box::new(LocalOpener::new(
+                    crate::disk::real(),
+                    &config.server.data_dir.join("plugin-state"),
+                    config.storage.fsync,
+                    config.storage.fsync_interval,
+                )),
+                config.plugin_runtime.state_limits(),
             )),
             ..PluginRegistry::empty()
         };
@@ -209,8 +223,9 @@ impl PluginRegistry {
         if let Some(engine) = engine.as_ref() {
             return Ok(engine.clone());
         }
-        let made =
-            PluginEngine::with_cache_dir(self.cache_dir.clone())?.with_logs(self.logs.clone());
+        let made = PluginEngine::with_cache_dir(self.cache_dir.clone())?
+            .with_logs(self.logs.clone())
+            .with_kv(self.kv.clone());
         *engine = Some(made.clone());
         Ok(made)
     }

@@ -1,5 +1,6 @@
 //! [`StoreState`]: what each plugin instance's `Store` owns: its WASI
-//! context (nothing granted), its memory cap, and its log.
+//! context (nothing granted), its memory cap, its log, and its key-value
+//! state.
 
 use std::sync::Arc;
 
@@ -7,6 +8,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::kv::KvHandle;
 use super::log_stream::LogStream;
 use super::logs::LogContext;
 
@@ -14,6 +16,8 @@ use super::logs::LogContext;
 pub struct StoreState {
     /// Where its lines go, and the batch being handled.
     pub log: Arc<LogContext>,
+    /// Where its state calls go.
+    pub kv: KvHandle,
     wasi: WasiCtx,
     table: ResourceTable,
     memory_cap: usize,
@@ -25,7 +29,7 @@ pub struct StoreState {
 impl StoreState {
     /// A fresh state: no files, no sockets, no environment, no arguments;
     /// stdout and stderr go to the plugin's log, line by line.
-    pub fn new(log: Arc<LogContext>, memory_cap: usize) -> Self {
+    pub fn new(log: Arc<LogContext>, kv: KvHandle, memory_cap: usize) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(LogStream::new(log.clone(), "stdout"))
             .stderr(LogStream::new(log.clone(), "stderr"))
@@ -33,6 +37,7 @@ impl StoreState {
             .build();
         StoreState {
             log,
+            kv,
             wasi,
             table: ResourceTable::new(),
             memory_cap,

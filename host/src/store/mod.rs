@@ -60,6 +60,7 @@ pub mod feed;
 mod files;
 mod index;
 pub mod jetstream;
+pub mod journal;
 pub mod local;
 mod log;
 mod record;

@@ -93,17 +93,6 @@ impl Condition {
     }
 }
 
-/// `customer.tier` → `/customer/tier` (JSON pointer escaping applied).
-fn to_pointer(field: &str) -> String {
-    if field.starts_with('/') {
-        return field.to_owned();
-    }
-    field
-        .split('.')
-        .map(|part| format!("/{}", part.replace('~', "~0").replace('/', "~1")))
-        .collect()
-}
-
 /// The filter.
 #[derive(Debug)]
 pub struct FilterJson {
@@ -138,7 +127,7 @@ impl Filter for FilterJson {
                 return Err("a condition has an empty `field`".into());
             }
             conditions.push(Condition {
-                pointer: to_pointer(&c.field),
+                pointer: sluice_sdk::json_pointer(&c.field),
                 test,
             });
         }

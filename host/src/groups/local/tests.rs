@@ -292,10 +292,10 @@ async fn a_log_that_came_back_shorter_does_not_hide_new_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_interval_the_journal_is_fsynced_within_the_interval() {
-    use super::journal::decode_entries;
     use super::state::Event;
     use crate::disk::sim::{Crash, SimDisk};
     use crate::disk::Disk;
+    use crate::store::journal::decode_entries;
     let disk = SimDisk::new();
     let data = Path::new("/data");
     disk::create_dir_durably(&disk, data).expect("data dir");
@@ -325,7 +325,7 @@ async fn under_interval_the_journal_is_fsynced_within_the_interval() {
         after
             .read(Path::new("/data/groups/g/journal"))
             .map(|bytes| {
-                decode_entries(&bytes)
+                decode_entries::<Event>(&bytes)
                     .events
                     .iter()
                     .any(|e| matches!(e, Event::Settled { offset: 0, .. }))
