@@ -10,7 +10,7 @@ use bytes::Bytes;
 use sluice_proto::{
     CompactMessage, Consume, CreateTopic, Fetch, FetchBatch, GroupInfo, MessageOutcome,
     PluginStatus, Publish, PublishAck, PublishCompact, PublishRun, RequestBody, ResponseBody,
-    RetentionSpec, StartPosition, Subscribe, TopicInfo,
+    RetentionSpec, RolloutRequest, RolloutStatus, StartPosition, Subscribe, TopicInfo,
 };
 
 use crate::consumer::{ConsumeOptions, Consumer};
@@ -273,6 +273,18 @@ impl Client {
         };
         match self.request(body).await? {
             ResponseBody::Deployed { hash } => Ok(hash),
+            other => Err(ClientError::unexpected_response(other)),
+        }
+    }
+
+    /// Starts, finishes or reads a plugin's shadow or canary rollout (needs
+    /// the admin `plugins` right); the rollout as it stands after.
+    pub async fn plugin_rollout(
+        &self,
+        request: RolloutRequest,
+    ) -> Result<RolloutStatus, ClientError> {
+        match self.request(RequestBody::Rollout(request)).await? {
+            ResponseBody::Rollout(status) => Ok(*status),
             other => Err(ClientError::unexpected_response(other)),
         }
     }

@@ -78,6 +78,11 @@ pub use consumer::{ConsumeOptions, Consumer, Delivery};
 pub use error::{ClientError, Unreachable};
 pub use message::Message;
 pub use options::{ClientIdentity, ClientOptions, Trust};
+/// Plugin rollouts: shadow and canary versions.
+pub use sluice_proto::{
+    CanaryPlan, CanaryWindow, DiffSample, RolloutRequest, RolloutState, RolloutStatus, ShadowDiff,
+    VersionWindow,
+};
 pub use sluice_proto::{
     CreateTopic, Delivered, DeliveryPlugin, ErrorBody, ErrorCode, FetchBatch, GroupInfo,
     GroupOptions, GroupTopicInfo, MemberInfo, MessageOutcome, PluginStatus, PublishAck,

@@ -122,6 +122,8 @@ pub struct State {
     pub spans: [u64; 3],
     /// Published messages and estimated bytes the event record holds.
     pub record: [u64; 2],
+    /// Plugin canaries rolled back automatically.
+    pub rollbacks: u64,
 }
 
 /// The broker's event counters.
@@ -393,6 +395,11 @@ impl Metrics {
                 "telemetry_spans_failed",
                 "Spans whose export failed (collector down, refused or slow)",
                 failed,
+            ),
+            (
+                "plugin_rollbacks",
+                "Plugin canaries rolled back automatically",
+                state.rollbacks,
             ),
         ] {
             let counter = Counter::<u64>::default();

@@ -24,6 +24,7 @@ mod regressions;
 mod reload;
 mod replay;
 mod retention;
+mod rollout;
 mod security;
 mod shutdown;
 mod slow_subscriber;

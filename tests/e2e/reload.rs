@@ -14,22 +14,8 @@ use std::time::Duration;
 use sluice_client::{Client, Message, MessageOutcome, PluginStatus, StartPosition};
 use sluice_tests::{fetch_all, wait_until, TestBroker};
 
-const MARKER_V1: &[u8] = b"SLUICE-STAMP:v1______";
-
 use sluice_tests::plugin_dist as dist;
-
-/// The stamping fixture with its marker set to `version` (2 characters).
-fn stamp_build(version: &str) -> Vec<u8> {
-    let mut bytes = std::fs::read(dist("test_hostile.wasm")).expect("fixture readable");
-    let at = bytes
-        .windows(MARKER_V1.len())
-        .position(|w| w == MARKER_V1)
-        .expect("the fixture carries its stamp marker");
-    let mut marker = b"SLUICE-STAMP:".to_vec();
-    marker.extend_from_slice(format!("{version:_<8}").as_bytes());
-    bytes[at..at + MARKER_V1.len()].copy_from_slice(&marker);
-    bytes
-}
+use sluice_tests::stamp_build;
 
 /// How a new file replaces the old one.
 #[derive(Debug, Clone, Copy)]

@@ -87,6 +87,23 @@ pub fn plugin_dist(file: &str) -> PathBuf {
     path
 }
 
+/// The `test-hostile` fixture with its build stamp set to `version` (at
+/// most 8 characters): a second, different version of the same plugin
+/// without a second build. In the stamp modes it stamps or routes each
+/// message with `version`.
+pub fn stamp_build(version: &str) -> Vec<u8> {
+    const MARKER_V1: &[u8] = b"SLUICE-STAMP:v1______";
+    let mut bytes = std::fs::read(plugin_dist("test_hostile.wasm")).expect("fixture readable");
+    let at = bytes
+        .windows(MARKER_V1.len())
+        .position(|w| w == MARKER_V1)
+        .expect("the fixture carries its stamp marker");
+    let mut marker = b"SLUICE-STAMP:".to_vec();
+    marker.extend_from_slice(format!("{version:_<8}").as_bytes());
+    bytes[at..at + MARKER_V1.len()].copy_from_slice(&marker);
+    bytes
+}
+
 /// Initialises tracing once per test binary: `RUST_LOG` filters, output goes
 /// through the test writer so it is shown only for failing tests.
 pub fn init_tracing() {

@@ -23,7 +23,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use sluice_proto::{frame, ClientFrame, CodecError, ErrorBody, Request, RequestBody, ResponseBody};
+use sluice_proto::{
+    frame, ClientFrame, CodecError, ErrorBody, Request, RequestBody, ResponseBody, RolloutRequest,
+};
 use tokio::sync::watch;
 
 pub(crate) use streams::{Batch, Opening, Position, StreamHandle};
@@ -264,6 +266,7 @@ fn replayable(body: &RequestBody) -> bool {
         | RequestBody::ListGroups
         | RequestBody::GroupInfo { .. }
         | RequestBody::ListPlugins
+        | RequestBody::Rollout(RolloutRequest::Status { .. })
         | RequestBody::Trace(_) => true,
         RequestBody::Subscribe(_)
         | RequestBody::Unsubscribe { .. }
@@ -273,7 +276,8 @@ fn replayable(body: &RequestBody) -> bool {
         | RequestBody::Settle(_)
         | RequestBody::SettleBatch(_)
         | RequestBody::ResetGroup { .. }
-        | RequestBody::DeployPlugin { .. } => false,
+        | RequestBody::DeployPlugin { .. }
+        | RequestBody::Rollout(_) => false,
     }
 }
 

@@ -1,7 +1,10 @@
 //! Topic admin (create, delete, list, info) and fetch: requests that go to
-//! the store with the broker's checks and defaults in front.
+//! the store with the broker's checks and defaults in front; and plugin
+//! rollouts, which go to the plugin registry.
 
-use sluice_proto::{CreateTopic, Delivered, FetchBatch, StartPosition, TopicInfo};
+use sluice_proto::{
+    CreateTopic, Delivered, FetchBatch, RolloutRequest, RolloutStatus, StartPosition, TopicInfo,
+};
 
 use super::checks;
 use super::Broker;
@@ -12,6 +15,32 @@ use crate::groups::MAX_NACK_DELAY_MS;
 pub const MAX_FETCH_MESSAGES: u32 = 10_000;
 
 impl Broker {
+    /// Starts, finishes or reads a plugin's shadow or canary rollout (off
+    /// the async workers: starting one compiles the candidate).
+    pub async fn plugin_rollout(
+        &self,
+        request: RolloutRequest,
+    ) -> Result<RolloutStatus, BrokerError> {
+        if !self.inner.distribution.supports_rollouts() {
+            return Err(BrokerError::InvalidArgument(
+                "plugin rollouts (shadow, canary) run on a single node for now; in cluster mode, deploy with `sluice plugin deploy`".into(),
+            ));
+        }
+        let registry = self.inner.plugins.clone();
+        tokio::task::spawn_blocking(move || match request {
+            RolloutRequest::Shadow { name, wasm } => registry.start_rollout(&name, wasm, None),
+            RolloutRequest::Canary { name, wasm, plan } => {
+                registry.start_rollout(&name, wasm, Some(plan))
+            }
+            RolloutRequest::Promote { name } => registry.promote(&name),
+            RolloutRequest::Rollback { name } => registry.rollback(&name),
+            RolloutRequest::Status { name } => registry.rollout_status(&name),
+        })
+        .await
+        .map_err(|e| BrokerError::Internal(format!("plugin rollout task failed: {e}")))?
+        .map_err(|e| BrokerError::InvalidArgument(e.to_string()))
+    }
+
     /// Reads stored messages of one topic.
     pub async fn fetch(
         &self,

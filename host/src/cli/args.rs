@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use super::connect::ClientArgs;
+use super::rollout::{CanaryArgs, PluginNameArgs, ShadowArgs};
+
 /// sluice: a message broker programmed with WebAssembly, spoken to over QUIC.
 #[derive(Debug, Parser)]
 #[command(name = "sluice", version, about, propagate_version = true)]
@@ -153,6 +156,21 @@ pub enum PluginAction {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Run a new version beside the current one on the same live batches:
+    /// its outcomes are compared (see `plugin diff`), never acted on.
+    Shadow(ShadowArgs),
+    /// Give a new version a share of live traffic; rolled back
+    /// automatically when it fails, rejects or slows down more than the
+    /// current version.
+    Canary(CanaryArgs),
+    /// Show how a shadow differs from the current version (counts by kind
+    /// and samples), or how a canary compares.
+    Diff(PluginNameArgs),
+    /// Make the shadow or canary the current version (zero-loss swap),
+    /// kept across restarts until the plugin's file changes.
+    Promote(PluginNameArgs),
+    /// End a shadow or canary: the current version keeps all traffic.
+    Rollback(PluginNameArgs),
     /// Run a component over messages from a file, with the broker's engine
     /// and limits but no broker, and print each outcome.
     Test {
@@ -199,44 +217,6 @@ pub struct ServeArgs {
     /// Data directory (overrides server.data_dir).
     #[arg(long)]
     pub data: Option<PathBuf>,
-}
-
-/// Flags shared by every client subcommand.
-#[derive(Debug, Clone, Args)]
-pub struct ClientArgs {
-    /// Broker address, host:port; or the nodes of a cluster, separated by
-    /// commas (a:4433,b:4433): the client connects to the first that
-    /// answers and fails over to the next when its connection is lost.
-    #[arg(
-        long,
-        env = "SLUICE_SERVER",
-        default_value = "127.0.0.1:4433",
-        global = true
-    )]
-    pub server: String,
-    /// Trust the broker certificate(s) in this PEM file.
-    #[arg(long, env = "SLUICE_CA", global = true)]
-    pub ca: Option<PathBuf>,
-    /// The broker's data directory on this machine: trust its development certificate.
-    #[arg(
-        long,
-        env = "SLUICE_DATA",
-        default_value = "./sluice-data",
-        global = true
-    )]
-    pub data: PathBuf,
-    /// Do not check the broker's certificate (development only).
-    #[arg(long, global = true)]
-    pub insecure: bool,
-    /// Bearer token (the secret whose hash is in the broker's [[auth.principal]]).
-    #[arg(long, env = "SLUICE_TOKEN", global = true, hide_env_values = true)]
-    pub token: Option<String>,
-    /// Client certificate (PEM) for brokers with mutual TLS; with --client-key.
-    #[arg(long, env = "SLUICE_CLIENT_CERT", global = true)]
-    pub client_cert: Option<PathBuf>,
-    /// Private key (PEM) of --client-cert.
-    #[arg(long, env = "SLUICE_CLIENT_KEY", global = true)]
-    pub client_key: Option<PathBuf>,
 }
 
 /// Help of `sluice pub MESSAGE`.

@@ -1,10 +1,50 @@
 //! Client flags to a connected [`Client`].
 
+use std::path::PathBuf;
+
 use anyhow::{bail, Context};
+use clap::Args;
 use sluice_client::{Client, ClientIdentity, ClientOptions, Trust};
 
-use super::args::ClientArgs;
 use crate::server::tls::dev_cert_path;
+
+/// Flags shared by every client subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Broker address, host:port; or the nodes of a cluster, separated by
+    /// commas (a:4433,b:4433): the client connects to the first that
+    /// answers and fails over to the next when its connection is lost.
+    #[arg(
+        long,
+        env = "SLUICE_SERVER",
+        default_value = "127.0.0.1:4433",
+        global = true
+    )]
+    pub server: String,
+    /// Trust the broker certificate(s) in this PEM file.
+    #[arg(long, env = "SLUICE_CA", global = true)]
+    pub ca: Option<PathBuf>,
+    /// The broker's data directory on this machine: trust its development certificate.
+    #[arg(
+        long,
+        env = "SLUICE_DATA",
+        default_value = "./sluice-data",
+        global = true
+    )]
+    pub data: PathBuf,
+    /// Do not check the broker's certificate (development only).
+    #[arg(long, global = true)]
+    pub insecure: bool,
+    /// Bearer token (the secret whose hash is in the broker's [[auth.principal]]).
+    #[arg(long, env = "SLUICE_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// Client certificate (PEM) for brokers with mutual TLS; with --client-key.
+    #[arg(long, env = "SLUICE_CLIENT_CERT", global = true)]
+    pub client_cert: Option<PathBuf>,
+    /// Private key (PEM) of --client-cert.
+    #[arg(long, env = "SLUICE_CLIENT_KEY", global = true)]
+    pub client_key: Option<PathBuf>,
+}
 
 /// How the CLI checks the broker's certificate: `--insecure`, `--ca`, or
 /// the development certificate of the data directory given by `--data`.

@@ -3,15 +3,15 @@
 //!
 //! # Layout
 //!
-//! Dependencies point one way: subcommands read the helpers, the helpers
-//! read [`args`], and [`args`] reads nothing of `cli`.
+//! Dependencies point one way: subcommands read the helpers and [`args`];
+//! [`args`] reads only the flag types of [`connect`] and [`rollout`].
 //!
 //! - [`args`]: the command-line definition (clap), the leaf.
 //! - [`connect`]: client flags to a connected client (`--server`, `--ca`, `--data`, `--insecure`).
 //! - [`display`]: publish outcomes as text, progress bars.
 //! - [`payload`]: what `sluice pub` sends (templates, `--size`, files).
 //! - [`serve`], [`publish`], [`subscribe`], [`topics`], [`groups`],
-//!   [`plugin`] (with [`scaffold`] and [`plugin_logs`]), [`bench`], [`token`], [`trace`]: one per subcommand.
+//!   [`plugin`] (with [`scaffold`], [`plugin_logs`] and [`rollout`]), [`bench`], [`token`], [`trace`]: one per subcommand.
 
 pub mod args;
 pub mod bench;
@@ -22,6 +22,7 @@ pub mod payload;
 pub mod plugin;
 pub mod plugin_logs;
 pub mod publish;
+pub mod rollout;
 pub mod scaffold;
 pub mod serve;
 pub mod subscribe;

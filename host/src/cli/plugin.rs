@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context};
+use sluice_client::RolloutRequest;
 
 use super::args::{ClientArgs, PluginAction, PluginArgs, PluginKind};
 use super::connect::connect;
@@ -52,6 +53,20 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
             client,
         } => super::plugin_logs::run(&name, follow, since.as_deref(), json, &client).await,
         PluginAction::Deploy { file, name, client } => deploy(&file, &name, &client).await,
+        PluginAction::Shadow(args) => super::rollout::shadow(args).await,
+        PluginAction::Canary(args) => super::rollout::canary(args).await,
+        PluginAction::Diff(args) => {
+            let name = args.name.clone();
+            super::rollout::named(args, RolloutRequest::Status { name }).await
+        }
+        PluginAction::Promote(args) => {
+            let name = args.name.clone();
+            super::rollout::named(args, RolloutRequest::Promote { name }).await
+        }
+        PluginAction::Rollback(args) => {
+            let name = args.name.clone();
+            super::rollout::named(args, RolloutRequest::Rollback { name }).await
+        }
         PluginAction::Test {
             file,
             input,

@@ -172,4 +172,8 @@ impl Distribution for ClusterDistribution {
         }
         .boxed()
     }
+
+    fn supports_rollouts(&self) -> bool {
+        false
+    }
 }

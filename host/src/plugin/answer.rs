@@ -214,35 +214,9 @@ pub(crate) fn decode_headers(mut data: &[u8]) -> Option<Vec<(String, String)>> {
     Some(headers)
 }
 
-/// A registry with `plugins/dist/test_hostile.wasm` loaded as plugin
-/// `hostile` in `mode`, and the directory it caches compiled code in.
-#[cfg(test)]
-pub(crate) fn hostile(
-    mode: &str,
-) -> (
-    std::sync::Arc<super::registry::PluginRegistry>,
-    tempfile::TempDir,
-) {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist/test_hostile.wasm");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo xtask plugins` first",
-        path.display()
-    );
-    let dir = tempfile::TempDir::new().expect("temp dir");
-    let text = format!(
-        "[server]\ndata_dir = {:?}\n[[plugin]]\nname = \"hostile\"\npath = {:?}\nconfig = {{ mode = {mode:?} }}\n",
-        dir.path().display().to_string(),
-        path.display().to_string(),
-    );
-    let config = crate::config::Config::parse(&text, "test").expect("valid config");
-    let registry = super::registry::PluginRegistry::load(&config).expect("test_hostile loads");
-    (std::sync::Arc::new(registry), dir)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::hostile;
     use super::super::pipeline::{lay_out, BatchEntry};
     use super::*;
 

@@ -274,7 +274,7 @@ pub fn apply_group(filter: &DeliveryFilter, chunk: Chunk) -> (Chunk, Vec<AutoSet
 mod tests {
     use bytes::Bytes;
 
-    use super::super::answer::hostile;
+    use super::super::hostile;
     use super::*;
 
     /// A filter over `test_hostile` in `mode` (kept alive: the registry's

@@ -21,6 +21,12 @@ pub trait Distribution: Send + Sync + 'static {
 
     /// The plugins' status: this broker's, or every node's in a cluster.
     fn status(&self) -> BoxFuture<'_, Vec<PluginStatus>>;
+
+    /// Whether shadow and canary rollouts can run here: on one machine
+    /// they do; a cluster would need each node to run the same one.
+    fn supports_rollouts(&self) -> bool {
+        true
+    }
 }
 
 /// Checks a new version of `name` against `registry` off the async workers.

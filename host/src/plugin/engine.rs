@@ -55,6 +55,69 @@ impl std::fmt::Debug for PluginEngine {
     }
 }
 
+/// The WASI version whose stream calls [`link_stdio_without_tokio`]
+/// replaces (the one wasmtime-wasi 48 links).
+const WASI_IO_STREAMS: &str = "wasi:io/streams@0.2.12";
+
+/// Replaces WASI's blocking output-stream calls, which wasmtime-wasi's
+/// synchronous bindings run through `Handle::block_on` (a panic on a tokio
+/// worker: where a quick pipeline runs, see `pipeline::QUICK_RUN`), by
+/// direct calls. The only output streams a plugin has are its stdout and
+/// stderr ([`super::log_stream`]), which are always ready, so nothing
+/// waits.
+fn link_stdio_without_tokio(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+    use wasmtime::component::Resource;
+    use wasmtime_wasi::p2::bindings::sync::io::streams::{Host, StreamError as WitError};
+    use wasmtime_wasi::p2::{DynOutputStream, StreamError};
+    use wasmtime_wasi::WasiView;
+
+    type Written = wasmtime::Result<(Result<(), WitError>,)>;
+    fn done(state: &mut StoreState, result: Result<(), StreamError>) -> Written {
+        match result {
+            Ok(()) => Ok((Ok(()),)),
+            Err(e) => Ok((Err(state.ctx().table.convert_stream_error(e)?),)),
+        }
+    }
+    fn stream<'a>(
+        state: &'a mut StoreState,
+        stream: &Resource<DynOutputStream>,
+    ) -> wasmtime::Result<&'a mut DynOutputStream> {
+        Ok(state.ctx().table.get_mut(stream)?)
+    }
+
+    linker.allow_shadowing(true);
+    let mut streams = linker.instance(WASI_IO_STREAMS)?;
+    streams.func_wrap(
+        "[method]output-stream.blocking-write-and-flush",
+        |mut store, (s, bytes): (Resource<DynOutputStream>, Vec<u8>)| -> Written {
+            let state = store.data_mut();
+            let out = stream(state, &s)?;
+            let result = out.write(bytes.into()).and_then(|()| out.flush());
+            done(state, result)
+        },
+    )?;
+    streams.func_wrap(
+        "[method]output-stream.blocking-write-zeroes-and-flush",
+        |mut store, (s, len): (Resource<DynOutputStream>, u64)| -> Written {
+            let state = store.data_mut();
+            let out = stream(state, &s)?;
+            let zeroes = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX).min(1 << 20)];
+            let result = out.write(zeroes.into()).and_then(|()| out.flush());
+            done(state, result)
+        },
+    )?;
+    streams.func_wrap(
+        "[method]output-stream.blocking-flush",
+        |mut store, (s,): (Resource<DynOutputStream>,)| -> Written {
+            let state = store.data_mut();
+            let result = stream(state, &s)?.flush();
+            done(state, result)
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
 impl PluginEngine {
     /// Creates the engine and starts its epoch ticker; compiled components
     /// are cached in memory only.
@@ -94,6 +157,8 @@ impl PluginEngine {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(wasmtime_error("cannot link WASI"))?;
+        link_stdio_without_tokio(&mut linker)
+            .map_err(wasmtime_error("cannot link WASI output streams"))?;
         Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state: &mut StoreState| state)
             .map_err(wasmtime_error("cannot link the sluice host interface"))?;
 

@@ -108,4 +108,12 @@ pub enum PluginError {
         /// Why.
         reason: String,
     },
+    /// A rollout request that cannot be done as asked.
+    #[error("plugin {plugin}: {reason}")]
+    Rollout {
+        /// The plugin.
+        plugin: String,
+        /// Why.
+        reason: String,
+    },
 }

@@ -73,9 +73,38 @@ impl PluginEngine {
         bytes: &[u8],
         digest: &[u8; 32],
     ) -> Result<LoadedPlugin, PluginError> {
+        self.load_as(spec, bytes, digest, None)
+    }
+
+    /// [`PluginEngine::load_digested`] as a shadow version: its state
+    /// writes, from `init` on, go to a throwaway overlay over the plugin's
+    /// live namespace.
+    pub fn load_shadow(
+        &self,
+        spec: PluginSpec,
+        bytes: &[u8],
+        digest: &[u8; 32],
+    ) -> Result<LoadedPlugin, PluginError> {
+        let live = self
+            .kv()
+            .namespace(&spec.name)
+            .map_err(|e| PluginError::State {
+                plugin: spec.name.clone(),
+                reason: e.to_string(),
+            })?;
+        self.load_as(spec, bytes, digest, Some(Arc::new(Overlay::new(live))))
+    }
+
+    fn load_as(
+        &self,
+        spec: PluginSpec,
+        bytes: &[u8],
+        digest: &[u8; 32],
+        overlay: Option<Arc<Overlay>>,
+    ) -> Result<LoadedPlugin, PluginError> {
         let started = Instant::now();
         let (pre, source) = self.compile(&spec.name, &spec.path, bytes, digest)?;
-        LoadedPlugin::new(self.clone(), spec, digest, pre, source, started)
+        LoadedPlugin::new(self.clone(), spec, digest, pre, source, started, overlay)
     }
 }
 
@@ -132,6 +161,7 @@ impl LoadedPlugin {
         pre: PluginPre<StoreState>,
         source: LoadSource,
         started: Instant,
+        overlay: Option<Arc<Overlay>>,
     ) -> Result<LoadedPlugin, PluginError> {
         let mut loaded = LoadedPlugin {
             engine,
@@ -143,7 +173,7 @@ impl LoadedPlugin {
             load_took: Duration::ZERO,
             pre,
             idle: Mutex::new(Vec::new()),
-            overlay: None,
+            overlay,
             stats: PluginStats::default(),
         };
         let first = loaded.instantiate()?;
@@ -158,18 +188,11 @@ impl LoadedPlugin {
         self.variant(config_json, self.overlay.clone())
     }
 
-    /// The same version run as a shadow: with `config_json`, its state
-    /// writes kept in a throwaway overlay over the live namespace.
-    pub fn shadowed(&self, config_json: &str) -> Result<LoadedPlugin, PluginError> {
-        let live = self
-            .engine
-            .kv()
-            .namespace(&self.spec.name)
-            .map_err(|e| PluginError::State {
-                plugin: self.spec.name.clone(),
-                reason: e.to_string(),
-            })?;
-        self.variant(config_json, Some(Arc::new(Overlay::new(live))))
+    /// This version taking live traffic: a shadow version promoted, its
+    /// state calls now on the live namespace (a fresh instance pool; the
+    /// overlay's writes are dropped).
+    pub fn unshadowed(&self) -> Result<LoadedPlugin, PluginError> {
+        self.variant(&self.spec.config_json, None)
     }
 
     /// Whether this is a shadow version.

@@ -1,5 +1,11 @@
 //! A plugin's stdout and stderr, line by line into its log (stdout at
 //! info level, stderr at warn).
+//!
+//! The stream is synchronous and always ready: a write is a line split and
+//! a bounded channel send, never a wait. That is what lets the engine's
+//! blocking stream calls (see `engine`) finish without entering tokio,
+//! so a plugin that prints (a panic message, say) while running on an
+//! async worker does not take the worker down.
 
 use std::io;
 use std::pin::Pin;
@@ -9,6 +15,7 @@ use std::task::{Context, Poll};
 use crate::sync::lock;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
 use super::logs::{LogContext, MAX_LINE};
 
@@ -58,6 +65,33 @@ impl StdoutStream for LogStream {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
         Box::new(self.clone())
     }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+}
+
+/// Lines are cut at [`MAX_LINE`]; a write of any size is taken at once.
+const WRITE_PERMIT: usize = 1024 * 1024;
+
+impl OutputStream for LogStream {
+    fn write(&mut self, bytes: bytes::Bytes) -> Result<(), StreamError> {
+        LogStream::write(self, &bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(WRITE_PERMIT)
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for LogStream {
+    async fn ready(&mut self) {}
 }
 
 impl AsyncWrite for LogStream {

@@ -25,7 +25,8 @@
 //! - [`logs`] - plugins' log lines, rate-limited, to `_sluice.logs.<plugin>`.
 //! - [`kv`] - plugins' key-value state, durable, one namespace per plugin.
 //! - [`cache`] - compiled components by content hash, in memory and on disk.
-//! - [`registry`] - the set in force and how reloads swap it.
+//! - [`registry`] - the set in force and how reloads and rollouts swap it.
+//! - [`rollout`] - a candidate version in shadow or canary mode.
 //! - [`watch`] - file watching and debouncing that drive reloads.
 
 pub mod answer;
@@ -41,6 +42,7 @@ mod log_stream;
 pub mod logs;
 pub mod pipeline;
 pub mod registry;
+pub mod rollout;
 mod state;
 pub mod stats;
 pub mod watch;
@@ -57,6 +59,7 @@ pub use error::PluginError;
 pub use instance::{LoadedPlugin, PluginSpec};
 pub use pipeline::{Destination, Disposition, OnError, Pipeline};
 pub use registry::{PluginRegistry, ReloadReport};
+pub use rollout::Rollout;
 
 use crate::config::Config;
 
@@ -70,6 +73,30 @@ pub struct PluginSet {
     pub pipelines: Vec<Pipeline>,
     /// Stamp `sluice-plugin-versions` on what pipelines store.
     pub version_header: bool,
+    /// Rollouts by plugin name (running, or stopped by an automatic
+    /// rollback and kept until rolled back or replaced).
+    pub rollouts: BTreeMap<String, Arc<Rollout>>,
+}
+
+/// A pipeline over `stages`, with the rollouts of their plugins.
+fn pipeline(
+    pattern: Pattern,
+    stages: Vec<Arc<LoadedPlugin>>,
+    on_error: OnError,
+    version_header: bool,
+    rollouts: &BTreeMap<String, Arc<Rollout>>,
+) -> Pipeline {
+    Pipeline {
+        rollouts: stages
+            .iter()
+            .map(|s| rollouts.get(s.name()).cloned())
+            .collect(),
+        pattern,
+        stages,
+        on_error,
+        version_header,
+        last_run: Default::default(),
+    }
 }
 
 /// The spec of plugin `name` from the config, with its path made absolute
@@ -95,37 +122,63 @@ pub fn spec_from_config(config: &Config, plugin: &crate::config::PluginConfig) -
 
 impl PluginSet {
     /// The pipelines of `config` over loaded `plugins` (the config is
-    /// validated: every stage names one of them).
-    pub fn assemble(config: &Config, plugins: BTreeMap<String, Arc<LoadedPlugin>>) -> PluginSet {
+    /// validated: every stage names one of them), with those of `rollouts`
+    /// whose plugin is still there.
+    pub fn assemble(
+        config: &Config,
+        plugins: BTreeMap<String, Arc<LoadedPlugin>>,
+        rollouts: &BTreeMap<String, Arc<Rollout>>,
+    ) -> PluginSet {
         let version_header = config.plugin_runtime.version_header;
+        let rollouts: BTreeMap<String, Arc<Rollout>> = rollouts
+            .iter()
+            .filter(|(name, _)| plugins.contains_key(*name))
+            .map(|(n, r)| (n.clone(), r.clone()))
+            .collect();
         let pipelines = config
             .pipelines
             .iter()
             // Config validation refuses a bad pattern; none is skipped here.
             .filter_map(|p| {
-                Some(Pipeline {
-                    pattern: Pattern::parse(&p.topics).ok()?,
-                    stages: p
-                        .stages
-                        .iter()
-                        .filter_map(|s| plugins.get(s).cloned())
-                        .collect(),
-                    on_error: p.on_error,
+                let stages = p
+                    .stages
+                    .iter()
+                    .filter_map(|s| plugins.get(s).cloned())
+                    .collect();
+                let pattern = Pattern::parse(&p.topics).ok()?;
+                Some(pipeline(
+                    pattern,
+                    stages,
+                    p.on_error,
                     version_header,
-                    last_run: Default::default(),
-                })
+                    &rollouts,
+                ))
             })
             .collect();
         PluginSet {
             plugins,
             pipelines,
             version_header,
+            rollouts,
         }
+    }
+
+    /// This set with `rollouts` in place of its own.
+    pub fn with_rollouts(&self, rollouts: BTreeMap<String, Arc<Rollout>>) -> PluginSet {
+        self.rebuilt(&BTreeMap::new(), rollouts)
     }
 
     /// This set with some plugins replaced by new versions, in every
     /// pipeline that uses them.
     pub fn with_replaced(&self, new: &BTreeMap<String, Arc<LoadedPlugin>>) -> PluginSet {
+        self.rebuilt(new, self.rollouts.clone())
+    }
+
+    fn rebuilt(
+        &self,
+        new: &BTreeMap<String, Arc<LoadedPlugin>>,
+        rollouts: BTreeMap<String, Arc<Rollout>>,
+    ) -> PluginSet {
         let pick = |p: &Arc<LoadedPlugin>| new.get(p.name()).unwrap_or(p).clone();
         PluginSet {
             plugins: self
@@ -136,15 +189,19 @@ impl PluginSet {
             pipelines: self
                 .pipelines
                 .iter()
-                .map(|p| Pipeline {
-                    pattern: p.pattern.clone(),
-                    stages: p.stages.iter().map(pick).collect(),
-                    on_error: p.on_error,
-                    version_header: p.version_header,
-                    last_run: Default::default(),
+                .map(|p| {
+                    let stages = p.stages.iter().map(pick).collect();
+                    pipeline(
+                        p.pattern.clone(),
+                        stages,
+                        p.on_error,
+                        p.version_header,
+                        &rollouts,
+                    )
                 })
                 .collect(),
             version_header: self.version_header,
+            rollouts,
         }
     }
 
@@ -166,4 +223,26 @@ impl PluginSet {
     pub fn pipeline_for(&self, topic: &str) -> Option<&Pipeline> {
         self.pipelines.iter().find(|p| p.pattern.matches(topic))
     }
+}
+
+/// A registry with `plugins/dist/test_hostile.wasm` loaded as plugin
+/// `hostile` in `mode`, and the directory it caches compiled code in.
+#[cfg(test)]
+pub(crate) fn hostile(mode: &str) -> (std::sync::Arc<registry::PluginRegistry>, tempfile::TempDir) {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist/test_hostile.wasm");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask plugins` first",
+        path.display()
+    );
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let text = format!(
+        "[server]\ndata_dir = {:?}\n[[plugin]]\nname = \"hostile\"\npath = {:?}\nconfig = {{ mode = {mode:?} }}\n",
+        dir.path().display().to_string(),
+        path.display().to_string(),
+    );
+    let config = crate::config::Config::parse(&text, "test").expect("valid config");
+    let registry = registry::PluginRegistry::load(&config).expect("test_hostile loads");
+    (std::sync::Arc::new(registry), dir)
 }

@@ -103,6 +103,7 @@ async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {
             let r = broker.observer().record.size();
             [r.messages as u64, r.bytes as u64]
         },
+        rollbacks: crate::plugin::rollout::ROLLBACKS.load(std::sync::atomic::Ordering::Relaxed),
     };
     let body = broker.metrics().render(&state);
     (

@@ -5,8 +5,12 @@
 //! outcome), `fail-init` (refuses to start), `log` (logs and passes),
 //! `noisy` (logs `lines` lines per message and passes),
 //! `stamp` (passes each message on with an `x-stamp` header holding the
-//! build stamp below), `replace-past-end` and `replace-bad-headers`
-//! (malformed replacements, see [`Mode`]).
+//! build stamp below), `route-stamped` (routes each message to
+//! `<topic>.<stamp>`), `replace-past-end` and `replace-bad-headers`
+//! (malformed replacements, see [`Mode`]). In the stamp modes,
+//! `trap_stamp` and `trap_percent` make the build with that stamp trap on
+//! about that share of messages (by a hash of the payload), so two builds
+//! with one config behave differently: a canary that fails.
 //!
 //! The build stamp is a fixed-size marker in the component's data. Hot
 //! reload tests patch its bytes in a copy of the built file to get a second,
@@ -50,6 +54,8 @@ pub enum Mode {
     Noisy,
     /// Replace each message by itself with header `x-stamp: <build stamp>`.
     Stamp,
+    /// Route each message to `<its topic>.<build stamp>`.
+    RouteStamped,
     /// Replace each message by a copy of itself, but the last outcome's
     /// span runs one past the new messages. The SDK cannot express a
     /// malformed answer, so the component breaks a good one on its way out
@@ -69,6 +75,12 @@ pub struct Config {
     /// Lines per message in `noisy` mode.
     #[serde(default)]
     pub lines: u32,
+    /// In the stamp modes: the build stamp that traps...
+    #[serde(default)]
+    pub trap_stamp: Option<String>,
+    /// ...on this percentage of messages.
+    #[serde(default)]
+    pub trap_percent: u32,
 }
 
 /// The fixture.
@@ -76,6 +88,26 @@ pub struct Config {
 pub struct Hostile {
     mode: Mode,
     lines: u32,
+    trap_stamp: Option<String>,
+    trap_percent: u32,
+}
+
+/// FNV-1a: a stable hash of a payload.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl Hostile {
+    /// Traps if this build is the one configured to, on this payload.
+    fn maybe_trap(&self, stamp: &str, payload: &[u8]) {
+        if self.trap_stamp.as_deref() == Some(stamp)
+            && fnv(payload) % 100 < u64::from(self.trap_percent)
+        {
+            panic!("build {stamp} traps on this message, as configured");
+        }
+    }
 }
 
 impl Plugin for Hostile {
@@ -88,6 +120,8 @@ impl Plugin for Hostile {
         Ok(Hostile {
             mode: config.mode,
             lines: config.lines,
+            trap_stamp: config.trap_stamp,
+            trap_percent: config.trap_percent,
         })
     }
 
@@ -131,8 +165,16 @@ impl Plugin for Hostile {
             Mode::Stamp => {
                 let stamp = stamp();
                 for message in batch.messages() {
+                    self.maybe_trap(&stamp, message.payload());
                     out.replace([MessageBuilder::from_message(&message)
                         .set_header("x-stamp", stamp.as_str())]);
+                }
+            }
+            Mode::RouteStamped => {
+                let stamp = stamp();
+                for message in batch.messages() {
+                    self.maybe_trap(&stamp, message.payload());
+                    out.route([format!("{}.{stamp}", batch.topic())]);
                 }
             }
             Mode::ReplacePastEnd | Mode::ReplaceBadHeaders => {
@@ -240,6 +282,17 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        assert_eq!(
+            run_plugin::<Hostile>(r#"{"mode": "route-stamped"}"#, &batch).unwrap(),
+            vec![TestOutcome::Route(vec!["t.v1".into()]); 2]
+        );
+        // Another build's trap setting does nothing to this one; its own
+        // traps on every message at 100%.
+        let other = r#"{"mode": "stamp", "trap_stamp": "v2", "trap_percent": 100}"#;
+        assert_eq!(run_plugin::<Hostile>(other, &batch).unwrap().len(), 2);
+        let own = r#"{"mode": "route-stamped", "trap_stamp": "v1", "trap_percent": 100}"#;
+        let trapped = std::panic::catch_unwind(|| run_plugin::<Hostile>(own, &batch));
+        assert!(trapped.is_err());
         // Well formed natively: only the component breaks them.
         for mode in ["replace-past-end", "replace-bad-headers"] {
             let config = format!(r#"{{"mode": "{mode}"}}"#);

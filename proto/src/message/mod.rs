@@ -20,6 +20,8 @@
 //! - `delivery` - reading: [`Subscribe`], [`Fetch`], [`Delivered`].
 //! - `topic` - topic administration: [`CreateTopic`], [`TopicInfo`].
 //! - `plugin` - what the broker reports about plugins: [`PluginStatus`].
+//! - `rollout` - shadow and canary versions: [`RolloutRequest`],
+//!   [`RolloutStatus`].
 //! - `trace` - what happened to one message: [`TraceKey`], [`TraceReport`].
 //!
 //! Every type is re-exported here and at the crate root, so the files are
@@ -32,6 +34,7 @@ mod handshake;
 mod plugin;
 mod publish;
 mod request;
+mod rollout;
 mod stream;
 mod topic;
 mod trace;
@@ -49,6 +52,10 @@ pub use handshake::{Hello, Welcome, FEATURE_COMPACT_DELIVERY, FEATURE_COMPACT_PU
 pub use plugin::{PluginStatus, RefusedVersion};
 pub use publish::{MessageOutcome, Publish, PublishAck, PublishMessage, StoredAt};
 pub use request::{Request, RequestBody, Response, ResponseBody};
+pub use rollout::{
+    CanaryPlan, CanaryWindow, DiffSample, RolloutRequest, RolloutState, RolloutStatus, ShadowDiff,
+    VersionWindow,
+};
 pub use stream::{request_id_of, ClientFrame, DeliveryFrame, ServerFrame};
 pub use topic::{CreateTopic, RetentionSpec, TopicInfo};
 pub use trace::{

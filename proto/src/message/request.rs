@@ -9,6 +9,7 @@ use super::delivery::{Fetch, FetchBatch, StartPosition, Subscribe};
 use super::group::{Consume, GroupInfo, Settle, SettleBatch};
 use super::plugin::PluginStatus;
 use super::publish::{Publish, PublishAck};
+use super::rollout::{RolloutRequest, RolloutStatus};
 use super::topic::{CreateTopic, TopicInfo};
 use super::trace::{TraceKey, TraceReport};
 use crate::error::ErrorBody;
@@ -93,6 +94,9 @@ pub enum RequestBody {
     /// What happened to a message: its stages, places, deliveries and
     /// settlements, from the broker's event record. Answered with `Traced`.
     Trace(TraceKey),
+    /// Start, finish or look at a plugin's shadow or canary rollout.
+    /// Answered with `Rollout`.
+    Rollout(RolloutRequest),
 }
 
 /// The answer to one request.
@@ -155,4 +159,6 @@ pub enum ResponseBody {
     },
     /// The answer to `Trace`.
     Traced(TraceReport),
+    /// The answer to `Rollout`: the rollout as it stands after the request.
+    Rollout(Box<RolloutStatus>),
 }

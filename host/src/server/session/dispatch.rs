@@ -108,6 +108,17 @@ impl Session {
                         .map(|hash| ResponseBody::Deployed { hash })
                 })
             }
+            RequestBody::Rollout(rollout) => {
+                if let Err(e) = self.check_admin(AdminRight::Plugins, "roll plugins out") {
+                    return Answer::Now(Err(e));
+                }
+                Answer::later(async move {
+                    broker
+                        .plugin_rollout(rollout)
+                        .await
+                        .map(|status| ResponseBody::Rollout(Box::new(status)))
+                })
+            }
             RequestBody::Consume(consume) => Answer::Now(self.consume(consume).await),
             RequestBody::Settle(settle) => {
                 if let Err(e) = self.check_settle(&settle.group, [settle.topic.as_str()]) {

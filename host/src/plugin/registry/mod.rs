@@ -11,6 +11,10 @@
 //! shown in `sluice plugin list`, and the running one stays.
 //!
 //! Reloads are serialised by one lock; the hot path never takes it.
+//! Rollouts (shadow and canary versions, promotion and rollback) are swaps
+//! of the same kind, in [`rollouts`].
+
+mod rollouts;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -26,6 +30,7 @@ use super::instance::short_hash;
 use super::kv::local::LocalOpener;
 use super::kv::{KvStores, Limits};
 use super::logs::PluginLogs;
+use super::rollout::saved::Saved;
 use super::{spec_from_config, LoadedPlugin, PluginEngine, PluginError, PluginSet, PluginSpec};
 use crate::config::{Config, ConfigError, PluginRuntimeConfig};
 
@@ -117,6 +122,10 @@ pub struct PluginRegistry {
     logs: Arc<PluginLogs>,
     /// Plugins' key-value state.
     kv: Arc<KvStores>,
+    /// Saved rollouts and promotions (none without a data directory).
+    saved: Option<Saved>,
+    /// The last ended rollout of each plugin, for its status.
+    ended: Mutex<BTreeMap<String, sluice_proto::RolloutStatus>>,
 }
 
 impl std::fmt::Debug for PluginRegistry {
@@ -150,6 +159,8 @@ impl PluginRegistry {
                 PluginRuntimeConfig::default().log_burst,
             )),
             kv: Arc::new(KvStores::in_memory(Limits::default())),
+            saved: None,
+            ended: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -184,11 +195,16 @@ impl PluginRegistry {
                 )),
                 config.plugin_runtime.state_limits(),
             )),
+            saved: Some(Saved::new(
+                crate::disk::real(),
+                &config.server.data_dir.join("plugin-rollouts"),
+            )),
             ..PluginRegistry::empty()
         };
         if !config.plugins.is_empty() {
             let set = registry.build(config, None)?;
             registry.current.store(Arc::new(set));
+            registry.restore_rollouts();
         }
         Ok(registry)
     }
@@ -237,7 +253,7 @@ impl PluginRegistry {
         spec: PluginSpec,
         running: Option<&Arc<LoadedPlugin>>,
     ) -> Result<(Arc<LoadedPlugin>, bool), PluginError> {
-        let bytes = PluginEngine::read(&spec)?;
+        let bytes = self.promoted_or(&spec.name, PluginEngine::read(&spec)?);
         let digest: [u8; 32] = Sha256::digest(&bytes).into();
         let hash = short_hash(&digest);
         if let Some(r) = running.filter(|r| r.hash == hash && *r.spec() == spec) {
@@ -337,7 +353,8 @@ impl PluginRegistry {
             );
             self.note_loaded(loaded, None);
         }
-        Ok(PluginSet::assemble(config, plugins))
+        let rollouts = old.map(|set| set.rollouts.clone()).unwrap_or_default();
+        Ok(PluginSet::assemble(config, plugins, &rollouts))
     }
 
     /// Acts on changed plugin files (blocking). Each plugin whose file is
@@ -354,7 +371,7 @@ impl PluginRegistry {
                 continue;
             }
             let bytes = match std::fs::read(&spec.path) {
-                Ok(bytes) => bytes,
+                Ok(bytes) => self.promoted_or(name, bytes),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     tracing::warn!(plugin = %name, path = %spec.path.display(), version = %running.hash, "plugin file is gone; the running version stays until a new file appears");
                     continue;
