@@ -61,7 +61,7 @@ async fn open_local(
     let groups = groups::LocalGroups::open(store.clone(), options)
         .await
         .map_err(StartError::Groups)?;
-    let plugins = load_plugins(config).await?;
+    let plugins = load_plugins(config, None).await?;
     Ok(Backends {
         store,
         groups: Arc::new(groups),
@@ -98,7 +98,11 @@ async fn open_cluster(
     let (shared, effective) = cluster::SharedPlugins::open(&nats, config)
         .await
         .map_err(StartError::SharedPlugins)?;
-    let plugins = load_plugins(&effective).await?;
+    let state = store::jetstream::open_bucket(&nats, plugin::kv::cluster::STATE_BUCKET)
+        .await
+        .map_err(StartError::Store)?;
+    let state = plugin::kv::cluster::ClusterOpener::new(state, cluster.request_timeout);
+    let plugins = load_plugins(&effective, Some(Box::new(state))).await?;
     let (distribution, follower) =
         cluster::ClusterDistribution::start(nats, shared, plugins.clone(), shutdown.clone())
             .await
@@ -114,12 +118,20 @@ async fn open_cluster(
 }
 
 /// Loads every configured plugin (compiling components off the async
-/// workers). A plugin that fails to load stops start-up with its error.
-async fn load_plugins(config: &Config) -> Result<Arc<PluginRegistry>, StartError> {
+/// workers), their state kept where `state` opens it (by default in the
+/// data directory). A plugin that fails to load stops start-up with its
+/// error.
+async fn load_plugins(
+    config: &Config,
+    state: Option<Box<dyn plugin::kv::Opener>>,
+) -> Result<Arc<PluginRegistry>, StartError> {
     let config = config.clone();
-    let registry = tokio::task::spawn_blocking(move || PluginRegistry::load(&config))
-        .await
-        .map_err(StartError::PluginTask)??;
+    let registry = tokio::task::spawn_blocking(move || match state {
+        Some(state) => PluginRegistry::load_with_state(&config, state),
+        None => PluginRegistry::load(&config),
+    })
+    .await
+    .map_err(StartError::PluginTask)??;
     for pipeline in &registry.current().pipelines {
         tracing::info!(pipeline = %pipeline.describe(), on_error = ?pipeline.on_error, "pipeline ready");
     }

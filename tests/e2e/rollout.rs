@@ -149,6 +149,17 @@ async fn a_shadow_that_routes_differently_is_counted_and_changes_nothing_deliver
     let json: serde_json::Value =
         serde_json::from_str(&cli(&broker, &["diff", "p", "--json"]).await?)?;
     assert_eq!(json["diff"]["differences"]["route"], 50);
+    // The console's plugins page shows the same, with the samples.
+    let page = crate::console::open_session(&broker)
+        .await
+        .get("/api/plugins")
+        .await
+        .json();
+    let shown = &page["rollouts"][0];
+    assert_eq!(shown["name"], "p", "{page}");
+    assert_eq!(shown["mode"], "shadow");
+    assert_eq!(shown["diff"]["differences"]["route"], 50);
+    assert_eq!(shown["diff"]["samples"][0]["kind"], "route");
 
     let stopped = cli(&broker, &["shadow", "p", "--stop"]).await?;
     assert!(stopped.contains("rolled back"), "{stopped}");

@@ -1,13 +1,14 @@
 //! The plugins page: each pipeline as its stages, and each plugin's
 //! version, counters, latency, outcomes and the versions it loaded or
-//! refused since start. Needs the `plugins` admin right, as `sluice plugin
+//! refused since start, and each plugin's rollout (shadow differences,
+//! canary windows). Needs the `plugins` admin right, as `sluice plugin
 //! list` does.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::Json;
-use sluice_proto::PluginStatus;
+use sluice_proto::{PluginStatus, RolloutStatus};
 
 use super::error::ConsoleError;
 use super::{Console, Signed};
@@ -50,6 +51,9 @@ pub struct Plugins {
     pub plugins: Vec<PluginRow>,
     /// The last refused change of the config file: (when, why).
     pub config_refused: Option<(i64, String)>,
+    /// Each plugin's rollout running, or its last since start: shadow
+    /// differences and samples, canary windows (single-node mode).
+    pub rollouts: Vec<RolloutStatus>,
 }
 
 /// `GET /api/plugins`.
@@ -108,5 +112,6 @@ pub async fn show(
         pipelines,
         plugins,
         config_refused: registry.config_refusal(),
+        rollouts: registry.rollouts(),
     }))
 }

@@ -9,6 +9,7 @@ mod checks;
 mod console;
 mod groups;
 mod plugins;
+mod state;
 mod topics;
 
 use std::time::Duration;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use sluice_client::{Message, MessageOutcome, StartPosition};
-use sluice_tests::{fetch_all, wait_until};
+use sluice_tests::{fetch_all, stamp_build, wait_until};
 
 use super::Cluster;
 
@@ -62,22 +62,6 @@ async fn the_first_node_seeds_the_pipeline_and_every_node_runs_it() -> anyhow::R
         );
     }
     Ok(())
-}
-
-/// The stamping fixture with its marker set to `version` (2 characters):
-/// two versions of one plugin from one build.
-fn stamp_build(version: &str) -> Vec<u8> {
-    const MARKER_V1: &[u8] = b"SLUICE-STAMP:v1______";
-    let mut bytes =
-        std::fs::read(sluice_tests::plugin_dist("test_hostile.wasm")).expect("fixture readable");
-    let at = bytes
-        .windows(MARKER_V1.len())
-        .position(|w| w == MARKER_V1)
-        .expect("the fixture carries its stamp marker");
-    let mut marker = b"SLUICE-STAMP:".to_vec();
-    marker.extend_from_slice(format!("{version:_<8}").as_bytes());
-    bytes[at..at + MARKER_V1.len()].copy_from_slice(&marker);
-    bytes
 }
 
 fn stamp_of(message: &sluice_client::Delivered) -> String {

@@ -13,7 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{Client as Browser, ClientBuilder, Locator};
-use sluice_client::{Client, ConsumeOptions, Message, MessageOutcome, StartPosition};
+use sluice_client::{
+    Client, ConsumeOptions, Message, MessageOutcome, RolloutRequest, StartPosition,
+};
 use sluice_tests::{bounded, client_options, plugin_dist, wait_until, TestBroker, WAIT};
 
 use super::{auth_toml, ADMIN_TOKEN};
@@ -360,6 +362,31 @@ async fn walk(browser: &Browser, admin: SocketAddr, client: &Client) -> anyhow::
     )
     .await;
     assert!(last.contains("wasm trap"), "{last}");
+    // A shadow version shows in the rollouts table, with what it compared.
+    client
+        .plugin_rollout(RolloutRequest::Shadow {
+            name: "crash".into(),
+            wasm: sluice_tests::stamp_build("v2").into(),
+        })
+        .await?;
+    shows(
+        browser,
+        "the shadow",
+        "tr[data-rollout='crash'] td[data-field='state']",
+        |t| t == "running",
+    )
+    .await;
+    // (A second failure of the current version: the overview counts 2.)
+    client
+        .publish_batch(vec![Message::new("fragile", "y")])
+        .await?;
+    shows(
+        browser,
+        "what the shadow compared",
+        "tr[data-rollout='crash'] td[data-field='compared']",
+        |t| t.starts_with("1 ("),
+    )
+    .await;
     screenshot(browser, "plugins").await?;
 
     // The overview sums it up.
@@ -372,7 +399,7 @@ async fn walk(browser: &Browser, admin: SocketAddr, client: &Client) -> anyhow::
         browser,
         "the failing plugin",
         "tr[data-plugin='crash'] td[data-field='errors']",
-        |t| t == "1",
+        |t| t == "2",
     )
     .await;
     screenshot(browser, "overview").await?;

@@ -65,7 +65,7 @@ async fn signed_in(broker: &TestBroker, token: &str) -> Http {
 }
 
 /// A console client of a broker without auth, with its anonymous session.
-async fn open_session(broker: &TestBroker) -> Http {
+pub(crate) async fn open_session(broker: &TestBroker) -> Http {
     let mut http = Http::new(broker.admin_addr().expect("admin listener"));
     let reply = http.session().await;
     assert_eq!(reply.status, 200, "session: {}", reply.body);

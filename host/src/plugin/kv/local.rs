@@ -81,7 +81,7 @@ impl Sink for JournalSink {
             .map_err(unavailable)
     }
 
-    fn flush(&mut self, state: &KvState) -> Result<(), KvError> {
+    fn flush(&mut self, state: &mut KvState) -> Result<(), KvError> {
         let len = self.journal.len_bytes();
         if len > COMPACT_AFTER_BYTES && len > 2 * state.bytes() {
             let mut live = KvState::default();

@@ -16,6 +16,8 @@
 //! `state_max_bytes`) are checked before anything changes; a call past
 //! them gets an error naming the limit and the broker goes on.
 
+pub mod cluster;
+mod handle;
 pub mod local;
 mod overlay;
 
@@ -25,6 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+pub use handle::KvHandle;
 pub use overlay::Overlay;
 
 use crate::store::journal::Journaled;
@@ -206,8 +209,16 @@ pub trait Sink: Send {
     fn write(&mut self, event: &KvEvent, state: &KvState) -> Result<(), KvError>;
 
     /// After a batch that wrote, outside the plugin's deadline: what the
-    /// durability policy asks (an fsync), and compaction.
-    fn flush(&mut self, state: &KvState) -> Result<(), KvError>;
+    /// durability policy asks (an fsync, or the cluster's acknowledgement),
+    /// and upkeep (compaction, sweeping expired keys).
+    fn flush(&mut self, state: &mut KvState) -> Result<(), KvError>;
+
+    /// Whether a change another node stored (at `revision` of the shared
+    /// store) should replace what this node holds for `key`. Only a sink
+    /// over a shared store sees such changes.
+    fn accepts(&mut self, _key: &str, _revision: u64) -> bool {
+        false
+    }
 }
 
 /// Keeps nothing (an engine without a data directory: `sluice plugin
@@ -219,7 +230,7 @@ impl Sink for MemorySink {
         Ok(())
     }
 
-    fn flush(&mut self, _: &KvState) -> Result<(), KvError> {
+    fn flush(&mut self, _: &mut KvState) -> Result<(), KvError> {
         Ok(())
     }
 }
@@ -439,62 +450,20 @@ impl Namespace {
         let Inner { state, sink, .. } = &mut *inner;
         sink.flush(state)
     }
-}
 
-/// Where one plugin instance's state calls go.
-#[derive(Debug, Clone)]
-pub enum KvHandle {
-    /// The plugin's namespace.
-    Live(Arc<Namespace>),
-    /// A shadow version's throwaway overlay over it.
-    Shadow(Arc<Overlay>),
-    /// The namespace could not be opened: every call says why.
-    Broken(KvError),
-}
-
-impl KvHandle {
-    /// `get`.
-    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        match self {
-            KvHandle::Live(ns) => ns.get(key),
-            KvHandle::Shadow(o) => o.get(key),
-            KvHandle::Broken(e) => Err(e.clone()),
+    /// A change of `key` stored by another node at `revision` (`None`: the
+    /// key was deleted), applied if the sink says it is newer than what
+    /// this node holds.
+    pub(crate) fn stored(&self, key: &str, revision: u64, entry: Option<Entry>) {
+        let mut inner = lock(&self.inner);
+        if !inner.sink.accepts(key, revision) {
+            return;
         }
-    }
-
-    /// `set`.
-    pub fn set(&self, key: &str, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), KvError> {
-        match self {
-            KvHandle::Live(ns) => ns.set(key, value, ttl_ms),
-            KvHandle::Shadow(o) => o.set(key, value, ttl_ms),
-            KvHandle::Broken(e) => Err(e.clone()),
-        }
-    }
-
-    /// `delete`.
-    pub fn delete(&self, key: &str) -> Result<bool, KvError> {
-        match self {
-            KvHandle::Live(ns) => ns.delete(key),
-            KvHandle::Shadow(o) => o.delete(key),
-            KvHandle::Broken(e) => Err(e.clone()),
-        }
-    }
-
-    /// `incr`.
-    pub fn incr(&self, key: &str, delta: i64, ttl_ms: Option<u64>) -> Result<i64, KvError> {
-        match self {
-            KvHandle::Live(ns) => ns.incr(key, delta, ttl_ms),
-            KvHandle::Shadow(o) => o.incr(key, delta, ttl_ms),
-            KvHandle::Broken(e) => Err(e.clone()),
-        }
-    }
-
-    /// End of a batch (see [`Namespace::flush`]); an overlay keeps nothing.
-    pub fn flush(&self) -> Result<(), KvError> {
-        match self {
-            KvHandle::Live(ns) => ns.flush(),
-            KvHandle::Shadow(_) | KvHandle::Broken(_) => Ok(()),
-        }
+        let key = key.to_owned();
+        inner.state.apply(&match entry {
+            Some(entry) => KvEvent::Set { key, entry },
+            None => KvEvent::Delete { key },
+        });
     }
 }
 
@@ -503,6 +472,10 @@ impl KvHandle {
 pub trait Opener: Send + Sync {
     /// Opens the namespace of plugin `name` (blocking).
     fn open(&self, name: &str) -> Result<(KvState, Box<dyn Sink>), KvError>;
+
+    /// Called once with the namespace [`Opener::open`] made: a shared
+    /// store starts passing other nodes' changes to [`Namespace::stored`].
+    fn follow(&self, _namespace: &Arc<Namespace>) {}
 }
 
 /// Opens namespaces kept in memory only.
@@ -552,6 +525,7 @@ impl KvStores {
         }
         let (state, sink) = self.opener.open(name)?;
         let ns = Arc::new(Namespace::new(name, self.limits, state, sink));
+        self.opener.follow(&ns);
         open.insert(name.to_owned(), ns.clone());
         Ok(ns)
     }

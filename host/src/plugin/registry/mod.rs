@@ -28,7 +28,7 @@ use sluice_proto::{PluginStatus, RefusedVersion};
 use super::cache::LoadSource;
 use super::instance::short_hash;
 use super::kv::local::LocalOpener;
-use super::kv::{KvStores, Limits};
+use super::kv::{KvStores, Limits, Opener};
 use super::logs::PluginLogs;
 use super::rollout::saved::Saved;
 use super::{spec_from_config, LoadedPlugin, PluginEngine, PluginError, PluginSet, PluginSpec};
@@ -173,6 +173,21 @@ impl PluginRegistry {
     /// compiles components). Any failure refuses start-up. Compiled
     /// components are cached in `<data_dir>/plugin-cache/`.
     pub fn load(config: &Config) -> Result<PluginRegistry, PluginError> {
+        let state = LocalOpener::new(
+            crate::disk::real(),
+            &config.server.data_dir.join("plugin-state"),
+            config.storage.fsync,
+            config.storage.fsync_interval,
+        );
+        PluginRegistry::load_with_state(config, Box::new(state))
+    }
+
+    /// [`PluginRegistry::load`], with plugins' state kept where `state`
+    /// opens it (the cluster's bucket in cluster mode).
+    pub fn load_with_state(
+        config: &Config,
+        state: Box<dyn Opener>,
+    ) -> Result<PluginRegistry, PluginError> {
         let baseline = config
             .source
             .as_deref()
@@ -186,15 +201,7 @@ impl PluginRegistry {
                 config.plugin_runtime.log_rate,
                 config.plugin_runtime.log_burst,
             )),
-            kv: Arc::new(KvStores::new(
-                Box::new(LocalOpener::new(
-                    crate::disk::real(),
-                    &config.server.data_dir.join("plugin-state"),
-                    config.storage.fsync,
-                    config.storage.fsync_interval,
-                )),
-                config.plugin_runtime.state_limits(),
-            )),
+            kv: Arc::new(KvStores::new(state, config.plugin_runtime.state_limits())),
             saved: Some(Saved::new(
                 crate::disk::real(),
                 &config.server.data_dir.join("plugin-rollouts"),

@@ -274,16 +274,13 @@ impl PluginRegistry {
             .ok_or_else(|| refused(name, "it has had no rollout since the broker started"))
     }
 
-    /// The rollouts of every plugin in force (for `plugin list` and the
-    /// console).
+    /// Each plugin's rollout as it stands, or its last one since start
+    /// (for the console), by plugin name.
     pub fn rollouts(&self) -> Vec<RolloutStatus> {
         let set = self.current.load_full();
-        set.rollouts
-            .iter()
-            .map(|(name, r)| {
-                let current = set.plugins.get(name).map(|p| p.hash.as_str()).unwrap_or("");
-                r.status(current)
-            })
+        set.plugins
+            .keys()
+            .filter_map(|name| self.rollout_status(name).ok())
             .collect()
     }
 
