@@ -83,3 +83,52 @@ fn sluice_bench_runs_every_scenario_and_reports_json() -> anyhow::Result<()> {
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs --embedded"));
     Ok(())
 }
+
+#[test]
+fn sluice_bench_plugin_costs_runs_a_shadow_and_a_stateful_stage() -> anyhow::Result<()> {
+    let dist = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
+        .args(["bench", "plugin-costs", "--embedded", "--fsync", "never"])
+        .args(["--count", "300", "--max-time", "30s", "--json"])
+        .arg("--plugins-dir")
+        .arg(&dist)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["scenario"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["pass-through", "pass-through + shadow", "state get + set"]
+    );
+    for row in &rows {
+        // Every message was stored: the stateful stage rejects any whose
+        // state call failed, and a rejected publish fails the run.
+        assert_eq!(row["messages"], 300, "{row}");
+    }
+    assert!(stderr.contains("shadow: compared"), "{stderr}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
+        .args([
+            "bench",
+            "plugin-costs",
+            "--server",
+            "127.0.0.1:1",
+            "--insecure",
+        ])
+        .output()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the plugin-costs scenario needs --embedded"),
+        "{stderr}"
+    );
+    Ok(())
+}

@@ -521,6 +521,10 @@ pub enum Scenario {
     Connections,
     /// Every scenario above.
     All,
+    /// What plugin rollouts and state cost: a pass-through stage alone,
+    /// with a shadow version beside it, and a stage doing one state get +
+    /// set per message (`--embedded` only; not part of `all`).
+    PluginCosts,
 }
 
 /// `sluice bench --fsync`

@@ -56,6 +56,10 @@ pub enum Mode {
     Stamp,
     /// Route each message to `<its topic>.<build stamp>`.
     RouteStamped,
+    /// One state `get` and one `set` per message (key: its place in the
+    /// batch; value: its first 16 bytes), then pass: what plugin state
+    /// costs (`sluice bench pipeline`). A failed call rejects the message.
+    State,
     /// Replace each message by a copy of itself, but the last outcome's
     /// span runs one past the new messages. The SDK cannot express a
     /// malformed answer, so the component breaks a good one on its way out
@@ -175,6 +179,19 @@ impl Plugin for Hostile {
                 for message in batch.messages() {
                     self.maybe_trap(&stamp, message.payload());
                     out.route([format!("{}.{stamp}", batch.topic())]);
+                }
+            }
+            Mode::State => {
+                for message in batch.messages() {
+                    let key = format!("k{}", message.index());
+                    let payload = message.payload();
+                    let set = sluice_sdk::state::get(&key).and_then(|_| {
+                        sluice_sdk::state::set(&key, &payload[..payload.len().min(16)])
+                    });
+                    match set {
+                        Ok(()) => out.pass(),
+                        Err(e) => out.reject(format!("state: {e}")),
+                    }
                 }
             }
             Mode::ReplacePastEnd | Mode::ReplaceBadHeaders => {

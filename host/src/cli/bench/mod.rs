@@ -14,6 +14,8 @@
 //!   stage, and the example order pipeline (`--embedded` only: the broker
 //!   is configured with `--plugins-dir`).
 //! - `connections`: idle connections held open (and the broker's memory).
+//! - `plugin-costs` (not in `all`): a pass-through stage alone, with a
+//!   shadow version, and doing one state get + set per message.
 //!
 //! Results: a table at the end, or `--json`, one object per line.
 //!
@@ -22,11 +24,13 @@
 //! - [`target`]: where clients connect; the embedded broker and its config.
 //! - [`window`]: how long a scenario runs and what its figure counts.
 //! - [`load`]: the pipelined publisher every throughput scenario shares.
-//! - [`publish`], [`pubsub`], [`queue`], [`connections`]: the scenarios.
+//! - [`publish`], [`pubsub`], [`queue`], [`connections`],
+//!   [`plugin_costs`]: the scenarios.
 //! - [`report`]: one [`report::Outcome`] per scenario, as JSON or a table.
 
 mod connections;
 mod load;
+mod plugin_costs;
 mod publish;
 mod pubsub;
 mod queue;
@@ -77,8 +81,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             other => scenarios.push(*other),
         }
     }
-    if scenarios.contains(&Scenario::Pipeline) && !args.embedded {
-        bail!("the pipeline scenario needs --embedded (the broker must have the bench pipelines configured)");
+    for needs in [Scenario::Pipeline, Scenario::PluginCosts] {
+        if scenarios.contains(&needs) && !args.embedded {
+            let name = clap::ValueEnum::to_possible_value(&needs)
+                .map_or_else(String::new, |v| v.get_name().to_owned());
+            bail!("the {name} scenario needs --embedded (the broker must have the bench pipelines configured)");
+        }
     }
     let target = target::Target::new(&args).await?;
     let mut results: Vec<Outcome> = Vec::new();
@@ -90,6 +98,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             Scenario::Latency => vec![publish::latency(&args, &target).await?],
             Scenario::Pipeline => publish::pipeline(&args, &target).await?,
             Scenario::Connections => vec![connections::connections(&args, &target).await?],
+            Scenario::PluginCosts => plugin_costs::plugin_costs(&args, &target).await?,
             Scenario::All => unreachable!("expanded above"),
         };
         for row in rows {

@@ -29,7 +29,7 @@ pub async fn publish(args: &BenchArgs, target: &Target) -> anyhow::Result<Outcom
 
 /// Publishes what `make` makes over the span the flags ask for and
 /// measures the acks, reported under `label`.
-async fn publish_measured(
+pub(super) async fn publish_measured(
     args: &BenchArgs,
     target: &Target,
     label: &str,

@@ -108,10 +108,12 @@ impl From<FsyncArg> for FsyncPolicy {
 
 fn embedded_config(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Config> {
     let mut text = String::from("[plugins]\nwatch = false\n");
-    let wants_pipelines = args
-        .scenarios
-        .iter()
-        .any(|s| matches!(s, Scenario::Pipeline | Scenario::All));
+    let wants_pipelines = args.scenarios.iter().any(|s| {
+        matches!(
+            s,
+            Scenario::Pipeline | Scenario::PluginCosts | Scenario::All
+        )
+    });
     if wants_pipelines {
         let dist = std::path::absolute(&args.plugins_dir)?;
         for file in PIPELINE_PLUGINS {
@@ -155,9 +157,27 @@ name = "route-by-region"
 path = "{d}/route_by_header.wasm"
 config = {{ header = "region", prefix = "bench.orders.", fallback = "bench.orders.unrouted" }}
 
+[[plugin]]
+name = "shadowed"
+path = "{d}/test_hostile.wasm"
+config = {{ mode = "pass" }}
+
+[[plugin]]
+name = "stateful"
+path = "{d}/test_hostile.wasm"
+config = {{ mode = "state" }}
+
 [[pipeline]]
 topics = "bench.pipeline.pass.>"
 stages = ["pass"]
+
+[[pipeline]]
+topics = "bench.pipeline.shadowed.>"
+stages = ["shadowed"]
+
+[[pipeline]]
+topics = "bench.pipeline.state.>"
+stages = ["stateful"]
 
 [[pipeline]]
 topics = "bench.pipeline.orders.>"

@@ -227,10 +227,10 @@ impl Canary {
         );
         if failed.0 - failed.1 > self.plan.max_error_rate {
             return Some(format!(
-                "{} of its messages failed (traps, timeouts, errors) against {} for the current version, over the margin of {} points",
+                "{} of its messages failed (traps, timeouts, errors) against {} for the current version: more than {} above it (--max-error-rate)",
                 percent(failed.0),
                 percent(failed.1),
-                self.plan.max_error_rate * 100.0
+                percent(self.plan.max_error_rate)
             ));
         }
         let rejected = (
@@ -239,16 +239,16 @@ impl Canary {
         );
         if rejected.0 - rejected.1 > self.plan.max_reject_rate {
             return Some(format!(
-                "{} of its messages were rejected or dead-lettered against {} for the current version, over the margin of {} points",
+                "{} of its messages were rejected or dead-lettered against {} for the current version: more than {} above it (--max-reject-rate)",
                 percent(rejected.0),
                 percent(rejected.1),
-                self.plan.max_reject_rate * 100.0
+                percent(self.plan.max_reject_rate)
             ));
         }
         let (p99, base) = (canary.p99_us(), current.p99_us());
         match self.plan.max_p99_us {
             Some(max) if current.messages > 0 && p99 > base.saturating_add(max) => Some(format!(
-                "its p99 batch latency is {p99} µs against {base} µs for the current version, over the margin of {max} µs"
+                "its p99 batch latency is {p99} µs against {base} µs for the current version: more than {max} µs above it (--max-p99)"
             )),
             _ => None,
         }
