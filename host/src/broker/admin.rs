@@ -10,9 +10,22 @@ use super::checks;
 use super::Broker;
 use crate::error::BrokerError;
 use crate::groups::MAX_NACK_DELAY_MS;
+use crate::plugin::PluginError;
 
 /// Largest fetch, in messages.
 pub const MAX_FETCH_MESSAGES: u32 = 10_000;
+
+/// What a client is told when a plugin request fails: the broker's own
+/// failures (the disk, the engine) as internal errors, the rest as a
+/// refusal of the request.
+pub(super) fn plugin_refusal(e: PluginError) -> BrokerError {
+    match e {
+        PluginError::Store { .. } | PluginError::Engine { .. } => {
+            BrokerError::Internal(e.to_string())
+        }
+        other => BrokerError::InvalidArgument(other.to_string()),
+    }
+}
 
 impl Broker {
     /// Starts, finishes or reads a plugin's shadow or canary rollout (off
@@ -38,7 +51,7 @@ impl Broker {
         })
         .await
         .map_err(|e| BrokerError::Internal(format!("plugin rollout task failed: {e}")))?
-        .map_err(|e| BrokerError::InvalidArgument(e.to_string()))
+        .map_err(plugin_refusal)
     }
 
     /// Reads stored messages of one topic.

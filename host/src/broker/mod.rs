@@ -149,12 +149,7 @@ impl Broker {
             .distribution
             .deploy(name, wasm)
             .await
-            .map_err(|e| match e {
-                crate::plugin::PluginError::Unknown { .. } => {
-                    BrokerError::InvalidArgument(e.to_string())
-                }
-                other => BrokerError::InvalidArgument(other.to_string()),
-            })
+            .map_err(admin::plugin_refusal)
     }
 
     /// Live subscriptions.

@@ -1,13 +1,18 @@
 //! WebAssembly plugins inside the broker: the wasmtime host, loaded plugin
 //! versions and the pipelines that run them on the publish path.
 //!
-//! Plugin calls are blocking (a sync wasmtime call with an epoch deadline),
-//! so the broker never makes them on an async worker that other tasks wait
-//! behind: publish pipelines use `block_in_place` on the multi-threaded
-//! runtime (the worker's other tasks move to a fresh worker first) and
-//! `spawn_blocking` elsewhere, delivery plugins use `spawn_blocking`. A
-//! slow plugin holds one thread for at most its deadline and the
-//! connection that published, not the runtime.
+//! Plugin calls are blocking (a sync wasmtime call with an epoch deadline).
+//! A publish pipeline whose last run took under `pipeline::QUICK_RUN`
+//! (200 µs) runs in place on the async worker, where handing the worker
+//! over would cost more than the run; any other uses `block_in_place` on
+//! the multi-threaded runtime (the worker's other tasks move to a fresh
+//! worker first) and `spawn_blocking` elsewhere; delivery plugins use
+//! `spawn_blocking`. A new or reloaded pipeline starts as slow, so a
+//! plugin that spins holds one thread for at most its deadline and the
+//! connection that published, not the runtime. What a quick run does
+//! besides computing (a plugin's stdout, its state writes) must not wait
+//! on the runtime: see `engine::link_stdio_without_tokio` and
+//! `kv::cluster`.
 //!
 //! # Layout
 //!

@@ -70,7 +70,6 @@ pub struct CanaryPlan {
 
 /// Where a rollout stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
 pub enum RolloutState {
     /// Shadow or canary, running.
     Running,

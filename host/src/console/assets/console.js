@@ -490,7 +490,7 @@ function Plugins() {
     p.rollouts.length === 0 ? h("p", { class: "muted" }, "none since start (sluice plugin shadow | canary)") : table([
       { title: "plugin", cell: (r) => r.name },
       { title: "mode", field: "mode", cell: (r) => r.mode },
-      { title: "state", field: "state", cell: (r) => h("span", { class: r.state === "rolled_back" && r.reason ? "error" : "" }, r.state.replace("_", " "), r.reason ? [": ", short(r.reason)] : null) },
+      { title: "state", field: "state", cell: (r) => h("span", { class: r.state === "RolledBack" && r.reason ? "error" : "" }, { Running: "running", Promoted: "promoted", RolledBack: "rolled back" }[r.state] || r.state, r.reason ? [": ", short(r.reason)] : null) },
       { title: "current → candidate", cell: (r) => [h("code", {}, r.current), " → ", h("code", {}, r.candidate)] },
       { title: "started", cell: (r) => when(r.started_at_ms) },
       { title: "compared", num: true, field: "compared", cell: (r) => r.diff ? `${fmt(r.diff.compared)} (${fmt(r.diff.agreed)} agreed, ${fmt(r.diff.skipped)} skipped)` : "–" },
