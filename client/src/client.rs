@@ -30,7 +30,7 @@ use crate::subscription::Subscription;
 /// [`ClientOptions`] for the addresses and timeouts.
 #[derive(Clone)]
 pub struct Client {
-    link: Arc<Link>,
+    pub(crate) link: Arc<Link>,
 }
 
 impl std::fmt::Debug for Client {
@@ -114,7 +114,7 @@ impl Client {
     }
 
     /// Sends one request and waits for its response.
-    async fn request(&self, body: RequestBody) -> Result<ResponseBody, ClientError> {
+    async fn call(&self, body: RequestBody) -> Result<ResponseBody, ClientError> {
         self.link.request(body).await
     }
 
@@ -162,7 +162,7 @@ impl Client {
                 }
             }
             return match self
-                .request(RequestBody::PublishCompact(PublishCompact { runs }))
+                .call(RequestBody::PublishCompact(PublishCompact { runs }))
                 .await?
             {
                 ResponseBody::PublishedCompact(ack) => {
@@ -173,7 +173,7 @@ impl Client {
         }
         let messages: Vec<_> = messages.collect();
         match self
-            .request(RequestBody::Publish(Publish { messages }))
+            .call(RequestBody::Publish(Publish { messages }))
             .await?
         {
             ResponseBody::Published(ack) if ack.outcomes.len() == count => Ok(ack),
@@ -253,7 +253,7 @@ impl Client {
 
     /// Status of every plugin loaded in the broker.
     pub async fn list_plugins(&self) -> Result<Vec<PluginStatus>, ClientError> {
-        match self.request(RequestBody::ListPlugins).await? {
+        match self.call(RequestBody::ListPlugins).await? {
             ResponseBody::Plugins(plugins) => Ok(plugins),
             other => Err(ClientError::unexpected_response(other)),
         }
@@ -271,7 +271,7 @@ impl Client {
             name: name.into(),
             wasm: wasm.into(),
         };
-        match self.request(body).await? {
+        match self.call(body).await? {
             ResponseBody::Deployed { hash } => Ok(hash),
             other => Err(ClientError::unexpected_response(other)),
         }
@@ -283,7 +283,7 @@ impl Client {
         &self,
         request: RolloutRequest,
     ) -> Result<RolloutStatus, ClientError> {
-        match self.request(RequestBody::Rollout(request)).await? {
+        match self.call(RequestBody::Rollout(request)).await? {
             ResponseBody::Rollout(status) => Ok(*status),
             other => Err(ClientError::unexpected_response(other)),
         }
@@ -291,7 +291,7 @@ impl Client {
 
     /// Lists the consumer groups.
     pub async fn list_groups(&self) -> Result<Vec<GroupInfo>, ClientError> {
-        match self.request(RequestBody::ListGroups).await? {
+        match self.call(RequestBody::ListGroups).await? {
             ResponseBody::Groups(groups) => Ok(groups),
             other => Err(ClientError::unexpected_response(other)),
         }
@@ -304,7 +304,7 @@ impl Client {
         &self,
         key: sluice_proto::TraceKey,
     ) -> Result<sluice_proto::TraceReport, ClientError> {
-        match self.request(RequestBody::Trace(key)).await? {
+        match self.call(RequestBody::Trace(key)).await? {
             ResponseBody::Traced(report) => Ok(report),
             other => Err(ClientError::unexpected_response(other)),
         }
@@ -313,7 +313,7 @@ impl Client {
     /// Describes one consumer group: members, lag, pending, redeliveries.
     pub async fn group_info(&self, name: impl Into<String>) -> Result<GroupInfo, ClientError> {
         match self
-            .request(RequestBody::GroupInfo { name: name.into() })
+            .call(RequestBody::GroupInfo { name: name.into() })
             .await?
         {
             ResponseBody::GroupInfo(info) => Ok(info),
@@ -329,7 +329,7 @@ impl Client {
         to: StartPosition,
     ) -> Result<GroupInfo, ClientError> {
         match self
-            .request(RequestBody::ResetGroup {
+            .call(RequestBody::ResetGroup {
                 name: name.into(),
                 to,
             })
@@ -349,7 +349,7 @@ impl Client {
     ) -> Result<FetchBatch, ClientError> {
         let max_bytes = self.max_frame_bytes().saturating_sub(64 * 1024).max(1);
         match self
-            .request(RequestBody::Fetch(Fetch {
+            .call(RequestBody::Fetch(Fetch {
                 topic: topic.into(),
                 from,
                 max_messages,
@@ -370,7 +370,7 @@ impl Client {
         segment_bytes: Option<u64>,
     ) -> Result<TopicInfo, ClientError> {
         match self
-            .request(RequestBody::CreateTopic(CreateTopic {
+            .call(RequestBody::CreateTopic(CreateTopic {
                 name: name.into(),
                 retention,
                 segment_bytes,
@@ -386,7 +386,7 @@ impl Client {
     /// Creates a topic with every setting the protocol has (retention,
     /// segment size, de-duplication window).
     pub async fn create_topic_with(&self, request: CreateTopic) -> Result<TopicInfo, ClientError> {
-        match self.request(RequestBody::CreateTopic(request)).await? {
+        match self.call(RequestBody::CreateTopic(request)).await? {
             ResponseBody::TopicCreated(info) => Ok(info),
             other => Err(ClientError::unexpected_response(other)),
         }
@@ -395,7 +395,7 @@ impl Client {
     /// Deletes a topic and everything stored in it.
     pub async fn delete_topic(&self, name: impl Into<String>) -> Result<(), ClientError> {
         match self
-            .request(RequestBody::DeleteTopic { name: name.into() })
+            .call(RequestBody::DeleteTopic { name: name.into() })
             .await?
         {
             ResponseBody::TopicDeleted => Ok(()),
@@ -405,7 +405,7 @@ impl Client {
 
     /// Lists all topics.
     pub async fn list_topics(&self) -> Result<Vec<TopicInfo>, ClientError> {
-        match self.request(RequestBody::ListTopics).await? {
+        match self.call(RequestBody::ListTopics).await? {
             ResponseBody::Topics(topics) => Ok(topics),
             other => Err(ClientError::unexpected_response(other)),
         }
@@ -414,7 +414,7 @@ impl Client {
     /// Describes one topic.
     pub async fn topic_info(&self, name: impl Into<String>) -> Result<TopicInfo, ClientError> {
         match self
-            .request(RequestBody::TopicInfo { name: name.into() })
+            .call(RequestBody::TopicInfo { name: name.into() })
             .await?
         {
             ResponseBody::TopicInfo(info) => Ok(info),
@@ -425,7 +425,7 @@ impl Client {
     /// Round trip to the broker.
     pub async fn ping(&self) -> Result<Duration, ClientError> {
         let start = std::time::Instant::now();
-        match self.request(RequestBody::Ping).await? {
+        match self.call(RequestBody::Ping).await? {
             ResponseBody::Pong => Ok(start.elapsed()),
             other => Err(ClientError::unexpected_response(other)),
         }

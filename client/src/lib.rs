@@ -52,6 +52,8 @@
 //!   pipelined requests on the control stream, delivery streams. Internal;
 //!   `link` builds on it and it on nothing above it.
 //! - [`subscription`] - [`Subscription`], a `Stream` of deliveries.
+//! - [`reply`] - request-reply: [`Client::request`], and [`Responder`], a
+//!   `Stream` of [`IncomingRequest`]s to answer.
 //! - [`consumer`] - [`Consumer`], membership of a consumer group, and [`Delivery`] to settle.
 //! - [`options`] - [`ClientOptions`] (addresses, timeouts, failover) and
 //!   [`Trust`] (how the broker's certificate is checked).
@@ -68,6 +70,7 @@ mod link;
 pub mod message;
 mod message_id;
 pub mod options;
+pub mod reply;
 pub mod subscription;
 mod tls;
 pub mod transport;
@@ -78,6 +81,7 @@ pub use consumer::{ConsumeOptions, Consumer, Delivery};
 pub use error::{ClientError, Unreachable};
 pub use message::Message;
 pub use options::{ClientIdentity, ClientOptions, Trust};
+pub use reply::{IncomingRequest, Responder};
 /// Plugin rollouts: shadow and canary versions.
 pub use sluice_proto::{
     CanaryPlan, CanaryWindow, DiffSample, RolloutRequest, RolloutState, RolloutStatus, ShadowDiff,
@@ -88,5 +92,7 @@ pub use sluice_proto::{
     GroupOptions, GroupTopicInfo, MemberInfo, MessageOutcome, PluginStatus, PublishAck,
     RefusedVersion, RetentionSpec, StartPosition, StoredAt, TopicInfo,
 };
+/// Request-reply.
+pub use sluice_proto::{Reply, REPLY_HEADER};
 pub use subscription::Subscription;
 pub use tls::certificate_fingerprint;

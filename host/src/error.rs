@@ -75,6 +75,18 @@ pub enum BrokerError {
     /// The broker is shutting down.
     #[error("broker is shutting down")]
     ShuttingDown,
+    /// No live responder for a request.
+    #[error("no responders: {0}")]
+    NoResponders(String),
+    /// No reply within a request's timeout.
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// The responder answered with an error.
+    #[error("the responder answered with an error: {0}")]
+    ResponderError(String),
+    /// A reply no request waits for.
+    #[error("{0}")]
+    NotWaiting(String),
     /// Something that should not happen.
     #[error("internal error: {0}")]
     Internal(String),
@@ -117,6 +129,10 @@ impl BrokerError {
             BrokerError::GroupNotFound(_) => ErrorCode::GroupNotFound,
             BrokerError::Forbidden(_) => ErrorCode::Forbidden,
             BrokerError::ShuttingDown => ErrorCode::ShuttingDown,
+            BrokerError::NoResponders(_) => ErrorCode::NoResponders,
+            BrokerError::RequestTimeout(_) => ErrorCode::RequestTimeout,
+            BrokerError::ResponderError(_) => ErrorCode::ResponderError,
+            BrokerError::NotWaiting(_) => ErrorCode::NotWaiting,
             BrokerError::Internal(_) => ErrorCode::Internal,
         }
     }

@@ -19,6 +19,7 @@
 //! - [`trace`] - trace context, OpenTelemetry spans and the per-message
 //!   event record behind `sluice trace`.
 //! - [`plugin`] - the wasmtime host: plugins and pipelines.
+//! - [`reply`] - request-reply: live responders and requests waiting for a reply.
 //! - [`cluster`] - what cluster nodes share beyond storage: plugins.
 //! - [`nats`] - cluster mode's connection to NATS JetStream and its checks.
 //! - [`metrics`] - Prometheus metrics, served by the admin listener.
@@ -44,6 +45,7 @@ pub mod groups;
 pub mod metrics;
 pub mod nats;
 pub mod plugin;
+pub mod reply;
 pub mod server;
 pub mod store;
 pub mod sync;

@@ -81,6 +81,16 @@ error_codes! {
     /// back as a later attempt. Nothing was changed; the message's current
     /// holder settles it.
     StaleSettle = 112 => "stale_settle",
+    /// No live responder matches the request's topic (or every one that
+    /// got it went away before answering).
+    NoResponders = 113 => "no_responders",
+    /// No reply came within the request's timeout.
+    RequestTimeout = 114 => "request_timeout",
+    /// The responder answered with an error instead of a reply.
+    ResponderError = 115 => "responder_error",
+    /// No request waits for this reply: it was answered already, timed
+    /// out, or the token is unknown.
+    NotWaiting = 116 => "not_waiting",
     /// The storage layer failed; the request had no effect or its effect is unknown.
     Storage = 200 => "storage",
     /// The broker is shutting down.

@@ -188,6 +188,10 @@ fn wire_types() -> Vec<(&'static str, Shape)> {
         ("SettleAction", describe::<SettleAction>()),
         ("SettleBatch", describe::<SettleBatch>()),
         ("SettleItem", describe::<SettleItem>()),
+        ("Respond", describe::<Respond>()),
+        ("Ask", describe::<Ask>()),
+        ("Reply", describe::<Reply>()),
+        ("ReplyTo", describe::<ReplyTo>()),
         ("GroupInfo", describe::<GroupInfo>()),
         ("MemberInfo", describe::<MemberInfo>()),
         ("GroupTopicInfo", describe::<GroupTopicInfo>()),
@@ -372,6 +376,7 @@ fn the_constants_table_matches_proto() {
             "FEATURE_COMPACT_DELIVERY",
             FEATURE_COMPACT_DELIVERY.to_owned(),
         ),
+        ("REPLY_HEADER", REPLY_HEADER.to_owned()),
     ];
     let expected: BTreeMap<String, String> = constants
         .into_iter()

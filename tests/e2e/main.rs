@@ -23,6 +23,7 @@ mod readme;
 mod regressions;
 mod reload;
 mod replay;
+mod request_reply;
 mod retention;
 mod rollout;
 mod security;

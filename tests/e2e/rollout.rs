@@ -17,7 +17,7 @@ use std::time::Duration;
 use sluice_client::{
     Client, Delivered, Message, RolloutRequest, RolloutState, RolloutStatus, StartPosition,
 };
-use sluice_tests::{fetch_all, run_command, stamp_build, wait_until, TestBroker};
+use sluice_tests::{cli_command, fetch_all, run_command, stamp_build, wait_until, TestBroker};
 
 /// A broker with plugin `p` (the fixture built as `v1`, in `dir/p.wasm`,
 /// with `config`) on the pipeline of `orders`.
@@ -48,15 +48,10 @@ on_error = "{on_error}"
 
 /// Runs `sluice plugin ARGS...` against `broker`; its standard output.
 async fn cli(broker: &TestBroker, args: &[&str]) -> anyhow::Result<String> {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sluice-under-test"));
-    command
-        .arg("plugin")
-        .args(args)
-        .arg("--server")
-        .arg(broker.addr().to_string())
-        .arg("--ca")
-        .arg(broker.cert_path())
-        .env("RUST_LOG", "warn");
+    let args: Vec<&str> = std::iter::once("plugin")
+        .chain(args.iter().copied())
+        .collect();
+    let command = cli_command(env!("CARGO_BIN_EXE_sluice-under-test"), broker, &args);
     let out = run_command(command, "", Duration::from_secs(30)).await?;
     anyhow::ensure!(out.success, "sluice plugin {args:?}: {}", out.stderr);
     Ok(out.stdout)

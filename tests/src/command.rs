@@ -19,6 +19,22 @@ pub struct CommandOutput {
     pub stderr: String,
 }
 
+/// The command line `binary ARGS... --server <broker> --ca <its cert>`,
+/// logging warnings only, without a token from the environment. Tests
+/// pass `env!("CARGO_BIN_EXE_sluice-under-test")` as `binary`.
+pub fn cli_command(binary: &str, broker: &crate::TestBroker, args: &[&str]) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .args(args)
+        .arg("--server")
+        .arg(broker.addr().to_string())
+        .arg("--ca")
+        .arg(broker.cert_path())
+        .env_remove("SLUICE_TOKEN")
+        .env("RUST_LOG", "warn");
+    command
+}
+
 /// How long a killed command may take to close its output.
 const KILL_LIMIT: Duration = Duration::from_secs(5);
 

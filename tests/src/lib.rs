@@ -62,7 +62,7 @@ use std::sync::Once;
 
 pub use broker::{client_options, TestBroker};
 pub use child::{free_udp_port, ChildBroker};
-pub use command::{run_command, CommandOutput};
+pub use command::{cli_command, run_command, CommandOutput};
 pub use http::{Http, Reply};
 pub use messages::{collect, collect_until, fetch_all, fetch_all_within, now_ms, offsets, summary};
 pub use nats::{

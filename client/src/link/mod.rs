@@ -277,7 +277,12 @@ fn replayable(body: &RequestBody) -> bool {
         | RequestBody::SettleBatch(_)
         | RequestBody::ResetGroup { .. }
         | RequestBody::DeployPlugin { .. }
-        | RequestBody::Rollout(_) => false,
+        | RequestBody::Rollout(_)
+        // A request may have reached its responders; its reply token dies
+        // with the broker's memory of it.
+        | RequestBody::Respond(_)
+        | RequestBody::Ask(_)
+        | RequestBody::Reply(_) => false,
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use sluice_proto::{Consume, Delivered, ErrorCode, RequestBody, ResponseBody, Subscribe};
+use sluice_proto::{Consume, Delivered, ErrorCode, RequestBody, Respond, ResponseBody, Subscribe};
 use tokio::sync::mpsc;
 
 use super::Link;
@@ -32,6 +32,8 @@ pub(crate) enum Opening {
     Subscribe(Subscribe),
     /// Membership of a consumer group.
     Consume(Consume),
+    /// A responder to requests.
+    Respond(Respond),
 }
 
 /// Where a subscription stands in one topic.
@@ -87,6 +89,7 @@ impl StreamEntry {
                 })
             }
             Opening::Consume(consume) => RequestBody::Consume(consume.clone()),
+            Opening::Respond(respond) => RequestBody::Respond(respond.clone()),
         }
     }
 
@@ -240,7 +243,11 @@ impl Link {
             .request_on(conn, entry.request(conn.generation()))
             .await
         {
-            Ok(ResponseBody::Subscribed { .. } | ResponseBody::Consuming { .. }) => {
+            Ok(
+                ResponseBody::Subscribed { .. }
+                | ResponseBody::Consuming { .. }
+                | ResponseBody::Responding { .. },
+            ) => {
                 *opened_on = conn.generation();
                 return Ok(());
             }

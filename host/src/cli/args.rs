@@ -9,6 +9,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use super::connect::ClientArgs;
+use super::flags::parse_header;
+use super::reply::{ReplyArgs, ReqArgs};
 use super::rollout::{CanaryArgs, PluginNameArgs, ShadowArgs};
 
 /// sluice: a message broker programmed with WebAssembly, spoken to over QUIC.
@@ -42,6 +44,12 @@ pub enum Command {
     /// Show what happened to a message: its stages, where it was stored,
     /// its deliveries, acks, nacks and dead letters.
     Trace(TraceArgs),
+    /// Send a request and print its reply (exit 1 on no responders, a
+    /// timeout or an error reply).
+    Req(ReqArgs),
+    /// Answer requests on a topic or pattern by running a command per
+    /// request.
+    Reply(ReplyArgs),
 }
 
 /// `sluice trace`
@@ -538,13 +546,6 @@ pub enum FsyncArg {
     Never,
 }
 
-fn parse_header(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
-        _ => Err(format!("expected NAME=VALUE, got {s:?}")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -566,12 +567,5 @@ mod tests {
         assert!(help.contains("a template: `{n}` is replaced"), "{help}");
         assert!(help.contains("once `{n}` is replaced is refused"), "{help}");
         assert!(help.contains("never truncated"), "{help}");
-    }
-
-    #[test]
-    fn headers_parse() {
-        assert_eq!(parse_header("a=b=c").unwrap(), ("a".into(), "b=c".into()));
-        assert!(parse_header("=x").is_err());
-        assert!(parse_header("novalue").is_err());
     }
 }

@@ -4,24 +4,29 @@
 //! # Layout
 //!
 //! Dependencies point one way: subcommands read the helpers and [`args`];
-//! [`args`] reads only the flag types of [`connect`] and [`rollout`].
+//! [`args`] reads only the flag types of [`connect`], [`reply`] and
+//! [`rollout`].
 //!
 //! - [`args`]: the command-line definition (clap), the leaf.
 //! - [`connect`]: client flags to a connected client (`--server`, `--ca`, `--data`, `--insecure`).
 //! - [`display`]: publish outcomes as text, progress bars.
+//! - [`flags`]: parsers of flag values (`--header NAME=VALUE`).
 //! - [`payload`]: what `sluice pub` sends (templates, `--size`, files).
 //! - [`serve`], [`publish`], [`subscribe`], [`topics`], [`groups`],
-//!   [`plugin`] (with [`scaffold`], [`plugin_logs`] and [`rollout`]), [`bench`], [`token`], [`trace`]: one per subcommand.
+//!   [`plugin`] (with [`scaffold`], [`plugin_logs`] and [`rollout`]), [`bench`], [`token`], [`trace`],
+//!   [`reply`] (`req` and `reply`): one per subcommand.
 
 pub mod args;
 pub mod bench;
 pub mod connect;
 pub mod display;
+pub mod flags;
 pub mod groups;
 pub mod payload;
 pub mod plugin;
 pub mod plugin_logs;
 pub mod publish;
+pub mod reply;
 pub mod rollout;
 pub mod scaffold;
 pub mod serve;
@@ -73,6 +78,8 @@ pub fn main() -> ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::Token(args) => token::run(args),
             Command::Trace(args) => trace::run(args).await,
+            Command::Req(args) => reply::request(args).await,
+            Command::Reply(args) => reply::reply(args).await,
         }
     });
     match result {

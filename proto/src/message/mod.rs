@@ -22,6 +22,7 @@
 //! - `plugin` - what the broker reports about plugins: [`PluginStatus`].
 //! - `rollout` - shadow and canary versions: [`RolloutRequest`],
 //!   [`RolloutStatus`].
+//! - `reply` - request-reply: [`Respond`], [`Ask`], [`Reply`], [`ReplyTo`].
 //! - `trace` - what happened to one message: [`TraceKey`], [`TraceReport`].
 //!
 //! Every type is re-exported here and at the crate root, so the files are
@@ -33,6 +34,7 @@ mod group;
 mod handshake;
 mod plugin;
 mod publish;
+mod reply;
 mod request;
 mod rollout;
 mod stream;
@@ -51,6 +53,7 @@ pub use group::{
 pub use handshake::{Hello, Welcome, FEATURE_COMPACT_DELIVERY, FEATURE_COMPACT_PUBLISH};
 pub use plugin::{PluginStatus, RefusedVersion};
 pub use publish::{MessageOutcome, Publish, PublishAck, PublishMessage, StoredAt};
+pub use reply::{Ask, Reply, ReplyTo, Respond, REPLY_HEADER};
 pub use request::{Request, RequestBody, Response, ResponseBody};
 pub use rollout::{
     CanaryPlan, CanaryWindow, DiffSample, RolloutRequest, RolloutState, RolloutStatus, ShadowDiff,

@@ -9,6 +9,7 @@ use super::delivery::{Fetch, FetchBatch, StartPosition, Subscribe};
 use super::group::{Consume, GroupInfo, Settle, SettleBatch};
 use super::plugin::PluginStatus;
 use super::publish::{Publish, PublishAck};
+use super::reply::{Ask, Reply, ReplyTo, Respond};
 use super::rollout::{RolloutRequest, RolloutStatus};
 use super::topic::{CreateTopic, TopicInfo};
 use super::trace::{TraceKey, TraceReport};
@@ -97,6 +98,14 @@ pub enum RequestBody {
     /// Start, finish or look at a plugin's shadow or canary rollout.
     /// Answered with `Rollout`.
     Rollout(RolloutRequest),
+    /// Answer requests on a pattern; they come on a new unidirectional
+    /// stream. Answered with `Responding`; ended with `Unsubscribe`.
+    Respond(Respond),
+    /// Send a request and wait for its first reply (not stored). Answered
+    /// with `Answered`.
+    Ask(Ask),
+    /// Answer a request. Answered with `ReplySent`.
+    Reply(ReplyTo),
 }
 
 /// The answer to one request.
@@ -161,4 +170,13 @@ pub enum ResponseBody {
     Traced(TraceReport),
     /// The answer to `Rollout`: the rollout as it stands after the request.
     Rollout(Box<RolloutStatus>),
+    /// The responder is active.
+    Responding {
+        /// The responder id.
+        responder: u64,
+    },
+    /// The first reply to an `Ask`.
+    Answered(Reply),
+    /// The reply went to the requester.
+    ReplySent,
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use sluice_tests::{run_command, TestBroker};
+use sluice_tests::{cli_command, run_command, TestBroker};
 
 use super::{publish_n, totals, wait_members};
 
@@ -13,15 +13,7 @@ const CLI_LIMIT: Duration = Duration::from_secs(20);
 
 /// Runs the CLI with `args` against `broker`; returns (exit success, stdout, stderr).
 async fn cli(broker: &TestBroker, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sluice-under-test"));
-    command
-        .args(args)
-        .arg("--server")
-        .arg(broker.addr().to_string())
-        .arg("--ca")
-        .arg(broker.cert_path())
-        .env_remove("SLUICE_TOKEN")
-        .env("RUST_LOG", "warn");
+    let command = cli_command(env!("CARGO_BIN_EXE_sluice-under-test"), broker, args);
     let out = run_command(command, "", CLI_LIMIT).await?;
     Ok((out.success, out.stdout, out.stderr))
 }

@@ -9,6 +9,7 @@ mod certificates;
 mod groups;
 mod limits;
 mod permissions;
+mod requests;
 mod tokens;
 
 use sluice_client::{Client, ClientError, ErrorCode};

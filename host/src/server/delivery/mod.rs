@@ -9,6 +9,8 @@
 //! stream in `write_all` (QUIC flow control), and the broker then stops
 //! asking its source for chunks.
 
+pub(crate) mod requests;
+
 use std::borrow::Cow;
 
 use serde::Serialize;

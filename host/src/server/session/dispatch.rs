@@ -120,6 +120,30 @@ impl Session {
                 })
             }
             RequestBody::Consume(consume) => Answer::Now(self.consume(consume).await),
+            RequestBody::Respond(respond) => Answer::Now(self.start_responder(respond)),
+            RequestBody::Ask(ask) => {
+                if let Err(e) = self.authorize(Action::Publish, &ask.topic) {
+                    return Answer::Now(Err(e));
+                }
+                // A request waits for its reply only as long as its
+                // connection lasts (a closing connection waits for its
+                // requests' answers, and a request may wait minutes).
+                let closing = self.reading_done.clone();
+                let shutdown = self.shared.shutdown.clone();
+                Answer::later(async move {
+                    tokio::select! {
+                        answer = broker.ask(ask) => answer.map(ResponseBody::Answered),
+                        () = closing.cancelled() => Err(if shutdown.is_cancelled() {
+                            BrokerError::ShuttingDown
+                        } else {
+                            BrokerError::Internal("the connection closed before the reply".into())
+                        }),
+                    }
+                })
+            }
+            RequestBody::Reply(reply) => {
+                Answer::Now(broker.reply(reply).map(|()| ResponseBody::ReplySent))
+            }
             RequestBody::Settle(settle) => {
                 if let Err(e) = self.check_settle(&settle.group, [settle.topic.as_str()]) {
                     return Answer::Now(Err(e));

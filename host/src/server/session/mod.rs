@@ -77,6 +77,9 @@ pub(super) struct Session {
     deliveries: TaskTracker,
     /// Cancelled when the connection ends: ends every subscription.
     closing: CancellationToken,
+    /// Cancelled when the control stream ends, before the requests read
+    /// are awaited: requests waiting for a reply stop waiting.
+    reading_done: CancellationToken,
     subscriptions: Arc<Mutex<HashMap<u64, Stream>>>,
     client_name: String,
     /// Who the client authenticated as.
@@ -103,6 +106,7 @@ impl Session {
             requests: TaskTracker::new(),
             deliveries: TaskTracker::new(),
             closing: CancellationToken::new(),
+            reading_done: CancellationToken::new(),
             subscriptions: Arc::new(Mutex::new(HashMap::new())),
             client_name,
             principal,
@@ -157,6 +161,7 @@ impl Session {
         };
         // Requests already read are answered (publishes stored and acked)
         // before the connection closes.
+        self.reading_done.cancel();
         self.requests.close();
         self.requests.wait().await;
         self.closing.cancel();

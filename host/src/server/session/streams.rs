@@ -1,9 +1,10 @@
-//! Subscriptions and group consumers of a session: each a delivery
-//! stream of its own, counted against the connection's limits. A
+//! Subscriptions, group consumers and responders of a session: each a
+//! delivery stream of its own, counted against the connection's limits. A
 //! consumer's stream remembers its group member, which is who the
 //! connection's settlements for that consumer are made as.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use sluice_proto::ResponseBody;
 use tokio_util::sync::CancellationToken;
@@ -24,7 +25,38 @@ pub(super) struct Stream {
     marker: Arc<()>,
 }
 
+/// Forgets stream `id` of `registry` once its task ends, unless the id was
+/// unsubscribed and taken again meanwhile (`marker` tells them apart).
+fn forget(registry: &Mutex<HashMap<u64, Stream>>, id: u64, marker: &Arc<()>) {
+    let mut registry = lock(registry);
+    if registry
+        .get(&id)
+        .is_some_and(|s| Arc::ptr_eq(&s.marker, marker))
+    {
+        registry.remove(&id);
+    }
+}
+
 impl Session {
+    /// Registers stream `id`: how to end it, and its marker.
+    fn register_stream(
+        &self,
+        id: u64,
+        member: Option<(String, u64)>,
+    ) -> (CancellationToken, Arc<()>) {
+        let cancel = self.closing.child_token();
+        let marker = Arc::new(());
+        lock(&self.subscriptions).insert(
+            id,
+            Stream {
+                member,
+                cancel: cancel.clone(),
+                marker: marker.clone(),
+            },
+        );
+        (cancel, marker)
+    }
+
     /// Starts the delivery stream of a subscription or (with its group
     /// and member id) a consumer.
     pub(super) fn start_stream<S: DeliverySource>(
@@ -33,16 +65,7 @@ impl Session {
         source: S,
         member: Option<(String, u64)>,
     ) {
-        let cancel = self.closing.child_token();
-        let marker = Arc::new(());
-        lock(&self.subscriptions).insert(
-            id,
-            Stream {
-                member: member.clone(),
-                cancel: cancel.clone(),
-                marker: marker.clone(),
-            },
-        );
+        let (cancel, marker) = self.register_stream(id, member.clone());
         let registry = self.subscriptions.clone();
         let conn = self.conn.clone();
         let shutdown = self.shared.shutdown.clone();
@@ -74,17 +97,39 @@ impl Session {
                     receiver,
                 };
                 delivery::run(conn, id, source, cancel, shutdown, settings).await;
-                // Unless the id was unsubscribed and taken again meanwhile.
-                let mut registry = lock(&registry);
-                if registry
-                    .get(&id)
-                    .is_some_and(|s| Arc::ptr_eq(&s.marker, &marker))
-                {
-                    registry.remove(&id);
-                }
+                forget(&registry, id, &marker);
             }
             .in_current_span(),
         );
+    }
+
+    /// Starts a responder: its requests on a stream of their own, counted
+    /// as a subscription.
+    pub(super) fn start_responder(
+        &self,
+        request: sluice_proto::Respond,
+    ) -> Result<ResponseBody, BrokerError> {
+        self.check_subscribe(&request.pattern)?;
+        self.check_stream_slot(request.responder, false)?;
+        let responder = self
+            .shared
+            .broker
+            .respond(&request.pattern, request.group.clone())?;
+        let id = request.responder;
+        let (cancel, marker) = self.register_stream(id, None);
+        let registry = self.subscriptions.clone();
+        let conn = self.conn.clone();
+        let shutdown = self.shared.shutdown.clone();
+        let max = self.shared.config.limits.max_frame_bytes;
+        tracing::debug!(responder = id, pattern = %request.pattern, group = ?request.group, "responder starting");
+        self.deliveries.spawn(
+            async move {
+                delivery::requests::run(conn, id, responder, cancel, shutdown, max).await;
+                forget(&registry, id, &marker);
+            }
+            .in_current_span(),
+        );
+        Ok(ResponseBody::Responding { responder: id })
     }
 
     pub(super) async fn subscribe(
