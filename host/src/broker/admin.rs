@@ -16,13 +16,14 @@ use crate::plugin::PluginError;
 pub const MAX_FETCH_MESSAGES: u32 = 10_000;
 
 /// What a client is told when a plugin request fails: the broker's own
-/// failures (the disk, the engine) as internal errors, the rest as a
-/// refusal of the request.
+/// failures (its disk, its engine, the plugin's file or state) as internal
+/// errors, the rest as a refusal of the request.
 pub(super) fn plugin_refusal(e: PluginError) -> BrokerError {
     match e {
-        PluginError::Store { .. } | PluginError::Engine { .. } => {
-            BrokerError::Internal(e.to_string())
-        }
+        PluginError::Store { .. }
+        | PluginError::Engine { .. }
+        | PluginError::Read { .. }
+        | PluginError::State { .. } => BrokerError::Internal(e.to_string()),
         other => BrokerError::InvalidArgument(other.to_string()),
     }
 }

@@ -9,6 +9,14 @@ use super::plugins::{check_plugins, PluginConfigError};
 use super::storage::FsyncPolicy;
 use super::Config;
 
+/// The longest key a plugin's state may be configured for.
+pub const MAX_STATE_KEY_BYTES: usize = 4096;
+
+/// The largest value a plugin's state may be configured for: one record
+/// of the state journal, and one message in cluster mode (NATS's default
+/// payload limit is 1 MiB).
+pub const MAX_STATE_VALUE_BYTES: usize = 512 * 1024;
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -135,6 +143,11 @@ impl Config {
         let state = self.plugin_runtime.state_limits();
         if state.max_key == 0 || state.max_value == 0 || state.max_bytes == 0 {
             return invalid("plugins.state_max_key_bytes, state_max_value_bytes and state_max_bytes must be above zero");
+        }
+        if state.max_key > MAX_STATE_KEY_BYTES || state.max_value > MAX_STATE_VALUE_BYTES {
+            return invalid(&format!(
+                "plugins.state_max_key_bytes is at most {MAX_STATE_KEY_BYTES} and state_max_value_bytes at most {MAX_STATE_VALUE_BYTES} (a value is one journal record here, one message in a cluster's bucket)"
+            ));
         }
         if self.limits.max_in_flight_requests == 0
             || self.limits.max_connections == 0

@@ -92,6 +92,14 @@ fn storage_and_buffer_bounds_must_be_usable() {
         ),
         ("[storage]\nmax_open_files = 0\n", "max_open_files"),
         ("[storage]\ndedup_max_bytes = 10\n", "dedup_max_bytes"),
+        (
+            "[plugins]\nstate_max_value_bytes = 16777216\n",
+            "state_max_value_bytes at most 524288",
+        ),
+        (
+            "[plugins]\nstate_max_key_bytes = 0\n",
+            "state_max_key_bytes",
+        ),
     ] {
         let err = Config::parse(toml, "<test>").unwrap_err();
         assert!(err.to_string().contains(named), "{toml}: {err}");

@@ -55,23 +55,33 @@ impl std::fmt::Debug for PluginEngine {
     }
 }
 
-/// The WASI version whose stream calls [`link_stdio_without_tokio`]
+/// The WASI version whose stream calls [`link_wasi_without_tokio`]
 /// replaces (the one wasmtime-wasi 48 links).
 const WASI_IO_STREAMS: &str = "wasi:io/streams@0.2.12";
 
-/// Replaces WASI's blocking output-stream calls, which wasmtime-wasi's
-/// synchronous bindings run through `Handle::block_on` (a panic on a tokio
-/// worker: where a quick pipeline runs, see `pipeline::QUICK_RUN`), by
-/// direct calls. The only output streams a plugin has are its stdout and
-/// stderr ([`super::log_stream`]), which are always ready, so nothing
-/// waits.
-fn link_stdio_without_tokio(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+/// The same for the poll calls.
+const WASI_IO_POLL: &str = "wasi:io/poll@0.2.12";
+
+/// What a plugin that tries to wait is told (as a trap).
+const NO_WAITING: &str = "plugins may not wait (sleep, poll, a blocking read or splice): a call must answer its batch without waiting; it fails here";
+
+/// Replaces the WASI calls that wasmtime-wasi's synchronous bindings run
+/// through tokio's `Handle::block_on`, a panic on a tokio worker (where a
+/// quick pipeline runs, see `pipeline::QUICK_RUN`). Blocking writes become
+/// direct calls: the only output streams a plugin has are its stdout and
+/// stderr ([`super::log_stream`]), which are always ready. Blocking reads
+/// and skips of standard input (empty) answer at once. Polling (a sleep)
+/// and splicing would wait: they trap with [`NO_WAITING`], on every path,
+/// so a plugin behaves the same wherever its pipeline runs.
+fn link_wasi_without_tokio(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     use wasmtime::component::Resource;
     use wasmtime_wasi::p2::bindings::sync::io::streams::{Host, StreamError as WitError};
-    use wasmtime_wasi::p2::{DynOutputStream, StreamError};
+    use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable, StreamError};
     use wasmtime_wasi::WasiView;
 
     type Written = wasmtime::Result<(Result<(), WitError>,)>;
+    type Read = wasmtime::Result<(Result<Vec<u8>, WitError>,)>;
+    type Skipped = wasmtime::Result<(Result<u64, WitError>,)>;
     fn done(state: &mut StoreState, result: Result<(), StreamError>) -> Written {
         match result {
             Ok(()) => Ok((Ok(()),)),
@@ -112,6 +122,56 @@ fn link_stdio_without_tokio(linker: &mut Linker<StoreState>) -> wasmtime::Result
             let state = store.data_mut();
             let result = stream(state, &s)?.flush();
             done(state, result)
+        },
+    )?;
+    // Standard input is empty: a read answers at once, without waiting.
+    streams.func_wrap(
+        "[method]input-stream.blocking-read",
+        |mut store, (s, len): (Resource<DynInputStream>, u64)| -> Read {
+            let state = store.data_mut();
+            let input: &mut DynInputStream = state.ctx().table.get_mut(&s)?;
+            let size = usize::try_from(len).unwrap_or(usize::MAX).min(1 << 20);
+            match input.read(size) {
+                Ok(bytes) => Ok((Ok(bytes.to_vec()),)),
+                Err(e) => Ok((Err(state.ctx().table.convert_stream_error(e)?),)),
+            }
+        },
+    )?;
+    streams.func_wrap(
+        "[method]input-stream.blocking-skip",
+        |mut store, (s, len): (Resource<DynInputStream>, u64)| -> Skipped {
+            let state = store.data_mut();
+            let input: &mut DynInputStream = state.ctx().table.get_mut(&s)?;
+            let size = usize::try_from(len).unwrap_or(usize::MAX).min(1 << 20);
+            match input.skip(size) {
+                Ok(n) => Ok((Ok(n as u64),)),
+                Err(e) => Ok((Err(state.ctx().table.convert_stream_error(e)?),)),
+            }
+        },
+    )?;
+    streams.func_wrap(
+        "[method]output-stream.blocking-splice",
+        |_store, _: (Resource<DynOutputStream>, Resource<DynInputStream>, u64)| -> Skipped {
+            Err(wasmtime::Error::msg(NO_WAITING))
+        },
+    )?;
+    let mut poll = linker.instance(WASI_IO_POLL)?;
+    poll.func_wrap(
+        "poll",
+        |_store, _: (Vec<Resource<DynPollable>>,)| -> wasmtime::Result<(Vec<u32>,)> {
+            Err(wasmtime::Error::msg(NO_WAITING))
+        },
+    )?;
+    poll.func_wrap(
+        "[method]pollable.block",
+        |_store, _: (Resource<DynPollable>,)| -> wasmtime::Result<()> {
+            Err(wasmtime::Error::msg(NO_WAITING))
+        },
+    )?;
+    poll.func_wrap(
+        "[method]pollable.ready",
+        |_store, _: (Resource<DynPollable>,)| -> wasmtime::Result<(bool,)> {
+            Err(wasmtime::Error::msg(NO_WAITING))
         },
     )?;
     linker.allow_shadowing(false);
@@ -157,8 +217,8 @@ impl PluginEngine {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(wasmtime_error("cannot link WASI"))?;
-        link_stdio_without_tokio(&mut linker)
-            .map_err(wasmtime_error("cannot link WASI output streams"))?;
+        link_wasi_without_tokio(&mut linker)
+            .map_err(wasmtime_error("cannot link WASI streams and polls"))?;
         Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state: &mut StoreState| state)
             .map_err(wasmtime_error("cannot link the sluice host interface"))?;
 

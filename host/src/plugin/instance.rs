@@ -195,6 +195,12 @@ impl LoadedPlugin {
         self.variant(&self.spec.config_json, None)
     }
 
+    /// Whether a call may run on an async worker: not if its state lives
+    /// in the cluster (the end-of-call flush waits for the bucket).
+    pub fn may_run_on_worker(&self) -> bool {
+        !self.engine.kv().is_remote()
+    }
+
     /// Whether this is a shadow version.
     pub fn is_shadow(&self) -> bool {
         self.overlay.is_some()
@@ -344,7 +350,14 @@ impl LoadedPlugin {
                 Ok(outcomes)
             }
             // The instance is dropped here: a fresh one serves the next call.
-            Err(e) => Err(self.classify(&live.store, e)),
+            // What it wrote before it failed is kept (state is not rolled
+            // back with a batch), so it is made durable like any write.
+            Err(e) => {
+                if let Err(flush) = live.store.data().kv.flush() {
+                    tracing::warn!(plugin = %self.spec.name, error = %flush, "the state a failed call wrote could not be made durable");
+                }
+                Err(self.classify(&live.store, e))
+            }
         }
     }
 }

@@ -11,7 +11,7 @@
 //! plugin that spins holds one thread for at most its deadline and the
 //! connection that published, not the runtime. What a quick run does
 //! besides computing (a plugin's stdout, its state writes) must not wait
-//! on the runtime: see `engine::link_stdio_without_tokio` and
+//! on the runtime: see `engine::link_wasi_without_tokio` and
 //! `kv::cluster`.
 //!
 //! # Layout
@@ -234,8 +234,19 @@ impl PluginSet {
 /// `hostile` in `mode`, and the directory it caches compiled code in.
 #[cfg(test)]
 pub(crate) fn hostile(mode: &str) -> (std::sync::Arc<registry::PluginRegistry>, tempfile::TempDir) {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist/test_hostile.wasm");
+    fixture("test_hostile.wasm", &format!("{{ mode = {mode:?} }}"))
+}
+
+/// A registry with the fixture `file` of `plugins/dist/` loaded as plugin
+/// `hostile`, with `config` (a TOML inline table).
+#[cfg(test)]
+pub(crate) fn fixture(
+    file: &str,
+    config: &str,
+) -> (std::sync::Arc<registry::PluginRegistry>, tempfile::TempDir) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/dist")
+        .join(file);
     assert!(
         path.exists(),
         "{} is missing: run `cargo xtask plugins` first",
@@ -243,11 +254,11 @@ pub(crate) fn hostile(mode: &str) -> (std::sync::Arc<registry::PluginRegistry>, 
     );
     let dir = tempfile::TempDir::new().expect("temp dir");
     let text = format!(
-        "[server]\ndata_dir = {:?}\n[[plugin]]\nname = \"hostile\"\npath = {:?}\nconfig = {{ mode = {mode:?} }}\n",
+        "[server]\ndata_dir = {:?}\n[[plugin]]\nname = \"hostile\"\npath = {:?}\nconfig = {config}\n",
         dir.path().display().to_string(),
         path.display().to_string(),
     );
     let config = crate::config::Config::parse(&text, "test").expect("valid config");
-    let registry = registry::PluginRegistry::load(&config).expect("test_hostile loads");
+    let registry = registry::PluginRegistry::load(&config).expect("the fixture loads");
     (std::sync::Arc::new(registry), dir)
 }

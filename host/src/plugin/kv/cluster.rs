@@ -88,9 +88,15 @@ fn decoded(entry: &kv::Entry) -> Option<Entry> {
 
 /// Runs `future` to its end from plugin code: on an async worker, after
 /// handing the worker's other tasks off (`block_in_place`); on any other
-/// thread, directly.
-fn block<F: Future>(runtime: &Handle, future: F) -> F::Output {
-    tokio::task::block_in_place(|| runtime.block_on(future))
+/// thread, directly. A current-thread runtime cannot wait here: an error.
+fn block<F: Future>(runtime: &Handle, future: F) -> Result<F::Output, KvError> {
+    if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        return Err(unavailable(
+            "cannot wait for plugin state",
+            "cluster mode needs the multi-threaded runtime",
+        ));
+    }
+    Ok(tokio::task::block_in_place(|| runtime.block_on(future)))
 }
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> KvError {
@@ -167,7 +173,7 @@ impl Opener for ClusterOpener {
             tokio::time::timeout(self.timeout, self.load(&prefix))
                 .await
                 .unwrap_or_else(|_| Err(unavailable("cannot read plugin state", "timed out")))
-        })?;
+        })??;
         if let Some(watch) = loaded.watch {
             lock(&self.watches).insert(name.to_owned(), (watch, loaded.next));
         }
@@ -184,6 +190,10 @@ impl Opener for ClusterOpener {
             last_sweep: Instant::now(),
         };
         Ok((loaded.state, Box::new(sink)))
+    }
+
+    fn is_remote(&self) -> bool {
+        true
     }
 
     fn follow(&self, namespace: &Arc<Namespace>) {
@@ -225,7 +235,9 @@ impl Follower {
                 if let Some(key) = plugin_key(&self.prefix, &entry.key) {
                     let value = decoded(&entry);
                     // The namespace's lock may be held over a flush's
-                    // round trip: wait for it off the async workers.
+                    // round trip: wait for it off the async workers (the
+                    // follower runs only where a flush could wait: on a
+                    // multi-threaded runtime).
                     tokio::task::block_in_place(|| namespace.stored(&key, entry.revision, value));
                 }
             }
@@ -339,28 +351,41 @@ impl ClusterSink {
     }
 
     /// After a failed flush: this node's copy of `keys` as the bucket has
-    /// them (best effort: a bucket that is down leaves the copy as is).
-    async fn reread(&mut self, keys: &[String], state: &mut KvState) {
-        for key in keys {
-            let entry = match self.bucket.entry(bucket_key(&self.prefix, key)).await {
-                Ok(entry) => entry,
-                Err(e) => {
-                    tracing::warn!(key = %key, error = %e, "cannot read back plugin state after a failed write");
-                    continue;
-                }
-            };
+    /// them, read together within one timeout. The keys it could not read
+    /// (the bucket is down) are returned: their changes are kept for the
+    /// next flush.
+    async fn reread(&mut self, keys: &[String], state: &mut KvState) -> Vec<String> {
+        let reads = keys
+            .iter()
+            .map(|key| self.bucket.entry(bucket_key(&self.prefix, key)));
+        let Ok(results) =
+            tokio::time::timeout(self.timeout, futures_util::future::join_all(reads)).await
+        else {
+            tracing::warn!(
+                keys = keys.len(),
+                "cannot read back plugin state after a failed write: timed out"
+            );
+            return keys.to_vec();
+        };
+        let mut unread = Vec::new();
+        for (key, entry) in keys.iter().zip(results) {
             let key = key.clone();
             match entry {
-                Some(entry) => {
+                Ok(Some(entry)) => {
                     self.tracked.revisions.insert(key.clone(), entry.revision);
                     state.apply(&match decoded(&entry) {
                         Some(value) => KvEvent::Set { key, entry: value },
                         None => KvEvent::Delete { key },
                     });
                 }
-                None => state.apply(&KvEvent::Delete { key }),
+                Ok(None) => state.apply(&KvEvent::Delete { key }),
+                Err(e) => {
+                    tracing::warn!(key = %key, error = %e, "cannot read back plugin state after a failed write");
+                    unread.push(key);
+                }
             }
         }
+        unread
     }
 
     /// Queues deletions of up to [`SWEEP_MAX`] expired keys (applied here
@@ -397,7 +422,7 @@ impl Sink for ClusterSink {
         }
         let changes: Vec<KvEvent> = last.into_values().collect();
         let runtime = self.runtime.clone();
-        let stored = block(&runtime, self.put_all(&changes));
+        let stored = block(&runtime, self.put_all(&changes)).and_then(|stored| stored);
         self.tracked.pending.clear();
         match stored {
             Ok(revisions) => {
@@ -407,8 +432,17 @@ impl Sink for ClusterSink {
                 Ok(())
             }
             Err(e) => {
+                // The copy goes back to what the bucket holds; a key that
+                // cannot be read back keeps its change, to be put again by
+                // the next flush (so the node and the bucket meet again).
                 let keys: Vec<String> = changes.iter().map(|c| key_of(c).to_owned()).collect();
-                block(&runtime, self.reread(&keys, state));
+                let unread = block(&runtime, self.reread(&keys, state)).unwrap_or(keys);
+                for change in changes {
+                    if unread.iter().any(|k| k == key_of(&change)) {
+                        self.tracked.pending.insert(key_of(&change).to_owned());
+                        self.queued.push(change);
+                    }
+                }
                 Err(e)
             }
         }

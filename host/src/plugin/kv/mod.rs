@@ -448,7 +448,12 @@ impl Namespace {
         }
         inner.dirty = false;
         let Inner { state, sink, .. } = &mut *inner;
-        sink.flush(state)
+        let flushed = sink.flush(state);
+        if flushed.is_err() {
+            // What the sink kept for later goes with the next flush.
+            inner.dirty = true;
+        }
+        flushed
     }
 
     /// A change of `key` stored by another node at `revision` (`None`: the
@@ -476,6 +481,12 @@ pub trait Opener: Send + Sync {
     /// Called once with the namespace [`Opener::open`] made: a shared
     /// store starts passing other nodes' changes to [`Namespace::stored`].
     fn follow(&self, _namespace: &Arc<Namespace>) {}
+
+    /// Whether its namespaces live across the network (their flushes wait
+    /// for it).
+    fn is_remote(&self) -> bool {
+        false
+    }
 }
 
 /// Opens namespaces kept in memory only.
@@ -510,6 +521,11 @@ impl KvStores {
             limits,
             open: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether the namespaces live across the network.
+    pub fn is_remote(&self) -> bool {
+        self.opener.is_remote()
     }
 
     /// Namespaces in memory only.

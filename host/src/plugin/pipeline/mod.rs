@@ -210,8 +210,16 @@ impl Pipeline {
 
     /// True if the last run took under [`QUICK_RUN`]: the next may run on
     /// an async worker; otherwise it should leave the worker.
+    /// Never for a stage (or a rollout's candidate) that may wait inside
+    /// a call ([`LoadedPlugin::may_run_on_worker`]).
     pub fn runs_quickly(&self) -> bool {
         self.last_run.quick()
+            && self.stages.iter().all(|s| s.may_run_on_worker())
+            && self
+                .rollouts
+                .iter()
+                .flatten()
+                .all(|r| r.candidate.may_run_on_worker())
     }
 
     /// Runs every stage over `records` published to `topic`, blocking for

@@ -1,7 +1,7 @@
 use bytes::Bytes;
 
 use super::super::answer::decode_headers;
-use super::super::hostile;
+use super::super::{fixture, hostile};
 use super::*;
 use crate::trace::record::StepOutcome;
 
@@ -174,4 +174,33 @@ async fn a_plugin_that_prints_on_an_async_worker_runs_to_the_end() {
         assert!(report.runs.iter().all(|run| run.error.is_none()));
         assert!(dispositions.iter().all(|d| d.outputs.len() == 1), "passed");
     }
+}
+
+/// A plugin that sleeps is told it may not wait (a trap, its batch's
+/// stage failed) instead of reaching wasmtime-wasi's `block_on`, which
+/// panics on a worker; its other batches pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_plugin_that_tries_to_wait_fails_its_batch_on_an_async_worker() {
+    let (registry, _dir) = fixture("test_sleepy.wasm", "{}");
+    let pipeline = Pipeline {
+        pattern: Pattern::parse("t").unwrap(),
+        stages: vec![registry.current().plugins["hostile"].clone()],
+        rollouts: vec![None],
+        on_error: OnError::Reject,
+        version_header: false,
+        last_run: LastRun::default(),
+    };
+    let record = |payload: &'static str| NewRecord {
+        payload: Bytes::from(payload),
+        ..NewRecord::default()
+    };
+    let (dispositions, report) = pipeline.run("t", vec![record("x")], 0);
+    assert!(report.runs.iter().all(|run| run.error.is_none()));
+    assert_eq!(dispositions[0].outputs.len(), 1, "passed");
+    let (dispositions, report) = pipeline.run("t", vec![record("nap")], 0);
+    let error = report.runs[0].error.clone().expect("the stage failed");
+    assert!(format!("{error:?}").contains("may not wait"), "{error:?}");
+    assert!(dispositions[0].outputs.is_empty(), "rejected");
+    let (dispositions, _) = pipeline.run("t", vec![record("y")], 0);
+    assert_eq!(dispositions[0].outputs.len(), 1, "the next batch passes");
 }

@@ -68,6 +68,13 @@ impl PluginRegistry {
         let Some((promotion, wasm)) = saved.promotion(name) else {
             return file;
         };
+        let promoted_hash = short_hash(&Sha256::digest(&wasm).into());
+        if promoted_hash != promotion.hash {
+            // A crash between the component and its record: no promotion.
+            tracing::warn!(plugin = %name, recorded = %promotion.hash, found = %promoted_hash, "the promoted component does not match its record; the configured file is used");
+            saved.forget_promotion(name);
+            return file;
+        }
         if promotion.file_sha256 == hex(&Sha256::digest(&file)) {
             return wasm;
         }
@@ -232,7 +239,11 @@ impl PluginRegistry {
             rollout.candidate.clone()
         };
         if let Some(saved) = &self.saved {
-            let file = std::fs::read(&promoted.spec().path).unwrap_or_default();
+            let file = std::fs::read(&promoted.spec().path).map_err(|e| PluginError::Read {
+                plugin: name.to_owned(),
+                path: promoted.spec().path.clone(),
+                reason: format!("cannot record the promotion against the configured file: {e}"),
+            })?;
             let record = SavedPromotion {
                 hash: promoted.hash.clone(),
                 file_sha256: hex(&Sha256::digest(&file)),
