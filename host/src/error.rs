@@ -75,6 +75,9 @@ pub enum BrokerError {
     /// The broker is shutting down.
     #[error("broker is shutting down")]
     ShuttingDown,
+    /// A plugin rejected, dropped or dead-lettered a request.
+    #[error("{0}")]
+    Rejected(String),
     /// No live responder for a request.
     #[error("no responders: {0}")]
     NoResponders(String),
@@ -129,6 +132,7 @@ impl BrokerError {
             BrokerError::GroupNotFound(_) => ErrorCode::GroupNotFound,
             BrokerError::Forbidden(_) => ErrorCode::Forbidden,
             BrokerError::ShuttingDown => ErrorCode::ShuttingDown,
+            BrokerError::Rejected(_) => ErrorCode::Rejected,
             BrokerError::NoResponders(_) => ErrorCode::NoResponders,
             BrokerError::RequestTimeout(_) => ErrorCode::RequestTimeout,
             BrokerError::ResponderError(_) => ErrorCode::ResponderError,

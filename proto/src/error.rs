@@ -74,7 +74,8 @@ error_codes! {
     UnknownDelivery = 109 => "unknown_delivery",
     /// The consumer group does not exist.
     GroupNotFound = 110 => "group_not_found",
-    /// A plugin rejected the message.
+    /// A plugin rejected the message (or a request: rejected, dropped or
+    /// dead-lettered it).
     Rejected = 111 => "rejected",
     /// The settlement answers a delivery that is no longer in flight: the
     /// ack wait ran out, the message went to another member, or it came

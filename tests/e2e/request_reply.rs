@@ -315,3 +315,76 @@ async fn sluice_req_and_sluice_reply_answer_from_the_shell() -> anyhow::Result<(
     assert!(out.stderr.contains("request_timeout"), "{}", out.stderr);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routing_plugin_routes_a_request_and_a_validator_refuses_a_bad_one() -> anyhow::Result<()>
+{
+    let toml = format!(
+        r#"
+[[plugin]]
+name = "route-by-region"
+path = "{route}"
+config = {{ header = "region", prefix = "svc.", fallback = "svc.unrouted" }}
+
+[[plugin]]
+name = "validate"
+path = "{validate}"
+[plugin.config.schema]
+type = "object"
+required = ["sku"]
+
+[[pipeline]]
+topics = "ask.>"
+stages = ["validate", "route-by-region"]
+"#,
+        route = sluice_tests::plugin_dist("route_by_header.wasm").display(),
+        validate = sluice_tests::plugin_dist("validate_json_schema.wasm").display(),
+    );
+    let broker = TestBroker::start_with(crate::pipelines::with_plugins(&toml)).await?;
+    let (requester, answerer) = (broker.client().await?, broker.client().await?);
+    let _eu = serve(answerer.respond("svc.eu").await?, "eu");
+    let _us = serve(answerer.respond("svc.us").await?, "us");
+
+    for (region, by) in [("eu", "eu"), ("us", "us")] {
+        let reply = bounded(
+            "a routed reply",
+            requester.request_message(
+                Message::new("ask.price", r#"{"sku":"a-1"}"#).header("region", region),
+                LONG,
+            ),
+        )
+        .await?;
+        assert_eq!(reply.payload, r#"{"SKU":"A-1"}"#);
+        assert!(
+            reply.headers.contains(&("x-by".into(), by.into())),
+            "{reply:?}"
+        );
+    }
+    // Routed where nobody listens: no responders, at once.
+    let (error, text) = code(
+        bounded(
+            "no responders after the route",
+            requester.request_message(
+                Message::new("ask.price", r#"{"sku":"a-1"}"#).header("region", "apac"),
+                LONG,
+            ),
+        )
+        .await,
+    );
+    assert_eq!(error, Some(ErrorCode::NoResponders));
+    assert!(text.contains("svc.apac"), "{text}");
+    // A request the validator refuses never reaches a responder.
+    let (error, text) = code(
+        bounded(
+            "the validator's refusal",
+            requester.request_message(
+                Message::new("ask.price", r#"{"id":1}"#).header("region", "eu"),
+                LONG,
+            ),
+        )
+        .await,
+    );
+    assert_eq!(error, Some(ErrorCode::Rejected));
+    assert!(text.contains("sku"), "{text}");
+    Ok(())
+}

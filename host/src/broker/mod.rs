@@ -11,12 +11,15 @@
 //! - [`consumer`] - a group member as the server streams it.
 //! - [`subscription`] - what one subscriber receives (live or replaying).
 //! - [`checks`] - request arguments checked before anything is done.
+//! - [`request`] - request-reply: responders, requests (through the
+//!   pipeline of their topic) and replies.
 
 mod admin;
 mod checks;
 mod consume;
 mod consumer;
 mod publish;
+mod request;
 pub mod subscription;
 
 use std::sync::Arc;
@@ -33,7 +36,7 @@ use crate::config::Config;
 use crate::groups::Groups;
 use crate::metrics::Metrics;
 use crate::plugin::{Distribution, PluginRegistry};
-use crate::reply::{Responder, Responders};
+use crate::reply::Responders;
 use crate::store::Store;
 use crate::trace::Observer;
 
@@ -135,52 +138,6 @@ impl Broker {
     /// The plugins and pipelines in force, and their reloads.
     pub fn plugins(&self) -> &Arc<PluginRegistry> {
         &self.inner.plugins
-    }
-
-    /// A responder on `pattern`, in queue group `group` if given: the
-    /// requests on matching topics, each with its reply token.
-    pub fn respond(&self, pattern: &str, group: Option<String>) -> Result<Responder, BrokerError> {
-        let pattern = checks::pattern(pattern)?;
-        if let Some(group) = &group {
-            checks::group(group)?;
-        }
-        Ok(self.inner.replies.join(pattern, group))
-    }
-
-    /// Sends a request to the responders of its topic; its first reply.
-    /// Nothing is stored.
-    pub async fn ask(&self, ask: sluice_proto::Ask) -> Result<sluice_proto::Reply, BrokerError> {
-        checks::topic(&ask.topic)?;
-        if ask
-            .headers
-            .iter()
-            .any(|(name, _)| name.eq_ignore_ascii_case(sluice_proto::REPLY_HEADER))
-        {
-            return Err(BrokerError::InvalidArgument(format!(
-                "the header {} is the broker's: a request may not carry it",
-                sluice_proto::REPLY_HEADER
-            )));
-        }
-        let timeout = std::time::Duration::from_millis(ask.timeout_ms);
-        if timeout.is_zero() || timeout > crate::reply::MAX_REQUEST_TIMEOUT {
-            return Err(BrokerError::InvalidArgument(format!(
-                "a request's timeout is 1 ms to {} s, not {} ms",
-                crate::reply::MAX_REQUEST_TIMEOUT.as_secs(),
-                ask.timeout_ms
-            )));
-        }
-        let request = crate::reply::Request {
-            topic: ask.topic,
-            key: ask.key,
-            headers: ask.headers,
-            payload: ask.payload,
-        };
-        self.inner.replies.ask(request, timeout).await
-    }
-
-    /// Answers the request waiting under `reply.token`.
-    pub fn reply(&self, reply: sluice_proto::ReplyTo) -> Result<(), BrokerError> {
-        self.inner.replies.reply(&reply.token, reply.reply)
     }
 
     /// Status of the loaded plugins (of every node, in cluster mode).

@@ -14,8 +14,9 @@ use super::Broker;
 use crate::auth::{Action, LogLimit, Principal};
 use crate::dead_letter;
 use crate::error::BrokerError;
-use crate::plugin::{Destination, PluginSet};
+use crate::plugin::{Destination, Disposition, PluginSet};
 use crate::store::{AppendTicket, NewRecord};
+use crate::trace::record::RunReport;
 use crate::trace::PublishTrace;
 
 /// Rate limit of the log lines about routes refused by permissions.
@@ -325,25 +326,7 @@ impl Broker {
                 continue;
             };
             let (origins, records): (Vec<usize>, Vec<NewRecord>) = items.into_iter().unzip();
-            let chosen = &plugins.pipelines[pipeline];
-            // A quick pipeline runs here; handing the worker over costs more.
-            let (dispositions, report) = if chosen.runs_quickly() {
-                chosen.run(&topic, records, crate::store::now_ms())
-            } else {
-                let plugins = plugins.clone();
-                let name = topic.clone();
-                let run =
-                    move || plugins.pipelines[pipeline].run(&name, records, crate::store::now_ms());
-                if tokio::runtime::Handle::current().runtime_flavor()
-                    == tokio::runtime::RuntimeFlavor::MultiThread
-                {
-                    tokio::task::block_in_place(run)
-                } else {
-                    tokio::task::spawn_blocking(run)
-                        .await
-                        .map_err(|e| BrokerError::Internal(format!("pipeline task failed: {e}")))?
-                }
-            };
+            let (dispositions, report) = run_pipeline(&plugins, pipeline, &topic, records).await?;
             if let Some(trace) = trace.as_deref_mut() {
                 trace.pipeline_ran(report, &origins);
             }
@@ -447,5 +430,32 @@ impl Broker {
             .await
             .map(|_| ())
             .map_err(|e| BrokerError::store(name, e))
+    }
+}
+
+/// Runs pipeline `index` of `plugins` over `records` of `topic`: here if
+/// its last run was quick (handing the worker over costs more), else off
+/// the async worker.
+pub(super) async fn run_pipeline(
+    plugins: &Arc<PluginSet>,
+    index: usize,
+    topic: &str,
+    records: Vec<NewRecord>,
+) -> Result<(Vec<Disposition>, RunReport), BrokerError> {
+    let chosen = &plugins.pipelines[index];
+    if chosen.runs_quickly() {
+        return Ok(chosen.run(topic, records, crate::store::now_ms()));
+    }
+    let plugins = plugins.clone();
+    let name = topic.to_owned();
+    let run = move || plugins.pipelines[index].run(&name, records, crate::store::now_ms());
+    if tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread
+    {
+        Ok(tokio::task::block_in_place(run))
+    } else {
+        tokio::task::spawn_blocking(run)
+            .await
+            .map_err(|e| BrokerError::Internal(format!("pipeline task failed: {e}")))
     }
 }

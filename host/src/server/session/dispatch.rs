@@ -130,9 +130,10 @@ impl Session {
                 // requests' answers, and a request may wait minutes).
                 let closing = self.reading_done.clone();
                 let shutdown = self.shared.shutdown.clone();
+                let requester = self.principal.clone();
                 Answer::later(async move {
                     tokio::select! {
-                        answer = broker.ask(ask) => answer.map(ResponseBody::Answered),
+                        answer = broker.ask(ask, &requester) => answer.map(ResponseBody::Answered),
                         () = closing.cancelled() => Err(if shutdown.is_cancelled() {
                             BrokerError::ShuttingDown
                         } else {
