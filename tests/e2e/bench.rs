@@ -132,3 +132,23 @@ fn sluice_bench_plugin_costs_runs_a_shadow_and_a_stateful_stage() -> anyhow::Res
     );
     Ok(())
 }
+
+#[test]
+fn sluice_bench_request_measures_round_trips() -> anyhow::Result<()> {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
+        .args(["bench", "request", "--embedded", "--fsync", "never"])
+        .args(["--count", "300", "--producers", "2", "--size", "128"])
+        .args(["--max-time", "30s", "--json"])
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row: serde_json::Value = serde_json::from_str(stdout.trim())?;
+    assert_eq!(row["scenario"], "request-reply 2 conn");
+    assert_eq!(row["messages"], 300, "{row}");
+    assert!(row["p99_us"].as_u64().is_some_and(|p| p > 0), "{row}");
+    Ok(())
+}

@@ -88,3 +88,75 @@ pub async fn core_pubsub(
     let ((), steady) = measure(span, received, work).await?;
     Ok(steady)
 }
+
+/// The subject `core-request` asks on.
+const REQUEST_SUBJECT: &str = "bench.request";
+
+/// How long one request may wait for its reply.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `core-request`: `responder` answers every request with its payload;
+/// each of `requesters` sends one request at a time and waits for the
+/// reply (as `sluice bench request`). Counted as replies received; each
+/// round trip's latency in µs.
+pub async fn core_request(
+    responder: async_nats::Client,
+    requesters: Vec<async_nats::Client>,
+    size: usize,
+    span: Span,
+) -> anyhow::Result<(Vec<u64>, Steady)> {
+    let mut requests = responder.subscribe(REQUEST_SUBJECT).await?;
+    responder.flush().await?;
+    let answering = tokio::spawn(async move {
+        while let Some(request) = requests.next().await {
+            if let Some(reply) = request.reply {
+                let _ = responder.publish(reply, request.payload).await;
+            }
+        }
+    });
+    let limit = span.limit();
+    let sent = Arc::new(AtomicU64::new(0));
+    let answered = Arc::new(AtomicU64::new(0));
+    let body = Bytes::from(vec![b'x'; size]);
+    let counter = answered.clone();
+    let work = async {
+        let mut loops = FuturesUnordered::new();
+        for client in requesters {
+            let (sent, answered, body) = (sent.clone(), answered.clone(), body.clone());
+            let client = client.clone();
+            loops.push(async move {
+                let mut latencies = Vec::new();
+                let mut last = Instant::now();
+                while span.sending(Instant::now()) && sent.fetch_add(1, Ordering::Relaxed) < limit {
+                    let start = Instant::now();
+                    let reply = tokio::time::timeout(
+                        REQUEST_TIMEOUT,
+                        client.request(REQUEST_SUBJECT, body.clone()),
+                    )
+                    .await??;
+                    anyhow::ensure!(
+                        reply.payload.len() == body.len(),
+                        "a reply of the wrong size"
+                    );
+                    last = Instant::now();
+                    answered.fetch_add(1, Ordering::Relaxed);
+                    if span.samples(start) {
+                        latencies.push(last.duration_since(start).as_micros() as u64);
+                    }
+                }
+                anyhow::Ok((latencies, last))
+            });
+        }
+        let mut latencies = Vec::new();
+        let mut last = Instant::now();
+        while let Some(done) = loops.next().await {
+            let (mine, at) = done?;
+            latencies.extend(mine);
+            last = last.max(at);
+        }
+        anyhow::Ok((latencies, last))
+    };
+    let (latencies, steady) = measure(span, || counter.load(Ordering::Relaxed), work).await?;
+    answering.abort();
+    Ok((latencies, steady))
+}

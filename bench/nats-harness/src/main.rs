@@ -20,6 +20,9 @@
 //!   one durable pull consumer, fetching batches, each message acked.
 //! - `js-latency`: JetStream publish at RATE per second, open loop, ack
 //!   round trip percentiles.
+//! - `core-request`: core NATS request-reply: one responder echoing the
+//!   payload, WORKERS (default 1) requester connections, one request at
+//!   a time each; replies per second and round-trip percentiles.
 //!
 //! How long (see [`window`]): without `--duration`, COUNT messages.
 //! With `--duration D`, a warm-up (`--warmup`, default 1s) and then a
@@ -310,6 +313,17 @@ async fn main() -> anyhow::Result<()> {
             let steady = core::core_pubsub(publisher, subscribers, size, args.span()).await?;
             let name = format!("nats core pubsub 1:{}", args.subscribers);
             (outcome(&name, size, steady, Vec::new()), None)
+        }
+        "core-request" => {
+            let responder = connect(&args).await?;
+            let mut requesters = Vec::with_capacity(extra.max(1) as usize);
+            for _ in 0..extra.max(1) {
+                requesters.push(connect(&args).await?);
+            }
+            let (lat, steady) =
+                core::core_request(responder, requesters, size, args.span()).await?;
+            let name = format!("nats request-reply {} conn", extra.max(1));
+            (outcome(&name, size, steady, lat), None)
         }
         "js-publish" => {
             let s = stream(&js, "benchpub", replicas, false).await?;

@@ -529,6 +529,10 @@ pub enum Scenario {
     Connections,
     /// Every scenario above.
     All,
+    /// Request-reply round trips: one echoing responder, `--producers`
+    /// requester connections, one request at a time each (not part of
+    /// `all`).
+    Request,
     /// What plugin rollouts and state cost: a pass-through stage alone,
     /// with a shadow version beside it, and a stage doing one state get +
     /// set per message (`--embedded` only; not part of `all`).

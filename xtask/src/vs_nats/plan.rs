@@ -83,7 +83,14 @@ pub enum Key {
     SluiceConnections,
     /// `sluice bench pipeline --embedded --fsync never`.
     Pipeline { stages: Stages, size: u32 },
+    /// Core NATS request-reply, 128 B, `conns` requester connections.
+    NatsRequest { tls: bool, conns: u32 },
+    /// `sluice bench request`, 128 B, `conns` requester connections.
+    SluiceRequest { conns: u32 },
 }
+
+/// Requester connections of the request-reply rows.
+pub const REQUESTERS: [u32; 2] = [1, 16];
 
 /// `1 worker`, `4 workers`.
 pub fn count(n: u32, what: &str) -> String {
@@ -153,6 +160,21 @@ impl fmt::Display for Key {
                 fsync.name()
             ),
             Key::SluiceConnections => write!(f, "sluice, {CONNECTIONS} idle connections"),
+            Key::NatsRequest { tls, conns } => {
+                let port = if tls { "TLS" } else { "plaintext" };
+                write!(
+                    f,
+                    "NATS core {port}, request-reply, {}, 128 B",
+                    count(conns, "connection")
+                )
+            }
+            Key::SluiceRequest { conns } => {
+                write!(
+                    f,
+                    "sluice request-reply, {}, 128 B",
+                    count(conns, "connection")
+                )
+            }
             Key::Pipeline { stages, size } => {
                 let what = match stages {
                     Stages::None => "no plugin",
@@ -217,14 +239,19 @@ fn core_jobs(tls: bool) -> Vec<Job> {
         size,
         subscribers,
     };
-    vec![
+    let mut jobs = vec![
         job(core(SMALL, 1), &["core-pubsub", "128", "0"]),
         job(core(KIB, 1), &["core-pubsub", "1024", "0"]),
         job(
             core(KIB, FAN_OUT),
             &["core-pubsub", "1024", "0", "--subscribers", &fan],
         ),
-    ]
+    ];
+    for conns in REQUESTERS {
+        let key = Key::NatsRequest { tls, conns };
+        jobs.push(job(key, &["core-request", "128", "0", &conns.to_string()]));
+    }
+    jobs
 }
 
 /// The JetStream publish and latency jobs under `sync`.
@@ -299,7 +326,7 @@ pub fn stages() -> Vec<Stage> {
         fsync: Fsync::Never,
         size,
     };
-    let never = vec![
+    let mut never = vec![
         job(publish(KIB), &["publish", "--size", "1024"]),
         job(publish(SMALL), &["publish", "--size", "128"]),
         job(pubsub(SMALL, 1), &["pubsub", "--size", "128"]),
@@ -309,6 +336,14 @@ pub fn stages() -> Vec<Stage> {
             &["pubsub", "--size", "1024", "--subscribers", &fan],
         ),
     ];
+    for conns in REQUESTERS {
+        let key = Key::SluiceRequest { conns };
+        let producers = conns.to_string();
+        never.push(job(
+            key,
+            &["request", "--size", "128", "--producers", &producers],
+        ));
+    }
     let pipeline = |size: u32| {
         let keys = [Stages::None, Stages::PassThrough, Stages::Orders]
             .map(|stages| Key::Pipeline { stages, size });
@@ -378,7 +413,7 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), keys.len(), "a key is measured twice");
-        assert_eq!(keys.len(), 14 + 16 + 6);
+        assert_eq!(keys.len(), 18 + 18 + 6);
     }
 
     #[test]

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::plan::{
-    bytes, Fsync, Key, Stages, Sync, CONNECTIONS, FAN_OUT, KIB, LATENCY_RATE, SMALL,
+    bytes, count, Fsync, Key, Stages, Sync, CONNECTIONS, FAN_OUT, KIB, LATENCY_RATE, REQUESTERS,
+    SMALL,
 };
 use super::stats::{compact, Figure};
 
@@ -342,6 +343,29 @@ pub fn rows(r: &Results) -> Vec<Row> {
                 .goal(RatioAtMost(goal)),
         );
     }
+    for conns in REQUESTERS {
+        let on = count(conns, "connection");
+        let sluice = Key::SluiceRequest { conns };
+        let nats = |tls: bool| Key::NatsRequest { tls, conns };
+        rows.push(
+            Row::new(
+                format!("request-reply round trips, {on}, 128 B vs NATS core with TLS"),
+                Unit::Rate,
+                r.rate(sluice),
+            )
+            .nats(r.rate(nats(true)))
+            .plaintext(r.rate(nats(false))),
+        );
+        rows.push(
+            Row::new(
+                format!("p99 request-reply round trip, {on}, 128 B vs NATS core with TLS"),
+                Unit::Micros,
+                r.p99(sluice),
+            )
+            .nats(r.p99(nats(true)))
+            .plaintext(r.p99(nats(false))),
+        );
+    }
     for size in [SMALL, KIB] {
         let what = format!(
             "one pass-through WASM stage, {}: throughput cost",
@@ -514,7 +538,7 @@ mod tests {
         r.nats_idle_kib = vec![20_000; 3];
         r.sluice_idle_kib = vec![10_000; 3];
         let rows = rows(&r);
-        assert_eq!(rows.len(), 3 + 8 + 4 + 2 + 2 + 2 + 2);
+        assert_eq!(rows.len(), 3 + 8 + 4 + 2 + 4 + 2 + 2 + 2);
         for row in &rows {
             let line = row.markdown();
             assert!(!line.contains('?'), "{line}");

@@ -16,6 +16,8 @@
 //! - `connections`: idle connections held open (and the broker's memory).
 //! - `plugin-costs` (not in `all`): a pass-through stage alone, with a
 //!   shadow version, and doing one state get + set per message.
+//! - `request` (not in `all`): request-reply round trips, one echoing
+//!   responder and `--producers` requester connections.
 //!
 //! Results: a table at the end, or `--json`, one object per line.
 //!
@@ -25,7 +27,7 @@
 //! - [`window`]: how long a scenario runs and what its figure counts.
 //! - [`load`]: the pipelined publisher every throughput scenario shares.
 //! - [`publish`], [`pubsub`], [`queue`], [`connections`],
-//!   [`plugin_costs`]: the scenarios.
+//!   [`plugin_costs`], [`request`]: the scenarios.
 //! - [`report`]: one [`report::Outcome`] per scenario, as JSON or a table.
 
 mod connections;
@@ -35,6 +37,7 @@ mod publish;
 mod pubsub;
 mod queue;
 mod report;
+mod request;
 mod target;
 mod window;
 
@@ -99,6 +102,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             Scenario::Pipeline => publish::pipeline(&args, &target).await?,
             Scenario::Connections => vec![connections::connections(&args, &target).await?],
             Scenario::PluginCosts => plugin_costs::plugin_costs(&args, &target).await?,
+            Scenario::Request => vec![request::request(&args, &target).await?],
             Scenario::All => unreachable!("expanded above"),
         };
         for row in rows {
