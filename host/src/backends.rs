@@ -25,6 +25,8 @@ pub(crate) struct Backends {
     /// Cluster mode: the task following the cluster's plugins (it ends
     /// with `shutdown`).
     pub follower: Option<tokio::task::JoinHandle<()>>,
+    /// Cluster mode: request-reply through NATS.
+    pub relay: Option<Arc<crate::reply::nats::NatsRelay>>,
 }
 
 /// Opens the backends `config` asks for; background work stops with
@@ -68,6 +70,7 @@ async fn open_local(
         distribution: Arc::new(plugin::LocalDistribution::new(plugins.clone())),
         plugins,
         follower: None,
+        relay: None,
     })
 }
 
@@ -103,6 +106,7 @@ async fn open_cluster(
         .map_err(StartError::Store)?;
     let state = plugin::kv::cluster::ClusterOpener::new(state, cluster.request_timeout);
     let plugins = load_plugins(&effective, Some(Box::new(state))).await?;
+    let relay = crate::reply::nats::NatsRelay::new(nats.client.clone());
     let (distribution, follower) =
         cluster::ClusterDistribution::start(nats, shared, plugins.clone(), shutdown.clone())
             .await
@@ -114,6 +118,7 @@ async fn open_cluster(
         plugins,
         distribution,
         follower: Some(follower),
+        relay: Some(relay),
     })
 }
 

@@ -274,6 +274,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         metrics,
         observer,
     );
+    if let Some(relay) = backends.relay {
+        broker.relay_requests(relay);
+    }
     let endpoint =
         sluice_client::transport::endpoint(config.server.listen, Some(quic)).map_err(|source| {
             StartError::Listen {

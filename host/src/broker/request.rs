@@ -18,12 +18,24 @@ use crate::store::NewRecord;
 impl Broker {
     /// A responder on `pattern`, in queue group `group` if given: the
     /// requests on matching topics, each with its reply token.
-    pub fn respond(&self, pattern: &str, group: Option<String>) -> Result<Responder, BrokerError> {
+    /// In cluster mode it listens on every node's behalf before this
+    /// returns.
+    pub async fn respond(
+        &self,
+        pattern: &str,
+        group: Option<String>,
+    ) -> Result<Responder, BrokerError> {
         let pattern = checks::pattern(pattern)?;
         if let Some(group) = &group {
             checks::group(group)?;
         }
-        Ok(self.inner.replies.join(pattern, group))
+        self.inner.replies.join(pattern, group).await
+    }
+
+    /// Sends requests, and listens for them, through the cluster's NATS
+    /// (cluster mode), from now on.
+    pub fn relay_requests(&self, relay: std::sync::Arc<crate::reply::nats::NatsRelay>) {
+        self.inner.replies.relay_through(relay);
     }
 
     /// Sends a request from `requester` to the responders of its topic

@@ -9,6 +9,7 @@ mod checks;
 mod console;
 mod groups;
 mod plugins;
+mod requests;
 mod state;
 mod topics;
 

@@ -120,7 +120,7 @@ impl Session {
                 })
             }
             RequestBody::Consume(consume) => Answer::Now(self.consume(consume).await),
-            RequestBody::Respond(respond) => Answer::Now(self.start_responder(respond)),
+            RequestBody::Respond(respond) => Answer::Now(self.start_responder(respond).await),
             RequestBody::Ask(ask) => {
                 if let Err(e) = self.authorize(Action::Publish, &ask.topic) {
                     return Answer::Now(Err(e));

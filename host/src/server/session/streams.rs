@@ -105,7 +105,7 @@ impl Session {
 
     /// Starts a responder: its requests on a stream of their own, counted
     /// as a subscription.
-    pub(super) fn start_responder(
+    pub(super) async fn start_responder(
         &self,
         request: sluice_proto::Respond,
     ) -> Result<ResponseBody, BrokerError> {
@@ -114,7 +114,8 @@ impl Session {
         let responder = self
             .shared
             .broker
-            .respond(&request.pattern, request.group.clone())?;
+            .respond(&request.pattern, request.group.clone())
+            .await?;
         let id = request.responder;
         let (cancel, marker) = self.register_stream(id, None);
         let registry = self.subscriptions.clone();

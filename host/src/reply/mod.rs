@@ -5,7 +5,8 @@
 //!
 //! A request goes to every responder without a queue group whose pattern
 //! matches its topic, and to one responder of each matching group (round
-//! robin). Each gets it as a `Delivered` (offset 0) with the header
+//! robin). In cluster mode ([`nats`]) it goes through NATS instead, to the
+//! responders of every node. Each gets it as a `Delivered` (offset 0) with the header
 //! [`REPLY_HEADER`]: a random token that is the right to answer it, for
 //! whoever holds it. The first reply wins; later ones are told that no
 //! request waits for them.
@@ -21,6 +22,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::BrokerError;
 use crate::sync::lock;
+
+pub mod nats;
 
 /// Requests a responder may hold undelivered to its client; past it, the
 /// responder is skipped: the next member of its queue group takes the
@@ -48,7 +51,13 @@ pub struct Request {
 pub struct Responders {
     table: Mutex<Table>,
     next_id: AtomicU64,
+    /// Cluster mode: requests and responders go through NATS.
+    relay: std::sync::OnceLock<Arc<nats::NatsRelay>>,
 }
+
+/// Which responders a request relayed by NATS is for: those of one
+/// pattern, in one queue group or none.
+pub(crate) type Only<'a> = Option<(&'a str, Option<&'a str>)>;
 
 #[derive(Debug, Default)]
 struct Table {
@@ -117,10 +126,22 @@ fn now_ms() -> i64 {
 }
 
 impl Responders {
-    /// A responder on `pattern`, in queue group `group` if given.
-    pub fn join(self: &Arc<Self>, pattern: Pattern, group: Option<String>) -> Responder {
+    /// From now on, requests and responders go through `relay` (cluster
+    /// mode).
+    pub fn relay_through(&self, relay: Arc<nats::NatsRelay>) {
+        let _ = self.relay.set(relay);
+    }
+
+    /// A responder on `pattern`, in queue group `group` if given. In
+    /// cluster mode it listens through NATS before this returns.
+    pub async fn join(
+        self: &Arc<Self>,
+        pattern: Pattern,
+        group: Option<String>,
+    ) -> Result<Responder, BrokerError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(RESPONDER_QUEUE);
+        let listening = (pattern.as_str().to_owned(), group.clone());
         lock(&self.table).responders.insert(
             id,
             Entry {
@@ -130,11 +151,18 @@ impl Responders {
                 holds: HashSet::new(),
             },
         );
-        Responder {
+        // Made first: dropping it on a failure below takes the entry away.
+        let responder = Responder {
             id,
             requests: rx,
             owner: self.clone(),
+        };
+        if let Some(relay) = self.relay.get() {
+            relay
+                .listen(self, &listening.0, listening.1.as_deref())
+                .await?;
         }
+        Ok(responder)
     }
 
     /// How many responders are live.
@@ -146,9 +174,23 @@ impl Responders {
     /// first reply.
     /// Cancel-safe: a dropped `ask` forgets its request.
     pub async fn ask(&self, request: Request, timeout: Duration) -> Result<Reply, BrokerError> {
+        match self.relay.get() {
+            Some(relay) => relay.ask(request, timeout).await,
+            None => self.ask_local(request, timeout, None).await,
+        }
+    }
+
+    /// [`Responders::ask`] of this broker's responders only (`only`: of
+    /// one pattern and queue group).
+    pub(crate) async fn ask_local(
+        &self,
+        request: Request,
+        timeout: Duration,
+        only: Only<'_>,
+    ) -> Result<Reply, BrokerError> {
         let token = new_token()?;
         let (answer, answered) = oneshot::channel();
-        self.send(&request, &token, answer)?;
+        self.send(&request, &token, answer, only)?;
         let _forget = Forget {
             owner: self,
             token: &token,
@@ -172,9 +214,10 @@ impl Responders {
         request: &Request,
         token: &str,
         answer: oneshot::Sender<Result<Reply, BrokerError>>,
+        only: Only<'_>,
     ) -> Result<(), BrokerError> {
         let mut table = lock(&self.table);
-        let targets = table.targets(&request.topic);
+        let targets = table.targets(&request.topic, only);
         if targets.is_empty() {
             return Err(BrokerError::NoResponders(format!(
                 "no responder listens on {:?}",
@@ -240,6 +283,9 @@ impl Responders {
         let Some(entry) = table.responders.remove(&id) else {
             return;
         };
+        if let Some(relay) = self.relay.get() {
+            relay.stop_listening(entry.pattern.as_str(), entry.group.as_deref());
+        }
         if let Some(group) = &entry.group {
             let left = table
                 .responders
@@ -282,12 +328,17 @@ impl Table {
     /// for one copy, in order. A responder without a group is a list of
     /// one; a queue group is one list, its members from the one whose
     /// turn it is.
-    fn targets(&mut self, topic: &str) -> Vec<Vec<u64>> {
+    fn targets(&mut self, topic: &str, only: Only<'_>) -> Vec<Vec<u64>> {
         let mut targets = Vec::new();
         let mut groups: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
         for (id, entry) in &self.responders {
             if !entry.pattern.matches(topic) || entry.requests.is_closed() {
                 continue;
+            }
+            if let Some((pattern, group)) = only {
+                if entry.pattern.as_str() != pattern || entry.group.as_deref() != group {
+                    continue;
+                }
             }
             match &entry.group {
                 None => targets.push(vec![*id]),
@@ -337,8 +388,14 @@ mod tests {
     #[tokio::test]
     async fn a_request_gets_its_first_reply_and_a_second_is_told_it_is_late() {
         let responders = Arc::new(Responders::default());
-        let mut a = responders.join(Pattern::parse("svc.>").unwrap(), None);
-        let mut b = responders.join(Pattern::parse("svc.echo").unwrap(), None);
+        let mut a = responders
+            .join(Pattern::parse("svc.>").unwrap(), None)
+            .await
+            .unwrap();
+        let mut b = responders
+            .join(Pattern::parse("svc.echo").unwrap(), None)
+            .await
+            .unwrap();
         let asking = {
             let r = responders.clone();
             tokio::spawn(async move { r.ask(request("svc.echo"), Duration::from_secs(5)).await })
@@ -369,7 +426,10 @@ mod tests {
             "{none:?}"
         );
 
-        let mut gone = responders.join(Pattern::parse("svc.x").unwrap(), None);
+        let mut gone = responders
+            .join(Pattern::parse("svc.x").unwrap(), None)
+            .await
+            .unwrap();
         let asking = {
             let r = responders.clone();
             tokio::spawn(async move { r.ask(request("svc.x"), Duration::from_secs(60)).await })
@@ -382,7 +442,10 @@ mod tests {
             "{left:?}"
         );
 
-        let _silent = responders.join(Pattern::parse("svc.x").unwrap(), None);
+        let _silent = responders
+            .join(Pattern::parse("svc.x").unwrap(), None)
+            .await
+            .unwrap();
         let slow = responders
             .ask(request("svc.x"), Duration::from_millis(20))
             .await;
@@ -396,15 +459,21 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_queue_group_takes_turns_and_plain_responders_get_everything() {
+    #[tokio::test]
+    async fn a_queue_group_takes_turns_and_plain_responders_get_everything() {
         let responders = Arc::new(Responders::default());
         let pattern = || Pattern::parse("jobs").unwrap();
-        let plain = responders.join(pattern(), None);
-        let g1 = responders.join(pattern(), Some("workers".into()));
-        let g2 = responders.join(pattern(), Some("workers".into()));
+        let plain = responders.join(pattern(), None).await.unwrap();
+        let g1 = responders
+            .join(pattern(), Some("workers".into()))
+            .await
+            .unwrap();
+        let g2 = responders
+            .join(pattern(), Some("workers".into()))
+            .await
+            .unwrap();
         let mut table = lock(&responders.table);
-        let picks: Vec<Vec<Vec<u64>>> = (0..4).map(|_| table.targets("jobs")).collect();
+        let picks: Vec<Vec<Vec<u64>>> = (0..4).map(|_| table.targets("jobs", None)).collect();
         for pick in &picks {
             assert_eq!(pick.len(), 2, "the plain responder and the group");
             assert_eq!(pick[0], [plain.id]);
@@ -421,7 +490,12 @@ mod tests {
                 vec![g2.id, g1.id]
             ]
         );
-        assert!(table.targets("other").is_empty());
+        assert!(table.targets("other", None).is_empty());
+        // Relayed for one pattern and group: only those.
+        assert_eq!(
+            table.targets("jobs", Some(("jobs", None))),
+            [vec![plain.id]]
+        );
         drop(table);
         // The last member leaving forgets the group's turn.
         drop((g1, g2));
