@@ -19,16 +19,39 @@ pub struct Overlay {
 #[derive(Debug, Default)]
 struct Changes {
     entries: HashMap<String, Option<Entry>>,
-    /// Bytes of the entries set here.
+    /// What the entries here count against the quota (a deletion counts
+    /// its key, so deleting many keys cannot grow it without bound).
     bytes: u64,
+}
+
+/// What an overlay entry counts against the quota.
+fn size(key: &str, entry: &Option<Entry>) -> u64 {
+    entry
+        .as_ref()
+        .map_or(entry_size(key, &[]), |e| entry_size(key, &e.value))
 }
 
 impl Changes {
     fn put(&mut self, key: &str, entry: Option<Entry>) {
-        let size = |e: &Option<Entry>| e.as_ref().map_or(0, |e| entry_size(key, &e.value));
-        self.bytes += size(&entry);
+        self.bytes += size(key, &entry);
         if let Some(old) = self.entries.insert(key.to_owned(), entry) {
-            self.bytes -= size(&old);
+            self.bytes -= size(key, &old);
+        }
+    }
+
+    /// Forgets the entries set here that expired (they read as unset, as
+    /// they would in the live namespace).
+    fn sweep(&mut self, now: i64) {
+        let expired: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.as_ref().is_some_and(|e| !e.live(now)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in expired {
+            if let Some(old) = self.entries.remove(&key) {
+                self.bytes -= size(&key, &old);
+            }
         }
     }
 }
@@ -58,9 +81,16 @@ impl Overlay {
 
     fn put(&self, changes: &mut Changes, key: &str, entry: Entry) -> Result<(), KvError> {
         let max = self.live.limits().max_bytes;
-        let would = changes.bytes + entry_size(key, &entry.value);
-        if would > max {
-            return Err(KvError::QuotaExceeded { would, max });
+        let would = |changes: &Changes| {
+            let old = changes.entries.get(key).map_or(0, |e| size(key, e));
+            changes.bytes - old + entry_size(key, &entry.value)
+        };
+        if would(changes) > max {
+            changes.sweep(now_ms());
+            let would = would(changes);
+            if would > max {
+                return Err(KvError::QuotaExceeded { would, max });
+            }
         }
         changes.put(key, Some(entry));
         Ok(())
