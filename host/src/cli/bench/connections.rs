@@ -16,14 +16,15 @@ use crate::cli::args::BenchArgs;
 /// flowing) before its memory is read with the connections held.
 const SETTLE: Duration = Duration::from_secs(2);
 
-/// The broker's resident memory, from its `/metrics`.
+/// The broker's resident memory, from its `/metrics` (asking the server
+/// to close the connection after its answer, so the read ends).
 async fn broker_rss(admin: SocketAddr) -> anyhow::Result<u64> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(admin)
         .await
         .with_context(|| format!("cannot reach the admin listener at {admin}"))?;
     stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nhost: sluice\r\n\r\n")
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: sluice\r\nconnection: close\r\n\r\n")
         .await?;
     let mut text = String::new();
     stream.read_to_string(&mut text).await?;
