@@ -3,44 +3,52 @@
 
 use std::process::Command;
 
-#[test]
-fn sluice_bench_runs_every_scenario_and_reports_json() -> anyhow::Result<()> {
+/// Runs `sluice bench ARGS... --json --plugins-dir plugins/dist`, which
+/// must succeed: its rows, and its standard error.
+fn bench_rows(args: &[&str]) -> anyhow::Result<(Vec<serde_json::Value>, String)> {
     let dist = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
     let out = Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
-        .args([
-            "bench",
-            "all",
-            "--embedded",
-            "--fsync",
-            "never",
-            "--connections",
-            "20",
-        ])
-        .args([
-            "--count",
-            "300",
-            "--rate",
-            "2000",
-            "--max-time",
-            "30s",
-            "--json",
-        ])
+        .arg("bench")
+        .args(args)
+        .arg("--json")
         .arg("--plugins-dir")
         .arg(&dist)
         .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let rows: Vec<serde_json::Value> = stdout
+    let rows = stdout
         .lines()
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?;
-    let names: Vec<&str> = rows
-        .iter()
+    Ok((rows, stderr))
+}
+
+/// The scenario names of `rows`.
+fn names(rows: &[serde_json::Value]) -> Vec<&str> {
+    rows.iter()
         .map(|r| r["scenario"].as_str().unwrap())
-        .collect();
+        .collect()
+}
+
+#[test]
+fn sluice_bench_runs_every_scenario_and_reports_json() -> anyhow::Result<()> {
+    let (rows, _) = bench_rows(&[
+        "all",
+        "--embedded",
+        "--fsync",
+        "never",
+        "--connections",
+        "20",
+        "--count",
+        "300",
+        "--rate",
+        "2000",
+        "--max-time",
+        "30s",
+    ])?;
     assert_eq!(
-        names,
+        names(&rows),
         [
             "publish",
             "pubsub 1:1",
@@ -86,26 +94,18 @@ fn sluice_bench_runs_every_scenario_and_reports_json() -> anyhow::Result<()> {
 
 #[test]
 fn sluice_bench_plugin_costs_runs_a_shadow_and_a_stateful_stage() -> anyhow::Result<()> {
-    let dist = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
-        .args(["bench", "plugin-costs", "--embedded", "--fsync", "never"])
-        .args(["--count", "300", "--max-time", "30s", "--json"])
-        .arg("--plugins-dir")
-        .arg(&dist)
-        .output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let rows: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
-    let names: Vec<&str> = rows
-        .iter()
-        .map(|r| r["scenario"].as_str().unwrap())
-        .collect();
+    let (rows, stderr) = bench_rows(&[
+        "plugin-costs",
+        "--embedded",
+        "--fsync",
+        "never",
+        "--count",
+        "300",
+        "--max-time",
+        "30s",
+    ])?;
     assert_eq!(
-        names,
+        names(&rows),
         ["pass-through", "pass-through + shadow", "state get + set"]
     );
     for row in &rows {
@@ -135,18 +135,23 @@ fn sluice_bench_plugin_costs_runs_a_shadow_and_a_stateful_stage() -> anyhow::Res
 
 #[test]
 fn sluice_bench_request_measures_round_trips() -> anyhow::Result<()> {
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
-        .args(["bench", "request", "--embedded", "--fsync", "never"])
-        .args(["--count", "300", "--producers", "2", "--size", "128"])
-        .args(["--max-time", "30s", "--json"])
-        .output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let row: serde_json::Value = serde_json::from_str(stdout.trim())?;
+    let (rows, _) = bench_rows(&[
+        "request",
+        "--embedded",
+        "--fsync",
+        "never",
+        "--count",
+        "300",
+        "--producers",
+        "2",
+        "--size",
+        "128",
+        "--max-time",
+        "30s",
+    ])?;
+    let [row] = rows.as_slice() else {
+        panic!("one row: {rows:?}")
+    };
     assert_eq!(row["scenario"], "request-reply 2 conn");
     assert_eq!(row["messages"], 300, "{row}");
     assert!(row["p99_us"].as_u64().is_some_and(|p| p > 0), "{row}");

@@ -55,18 +55,23 @@ fn batches_are_laid_out_flat() {
     assert_eq!(b.timestamps, vec![5, 5]);
 }
 
-/// A pipeline of one `test_hostile` stage in `mode`, and what it makes
-/// of three messages (kept alive: the registry's cache dir).
-fn run_hostile(mode: &str, on_error: OnError) -> (Vec<NewRecord>, Vec<Disposition>) {
-    let (registry, _dir) = hostile(mode);
-    let pipeline = Pipeline {
+/// A pipeline on `t` of the one plugin (`hostile`) of `registry`.
+fn one_stage(registry: &super::super::registry::PluginRegistry, on_error: OnError) -> Pipeline {
+    Pipeline {
         pattern: Pattern::parse("t").unwrap(),
         stages: vec![registry.current().plugins["hostile"].clone()],
         rollouts: vec![None],
         on_error,
         version_header: false,
         last_run: LastRun::default(),
-    };
+    }
+}
+
+/// A pipeline of one `test_hostile` stage in `mode`, and what it makes
+/// of three messages (kept alive: the registry's cache dir).
+fn run_hostile(mode: &str, on_error: OnError) -> (Vec<NewRecord>, Vec<Disposition>) {
+    let (registry, _dir) = hostile(mode);
+    let pipeline = one_stage(&registry, on_error);
     let records: Vec<NewRecord> = ["a", "b", "c"]
         .into_iter()
         .map(|p| NewRecord {
@@ -82,14 +87,7 @@ fn run_hostile(mode: &str, on_error: OnError) -> (Vec<NewRecord>, Vec<Dispositio
 #[test]
 fn a_pipeline_runs_on_an_async_worker_only_after_a_quick_run() {
     let (registry, _dir) = hostile("loop");
-    let pipeline = Pipeline {
-        pattern: Pattern::parse("t").unwrap(),
-        stages: vec![registry.current().plugins["hostile"].clone()],
-        rollouts: vec![None],
-        on_error: OnError::Drop,
-        version_header: false,
-        last_run: LastRun::default(),
-    };
+    let pipeline = one_stage(&registry, OnError::Drop);
     assert!(!pipeline.runs_quickly(), "a new pipeline's cost is unknown");
     pipeline.last_run.record(Duration::from_micros(20));
     assert!(pipeline.runs_quickly());
@@ -160,14 +158,7 @@ fn a_malformed_replacement_fails_the_stage_for_the_whole_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_plugin_that_prints_on_an_async_worker_runs_to_the_end() {
     let (registry, _dir) = hostile("log");
-    let pipeline = Pipeline {
-        pattern: Pattern::parse("t").unwrap(),
-        stages: vec![registry.current().plugins["hostile"].clone()],
-        rollouts: vec![None],
-        on_error: OnError::Reject,
-        version_header: false,
-        last_run: LastRun::default(),
-    };
+    let pipeline = one_stage(&registry, OnError::Reject);
     for _ in 0..3 {
         let records = vec![NewRecord::default(), NewRecord::default()];
         let (dispositions, report) = pipeline.run("t", records, 0);
@@ -182,14 +173,7 @@ async fn a_plugin_that_prints_on_an_async_worker_runs_to_the_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_plugin_that_tries_to_wait_fails_its_batch_on_an_async_worker() {
     let (registry, _dir) = fixture("test_sleepy.wasm", "{}");
-    let pipeline = Pipeline {
-        pattern: Pattern::parse("t").unwrap(),
-        stages: vec![registry.current().plugins["hostile"].clone()],
-        rollouts: vec![None],
-        on_error: OnError::Reject,
-        version_header: false,
-        last_run: LastRun::default(),
-    };
+    let pipeline = one_stage(&registry, OnError::Reject);
     let record = |payload: &'static str| NewRecord {
         payload: Bytes::from(payload),
         ..NewRecord::default()
