@@ -53,6 +53,10 @@ pub struct Stored {
     pub offset: u64,
     /// True if the broker had already stored a message with the same id.
     pub duplicate: bool,
+    /// When the message is due, if it was delayed (ms since the Unix
+    /// epoch): it waits in the broker's schedule and `offset` is its place
+    /// there; it takes its offset in `topic` when due.
+    pub deliver_at_ms: Option<i64>,
     /// Every place it was stored, in order: one, unless a routing plugin
     /// stored it in several (`topic` and `offset` are the first).
     pub routed: Vec<sluice_proto::StoredAt>,
@@ -71,6 +75,7 @@ impl Stored {
                     topic: first.topic.clone(),
                     offset: first.offset,
                     duplicate: first.duplicate,
+                    deliver_at_ms: first.deliver_at_ms,
                     routed,
                 })
             }
@@ -375,6 +380,8 @@ impl Client {
                 retention,
                 segment_bytes,
                 dedup_window_ms: None,
+                default_ttl_ms: None,
+                dead_letter_expired: None,
             }))
             .await?
         {

@@ -94,5 +94,6 @@ pub use sluice_proto::{
 };
 /// Request-reply.
 pub use sluice_proto::{Reply, REPLY_HEADER};
+pub use sluice_proto::{DELAY_HEADER, DELIVER_AT_HEADER, EXPIRED_HEADER, TTL_HEADER};
 pub use subscription::Subscription;
 pub use tls::certificate_fingerprint;

@@ -38,6 +38,52 @@ impl Message {
         self
     }
 
+    /// Delivers the message no earlier than `delay` after the broker reads
+    /// the publish (counted by the broker's clock). Until then it waits in
+    /// the broker's schedule, stored and acknowledged; it takes its offset
+    /// in the topic when due. Replaces an earlier [`Message::delay`] or
+    /// [`Message::deliver_at`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sluice_client::Message;
+    /// let m = Message::new("reminders", "call back").delay(Duration::from_secs(30));
+    /// ```
+    pub fn delay(mut self, delay: std::time::Duration) -> Self {
+        self.remove_headers(&[sluice_proto::DELAY_HEADER, sluice_proto::DELIVER_AT_HEADER]);
+        self.0.headers.push((
+            sluice_proto::DELAY_HEADER.into(),
+            delay.as_millis().to_string(),
+        ));
+        self
+    }
+
+    /// Delivers the message no earlier than `at` (as [`Message::delay`]).
+    pub fn deliver_at(mut self, at: std::time::SystemTime) -> Self {
+        self.remove_headers(&[sluice_proto::DELAY_HEADER, sluice_proto::DELIVER_AT_HEADER]);
+        self.0.headers.push((
+            sluice_proto::DELIVER_AT_HEADER.into(),
+            humantime::format_rfc3339_millis(at).to_string(),
+        ));
+        self
+    }
+
+    /// A time-to-live, counted from when the message is due: one not
+    /// delivered by then is skipped by live subscriptions and consumer
+    /// groups (which may dead-letter it, as its topic says). A replay
+    /// still shows it, with the header `sluice-expired: true`.
+    pub fn ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.remove_headers(&[sluice_proto::TTL_HEADER]);
+        self.0
+            .headers
+            .push((sluice_proto::TTL_HEADER.into(), ttl.as_millis().to_string()));
+        self
+    }
+
+    fn remove_headers(&mut self, names: &[&str]) {
+        self.0.headers.retain(|(n, _)| !names.contains(&n.as_str()));
+    }
+
     /// Sets the W3C trace context (`traceparent`, and `tracestate` when
     /// given) the message carries: a broker exporting spans traces it, and
     /// its consumers get the same trace (`Delivered::traceparent`).

@@ -12,6 +12,7 @@ use crate::config::{ClusterConfig, Config};
 use crate::groups::{self, Groups};
 use crate::metrics::Metrics;
 use crate::plugin::{self, Distribution, PluginRegistry};
+use crate::schedule::{Schedule, Turn};
 use crate::store::{self, Store};
 use crate::trace::Journal;
 use crate::{cluster, nats, StartError};
@@ -20,6 +21,9 @@ use crate::{cluster, nats, StartError};
 pub(crate) struct Backends {
     pub store: Arc<dyn Store>,
     pub groups: Arc<dyn Groups>,
+    /// Delayed messages, and whether this node fires them.
+    pub schedule: Arc<Schedule>,
+    pub turn: Turn,
     pub plugins: Arc<PluginRegistry>,
     pub distribution: Arc<dyn Distribution>,
     /// Cluster mode: the task following the cluster's plugins (it ends
@@ -51,11 +55,23 @@ async fn open_local(
     record: Arc<Journal>,
 ) -> Result<Backends, StartError> {
     let options = store::LocalOptions::from_config(config);
+    let schedule_options = store::LocalOptions {
+        data_dir: options.data_dir.join("schedule"),
+        ..options.clone()
+    };
     let store: Arc<dyn Store> = Arc::new(
-        store::LocalStore::open(options, metrics)
+        store::LocalStore::open(options, metrics.clone())
             .await
             .map_err(StartError::Store)?,
     );
+    let schedule = Arc::new(
+        store::LocalStore::open(schedule_options, metrics)
+            .await
+            .map_err(StartError::Store)?,
+    );
+    let schedule = Schedule::open(schedule, store::TopicSettings::defaults(config))
+        .await
+        .map_err(StartError::Store)?;
     let options = groups::GroupsOptions {
         record,
         ..groups::GroupsOptions::from_config(config)
@@ -67,6 +83,8 @@ async fn open_local(
     Ok(Backends {
         store,
         groups: Arc::new(groups),
+        schedule,
+        turn: Turn::always(),
         distribution: Arc::new(plugin::LocalDistribution::new(plugins.clone())),
         plugins,
         follower: None,
@@ -95,6 +113,18 @@ async fn open_cluster(
             .await
             .map_err(StartError::Store)?,
     );
+    let schedule = Arc::new(
+        store::JetStreamStore::open_in(nats.clone(), defaults, nats::names::SCHEDULE)
+            .await
+            .map_err(StartError::Store)?,
+    );
+    let schedule = Schedule::open(schedule, defaults)
+        .await
+        .map_err(StartError::Store)?;
+    let lease = store::jetstream::open_bucket(&nats, crate::schedule::LEASE_BUCKET)
+        .await
+        .map_err(StartError::Store)?;
+    let turn = Turn::lease(lease, node.clone());
     let groups = groups::JetStreamGroups::open(nats.clone(), store.clone(), record)
         .await
         .map_err(StartError::Groups)?;
@@ -115,6 +145,8 @@ async fn open_cluster(
     Ok(Backends {
         store,
         groups: Arc::new(groups),
+        schedule,
+        turn,
         plugins,
         distribution,
         follower: Some(follower),

@@ -19,6 +19,20 @@ pub struct Slice {
 }
 
 impl Slice {
+    /// A slice of records of `topic` (not necessarily dense: some were
+    /// filtered out).
+    pub fn of(topic: &Arc<str>, incarnation: u64, records: Vec<Record>, attempt: u32) -> Slice {
+        Slice {
+            batch: Arc::new(StoredBatch {
+                topic: topic.clone(),
+                incarnation,
+                records,
+            }),
+            skip: 0,
+            attempt,
+        }
+    }
+
     /// The records to send.
     pub fn records(&self) -> &[Record] {
         &self.batch.records[self.skip.min(self.batch.records.len())..]

@@ -46,6 +46,7 @@ pub mod metrics;
 pub mod nats;
 pub mod plugin;
 pub mod reply;
+pub mod schedule;
 pub mod server;
 pub mod store;
 pub mod sync;
@@ -265,10 +266,19 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let backends =
         backends::open(&config, metrics.clone(), observer.record.clone(), &shutdown).await?;
     let plugins = backends.plugins.clone();
+    let firing = backends.schedule.start(
+        backends.store.clone(),
+        config.topics.auto_create,
+        backends.turn,
+        shutdown.clone(),
+    );
     let broker = broker::Broker::new(
         config.clone(),
-        backends.store,
-        backends.groups,
+        broker::Backing {
+            store: backends.store,
+            groups: backends.groups,
+            schedule: backends.schedule,
+        },
         plugins.clone(),
         backends.distribution,
         metrics,
@@ -379,6 +389,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             b"broker is shutting down",
         );
         let _ = log_writer.await;
+        let _ = firing.await;
         broker.shutdown().await;
         if let Some(watcher) = watcher {
             let _ = watcher.await;

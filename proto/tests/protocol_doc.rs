@@ -377,6 +377,10 @@ fn the_constants_table_matches_proto() {
             FEATURE_COMPACT_DELIVERY.to_owned(),
         ),
         ("REPLY_HEADER", REPLY_HEADER.to_owned()),
+        ("DELIVER_AT_HEADER", DELIVER_AT_HEADER.to_owned()),
+        ("DELAY_HEADER", DELAY_HEADER.to_owned()),
+        ("TTL_HEADER", TTL_HEADER.to_owned()),
+        ("EXPIRED_HEADER", EXPIRED_HEADER.to_owned()),
     ];
     let expected: BTreeMap<String, String> = constants
         .into_iter()

@@ -70,6 +70,13 @@ impl MessageBuilder {
         self
     }
 
+    /// Removes every header of this name (`sluice-deliver-at`, say, to
+    /// deliver a delayed message at once).
+    pub fn without_header(mut self, name: &str) -> Self {
+        self.headers.retain(|(n, _)| n != name);
+        self
+    }
+
     /// Replaces the payload.
     pub fn payload_bytes(mut self, payload: impl Into<Vec<u8>>) -> Self {
         self.payload = payload.into();

@@ -82,6 +82,8 @@ async fn after_the_window_the_id_is_stored_again() -> anyhow::Result<()> {
             retention: None,
             segment_bytes: None,
             dedup_window_ms: Some(300),
+            default_ttl_ms: None,
+            dead_letter_expired: None,
         })
         .await?;
     assert_eq!(info.dedup_window_ms, 300);

@@ -10,6 +10,7 @@ mod cluster_faults;
 mod console;
 mod crash;
 mod dedup;
+mod delayed;
 mod failover;
 mod following;
 mod groups;

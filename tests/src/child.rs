@@ -151,6 +151,22 @@ impl ChildBroker {
         Ok(client)
     }
 
+    /// The running child's resident memory (`VmRSS`), in bytes.
+    pub fn rss_bytes(&self) -> anyhow::Result<u64> {
+        let pid = self
+            .child
+            .as_ref()
+            .context("the child is not running")?
+            .id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .context("no VmRSS in /proc/<pid>/status")?;
+        Ok(kib * 1024)
+    }
+
     /// SIGKILLs the child and reaps it.
     pub fn kill(&mut self) -> anyhow::Result<()> {
         if let Some(mut child) = self.child.take() {

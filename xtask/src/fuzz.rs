@@ -244,6 +244,8 @@ fn seed_frames() -> anyhow::Result<Vec<(&'static str, Vec<u8>)>> {
                         }),
                         segment_bytes: Some(4096),
                         dedup_window_ms: None,
+                        default_ttl_ms: None,
+                        dead_letter_expired: None,
                     }),
                 ),
                 max,

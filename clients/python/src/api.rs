@@ -101,8 +101,12 @@ macro_rules! client_methods {
 
             /// Publishes one message and waits for the broker's ack: a
             /// `Stored`. Raises `Rejected` or `NotStored` when a plugin did
-            /// not let it be stored.
-            #[pyo3(signature = (topic, payload, *, key=None, headers=None, message_id=None))]
+            /// not let it be stored. `delay` (seconds) or `deliver_at` (a
+            /// datetime) holds it back until due (`Stored.deliver_at_ms`
+            /// says when); `ttl` (seconds, from when it is due) lets it
+            /// expire undelivered.
+            #[pyo3(signature = (topic, payload, *, key=None, headers=None, message_id=None, delay=None, deliver_at=None, ttl=None))]
+            #[allow(clippy::too_many_arguments)]
             fn publish<'py>(
                 &self,
                 py: Python<'py>,
@@ -111,8 +115,12 @@ macro_rules! client_methods {
                 key: Option<&Bound<'py, PyAny>>,
                 headers: Option<&Bound<'py, PyAny>>,
                 message_id: Option<String>,
+                delay: Option<f64>,
+                deliver_at: Option<&Bound<'py, PyAny>>,
+                ttl: Option<f64>,
             ) -> PyResult<Bound<'py, PyAny>> {
                 let message = $crate::convert::message(topic, payload, key, headers, message_id)?;
+                let message = $crate::convert::timed(message, delay, deliver_at, ttl)?;
                 <$api>::run(py, $crate::ops::publish(self.inner.clone(), message))
             }
 

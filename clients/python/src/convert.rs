@@ -72,8 +72,46 @@ pub fn message(
     Ok(message)
 }
 
+/// `message` delivered no earlier than `delay` seconds from when the broker
+/// stores it or than the datetime `deliver_at`, and expiring `ttl` seconds
+/// after it is due.
+pub fn timed(
+    mut message: Message,
+    delay: Option<f64>,
+    deliver_at: Option<&Bound<'_, PyAny>>,
+    ttl: Option<f64>,
+) -> PyResult<Message> {
+    match (delay, deliver_at) {
+        (Some(_), Some(_)) => {
+            return Err(PyValueError::new_err(
+                "give delay= or deliver_at=, not both",
+            ))
+        }
+        (Some(delay), None) => message = message.delay(seconds("delay", delay)?),
+        (None, Some(at)) => {
+            let since_epoch: f64 = at
+                .call_method0("timestamp")
+                .and_then(|t| t.extract())
+                .map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "deliver_at must be a datetime, not {}",
+                        type_name(at)
+                    ))
+                })?;
+            let at = std::time::UNIX_EPOCH + seconds("deliver_at (since 1970)", since_epoch)?;
+            message = message.deliver_at(at);
+        }
+        (None, None) => {}
+    }
+    if let Some(ttl) = ttl {
+        message = message.ttl(seconds("ttl", ttl)?);
+    }
+    Ok(message)
+}
+
 /// A message of `publish_many`: a `(topic, payload)` tuple, or a dict with
-/// `topic`, `payload` and optionally `key`, `headers`, `message_id`.
+/// `topic`, `payload` and optionally `key`, `headers`, `message_id`,
+/// `delay`, `deliver_at`, `ttl`.
 pub fn batch_item(item: &Bound<'_, PyAny>) -> PyResult<Message> {
     if let Ok(dict) = item.cast::<PyDict>() {
         let field = |name: &str| dict.get_item(name);
@@ -83,13 +121,16 @@ pub fn batch_item(item: &Bound<'_, PyAny>) -> PyResult<Message> {
         let payload = field("payload")?
             .ok_or_else(|| PyValueError::new_err("a message needs a `payload`"))?;
         let id = field("message_id")?.map(|v| v.extract()).transpose()?;
-        return message(
+        let message = message(
             topic,
             &payload,
             field("key")?.as_ref(),
             field("headers")?.as_ref(),
             id,
-        );
+        )?;
+        let delay = field("delay")?.map(|v| v.extract()).transpose()?;
+        let ttl = field("ttl")?.map(|v| v.extract()).transpose()?;
+        return timed(message, delay, field("deliver_at")?.as_ref(), ttl);
     }
     match item.extract::<(String, Bound<'_, PyAny>)>() {
         Ok((topic, payload)) => message(topic, &payload, None, None, None),

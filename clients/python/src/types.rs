@@ -17,6 +17,10 @@ pub struct Stored {
     pub offset: u64,
     /// True when the broker had stored a message with this id already.
     pub duplicate: bool,
+    /// When it is due, if it was delayed (ms since the Unix epoch): it
+    /// waits in the broker's schedule, `offset` is its place there, and it
+    /// takes its offset in `topic` when due.
+    pub deliver_at_ms: Option<i64>,
     /// Every place it was stored, in order (one, unless a plugin routed
     /// or split it).
     pub routed: Vec<Place>,
@@ -40,6 +44,7 @@ impl From<sluice_client::Stored> for Stored {
             topic: stored.topic,
             offset: stored.offset,
             duplicate: stored.duplicate,
+            deliver_at_ms: stored.deliver_at_ms,
             routed: stored
                 .routed
                 .into_iter()
@@ -57,8 +62,11 @@ impl From<sluice_client::Stored> for Stored {
 impl Stored {
     fn __repr__(&self) -> String {
         let duplicate = if self.duplicate { "True" } else { "False" };
+        let due = self
+            .deliver_at_ms
+            .map_or_else(String::new, |ms| format!(", deliver_at_ms={ms}"));
         format!(
-            "Stored(topic={:?}, offset={}, duplicate={duplicate})",
+            "Stored(topic={:?}, offset={}, duplicate={duplicate}{due})",
             self.topic, self.offset
         )
     }

@@ -106,10 +106,19 @@ impl Broker {
         let end_offset = store
             .topic(topic)
             .map_or(meta.committed_end, |t| t.committed_end);
+        let now = crate::store::now_ms();
         Ok(FetchBatch {
             messages: read
                 .records
                 .into_iter()
+                .map(|mut r| {
+                    // A read shows what is stored, marking what expired.
+                    if crate::schedule::expired(&r.headers, r.timestamp_ms, now) {
+                        r.headers
+                            .push((sluice_proto::EXPIRED_HEADER.to_owned(), "true".to_owned()));
+                    }
+                    r
+                })
                 .map(|r| Delivered {
                     topic: topic.to_owned(),
                     offset: r.offset,
@@ -151,15 +160,31 @@ impl Broker {
             }
             settings.segment_bytes = bytes;
         }
-        let store = &self.inner.store;
-        store
+        if let Some(ttl) = request.default_ttl_ms {
+            settings.default_ttl_ms = (ttl > 0).then_some(ttl);
+        }
+        if let Some(on) = request.dead_letter_expired {
+            settings.dead_letter_expired = on;
+        }
+        self.inner
+            .store
             .create_topic(name, settings)
             .await
             .map_err(|e| BrokerError::store(name, e))?;
-        store
+        self.info_of(name).await
+    }
+
+    /// What the store says of a topic, with the delayed messages waiting
+    /// for it.
+    async fn info_of(&self, name: &str) -> Result<TopicInfo, BrokerError> {
+        let mut info = self
+            .inner
+            .store
             .info(name)
             .await
-            .map_err(|e| BrokerError::store(name, e))
+            .map_err(|e| BrokerError::store(name, e))?;
+        info.waiting = self.inner.schedule.waiting(name);
+        Ok(info)
     }
 
     /// Deletes a topic and its files.
@@ -180,7 +205,7 @@ impl Broker {
             sluice_proto::Pattern::parse(">").map_or_else(|_| Vec::new(), |p| store.topics(&p));
         for topic in every {
             // A topic deleted meanwhile is simply not listed.
-            if let Ok(info) = store.info(&topic.name).await {
+            if let Ok(info) = self.info_of(&topic.name).await {
                 infos.push(info);
             }
         }
@@ -190,10 +215,6 @@ impl Broker {
     /// One topic.
     pub async fn topic_info(&self, name: &str) -> Result<TopicInfo, BrokerError> {
         checks::topic(name)?;
-        self.inner
-            .store
-            .info(name)
-            .await
-            .map_err(|e| BrokerError::store(name, e))
+        self.info_of(name).await
     }
 }

@@ -37,6 +37,7 @@ use crate::groups::Groups;
 use crate::metrics::Metrics;
 use crate::plugin::{Distribution, PluginRegistry};
 use crate::reply::Responders;
+use crate::schedule::Schedule;
 use crate::store::Store;
 use crate::trace::Observer;
 
@@ -73,6 +74,16 @@ impl DeliverySource for Consumer {
     }
 }
 
+/// Where the broker keeps messages and group state.
+pub struct Backing {
+    /// The topics.
+    pub store: Arc<dyn Store>,
+    /// The consumer groups.
+    pub groups: Arc<dyn Groups>,
+    /// Delayed messages waiting to be due.
+    pub schedule: Arc<Schedule>,
+}
+
 /// A handle to the broker. Cheap to clone.
 #[derive(Clone)]
 pub struct Broker {
@@ -83,6 +94,7 @@ struct Inner {
     config: Config,
     store: Arc<dyn Store>,
     groups: Arc<dyn Groups>,
+    schedule: Arc<Schedule>,
     /// Loaded plugins and the pipelines that run them (swapped by reloads).
     plugins: Arc<PluginRegistry>,
     /// Where deployed plugin versions go and whose status is listed.
@@ -96,11 +108,10 @@ struct Inner {
 }
 
 impl Broker {
-    /// A broker over a store and consumer groups.
+    /// A broker over a store, consumer groups and a schedule.
     pub fn new(
         config: Config,
-        store: Arc<dyn Store>,
-        groups: Arc<dyn Groups>,
+        backing: Backing,
         plugins: Arc<PluginRegistry>,
         distribution: Arc<dyn Distribution>,
         metrics: Arc<Metrics>,
@@ -109,8 +120,9 @@ impl Broker {
         Broker {
             inner: Arc::new(Inner {
                 config,
-                store,
-                groups,
+                store: backing.store,
+                groups: backing.groups,
+                schedule: backing.schedule,
                 plugins,
                 distribution,
                 metrics,
@@ -212,6 +224,7 @@ impl Broker {
     pub async fn shutdown(&self) {
         self.inner.groups.shutdown().await;
         self.inner.store.shutdown().await;
+        self.inner.schedule.shutdown().await;
         // Exports what spans wait, up to the export timeout (blocking).
         let observer = self.inner.observer.clone();
         let _ = tokio::task::spawn_blocking(move || observer.spans.shutdown()).await;

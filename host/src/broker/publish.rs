@@ -2,8 +2,9 @@
 //! have one (off the async workers), routed outputs checked against the
 //! publisher's rights, every destination resolved before anything is
 //! appended (a publish that fails stores nothing), then one append per
-//! destination in order of first appearance. [`PendingPublish::wait`]
-//! resolves when all of it is committed.
+//! destination in order of first appearance. A message due later (see
+//! [`crate::schedule`]) is appended to the schedule instead, for its topic.
+//! [`PendingPublish::wait`] resolves when all of it is committed.
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use crate::auth::{Action, LogLimit, Principal};
 use crate::dead_letter;
 use crate::error::BrokerError;
 use crate::plugin::{Destination, Disposition, PluginSet};
+use crate::schedule;
 use crate::store::{AppendTicket, NewRecord};
 use crate::trace::record::RunReport;
 use crate::trace::PublishTrace;
@@ -109,6 +111,9 @@ type Planned = (usize, NewRecord, Option<String>);
 /// the dead-letter reason if it is one.
 type Origin = (usize, Option<String>);
 
+/// A delayed record: what it stands for, its topic, when it is due.
+type Delayed = (usize, String, i64, NewRecord);
+
 /// What a publish will append, grouped by destination topic in the order
 /// destinations first appear.
 #[derive(Default)]
@@ -116,9 +121,14 @@ struct Plan {
     by_topic: Vec<(String, Vec<Planned>)>,
 }
 
-/// One destination's append: its topic, what each record stands for, and
-/// the ticket.
-type Append = (String, Vec<Origin>, AppendTicket);
+/// One append: its topic, what each record stands for, and the ticket.
+struct Append {
+    topic: String,
+    origins: Vec<Origin>,
+    ticket: AppendTicket,
+    /// The schedule's append: each record's topic and due time.
+    delayed: Option<Vec<(String, i64)>>,
+}
 
 impl Plan {
     fn push(&mut self, topic: String, origin: usize, record: NewRecord, dead: Option<String>) {
@@ -126,6 +136,35 @@ impl Plan {
             Some((_, entries)) => entries.push((origin, record, dead)),
             None => self.by_topic.push((topic, vec![(origin, record, dead)])),
         }
+    }
+
+    /// Takes out the records due after `now_ms` (dead letters are never
+    /// delayed).
+    fn take_delayed(&mut self, now_ms: i64) -> Vec<Delayed> {
+        let mut delayed = Vec::new();
+        for (topic, entries) in &mut self.by_topic {
+            let later = |record: &NewRecord| {
+                schedule::due_ms(&record.headers)
+                    .ok()
+                    .flatten()
+                    .filter(|due| *due > now_ms)
+            };
+            if dead_letter::is_dead_letter_topic(topic)
+                || !entries.iter().any(|(_, r, _)| later(r).is_some())
+            {
+                continue;
+            }
+            let mut now = Vec::with_capacity(entries.len());
+            for (origin, record, dead) in entries.drain(..) {
+                match later(&record) {
+                    Some(due) => delayed.push((origin, topic.clone(), due, record)),
+                    None => now.push((origin, record, dead)),
+                }
+            }
+            *entries = now;
+        }
+        self.by_topic.retain(|(_, entries)| !entries.is_empty());
+        delayed
     }
 
     fn push_dead_letter(
@@ -163,7 +202,13 @@ impl PendingPublish {
         let mut stored_any = false;
         let mut first_error = None;
         let mut trace = self.trace;
-        for (topic, meta, ticket) in self.appends {
+        for append in self.appends {
+            let Append {
+                topic,
+                origins: meta,
+                ticket,
+                delayed,
+            } = append;
             let appended = match ticket.await {
                 Ok(appended) => appended,
                 // Several topics are not one transaction: when one fails
@@ -185,11 +230,17 @@ impl PendingPublish {
                 }
             };
             stored_any = true;
+            let mut delayed = delayed.map(Vec::into_iter);
             for ((origin, dead), appended) in meta.into_iter().zip(appended) {
+                let (topic, deliver_at_ms) = match delayed.as_mut().and_then(Iterator::next) {
+                    Some((topic, due)) => (topic, Some(due)),
+                    None => (topic.clone(), None),
+                };
                 let at = StoredAt {
-                    topic: topic.clone(),
+                    topic,
                     offset: appended.offset(),
                     duplicate: appended.is_duplicate(),
+                    deliver_at_ms,
                 };
                 places[origin].push((at, dead));
             }
@@ -245,6 +296,14 @@ impl Broker {
             return Err(BrokerError::InvalidArgument(
                 "a publish needs at least one message".into(),
             ));
+        }
+        let mut batch = batch;
+        let now = crate::store::now_ms();
+        for (_, records) in &mut batch.groups {
+            for (index, record) in records {
+                schedule::prepare(record, now)
+                    .map_err(|e| BrokerError::InvalidArgument(format!("message {index}: {e}")))?;
+            }
         }
         let mut rejected = vec![None; batch.total];
         let mut trace = PublishTrace::begin(
@@ -352,6 +411,12 @@ impl Broker {
                     continue;
                 }
                 for (destination, record) in disposition.outputs {
+                    // A due time a stage wrote must be one.
+                    if let Err(reason) = schedule::due_ms(&record.headers) {
+                        let reason = format!("a plugin set {reason}");
+                        plan.push_dead_letter(&topic, origin, record, reason, "");
+                        continue;
+                    }
                     match destination {
                         Destination::Own => plan.push(topic.clone(), origin, record, None),
                         Destination::Topic(to) if checks::topic(&to).is_ok() => {
@@ -378,15 +443,58 @@ impl Broker {
     /// messages of the refused topic are answered as not stored, one by one.
     async fn append_plan(
         &self,
-        plan: Plan,
+        mut plan: Plan,
         rejected: &mut [Option<String>],
         mut trace: Option<&mut PublishTrace>,
     ) -> Result<Vec<Append>, BrokerError> {
+        let mut delayed = plan.take_delayed(crate::store::now_ms());
         for (destination, _) in &plan.by_topic {
             self.resolve_topic(destination, dead_letter::is_dead_letter_topic(destination))
                 .await?;
         }
-        let mut appends = Vec::with_capacity(plan.by_topic.len());
+        for (_, topic, _, _) in &delayed {
+            self.resolve_topic(topic, false).await?;
+        }
+        // A topic's default time-to-live goes with each message without one.
+        let default_ttl = |topic: &str| self.inner.store.topic(topic)?.default_ttl_ms;
+        for (destination, entries) in &mut plan.by_topic {
+            if let Some(ttl) = default_ttl(destination) {
+                for (_, record, _) in entries {
+                    schedule::give_ttl(record, ttl);
+                }
+            }
+        }
+        for (_, topic, _, record) in &mut delayed {
+            if let Some(ttl) = default_ttl(topic) {
+                schedule::give_ttl(record, ttl);
+            }
+        }
+        let mut appends = Vec::with_capacity(plan.by_topic.len() + 1);
+        if !delayed.is_empty() {
+            let mut origins = Vec::with_capacity(delayed.len());
+            let mut places = Vec::with_capacity(delayed.len());
+            let mut entries = Vec::with_capacity(delayed.len());
+            for (origin, topic, due, mut record) in delayed {
+                if let Some(trace) = trace.as_deref_mut() {
+                    trace.appending(origin, &topic, &mut record);
+                }
+                origins.push((origin, None));
+                places.push((topic.clone(), due));
+                entries.push((topic, record));
+            }
+            let ticket = self
+                .inner
+                .schedule
+                .append(entries)
+                .await
+                .map_err(|e| BrokerError::store("the schedule of delayed messages", e))?;
+            appends.push(Append {
+                topic: String::new(),
+                origins,
+                ticket,
+                delayed: Some(places),
+            });
+        }
         for (destination, entries) in plan.by_topic {
             let (meta, records): (Vec<Origin>, Vec<NewRecord>) = entries
                 .into_iter()
@@ -398,7 +506,12 @@ impl Broker {
                 })
                 .unzip();
             match self.inner.store.append(&destination, records).await {
-                Ok(ticket) => appends.push((destination, meta, ticket)),
+                Ok(ticket) => appends.push(Append {
+                    topic: destination,
+                    origins: meta,
+                    ticket,
+                    delayed: None,
+                }),
                 // Nothing stored yet: the publish fails whole.
                 Err(e) if appends.is_empty() => return Err(BrokerError::store(&destination, e)),
                 // Some topics took their messages already: these are

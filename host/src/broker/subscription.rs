@@ -79,6 +79,9 @@ pub struct Subscription {
     feed: Feed,
     /// Replaying subscriptions never lose messages; live ones may.
     lossless: bool,
+    /// Started from a position rather than `Latest`: messages whose
+    /// time-to-live ran out are delivered marked, not skipped.
+    replay: bool,
     /// Per topic: the incarnation seen and the next offset to send.
     next: HashMap<Arc<str>, (u64, u64)>,
     work: VecDeque<Work>,
@@ -125,6 +128,7 @@ impl Subscription {
             store,
             feed,
             lossless: from != StartPosition::Latest || !resume.is_empty(),
+            replay: from != StartPosition::Latest,
             next: HashMap::new(),
             work: VecDeque::new(),
             filter,
@@ -166,7 +170,13 @@ impl Subscription {
     /// Waits for the next chunk of messages, through the subscription's
     /// plugin if it has one. Cancel-safe.
     pub async fn next_chunk(&mut self) -> Result<Chunk, BrokerError> {
-        let chunk = self.next_raw_chunk().await?;
+        let chunk = loop {
+            let raw = self.next_raw_chunk().await?;
+            let chunk = crate::schedule::expire(raw, self.replay, crate::store::now_ms());
+            if !chunk.slices.is_empty() || chunk.dropped > 0 {
+                break chunk;
+            }
+        };
         let Some(filter) = self.filter.clone() else {
             return Ok(chunk);
         };

@@ -58,18 +58,34 @@ async fn broker_on(disk: crate::disk::SharedDisk, extra_toml: &str) -> Harness {
         ..LocalOptions::from_config(&config)
     };
     let store_metrics = metrics.clone();
+    let schedule_options = LocalOptions {
+        data_dir: options.data_dir.join("schedule"),
+        ..options.clone()
+    };
     let store = LocalStore::open(options, store_metrics)
         .await
         .expect("store opens");
     let store: Arc<dyn Store> = Arc::new(store);
+    let schedule = LocalStore::open(schedule_options, metrics.clone())
+        .await
+        .expect("schedule opens");
+    let schedule = crate::schedule::Schedule::open(
+        Arc::new(schedule),
+        crate::store::TopicSettings::defaults(&config),
+    )
+    .await
+    .expect("schedule opens");
     let groups = LocalGroups::open(store.clone(), GroupsOptions::from_config(&config))
         .await
         .expect("groups open");
     let distribution = Arc::new(crate::plugin::LocalDistribution::new(plugins.clone()));
     let broker = Broker::new(
         config,
-        store,
-        Arc::new(groups),
+        super::Backing {
+            store,
+            groups: Arc::new(groups),
+            schedule,
+        },
         plugins,
         distribution,
         metrics,
@@ -199,6 +215,8 @@ async fn topics_are_created_listed_deleted_and_reborn_empty() {
         retention: None,
         segment_bytes: Some(4096),
         dedup_window_ms: None,
+        default_ttl_ms: None,
+        dead_letter_expired: None,
     };
     let info = h.broker.create_topic(&create).await.expect("created");
     assert_eq!(info.segment_bytes, 4096);

@@ -278,6 +278,18 @@ pub struct PubArgs {
     /// Publish requests in flight at once.
     #[arg(long, default_value_t = 16)]
     pub window: usize,
+    /// Deliver no earlier than this long after the broker stores the
+    /// message (e.g. 30s, 2h).
+    #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "at")]
+    pub delay: Option<std::time::Duration>,
+    /// Deliver no earlier than this time (RFC 3339, e.g.
+    /// 2026-12-24T08:00:00Z).
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Time-to-live, counted from when the message is due: a message not
+    /// delivered by then is not delivered (e.g. 30s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub ttl: Option<std::time::Duration>,
     /// Connection flags.
     #[command(flatten)]
     pub client: ClientArgs,
@@ -413,6 +425,14 @@ pub enum TopicsAction {
         /// Remember message ids this long for de-duplication (0s: off).
         #[arg(long, value_parser = humantime::parse_duration)]
         dedup_window: Option<std::time::Duration>,
+        /// Time-to-live of messages published without one, counted from
+        /// when each is due (0s: they do not expire).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        default_ttl: Option<std::time::Duration>,
+        /// Consumer groups send messages that expired before they were
+        /// delivered to the dead-letter topic (reason `expired`).
+        #[arg(long)]
+        dead_letter_expired: bool,
     },
     /// Delete a topic and all its messages.
     Delete {

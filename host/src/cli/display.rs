@@ -14,7 +14,15 @@ pub fn describe(outcome: &MessageOutcome) -> String {
             .iter()
             .map(|p| {
                 let dup = if p.duplicate { " (duplicate)" } else { "" };
-                format!("stored {}@{}{dup}", p.topic, p.offset)
+                match p.deliver_at_ms {
+                    Some(due) => format!(
+                        "delayed for {}, due {} (schedule #{}){dup}",
+                        p.topic,
+                        crate::schedule::format_ms(due),
+                        p.offset
+                    ),
+                    None => format!("stored {}@{}{dup}", p.topic, p.offset),
+                }
             })
             .collect::<Vec<_>>()
             .join(", "),
@@ -51,6 +59,7 @@ mod tests {
             topic: "orders.eu".into(),
             offset,
             duplicate,
+            deliver_at_ms: None,
         };
         assert_eq!(
             describe(&MessageOutcome::Stored(vec![stored(0, false)])),

@@ -28,6 +28,15 @@ fn message(args: &PubArgs, payload: &Payload, n: u64) -> Message {
     if let Some(id) = &args.id {
         m = m.id(render(id, n));
     }
+    if let Some(delay) = args.delay {
+        m = m.delay(delay);
+    }
+    if let Some(at) = &args.at {
+        m = m.header(sluice_client::DELIVER_AT_HEADER, at.clone());
+    }
+    if let Some(ttl) = args.ttl {
+        m = m.ttl(ttl);
+    }
     m
 }
 

@@ -17,6 +17,9 @@ fn info_json(t: &TopicInfo) -> serde_json::Value {
         "newest_timestamp_ms": t.newest_timestamp_ms,
         "segment_bytes": t.segment_bytes,
         "dedup_window_ms": t.dedup_window_ms,
+        "waiting": t.waiting,
+        "default_ttl_ms": t.default_ttl_ms,
+        "dead_letter_expired": t.dead_letter_expired,
         "retention": {
             "max_age_ms": t.retention.max_age_ms,
             "max_bytes": t.retention.max_bytes,
@@ -49,6 +52,22 @@ fn print_info(t: &TopicInfo) {
         or_unlimited(t.retention.max_bytes),
         or_unlimited(t.retention.max_messages)
     );
+    println!(
+        "default_ttl:   {}",
+        t.default_ttl_ms.map_or_else(
+            || "none".to_owned(),
+            |ms| humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
+        )
+    );
+    println!(
+        "expired:       {}",
+        if t.dead_letter_expired {
+            "dead-lettered by consumer groups"
+        } else {
+            "skipped"
+        }
+    );
+    println!("waiting:       {} delayed", t.waiting);
 }
 
 /// Runs `sluice topics`.
@@ -81,6 +100,8 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
             max_messages,
             segment_bytes,
             dedup_window,
+            default_ttl,
+            dead_letter_expired,
         } => {
             let retention = (max_age.is_some() || max_bytes.is_some() || max_messages.is_some())
                 .then(|| RetentionSpec {
@@ -94,6 +115,8 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
                     retention,
                     segment_bytes,
                     dedup_window_ms: dedup_window.map(|d| d.as_millis() as u64),
+                    default_ttl_ms: default_ttl.map(|d| d.as_millis() as u64),
+                    dead_letter_expired: dead_letter_expired.then_some(true),
                 })
                 .await?;
             println!("created {}", info.name);

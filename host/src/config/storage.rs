@@ -73,6 +73,13 @@ pub struct TopicsConfig {
     /// stored again. "0s" turns it off.
     #[serde(with = "humantime_serde")]
     pub dedup_window: Duration,
+    /// Default time-to-live of messages in new topics, counted from when
+    /// each is due; absent: messages do not expire unless they say so.
+    #[serde(with = "humantime_serde")]
+    pub default_ttl: Option<Duration>,
+    /// Whether consumer groups of new topics send the messages that
+    /// expired before they were delivered to the dead-letter topic.
+    pub dead_letter_expired: bool,
 }
 
 impl Default for TopicsConfig {
@@ -81,6 +88,8 @@ impl Default for TopicsConfig {
             auto_create: true,
             retention: RetentionConfig::default(),
             dedup_window: Duration::from_secs(120),
+            default_ttl: None,
+            dead_letter_expired: false,
         }
     }
 }

@@ -11,6 +11,10 @@ use bytes::Bytes;
 use sluice_proto::GroupOptions;
 use tokio::time::Instant;
 
+/// The dead-letter reason of a message whose time-to-live ran out before
+/// the group delivered it (when its topic dead-letters expired messages).
+pub const EXPIRED: &str = "expired";
+
 /// Longest `nack` delay, ack wait or backoff step accepted (one day).
 pub const MAX_NACK_DELAY_MS: u64 = 24 * 60 * 60 * 1000;
 

@@ -18,9 +18,38 @@ pub const TOPICS_BUCKET: &str = "sluice-topics";
 /// The bucket holding every group's settings (key: [`group_key`]).
 pub const GROUPS_BUCKET: &str = "sluice-groups";
 
-/// The stream of a topic.
+/// Where a store keeps its topics: the bucket of their settings and the
+/// prefix of their streams' names (and so of their subjects). Two
+/// namespaces never share a stream, whatever their topics are called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Namespace {
+    /// The bucket holding every topic's settings (key: its stream name).
+    pub bucket: &'static str,
+    prefix: &'static str,
+}
+
+/// The users' topics.
+pub const TOPICS: Namespace = Namespace {
+    bucket: TOPICS_BUCKET,
+    prefix: "SL",
+};
+
+/// The broker's schedule of delayed messages (`crate::schedule`).
+pub const SCHEDULE: Namespace = Namespace {
+    bucket: "sluice-schedule-topics",
+    prefix: "SLS",
+};
+
+impl Namespace {
+    /// The stream of a topic in this namespace.
+    pub fn stream(&self, topic: &str) -> String {
+        format!("{}_{}_{}", self.prefix, readable(topic), hash(&[topic]))
+    }
+}
+
+/// The stream of a user's topic.
 pub fn stream(topic: &str) -> String {
-    format!("SL_{}_{}", readable(topic), hash(&[topic]))
+    TOPICS.stream(topic)
 }
 
 /// The subject the topic's messages are published on.

@@ -30,7 +30,6 @@ use super::pipeline::{lay_out, BatchEntry};
 use super::registry::PluginRegistry;
 use crate::delivery::{Chunk, Slice};
 use crate::store::Record;
-use crate::store::StoredBatch;
 use crate::sync::lock;
 
 /// Why a receiver cannot have the plugin it asked for.
@@ -169,15 +168,7 @@ fn run(
 }
 
 fn slice_of(topic: &Arc<str>, incarnation: u64, records: Vec<Record>, attempt: u32) -> Slice {
-    Slice {
-        batch: Arc::new(StoredBatch {
-            topic: topic.clone(),
-            incarnation,
-            records,
-        }),
-        skip: 0,
-        attempt,
-    }
+    Slice::of(topic, incarnation, records, attempt)
 }
 
 /// Runs a subscription's filter over a chunk about to be delivered

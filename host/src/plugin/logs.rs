@@ -50,6 +50,8 @@ fn topic_settings() -> crate::store::TopicSettings {
         },
         segment_bytes: 8 * 1024 * 1024,
         dedup_window_ms: 0,
+        default_ttl_ms: None,
+        dead_letter_expired: false,
     }
 }
 

@@ -39,6 +39,13 @@ pub struct TopicSettings {
     /// Message ids are remembered this long (0: no de-duplication).
     #[serde(default = "default_dedup_window_ms")]
     pub dedup_window_ms: u64,
+    /// Time-to-live of messages published without one (ms).
+    #[serde(default)]
+    pub default_ttl_ms: Option<u64>,
+    /// Whether consumer groups dead-letter the messages that expired
+    /// before they were delivered.
+    #[serde(default)]
+    pub dead_letter_expired: bool,
 }
 
 impl TopicSettings {
@@ -54,6 +61,8 @@ impl TopicSettings {
             },
             segment_bytes: config.storage.segment_bytes,
             dedup_window_ms: config.topics.dedup_window.as_millis() as u64,
+            default_ttl_ms: config.topics.default_ttl.map(|d| d.as_millis() as u64),
+            dead_letter_expired: config.topics.dead_letter_expired,
         }
     }
 }
@@ -74,6 +83,10 @@ pub struct TopicMeta {
     pub start_offset: u64,
     /// Every offset below this is committed.
     pub committed_end: u64,
+    /// Time-to-live given to messages published without one (ms).
+    pub default_ttl_ms: Option<u64>,
+    /// Whether consumer groups dead-letter messages that expired.
+    pub dead_letter_expired: bool,
 }
 
 /// A topic created or deleted, for pattern subscriptions and groups.

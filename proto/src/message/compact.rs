@@ -63,16 +63,18 @@ impl CompactAck {
             let i = i as u32;
             match outcome {
                 MessageOutcome::Stored(places) => match <[StoredAt; 1]>::try_from(places) {
-                    Ok([at]) if !at.duplicate => match out.stored.last_mut() {
-                        Some(r)
-                            if r.0.checked_add(r.1) == Some(i)
-                                && r.2 == at.topic
-                                && r.3.checked_add(u64::from(r.1)) == Some(at.offset) =>
-                        {
-                            r.1 += 1;
+                    Ok([at]) if !at.duplicate && at.deliver_at_ms.is_none() => {
+                        match out.stored.last_mut() {
+                            Some(r)
+                                if r.0.checked_add(r.1) == Some(i)
+                                    && r.2 == at.topic
+                                    && r.3.checked_add(u64::from(r.1)) == Some(at.offset) =>
+                            {
+                                r.1 += 1;
+                            }
+                            _ => out.stored.push(StoredRange(i, 1, at.topic, at.offset)),
                         }
-                        _ => out.stored.push(StoredRange(i, 1, at.topic, at.offset)),
-                    },
+                    }
                     Ok([at]) => out.others.push((i, MessageOutcome::Stored(vec![at]))),
                     Err(places) => out.others.push((i, MessageOutcome::Stored(places))),
                 },
@@ -111,6 +113,7 @@ impl CompactAck {
                         topic: topic.clone(),
                         offset: offset + u64::from(k),
                         duplicate: false,
+                        deliver_at_ms: None,
                     }]),
                 )?;
             }
@@ -177,6 +180,7 @@ mod tests {
             topic: topic.into(),
             offset,
             duplicate,
+            deliver_at_ms: None,
         };
         let ack = PublishAck {
             outcomes: vec![
@@ -242,6 +246,7 @@ mod tests {
                 topic: "a".into(),
                 offset: u64::MAX,
                 duplicate: false,
+                deliver_at_ms: None,
             }])
         );
         // Building one from offsets at the end does not overflow either.
@@ -250,6 +255,7 @@ mod tests {
                 topic: "a".into(),
                 offset,
                 duplicate: false,
+                deliver_at_ms: None,
             }])
         };
         let ack = PublishAck {

@@ -23,6 +23,7 @@
 //! - `rollout` - shadow and canary versions: [`RolloutRequest`],
 //!   [`RolloutStatus`].
 //! - `reply` - request-reply: [`Respond`], [`Ask`], [`Reply`], [`ReplyTo`].
+//! - `schedule` - the headers of delayed delivery and time-to-live.
 //! - `trace` - what happened to one message: [`TraceKey`], [`TraceReport`].
 //!
 //! Every type is re-exported here and at the crate root, so the files are
@@ -37,6 +38,7 @@ mod publish;
 mod reply;
 mod request;
 mod rollout;
+mod schedule;
 mod stream;
 mod topic;
 mod trace;
@@ -59,6 +61,7 @@ pub use rollout::{
     CanaryPlan, CanaryWindow, DiffSample, RolloutRequest, RolloutState, RolloutStatus, ShadowDiff,
     VersionWindow,
 };
+pub use schedule::{DELAY_HEADER, DELIVER_AT_HEADER, EXPIRED_HEADER, TTL_HEADER};
 pub use stream::{request_id_of, ClientFrame, DeliveryFrame, ServerFrame};
 pub use topic::{CreateTopic, RetentionSpec, TopicInfo};
 pub use trace::{

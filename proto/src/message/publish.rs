@@ -41,6 +41,12 @@ pub struct StoredAt {
     /// True when this is an earlier copy found by message-id de-duplication.
     #[serde(default)]
     pub duplicate: bool,
+    /// Set when the message is delayed: when it is due (milliseconds since
+    /// the Unix epoch). It waits in the broker's schedule and `offset` is
+    /// its place there; it takes its offset in `topic` when due. Not
+    /// written when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliver_at_ms: Option<i64>,
 }
 
 /// What happened to one published message.

@@ -170,6 +170,8 @@ mod tests {
                 }),
                 segment_bytes: Some(4096),
                 dedup_window_ms: Some(1000),
+                default_ttl_ms: None,
+                dead_letter_expired: None,
             }),
             RequestBody::DeleteTopic { name: "a".into() },
             RequestBody::TopicInfo { name: "a".into() },
@@ -183,6 +185,7 @@ mod tests {
                     topic: "a".into(),
                     offset: 9,
                     duplicate: false,
+                    deliver_at_ms: None,
                 }])],
             })),
         }));

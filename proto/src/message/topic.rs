@@ -32,6 +32,15 @@ pub struct CreateTopic {
     /// it off); `None` takes the broker's default.
     #[serde(default)]
     pub dedup_window_ms: Option<u64>,
+    /// Time-to-live of messages published without one (ms; 0: they do
+    /// not expire); `None` takes the broker's default.
+    #[serde(default)]
+    pub default_ttl_ms: Option<u64>,
+    /// Whether consumer groups send messages that expired before they were
+    /// delivered to the dead-letter topic (reason `expired`); `None` takes
+    /// the broker's default.
+    #[serde(default)]
+    pub dead_letter_expired: Option<bool>,
 }
 
 /// What the broker knows about one topic.
@@ -60,4 +69,15 @@ pub struct TopicInfo {
     /// De-duplication window in force (ms; 0 is off).
     #[serde(default)]
     pub dedup_window_ms: u64,
+    /// Delayed messages waiting to be put in the topic.
+    #[serde(default)]
+    pub waiting: u64,
+    /// Time-to-live of messages published without one (ms; none: they
+    /// do not expire).
+    #[serde(default)]
+    pub default_ttl_ms: Option<u64>,
+    /// Whether a consumer group sends the messages that expired before it
+    /// delivered them to the dead-letter topic (reason `expired`).
+    #[serde(default)]
+    pub dead_letter_expired: bool,
 }

@@ -163,6 +163,8 @@ fn request_body() -> impl Strategy<Value = RequestBody> {
                     retention,
                     segment_bytes,
                     dedup_window_ms,
+                    default_ttl_ms: None,
+                    dead_letter_expired: None,
                 })
             }),
         text().prop_map(|name| RequestBody::DeleteTopic { name }),
@@ -274,6 +276,7 @@ fn stored_at() -> impl Strategy<Value = StoredAt> {
         topic,
         offset,
         duplicate,
+        deliver_at_ms: None,
     })
 }
 
@@ -287,13 +290,17 @@ fn outcome() -> impl Strategy<Value = MessageOutcome> {
 }
 
 pub(crate) fn publish_ack() -> impl Strategy<Value = PublishAck> {
-    let once = (ack_topic(), offset(), any::<bool>()).prop_map(|(topic, offset, duplicate)| {
-        MessageOutcome::Stored(vec![StoredAt {
-            topic,
-            offset,
-            duplicate,
-        }])
-    });
+    let due = prop_oneof![3 => Just(None), 1 => any::<i64>().prop_map(Some)];
+    let once = (ack_topic(), offset(), any::<bool>(), due).prop_map(
+        |(topic, offset, duplicate, deliver_at_ms)| {
+            MessageOutcome::Stored(vec![StoredAt {
+                topic,
+                offset,
+                duplicate,
+                deliver_at_ms,
+            }])
+        },
+    );
     vec(prop_oneof![2 => once, 1 => outcome()], 0..8).prop_map(|outcomes| PublishAck { outcomes })
 }
 
@@ -339,11 +346,13 @@ fn topic_info() -> impl Strategy<Value = TopicInfo> {
             any::<u64>(),
             any::<u64>(),
         ),
+        (any::<u64>(), option::of(any::<u64>()), any::<bool>()),
     )
         .prop_map(
             |(
                 (name, start_offset, next_offset, messages, bytes),
                 (segments, oldest, newest, retention, segment_bytes, dedup_window_ms),
+                (waiting, default_ttl_ms, dead_letter_expired),
             )| TopicInfo {
                 name,
                 start_offset,
@@ -356,6 +365,9 @@ fn topic_info() -> impl Strategy<Value = TopicInfo> {
                 retention,
                 segment_bytes,
                 dedup_window_ms,
+                waiting,
+                default_ttl_ms,
+                dead_letter_expired,
             },
         )
 }

@@ -131,6 +131,7 @@ pub fn all() -> Vec<(&'static str, Example)> {
                         topic: text("orders.eu"),
                         offset: 41,
                         duplicate: false,
+                        deliver_at_ms: None,
                     }])],
                 })),
             ),

@@ -32,6 +32,7 @@
 //! - `faults.rs`: the scenarios.
 
 mod cluster;
+mod delayed;
 mod faults;
 mod load;
 mod run;

@@ -22,7 +22,7 @@ use super::{GROUP, TOPIC};
 
 /// One scenario at a time: two clusters at once would starve each other
 /// on 2 cores.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
+pub(super) static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 /// How long the load may take to make the progress a scenario waits for
 /// (after a fault heals: an election takes nats-server 4 to 9 s).

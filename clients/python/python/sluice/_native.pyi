@@ -24,6 +24,7 @@ class Stored:
     topic: str
     offset: int
     duplicate: bool
+    deliver_at_ms: Optional[int]
     routed: list[Place]
 
 class Message:
@@ -93,6 +94,9 @@ class Client:
         key: Optional[Payload] = None,
         headers: Optional[Headers] = None,
         message_id: Optional[str] = None,
+        delay: Optional[float] = None,
+        deliver_at: Optional[datetime.datetime] = None,
+        ttl: Optional[float] = None,
     ) -> Stored: ...
     def publish_many(
         self, messages: Iterable[BatchItem], *, return_exceptions: bool = False
@@ -189,6 +193,9 @@ class AsyncClient:
         key: Optional[Payload] = None,
         headers: Optional[Headers] = None,
         message_id: Optional[str] = None,
+        delay: Optional[float] = None,
+        deliver_at: Optional[datetime.datetime] = None,
+        ttl: Optional[float] = None,
     ) -> Awaitable[Stored]: ...
     def publish_many(
         self, messages: Iterable[BatchItem], *, return_exceptions: bool = False

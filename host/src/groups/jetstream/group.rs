@@ -325,6 +325,13 @@ impl Group {
         }
     }
 
+    /// Whether `topic` dead-letters the messages that expired.
+    pub fn dead_letters_expired(&self, topic: &str) -> bool {
+        self.store
+            .topic(topic)
+            .is_some_and(|t| t.dead_letter_expired)
+    }
+
     /// Stores the dead letter of `record`; its id makes a second copy (the
     /// same letter stored again after a failover) a duplicate.
     pub async fn store_letter(

@@ -254,9 +254,29 @@ impl Puller {
                 return;
             }
         };
+        let previous = attempt.saturating_sub(1);
+        // Its time-to-live ran out: not delivered; settled, or dead-lettered
+        // if its topic says so.
+        if crate::schedule::expired(&record.headers, record.timestamp_ms, crate::store::now_ms()) {
+            if self.group.dead_letters_expired(topic) {
+                let expired = crate::groups::policy::EXPIRED;
+                if let Err(e) = self
+                    .group
+                    .store_letter(topic, &record, previous, expired)
+                    .await
+                {
+                    tracing::error!(group = %self.group.name, %topic, error = %e, "cannot store the dead letter of an expired message; trying again");
+                    nak(&message, Duration::from_secs(1)).await;
+                    return;
+                }
+            }
+            let _ = message
+                .double_ack_with(async_nats::jetstream::message::AckKind::Term)
+                .await;
+            return;
+        }
         // Delivered again by JetStream itself after the node that held it
         // went away, once more than the group allows.
-        let previous = attempt.saturating_sub(1);
         if let Some(reason) =
             crate::groups::policy::exhausted_at_restart(&self.group.options, previous)
         {

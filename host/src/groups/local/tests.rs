@@ -26,6 +26,8 @@ fn test_store_options(disk: SharedDisk, data: &Path) -> LocalOptions {
             retention: Default::default(),
             segment_bytes: 1 << 20,
             dedup_window_ms: 0,
+            default_ttl_ms: None,
+            dead_letter_expired: false,
         },
         fsync: FsyncPolicy::Always,
         fsync_interval: Duration::from_millis(100),

@@ -68,6 +68,7 @@ pub struct JetStreamStore {
 
 pub(super) struct Inner {
     nats: Nats,
+    namespace: names::Namespace,
     defaults: TopicSettings,
     bucket: kv::Store,
     topics: RwLock<Topics>,
@@ -83,10 +84,21 @@ impl JetStreamStore {
     /// every topic in it, and the watch that keeps them current. Topics
     /// created without settings get `defaults`.
     pub async fn open(nats: Nats, defaults: TopicSettings) -> Result<JetStreamStore, StoreError> {
-        let bucket = open_bucket(&nats, names::TOPICS_BUCKET).await?;
+        JetStreamStore::open_in(nats, defaults, names::TOPICS).await
+    }
+
+    /// [`JetStreamStore::open`] on the topics of `namespace`, which no
+    /// other namespace's store sees.
+    pub async fn open_in(
+        nats: Nats,
+        defaults: TopicSettings,
+        namespace: names::Namespace,
+    ) -> Result<JetStreamStore, StoreError> {
+        let bucket = open_bucket(&nats, namespace.bucket).await?;
         let store = JetStreamStore {
             inner: Arc::new(Inner {
                 nats,
+                namespace,
                 defaults,
                 bucket,
                 topics: RwLock::new(Topics::default()),
@@ -117,7 +129,7 @@ impl JetStreamStore {
             name: name.to_owned(),
             reason,
         })?;
-        let stream = names::stream(name);
+        let stream = self.inner.namespace.stream(name);
         let config = stream_config(&self.inner.nats, name, &stream, &settings);
         let js = &self.inner.nats.jetstream;
         self.inner
@@ -164,7 +176,7 @@ impl JetStreamStore {
     }
 
     async fn delete(&self, name: &str) -> Result<(), StoreError> {
-        let stream = names::stream(name);
+        let stream = self.inner.namespace.stream(name);
         let Some(entry) = self.bucket_entry(&stream).await? else {
             return Err(StoreError::TopicNotFound(name.to_owned()));
         };
@@ -264,7 +276,7 @@ impl Store for JetStreamStore {
             match self.create(&name, self.inner.defaults).await {
                 // Another node or publisher created it first.
                 Err(StoreError::TopicExists(_)) => {
-                    watch::catch_up(&self.inner, &names::stream(&name)).await?;
+                    watch::catch_up(&self.inner, &self.inner.namespace.stream(&name)).await?;
                     self.get(&name).map(|t| t.meta())
                 }
                 other => other,
@@ -325,6 +337,9 @@ impl Store for JetStreamStore {
                 retention: topic.settings.retention,
                 segment_bytes: topic.settings.segment_bytes,
                 dedup_window_ms: topic.settings.dedup_window_ms,
+                waiting: 0,
+                default_ttl_ms: topic.settings.default_ttl_ms,
+                dead_letter_expired: topic.settings.dead_letter_expired,
             })
         }
         .boxed()

@@ -62,6 +62,8 @@ impl Topic {
             incarnation: self.incarnation,
             start_offset: self.start_offset.load(Ordering::Acquire),
             committed_end: self.committed_end.load(Ordering::Acquire),
+            default_ttl_ms: self.settings.default_ttl_ms,
+            dead_letter_expired: self.settings.dead_letter_expired,
         }
     }
 }
@@ -172,6 +174,8 @@ mod tests {
                 retention: RetentionSpec::default(),
                 segment_bytes: 1024,
                 dedup_window_ms: 0,
+                default_ttl_ms: None,
+                dead_letter_expired: false,
             },
         }
     }

@@ -24,6 +24,8 @@ pub(super) fn settings() -> TopicSettings {
         retention: RetentionSpec::default(),
         segment_bytes: 1 << 20,
         dedup_window_ms: 60_000,
+        default_ttl_ms: None,
+        dead_letter_expired: false,
     }
 }
 

@@ -490,6 +490,8 @@ impl Topic {
             incarnation: self.incarnation,
             start_offset: self.log.start_offset(),
             committed_end: self.committed_end(),
+            default_ttl_ms: self.settings.default_ttl_ms,
+            dead_letter_expired: self.settings.dead_letter_expired,
         }
     }
 
@@ -508,6 +510,9 @@ impl Topic {
             retention: self.settings.retention,
             segment_bytes: self.settings.segment_bytes,
             dedup_window_ms: self.settings.dedup_window_ms,
+            waiting: 0,
+            default_ttl_ms: self.settings.default_ttl_ms,
+            dead_letter_expired: self.settings.dead_letter_expired,
         }
     }
 }

@@ -12,6 +12,7 @@ use super::{
 use crate::groups::local::state::Event;
 use crate::groups::policy;
 use crate::groups::GroupDelivery;
+use crate::store::now_ms;
 
 impl Actor {
     /// Reads ahead from the topics with new committed messages.
@@ -127,6 +128,20 @@ impl Actor {
             self.deliver(id, member, now);
         }
     }
+    /// A message whose time-to-live ran out is not delivered: settled, or
+    /// dead-lettered (reason `expired`) if its topic says so.
+    fn drop_expired(&mut self, id: MessageId) {
+        if self
+            .store
+            .topic(&id.0)
+            .is_some_and(|t| t.dead_letter_expired)
+        {
+            self.dead_letters
+                .push((id, crate::groups::policy::EXPIRED.to_owned()));
+        } else {
+            self.finish(&id);
+        }
+    }
     /// The first read-ahead message that may go now (key order respected).
     pub(super) fn take_fresh(&mut self) -> Option<Fresh> {
         let keys = self.fresh.iter().map(|f| f.record.key.as_ref());
@@ -138,6 +153,11 @@ impl Actor {
         let Some(p) = self.pending.get_mut(&id) else {
             return;
         };
+        let record = &p.record;
+        if crate::schedule::expired(&record.headers, record.timestamp_ms, now_ms()) {
+            self.drop_expired(id);
+            return;
+        }
         p.attempt += 1;
         p.member = Some(member);
         p.deadline = Some(deadline);
