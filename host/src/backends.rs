@@ -60,12 +60,13 @@ async fn open_local(
         ..options.clone()
     };
     let store: Arc<dyn Store> = Arc::new(
-        store::LocalStore::open(options, metrics.clone())
+        store::LocalStore::open(options, metrics)
             .await
             .map_err(StartError::Store)?,
     );
+    // Its own metrics: the schedule's log is not a topic of the users'.
     let schedule = Arc::new(
-        store::LocalStore::open(schedule_options, metrics)
+        store::LocalStore::open(schedule_options, Arc::new(Metrics::default()))
             .await
             .map_err(StartError::Store)?,
     );

@@ -46,9 +46,17 @@ pub fn is_dead_letter_topic(name: &str) -> bool {
     name.starts_with(PREFIX)
 }
 
+/// The headers a dead letter does not keep: its time-to-live (a dead
+/// letter is kept for someone to look at; one of an expired message would
+/// be expired too).
+fn keeps(name: &str) -> bool {
+    name != sluice_proto::TTL_HEADER
+}
+
 /// The dead letter of a message a pipeline stage refused, published to
 /// `topic`. A dead letter is never a duplicate of anything: its id goes.
 pub fn from_pipeline(mut record: NewRecord, topic: &str, reason: &str, stage: &str) -> NewRecord {
+    record.headers.retain(|(name, _)| keeps(name));
     record.headers.push((TOPIC.into(), topic.to_owned()));
     record.headers.push((REASON.into(), reason.to_owned()));
     if !stage.is_empty() {
@@ -66,7 +74,12 @@ pub fn from_group(
     attempts: u32,
     reason: &str,
 ) -> NewRecord {
-    let mut headers = record.headers.clone();
+    let mut headers: Vec<(String, String)> = record
+        .headers
+        .iter()
+        .filter(|(name, _)| keeps(name))
+        .cloned()
+        .collect();
     headers.push((TOPIC.into(), topic.to_owned()));
     headers.push((OFFSET.into(), record.offset.to_string()));
     headers.push((GROUP.into(), group.to_owned()));

@@ -179,6 +179,11 @@ pub struct TopicInfo {
     pub max_bytes: Option<u64>,
     /// Retention by count (None: unlimited).
     pub max_messages: Option<u64>,
+    /// Delayed messages waiting to be put in the topic.
+    pub waiting: u64,
+    /// Time-to-live of messages published without one, in seconds (None:
+    /// they do not expire).
+    pub default_ttl: Option<f64>,
 }
 
 impl From<WireTopic> for TopicInfo {
@@ -192,6 +197,8 @@ impl From<WireTopic> for TopicInfo {
             max_age: t.retention.max_age_ms.map(|ms| ms as f64 / 1000.0),
             max_bytes: t.retention.max_bytes,
             max_messages: t.retention.max_messages,
+            waiting: t.waiting,
+            default_ttl: t.default_ttl_ms.map(|ms| ms as f64 / 1000.0),
         }
     }
 }

@@ -38,6 +38,31 @@ def test_publish_then_subscribe_replays_in_order_with_keys_headers_and_ids(clien
     assert one.timestamp_ms <= two.timestamp_ms
 
 
+def test_delayed_messages_wait_until_due_and_expired_ones_are_skipped_live(client, topic):
+    published = time.time()
+    later = client.publish(topic, b"later", delay=2.0)
+    assert later.deliver_at_ms is not None and later.deliver_at_ms >= published * 1000 + 2000
+    at = client.publish(
+        topic, b"at", deliver_at=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=1.5)
+    )
+    assert at.deliver_at_ms is not None
+    many = client.publish_many([{"topic": topic, "payload": b"many", "delay": 1.0}])
+    assert many[0].deliver_at_ms is not None
+    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=10)
+    expired = client.publish(topic, b"expired", deliver_at=past, ttl=5.0)
+    assert (expired.offset, expired.deliver_at_ms) == (0, None), "due already: stored at once"
+    assert client.topic_info(topic).waiting == 3
+    with client.subscribe(topic, start="latest") as live:
+        got = receive_n(live, 3)
+    assert [m.payload for m in got] == [b"many", b"at", b"later"], "in due order, the expired one skipped"
+    assert all(m.timestamp_ms >= published * 1000 for m in got)
+    with client.subscribe(topic, start="earliest") as replay:
+        first = receive_n(replay, 1)[0]
+    assert (first.payload, first.header("sluice-expired")) == (b"expired", "true")
+    with pytest.raises(ValueError):
+        client.publish(topic, b"x", delay=1.0, deliver_at=past)
+
+
 def test_trace_context_goes_with_the_message(client, topic):
     parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     client.publish(topic, b"traced", headers={"traceparent": parent, "tracestate": "v=1"})

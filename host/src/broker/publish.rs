@@ -289,7 +289,7 @@ impl Broker {
     /// publishes in order; the acks can then be awaited concurrently.
     pub async fn publish(
         &self,
-        batch: PublishBatch,
+        mut batch: PublishBatch,
         publisher: &Principal,
     ) -> Result<PendingPublish, BrokerError> {
         if batch.is_empty() {
@@ -297,7 +297,6 @@ impl Broker {
                 "a publish needs at least one message".into(),
             ));
         }
-        let mut batch = batch;
         let now = crate::store::now_ms();
         for (_, records) in &mut batch.groups {
             for (index, record) in records {
@@ -448,24 +447,17 @@ impl Broker {
         mut trace: Option<&mut PublishTrace>,
     ) -> Result<Vec<Append>, BrokerError> {
         let mut delayed = plan.take_delayed(crate::store::now_ms());
-        for (destination, _) in &plan.by_topic {
-            self.resolve_topic(destination, dead_letter::is_dead_letter_topic(destination))
-                .await?;
-        }
-        for (_, topic, _, _) in &delayed {
-            self.resolve_topic(topic, false).await?;
-        }
         // A topic's default time-to-live goes with each message without one.
-        let default_ttl = |topic: &str| self.inner.store.topic(topic)?.default_ttl_ms;
         for (destination, entries) in &mut plan.by_topic {
-            if let Some(ttl) = default_ttl(destination) {
+            let always = dead_letter::is_dead_letter_topic(destination);
+            if let Some(ttl) = self.resolve_topic(destination, always).await? {
                 for (_, record, _) in entries {
                     schedule::give_ttl(record, ttl);
                 }
             }
         }
         for (_, topic, _, record) in &mut delayed {
-            if let Some(ttl) = default_ttl(topic) {
+            if let Some(ttl) = self.resolve_topic(topic, false).await? {
                 schedule::give_ttl(record, ttl);
             }
         }
@@ -529,11 +521,11 @@ impl Broker {
 
     /// Makes sure a topic exists before appending: created if missing when
     /// `topics.auto_create` is on, or always for the broker's own writes
-    /// (dead letters).
-    pub(crate) async fn resolve_topic(&self, name: &str, always: bool) -> Result<(), BrokerError> {
+    /// (dead letters). Its default time-to-live, if it has one.
+    async fn resolve_topic(&self, name: &str, always: bool) -> Result<Option<u64>, BrokerError> {
         let store = &self.inner.store;
-        if store.topic(name).is_some() {
-            return Ok(());
+        if let Some(topic) = store.topic(name) {
+            return Ok(topic.default_ttl_ms);
         }
         if !always && !self.inner.config.topics.auto_create {
             return Err(BrokerError::TopicNotFound(name.to_owned()));
@@ -541,7 +533,7 @@ impl Broker {
         store
             .ensure_topic(name)
             .await
-            .map(|_| ())
+            .map(|topic| topic.default_ttl_ms)
             .map_err(|e| BrokerError::store(name, e))
     }
 }

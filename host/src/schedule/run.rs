@@ -68,7 +68,13 @@ impl Runner {
             while feed.try_next().is_some() {}
             feed.take_overflowed();
             turns.borrow_and_update();
-            let wake = match self.step().await {
+            // A stop ends a step half done: what it took is still in the
+            // log, and fired again (de-duplicated) by the next firer.
+            let stepped = tokio::select! {
+                stepped = self.step() => stepped,
+                () = stop.cancelled() => break,
+            };
+            let wake = match stepped {
                 Ok(wake) => wake,
                 Err(error) => {
                     tracing::warn!(%error, "delayed messages: cannot read the schedule or fire what is due; trying again in a second");
@@ -249,31 +255,30 @@ impl Runner {
     }
 }
 
-/// Adds one log record to the index: an entry, or a checkpoint.
+/// Adds one log record to the index: an entry (its last header, written
+/// by the broker, names its topic) or a checkpoint (that header alone, and
+/// no id). Headers a publisher gave are never taken for either.
 fn take(index: &mut Index, record: &Record) {
-    let find = |name: &str| {
-        record
-            .headers
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    };
-    if let Some(text) = find(CHECKPOINT_HEADER) {
-        match Checkpoint::decode(text) {
-            Some(checkpoint) => index.apply(checkpoint),
-            None => tracing::warn!(
+    match record.headers.as_slice() {
+        [.., (name, topic)] if name == TARGET_HEADER => match super::due_ms(&record.headers) {
+            Ok(Some(due)) => index.insert(due, record.offset, topic),
+            _ => tracing::warn!(
                 offset = record.offset,
-                "unreadable checkpoint in the schedule: ignored"
+                "schedule entry without a due time: ignored"
             ),
+        },
+        [(name, text)] if name == CHECKPOINT_HEADER && record.id.is_none() => {
+            match Checkpoint::decode(text) {
+                Some(checkpoint) => index.apply(checkpoint),
+                None => tracing::warn!(
+                    offset = record.offset,
+                    "unreadable checkpoint in the schedule: ignored"
+                ),
+            }
         }
-        return;
-    }
-    match (find(TARGET_HEADER), super::due_ms(&record.headers)) {
-        (Some(topic), Ok(Some(due))) => index.insert(due, record.offset, topic),
         _ => tracing::warn!(
             offset = record.offset,
-            "schedule entry without a topic or a due time: ignored"
+            "neither an entry nor a checkpoint in the schedule: ignored"
         ),
     }
 }
@@ -306,5 +311,68 @@ async fn sleep_until(wake: Option<Instant>) {
     match wake {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn record(offset: u64, headers: &[(&str, &str)], id: Option<&str>) -> Record {
+        Record {
+            offset,
+            timestamp_ms: 0,
+            key: None,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            payload: Bytes::new(),
+            id: id.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn headers_a_publisher_gave_are_not_taken_for_the_schedules_own() {
+        let at = (sluice_proto::DELIVER_AT_HEADER, "1970-01-01T00:00:01Z");
+        let mut index = Index::default();
+        // A message carrying a checkpoint's header of its own is an entry.
+        take(
+            &mut index,
+            &record(
+                0,
+                &[(CHECKPOINT_HEADER, "99999 9 9"), at, (TARGET_HEADER, "t")],
+                Some("t/a"),
+            ),
+        );
+        // A message naming a topic of its own goes to the one the broker wrote last.
+        take(
+            &mut index,
+            &record(
+                1,
+                &[(TARGET_HEADER, "evil"), at, (TARGET_HEADER, "t")],
+                None,
+            ),
+        );
+        assert_eq!((index.waiting("t"), index.waiting("evil")), (2, 0));
+        // A real checkpoint removes them.
+        take(
+            &mut index,
+            &record(2, &[(CHECKPOINT_HEADER, "1000 1 2")], None),
+        );
+        assert_eq!(index.waiting("t"), 0);
+    }
+
+    #[test]
+    fn a_fired_message_gets_back_its_id_and_loses_the_schedules_header() {
+        let fired = released(
+            record(7, &[("a", "1"), (TARGET_HEADER, "t")], Some("t/m-1")),
+            "t",
+        );
+        assert_eq!((fired.id.as_deref(), fired.headers.len()), (Some("m-1"), 1));
+        let anonymous = released(record(7, &[(TARGET_HEADER, "t")], None), "t");
+        assert_eq!(anonymous.id.as_deref(), Some("sluice-delayed-7"));
     }
 }

@@ -6,6 +6,7 @@
 //! due time; bad scheduling headers are refused. TTL is in `ttl.rs`, the
 //! memory bound with a million waiting in `memory.rs`.
 
+mod cli;
 mod memory;
 mod ttl;
 

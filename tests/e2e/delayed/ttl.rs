@@ -81,6 +81,8 @@ async fn expired_messages_are_skipped_live_dead_lettered_when_asked_and_marked_i
     assert_eq!(payloads(&letters), ["gone"]);
     assert_eq!(header(&letters[0], "sluice-dlq-reason"), Some("expired"));
     assert_eq!(header(&letters[0], "sluice-dlq-offset"), Some("0"));
+    // A dead letter does not expire with its message.
+    assert_eq!(header(&letters[0], TTL_HEADER), None);
     assert!(
         client.topic_info("dlq.ttl.quiet").await.is_err(),
         "a topic without dead_letter_expired dead-letters nothing"

@@ -58,6 +58,8 @@ class TopicInfo:
     max_age: Optional[float]
     max_bytes: Optional[int]
     max_messages: Optional[int]
+    waiting: int
+    default_ttl: Optional[float]
 
 class GroupInfo:
     name: str
