@@ -7,7 +7,7 @@ use std::future::Future;
 
 use pyo3::prelude::*;
 
-use crate::ops::{SharedConsumer, SharedSubscription};
+use crate::ops::{SharedConsumer, SharedResponder, SharedSubscription};
 use crate::types::Stored;
 
 /// How one API runs calls and what it wraps results in.
@@ -18,6 +18,8 @@ pub trait Api {
     type Subscription: From<SharedSubscription> + for<'py> IntoPyObject<'py> + Send + 'static;
     /// Its consumer class.
     type Consumer: From<SharedConsumer> + for<'py> IntoPyObject<'py> + Send + 'static;
+    /// Its responder class.
+    type Responder: From<SharedResponder> + for<'py> IntoPyObject<'py> + Send + 'static;
 
     /// Runs `future`: its result (blocking) or an awaitable of it.
     fn run<'py, F, T>(py: Python<'py>, future: F) -> PyResult<Bound<'py, PyAny>>
@@ -215,6 +217,46 @@ macro_rules! client_methods {
                     $crate::ops::consume(client, pattern, group, options)
                         .await
                         .map(<$api as $crate::api::Api>::Consumer::from)
+                })
+            }
+
+            /// Sends a request to the responders of `topic` and waits up
+            /// to `timeout` seconds for the first `Reply`. Raises
+            /// `NoResponders` at once when none listens, `RequestTimeout`
+            /// when no reply comes in time, `ResponderError` when the
+            /// responder answers with an error. Nothing of it is stored.
+            #[pyo3(signature = (topic, payload, *, timeout=5.0, key=None, headers=None))]
+            fn request<'py>(
+                &self,
+                py: Python<'py>,
+                topic: String,
+                payload: &Bound<'py, PyAny>,
+                timeout: f64,
+                key: Option<&Bound<'py, PyAny>>,
+                headers: Option<&Bound<'py, PyAny>>,
+            ) -> PyResult<Bound<'py, PyAny>> {
+                let message = $crate::convert::message(topic, payload, key, headers, None)?;
+                let timeout = $crate::convert::seconds("timeout", timeout)?;
+                <$api>::run(py, $crate::ops::request(self.inner.clone(), message, timeout))
+            }
+
+            /// Answers requests on a topic or pattern: iterate over the
+            /// `Responder` for `Request`s and answer each with `reply()`
+            /// or `reply_error()`. In a queue `group`, each request goes
+            /// to one member; without one, every responder gets it and the
+            /// first reply wins.
+            #[pyo3(signature = (pattern, *, group=None))]
+            fn respond<'py>(
+                &self,
+                py: Python<'py>,
+                pattern: String,
+                group: Option<String>,
+            ) -> PyResult<Bound<'py, PyAny>> {
+                let client = self.inner.clone();
+                <$api>::run(py, async move {
+                    $crate::ops::respond(client, pattern, group)
+                        .await
+                        .map(<$api as $crate::api::Api>::Responder::from)
                 })
             }
 

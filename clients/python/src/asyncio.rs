@@ -15,9 +15,9 @@ use pyo3_async_runtimes::tokio::future_into_py;
 use crate::api::{client_methods, Api};
 use crate::convert::timeout;
 use crate::errors::{Answer, Result};
-use crate::ops::{self, Settle, SharedConsumer, SharedSubscription};
+use crate::ops::{self, Settle, SharedConsumer, SharedResponder, SharedSubscription};
 use crate::shared::{Next, Shared};
-use crate::types::{delivery_object, Message};
+use crate::types::{delivery_object, request_object, Message};
 
 /// Hands calls to asyncio.
 pub struct Asyncio;
@@ -26,6 +26,7 @@ impl Api for Asyncio {
     type Client = AsyncClient;
     type Subscription = AsyncSubscription;
     type Consumer = AsyncConsumer;
+    type Responder = AsyncResponder;
 
     fn run<'py, F, T>(py: Python<'py>, future: F) -> PyResult<Bound<'py, PyAny>>
     where
@@ -261,5 +262,54 @@ impl AsyncDelivery {
     /// Still working on it: restart the ack-wait clock.
     fn in_progress<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.settle(py, Settle::InProgress)
+    }
+}
+
+/// Requests to answer, for asyncio: `async for request in responder`, or
+/// `await receive(timeout)`.
+#[pyclass(module = "sluice.aio", name = "Responder", frozen)]
+pub struct AsyncResponder {
+    inner: SharedResponder,
+}
+
+async_source!(AsyncResponder, SharedResponder, "request");
+
+#[pymethods]
+impl AsyncResponder {
+    /// A request at hand, or None (internal: `sluice._aio`).
+    fn _take<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, AsyncRequest>>> {
+        match self.inner.take() {
+            None => Ok(None),
+            Some(Err(e)) => Err(e.into_py(py)),
+            Some(Ok(r)) => request_object(py, r, |inner| AsyncRequest { inner }).map(Some),
+        }
+    }
+}
+
+/// A request to answer, for asyncio: `await request.reply(payload)`, and
+/// the rest as on `sluice.Request`.
+#[pyclass(module = "sluice.aio", name = "Request", frozen, extends = Message)]
+pub struct AsyncRequest {
+    inner: Arc<sluice_client::IncomingRequest>,
+}
+
+#[pymethods]
+impl AsyncRequest {
+    /// Answers with `payload` (and `headers`).
+    #[pyo3(signature = (payload, *, headers=None))]
+    fn reply<'py>(
+        &self,
+        py: Python<'py>,
+        payload: &Bound<'py, PyAny>,
+        headers: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let reply = crate::types::reply(payload, headers)?;
+        Asyncio::run(py, ops::answer(self.inner.clone(), Ok(reply)))
+    }
+
+    /// Answers with an error: the requester's call raises
+    /// `ResponderError` with `message`.
+    fn reply_error<'py>(&self, py: Python<'py>, message: String) -> PyResult<Bound<'py, PyAny>> {
+        Asyncio::run(py, ops::answer(self.inner.clone(), Err(message)))
     }
 }

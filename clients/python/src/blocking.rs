@@ -13,9 +13,9 @@ use pyo3::IntoPyObjectExt;
 use crate::api::{client_methods, Api};
 use crate::convert::timeout;
 use crate::errors::Result;
-use crate::ops::{self, Settle, SharedConsumer, SharedSubscription};
+use crate::ops::{self, Settle, SharedConsumer, SharedResponder, SharedSubscription};
 use crate::shared::{Next, Shared};
-use crate::types::{delivery_object, Message};
+use crate::types::{delivery_object, request_object, Message};
 
 /// How often a blocking call looks for pending signals.
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
@@ -68,6 +68,7 @@ impl Api for Blocking {
     type Client = Client;
     type Subscription = Subscription;
     type Consumer = Consumer;
+    type Responder = Responder;
 
     fn run<'py, F, T>(py: Python<'py>, future: F) -> PyResult<Bound<'py, PyAny>>
     where
@@ -275,5 +276,96 @@ impl Delivery {
     /// Still working on it: restart the ack-wait clock.
     fn in_progress(&self, py: Python<'_>) -> PyResult<()> {
         self.settle(py, Settle::InProgress)
+    }
+}
+
+/// Requests to answer: iterate over it for `Request`s, or
+/// `receive(timeout)`. `close()` (or leaving its `with` block) stops
+/// answering; the requests it held are answered `no_responders`.
+#[pyclass(module = "sluice", frozen)]
+pub struct Responder {
+    inner: SharedResponder,
+}
+
+impl From<SharedResponder> for Responder {
+    fn from(inner: SharedResponder) -> Self {
+        Responder { inner }
+    }
+}
+
+#[pymethods]
+impl Responder {
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, Request>>> {
+        self.receive(py, None)
+    }
+
+    /// The next request, waiting up to `timeout` seconds (forever if
+    /// None); raises `Timeout` when none came, None once it ended.
+    #[pyo3(signature = (timeout=None))]
+    fn receive<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<Bound<'py, Request>>> {
+        let next = receive(py, &self.inner, self::timeout(timeout)?)?;
+        next.map(|r| request_object(py, r, |inner| Request { inner }))
+            .transpose()
+    }
+
+    /// Stops answering; returns once the request to stop is on its way.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let inner = self.inner.clone();
+        wait(py, async move {
+            inner.close().await;
+            Ok(())
+        })
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _kind: Option<Bound<'_, PyType>>,
+        _value: Option<Bound<'_, PyAny>>,
+        _traceback: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        self.close(py)
+    }
+}
+
+/// A request to answer: a `Message` (offset 0: not stored) and the right
+/// to answer it once, with `reply(payload)` or `reply_error(message)`.
+/// The first answer of all its responders reaches the requester; a later
+/// one raises `NotWaiting`.
+#[pyclass(module = "sluice", frozen, extends = Message)]
+pub struct Request {
+    inner: Arc<sluice_client::IncomingRequest>,
+}
+
+#[pymethods]
+impl Request {
+    /// Answers with `payload` (and `headers`).
+    #[pyo3(signature = (payload, *, headers=None))]
+    fn reply(
+        &self,
+        py: Python<'_>,
+        payload: &Bound<'_, PyAny>,
+        headers: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let reply = crate::types::reply(payload, headers)?;
+        wait(py, ops::answer(self.inner.clone(), Ok(reply)))
+    }
+
+    /// Answers with an error: the requester's call raises
+    /// `ResponderError` with `message`.
+    fn reply_error(&self, py: Python<'_>, message: String) -> PyResult<()> {
+        wait(py, ops::answer(self.inner.clone(), Err(message)))
     }
 }

@@ -14,14 +14,14 @@
 //! - [`errors`] - errors, made exceptions of `sluice.errors` where the
 //!   GIL is held.
 //! - [`types`] - what calls return: `Stored`, `Message`, `TopicInfo`,
-//!   `GroupInfo`.
+//!   `GroupInfo`, `Reply`.
 //! - [`ops`] - the futures both APIs run.
 //! - [`shared`] - a subscription or consumer shared with the calls
 //!   waiting on it: waits take items in, plain calls hand them out.
-//! - [`blocking`] - `Client`, `Subscription`, `Consumer`, `Delivery`, and
-//!   running a future from a blocking call.
+//! - [`blocking`] - `Client`, `Subscription`, `Consumer`, `Delivery`,
+//!   `Responder`, `Request`, and running a future from a blocking call.
 //! - [`asyncio`] - `AsyncClient`, `AsyncSubscription`, `AsyncConsumer`,
-//!   `AsyncDelivery`.
+//!   `AsyncDelivery`, `AsyncResponder`, `AsyncRequest`.
 
 mod api;
 mod asyncio;
@@ -48,10 +48,13 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<types::Message>()?;
     m.add_class::<types::TopicInfo>()?;
     m.add_class::<types::GroupInfo>()?;
+    m.add_class::<types::Reply>()?;
     m.add_class::<blocking::Client>()?;
     m.add_class::<blocking::Subscription>()?;
     m.add_class::<blocking::Consumer>()?;
     m.add_class::<blocking::Delivery>()?;
+    m.add_class::<blocking::Responder>()?;
+    m.add_class::<blocking::Request>()?;
     // Named like their blocking twins in `sluice.aio`; prefixed here.
     let py = m.py();
     m.add("AsyncClient", py.get_type::<asyncio::AsyncClient>())?;
@@ -61,5 +64,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add("AsyncConsumer", py.get_type::<asyncio::AsyncConsumer>())?;
     m.add("AsyncDelivery", py.get_type::<asyncio::AsyncDelivery>())?;
+    m.add("AsyncResponder", py.get_type::<asyncio::AsyncResponder>())?;
+    m.add("AsyncRequest", py.get_type::<asyncio::AsyncRequest>())?;
     Ok(())
 }

@@ -15,6 +15,7 @@ use crate::types::{GroupInfo, Stored, TopicInfo};
 
 pub type SharedSubscription = Arc<Shared<sluice_client::Subscription>>;
 pub type SharedConsumer = Arc<Shared<sluice_client::Consumer>>;
+pub type SharedResponder = Arc<Shared<sluice_client::Responder>>;
 
 pub async fn connect(options: sluice_client::ClientOptions) -> Result<sluice_client::Client> {
     Ok(sluice_client::Client::connect(options).await?)
@@ -57,6 +58,38 @@ pub async fn subscribe(
     Ok(Shared::new(
         client.subscribe_with(pattern, start, plugin).await?,
     ))
+}
+
+pub async fn request(
+    client: sluice_client::Client,
+    message: Message,
+    timeout: Duration,
+) -> Result<crate::types::Reply> {
+    Ok(client.request_message(message, timeout).await?.into())
+}
+
+pub async fn respond(
+    client: sluice_client::Client,
+    pattern: String,
+    group: Option<String>,
+) -> Result<SharedResponder> {
+    let responder = match group {
+        Some(group) => client.respond_in_group(pattern, group).await?,
+        None => client.respond(pattern).await?,
+    };
+    Ok(Shared::new(responder))
+}
+
+/// Answers a request: a reply, or the error message the requester gets.
+pub async fn answer(
+    request: Arc<sluice_client::IncomingRequest>,
+    reply: std::result::Result<sluice_client::Reply, String>,
+) -> Result<()> {
+    match reply {
+        Ok(reply) => request.reply_with(reply).await?,
+        Err(message) => request.reply_error(message).await?,
+    }
+    Ok(())
 }
 
 pub async fn consume(

@@ -88,6 +88,16 @@ impl Next for sluice_client::Consumer {
     }
 }
 
+impl Next for sluice_client::Responder {
+    type Item = sluice_client::IncomingRequest;
+    fn next(
+        &mut self,
+    ) -> impl std::future::Future<Output = Option<std::result::Result<Self::Item, ClientError>>> + Send
+    {
+        self.recv()
+    }
+}
+
 impl<T: Next> Shared<T> {
     pub fn new(source: T) -> Arc<Self> {
         Arc::new(Shared {

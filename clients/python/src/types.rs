@@ -275,3 +275,75 @@ pub fn delivery_object<'py, S: PyClass<BaseType = Message>>(
     let settles = make(std::sync::Arc::new(delivery));
     Bound::new(py, PyClassInitializer::from(message).add_subclass(settles))
 }
+
+/// The answer to a request: its payload and headers.
+#[pyclass(module = "sluice", frozen)]
+pub struct Reply {
+    inner: sluice_client::Reply,
+}
+
+impl From<sluice_client::Reply> for Reply {
+    fn from(inner: sluice_client::Reply) -> Self {
+        Reply { inner }
+    }
+}
+
+#[pymethods]
+impl Reply {
+    /// The body.
+    #[getter]
+    fn payload<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.payload)
+    }
+    /// The headers, as `(name, value)` pairs in order.
+    #[getter]
+    fn headers(&self) -> Vec<(String, String)> {
+        self.inner.headers.clone()
+    }
+    /// The first value of header `name`, or `None`.
+    fn header(&self, name: &str) -> Option<&str> {
+        self.inner
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+    /// The payload as text (UTF-8).
+    fn text(&self) -> PyResult<&str> {
+        std::str::from_utf8(&self.inner.payload).map_err(|e| {
+            pyo3::exceptions::PyValueError::new_err(format!("payload is not UTF-8: {e}"))
+        })
+    }
+    fn __repr__(&self) -> String {
+        format!("Reply(payload=<{} bytes>)", self.inner.payload.len())
+    }
+}
+
+/// A request as a Python object: a `Message` (topic, key, headers,
+/// payload; offset 0, it is not stored) of the subclass `make` builds,
+/// which holds the right to answer it.
+pub fn request_object<'py, S: PyClass<BaseType = Message>>(
+    py: Python<'py>,
+    request: sluice_client::IncomingRequest,
+    make: impl FnOnce(std::sync::Arc<sluice_client::IncomingRequest>) -> S,
+) -> PyResult<Bound<'py, S>> {
+    let message = Message {
+        inner: request.message().clone(),
+    };
+    let answers = make(std::sync::Arc::new(request));
+    Bound::new(py, PyClassInitializer::from(message).add_subclass(answers))
+}
+
+/// A reply from Python arguments: a payload and optional headers.
+pub fn reply(
+    payload: &Bound<'_, PyAny>,
+    headers: Option<&Bound<'_, PyAny>>,
+) -> PyResult<sluice_client::Reply> {
+    Ok(sluice_client::Reply {
+        payload: crate::convert::bytes("payload", payload)?,
+        headers: headers
+            .map(crate::convert::headers)
+            .transpose()?
+            .unwrap_or_default(),
+    })
+}

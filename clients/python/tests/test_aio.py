@@ -161,3 +161,25 @@ def test_receives_cut_short_by_timeouts_lose_no_message(broker):
             assert got == list(range(300)), f"gaps or repeats after {cut_short} cancelled receives"
 
     run(scenario())
+
+
+def test_request_reply_with_async_responders(broker):
+    async def scenario():
+        async with await sluice.aio.Client.connect(broker.address, ca=broker.ca) as client:
+            service = f"py.aio.svc.{uuid.uuid4().hex[:8]}"
+            with pytest.raises(sluice.NoResponders):
+                await client.request(service, b"x", timeout=SOON)
+            responder = await client.respond(service)
+
+            async def serve():
+                async for request in responder:
+                    assert isinstance(request, sluice.aio.Request)
+                    await request.reply(request.payload[::-1], headers={"topic": request.topic})
+
+            serving = asyncio.create_task(serve())
+            reply = await client.request(service, b"abc", timeout=SOON)
+            assert (reply.payload, reply.header("topic")) == (b"cba", service)
+            await responder.close()
+            await asyncio.wait_for(serving, SOON)
+
+    run(scenario())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import threading
 import time
 import uuid
 
@@ -61,6 +62,48 @@ def test_delayed_messages_wait_until_due_and_expired_ones_are_skipped_live(clien
     assert (first.payload, first.header("sluice-expired")) == (b"expired", "true")
     with pytest.raises(ValueError):
         client.publish(topic, b"x", delay=1.0, deliver_at=past)
+
+
+def test_request_reply_round_trip_errors_timeouts_and_a_queue_group(client):
+    service = f"py.svc.{uuid.uuid4().hex[:8]}"
+    with pytest.raises(sluice.NoResponders):
+        client.request(f"{service}.echo", b"anyone?", timeout=SOON)
+
+    def serve(responder, name):
+        for request in responder:
+            if request.payload == b"fail":
+                request.reply_error("cannot do that")
+            elif request.payload != b"ignore":
+                reply = request.payload.upper() + b" " + request.header("k").encode()
+                request.reply(reply, headers={"x-by": name})
+
+    with client.respond(f"{service}.>") as responder:
+        thread = threading.Thread(target=serve, args=(responder, "py"), daemon=True)
+        thread.start()
+        reply = client.request(f"{service}.echo", b"hi", timeout=SOON, headers={"k": "v"})
+        assert (reply.payload, reply.header("x-by")) == (b"HI v", "py")
+        assert reply.text() == "HI v"
+        with pytest.raises(sluice.ResponderError) as failed:
+            client.request(f"{service}.echo", b"fail", timeout=SOON, headers={"k": "v"})
+        assert "cannot do that" in str(failed.value)
+        with pytest.raises(sluice.RequestTimeout):
+            client.request(f"{service}.echo", b"ignore", timeout=0.3)
+    thread.join(timeout=SOON)
+    assert not thread.is_alive(), "closing the responder ends its iteration"
+    with pytest.raises(sluice.NoSuchTopic):
+        client.topic_info(f"{service}.echo")  # requests are never stored
+
+    # A queue group: each request answered once, by its members in turn.
+    members = [client.respond(f"{service}.jobs", group="workers") for _ in range(2)]
+    threads = [threading.Thread(target=serve, args=(m, f"w{i}"), daemon=True) for i, m in enumerate(members)]
+    for t in threads:
+        t.start()
+    answered_by = {client.request(f"{service}.jobs", b"x", timeout=SOON, headers={"k": "j"}).header("x-by") for _ in range(6)}
+    assert answered_by == {"w0", "w1"}
+    for m in members:
+        m.close()
+    with pytest.raises(sluice.NoSuchTopic):
+        client.topic_info(f"{service}.jobs")
 
 
 def test_trace_context_goes_with_the_message(client, topic):

@@ -37,6 +37,8 @@ pub struct Row {
     pub rate: f64,
     pub retention: RetentionSpec,
     pub newest_timestamp_ms: Option<i64>,
+    /// Delayed messages waiting to be put in the topic.
+    pub waiting: u64,
 }
 
 fn row(console: &Console, t: TopicInfo) -> Row {
@@ -49,6 +51,7 @@ fn row(console: &Console, t: TopicInfo) -> Row {
         next_offset: t.next_offset,
         retention: t.retention,
         newest_timestamp_ms: t.newest_timestamp_ms,
+        waiting: t.waiting,
     }
 }
 

@@ -15,8 +15,10 @@ usable::
 from ._native import AsyncClient as Client
 from ._native import AsyncConsumer as Consumer
 from ._native import AsyncDelivery as Delivery
+from ._native import AsyncRequest as Request
+from ._native import AsyncResponder as Responder
 from ._native import AsyncSubscription as Subscription
-from ._native import GroupInfo, Message, Place, Stored, TopicInfo
+from ._native import GroupInfo, Message, Place, Reply, Stored, TopicInfo
 from . import errors
 from .errors import *  # noqa: F401,F403
 
@@ -27,6 +29,9 @@ __all__ = [
     "GroupInfo",
     "Message",
     "Place",
+    "Reply",
+    "Request",
+    "Responder",
     "Stored",
     "Subscription",
     "TopicInfo",

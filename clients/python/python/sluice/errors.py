@@ -99,6 +99,23 @@ class ShuttingDown(SluiceError):
     """The broker is shutting down."""
 
 
+class NoResponders(SluiceError):
+    """Nobody answers requests on that topic (on any node)."""
+
+
+class RequestTimeout(SluiceError, TimeoutError):
+    """No reply came within the request's timeout."""
+
+
+class ResponderError(SluiceError):
+    """The responder answered with an error (its message)."""
+
+
+class NotWaiting(SluiceError):
+    """Nobody waits for this reply any more: another reply came first,
+    or the request timed out."""
+
+
 class ProtocolError(SluiceError):
     """The client and the broker did not understand each other."""
 
@@ -155,6 +172,10 @@ _BY_CODE = {
     "shutting_down": ShuttingDown,
     "storage_full": StorageFull,
     "internal": InternalError,
+    "no_responders": NoResponders,
+    "request_timeout": RequestTimeout,
+    "responder_error": ResponderError,
+    "not_waiting": NotWaiting,
 }
 
 _BY_KIND = {

@@ -258,6 +258,7 @@ function Topics() {
     return table([
       { title: "topic", cell: (t) => h("a", { href: "#/topics/" + enc(t.name) }, t.name) },
       { title: "messages", num: true, field: "messages", cell: (t) => fmt(t.messages) },
+      { title: "delayed", num: true, field: "waiting", cell: (t) => fmt(t.waiting) },
       { title: "bytes", num: true, cell: (t) => bytes(t.bytes) },
       { title: "msgs/s", num: true, cell: (t) => rate(t.rate) },
       { title: "offsets", num: true, cell: (t) => `${fmt(t.start_offset)} – ${fmt(t.next_offset)}` },
