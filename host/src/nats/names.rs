@@ -26,18 +26,23 @@ pub struct Namespace {
     /// The bucket holding every topic's settings (key: its stream name).
     pub bucket: &'static str,
     prefix: &'static str,
+    /// Whether its streams may be purged (`Store::trim`). Users' topics
+    /// may not: their offsets go only by retention.
+    pub purgeable: bool,
 }
 
 /// The users' topics.
 pub const TOPICS: Namespace = Namespace {
     bucket: TOPICS_BUCKET,
     prefix: "SL",
+    purgeable: false,
 };
 
 /// The broker's schedule of delayed messages (`crate::schedule`).
 pub const SCHEDULE: Namespace = Namespace {
     bucket: "sluice-schedule-topics",
     prefix: "SLS",
+    purgeable: true,
 };
 
 impl Namespace {

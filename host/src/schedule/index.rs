@@ -70,6 +70,8 @@ pub(crate) struct Index {
     waiting: Vec<u64>,
     /// The latest checkpoint applied.
     fired: Option<Checkpoint>,
+    /// The log offset of the latest checkpoint applied.
+    fired_at: Option<u64>,
 }
 
 impl Index {
@@ -89,9 +91,10 @@ impl Index {
         self.heap.push(Reverse(entry));
     }
 
-    /// Removes what `checkpoint` says fired (on another node, or before a
-    /// restart).
-    pub fn apply(&mut self, checkpoint: Checkpoint) {
+    /// Removes what `checkpoint`, read at log offset `at`, says fired (on
+    /// another node, or before a restart).
+    pub fn apply(&mut self, checkpoint: Checkpoint, at: u64) {
+        self.fired_at = Some(self.fired_at.map_or(at, |seen| seen.max(at)));
         let mut kept = Vec::new();
         while let Some(Reverse(entry)) = self.heap.peek().copied() {
             if (entry.due_ms, entry.seq) > (checkpoint.due_ms, checkpoint.seq) {
@@ -159,6 +162,15 @@ impl Index {
         self.heap.len()
     }
 
+    /// The log offset below which nothing is needed any more: no entry
+    /// waits there, and the latest checkpoint is at or after it (so the
+    /// log read from there says the same). `None` before any checkpoint.
+    pub fn trim_point(&self) -> Option<u64> {
+        let fired_at = self.fired_at?;
+        let waiting = self.heap.iter().map(|Reverse(e)| e.seq).min();
+        Some(waiting.map_or(fired_at, |seq| seq.min(fired_at)))
+    }
+
     fn number(&mut self, topic: &str) -> u32 {
         if let Some(n) = self.numbers.get(topic) {
             return *n;
@@ -208,23 +220,33 @@ mod tests {
         // Published late (offset 3, past the checkpoint's end), due before
         // what fired: it did not fire.
         index.insert(15, 3, "a");
-        index.apply(Checkpoint {
-            due_ms: 20,
-            seq: 1,
-            end: 3,
-        });
+        index.apply(
+            Checkpoint {
+                due_ms: 20,
+                seq: 1,
+                end: 3,
+            },
+            4,
+        );
         assert_eq!(index.waiting("a"), 2);
+        // The oldest still waiting is at offset 2.
+        assert_eq!(index.trim_point(), Some(2));
         assert_eq!(due(&mut index, 100), vec![(15, 3), (40, 2)]);
+        // Nothing waits: everything before the checkpoint can go.
+        assert_eq!(index.trim_point(), Some(4));
     }
 
     #[test]
     fn entries_read_after_a_checkpoint_that_covers_them_are_dropped() {
         let mut index = Index::default();
-        index.apply(Checkpoint {
-            due_ms: 50,
-            seq: 7,
-            end: 8,
-        });
+        index.apply(
+            Checkpoint {
+                due_ms: 50,
+                seq: 7,
+                end: 8,
+            },
+            9,
+        );
         index.insert(10, 2, "a");
         index.insert(60, 3, "a");
         index.insert(10, 9, "a");

@@ -21,6 +21,8 @@ const READ_RECORDS: usize = 4096;
 const READ_BYTES: usize = 4 << 20;
 /// Messages the log's feed holds before it drops (it is only a wake-up).
 const FEED_MESSAGES: usize = 256;
+/// How often the firer trims the log of what fired.
+const TRIM_EVERY: Duration = Duration::from_secs(5);
 /// Pause after a failed read or fire before trying again.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -35,6 +37,8 @@ pub(super) struct Runner {
     next: u64,
     /// Whether the last step fired (so a new turn catches up first).
     firing: bool,
+    /// The offset the log was last trimmed to, and when.
+    trimmed: (u64, Instant),
 }
 
 impl Runner {
@@ -52,6 +56,7 @@ impl Runner {
             incarnation: None,
             next: 0,
             firing: false,
+            trimmed: (0, Instant::now()),
         }
     }
 
@@ -119,13 +124,47 @@ impl Runner {
             }
             self.ingest().await?;
         }
-        let next_due = lock(&self.schedule.index).next_due();
-        Ok(next_due.map(|due| {
+        self.trim().await;
+        let (next_due, trim_point) = {
+            let index = lock(&self.schedule.index);
+            (index.next_due(), index.trim_point())
+        };
+        let due = next_due.map(|due| {
             let wait = u64::try_from(due.saturating_sub(now_ms())).unwrap_or(0);
             // A due time far away is looked at again within an hour, so a
             // clock set forward meanwhile is noticed.
             Instant::now() + Duration::from_millis(wait.min(3_600_000))
-        }))
+        });
+        // A trim still to make: at its time.
+        let (trimmed, at) = self.trimmed;
+        let trim = trim_point
+            .filter(|point| *point > trimmed)
+            .map(|_| at + TRIM_EVERY);
+        Ok(match (due, trim) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// Every [`TRIM_EVERY`], removes from the log what nothing needs any
+    /// more (see [`Index::trim_point`]). A failure only waits for the next
+    /// time.
+    async fn trim(&mut self) {
+        let (trimmed, at) = self.trimmed;
+        if at.elapsed() < TRIM_EVERY {
+            return;
+        }
+        let point = lock(&self.schedule.index).trim_point();
+        let Some(point) = point.filter(|p| *p > trimmed) else {
+            return;
+        };
+        self.trimmed = match self.schedule.store.trim(LOG, point).await {
+            Ok(()) => (point, Instant::now()),
+            Err(error) => {
+                tracing::warn!(%error, "delayed messages: cannot trim the schedule's log; trying again later");
+                (trimmed, Instant::now())
+            }
+        };
     }
 
     /// Reads every record committed to the log since the last call.
@@ -269,7 +308,7 @@ fn take(index: &mut Index, record: &Record) {
         },
         [(name, text)] if name == CHECKPOINT_HEADER && record.id.is_none() => {
             match Checkpoint::decode(text) {
-                Some(checkpoint) => index.apply(checkpoint),
+                Some(checkpoint) => index.apply(checkpoint, record.offset),
                 None => tracing::warn!(
                     offset = record.offset,
                     "unreadable checkpoint in the schedule: ignored"

@@ -194,6 +194,12 @@ pub trait Store: Send + Sync + 'static {
         max_bytes: usize,
     ) -> BoxFuture<'_, Result<ReadBatch, StoreError>>;
 
+    /// Removes what lies wholly below offset `before`, as far as the
+    /// backend keeps such units (whole sealed segments on one machine;
+    /// messages of a stream that allows purging in cluster mode). The
+    /// schedule trims its own log with it; users' topics have retention.
+    fn trim(&self, topic: &str, before: u64) -> BoxFuture<'_, Result<(), StoreError>>;
+
     /// The first offset whose timestamp is at or after `timestamp_ms`.
     fn offset_for_time(
         &self,

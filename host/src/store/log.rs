@@ -340,16 +340,41 @@ impl TopicLog {
     /// segment. Deletes the segment and index files.
     pub fn apply_retention(&self, now_ms: i64) -> Result<RetentionOutcome, StoreError> {
         let limits = self.config.retention;
-        let mut outcome = RetentionOutcome::default();
         if limits.max_age_ms.is_none()
             && limits.max_bytes.is_none()
             && limits.max_messages.is_none()
         {
-            return Ok(outcome);
+            return Ok(RetentionOutcome::default());
         }
         let cutoff = limits
             .max_age_ms
             .map(|age| now_ms.saturating_sub(i64::try_from(age).unwrap_or(i64::MAX)));
+        self.remove_oldest(|seg, bytes_left, messages_left| {
+            let messages = seg.end_offset().saturating_sub(seg.base());
+            let too_old = cutoff.is_some_and(|c| seg.timestamps().is_none_or(|(_, last)| last < c));
+            let too_big = limits
+                .max_bytes
+                .is_some_and(|m| bytes_left - seg.len() >= m);
+            let too_many = limits
+                .max_messages
+                .is_some_and(|m| messages_left.saturating_sub(messages) >= m);
+            too_old || too_big || too_many
+        })
+    }
+
+    /// Removes the whole sealed segments that hold only records below
+    /// `offset`. Never removes the active segment.
+    pub fn trim_before(&self, offset: u64) -> Result<RetentionOutcome, StoreError> {
+        self.remove_oldest(|seg, _, _| seg.end_offset() <= offset)
+    }
+
+    /// Removes sealed segments from the oldest on while `remove(segment,
+    /// bytes left, messages left)` says so, and their files.
+    fn remove_oldest(
+        &self,
+        mut remove: impl FnMut(&Segment, u64, u64) -> bool,
+    ) -> Result<RetentionOutcome, StoreError> {
+        let mut outcome = RetentionOutcome::default();
         let removed: Vec<Arc<Segment>> = {
             // Rolls also take this lock, so the last entry stays the active segment meanwhile.
             let mut segs = self.segments_mut();
@@ -359,17 +384,11 @@ impl TopicLog {
             let mut messages_left = self.next_offset().saturating_sub(start);
             let mut count = 0;
             for seg in segs.iter().take(sealed) {
-                let bytes = seg.len();
-                let messages = seg.end_offset().saturating_sub(seg.base());
-                let too_old =
-                    cutoff.is_some_and(|c| seg.timestamps().is_none_or(|(_, last)| last < c));
-                let too_big = limits.max_bytes.is_some_and(|m| bytes_left - bytes >= m);
-                let too_many = limits
-                    .max_messages
-                    .is_some_and(|m| messages_left.saturating_sub(messages) >= m);
-                if !(too_old || too_big || too_many) {
+                if !remove(seg, bytes_left, messages_left) {
                     break;
                 }
+                let bytes = seg.len();
+                let messages = seg.end_offset().saturating_sub(seg.base());
                 bytes_left -= bytes;
                 messages_left = messages_left.saturating_sub(messages);
                 outcome.segments_removed += 1;
@@ -398,7 +417,7 @@ impl TopicLog {
                 first_error.get_or_insert(e);
             }
         }
-        tracing::debug!(dir = %self.dir.display(), ?outcome, "applied retention");
+        tracing::debug!(dir = %self.dir.display(), ?outcome, "removed old segments");
         match first_error {
             Some(e) => Err(e),
             None => Ok(outcome),

@@ -117,5 +117,22 @@ async fn delayed_messages_fire_once_after_the_firing_node_is_killed() -> anyhow:
     }
     assert!(cluster.nodes[other].log().contains(FIRES));
     assert_eq!(reader.topic_info("later").await?.waiting, 0);
+    // The firer trims the schedule's stream of what fired (a purge: the
+    // schedule's namespace allows it, users' topics do not).
+    wait_until(
+        "the schedule's stream trimmed",
+        Duration::from_secs(30),
+        || async {
+            let state = cluster.nats.stream_state(0, "SLS_delayed").await;
+            match state
+                .as_ref()
+                .map(|s| s.as_ref().and_then(|s| s["first_seq"].as_u64()))
+            {
+                Ok(Some(first)) if first > 15 => Ok(()),
+                _ => Err(format!("{state:?}")),
+            }
+        },
+    )
+    .await;
     Ok(())
 }

@@ -352,3 +352,72 @@ async fn bad_scheduling_headers_are_refused_and_nothing_is_stored() -> anyhow::R
     assert!(info.is_err() || info.is_ok_and(|i| i.next_offset == 0 && i.waiting == 0));
     Ok(())
 }
+
+/// The segment files of the schedule's log on one machine.
+fn schedule_segments(broker: &TestBroker) -> usize {
+    let dir = broker.data_dir().join("schedule/topics/delayed");
+    std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schedules_log_is_trimmed_of_what_fired_and_read_back_after_a_restart(
+) -> anyhow::Result<()> {
+    let mut broker = TestBroker::start_with(|c| c.storage.segment_bytes = 4096).await?;
+    let client = broker.client().await?;
+    let payload = "x".repeat(200);
+    let batch = (0..100)
+        .map(|i| {
+            Message::new("trimmed", payload.clone())
+                .id(format!("t-{i}"))
+                .delay(Duration::from_millis(200))
+        })
+        .collect();
+    client.publish_batch(batch).await?;
+    let grown = schedule_segments(&broker);
+    assert!(grown >= 4, "the log rolled: {grown} segments");
+    wait_until("all fired", LIMIT, || async {
+        let n = fetch_all(&client, "trimmed", StartPosition::Earliest)
+            .await
+            .map_or(0, |m| m.len());
+        if n == 100 {
+            Ok(())
+        } else {
+            Err(n)
+        }
+    })
+    .await;
+    // Every sealed segment held only what fired: they go.
+    wait_until("the log trimmed", LIMIT, || async {
+        match schedule_segments(&broker) {
+            n if n <= 1 => Ok(()),
+            n => Err(n),
+        }
+    })
+    .await;
+
+    // Read back from what is left: nothing fires again, new ones fire.
+    client.close().await;
+    broker.restart().await?;
+    let client = broker.client().await?;
+    client
+        .publish_message(Message::new("trimmed", "after").delay(Duration::from_millis(300)))
+        .await?;
+    let all = wait_until("the new one fired", LIMIT, || async {
+        match fetch_all(&client, "trimmed", StartPosition::Earliest).await {
+            Ok(all) if all.len() > 100 => Ok(all),
+            other => Err(format!("{:?}", other.map(|m| m.len()))),
+        }
+    })
+    .await;
+    assert_eq!(all.len(), 101, "nothing fired twice");
+    assert_eq!(payloads(&all[100..]), ["after"]);
+    assert_eq!(client.topic_info("trimmed").await?.waiting, 0);
+    Ok(())
+}

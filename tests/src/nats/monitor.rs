@@ -53,6 +53,32 @@ pub(super) fn stream_leader_seen_by<'a>(jsz: &'a Value, stream: &str) -> Option<
         .filter(|leader| !leader.is_empty())
 }
 
+impl super::NatsCluster {
+    /// The state (`first_seq`, `last_seq`, `messages`, ...) of the first
+    /// stream whose name starts with `prefix`, as server `i` reports it in
+    /// `/jsz?accounts=true&streams=true`.
+    pub async fn stream_state(&self, i: usize, prefix: &str) -> anyhow::Result<Option<Value>> {
+        let jsz = self.monitor(i, "/jsz?accounts=true&streams=true").await?;
+        Ok(stream_state_seen_by(&jsz, prefix))
+    }
+}
+
+/// The state of the first stream in a `/jsz?accounts=true&streams=true`
+/// whose name starts with `prefix`.
+fn stream_state_seen_by(jsz: &Value, prefix: &str) -> Option<Value> {
+    let accounts = jsz["account_details"].as_array()?;
+    accounts
+        .iter()
+        .filter_map(|account| account["stream_detail"].as_array())
+        .flatten()
+        .find(|detail| {
+            detail["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .map(|detail| detail["state"].clone())
+}
+
 /// The names the clients of a `/connz` gave their connections (unnamed
 /// ones left out).
 pub(super) fn connection_names(connz: &Value) -> Vec<String> {

@@ -130,7 +130,8 @@ impl JetStreamStore {
             reason,
         })?;
         let stream = self.inner.namespace.stream(name);
-        let config = stream_config(&self.inner.nats, name, &stream, &settings);
+        let mut config = stream_config(&self.inner.nats, name, &stream, &settings);
+        config.deny_purge = !self.inner.namespace.purgeable;
         let js = &self.inner.nats.jetstream;
         self.inner
             .nats
@@ -387,6 +388,28 @@ impl Store for JetStreamStore {
         async move {
             let topic = topic?;
             read::read(&self.inner.nats, &topic, from, max_records, max_bytes).await
+        }
+        .boxed()
+    }
+
+    fn trim(&self, name: &str, before: u64) -> BoxFuture<'_, Result<(), StoreError>> {
+        let topic = self.get(name);
+        async move {
+            let topic = topic?;
+            let stream = self
+                .inner
+                .nats
+                .jetstream
+                .get_stream_no_info(&topic.stream)
+                .await
+                .map_err(|e| unavailable("trim", &topic.name, e))?;
+            // Offsets are sequences less one: keep sequence `before + 1` on.
+            stream
+                .purge()
+                .sequence(before + 1)
+                .await
+                .map_err(|e| unavailable("trim", &topic.name, e))?;
+            Ok(())
         }
         .boxed()
     }

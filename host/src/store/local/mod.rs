@@ -38,30 +38,10 @@ use crate::config::FsyncPolicy;
 use crate::disk::{self, SharedDisk};
 use crate::metrics::Metrics;
 use crate::sync::{read, write};
-use topic::{Topic, TopicFile};
+use topic::{dir_name, Topic, TopicFile};
 
 /// Topic events kept for receivers that fall behind.
 const EVENT_BUFFER: usize = 1024;
-
-/// Longest topic name used as its directory's name as it is. Longer names
-/// (topic names go up to 255 bytes) are stored under a shortened name, so
-/// the names derived from it (`.new-…`, `.deleted-…-<millis>`) still fit
-/// the file system's 255 bytes.
-const MAX_DIR_NAME: usize = 200;
-
-/// The directory name of a topic: its name, or for a long one a prefix of
-/// it, `~` (never in a topic name) and a hash of the whole name. The name
-/// itself is in the directory's `topic.json`.
-fn dir_name(topic: &str) -> String {
-    if topic.len() <= MAX_DIR_NAME {
-        return topic.to_owned();
-    }
-    use sha2::Digest;
-    let hash = sha2::Sha256::digest(topic.as_bytes());
-    let hex: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
-    // Topic names are ASCII, so any byte is a character boundary.
-    format!("{}~{hex}", &topic[..MAX_DIR_NAME - 17])
-}
 
 /// How the local store runs.
 #[derive(Debug, Clone)]
@@ -542,6 +522,17 @@ impl Store for LocalStore {
         async move {
             let topic = topic?;
             tokio::task::spawn_blocking(move || topic.read_committed(from, max_records, max_bytes))
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))?
+        }
+        .boxed()
+    }
+
+    fn trim(&self, name: &str, before: u64) -> BoxFuture<'_, Result<(), StoreError>> {
+        let topic = self.get(name);
+        async move {
+            let topic = topic?;
+            tokio::task::spawn_blocking(move || topic.trim_before(before))
                 .await
                 .map_err(|e| StoreError::Task(e.to_string()))?
         }

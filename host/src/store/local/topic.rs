@@ -26,6 +26,26 @@ use crate::store::{
 };
 use crate::sync::lock;
 
+/// Longest topic name used as its directory's name as it is. Longer names
+/// (topic names go up to 255 bytes) are stored under a shortened name, so
+/// the names derived from it (`.new-…`, `.deleted-…-<millis>`) still fit
+/// the file system's 255 bytes.
+const MAX_DIR_NAME: usize = 200;
+
+/// The directory name of a topic: its name, or for a long one a prefix of
+/// it, `~` (never in a topic name) and a hash of the whole name. The name
+/// itself is in the directory's `topic.json`.
+pub(super) fn dir_name(topic: &str) -> String {
+    if topic.len() <= MAX_DIR_NAME {
+        return topic.to_owned();
+    }
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(topic.as_bytes());
+    let hex: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
+    // Topic names are ASCII, so any byte is a character boundary.
+    format!("{}~{hex}", &topic[..MAX_DIR_NAME - 17])
+}
+
 /// Makes incarnations unique among the topics created by this process.
 static NEXT_INCARNATION: AtomicU64 = AtomicU64::new(1);
 
@@ -493,6 +513,11 @@ impl Topic {
             default_ttl_ms: self.settings.default_ttl_ms,
             dead_letter_expired: self.settings.dead_letter_expired,
         }
+    }
+
+    /// Removes the sealed segments holding only records below `offset`.
+    pub fn trim_before(&self, offset: u64) -> Result<(), StoreError> {
+        self.log.trim_before(offset).map(drop)
     }
 
     /// What `topics info` shows.
