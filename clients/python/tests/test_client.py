@@ -42,13 +42,13 @@ def test_publish_then_subscribe_replays_in_order_with_keys_headers_and_ids(clien
 def test_delayed_messages_wait_until_due_and_expired_ones_are_skipped_live(client, topic):
     # Milliseconds, as the broker counts them (it truncates).
     published = int(time.time() * 1000)
-    later = client.publish(topic, b"later", delay=2.0)
-    assert later.deliver_at_ms is not None and later.deliver_at_ms >= published + 2000
+    later = client.publish(topic, b"later", delay=5.0)
+    assert later.deliver_at_ms is not None and later.deliver_at_ms >= published + 5000
     at = client.publish(
-        topic, b"at", deliver_at=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=1.5)
+        topic, b"at", deliver_at=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=4.0)
     )
     assert at.deliver_at_ms is not None
-    many = client.publish_many([{"topic": topic, "payload": b"many", "delay": 1.0}])
+    many = client.publish_many([{"topic": topic, "payload": b"many", "delay": 3.0}])
     assert many[0].deliver_at_ms is not None
     past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=10)
     expired = client.publish(topic, b"expired", deliver_at=past, ttl=5.0)

@@ -53,7 +53,7 @@ async fn delayed_messages_fire_once_after_the_firing_node_is_killed() -> anyhow:
     let publisher = cluster.client(firer, "publisher").await?;
     let mut batch = Vec::new();
     for i in 0..15u64 {
-        let delay = if i < 5 { 500 + i * 20 } else { 7000 + i * 20 };
+        let delay = if i < 5 { 500 + i * 20 } else { 10_000 + i * 20 };
         batch.push(
             Message::new("later", format!("m{i:02}"))
                 .id(format!("id-{i}"))

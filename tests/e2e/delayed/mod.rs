@@ -212,7 +212,7 @@ async fn a_subscription_resuming_after_a_reconnect_skips_and_repeats_nothing() -
     client.publish_message(Message::new("feed", "a")).await?;
     // Published before `b`, due after it: it takes its offset when due.
     let later = client
-        .publish_message(Message::new("feed", "later").delay(Duration::from_millis(1500)))
+        .publish_message(Message::new("feed", "later").delay(Duration::from_millis(3000)))
         .await?;
     assert!(later.deliver_at_ms.is_some());
     client.publish_message(Message::new("feed", "b")).await?;
@@ -269,7 +269,7 @@ stages = ["reschedule", "route-by-region"]
         .publish_message(
             Message::new("in", "routed")
                 .header("region", "eu")
-                .delay(Duration::from_millis(1200)),
+                .delay(Duration::from_millis(2500)),
         )
         .await?;
     assert_eq!(routed.topic, "orders.eu");
@@ -288,7 +288,7 @@ stages = ["reschedule", "route-by-region"]
         ("orders.eu", None)
     );
     // Not delayed by its publisher, delayed by the stage.
-    let target = rfc3339(now_ms() + 1500);
+    let target = rfc3339(now_ms() + 3000);
     let moved = client
         .publish_message(
             Message::new("in", "moved")
@@ -376,7 +376,7 @@ async fn the_schedules_log_is_trimmed_of_what_fired_and_read_back_after_a_restar
         .map(|i| {
             Message::new("trimmed", payload.clone())
                 .id(format!("t-{i}"))
-                .delay(Duration::from_millis(200))
+                .delay(Duration::from_millis(2000))
         })
         .collect();
     client.publish_batch(batch).await?;
